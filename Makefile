@@ -1,0 +1,25 @@
+# Two commands on a fresh machine: `make demo` (the Gradio app) and `make test` (lint + the test suite).
+# Both build .venv from requirements.txt first (≈6 GB: PyPI's torch wheels are CUDA builds that also run on CPU).
+PY ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint system-deps
+
+$(STAMP): requirements.txt
+	$(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements.txt
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/python app.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+system-deps:
+	bash scripts/system-deps.sh
+
+test: $(STAMP) system-deps lint
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider

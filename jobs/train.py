@@ -1,0 +1,62 @@
+"""Train a classifier on a folder, a CSV manifest or a dataset recipe, and write a model directory.
+
+    python -m jobs.train --data PATH --out DIR [--arch xresnet18] [--epochs N] [--lr X|auto] [--bs N]
+                         [--pretrained imagenet|none|PATH] [split options] [audio options]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from jobs._cli import add_audio_args, add_split_args, audio_config, run
+from learner.models import list_archs
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m jobs.train", description=__doc__.split("\n")[0])
+    p.add_argument("--data", required=True, help="folder-per-class, CSV manifest (path,label[,fold|split|group]) or recipe name")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--arch", default="xresnet18", choices=list_archs())
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--lr", default="3e-3", help="learning rate, or 'auto' for fastai's lr_find")
+    p.add_argument("--bs", type=int, default=32, help="batch size")
+    p.add_argument("--pretrained", default="imagenet",
+                   help="imagenet (timm resnet-d weights, needs the network), none, a weights file, or an earshot model dir/Hub id")
+    p.add_argument("--freeze-epochs", type=int, default=1, help="epochs training only the new head (pretrained runs)")
+    p.add_argument("--cache-dir", default=None, help="also cache decoded signals on disk here")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPU count)")
+    p.add_argument("--no-pickle", action="store_true", help="do not write the fastai model.pkl export")
+    p.add_argument("--cv", action="store_true", help="cross-validate: one model per value of the fold column")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_split_args(p)
+    add_audio_args(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from learner.metrics import summary_line
+    from learner.train import TrainArgs, train
+
+    targs = TrainArgs(
+        data=args.data, out=args.out, arch=args.arch, epochs=args.epochs,
+        lr=args.lr if args.lr == "auto" else float(args.lr), bs=args.bs, pretrained=args.pretrained,
+        valid_pct=args.valid_pct, valid_fold=args.valid_fold, group_col=args.group_col, group_regex=args.group_regex,
+        seed=args.seed, freeze_epochs=args.freeze_epochs, workers=args.workers, cache_dir=args.cache_dir,
+        pickle=not args.no_pickle, progress=not args.quiet,
+    )
+    cfg = audio_config(args)
+    if args.cv:
+        from learner.crossval import cross_validate
+
+        report = cross_validate(targs, cfg)
+        print(f"earshot: {len(report['folds'])}-fold CV accuracy {report['mean']['accuracy']:.3f} "
+              f"± {report['std']['accuracy']:.3f} → {args.out}/cv_report.md")
+        return 0
+    result = train(targs, cfg)
+    print(f"earshot: {summary_line(result.metrics)} → {result.model_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

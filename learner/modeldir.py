@@ -1,0 +1,105 @@
+"""The model directory: `model.safetensors` + `config.json` (+ metrics, plots, README.md, model.onnx).
+
+Loading never unpickles: weights are safetensors, config is JSON. A fastai `model.pkl` may sit beside
+them for fastai users, and is read only through `load_pickle` (explicit opt-in, with a warning).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+PICKLE = "model.pkl"
+
+
+class ModelDirError(ValueError):
+    """A folder that is not a usable earshot model; the message names the folder and what is wrong."""
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Sorted, indented JSON written atomically (temp file + rename), so a crash never leaves half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def save_model_dir(folder: Path, state_dict: dict, config: dict[str, Any]) -> Path:
+    """Write weights and config; other files (metrics, plots, card) are added by their owners."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    save_file(tensors, str(folder / WEIGHTS), metadata={"format": "pt", "arch": str(config.get("arch", ""))})
+    write_json(folder / CONFIG, config)
+    return folder
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    folder = Path(folder)
+    path = folder / CONFIG
+    if not path.is_file():
+        raise ModelDirError(f"{folder}: not an earshot model directory (no {CONFIG})")
+    try:
+        cfg = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ModelDirError(f"{path}: invalid JSON ({e})") from None
+    for key in ("arch", "classes", "audio"):
+        if key not in cfg:
+            raise ModelDirError(f"{path}: missing {key!r}")
+    return cfg
+
+
+def load_model_dir(folder: Path) -> tuple[dict[str, Any], dict]:
+    """(config, state_dict) from safetensors; never unpickles."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    cfg = read_config(folder)
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        raise ModelDirError(f"{folder}: no {WEIGHTS}")
+    try:
+        sd = load_file(str(weights))
+    except Exception as e:
+        raise ModelDirError(f"{weights}: unreadable weights ({e})") from None
+    return cfg, sd
+
+
+def load_pickle(folder: Path) -> Any:
+    """The fastai Learner exported beside the weights. Unpickling runs code: only for files you trust."""
+    path = Path(folder) / PICKLE
+    if not path.is_file():
+        raise ModelDirError(f"{folder}: no {PICKLE} (train with --pickle to write one)")
+    warnings.warn(f"unpickling {path}: this runs code from the file; only load models you trust", stacklevel=2)
+    from fastai.learner import load_learner
+
+    return load_learner(path, cpu=True)
+
+
+def resolve(ref: str | Path) -> Path:
+    """A local model directory, or a Hub id `user/name[@revision]` downloaded to the local cache."""
+    path = Path(ref)
+    if path.exists():
+        read_config(path)
+        return path
+    from learner.hub import resolve_model
+
+    return resolve_model(str(ref))

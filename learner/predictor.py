@@ -1,0 +1,223 @@
+"""The one inference path: load a model directory once, preprocess exactly as in training, batch, top-k.
+
+The demo, `jobs.evaluate`, `jobs.predict` and `jobs.score` all call this class. Item preprocessing is
+NumPy (`audio.decode` → `clip.trim_silence` → `clip.crop_pad`), shared by every backend; the backend
+only maps fixed-length waveforms (B, samples) to logits.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from learner.audio import AudioDecodeError, Decoded, Source, decode
+from learner.clip import crop_pad, trim_silence, windows
+from learner.config import AudioConfig
+from learner.modeldir import ModelDirError, read_config, resolve
+
+
+@dataclass
+class Prediction:
+    """Top-k for one input; `probs` over all classes (mean of window probabilities when windowed)."""
+
+    labels: list[str]
+    scores: list[float]
+    probs: np.ndarray
+    duration_s: float = 0.0
+    sample_rate: int = 0
+    channels: int = 0
+    decoder: str = ""
+    window_starts: list[float] = field(default_factory=list)
+    window_probs: np.ndarray | None = None
+
+    @property
+    def label(self) -> str:
+        return self.labels[0]
+
+    @property
+    def score(self) -> float:
+        return self.scores[0]
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(zip(self.labels, self.scores, strict=True))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class TorchBackend:
+    """AudioClassifier (front end + net) under `torch.inference_mode`; weights loaded strictly."""
+
+    name = "torch"
+
+    def __init__(self, folder: Path, config: dict[str, Any], cfg: AudioConfig, device: str | None = None,
+                 threads: int | None = None) -> None:
+        import torch
+
+        from learner.frontend import AudioClassifier, FrontEnd
+        from learner.modeldir import load_model_dir
+        from learner.models import create_model, get_arch
+
+        if threads:
+            torch.set_num_threads(threads)
+        _, sd = load_model_dir(folder)
+        net = create_model(config["arch"], len(config["classes"]), cfg)
+        net.load_state_dict(sd, strict=True)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = AudioClassifier(FrontEnd(cfg, get_arch(config["arch"]).input), net).to(self.device).eval()
+        self._torch = torch
+
+    def __call__(self, waves: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(waves, dtype=np.float32)).to(self.device)
+            return self.model(x).float().cpu().numpy()
+
+
+class PickleBackend(TorchBackend):
+    """The network from a fastai `model.pkl` export (opt-in only: unpickling runs code from the file)."""
+
+    name = "pickle"
+
+    def __init__(self, folder: Path, config: dict[str, Any], cfg: AudioConfig, device: str | None = None,
+                 threads: int | None = None) -> None:
+        import torch
+
+        from learner.frontend import AudioClassifier, FrontEnd
+        from learner.modeldir import load_pickle
+        from learner.models import get_arch
+
+        if threads:
+            torch.set_num_threads(threads)
+        net = load_pickle(folder).model
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = AudioClassifier(FrontEnd(cfg, get_arch(config["arch"]).input), net).to(self.device).eval()
+        self._torch = torch
+
+
+BACKENDS: dict[str, Any] = {"torch": TorchBackend, "pickle": PickleBackend}
+
+
+class Predictor:
+    """Load once (`from_dir` / `from_pretrained`), then `predict`, `predict_many` or `predict_waves`."""
+
+    def __init__(self, config: dict[str, Any], backend: Any, model_id: str = "", revision: str = "",
+                 batch_size: int = 32) -> None:
+        self.config = config
+        self.cfg = AudioConfig.from_dict(config["audio"])
+        self.classes: list[str] = list(config["classes"])
+        self.arch: str = config["arch"]
+        self.backend = backend
+        self.model_id, self.revision = model_id, revision
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_dir(cls, path: str | Path, backend: str = "auto", allow_pickle: bool = False,
+                 device: str | None = None, threads: int | None = None, **kw: Any) -> Predictor:
+        """A local model directory. `allow_pickle=True` is the only way model.pkl is ever read."""
+        folder = Path(path)
+        config = read_config(folder)
+        cfg = AudioConfig.from_dict(config["audio"])
+        name = backend
+        if backend == "auto":
+            name = "onnx" if "onnx" in BACKENDS and (folder / "model.onnx").is_file() else "torch"
+            if not (folder / "model.safetensors").is_file() and (folder / "model.pkl").is_file():
+                name = "pickle"
+        if name == "pickle" and not allow_pickle:
+            raise ModelDirError(f"{folder}: loading model.pkl unpickles code; pass allow_pickle=True if you trust it")
+        if name not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; available: auto, {', '.join(BACKENDS)}")
+        impl = BACKENDS[name](folder, config, cfg, device=device, threads=threads)
+        model_id = kw.pop("model_id", str(folder))
+        return cls(config, impl, model_id=model_id, revision=kw.pop("revision", _revision_of(folder)), **kw)
+
+    @classmethod
+    def from_pretrained(cls, ref: str, **kw: Any) -> Predictor:
+        """A local directory or a Hub id `user/name[@revision]` (downloaded once into the HF cache)."""
+        folder = resolve(ref)
+        kw.setdefault("model_id", ref.split("@")[0] if not Path(ref).exists() else str(folder))
+        return cls.from_dir(folder, **kw)
+
+    # --- item pipeline (NumPy, shared by every backend) -----------------------------------------------
+
+    def decode(self, src: Source | Decoded, max_duration_s: float | None = None) -> Decoded:
+        if isinstance(src, Decoded):
+            return src
+        return decode(src, self.cfg.sample_rate, max_duration_s=max_duration_s)
+
+    def prepare(self, signal: np.ndarray) -> np.ndarray:
+        """Decoded signal → one fixed-length clip (trim, centre crop / repeat-pad), as in validation."""
+        return crop_pad(trim_silence(signal, self.cfg.trim_db, self.cfg.trim_mode), self.cfg.n_samples)
+
+    def windows(self, signal: np.ndarray, window_s: float | None = None, hop_s: float | None = None):
+        """Fixed-length windows over the untrimmed signal (times refer to the file); each one is prepared."""
+        n = int(round((window_s or self.cfg.duration) * self.cfg.sample_rate))
+        hop = int(round((hop_s or (window_s or self.cfg.duration) / 2) * self.cfg.sample_rate))
+        wins, starts = windows(signal, n, hop)
+        return np.stack([self.prepare(w) for w in wins]), starts / self.cfg.sample_rate
+
+    # --- model --------------------------------------------------------------------------------------------
+
+    def predict_waves(self, waves: np.ndarray) -> np.ndarray:
+        """Fixed-length waveforms (B, n_samples) → class probabilities (B, n_classes), in batches."""
+        waves = np.asarray(waves, dtype=np.float32).reshape(len(waves), -1)
+        out = [softmax(self.backend(waves[i : i + self.batch_size])) for i in range(0, len(waves), self.batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), dtype=np.float32)
+
+    def _top(self, probs: np.ndarray, k: int) -> tuple[list[str], list[float]]:
+        order = np.argsort(-probs, kind="stable")[: max(1, min(k, len(self.classes)))]
+        return [self.classes[i] for i in order], [float(probs[i]) for i in order]
+
+    def predict(self, src: Source | Decoded, top_k: int = 5, window: str | float | None = "auto",
+                hop: float | None = None, max_duration_s: float | None = None) -> Prediction:
+        """Classify one input. `window="auto"` scores inputs longer than twice the clip length in windows
+        (mean of window probabilities); a number forces windows of that many seconds; None = one centre crop."""
+        d = self.decode(src, max_duration_s)
+        n = self.cfg.n_samples
+        use_windows = window is not None and (window != "auto" or d.samples.size > 2 * n)
+        if use_windows:
+            wins, starts = self.windows(d.samples, None if window == "auto" else float(window), hop)
+            wp = self.predict_waves(wins)
+            probs = wp.mean(axis=0)
+        else:
+            probs = self.predict_waves(self.prepare(d.samples)[None])[0]
+            starts, wp = np.zeros(0), None
+        labels, scores = self._top(probs, top_k)
+        return Prediction(labels, scores, probs, d.duration_s, d.orig_sample_rate, d.channels, d.decoder,
+                          [float(s) for s in starts], wp)
+
+    def predict_many(self, srcs: list[Source], top_k: int = 5) -> list[Prediction | AudioDecodeError]:
+        """Many short inputs (one centre crop each) batched through the model; bad files come back as errors."""
+        results: list[Prediction | AudioDecodeError] = []
+        for i in range(0, len(srcs), self.batch_size):
+            chunk = srcs[i : i + self.batch_size]
+            decoded: list[Decoded | AudioDecodeError] = []
+            for s in chunk:
+                try:
+                    decoded.append(self.decode(s))
+                except AudioDecodeError as e:
+                    decoded.append(e)
+            ok = [d for d in decoded if isinstance(d, Decoded)]
+            probs = self.predict_waves(np.stack([self.prepare(d.samples) for d in ok])) if ok else []
+            it = iter(probs)
+            for d in decoded:
+                if isinstance(d, AudioDecodeError):
+                    results.append(d)
+                    continue
+                p = next(it)
+                labels, scores = self._top(p, top_k)
+                results.append(Prediction(labels, scores, p, d.duration_s, d.orig_sample_rate, d.channels, d.decoder))
+        return results
+
+
+def _revision_of(folder: Path) -> str:
+    """The Hub commit a cached snapshot came from (its folder name), else empty for local models."""
+    parts = Path(os.path.realpath(folder)).parts
+    return parts[-1] if len(parts) > 2 and parts[-2] == "snapshots" else ""

@@ -1,0 +1,40 @@
+"""Shared fixtures: generated audio datasets and one small trained model reused across modules."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+# A tiny but real configuration: 1 s clips at 16 kHz, 64 mel bands (fast on 2 CPU cores).
+SMALL_AUDIO = dict(sample_rate=16000, duration=1.0, n_mels=64, hop_length=256, n_fft=512, mixup=0.0)
+
+
+@pytest.fixture(scope="session")
+def four_class_dir(tmp_path_factory) -> Path:
+    from tests.synthetic import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("four_class"), n_per_class=40, sr=16000, duration=1.0)
+
+
+@pytest.fixture(scope="session")
+def trained_model(four_class_dir, tmp_path_factory):
+    """xresnet18 trained 2 epochs from scratch on the 4-class set (≈10 s); returns the TrainResult."""
+    from learner.config import AudioConfig
+    from learner.train import TrainArgs, train
+
+    out = tmp_path_factory.mktemp("model") / "xresnet18"
+    args = TrainArgs(data=str(four_class_dir), out=str(out), epochs=2, pretrained="none", bs=16, progress=False)
+    return train(args, AudioConfig(**SMALL_AUDIO))
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,96 @@
+import pytest
+import torch
+
+from learner.config import AudioConfig
+from learner.frontend import AudioClassifier, FrontEnd
+from learner.models import XResNet, create_model, get_arch, list_archs
+from learner.pretrained import PretrainedError, load_pretrained, resnetd_to_xresnet
+
+CFG = AudioConfig(sample_rate=16000, duration=1.0, n_mels=64, hop_length=256, n_fft=512)
+
+
+def test_registry_lists_every_arch_with_its_input_view():
+    assert {"xresnet18", "xresnet34", "xresnet50", "conv1d_raw", "mfcc_cnn1d"} <= set(list_archs())
+    assert get_arch("xresnet18").input == "spectrogram"
+    assert get_arch("conv1d_raw").input == "waveform"
+    assert get_arch("mfcc_cnn1d").input == "mfcc"
+    with pytest.raises(ValueError, match="xresnet18"):
+        get_arch("nope")
+
+
+def test_timm_resnet18d_maps_onto_xresnet_exactly():
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    src = timm.create_model("resnet18d", pretrained=False, num_classes=1000).eval()
+    for m in src.modules():  # non-trivial BN statistics so a wrong mapping cannot hide
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    dst = XResNet(1, [2, 2, 2, 2], c_in=3, n_out=1000).eval()
+    sd = resnetd_to_xresnet(src.state_dict(), dst)
+    assert len(sd) == len(dst.state_dict()) - 2  # everything but the classifier
+    sd["11.weight"], sd["11.bias"] = src.fc.weight, src.fc.bias
+    dst.load_state_dict(sd, strict=True)
+    x = torch.randn(2, 3, 64, 80)
+    with torch.no_grad():
+        assert torch.equal(src(x), dst(x))
+
+
+def test_rgb_stem_is_folded_into_one_channel():
+    timm = pytest.importorskip("timm")
+    src = timm.create_model("resnet18d", pretrained=False).eval()
+    rgb = XResNet(1, [2, 2, 2, 2], c_in=3, n_out=10).eval()
+    mono = XResNet(1, [2, 2, 2, 2], c_in=1, n_out=10).eval()
+    rgb.load_state_dict(resnetd_to_xresnet(src.state_dict(), rgb), strict=False)
+    mono.load_state_dict(resnetd_to_xresnet(src.state_dict(), mono), strict=False)
+    mono[11].load_state_dict(rgb[11].state_dict())
+    x = torch.randn(2, 1, 64, 80)
+    with torch.no_grad():
+        assert torch.allclose(mono(x), rgb(x.repeat(1, 3, 1, 1)), atol=1e-4)
+
+
+def test_our_xresnet_is_fastais_xresnet():
+    from fastai.vision.models.xresnet import xresnet18
+
+    theirs = xresnet18(pretrained=False, c_in=1, n_out=7).eval()
+    ours = create_model("xresnet18", 7, CFG).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, 1, 64, 63)
+    with torch.no_grad():
+        assert torch.equal(theirs(x), ours(x))
+
+
+def test_imagenet_offline_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    net = create_model("xresnet18", 3, CFG)
+    with pytest.raises(PretrainedError, match="--pretrained none") as e:
+        load_pretrained(net, get_arch("xresnet18"), "imagenet")
+    assert "\n" not in str(e.value)
+    with pytest.raises(PretrainedError, match="no ImageNet weights"):
+        load_pretrained(create_model("conv1d_raw", 3, CFG), get_arch("conv1d_raw"), "imagenet")
+
+
+@pytest.mark.parametrize("duration,frames", [(1.0, 16), (5.0, 80), (2.5, 40)])
+def test_conv1d_raw_first_layer_follows_clip_length(duration, frames):
+    cfg = CFG.replace(duration=duration)
+    net = create_model("conv1d_raw", 5, cfg)
+    assert net.head[1].in_features == 8 * frames
+    assert net(torch.randn(2, 1, cfg.n_samples)).shape == (2, 5)
+
+
+@pytest.mark.parametrize("arch", list_archs())
+def test_each_arch_trains_one_step_and_predicts(arch):
+    torch.manual_seed(0)
+    model = AudioClassifier(FrontEnd(CFG, get_arch(arch).input), create_model(arch, 3, CFG))
+    waves, y = torch.randn(4, CFG.n_samples), torch.tensor([0, 1, 2, 0])
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = torch.nn.functional.cross_entropy(model(waves), y)
+    loss.backward()
+    opt.step()
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    model.eval()
+    with torch.no_grad():
+        probs = model(waves).softmax(-1)
+    assert probs.shape == (4, 3) and torch.allclose(probs.sum(-1), torch.ones(4))
