@@ -63,7 +63,7 @@ def manifest_from_csv(csv: Path) -> pd.DataFrame:
     resolve against the CSV's folder."""
     csv = Path(csv)
     try:
-        df = pd.read_csv(csv, dtype={"path": str, "label": str})
+        df = pd.read_csv(csv, dtype={"path": str, "label": str, "group": str, "split": str})
     except Exception as e:
         raise ManifestError(f"{csv}: unreadable CSV ({e})") from None
     missing = {"path", "label"} - set(df.columns)

@@ -94,12 +94,13 @@ def load_pickle(folder: Path) -> Any:
     return load_learner(path, cpu=True)
 
 
-def resolve(ref: str | Path) -> Path:
-    """A local model directory, or a Hub id `user/name[@revision]` downloaded to the local cache."""
+def resolve(ref: str | Path, *, include_pickle: bool = False) -> Path:
+    """A local model directory, or a Hub id `user/name[@revision]` downloaded to the local cache
+    (model.pkl only with `include_pickle`, i.e. when the caller allows unpickling)."""
     path = Path(ref)
     if path.exists():
         read_config(path)
         return path
     from learner.hub import resolve_model
 
-    return resolve_model(str(ref))
+    return resolve_model(str(ref), include_pickle=include_pickle)

@@ -1,0 +1,472 @@
+"""Dataset recipes: `datasets/*.toml` says where a dataset lives, its licence and how to make a manifest.
+
+A recipe is data (URLs, checksums, the manifest builder and its parameters); this module is the one engine:
+resumable, checksum-verified downloads into `.part` files, extraction, and a `manifest.csv` (path,label and
+optional fold/split/group) beside the data. Offline, every failure is ONE line naming the way out
+(`--from` an archive or folder fetched elsewhere, or the offline `spoken-digits-synth`).
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import hashlib
+import http.client
+import os
+import re
+import socket
+import tarfile
+import time
+import tomllib
+import urllib.error
+import urllib.request
+import warnings
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "datasets"
+DATA_ENV = "EARSHOT_DATA"
+MANIFEST = "manifest.csv"
+INFO_FIELDS = ("homepage", "license", "citation", "size", "splits")
+_OFFLINE_HINT = "download it elsewhere and pass --from ARCHIVE/DIR, or use --data spoken-digits-synth"
+_ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+
+
+class DatasetError(RuntimeError):
+    """A dataset cannot be found, fetched or indexed; the message is one line saying what to do."""
+
+
+class RecipeError(DatasetError):
+    """No such recipe, or a malformed one."""
+
+
+class DatasetDownloadError(DatasetError):
+    """A download failed (offline, HTTP error, interrupted); a `.part` file is kept for resuming."""
+
+
+class ChecksumMismatchError(DatasetDownloadError):
+    """The downloaded bytes are not the published ones; the file is deleted."""
+
+
+class DatasetNotFetchedError(DatasetError):
+    """A download recipe was named but not fetched yet."""
+
+
+class UnverifiedDownloadWarning(UserWarning):
+    """A file was accepted without a checksum (none is published for it)."""
+
+
+@dataclass(frozen=True)
+class Download:
+    urls: tuple[str, ...]
+    filename: str
+    sha256: str = ""
+    md5: str = ""
+    extract_to: str = "."
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One `datasets/NAME.toml`. `params` feed the builder; `small` overrides them for `--small` (synth)."""
+
+    name: str
+    title: str
+    kind: str  # "download" | "synth"
+    builder: str
+    info: dict = field(default_factory=dict)  # homepage, license, citation, size, splits (for `info` and docs)
+    aliases: tuple[str, ...] = ()
+    downloads: tuple[Download, ...] = ()
+    marker: str = ""
+    params: dict = field(default_factory=dict)
+    small: dict = field(default_factory=dict)
+    classes: tuple[str, ...] = ()
+    path: Path | None = None
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Parse one recipe file (a `RecipeError` names the file and the missing or bad field)."""
+    path = Path(path)
+    try:
+        d = tomllib.loads(path.read_text())
+        m = d.get("manifest", {})
+        params = dict(m.get("params", {}))
+        if "tables" in m:
+            params["tables"] = m["tables"]
+        downloads = tuple(
+            Download(tuple(x["urls"]), x["filename"], x.get("sha256", ""), x.get("md5", ""), x.get("extract_to", "."))
+            for x in d.get("downloads", [])
+        )
+        info = {k: d[k] for k in INFO_FIELDS if k in d}
+        recipe = Recipe(d["name"], d.get("title", d["name"]), d["kind"], m["builder"], info,
+                        tuple(d.get("aliases", ())), downloads, m.get("marker", ""), params,
+                        dict(m.get("small", {})), tuple(m.get("classes", ())), path)  # fmt: skip
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as e:
+        raise RecipeError(f"{path}: bad recipe ({type(e).__name__}: {e})") from e
+    if recipe.kind not in ("download", "synth") or (recipe.kind == "download" and not (downloads and recipe.marker)):
+        raise RecipeError(f"{path}: kind must be 'synth' or 'download' (with [[downloads]] and manifest.marker)")
+    return recipe
+
+
+def list_recipes(recipes_dir: str | Path = RECIPES_DIR) -> list[Recipe]:
+    """Every recipe in `datasets/`, sorted by name."""
+    return sorted((load_recipe(p) for p in Path(recipes_dir).glob("*.toml")), key=lambda r: r.name)
+
+
+def get_recipe(name: str, recipes_dir: str | Path = RECIPES_DIR) -> Recipe:
+    """A recipe by name or alias, ignoring case and punctuation ("ESC-50" == "esc50")."""
+    recipes = list_recipes(recipes_dir)
+    for r in recipes:
+        if _key(name) in {_key(r.name), *map(_key, r.aliases)}:
+            return r
+    raise RecipeError(f"no dataset recipe {name!r}; known: {', '.join(r.name for r in recipes)}")
+
+
+def data_home() -> Path:
+    """Where named datasets live: `$EARSHOT_DATA`, default `~/.cache/earshot/datasets`."""
+    return Path(os.environ.get(DATA_ENV) or Path.home() / ".cache" / "earshot" / "datasets").expanduser()
+
+
+# --- download ---------------------------------------------------------------------------------------------------
+
+
+def _reason(e: BaseException) -> str:
+    r = getattr(e, "reason", e)
+    if isinstance(r, socket.gaierror):
+        return "name resolution failed (offline?)"
+    if isinstance(r, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(r, TimeoutError | socket.timeout):
+        return "timed out"
+    if isinstance(r, OSError) and r.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+        return "network unreachable"
+    return " ".join(str(r).split()) or type(r).__name__
+
+
+def _file_hash(path: Path, algo: str) -> str:
+    h = hashlib.new(algo)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_checksum(path: Path, *, sha256: str = "", md5: str = "", title: str = "", delete: bool = True) -> None:
+    """sha256 (else md5) must match (a bad download is deleted; a user's --from file never is).
+
+    None published → `UnverifiedDownloadWarning`, never a silent pass."""
+    algo, expected = ("sha256", sha256) if sha256 else ("md5", md5)
+    if not expected:
+        msg = f"{title or path.name}: no published checksum for {path.name}; verification skipped"
+        warnings.warn(msg, UnverifiedDownloadWarning, stacklevel=3)
+        return
+    got = _file_hash(path, algo)
+    if got.lower() != expected.lower():
+        if delete:
+            path.unlink(missing_ok=True)
+        fix = "the file was deleted — run again to retry" if delete else "is it the right file? (--no-verify skips)"
+        raise ChecksumMismatchError(f"{title or path.name}: checksum mismatch for {path.name} ({algo} expected "
+                                    f"{expected[:16]}…, got {got[:16]}…); {fix}")  # fmt: skip
+
+
+class _Unreachable(Exception):
+    """This URL failed before any byte arrived (the next URL is tried)."""
+
+
+_NET_ERRORS = (urllib.error.URLError, OSError, ValueError, http.client.HTTPException)
+
+
+def _get(url: str, part: Path, progress: bool, timeout: float, title: str) -> tuple[int, int | None, str]:
+    """One HTTP GET appending to `part` from its current size → (bytes on disk, expected total, error text)."""
+    from tqdm.auto import tqdm
+
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": "earshot-datasets/1", **({"Range": f"bytes={offset}-"} if offset else {})}
+    try:
+        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and offset:  # nothing left to send: the .part is complete
+            return offset, offset, ""
+        raise _Unreachable(f"{url} answered HTTP {e.code} {e.reason}") from None
+    except _NET_ERRORS as e:
+        raise _Unreachable(f"cannot reach {url}: {_reason(e)}") from None
+    with resp:
+        if not (offset and resp.status == 206 and resp.headers.get("Content-Range", "").startswith(f"bytes {offset}-")):
+            offset = 0  # the server ignored the range: start again
+        length = resp.headers.get("Content-Length")
+        total = offset + int(length) if length else None
+        got, err = offset, ""
+        bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                   desc=part.name.removesuffix(".part"), disable=not progress)  # fmt: skip
+        with open(part, "ab" if offset else "wb") as f, bar:
+            try:
+                while chunk := resp.read(1 << 20):
+                    f.write(chunk)
+                    got += len(chunk)
+                    bar.update(len(chunk))
+            except _NET_ERRORS as e:
+                err = _reason(e) or "connection lost"
+    return got, total, err
+
+
+def download(
+    urls: str | Sequence[str], dest: str | Path, *, sha256: str = "", md5: str = "", verify: bool = True,
+    progress: bool = True, timeout: float = 30.0, retries: int = 3, title: str = "",
+) -> Path:
+    """Fetch into `dest.part` (resuming with HTTP Range), verify, then rename to `dest`.
+
+    URLs are tried in order; an interrupted transfer is resumed until `retries` attempts in a row bring no new
+    bytes, and a `.part` left by an earlier run is resumed too. An existing `dest` is taken as already verified.
+    """
+    urls, dest = ([urls] if isinstance(urls, str) else list(urls)), Path(dest)
+    title = title or dest.name
+    if dest.exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    failure = ""
+    for url in urls:
+        stalls = 0
+        while True:
+            before = part.stat().st_size if part.exists() else 0
+            try:
+                got, total, err = _get(url, part, progress, timeout, title)
+            except _Unreachable as e:
+                got, failure = before, str(e)
+            else:
+                if (total is None and not err) or (total is not None and got >= total):
+                    if verify:
+                        verify_checksum(part, sha256=sha256, md5=md5, title=title)
+                    else:
+                        warnings.warn(f"{title}: checksum verification disabled", UnverifiedDownloadWarning, 2)
+                    os.replace(part, dest)
+                    return dest
+                of = f" of {total / 1e6:.1f}" if total else ""
+                failure = f"download interrupted at {got / 1e6:.1f}{of} MB ({err or 'connection closed early'})"
+            stalls = 0 if got > before else stalls + 1
+            if got == 0 or stalls > retries:  # unreachable from the start, or stuck: next URL
+                break
+            time.sleep(min(2.0, 0.2 * stalls))
+    if part.exists() and part.stat().st_size:
+        raise DatasetDownloadError(f"{title}: {failure}; the partial file is kept, run again to resume")
+    raise DatasetDownloadError(f"{title}: {failure} — {_OFFLINE_HINT}")
+
+
+def extract(archive: str | Path, into: str | Path) -> None:
+    """Unpack a zip or tar(.gz/.bz2/.xz) safely (no absolute paths, no `..`, no links out of `into`)."""
+    archive, into = Path(archive), Path(into)
+    into.mkdir(parents=True, exist_ok=True)
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(into)  # zipfile drops absolute paths and `..` itself
+        elif tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as t:
+                t.extractall(into, filter="data")
+        else:
+            raise DatasetError(f"{archive}: not a zip or tar archive")
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as e:
+        raise DatasetError(f"{archive}: cannot extract ({_reason(e)}); delete it and fetch again") from e
+
+
+# --- manifest builders: root folder + params → rows of path (relative to root), label, fold/split/group ---------
+
+
+def _meta_csv(root: Path, *, tables: list[dict]) -> list[dict]:
+    """Rows from metadata CSVs; `columns` maps manifest columns to CSV columns, `constants` adds fixed values."""
+    rows = []
+    for t in tables:
+        dirs = [t["audio_dir"]] if isinstance(t["audio_dir"], str) else t["audio_dir"]
+        audio = next((d for d in dirs if (root / d).is_dir()), None)
+        if audio is None:
+            raise DatasetError(f"{root}: no audio folder ({' or '.join(dirs)}) — is the download complete?")
+        where = {k: str(v).lower() for k, v in t.get("where", {}).items()}
+        with open(root / t["csv"], newline="", encoding="utf-8") as f:
+            for rec in csv.DictReader(f):
+                if any(str(rec.get(k, "")).lower() != v for k, v in where.items()):
+                    continue
+                row = {col: rec[src] for col, src in t["columns"].items()}
+                row["path"] = f"{audio}/{row['path']}"
+                rows.append({**row, **t.get("constants", {})})
+    return rows
+
+
+def _fsdd(root: Path, *, recordings: str, test_below_index: int, labels: Sequence[str]) -> list[dict]:
+    """`{digit}_{speaker}_{index}.wav`: group = speaker, split = test for index < `test_below_index`."""
+    rows = []
+    for p in sorted((root / recordings).glob("*.wav")):
+        m = re.fullmatch(r"(\d)_(.+)_(\d+)", p.stem)
+        if m:
+            split = "test" if int(m[3]) < test_below_index else "train"
+            rows.append(dict(path=f"{recordings}/{p.name}", label=labels[int(m[1])], group=m[2], split=split))
+    return rows
+
+
+def _speech_commands(root: Path, *, valid_list: str, test_list: str, exclude: Sequence[str]) -> list[dict]:
+    """`{word}/{speaker}_nohash_{n}.wav`: split from the two list files, group = speaker hash."""
+    listed = {}
+    for split, name in (("valid", valid_list), ("test", test_list)):
+        listed.update({line.strip(): split for line in (root / name).read_text().splitlines() if line.strip()})
+    rows = []
+    for word in sorted(d.name for d in os.scandir(root) if d.is_dir() and d.name not in exclude):
+        for name in sorted(n for n in os.listdir(root / word) if n.endswith(".wav")):
+            rel = f"{word}/{name}"
+            rows.append(dict(path=rel, label=word, group=name.split("_nohash_")[0], split=listed.get(rel, "train")))
+    return rows
+
+
+BUILDERS: dict[str, Callable[..., list[dict]]] = {
+    "meta_csv": _meta_csv,
+    "fsdd": _fsdd,
+    "speech_commands": _speech_commands,
+}
+
+
+def _find_root(base: Path, marker: str, depth: int = 3) -> Path | None:
+    """The first folder (breadth-first, `depth` levels down) that holds `marker`."""
+    level = [base]
+    for _ in range(depth + 1):
+        for d in level:
+            if (d / marker).exists():
+                return d
+        level = [Path(e.path) for d in level for e in _subdirs(d)]
+    return None
+
+
+def _subdirs(d: Path) -> list[os.DirEntry]:
+    try:
+        entries = sorted(os.scandir(d), key=lambda e: e.name)
+    except OSError:
+        return []
+    return [e for e in entries if e.is_dir() and not e.name.startswith(".") and e.name != "downloads"]
+
+
+def build_manifest(recipe: Recipe, root: str | Path, to: str | Path, *, classes: Sequence[str] | None = None) -> Path:
+    """Run the recipe's builder on `root`, keep `classes` (default: the recipe's), write `to/manifest.csv`.
+
+    Paths are relative to `to` when the data sits inside it, absolute otherwise; listed files that are missing
+    are dropped with a warning (all missing is an error).
+    """
+    root, to = Path(root).resolve(), Path(to).resolve()
+    rows = BUILDERS[recipe.builder](root, **recipe.params)
+    wanted = list(classes if classes is not None else recipe.classes)
+    if wanted:
+        known = sorted({r["label"] for r in rows})
+        unknown = sorted(set(wanted) - set(known))
+        if unknown:
+            raise DatasetError(f"{recipe.title}: no class {', '.join(unknown)}; classes: {', '.join(known)}")
+        keep = set(wanted)
+        rows = [r for r in rows if r["label"] in keep]
+    present = [r for r in rows if (root / r["path"]).is_file()]
+    if not present:
+        raise DatasetError(f"{recipe.title}: none of the {len(rows)} listed audio files exist under {root}")
+    if len(present) < len(rows):
+        warnings.warn(f"{recipe.title}: {len(rows) - len(present)} listed files are missing; left out", stacklevel=2)
+    inside = root == to or to in root.parents
+    cols = ["path", "label"] + [c for c in ("fold", "split", "group") if any(c in r for r in present)]
+    to.mkdir(parents=True, exist_ok=True)
+    tmp = to / f".{MANIFEST}.{os.getpid()}.tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, cols, extrasaction="ignore")
+        w.writeheader()
+        for r in present:
+            full = root / r["path"]
+            w.writerow({**r, "path": os.path.relpath(full, to).replace(os.sep, "/") if inside else full.as_posix()})
+    os.replace(tmp, to / MANIFEST)
+    return to / MANIFEST
+
+
+# --- fetch / resolve -----------------------------------------------------------------------------------------------
+
+
+def _is_archive(p: Path) -> bool:
+    return p.is_file() and p.name.lower().endswith(_ARCHIVES)
+
+
+def _from_source(recipe: Recipe, src: Path, to: Path, verify: bool) -> Path:
+    """An extracted tree is used in place; an archive (or a folder of them) is extracted into `to`."""
+    if not src.exists():
+        raise DatasetError(f"{recipe.title}: --from {src}: no such file or folder")
+    if src.is_dir() and (root := _find_root(src, recipe.marker)):
+        return root
+    archives = [src] if src.is_file() else [p for p in sorted(src.iterdir()) if _is_archive(p)]
+    by_name = {d.filename: d for d in recipe.downloads}
+    for a in archives:
+        d = by_name.get(a.name)
+        if d and verify:
+            verify_checksum(a, sha256=d.sha256, md5=d.md5, title=recipe.title, delete=False)
+        extract(a, to / (d.extract_to if d else "."))
+        if d:
+            (to / f".extracted-{d.filename}").touch()  # a later plain `fetch` will not download it again
+    root = _find_root(to, recipe.marker)
+    if root is None:
+        raise DatasetError(f"{recipe.title}: no {recipe.marker} in {src} or its archives — is it the right download?")
+    return root
+
+
+def fetch(
+    name: str | Recipe, to: str | Path | None = None, *, source: str | Path | None = None, progress: bool = True,
+    verify: bool = True, classes: Sequence[str] | None = None, small: bool = False, keep_archives: bool = False,
+) -> Path:
+    """Download (or take `source`: an archive or a folder), extract, and write `to/manifest.csv` → its path.
+
+    `to` defaults to `data_home()/NAME`, where `resolve_data(NAME)` looks. Synth recipes are built instead
+    (`small=True`: the test-sized set, by default in `NAME-small`). Re-running skips finished downloads and
+    extractions.
+    """
+    recipe = name if isinstance(name, Recipe) else get_recipe(name)
+    default = data_home() / (f"{recipe.name}-small" if small else recipe.name)  # never where --data NAME looks
+    to = Path(to).expanduser() if to is not None else default
+    if recipe.kind == "synth":
+        from learner.synth import build_spoken_digits
+
+        if source is not None or classes:
+            raise ValueError(f"{recipe.title} is generated here: --from and --classes do not apply")
+        return build_spoken_digits(to, **{**recipe.params, **(recipe.small if small else {})})
+    to.mkdir(parents=True, exist_ok=True)
+    if source is not None:
+        return build_manifest(recipe, _from_source(recipe, Path(source).expanduser(), to, verify), to, classes=classes)
+    for d in recipe.downloads:
+        done = to / f".extracted-{d.filename}"
+        if done.exists():
+            continue
+        archive = download(d.urls, to / "downloads" / d.filename, sha256=d.sha256, md5=d.md5, verify=verify,
+                           progress=progress, title=recipe.title)  # fmt: skip
+        extract(archive, to / d.extract_to)
+        done.touch()
+        if not keep_archives:
+            archive.unlink()
+    root = _find_root(to, recipe.marker)
+    if root is None:
+        raise DatasetError(f"{recipe.title}: extracted, but no {recipe.marker} under {to}; the archive layout changed?")
+    return build_manifest(recipe, root, to, classes=classes)
+
+
+def resolve_data(data: str | Path) -> Path:
+    """`--data` → a path: an existing file/folder as is; a recipe name → its manifest under `data_home()`.
+
+    spoken-digits-synth is built on first use; a download recipe that was never fetched raises
+    `DatasetNotFetchedError` naming the command to run.
+    """
+    p = Path(data).expanduser()
+    if p.exists():
+        return p
+    try:
+        recipe = get_recipe(str(data))
+    except RecipeError:
+        names = ", ".join(r.name for r in list_recipes())
+        raise DatasetError(f"{data}: no such file or folder, and not a dataset recipe ({names})") from None
+    home = data_home() / recipe.name
+    if recipe.kind == "synth":
+        from learner.synth import ensure_spoken_digits
+
+        return ensure_spoken_digits(home, **recipe.params)
+    if (home / MANIFEST).exists():
+        return home / MANIFEST
+    raise DatasetNotFetchedError(f"{recipe.title} is not downloaded: run `python -m jobs.datasets fetch {recipe.name}` "
+                                 f"(it writes {home / MANIFEST}), or pass a folder or CSV path")
