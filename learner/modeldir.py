@@ -94,7 +94,8 @@ def load_pickle(folder: Path) -> Any:
     return load_learner(path, cpu=True)
 
 
-def resolve(ref: str | Path, *, include_pickle: bool = False) -> Path:
+def resolve(ref: str | Path, *, include_pickle: bool = False, token: str | None = None,
+            endpoint: str | None = None) -> Path:
     """A local model directory, or a Hub id `user/name[@revision]` downloaded to the local cache
     (model.pkl only with `include_pickle`, i.e. when the caller allows unpickling)."""
     path = Path(ref)
@@ -103,4 +104,4 @@ def resolve(ref: str | Path, *, include_pickle: bool = False) -> Path:
         return path
     from learner.hub import resolve_model
 
-    return resolve_model(str(ref), include_pickle=include_pickle)
+    return resolve_model(str(ref), include_pickle=include_pickle, token=token, endpoint=endpoint)

@@ -102,7 +102,20 @@ class PickleBackend(TorchBackend):
         self._torch = torch
 
 
-BACKENDS: dict[str, Any] = {"torch": TorchBackend, "pickle": PickleBackend}
+def _lazy(module: str, cls: str) -> Any:
+    """A backend constructor that imports its module on first use (onnxruntime only when asked for)."""
+
+    def make(*args: Any, **kw: Any) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(module), cls)(*args, **kw)
+
+    return make
+
+
+BACKENDS: dict[str, Any] = {"torch": TorchBackend, "pickle": PickleBackend,
+                            "onnx": _lazy("learner.onnx_backend", "OnnxBackend"),
+                            "onnx-int8": _lazy("learner.onnx_backend", "OnnxInt8Backend")}
 
 
 class Predictor:
@@ -117,6 +130,7 @@ class Predictor:
         self.backend = backend
         self.model_id, self.revision = model_id, revision
         self.batch_size = batch_size
+        self.folder: Path | None = None
 
     @classmethod
     def from_dir(cls, path: str | Path, backend: str = "auto", allow_pickle: bool = False,
@@ -136,12 +150,14 @@ class Predictor:
             raise ValueError(f"unknown backend {backend!r}; available: auto, {', '.join(BACKENDS)}")
         impl = BACKENDS[name](folder, config, cfg, device=device, threads=threads)
         model_id = kw.pop("model_id", str(folder))
-        return cls(config, impl, model_id=model_id, revision=kw.pop("revision", _revision_of(folder)), **kw)
+        p = cls(config, impl, model_id=model_id, revision=kw.pop("revision", _revision_of(folder)), **kw)
+        p.folder = folder
+        return p
 
     @classmethod
-    def from_pretrained(cls, ref: str, **kw: Any) -> Predictor:
+    def from_pretrained(cls, ref: str, *, token: str | None = None, endpoint: str | None = None, **kw: Any) -> Predictor:
         """A local directory or a Hub id `user/name[@revision]` (downloaded once into the HF cache)."""
-        folder = resolve(ref)
+        folder = resolve(ref, include_pickle=bool(kw.get("allow_pickle")), token=token, endpoint=endpoint)
         kw.setdefault("model_id", ref.split("@")[0] if not Path(ref).exists() else str(folder))
         return cls.from_dir(folder, **kw)
 
