@@ -23,7 +23,9 @@ def add_audio_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("audio and augmentation (defaults: learner.config.AudioConfig)")
     defaults = AudioConfig()
     for flag, (name, typ) in AUDIO_FLAGS.items():
-        g.add_argument(flag, type=typ, default=None, help=f"default {getattr(defaults, name)}")
+        default = getattr(defaults, name)
+        hint = f"default {default}" if flag != "--duration" else "seconds; jobs.train picks it from the data by default"
+        g.add_argument(flag, type=typ, default=None, help=hint)
     g.add_argument("--aug-noise-snr", type=float, nargs=2, metavar=("LO", "HI"), default=None,
                    help="additive noise at a random SNR in [LO, HI] dB while training")
 
@@ -49,10 +51,11 @@ def add_split_args(parser: argparse.ArgumentParser) -> None:
 def run(main: Callable[[], int | None]) -> None:
     """Run a job: user errors become one line on stderr and exit code 1 (no traceback)."""
     from learner.audio import AudioDecodeError
-    from learner.data import ManifestError
     from learner.modeldir import ModelDirError
 
-    known: tuple[type[BaseException], ...] = (AudioDecodeError, ManifestError, ModelDirError, ValueError,
+    # learner.data.ManifestError is a ValueError too; importing it here would load pandas into every job
+    # (0.3 s of the ONNX cold start).
+    known: tuple[type[BaseException], ...] = (AudioDecodeError, ModelDirError, ValueError,
                                               FileNotFoundError, FileExistsError, RuntimeError)
     try:
         sys.exit(main() or 0)

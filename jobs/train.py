@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         lr=args.lr if args.lr == "auto" else float(args.lr), bs=args.bs, pretrained=args.pretrained,
         valid_pct=args.valid_pct, valid_fold=args.valid_fold, group_col=args.group_col, group_regex=args.group_regex,
         seed=args.seed, freeze_epochs=args.freeze_epochs, workers=args.workers, cache_dir=args.cache_dir,
-        pickle=not args.no_pickle, progress=not args.quiet,
+        pickle=not args.no_pickle, progress=not args.quiet, auto_duration=args.duration is None,
     )
     cfg = audio_config(args)
     if args.cv:

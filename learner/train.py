@@ -52,6 +52,7 @@ class TrainArgs:
     cache_dir: str | None = None
     pickle: bool = True
     progress: bool = True
+    auto_duration: bool = False  # pick the clip length from the training data (jobs.train without --duration)
 
 
 @dataclass
@@ -87,6 +88,13 @@ def dataset_stats(frontend: FrontEnd, signals: list[np.ndarray], cfg: AudioConfi
             count += feats.numel()
     mean = total / count
     return float(mean), float(np.sqrt(max(total_sq / count - mean**2, 1e-12)))
+
+
+def pick_duration(lengths_s: list[float], quantile: float = 0.9, lo: float = 0.5, hi: float = 10.0) -> float:
+    """A clip length that holds most trimmed training sounds whole: the 90th percentile, rounded up to
+    0.5 s, within [0.5, 10] s. Short words then are not repeated five times; 5 s clips stay 5 s."""
+    q = float(np.quantile(np.asarray(lengths_s), quantile)) if lengths_s else hi
+    return float(min(hi, max(lo, np.ceil(q * 2) / 2)))
 
 
 def param_groups(model: torch.nn.Module, classifier: str | None) -> list[list[torch.nn.Parameter]]:
@@ -171,6 +179,10 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     set_seed(args.seed, reproducible=True)
     used, signals, failures, classes = prepare_data(args, cfg)
+    if args.auto_duration:
+        lengths = [signals[p].size / cfg.sample_rate for p in used.loc[~used["is_valid"], "path"]]
+        cfg.duration = pick_duration(lengths)
+        print(f"earshot: clip length {cfg.duration:g} s (90th percentile of the trimmed training sounds)")
     learn, frontend, loaded = build_learner(args, cfg, used, signals, classes, out)
     spec = get_arch(args.arch)
 

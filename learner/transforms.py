@@ -201,5 +201,8 @@ def AudioBlock(cfg: AudioConfig, frontend: FrontEnd, signals: dict[str, np.ndarr
         item_tfms.append(WaveAugment(cfg.aug_pitch, cfg.aug_stretch, cfg.aug_noise_snr, cfg.aug_gain_db, seed=seed))
     batch_tfms = [AudioToFeatures(frontend)]
     if frontend.view != "waveform" and (cfg.spec_freq_mask or cfg.spec_time_mask):
-        batch_tfms.append(SpecAugment(cfg.spec_freq_mask, cfg.spec_time_mask, cfg.spec_masks))
+        # masks never wider than a fifth of the clip, so short clips (spoken words) keep most of their content
+        time_mask = min(cfg.spec_time_mask, max(1, cfg.n_frames // 5))
+        freq_mask = min(cfg.spec_freq_mask, max(1, (cfg.n_mfcc if frontend.view == "mfcc" else cfg.n_mels) // 5))
+        batch_tfms.append(SpecAugment(freq_mask, time_mask, cfg.spec_masks))
     return TransformBlock(type_tfms=[LoadAudio(cfg, signals)], item_tfms=item_tfms, batch_tfms=batch_tfms)

@@ -68,3 +68,11 @@ def test_train_job_errors_are_one_line(tmp_path):
     assert r.returncode == 1
     assert r.stderr.startswith("earshot: ") and "Traceback" not in r.stderr
 
+
+
+def test_clip_length_is_picked_from_the_data():
+    from learner.train import pick_duration
+
+    assert pick_duration([0.4, 0.5, 0.6, 0.7] * 10) == 1.0  # spoken words: 1 s, not 5
+    assert pick_duration([5.0] * 20) == 5.0
+    assert pick_duration([30.0, 40.0]) == 10.0 and pick_duration([0.05]) == 0.5
