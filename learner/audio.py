@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import stat
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -19,7 +21,8 @@ from typing import Any
 import numpy as np
 
 AUDIO_EXTENSIONS = frozenset(
-    ".wav .wave .flac .ogg .oga .opus .mp3 .m4a .aac .mp4 .m4v .mov .webm .mkv .aif .aiff .au .caf".split()
+    ".wav .wave .flac .ogg .oga .opus .mp3 .m4a .aac .mp4 .m4v .mov .webm .mkv .aif .aiff .au .caf "
+    ".w64 .mka .weba .m4b .3gp .amr .wma .ac3".split()
 )
 DEMO_MAX_S = 600.0  # what the demo accepts (10 min)
 DEMO_MAX_BYTES = 100 * 2**20
@@ -36,10 +39,12 @@ Source = str | Path | bytes
 # dash), image and text "formats" (png_pipe, tty) and anything that opens further files.
 _AV_FORMATS = (
     "wav,w64,aiff,caf,au,flac,ogg,mp3,aac,loas,ac3,eac3,dts,truehd,mov,matroska,asf,avi,flv,mpegts,mpeg,"
-    "amr,amrnb,amrwb,wv,ape,mpc,mpc8,tta,voc,dsf,iff,xwma,alaw,mulaw,s16le"
+    "amr,amrnb,amrwb,wv,ape,mpc,mpc8,tta,voc,dsf,iff,xwma"
 )
-_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64", b"FORM", b"fLaC", b"OggS", b"ID3", b"\x1aE\xdf\xa3", b".snd",
-          b"caff", b"wvpk", b"MAC ", b"#!AMR", b"0&\xb2u", b"TTA1", b"MPCK", b"DSD ", b"FLV")
+# What libsndfile is given: WAV/W64/RF64, AIFF, AU, CAF, FLAC, Ogg, MP3. Its many other formats (PAF, SD2,
+# MAT5, NIST, …) stay unreachable, which keeps its rarely used parsers away from hostile bytes.
+_SF_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64", b"riff", b"FORM", b".snd", b"caff", b"fLaC", b"OggS", b"ID3")
+_MAGIC = _SF_MAGIC + (b"\x1aE\xdf\xa3", b"wvpk", b"MAC ", b"#!AMR", b"0&\xb2u", b"TTA1", b"MPCK", b"DSD ", b"FLV")
 _SF_FUZZY_SEEK = {"MP3", "OGG"}  # libsndfile seeks these only roughly (ms off): see decode()
 _BLOCK = 1 << 20  # samples (all channels) per soundfile read: bounded memory whatever the channel count
 
@@ -115,19 +120,25 @@ def to_mono(x: np.ndarray) -> np.ndarray:
 
 
 def duration_to_samples(seconds: float, sample_rate: int) -> int:
+    """Seconds → whole samples, rounding half up (the same everywhere a span is cut)."""
     return int(math.floor(seconds * sample_rate + 0.5))
 
 
-def _clean(x: np.ndarray) -> np.ndarray:
-    """NaN → 0, then clip to [-1, 1] (±inf → ±1): what a DAC plays, and never NaN downstream."""
-    x = np.nan_to_num(x, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
-    return np.clip(x, -1.0, 1.0, out=x).astype(np.float32, copy=False)
+def _clean(x: np.ndarray, offset: float = 0.0, scale: float = 1.0) -> np.ndarray:
+    """(x - offset) * scale, NaN → 0, clipped to [-1, 1] (±inf → ±1): what a DAC plays, never NaN downstream.
+
+    Quietly: signalling NaNs and huge values in hostile float files would otherwise warn on every cast."""
+    with np.errstate(all="ignore"):
+        if offset or scale != 1.0 or x.dtype not in (np.float32, np.float64) or not x.flags.writeable:
+            x = (x.astype(np.float64) - offset) * scale
+        x = np.nan_to_num(x, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
+        return np.clip(x, -1.0, 1.0, out=x).astype(np.float32, copy=False)
 
 
 def _name(src: Source, name: str | None) -> str:
     if name is not None:
         return name
-    return "<bytes>" if isinstance(src, bytes) else str(src)
+    return "<bytes>" if isinstance(src, (bytes, bytearray, memoryview)) else str(src)
 
 
 def _msg(e: BaseException) -> str:
@@ -139,21 +150,13 @@ def _msg(e: BaseException) -> str:
     return str(text).removeprefix("Error : ")
 
 
-def _head(src: Source) -> bytes:
-    if isinstance(src, bytes):
-        return src[:64]
-    try:
-        with open(src, "rb") as f:
-            return f.read(64)
-    except OSError:
-        return b""
+def _mpeg_sync(head: bytes) -> bool:
+    return len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0  # MPEG audio / ADTS frame header
 
 
 def _looks_like_audio(head: bytes) -> bool:
     """Magic bytes of an audio container: decides 'corrupt audio' from 'not audio' when every decoder fails."""
-    if head.startswith(_MAGIC) or head[4:8] == b"ftyp":
-        return True
-    return len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0  # MPEG audio / ADTS frame sync
+    return head.startswith(_MAGIC) or head[4:8] == b"ftyp" or _mpeg_sync(head)
 
 
 def _limit(label: str, seconds: float, max_s: float | None, what: str) -> None:
@@ -166,15 +169,22 @@ def _check_rate(label: str, sr: int) -> None:
         raise UnsupportedCodecError(label, f"sample rate {sr} Hz is outside {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz")
 
 
-def _check_source(src: Source, label: str, max_bytes: int | None) -> None:
+def _prepare(src: Source | bytearray, name: str | None, max_bytes: int | None) -> tuple[Source, str, bytes]:
+    """(source, label, first 64 bytes) after the checks that need no decoder: exists, regular, size."""
+    label = _name(src, name)
+    if isinstance(src, (bytearray, memoryview)):
+        src = bytes(src)
     if isinstance(src, bytes):
-        size = len(src)
+        size, head = len(src), src[:64]
     else:
-        p = Path(src)
         try:
-            if p.is_dir():
+            st = os.stat(src)
+            if stat.S_ISDIR(st.st_mode):
                 raise NotAudioError(label, "is a directory")
-            size = p.stat().st_size
+            if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+                raise NotAudioError(label, "not a regular file")
+            with open(src, "rb") as f:
+                size, head = st.st_size, f.read(64)
         except FileNotFoundError:
             raise AudioDecodeError(label, "no such file") from None
         except OSError as e:
@@ -183,6 +193,7 @@ def _check_source(src: Source, label: str, max_bytes: int | None) -> None:
         raise EmptyAudioError(label, "empty file (0 bytes)")
     if max_bytes is not None and size > max_bytes:
         raise TooLongError(label, f"{size / 2**20:.1f} MiB, over the {max_bytes / 2**20:g} MiB limit")
+    return src, label, head
 
 
 class _Span:
@@ -200,7 +211,7 @@ class _Span:
         _limit(self.label, (pos + mono.size) / self.sr, self.max_s, "decoded more than")
         lo, hi = max(self.start - pos, 0), mono.size if self.end is None else min(self.end - pos, mono.size)
         if hi > lo:
-            self.chunks.append(np.array(mono[lo:hi], dtype=np.float32))
+            self.chunks.append(mono[lo:hi])
             self.kept += hi - lo
         return self.end is None or pos + mono.size < self.end
 
@@ -211,42 +222,44 @@ class _Raw:
     channels: int
     decoder: str
     frames_seen: int  # frames of the file met while decoding (0 = the decoder produced nothing)
+    header_s: float  # duration the header states (0 = it does not say)
+
+
+class _Broken(Exception):
+    """PyAV found an audio stream but failed part way: corrupt, whatever the magic bytes say."""
+
+
+class _Reseek(Exception):
+    """A seek landed after the wanted offset (or without timestamps): decode from the start instead."""
 
 
 def _sf_decode(src: Source, label: str, offset_s: float, dur_s: float | None, max_s: float | None) -> _Raw:
     import soundfile as sf
 
     with sf.SoundFile(io.BytesIO(src) if isinstance(src, bytes) else str(src)) as f:
-        if f.format == "RAW":  # headerless guess from the file name (.au/.vox/.gsm): not trusted
-            raise ValueError("no header")
         sr, ch = int(f.samplerate), int(f.channels)
         _check_rate(label, sr)
-        if 0 < f.frames < 2**62:
-            _limit(label, f.frames / sr, max_s, "the header says")
+        header_s = f.frames / sr if 0 < f.frames < 2**62 else 0.0
+        _limit(label, header_s, max_s, "the header says")
         span = _Span(label, sr, offset_s, dur_s, max_s)
         if span.start and f.frames > 0 and span.start >= f.frames:
-            raise EmptyAudioError(label, f"no audio frames at {offset_s:g} s (the file has {f.frames / sr:.2f} s)")
-        pos = 0
-        if span.start and (f.format not in _SF_FUZZY_SEEK or offset_s >= SEEK_MIN_S):
-            pos = f.seek(span.start if f.format not in _SF_FUZZY_SEEK else span.start - round(PREROLL_S * sr))
+            raise EmptyAudioError(label, f"no audio frames at {offset_s:g} s (the file has {header_s:.2f} s)")
+        pos, fuzzy = 0, f.format in _SF_FUZZY_SEEK
+        if span.start and (not fuzzy or offset_s >= SEEK_MIN_S):
+            pos = f.seek(span.start - round(PREROLL_S * sr) if fuzzy else span.start)
         block = max(1024, _BLOCK // ch)
         while True:
-            data = f.read(block, dtype="float32", always_2d=True)
+            want = block if span.end is None else max(1, min(block, span.end - pos))
+            data = f.read(want, dtype="float32", always_2d=True)
             if not len(data) or not span.add(pos, to_mono(_clean(data))):
                 break
             pos += len(data)
-    return _Raw(span, ch, "soundfile", pos + len(data))
+    return _Raw(span, ch, "soundfile", pos + len(data), header_s)
 
 
 # FFmpeg sample format (planar or packed) → dtype, offset, scale to [-1, 1)
-_AV_SAMPLES = {
-    "u8": (np.uint8, 128.0, 1 / 128),
-    "s16": (np.int16, 0.0, 1 / 2**15),
-    "s32": (np.int32, 0.0, 1 / 2**31),
-    "s64": (np.int64, 0.0, 1 / 2**63),
-    "flt": (np.float32, 0.0, 1.0),
-    "dbl": (np.float64, 0.0, 1.0),
-}
+_AV_SAMPLES = {"u8": (np.uint8, 128.0, 1 / 128), "s16": (np.int16, 0.0, 1 / 2**15), "s32": (np.int32, 0.0, 1 / 2**31),
+               "s64": (np.int64, 0.0, 1 / 2**63), "flt": (np.float32, 0.0, 1.0), "dbl": (np.float64, 0.0, 1.0)}
 
 
 def _av_mono(frame: Any, label: str) -> np.ndarray:
@@ -257,84 +270,57 @@ def _av_mono(frame: Any, label: str) -> np.ndarray:
     dtype, offset, scale = _AV_SAMPLES[kind]
     n, ch = frame.samples, frame.layout.nb_channels
     if ch < 1:
-        raise CorruptAudioError(label, "pyav: a frame without channels")
+        raise _Broken("a frame without channels")
     if frame.format.is_planar:
         x = np.stack([np.frombuffer(p, dtype=dtype, count=n) for p in frame.planes[:ch]], axis=1)
     else:
         x = np.frombuffer(frame.planes[0], dtype=dtype, count=n * ch).reshape(n, ch)
-    x = (x.astype(np.float64) - offset) * scale
-    return to_mono(_clean(x)).astype(np.float32)
+    return to_mono(_clean(x, offset, scale))
 
 
 def _no_nested(url: str, flags: int, options: dict) -> None:
     raise PermissionError(f"refusing to open {url!r} from inside a media file")
 
 
-def _av_open(src: Source) -> tuple[Any, Any]:
-    import av
-
-    fh = io.BytesIO(src) if isinstance(src, bytes) else open(src, "rb")  # noqa: SIM115 (closed by caller)
-    try:
-        c = av.open(fh, "r", container_options={"format_whitelist": _AV_FORMATS}, timeout=PYAV_TIMEOUT_S,
-                    io_open=_no_nested, buffer_size=1 << 16)
-    except BaseException:
-        fh.close()
-        raise
-    return fh, c
-
-
-def _av_stream(c: Any, label: str, head: bytes) -> Any:
-    if not c.streams.audio:
-        kinds = sorted({s.type for s in c.streams})
-        broken = _looks_like_audio(head) and not {"video", "subtitle"} & set(kinds)
-        kind = CorruptAudioError if broken else NotAudioError
-        raise kind(label, f"no audio stream ({c.format.name}: {', '.join(kinds) or 'no streams'})")
-    st = c.streams.best("audio") or c.streams.audio[0]
-    if st.codec_context is None or st.codec_context.codec is None:
-        raise UnsupportedCodecError(label, f"no decoder for its audio codec ({c.format.name})")
-    return st
-
-
-def _av_header_s(c: Any, st: Any) -> float:
-    """Duration the container announces (0 when it does not say)."""
-    if st.duration and st.time_base:
-        return float(st.duration * st.time_base)
-    return c.duration / 1e6 if c.duration and c.duration > 0 else 0.0
-
-
-def _av_decode(src: Source, label: str, offset_s: float, dur_s: float | None, max_s: float | None,
+def _av_decode(src: Source, label: str, head: bytes, offset_s: float, dur_s: float | None, max_s: float | None,
                seek: bool = True) -> _Raw:
     import av
 
-    fh, c = _av_open(src)
-    with fh, c:
-        st = _av_stream(c, label, _head(src))
-        header_s = _av_header_s(c, st)
-        _limit(label, header_s, max_s, "the header says")
+    fh = io.BytesIO(src) if isinstance(src, bytes) else open(src, "rb")  # noqa: SIM115 (closed below)
+    with fh, av.open(fh, "r", container_options={"format_whitelist": _AV_FORMATS}, timeout=PYAV_TIMEOUT_S,
+                     io_open=_no_nested, buffer_size=1 << 16) as c:
+        if not c.streams.audio:
+            kinds = sorted({s.type for s in c.streams})  # an MP4 cut before its index shows only "data"
+            broken = _looks_like_audio(head) and not {"video", "subtitle"} & set(kinds)
+            kind = CorruptAudioError if broken else NotAudioError
+            raise kind(label, f"no audio stream ({c.format.name}: {', '.join(kinds) or 'no streams'})")
+        st = c.streams.best("audio") or c.streams.audio[0]
+        if st.codec_context is None or st.codec_context.codec is None:
+            raise UnsupportedCodecError(label, f"no decoder for its audio codec ({c.format.name})")
         tb, t0 = st.time_base, st.start_time or 0
+        header_s = float(st.duration * tb) if st.duration and tb else max(c.duration or 0, 0) / 1e6
+        _limit(label, header_s, max_s, "the header says")
         seeked = seek and offset_s >= SEEK_MIN_S and tb is not None
         if seeked:
             try:
                 c.seek(int((offset_s - PREROLL_S) / tb) + t0, stream=st, backward=True)
-            except (av.FFmpegError, OverflowError):
-                seeked = False
+            except Exception as e:
+                raise _Reseek from e
         span, pos, ch, idle = None, 0, 0, 0
         try:
             for packet in c.demux(st):
                 frames = packet.decode()
                 idle = 0 if frames else idle + 1
                 if idle > 100_000:
-                    raise CorruptAudioError(label, "pyav: the decoder made no progress")
+                    raise _Broken("the decoder made no progress")
                 for frame in frames:
                     if span is None:
                         sr = int(frame.sample_rate)  # the first frame knows best (HE-AAC doubles the header's)
                         _check_rate(label, sr)
                         span = _Span(label, sr, offset_s, dur_s, max_s)
                         if seeked:
-                            if frame.pts is None:
-                                raise _Reseek
-                            pos = round(float((frame.pts - t0) * tb) * sr)
-                            if pos > span.start:
+                            pos = -1 if frame.pts is None else round(float((frame.pts - t0) * tb) * sr)
+                            if not 0 <= pos <= span.start:
                                 raise _Reseek
                     elif frame.sample_rate != span.sr:
                         raise UnsupportedCodecError(
@@ -343,50 +329,45 @@ def _av_decode(src: Source, label: str, offset_s: float, dur_s: float | None, ma
                     more = span.add(pos, _av_mono(frame, label))
                     pos += frame.samples
                     if not more:
-                        return _Raw(span, ch, "pyav", pos)
-        except (AudioDecodeError, _Reseek):
+                        return _Raw(span, ch, "pyav", pos, header_s)
+        except (AudioDecodeError, _Reseek, _Broken):
             raise
         except av.error.DecoderNotFoundError as e:
             raise UnsupportedCodecError(label, f"pyav: {_msg(e)} ({st.codec_context.name})") from e
         except Exception as e:
-            raise CorruptAudioError(label, f"pyav: {_msg(e)}") from e
+            raise _Broken(_msg(e)) from e
     if span is None:
         if header_s > 0:
-            raise CorruptAudioError(label, f"the header promises {header_s:.2f} s but nothing decodes")
+            raise _Broken(f"the header promises {header_s:.2f} s but nothing decodes")
         span = _Span(label, int(st.codec_context.sample_rate or MIN_SAMPLE_RATE), offset_s, dur_s, max_s)
-    return _Raw(span, ch or st.codec_context.channels, "pyav", pos)
+    return _Raw(span, ch or st.codec_context.channels, "pyav", pos, header_s)
 
 
-class _Reseek(Exception):
-    """A seek landed after the wanted offset (or without timestamps): decode from the start instead."""
-
-
-def _fallback_error(label: str, src: Source, first: str, e: Exception) -> AudioDecodeError:
-    kind = CorruptAudioError if _looks_like_audio(_head(src)) or first.startswith("soundfile read") else NotAudioError
-    what = "corrupt or truncated" if kind is CorruptAudioError else "not an audio file"
-    return kind(label, f"{what} (soundfile: {first}; pyav: {_msg(e)})")
-
-
-def _decode_raw(src: Source, label: str, offset_s: float, dur_s: float | None, max_s: float | None) -> _Raw:
+def _decode_raw(src: Source, label: str, head: bytes, offset_s: float, dur_s: float | None, max_s: float | None
+                ) -> _Raw:
     """soundfile first; PyAV when soundfile cannot open, fails part way, or finds no frames."""
+    first = "not given it (no WAV/AIFF/AU/CAF/FLAC/Ogg/MP3 header)"
     try:
-        raw = _sf_decode(src, label, offset_s, dur_s, max_s)
-        if raw.frames_seen:
-            return raw
-        first = "soundfile read no audio frames"
+        if head.startswith(_SF_MAGIC) or _mpeg_sync(head):
+            raw = _sf_decode(src, label, offset_s, dur_s, max_s)
+            if raw.frames_seen:
+                return raw
+            first = "read no audio frames"
     except AudioDecodeError:
         raise
     except Exception as e:
         first = _msg(e)
     try:
         try:
-            return _av_decode(src, label, offset_s, dur_s, max_s)
+            return _av_decode(src, label, head, offset_s, dur_s, max_s)
         except _Reseek:
-            return _av_decode(src, label, offset_s, dur_s, max_s, seek=False)
+            return _av_decode(src, label, head, offset_s, dur_s, max_s, seek=False)
     except AudioDecodeError:
         raise
-    except Exception as e:
-        raise _fallback_error(label, src, first, e) from e
+    except Exception as e:  # _Broken, or FFmpeg could not open it at all: then the magic bytes decide
+        audio = isinstance(e, _Broken) or first == "read no audio frames" or _looks_like_audio(head)
+        kind, what = (CorruptAudioError, "corrupt or truncated") if audio else (NotAudioError, "not an audio file")
+        raise kind(label, f"{what} (soundfile: {first}; pyav: {_msg(e)})") from e
 
 
 def decode(
@@ -401,22 +382,22 @@ def decode(
 ) -> Decoded:
     """Read `src` (path or bytes) → `Decoded` mono float32 at `sample_rate` (None keeps the file's rate).
 
-    `offset_s`/`duration_s` read only that span (soundfile seeks; PyAV seeks then drops a short pre-roll).
-    `max_bytes` refuses big files before reading; `max_duration_s` refuses long files from the header
-    when it tells, else while decoding (so a tiny file that expands to hours stops early). Use
-    DEMO_MAX_* / SCORE_MAX_*. NaN samples become 0 and everything is clipped to [-1, 1] (±inf → ±1).
-    A file cut short decodes to what is there when its decoder can tell where the audio stops (WAV,
-    MP3, Ogg); a decoder that fails part way (FLAC lost sync, a broken AAC packet) is CorruptAudioError.
+    `offset_s`/`duration_s` read only that span: sample-exact, by seeking in PCM/FLAC and by decoding
+    from the start in compressed audio, except past SEEK_MIN_S where compressed audio is sought too
+    (then placed by the container's timestamps: exact for MP4/Ogg, ±1 ms for WebM/MKV; MP3/Ogg read by
+    libsndfile can land some ms off). `max_bytes` refuses big files before reading; `max_duration_s`
+    refuses long files from the header when it tells, else while decoding (so a small file that expands
+    to hours stops early): pass DEMO_MAX_* or SCORE_MAX_*. NaN samples become 0 and all samples are
+    clipped to [-1, 1] (±inf → ±1), so nothing downstream sees NaN. A file cut short decodes to what is
+    there when its decoder can tell where the audio stops (WAV, MP3, Ogg, WebM); a decoder failing part
+    way (FLAC lost sync, a broken AAC packet, an MP4 without its index) is a CorruptAudioError.
     """
     if offset_s < 0 or (duration_s is not None and duration_s <= 0):
         raise ValueError(f"need offset_s >= 0 and duration_s > 0, got {offset_s}, {duration_s}")
     if sample_rate is not None and sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-    label = _name(src, name)
-    if isinstance(src, (bytearray, memoryview)):
-        src = bytes(src)
-    _check_source(src, label, max_bytes)
-    raw = _decode_raw(src, label, offset_s, duration_s, max_duration_s)
+    src, label, head = _prepare(src, name, max_bytes)
+    raw = _decode_raw(src, label, head, offset_s, duration_s, max_duration_s)
     span = raw.span
     if span.kept == 0:
         where = f" at {offset_s:g} s (the file has {raw.frames_seen / span.sr:.2f} s)" if offset_s else ""
@@ -427,44 +408,17 @@ def decode(
 
 
 def probe(src: Source, *, name: str | None = None) -> AudioInfo:
-    """Rate, channels and length from the header, without decoding everything.
+    """Rate, channels and length from the header plus the first decoded frame, not the whole file.
 
-    Falls back to decoding (and counting) when the container does not state a duration. For compressed
-    formats the length is the container's estimate (`decode` may differ by a codec frame or two).
+    Decodes everything (to count) only when the container states no duration. For compressed formats the
+    length is the container's figure; `decode` may differ by a codec frame or two (priming, padding).
     """
-    label = _name(src, name)
-    if isinstance(src, (bytearray, memoryview)):
-        src = bytes(src)
-    _check_source(src, label, None)
-    try:
-        import soundfile as sf
-
-        with sf.SoundFile(io.BytesIO(src) if isinstance(src, bytes) else str(src)) as f:
-            if f.format != "RAW" and 0 < f.frames < 2**62:
-                _check_rate(label, f.samplerate)
-                return AudioInfo(f.samplerate, f.channels, f.frames, f.frames / f.samplerate, "soundfile")
-        first = "soundfile read no audio frames"
-    except AudioDecodeError:
-        raise
-    except Exception as e:
-        first = _msg(e)
-    try:
-        fh, c = _av_open(src)
-        with fh, c:
-            st = _av_stream(c, label, _head(src))
-            header_s = _av_header_s(c, st)
-            frames = c.decode(st)
-            frame = next(frames, None)
-            frames.close()
-            if frame is None:
-                raise EmptyAudioError(label, "no audio frames")
-            sr, ch = int(frame.sample_rate), frame.layout.nb_channels
-            _check_rate(label, sr)
-    except AudioDecodeError:
-        raise
-    except Exception as e:
-        raise _fallback_error(label, src, first, e) from e
-    if header_s <= 0:  # no duration in the container: count by decoding
+    src, label, head = _prepare(src, name, None)
+    raw = _decode_raw(src, label, head, 0.0, 1e-3, None)
+    sr = raw.span.sr
+    if raw.span.kept == 0:
+        raise EmptyAudioError(label, "no audio frames")
+    if raw.header_s <= 0:
         d = decode(src, name=label)
-        return AudioInfo(d.orig_sample_rate, d.channels, d.samples.size, d.duration_s, d.decoder)
-    return AudioInfo(sr, ch, round(header_s * sr), header_s, "pyav")
+        return AudioInfo(sr, d.channels, d.samples.size, d.duration_s, d.decoder)
+    return AudioInfo(sr, raw.channels, round(raw.header_s * sr), raw.header_s, raw.decoder)
