@@ -163,10 +163,11 @@ class Predictor:
 
     # --- item pipeline (NumPy, shared by every backend) -----------------------------------------------
 
-    def decode(self, src: Source | Decoded, max_duration_s: float | None = None) -> Decoded:
+    def decode(self, src: Source | Decoded, max_duration_s: float | None = None, max_bytes: int | None = None) -> Decoded:
+        """Decoded mono float32 at the model's rate; limits (duration, file size) are the caller's choice."""
         if isinstance(src, Decoded):
             return src
-        return decode(src, self.cfg.sample_rate, max_duration_s=max_duration_s)
+        return decode(src, self.cfg.sample_rate, max_duration_s=max_duration_s, max_bytes=max_bytes)
 
     def prepare(self, signal: np.ndarray) -> np.ndarray:
         """Decoded signal → one fixed-length clip (trim, centre crop / repeat-pad), as in validation."""
@@ -192,10 +193,10 @@ class Predictor:
         return [self.classes[i] for i in order], [float(probs[i]) for i in order]
 
     def predict(self, src: Source | Decoded, top_k: int = 5, window: str | float | None = "auto",
-                hop: float | None = None, max_duration_s: float | None = None) -> Prediction:
+                hop: float | None = None, max_duration_s: float | None = None, max_bytes: int | None = None) -> Prediction:
         """Classify one input. `window="auto"` scores inputs longer than twice the clip length in windows
         (mean of window probabilities); a number forces windows of that many seconds; None = one centre crop."""
-        d = self.decode(src, max_duration_s)
+        d = self.decode(src, max_duration_s, max_bytes)
         n = self.cfg.n_samples
         use_windows = window is not None and (window != "auto" or d.samples.size > 2 * n)
         if use_windows:
