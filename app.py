@@ -1,0 +1,114 @@
+"""earshot's Gradio demo: upload or record a clip, see the top-5 labels, the log-mel the model saw, what drove
+the prediction, and a per-window timeline for long recordings. Also a Hugging Face Space (README front matter).
+
+    python app.py [--model DIR_OR_USER/NAME[@rev]] [--backend auto|torch|onnx] [--host 127.0.0.1] [--port 7860]
+
+The model comes from `--model`, else `$EARSHOT_MODEL`, else the default spoken-digits model (built once, offline,
+and cached in `$EARSHOT_CACHE`, default ~/.cache/earshot). Only widgets live here: see learner/demo.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home from an offline demo
+
+import gradio as gr  # noqa: E402
+
+from learner.audio import DEMO_MAX_BYTES, DEMO_MAX_S, AudioDecodeError  # noqa: E402
+from learner.demo import ServedModel, classify, example_files, load_model, model_info  # noqa: E402
+
+log = logging.getLogger("earshot.app")
+
+
+def _args() -> argparse.Namespace | None:
+    if __name__ != "__main__":
+        return None
+    p = argparse.ArgumentParser(description="earshot Gradio demo")
+    p.add_argument("--model", default=None, help="model directory or Hub id USER/NAME[@revision] (default: $EARSHOT_MODEL, "
+                                                 "else the spoken-digits model, built on first run)")
+    p.add_argument("--backend", default="auto", help="Predictor backend: auto (model.onnx if present), torch, onnx, ... "
+                                                     "(saliency needs torch)")
+    p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1; $GRADIO_SERVER_NAME)")
+    p.add_argument("--port", type=int, default=None, help="port (default 7860; $GRADIO_SERVER_PORT)")
+    return p.parse_args()
+
+
+ARGS = _args()
+
+
+def _served() -> ServedModel:
+    try:
+        return load_model(ARGS.model, backend=ARGS.backend) if ARGS else load_model()
+    except (RuntimeError, ValueError, OSError) as e:
+        if __name__ == "__main__":  # a user running the app gets one line, not a traceback
+            print(f"earshot: {e}", file=sys.stderr)
+            sys.exit(1)
+        raise
+
+
+def build_demo(served: ServedModel) -> gr.Blocks:
+    """The page for one loaded model (tests build it around their own model)."""
+    predictor = served.predictor
+
+    def run(path: str | None):
+        try:
+            labels, spectrogram, saliency, timeline, message = classify(predictor, path).as_tuple()
+            return labels, spectrogram, saliency, gr.Plot(value=timeline, visible=timeline is not None), message
+        except (AudioDecodeError, ValueError) as e:  # the user's input: say what is wrong with it
+            raise gr.Error(str(e), duration=None, print_exception=False) from None
+        except Exception as e:  # a bug: log it, tell the user, keep serving
+            log.exception("classifying %s failed", path)
+            name = os.path.basename(path or "")
+            raise gr.Error(f"{name}: could not classify it ({type(e).__name__}: {e})", duration=None) from None
+
+    n = len(predictor.classes)
+    shown = ", ".join(predictor.classes[:12]) + (" …" if n > 12 else "")
+    with gr.Blocks(title="earshot", analytics_enabled=False) as demo:
+        gr.Markdown(f"# earshot · audio classifier\n`{predictor.model_id}` · {predictor.arch} · {n} classes: {shown}")
+        with gr.Tab("Classify"):
+            with gr.Row():
+                with gr.Column() as left:
+                    audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Upload or record")
+                    button = gr.Button("Classify", variant="primary")
+                    gr.Markdown(f"Any common audio format, up to {DEMO_MAX_S / 60:g} min; inputs longer than twice "
+                                f"the {predictor.cfg.duration:g} s clip are scored in windows.")
+                with gr.Column():
+                    labels = gr.Label(num_top_classes=5, label="Top 5")
+                    message = gr.Markdown()
+            with gr.Row():
+                spectrogram = gr.Plot(label="Log-mel spectrogram the model saw", show_label=False)
+                saliency = gr.Plot(label="Saliency: which time–frequency regions drove the top label", show_label=False)
+            timeline = gr.Plot(label="Timeline: per-window probabilities", show_label=False, visible=False)
+            outputs = [labels, spectrogram, saliency, timeline, message]
+            examples = example_files(predictor.classes)
+            if examples:
+                with left:  # beside the input, so they are in view
+                    gr.Examples([[e] for e in examples], inputs=[audio], outputs=outputs, fn=run, run_on_click=True,
+                                cache_examples=False, label="Examples")
+        with gr.Tab("Model"):
+            info = model_info(predictor, served.folder)
+            with gr.Row():
+                with gr.Column(scale=2):
+                    gr.Markdown(info.summary)
+                    if info.confusion_png:
+                        gr.Image(info.confusion_png, label="Confusion matrix (validation)", interactive=False)
+                with gr.Column(scale=1):
+                    gr.Markdown(info.audio)
+                with gr.Column(scale=1):
+                    gr.Markdown(info.training)
+        button.click(run, audio, outputs, api_name="classify")
+        audio.upload(run, audio, outputs, api_name=False)
+        audio.stop_recording(run, audio, outputs, api_name=False)
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    return demo
+
+
+served = _served()
+demo = build_demo(served)
+
+if __name__ == "__main__":
+    demo.launch(server_name=ARGS.host, server_port=ARGS.port, max_file_size=DEMO_MAX_BYTES)
