@@ -19,8 +19,13 @@ def frame_db(x: np.ndarray, frame: int = _FRAME, hop: int = _HOP) -> np.ndarray:
     if x.size < frame:
         x = np.pad(x, (0, frame - x.size))
     n = 1 + (x.size - frame) // hop
-    idx = np.arange(frame)[None, :] + hop * np.arange(n)[:, None]
-    rms = np.sqrt(np.mean(np.square(x[idx], dtype=np.float64), axis=1))
+    if frame % hop == 0:  # energy per hop-sized block, then k consecutive blocks per frame: O(n), no gather
+        k = frame // hop
+        blocks = np.square(x[: (n + k - 1) * hop].reshape(-1, hop), dtype=np.float64).sum(axis=1)
+        rms = np.sqrt(sum(blocks[i : i + n] for i in range(k)) / frame)
+    else:
+        idx = np.arange(frame)[None, :] + hop * np.arange(n)[:, None]
+        rms = np.sqrt(np.mean(np.square(x[idx], dtype=np.float64), axis=1))
     peak = rms.max()
     if peak <= 0:
         return np.full(n, -np.inf)
