@@ -106,6 +106,23 @@ def param_groups(model: torch.nn.Module, classifier: str | None) -> list[list[to
     return [body, head]
 
 
+def numpy_collate(items: list[tuple]) -> tuple:
+    """Stack each field with NumPy (fastai restores the types afterwards).
+
+    torch's parallel `stack` of 32 × 5 s clips took 210 ms with 2 threads when the other core was busy and
+    1.6 ms with one; `np.stack` takes 1.5 ms either way, so collation never becomes the bottleneck.
+    """
+    out = []
+    for field in zip(*items, strict=True):
+        if isinstance(field[0], torch.Tensor):
+            out.append(torch.from_numpy(np.stack([np.asarray(t.detach().cpu()) for t in field])))
+        else:
+            from fastai.data.load import fa_collate
+
+            out.append(fa_collate(list(field)))
+    return tuple(out)
+
+
 def prepare_data(args: TrainArgs, cfg: AudioConfig):
     """Manifest → split → decoded signals. Unreadable files are reported by name and left out."""
     df = add_groups(load_manifest(args.data), args.group_col, args.group_regex)
@@ -152,7 +169,7 @@ def build_learner(args: TrainArgs, cfg: AudioConfig, used: pd.DataFrame, signals
                        get_y=ColReader("label"), splitter=ColSplitter("is_valid"))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dls = dblock.dataloaders(used, bs=min(args.bs, int((~used["is_valid"]).sum())), num_workers=0, device=device,
-                             shuffle=True, drop_last=True)
+                             shuffle=True, drop_last=True, create_batch=numpy_collate)
     net = create_model(args.arch, len(classes), cfg)
     loaded = load_pretrained(net, spec, args.pretrained)
     k3 = min(3, len(classes))
