@@ -1,0 +1,64 @@
+"""Export a model to ONNX for torch-free serving: adds model.onnx (and model.int8.onnx) to the model directory.
+
+    python -m jobs.export --model DIR|USER/NAME[@rev] [--int8] [--opset N] [--out DIR] [--calib DIR]
+
+The graph takes fixed-length mono waveforms (batch, samples) at the model's sample rate and contains the
+front end, so `Predictor.from_dir(DIR)` then serves it with ONNX Runtime alone (requirements-serve.txt).
+A Hub id (or --out) exports into a local copy of the model directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from jobs._cli import run
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m jobs.export", description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="model directory or Hub id USER/NAME[@revision]")
+    p.add_argument("--int8", action="store_true", help="also write model.int8.onnx (ONNX Runtime quantization)")
+    p.add_argument("--int8-method", default="static", choices=["static", "dynamic"],
+                   help="static = QDQ with calibration (fast on conv nets, the default); dynamic = no calibration")
+    p.add_argument("--calib", default=None, metavar="DIR",
+                   help="audio files to calibrate int8 on (default: generated clips); real clips calibrate better")
+    p.add_argument("--n-calib", type=int, default=128, help="calibration clips drawn from --calib (default 128)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="export into a copy of the model here (required for a Hub id: default models/NAME)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from learner.export import DEFAULT_OPSET, calibration_clips, check_writable, export_model_dir
+    from learner.modeldir import resolve
+
+    src = resolve(args.model)
+    local = Path(args.model).exists()
+    folder = src
+    if args.out or not local:
+        folder = Path(args.out or Path("models") / args.model.split("@")[0].split("/")[-1])
+        if folder.exists():
+            raise FileExistsError(f"{folder} already exists; pass --model {folder} to export there, or another --out")
+        shutil.copytree(src, folder, ignore=shutil.ignore_patterns("*.onnx", ".export-*"))
+        print(f"earshot: copied {args.model} to {folder}")
+    check_writable(folder)
+    calib = calibration_clips(folder, args.calib, args.n_calib) if args.int8 and args.calib else None
+    rec = export_model_dir(folder, int8=args.int8, opset=args.opset or DEFAULT_OPSET, int8_method=args.int8_method,
+                           calib=calib)
+    for name in rec["files"]:
+        size = (folder / name).stat().st_size / 2**20
+        print(f"earshot: wrote {folder / name} ({size:.1f} MB)")
+    print(f"earshot: torch vs ONNX max |Δp| = {rec['parity']['max_abs_prob_diff']:.1e} on {rec['parity']['clips']} generated clips")
+    if "int8" in rec:
+        agree = rec["int8"]["top1_agreement_generated"]
+        print(f"earshot: int8 top-1 agreement with float32 {agree:.1%} on {rec['int8']['agreement_clips']} generated clips"
+              + ("" if agree >= 0.99 else " — below 99 %: calibrate on real clips (--calib DIR) or serve fp32"))
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
