@@ -1,10 +1,11 @@
-# Two commands on a fresh machine: `make demo` (the Gradio app) and `make test` (lint + the test suite).
+# Two commands on a fresh machine: `make demo` (the Gradio app) and `make test` (lint, the lean-serving check
+# in a second torch-free venv, then the test suite).
 # Both build .venv from requirements.txt first (≈6 GB: PyPI's torch wheels are CUDA builds that also run on CPU).
 PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint system-deps
+.PHONY: demo test lint system-deps serve-check
 
 $(STAMP): requirements.txt
 	$(PY) -m venv $(VENV)
@@ -21,5 +22,8 @@ lint: $(STAMP)
 system-deps:
 	bash scripts/system-deps.sh
 
-test: $(STAMP) system-deps lint
+serve-check: $(STAMP)
+	bash scripts/serve-venv-check.sh
+
+test: $(STAMP) system-deps lint serve-check
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider
