@@ -29,6 +29,7 @@ def write_json(path: Path, obj: Any) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
         f.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a served model must be readable by other users
     os.replace(tmp, path)
 
 
