@@ -244,7 +244,12 @@ def main() -> None:
         child(*args.child, runs=args.runs, threads=args.threads)
         return
 
-    tmp = Path(tempfile.mkdtemp(prefix="earshot-latency-"))
+    with tempfile.TemporaryDirectory(prefix="earshot-latency-") as tmp:
+        run(args, Path(tmp))
+
+
+def run(args: argparse.Namespace, tmp: Path) -> None:
+    """The side-by-side measurement (models, clips and outputs live under `tmp`)."""
     model = Path(args.model) if args.model else build_model(tmp)
     sr = json.loads((model / "config.json").read_text())["audio"]["sample_rate"]
     clip, batch = write_clips(tmp, sr, 5.0)

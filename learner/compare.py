@@ -132,7 +132,7 @@ def compare(archs: list[str], targs: TrainArgs, cfg: AudioConfig | None = None, 
         if cv:
             rep = cross_validate(a_args, cfg)
             row.update({k: rep["mean"][k] for k in CV_METRICS}, **{f"{k}_std": rep["std"][k] for k in CV_METRICS},
-                       train_time_s=round(sum(f["train_time_s"] for f in rep["folds"]), 1), folds=rep["folds"],
+                       train_time_s=round(sum(f["train_time_s"] for f in rep["folds"]), 3), folds=rep["folds"],
                        n_valid=sum(f["n_valid"] for f in rep["folds"]))
             model_dir = Path(rep["folds"][0]["model_dir"])
             curves[a] = pd.read_csv(out / a / "cv_history.csv").groupby("epoch", as_index=False).mean(numeric_only=True)
@@ -150,8 +150,11 @@ def compare(archs: list[str], targs: TrainArgs, cfg: AudioConfig | None = None, 
                    wall_time_s=round(time.time() - t, 1), **inference_speed(model_dir, config["train"]["data"]))
         rows.append(row)
     classes = read_config(Path(rows[0]["model_dir"]))["classes"]
+    audio = cfg.to_dict()
+    if len({r["duration_s"] for r in rows}) == 1:  # picked from the data (jobs without --duration): the one used
+        audio["duration"] = rows[0]["duration_s"]
     report = {"data": str(targs.data), "split": split, "cv": cv, "epochs": targs.epochs, "lr": targs.lr,
-              "bs": targs.bs, "seed": targs.seed, "archs": rows, "classes": classes, "audio": cfg.to_dict(),
+              "bs": targs.bs, "seed": targs.seed, "archs": rows, "classes": classes, "audio": audio,
               "machine": machine(), "total_time_s": round(time.time() - started, 1)}
     plot_confusions({a: c for a, c in confusions.items() if c is not None}, classes, out / "confusion_matrices.png")
     plot_learning_curves(curves, out / "learning_curves.png")

@@ -136,7 +136,8 @@ def split_indices(
         if valid_fold not in set(df["fold"]):
             raise ManifestError(f"--valid-fold {valid_fold}: folds present are {sorted(set(df['fold']))}")
         valid = (df["fold"] == valid_fold).to_numpy()
-        return idx[~valid], idx[valid]
+        test = (df["split"] == "test").to_numpy() if "split" in df else np.zeros(len(df), dtype=bool)
+        return idx[~valid & ~test], idx[valid & ~test]
     if "split" in df and (df["split"] == "valid").any():
         return idx[(df["split"] == "train").to_numpy()], idx[(df["split"] == "valid").to_numpy()]
     pool = idx[(df["split"] != "test").to_numpy()] if "split" in df else idx

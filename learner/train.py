@@ -191,7 +191,7 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
     from fastai.callback.tracker import SaveModelCallback
     from fastai.torch_core import set_seed
 
-    cfg = cfg or AudioConfig()
+    cfg = (cfg or AudioConfig()).replace()  # a copy: norm_stats and a picked duration are this run's, not the caller's
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     set_seed(args.seed, reproducible=True)
@@ -222,7 +222,7 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
 
     probs, targets = learn.get_preds(ds_idx=1)
     metrics = classification_report(probs.numpy(), targets.numpy(), classes)
-    metrics.update(split="valid", best_epoch=best_epoch, train_time_s=round(train_time, 1),
+    metrics.update(split="valid", best_epoch=best_epoch, train_time_s=round(train_time, 3),
                    n_train=int((~used["is_valid"]).sum()), n_valid=int(used["is_valid"].sum()),
                    excluded_files=failures)
 

@@ -118,3 +118,10 @@ def test_signal_cache_decodes_once_and_reports_bad_files(tmp_path):
     again, _ = load_signals(paths[:3], CFG, cache_dir=cache, workers=1, progress=False)
     for p in signals:
         assert np.array_equal(signals[p], again[p])
+
+
+def test_fold_split_keeps_test_rows_out():
+    df = _frame()
+    df["split"] = ["test" if i % 10 == 0 else "train" for i in range(len(df))]
+    tr, va = split_indices(df, valid_fold=2)
+    assert not {i for i in range(0, len(df), 10)} & (set(tr) | set(va))
