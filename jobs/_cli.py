@@ -48,6 +48,30 @@ def add_split_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=42)
 
 
+def add_fit_args(parser: argparse.ArgumentParser) -> None:
+    """What every training job takes besides data, arch and output (jobs.train and jobs.compare)."""
+    parser.add_argument("--epochs", type=int, default=10, help="10: best on held-out voices (docs/compare.md)")
+    parser.add_argument("--lr", default="3e-3", help="learning rate, or 'auto' for fastai's lr_find")
+    parser.add_argument("--bs", type=int, default=32, help="batch size")
+    parser.add_argument("--freeze-epochs", type=int, default=1, help="epochs training only the new head (pretrained runs)")
+    parser.add_argument("--cache-dir", default=None, help="also cache decoded signals on disk here")
+    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPU count)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def train_args(args: argparse.Namespace, **extra: Any):
+    """A `TrainArgs` from the parsed fit, split and audio flags; `extra` adds what only one job has."""
+    from learner.train import TrainArgs
+
+    return TrainArgs(
+        data=args.data, out=args.out, epochs=args.epochs, lr=args.lr if args.lr == "auto" else float(args.lr),
+        bs=args.bs, pretrained=args.pretrained, valid_pct=args.valid_pct, valid_fold=args.valid_fold,
+        group_col=args.group_col, group_regex=args.group_regex, seed=args.seed, freeze_epochs=args.freeze_epochs,
+        workers=args.workers, cache_dir=args.cache_dir, progress=not args.quiet, auto_duration=args.duration is None,
+        **extra,
+    )
+
+
 def run(main: Callable[[], int | None]) -> None:
     """Run a job: user errors become one line on stderr and exit code 1 (no traceback)."""
     from learner.audio import AudioDecodeError

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from jobs._cli import add_audio_args, add_split_args, audio_config, run
+from jobs._cli import add_audio_args, add_fit_args, add_split_args, audio_config, run, train_args
 from learner.models import list_archs
 
 
@@ -17,17 +17,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="folder-per-class, CSV manifest (path,label[,fold|split|group]) or recipe name")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--arch", default="xresnet18", choices=list_archs())
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--lr", default="3e-3", help="learning rate, or 'auto' for fastai's lr_find")
-    p.add_argument("--bs", type=int, default=32, help="batch size")
     p.add_argument("--pretrained", default="imagenet",
                    help="imagenet (timm resnet-d weights, needs the network), none, a weights file, or an earshot model dir/Hub id")
-    p.add_argument("--freeze-epochs", type=int, default=1, help="epochs training only the new head (pretrained runs)")
-    p.add_argument("--cache-dir", default=None, help="also cache decoded signals on disk here")
-    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPU count)")
     p.add_argument("--no-pickle", action="store_true", help="do not write the fastai model.pkl export")
     p.add_argument("--cv", action="store_true", help="cross-validate: one model per value of the fold column")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_fit_args(p)
     add_split_args(p)
     add_audio_args(p)
     return p
@@ -36,15 +30,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from learner.metrics import summary_line
-    from learner.train import TrainArgs, train
+    from learner.train import train
 
-    targs = TrainArgs(
-        data=args.data, out=args.out, arch=args.arch, epochs=args.epochs,
-        lr=args.lr if args.lr == "auto" else float(args.lr), bs=args.bs, pretrained=args.pretrained,
-        valid_pct=args.valid_pct, valid_fold=args.valid_fold, group_col=args.group_col, group_regex=args.group_regex,
-        seed=args.seed, freeze_epochs=args.freeze_epochs, workers=args.workers, cache_dir=args.cache_dir,
-        pickle=not args.no_pickle, progress=not args.quiet, auto_duration=args.duration is None,
-    )
+    targs = train_args(args, arch=args.arch, pickle=not args.no_pickle)
     cfg = audio_config(args)
     if args.cv:
         from learner.crossval import cross_validate

@@ -38,7 +38,7 @@ class TrainArgs:
     data: str
     out: str
     arch: str = "xresnet18"
-    epochs: int = 20
+    epochs: int = 10
     lr: float | str = 3e-3
     bs: int = 32
     pretrained: str = "imagenet"
