@@ -62,17 +62,24 @@ class TorchBackend:
         import torch
 
         from learner.frontend import AudioClassifier, FrontEnd
-        from learner.modeldir import load_model_dir
-        from learner.models import create_model, get_arch
+        from learner.models import get_arch
 
         if threads:
             torch.set_num_threads(threads)
-        _, sd = load_model_dir(folder)
-        net = create_model(config["arch"], len(config["classes"]), cfg)
-        net.load_state_dict(sd, strict=True)
+        net = self.load_net(folder, config, cfg)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = AudioClassifier(FrontEnd(cfg, get_arch(config["arch"]).input), net).to(self.device).eval()
         self._torch = torch
+
+    def load_net(self, folder: Path, config: dict[str, Any], cfg: AudioConfig) -> Any:
+        """The network from model.safetensors (never unpickles)."""
+        from learner.modeldir import load_model_dir
+        from learner.models import create_model
+
+        _, sd = load_model_dir(folder)
+        net = create_model(config["arch"], len(config["classes"]), cfg)
+        net.load_state_dict(sd, strict=True)
+        return net
 
     def __call__(self, waves: np.ndarray) -> np.ndarray:
         torch = self._torch
@@ -86,20 +93,10 @@ class PickleBackend(TorchBackend):
 
     name = "pickle"
 
-    def __init__(self, folder: Path, config: dict[str, Any], cfg: AudioConfig, device: str | None = None,
-                 threads: int | None = None) -> None:
-        import torch
-
-        from learner.frontend import AudioClassifier, FrontEnd
+    def load_net(self, folder: Path, config: dict[str, Any], cfg: AudioConfig) -> Any:
         from learner.modeldir import load_pickle
-        from learner.models import get_arch
 
-        if threads:
-            torch.set_num_threads(threads)
-        net = load_pickle(folder).model
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = AudioClassifier(FrontEnd(cfg, get_arch(config["arch"]).input), net).to(self.device).eval()
-        self._torch = torch
+        return load_pickle(folder).model
 
 
 def _lazy(module: str, cls: str) -> Any:
