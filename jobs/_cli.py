@@ -14,7 +14,8 @@ AUDIO_FLAGS = {  # flag → (AudioConfig field, type)
     "--hop": ("hop_length", int), "--n-mels": ("n_mels", int), "--f-min": ("f_min", float),
     "--f-max": ("f_max", float), "--top-db": ("top_db", float), "--trim-db": ("trim_db", float),
     "--norm": ("norm", str), "--mixup": ("mixup", float), "--spec-freq-mask": ("spec_freq_mask", int),
-    "--spec-time-mask": ("spec_time_mask", int), "--aug-pitch": ("aug_pitch", float),
+    "--spec-time-mask": ("spec_time_mask", int), "--spec-masks": ("spec_masks", int), "--pad": ("pad_mode", str),
+    "--aug-pitch": ("aug_pitch", float),
     "--aug-stretch": ("aug_stretch", float), "--aug-gain-db": ("aug_gain_db", float),
 }
 
@@ -50,9 +51,14 @@ def add_split_args(parser: argparse.ArgumentParser) -> None:
 
 def add_fit_args(parser: argparse.ArgumentParser) -> None:
     """What every training job takes besides data, arch and output (jobs.train and jobs.compare)."""
-    parser.add_argument("--epochs", type=int, default=10, help="10: best on held-out voices (docs/compare.md)")
+    parser.add_argument("--epochs", type=int, default=15, help="chosen on held-out real speakers (bench/RESULTS.md)")
     parser.add_argument("--lr", default="3e-3", help="learning rate, or 'auto' for fastai's lr_find")
     parser.add_argument("--bs", type=int, default=32, help="batch size")
+    parser.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing ε of the loss")
+    parser.add_argument("--min-steps", type=int, default=0,
+                        help="small training sets get more epochs until they take this many optimiser steps")
+    parser.add_argument("--keep-best", action="store_true",
+                        help="keep the epoch with the lowest validation loss (its validation figures are then optimistic)")
     parser.add_argument("--freeze-epochs", type=int, default=1, help="epochs training only the new head (pretrained runs)")
     parser.add_argument("--cache-dir", default=None, help="also cache decoded signals on disk here")
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPU count)")
@@ -67,7 +73,9 @@ def train_args(args: argparse.Namespace, **extra: Any):
         data=args.data, out=args.out, epochs=args.epochs, lr=args.lr if args.lr == "auto" else float(args.lr),
         bs=args.bs, pretrained=args.pretrained, valid_pct=args.valid_pct, valid_fold=args.valid_fold,
         group_col=args.group_col, group_regex=args.group_regex, seed=args.seed, freeze_epochs=args.freeze_epochs,
+        label_smoothing=args.label_smoothing, keep_best=args.keep_best, min_steps=args.min_steps,
         workers=args.workers, cache_dir=args.cache_dir, progress=not args.quiet, auto_duration=args.duration is None,
+        auto_sample_rate=args.sample_rate is None, auto_hop=args.hop is None,
         **extra,
     )
 

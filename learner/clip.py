@@ -55,18 +55,26 @@ def trim_silence(x: np.ndarray, top_db: float | None = 60.0, mode: str = "edges"
     return x[keep]
 
 
-def crop_pad(x: np.ndarray, n: int, offset: float | None = 0.5, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Exactly `n` samples: crop a long clip, repeat a short one.
+def crop_pad(x: np.ndarray, n: int, offset: float | None = 0.5, rng: np.random.Generator | None = None,
+             pad: str = "repeat") -> np.ndarray:
+    """Exactly `n` samples: crop a long clip; repeat a short one (`pad="repeat"`) or place it in silence
+    (`pad="zeros"`).
 
-    `offset` in [0, 1] places the crop (0.5 = centre, the inference choice); `offset=None` draws it from
-    `rng` (the training choice), and also rotates a repeat-padded clip so the repeat seam moves.
+    `offset` in [0, 1] places the crop, or the short clip inside the silence (0.5 = centre, the inference
+    choice); `offset=None` draws it from `rng` (the training choice: a random time shift), and rotates a
+    repeat-padded clip so the repeat seam moves.
     """
     if x.size == 0:
         return np.zeros(n, dtype=np.float32)
+    frac = rng.random() if offset is None and rng is not None else (0.5 if offset is None else offset)
     if x.size >= n:
-        frac = rng.random() if offset is None and rng is not None else (0.5 if offset is None else offset)
         start = int(round(frac * (x.size - n)))
         return np.ascontiguousarray(x[start : start + n], dtype=np.float32)
+    if pad == "zeros":
+        y = np.zeros(n, dtype=np.float32)
+        start = int(round(frac * (n - x.size)))
+        y[start : start + x.size] = x
+        return y
     reps = -(-n // x.size)
     y = np.tile(x, reps)
     if offset is None and rng is not None:
@@ -76,7 +84,7 @@ def crop_pad(x: np.ndarray, n: int, offset: float | None = 0.5, rng: np.random.G
 
 def prepare(x: np.ndarray, cfg: AudioConfig) -> np.ndarray:
     """The inference item pipeline after decoding: trim, then a centred crop / repeat-pad."""
-    return crop_pad(trim_silence(x, cfg.trim_db, cfg.trim_mode), cfg.n_samples)
+    return crop_pad(trim_silence(x, cfg.trim_db, cfg.trim_mode), cfg.n_samples, pad=cfg.pad_mode)
 
 
 def windows(x: np.ndarray, n: int, hop: int) -> tuple[np.ndarray, np.ndarray]:

@@ -24,20 +24,21 @@ class AudioConfig:
     duration: float = 5.0
     trim_db: float | None = 60.0
     trim_mode: str = "edges"  # "edges" trims leading/trailing silence; "all" also drops silent gaps
-    n_fft: int = 1024
-    hop_length: int = 512
-    n_mels: int = 128
+    pad_mode: str = "zeros"  # short clips: placed in silence ("zeros"; randomly while training) or "repeat"ed
+    n_fft: int = 512
+    hop_length: int = 512  # jobs.train picks it from the clip length (about 100 frames a clip, 10 ms at least)
+    n_mels: int = 64
     f_min: float = 20.0
     f_max: float | None = None
     top_db: float | None = 80.0
     n_mfcc: int = 40
-    norm: str = "dataset"
+    norm: str = "clip"
     norm_stats: tuple[float, float] = (0.0, 1.0)
     # training-time augmentation
     spec_freq_mask: int = 24
     spec_time_mask: int = 40
     spec_masks: int = 2
-    mixup: float = 0.4
+    mixup: float = 0.0
     aug_pitch: float = 0.0  # semitones (±); 0 disables
     aug_stretch: float = 0.0  # rate spread (0.2 → 0.8–1.2); 0 disables
     aug_noise_snr: tuple[float, float] | None = None  # dB range of additive noise
@@ -53,6 +54,8 @@ class AudioConfig:
             raise ValueError(f"f_max ({self.f_max}) must be above f_min ({self.f_min})")
         if self.norm not in ("dataset", "clip", "none"):
             raise ValueError(f"norm must be 'dataset', 'clip' or 'none', got {self.norm!r}")
+        if self.pad_mode not in ("repeat", "zeros"):
+            raise ValueError(f"pad_mode must be 'repeat' or 'zeros', got {self.pad_mode!r}")
         if self.trim_mode not in ("edges", "all"):
             raise ValueError(f"trim_mode must be 'edges' or 'all', got {self.trim_mode!r}")
         self.norm_stats = tuple(float(v) for v in self.norm_stats)  # type: ignore[assignment]
@@ -76,6 +79,7 @@ class AudioConfig:
     def from_dict(cls, d: dict[str, Any]) -> AudioConfig:
         """Unknown keys are ignored so that folders written by newer versions still load."""
         names = {f.name for f in dataclasses.fields(cls)}
+        d = {"pad_mode": "repeat", **d}  # folders written before pad_mode existed repeat-padded short clips
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def replace(self, **changes: Any) -> AudioConfig:

@@ -187,3 +187,6 @@ def mfcc_cnn1d(n_classes: int, cfg: AudioConfig) -> nn.Module:
 
 def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+from learner import efficient  # noqa: E402, F401  (registers the timm families)

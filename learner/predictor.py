@@ -168,7 +168,8 @@ class Predictor:
 
     def prepare(self, signal: np.ndarray) -> np.ndarray:
         """Decoded signal → one fixed-length clip (trim, centre crop / repeat-pad), as in validation."""
-        return crop_pad(trim_silence(signal, self.cfg.trim_db, self.cfg.trim_mode), self.cfg.n_samples)
+        return crop_pad(trim_silence(signal, self.cfg.trim_db, self.cfg.trim_mode), self.cfg.n_samples,
+                        pad=self.cfg.pad_mode)
 
     def windows(self, signal: np.ndarray, window_s: float | None = None, hop_s: float | None = None):
         """Fixed-length windows over the untrimmed signal (times refer to the file); each one is prepared."""

@@ -22,15 +22,23 @@ class PretrainedError(RuntimeError):
     """Starting weights could not be loaded; the message is one line that says what to do."""
 
 
-def resnetd_to_xresnet(sd: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+def resnetd_to_xresnet(sd: dict[str, torch.Tensor], model: nn.Module, timm_name: str | None = None) -> dict[str, torch.Tensor]:
     """Map a timm resnet*d state dict onto fastai-layout XResNet keys, in order (same network).
 
+    A safetensors file stores its tensors sorted by name, not in the network's order, so with `timm_name`
+    the source is first put in the order of timm's own module (BatchNorm counters are skipped both sides).
     The classifier is dropped (new task); an RGB stem is folded into the model's input channels by
     summing over colour (the one-channel spectrogram sees the sum of what the three filters saw).
     """
-    target = [(k, v) for k, v in model.state_dict().items()]
-    source = [(k, v) for k, v in sd.items() if not k.startswith("fc.")]
-    target = [(k, v) for k, v in target if not k.startswith("11.")]
+    if timm_name is not None:
+        import timm
+
+        with torch.device("meta"):
+            order = list(timm.create_model(timm_name, pretrained=False).state_dict())
+        sd = {k: sd[k] for k in order if k in sd}
+    target = [(k, v) for k, v in model.state_dict().items()
+              if not k.startswith("11.") and not k.endswith("num_batches_tracked")]
+    source = [(k, v) for k, v in sd.items() if not k.startswith("fc.") and not k.endswith("num_batches_tracked")]
     if len(source) != len(target):
         raise PretrainedError(f"weights do not fit: {len(source)} tensors for {len(target)} in the model")
     out: dict[str, torch.Tensor] = {}
@@ -40,7 +48,20 @@ def resnetd_to_xresnet(sd: dict[str, torch.Tensor], model: nn.Module) -> dict[st
         if sv.shape != tv.shape:
             raise PretrainedError(f"weights do not fit: {sk} {tuple(sv.shape)} → {tk} {tuple(tv.shape)}")
         out[tk] = sv.clone()
+    out.update({k: v.clone() for k, v in model.state_dict().items()
+                if k.endswith("num_batches_tracked") and not k.startswith("11.")})
     return out
+
+
+def imagenet_to_model(sd: dict[str, torch.Tensor], model: nn.Module, spec: ArchSpec) -> dict[str, torch.Tensor]:
+    """timm ImageNet weights fitted to one of our networks: resnet-d → XResNet by position, timm's own
+    families by name (stem folded to one channel, ImageNet head dropped)."""
+    if any(k.startswith("conv1.") for k in sd) and not any(k.startswith(f"{spec.first_conv}.") for k in sd):
+        timm_name = spec.weights.split("/")[-1].split(".")[0] if spec.weights else None
+        return resnetd_to_xresnet(sd, model, timm_name)
+    from learner.efficient import timm_to_model
+
+    return timm_to_model(sd, model, spec.first_conv or "", spec.classifier or "")
 
 
 def _load_weights_file(path: Path) -> dict[str, torch.Tensor]:
@@ -75,13 +96,13 @@ def load_pretrained(model: nn.Module, spec: ArchSpec, source: str) -> str:
     if source == "none":
         return "none (random init)"
     if source == "imagenet":
-        model.load_state_dict(resnetd_to_xresnet(_imagenet_state_dict(spec), model), strict=False)
+        model.load_state_dict(imagenet_to_model(_imagenet_state_dict(spec), model, spec), strict=False)
         return f"imagenet ({spec.weights})"
     path = Path(source)
     if path.is_file():
         sd = _load_weights_file(path)
-        if any(k.startswith("conv1.") for k in sd):
-            model.load_state_dict(resnetd_to_xresnet(sd, model), strict=False)
+        if any(k.startswith("conv1.") or k.startswith(f"{spec.first_conv}.") for k in sd):
+            model.load_state_dict(imagenet_to_model(sd, model, spec), strict=False)
             return f"imagenet file {path}"
         return _load_body(model, spec, sd, str(path))
     return load_from_earshot(model, spec, source)

@@ -11,7 +11,7 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ class TrainArgs:
     data: str
     out: str
     arch: str = "xresnet18"
-    epochs: int = 10
+    epochs: int = 15
     lr: float | str = 3e-3
     bs: int = 32
     pretrained: str = "imagenet"
@@ -48,11 +48,16 @@ class TrainArgs:
     group_regex: str | None = None
     seed: int = 42
     freeze_epochs: int = 1
+    label_smoothing: float = 0.1
+    min_steps: int = 0  # small sets train for more epochs until they take this many optimiser steps
+    keep_best: bool = False  # keep the lowest-valid-loss epoch instead of the last one
     workers: int | None = None
     cache_dir: str | None = None
     pickle: bool = True
     progress: bool = True
     auto_duration: bool = False  # pick the clip length from the training data (jobs.train without --duration)
+    auto_sample_rate: bool = False  # the training files' own rate, at most 22.05 kHz (jobs.train without --sample-rate)
+    auto_hop: bool = False  # a hop that gives a clip ~100 frames (jobs.train without --hop)
 
 
 @dataclass
@@ -81,7 +86,7 @@ def dataset_stats(frontend: FrontEnd, signals: list[np.ndarray], cfg: AudioConfi
     total, total_sq, count = 0.0, 0.0, 0
     with torch.inference_mode():
         for i in range(0, len(pick), 64):
-            batch = np.stack([crop_pad(signals[j], cfg.n_samples) for j in pick[i : i + 64]])
+            batch = np.stack([crop_pad(signals[j], cfg.n_samples, pad=cfg.pad_mode) for j in pick[i : i + 64]])
             feats = frontend.raw(torch.from_numpy(batch).unsqueeze(1)).double()
             total += feats.sum().item()
             total_sq += (feats**2).sum().item()
@@ -95,6 +100,68 @@ def pick_duration(lengths_s: list[float], quantile: float = 0.9, lo: float = 0.5
     0.5 s, within [0.5, 10] s. Short words then are not repeated five times; 5 s clips stay 5 s."""
     q = float(np.quantile(np.asarray(lengths_s), quantile)) if lengths_s else hi
     return float(min(hi, max(lo, np.ceil(q * 2) / 2)))
+
+
+def pick_sample_rate(paths: list[str], cap: int = 22050, max_files: int = 200) -> int:
+    """The training files' own rate (the most common one among up to `max_files`), never above `cap`.
+
+    Resampling above a recording's rate adds no content, only empty high mel bands and compute; going
+    below `cap` for 44.1/48 kHz material keeps what classifiers use and halves the cost.
+    """
+    from collections import Counter
+
+    from learner.audio import AudioDecodeError, probe
+
+    pick = np.random.default_rng(0).permutation(len(paths))[:max_files]
+    rates: Counter[int] = Counter()
+    for i in pick:
+        try:
+            rates[probe(paths[i]).sample_rate] += 1
+        except (AudioDecodeError, OSError):
+            continue  # reported by name when the signals are decoded
+    return min(cap, rates.most_common(1)[0][0]) if rates else cap
+
+
+def pick_hop(cfg: AudioConfig, frames: int = 100, min_hop_s: float = 0.010, max_hop: int = 512) -> int:
+    """A hop that gives a clip about `frames` spectrogram frames: 10 ms for a 1 s word (101 frames)
+    instead of 63 or 44, while 5 s clips keep the cheaper `max_hop`."""
+    return int(min(max_hop, max(round(min_hop_s * cfg.sample_rate), cfg.n_samples // frames)))
+
+
+FRONT_END_FIELDS = ("sample_rate", "n_fft", "hop_length", "n_mels", "f_min", "f_max", "top_db", "n_mfcc", "norm",
+                    "norm_stats", "trim_db", "trim_mode", "pad_mode")
+
+
+def transfers_from_earshot(source: str) -> bool:
+    """`--pretrained` names an earlier earshot model (a folder or a Hub id), not ImageNet, none or a file."""
+    return source not in ("none", "imagenet") and not Path(source).is_file()
+
+
+def adopt_front_end(args: TrainArgs, cfg: AudioConfig) -> tuple[TrainArgs, AudioConfig]:
+    """Transfer only pays when the body sees the features it learned on: take the source model's front end
+    (rate, STFT, mels, normalisation and its statistics); the clip length still follows the new data."""
+    if not transfers_from_earshot(args.pretrained):
+        return args, cfg
+    from learner.modeldir import read_config, resolve
+    from learner.pretrained import PretrainedError
+
+    try:
+        src = read_config(resolve(args.pretrained))["audio"]
+    except Exception as e:
+        raise PretrainedError(f"pretrained={args.pretrained}: {e}") from None
+    cfg = cfg.replace(**{k: src[k] for k in FRONT_END_FIELDS if k in src})
+    return replace(args, auto_sample_rate=False, auto_hop=False), cfg
+
+
+def batch_size(bs: int, n_train: int) -> int:
+    """`bs`, but at most an eighth of a small training set (≥ 8), so that an epoch is several steps."""
+    return max(1, min(bs, n_train, max(8, n_train // 8)))
+
+
+def epochs_for(epochs: int, n_train: int, bs: int, min_steps: int) -> int:
+    """`epochs`, or more when the training set is so small that they would be fewer than `min_steps` steps."""
+    steps = max(1, n_train // batch_size(bs, n_train))
+    return max(epochs, -(-min_steps // steps))
 
 
 def param_groups(model: torch.nn.Module, classifier: str | None) -> list[list[torch.nn.Parameter]]:
@@ -131,6 +198,8 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
         raise ValueError(f"{args.data}: the split left {len(train_idx)} training and {len(valid_idx)} validation files")
     used = df.iloc[np.concatenate([train_idx, valid_idx])].copy()
     used["is_valid"] = [False] * len(train_idx) + [True] * len(valid_idx)
+    if args.auto_sample_rate:
+        cfg.sample_rate = pick_sample_rate(list(used.loc[~used["is_valid"], "path"]))
     signals, failures = load_signals(list(used["path"]), cfg, cache_dir=args.cache_dir, workers=args.workers,
                                      progress=args.progress)
     if failures:
@@ -153,14 +222,14 @@ def build_learner(args: TrainArgs, cfg: AudioConfig, used: pd.DataFrame, signals
     from fastai.data.block import CategoryBlock, DataBlock
     from fastai.data.transforms import ColReader, ColSplitter
     from fastai.learner import Learner
-    from fastai.losses import CrossEntropyLossFlat
+    from fastai.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat
     from fastai.metrics import accuracy, top_k_accuracy
 
     from learner.transforms import AudioBlock
 
     spec = get_arch(args.arch)
     frontend = FrontEnd(cfg, spec.input)
-    if cfg.norm == "dataset" and spec.input != "waveform":
+    if cfg.norm == "dataset" and spec.input != "waveform" and not transfers_from_earshot(args.pretrained):
         train_sigs = [signals[p] for p in used.loc[~used["is_valid"], "path"]]
         cfg.norm_stats = dataset_stats(frontend, train_sigs, cfg)
         frontend = FrontEnd(cfg, spec.input)
@@ -168,7 +237,7 @@ def build_learner(args: TrainArgs, cfg: AudioConfig, used: pd.DataFrame, signals
     dblock = DataBlock(blocks=(block, CategoryBlock(vocab=classes)), get_x=ColReader("path"),
                        get_y=ColReader("label"), splitter=ColSplitter("is_valid"))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dls = dblock.dataloaders(used, bs=min(args.bs, int((~used["is_valid"]).sum())), num_workers=0, device=device,
+    dls = dblock.dataloaders(used, bs=batch_size(args.bs, int((~used["is_valid"]).sum())), num_workers=0, device=device,
                              shuffle=True, drop_last=True, create_batch=numpy_collate)
     net = create_model(args.arch, len(classes), cfg)
     loaded = load_pretrained(net, spec, args.pretrained)
@@ -177,7 +246,8 @@ def build_learner(args: TrainArgs, cfg: AudioConfig, used: pd.DataFrame, signals
     def top3(inp, targ):
         return top_k_accuracy(inp, targ, k=k3)
 
-    learn = Learner(dls, net, loss_func=CrossEntropyLossFlat(), metrics=[accuracy, top3], path=out,
+    loss = LabelSmoothingCrossEntropyFlat(eps=args.label_smoothing) if args.label_smoothing else CrossEntropyLossFlat()
+    learn = Learner(dls, net, loss_func=loss, metrics=[accuracy, top3], path=out,
                     model_dir=".checkpoints", splitter=lambda m: param_groups(m, spec.classifier))
     if not args.progress:
         learn.remove_cb(ProgressCallback)
@@ -192,14 +262,19 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
     from fastai.torch_core import set_seed
 
     cfg = (cfg or AudioConfig()).replace()  # a copy: norm_stats and a picked duration are this run's, not the caller's
-    out = Path(args.out)
+    out = Path(args.out).absolute()  # fastai joins relative callback paths onto learn.path
     out.mkdir(parents=True, exist_ok=True)
     set_seed(args.seed, reproducible=True)
+    args, cfg = adopt_front_end(args, cfg)
     used, signals, failures, classes = prepare_data(args, cfg)
     if args.auto_duration:
         lengths = [signals[p].size / cfg.sample_rate for p in used.loc[~used["is_valid"], "path"]]
         cfg.duration = pick_duration(lengths)
         print(f"earshot: clip length {cfg.duration:g} s (90th percentile of the trimmed training sounds)")
+    if args.auto_hop:
+        cfg.hop_length = pick_hop(cfg)
+    if args.auto_sample_rate or args.auto_hop:
+        print(f"earshot: {cfg.sample_rate} Hz, hop {cfg.hop_length} → {cfg.n_frames} frames per clip (from the data)")
     learn, frontend, loaded = build_learner(args, cfg, used, signals, classes, out)
     spec = get_arch(args.arch)
 
@@ -208,14 +283,19 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
         lr = float(learn.lr_find(show_plot=False).valley)
         print(f"earshot: lr_find suggests {lr:.2e}")
     lr = float(lr)
-    cbs = [CSVLogger(fname=str(out / "history.csv")), SaveModelCallback(monitor="valid_loss", fname="best")]
+    cbs = [CSVLogger(fname=str(out / "history.csv"))]
+    if args.keep_best:  # opt-in: picking the epoch on the validation split makes its figures optimistic
+        cbs.append(SaveModelCallback(monitor="valid_loss", fname="best"))
     if cfg.mixup > 0:
         cbs.append(MixUp(cfg.mixup))
+    epochs = epochs_for(args.epochs, int((~used["is_valid"]).sum()), args.bs, args.min_steps)
+    if epochs != args.epochs:
+        print(f"earshot: {epochs} epochs (a small set: at least {args.min_steps} optimiser steps)")
     start = time.time()
     if args.pretrained != "none":
-        learn.fine_tune(args.epochs, base_lr=lr, freeze_epochs=args.freeze_epochs, cbs=cbs)
+        learn.fine_tune(epochs, base_lr=lr, freeze_epochs=args.freeze_epochs, cbs=cbs)
     else:
-        learn.fit_one_cycle(args.epochs, lr, cbs=cbs)
+        learn.fit_one_cycle(epochs, lr, cbs=cbs)
     train_time = time.time() - start
     history = pd.read_csv(out / "history.csv")
     best_epoch = int(history["valid_loss"].idxmin())

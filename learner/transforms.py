@@ -106,9 +106,9 @@ class CropPad(RandTransform):
 
     split_idx, order = None, 2
 
-    def __init__(self, duration: float, seed: int | None = None) -> None:
+    def __init__(self, duration: float, seed: int | None = None, pad: str = "repeat") -> None:
         super().__init__()
-        self.duration = duration
+        self.duration, self.pad = duration, pad
         self.rng = np.random.default_rng(seed)
 
     def before_call(self, b, split_idx: int | None) -> None:
@@ -116,7 +116,7 @@ class CropPad(RandTransform):
 
     def encodes(self, x: AudioTensor) -> AudioTensor:
         n = int(round(self.duration * x.sr))
-        y = crop_pad(x.reshape(-1).numpy(), n, None if self.random else 0.5, self.rng)
+        y = crop_pad(x.reshape(-1).numpy(), n, None if self.random else 0.5, self.rng, pad=self.pad)
         return AudioTensor.create(y, sr=x.sr)
 
 
@@ -129,8 +129,9 @@ class WaveAugment(RandTransform):
     split_idx, order = 0, 3
 
     def __init__(self, pitch: float = 0.0, stretch: float = 0.0, noise_snr: tuple[float, float] | None = None,
-                 gain_db: float = 0.0, p: float = 0.5, seed: int | None = None) -> None:
+                 gain_db: float = 0.0, p: float = 0.5, seed: int | None = None, pad: str = "repeat") -> None:
         super().__init__(p=p)
+        self.pad = pad
         self.pitch, self.stretch, self.noise_snr, self.gain_db = pitch, stretch, noise_snr, gain_db
         self.rng = np.random.default_rng(seed)
 
@@ -142,7 +143,7 @@ class WaveAugment(RandTransform):
             y = _time_stretch(y, rate)
         if self.pitch:
             y = _pitch_shift(y, sr, float(self.rng.uniform(-self.pitch, self.pitch)))
-        z = crop_pad(y.reshape(-1).numpy(), n, 0.5)
+        z = crop_pad(y.reshape(-1).numpy(), n, 0.5, pad=self.pad)
         if self.noise_snr:
             snr = self.rng.uniform(*self.noise_snr)
             power = float(np.mean(z**2)) + 1e-12
@@ -207,9 +208,10 @@ class SpecAugment(RandTransform):
 def AudioBlock(cfg: AudioConfig, frontend: FrontEnd, signals: dict[str, np.ndarray] | None = None,
                seed: int | None = None) -> TransformBlock:
     """fastai block: path → AudioTensor → fixed-length (random crop when training) → features (+ SpecAugment)."""
-    item_tfms = [CropPad(cfg.duration, seed=seed)]
+    item_tfms = [CropPad(cfg.duration, seed=seed, pad=cfg.pad_mode)]
     if cfg.aug_pitch or cfg.aug_stretch or cfg.aug_noise_snr or cfg.aug_gain_db:
-        item_tfms.append(WaveAugment(cfg.aug_pitch, cfg.aug_stretch, cfg.aug_noise_snr, cfg.aug_gain_db, seed=seed))
+        item_tfms.append(WaveAugment(cfg.aug_pitch, cfg.aug_stretch, cfg.aug_noise_snr, cfg.aug_gain_db, seed=seed,
+                                     pad=cfg.pad_mode))
     batch_tfms = [AudioToFeatures(frontend)]
     if frontend.view != "waveform" and (cfg.spec_freq_mask or cfg.spec_time_mask):
         # masks never wider than a fifth of the clip, so short clips (spoken words) keep most of their content

@@ -56,3 +56,25 @@ def test_windows_cover_the_whole_signal():
     assert one.shape == (1, 300) and s.tolist() == [0]
     with pytest.raises(ValueError):
         windows(x, 0, 10)
+
+
+def test_zero_padding_places_a_short_clip_in_silence():
+    x = np.ones(100, dtype=np.float32)
+    centred = crop_pad(x, 400, 0.5, pad="zeros")
+    assert centred.shape == (400,) and centred.sum() == 100
+    assert np.flatnonzero(centred)[0] == 150  # centred: 150 zeros either side
+    rng = np.random.default_rng(0)
+    starts = {int(np.flatnonzero(crop_pad(x, 400, None, rng, pad="zeros"))[0]) for _ in range(20)}
+    assert len(starts) > 5 and min(starts) >= 0 and max(starts) <= 300  # a random shift while training
+    repeated = crop_pad(x, 400, 0.5, pad="repeat")
+    assert repeated.sum() == 400
+
+
+def test_model_folders_from_before_pad_mode_keep_repeat_padding():
+    from learner.config import AudioConfig
+
+    assert AudioConfig().pad_mode == "zeros"
+    assert AudioConfig.from_dict({"sample_rate": 16000}).pad_mode == "repeat"
+    assert AudioConfig.from_dict(AudioConfig().to_dict()).pad_mode == "zeros"
+    with pytest.raises(ValueError, match="pad_mode"):
+        AudioConfig(pad_mode="mirror")

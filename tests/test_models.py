@@ -35,6 +35,12 @@ def test_timm_resnet18d_maps_onto_xresnet_exactly():
     x = torch.randn(2, 3, 64, 80)
     with torch.no_grad():
         assert torch.equal(src(x), dst(x))
+    # a safetensors file (the Hub's) stores tensors sorted by name: the timm name restores the order
+    stored = dict(sorted(src.state_dict().items()))
+    again = resnetd_to_xresnet(stored, dst, "resnet18d")
+    assert all(torch.equal(again[k], sd[k]) for k in again if k in sd)
+    with pytest.raises(PretrainedError):
+        resnetd_to_xresnet(stored, dst)  # without it the sorted order cannot fit
 
 
 def test_rgb_stem_is_folded_into_one_channel():

@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -76,3 +77,16 @@ def test_clip_length_is_picked_from_the_data():
     assert pick_duration([0.4, 0.5, 0.6, 0.7] * 10) == 1.0  # spoken words: 1 s, not 5
     assert pick_duration([5.0] * 20) == 5.0
     assert pick_duration([30.0, 40.0]) == 10.0 and pick_duration([0.05]) == 0.5
+
+
+def test_relative_out_and_data_driven_audio_settings(four_class_dir, tmp_path):
+    """The README's command uses a relative --out; without --sample-rate/--hop they follow the data."""
+    r = subprocess.run([sys.executable, "-m", "jobs.train", "--data", str(four_class_dir), "--out", "rel/model",
+                        "--epochs", "1", "--pretrained", "none", "--bs", "16", "--quiet", "--no-pickle",
+                        "--duration", "1", "--n-mels", "32"],
+                       cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((tmp_path / "rel" / "model" / "config.json").read_text())
+    assert cfg["audio"]["sample_rate"] == 16000  # the files' own rate, not 22.05 kHz
+    assert cfg["audio"]["hop_length"] == 160  # 10 ms: 101 frames for a 1 s clip
+    assert (tmp_path / "rel" / "model" / "history.csv").is_file()
