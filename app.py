@@ -14,6 +14,24 @@ import logging
 import os
 import sys
 
+
+def _args() -> argparse.Namespace | None:
+    """Command-line flags, parsed before gradio is imported so that `--help` answers at once."""
+    if __name__ != "__main__":
+        return None
+    from jobs._cli import add_backend_arg
+    from jobs._cli import parser as new_parser
+
+    p = new_parser("python app.py", __doc__)
+    p.add_argument("--model", default=None, help="model directory or Hub id USER/NAME[@revision] (default: $EARSHOT_MODEL, "
+                                                 "else the spoken-digits model, built on first run)")
+    add_backend_arg(p)
+    p.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1; $GRADIO_SERVER_NAME)")
+    p.add_argument("--port", type=int, default=None, help="port (default: 7860; $GRADIO_SERVER_PORT)")
+    return p.parse_args()
+
+
+ARGS = _args()
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home from an offline demo
 
 import gradio as gr  # noqa: E402
@@ -22,22 +40,6 @@ from learner.audio import DEMO_MAX_BYTES, DEMO_MAX_S, AudioDecodeError  # noqa: 
 from learner.demo import ServedModel, classify, example_files, load_model, model_info  # noqa: E402
 
 log = logging.getLogger("earshot.app")
-
-
-def _args() -> argparse.Namespace | None:
-    if __name__ != "__main__":
-        return None
-    p = argparse.ArgumentParser(description="earshot Gradio demo")
-    p.add_argument("--model", default=None, help="model directory or Hub id USER/NAME[@revision] (default: $EARSHOT_MODEL, "
-                                                 "else the spoken-digits model, built on first run)")
-    p.add_argument("--backend", default="auto", help="Predictor backend: auto (model.onnx if present), torch, onnx, ... "
-                                                     "(saliency needs torch)")
-    p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1; $GRADIO_SERVER_NAME)")
-    p.add_argument("--port", type=int, default=None, help="port (default 7860; $GRADIO_SERVER_PORT)")
-    return p.parse_args()
-
-
-ARGS = _args()
 
 
 def _served() -> ServedModel:

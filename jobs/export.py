@@ -13,21 +13,23 @@ import argparse
 import shutil
 from pathlib import Path
 
-from jobs._cli import run
+from jobs._cli import add_quiet_arg, run
+from jobs._cli import parser as new_parser
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m jobs.export", description=__doc__.splitlines()[0])
+    p = new_parser("python -m jobs.export", __doc__)
     p.add_argument("--model", required=True, help="model directory or Hub id USER/NAME[@revision]")
     p.add_argument("--int8", action="store_true", help="also write model.int8.onnx (ONNX Runtime quantization)")
     p.add_argument("--int8-method", default="static", choices=["static", "dynamic"],
                    help="static = QDQ with calibration (fast on conv nets, the default); dynamic = no calibration")
     p.add_argument("--calib", default=None, metavar="DIR",
                    help="audio files to calibrate int8 on (default: generated clips); real clips calibrate better")
-    p.add_argument("--n-calib", type=int, default=128, help="calibration clips drawn from --calib (default 128)")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
-    p.add_argument("--out", default=None, metavar="DIR",
+    p.add_argument("--n-calib", type=int, default=128, help="calibration clips drawn from --calib")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 17)")
+    p.add_argument("--out", "--output", dest="out", default=None, metavar="DIR",
                    help="export into a copy of the model here (required for a Hub id: default models/NAME)")
+    add_quiet_arg(p, "print only warnings and errors")
     return p
 
 
