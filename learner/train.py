@@ -24,7 +24,7 @@ from learner.config import AudioConfig
 from learner.data import add_groups, files_digest, load_manifest, load_signals, split_indices
 from learner.frontend import FrontEnd
 from learner.metrics import classification_report
-from learner.modeldir import save_model_dir, write_json
+from learner.modeldir import save_model_dir, strip_local_paths, write_json
 from learner.models import create_model, get_arch, n_params
 from learner.pretrained import load_pretrained
 
@@ -241,8 +241,9 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
 
     config = {
         "earshot_version": __version__, "arch": args.arch, "input": spec.input, "classes": classes,
-        "audio": cfg.to_dict(), "params": n_params(learn.model), "pretrained": loaded, "split": used.attrs.get("split"),
-        "train": {k: v for k, v in asdict(args).items() if k not in ("progress", "workers", "out")},
+        "audio": cfg.to_dict(), "params": n_params(learn.model), "pretrained": strip_local_paths(loaded),
+        "split": used.attrs.get("split"),  # no local paths: config.json is published with the model
+        "train": strip_local_paths({k: v for k, v in asdict(args).items() if k not in ("progress", "workers", "out", "cache_dir")}),
         "versions": versions(),
     }
     learn.model.eval()
