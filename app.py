@@ -14,30 +14,39 @@ import logging
 import os
 import sys
 
+
+def _args() -> argparse.Namespace | None:
+    """Command-line flags, parsed before gradio is imported so that `--help` answers at once."""
+    if __name__ != "__main__":
+        return None
+    from jobs._cli import add_backend_arg
+    from jobs._cli import parser as new_parser
+
+    p = new_parser("python app.py", __doc__)
+    p.add_argument("--model", default=None, help="model directory or Hub id USER/NAME[@revision] (default: $EARSHOT_MODEL, "
+                                                 "else the spoken-digits model, built on first run)")
+    add_backend_arg(p)
+    p.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1; $GRADIO_SERVER_NAME)")
+    p.add_argument("--port", type=int, default=None, help="port (default: 7860; $GRADIO_SERVER_PORT)")
+    return p.parse_args()
+
+
+ARGS = _args()
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home from an offline demo
 
 import gradio as gr  # noqa: E402
 
 from learner.audio import DEMO_MAX_BYTES, DEMO_MAX_S, AudioDecodeError  # noqa: E402
 from learner.demo import ServedModel, classify, example_files, load_model, model_info  # noqa: E402
+from learner.modeldir import strip_local_paths  # noqa: E402
 
 log = logging.getLogger("earshot.app")
-
-
-def _args() -> argparse.Namespace | None:
-    if __name__ != "__main__":
-        return None
-    p = argparse.ArgumentParser(description="earshot Gradio demo")
-    p.add_argument("--model", default=None, help="model directory or Hub id USER/NAME[@revision] (default: $EARSHOT_MODEL, "
-                                                 "else the spoken-digits model, built on first run)")
-    p.add_argument("--backend", default="auto", help="Predictor backend: auto (model.onnx if present), torch, onnx, ... "
-                                                     "(saliency needs torch)")
-    p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1; $GRADIO_SERVER_NAME)")
-    p.add_argument("--port", type=int, default=None, help="port (default 7860; $GRADIO_SERVER_PORT)")
-    return p.parse_args()
-
-
-ARGS = _args()
+# Tables in the Model tab: a setting name or value is one word (`sample_rate`, `timm/resnet18d.ra2_in1k`); keep each
+# on one line and let a table that is too wide scroll instead of breaking words letter by letter.
+MODEL_TAB_CSS = """
+.earshot-model table { display: block; overflow-x: auto; max-width: 100%; }
+.earshot-model td, .earshot-model th, .earshot-model code { white-space: nowrap; word-break: keep-all; overflow-wrap: normal; }
+"""
 
 
 def _served() -> ServedModel:
@@ -68,7 +77,8 @@ def build_demo(served: ServedModel) -> gr.Blocks:
     n = len(predictor.classes)
     shown = ", ".join(predictor.classes[:12]) + (" …" if n > 12 else "")
     with gr.Blocks(title="earshot", analytics_enabled=False) as demo:
-        gr.Markdown(f"# earshot · audio classifier\n`{predictor.model_id}` · {predictor.arch} · {n} classes: {shown}")
+        gr.Markdown(f"# earshot · audio classifier\n`{strip_local_paths(predictor.model_id)}` · {predictor.arch} · "
+                    f"{n} classes: {shown}")
         with gr.Tab("Classify"):
             with gr.Row():
                 with gr.Column() as left:
@@ -78,28 +88,29 @@ def build_demo(served: ServedModel) -> gr.Blocks:
                                 f"the {predictor.cfg.duration:g} s clip are scored in windows.")
                 with gr.Column():
                     labels = gr.Label(num_top_classes=5, label="Top 5")
-                    message = gr.Markdown()
+                    message = gr.Markdown(label="message")
             with gr.Row():
-                spectrogram = gr.Plot(label="Log-mel spectrogram the model saw", show_label=False)
-                saliency = gr.Plot(label="Saliency: which time–frequency regions drove the top label", show_label=False)
-            timeline = gr.Plot(label="Timeline: per-window probabilities", show_label=False, visible=False)
+                spectrogram = gr.Plot(label="spectrogram", show_label=False)
+                saliency = gr.Plot(label="where the model listened", show_label=False)
+            timeline = gr.Plot(label="timeline", show_label=False, visible=False)
             outputs = [labels, spectrogram, saliency, timeline, message]
             examples = example_files(predictor.classes)
             if examples:
                 with left:  # beside the input, so they are in view
                     gr.Examples([[e] for e in examples], inputs=[audio], outputs=outputs, fn=run, run_on_click=True,
                                 cache_examples=False, label="Examples")
-        with gr.Tab("Model"):
+        with gr.Tab("Model", elem_classes=["earshot-model"]):
+            gr.HTML(f"<style>{MODEL_TAB_CSS}</style>", padding=False, container=False)  # applies however it is launched
             info = model_info(predictor, served.folder)
             with gr.Row():
-                with gr.Column(scale=2):
+                with gr.Column(scale=3):
                     gr.Markdown(info.summary)
+                with gr.Column(scale=2):
                     if info.confusion_png:
                         gr.Image(info.confusion_png, label="Confusion matrix (validation)", interactive=False)
-                with gr.Column(scale=1):
-                    gr.Markdown(info.audio)
-                with gr.Column(scale=1):
-                    gr.Markdown(info.training)
+            with gr.Row():  # settings tables side by side at half width each; cells never wrap inside a word
+                gr.Markdown(info.audio)
+                gr.Markdown(info.training)
         button.click(run, audio, outputs, api_name="classify")
         audio.upload(run, audio, outputs, api_name=False)
         audio.stop_recording(run, audio, outputs, api_name=False)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from learner.config import AudioConfig
@@ -20,12 +22,95 @@ AUDIO_FLAGS = {  # flag → (AudioConfig field, type)
 }
 
 
+TOP_K = 5  # labels per file in every job and the demo
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Every `--help` shows each option's default; docstrings keep their line breaks.
+
+    A default of None or False says nothing (the help text tells what happens then), so it is not shown.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or action.default in (None, False, argparse.SUPPRESS) or action.default == []
+                or (not action.option_strings and action.nargs not in ("?", "*"))):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+def parser(prog: str, doc: str) -> argparse.ArgumentParser:
+    """An argument parser with earshot's help format: the module docstring's first line as description."""
+    return argparse.ArgumentParser(prog=prog, description=doc.strip().splitlines()[0], formatter_class=HelpFormatter)
+
+
+@functools.cache
+def archs() -> dict[str, str | None]:
+    """Architecture name → its ImageNet weights Hub id, read from the `@register(...)` lines of learner/models.py.
+
+    Read, not imported: the registry module builds torch networks, and importing torch takes seconds,
+    while `--help` and `--arch` checks should answer at once. A test keeps this equal to `list_archs()`.
+    """
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec("learner.models")
+    found: dict[str, str | None] = {}
+    for node in ast.parse(Path(spec.origin).read_text(encoding="utf-8")).body:
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        for deco in node.decorator_list:
+            if isinstance(deco, ast.Call) and getattr(deco.func, "id", None) == "register":
+                kw = {k.arg: k.value.value for k in deco.keywords if k.arg and isinstance(k.value, ast.Constant)}
+                first = deco.args[0].value if deco.args and isinstance(deco.args[0], ast.Constant) else None
+                found[kw.get("name") or first or node.name] = kw.get("weights")
+    if not found:  # an unusual layout: ask the registry itself
+        from learner.models import get_arch, list_archs
+
+        found = {a: get_arch(a).weights for a in list_archs()}
+    return dict(sorted(found.items()))
+
+
+def backends() -> list[str]:
+    """The Predictor's backend table (`learner.predictor.BACKENDS`) plus "auto": the `--backend` choices of every job."""
+    from learner.predictor import BACKENDS
+
+    return ["auto", *BACKENDS]
+
+
+def add_backend_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="auto", choices=backends(),
+                   help="auto = ONNX when the model directory has model.onnx, else torch")
+
+
+def add_quiet_arg(p: argparse.ArgumentParser, what: str = "no progress bars or notes, only results and errors") -> None:
+    p.add_argument("--quiet", "-q", action="store_true", help=what)
+
+
+def add_top_k_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--top-k", type=int, default=TOP_K, help="labels per file")
+
+
+def add_inputs_arg(p: argparse.ArgumentParser, what: str) -> None:
+    """Audio to read, positional (`jobs.predict a.wav b/`) or with `--input` (the older spelling of jobs.score)."""
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help=what)
+    p.add_argument("--input", dest="more_inputs", nargs="+", action="extend", default=[], metavar="INPUT",
+                   help="the same, as an option")
+
+
+def inputs_of(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    items = [*args.inputs, *args.more_inputs]
+    if not items:
+        p.error("no input: name audio files, folders, globs or manifests (positional, or --input)")
+    return items
+
+
 def add_audio_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("audio and augmentation (defaults: learner.config.AudioConfig)")
     defaults = AudioConfig()
     for flag, (name, typ) in AUDIO_FLAGS.items():
         default = getattr(defaults, name)
-        hint = f"default {default}" if flag != "--duration" else "seconds; jobs.train picks it from the data by default"
+        hint = f"default: {default}" if flag != "--duration" else "seconds; jobs.train picks it from the data by default"
         g.add_argument(flag, type=typ, default=None, help=hint)
     g.add_argument("--aug-noise-snr", type=float, nargs=2, metavar=("LO", "HI"), default=None,
                    help="additive noise at a random SNR in [LO, HI] dB while training")
@@ -46,7 +131,7 @@ def add_split_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--valid-fold", type=int, default=None, help="hold out this value of the fold column")
     g.add_argument("--group-col", default=None, help="column naming a speaker/recording; never on both sides")
     g.add_argument("--group-regex", default=None, help="regex on the file name; its first group is the group")
-    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--seed", type=int, default=42, help="random split and training seed")
 
 
 def add_fit_args(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +147,7 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--freeze-epochs", type=int, default=1, help="epochs training only the new head (pretrained runs)")
     parser.add_argument("--cache-dir", default=None, help="also cache decoded signals on disk here")
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPU count)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet_arg(parser, "no progress bars")
 
 
 def train_args(args: argparse.Namespace, **extra: Any):
@@ -80,6 +165,32 @@ def train_args(args: argparse.Namespace, **extra: Any):
     )
 
 
+# learner/ errors name the setting (`field`); a job names its flag instead
+FIELD_HINTS = {
+    "pretrained": "use --pretrained PATH (a downloaded weights file or an earshot model) or --pretrained none",
+}
+
+
+def cli_message(e: BaseException) -> str:
+    """The one line a job prints for a learner/ error: its `problem` plus the flag that fixes it, if known."""
+    hint = FIELD_HINTS.get(getattr(e, "field", None) or "")
+    problem = getattr(e, "problem", None)
+    return f"{problem}; {hint}" if hint and problem else str(e)
+
+
+def setup_logging() -> None:
+    """learner/ reports through logging (never print): show its warnings once, as `earshot: ...` lines."""
+    import logging
+
+    logger = logging.getLogger("learner")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("earshot: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
+
+
 def run(main: Callable[[], int | None]) -> None:
     """Run a job: user errors become one line on stderr and exit code 1 (no traceback)."""
     from learner.audio import AudioDecodeError
@@ -89,11 +200,12 @@ def run(main: Callable[[], int | None]) -> None:
     # (0.3 s of the ONNX cold start).
     known: tuple[type[BaseException], ...] = (AudioDecodeError, ModelDirError, ValueError,
                                               FileNotFoundError, FileExistsError, RuntimeError)
+    setup_logging()
     try:
         sys.exit(main() or 0)
     except KeyboardInterrupt:
         print("earshot: interrupted", file=sys.stderr)
         sys.exit(130)
     except known as e:
-        print(f"earshot: {e}", file=sys.stderr)
+        print(f"earshot: {cli_message(e)}", file=sys.stderr)
         sys.exit(1)

@@ -11,21 +11,26 @@ from __future__ import annotations
 
 import argparse
 
-from jobs._cli import add_audio_args, add_fit_args, add_split_args, audio_config, run, train_args
-from learner.models import list_archs
+from jobs._cli import add_audio_args, add_fit_args, add_split_args, archs, audio_config, run, train_args
+from jobs._cli import parser as new_parser
+
+
+def list_archs() -> list[str]:
+    return list(archs())
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m jobs.compare", description=__doc__.split("\n")[0])
+    p = new_parser("python -m jobs.compare", __doc__)
     p.add_argument("--data", required=True, help="folder-per-class, CSV manifest or recipe name")
     p.add_argument("--archs", default="xresnet18,conv1d_raw,mfcc_cnn1d", help=f"comma-separated, from: {', '.join(list_archs())}")
-    p.add_argument("--out", required=True, help="report folder (one model directory per arch inside)")
+    p.add_argument("--out", "--output", dest="out", required=True, help="report folder (one model directory per arch inside)")
     p.add_argument("--pretrained", default="imagenet",
                    help="imagenet (xresnet*; the others start from scratch, recorded in the report; needs the network), "
                         "none, a weights file or earshot model dir/Hub id (for the archs it fits), or ARCH=SRC,ARCH=SRC")
     p.add_argument("--cv", action="store_true", help="cross-validate every arch over the same folds")
     p.add_argument("--n-folds", type=int, default=None, help="with --cv and no fold column: assign K folds (by group)")
-    p.add_argument("--pickle", action="store_true", help="also write each model's fastai model.pkl")
+    p.add_argument("--pickle", action=argparse.BooleanOptionalAction, default=False,
+                   help="also write each model's fastai model.pkl")
     add_fit_args(p)
     add_split_args(p)
     add_audio_args(p)

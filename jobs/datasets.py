@@ -11,14 +11,14 @@ finds it. Errors are one line on stderr and exit code 1.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 import warnings
 from collections import Counter
 from pathlib import Path
 
-from jobs._cli import run
+from jobs._cli import HelpFormatter, add_quiet_arg, run
+from jobs._cli import parser as new_parser
 
 
 def _summary(manifest: Path) -> str:
@@ -38,22 +38,23 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jobs.datasets", description=__doc__.split("\n")[0])
+    p = new_parser("python -m jobs.datasets", __doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("list", help="the known recipes")
-    sub.add_parser("info", help="source, licence, citation, size, splits").add_argument("name")
-    f = sub.add_parser("fetch", help="download (or take --from), extract, write manifest.csv")
+    sub.add_parser("list", help="the known recipes", formatter_class=HelpFormatter)
+    sub.add_parser("info", help="source, licence, citation, size, splits", formatter_class=HelpFormatter).add_argument("name")
+    f = sub.add_parser("fetch", help="download (or take --from), extract, write manifest.csv", formatter_class=HelpFormatter)
     f.add_argument("name")
     f.add_argument("--to", default=None, help="target folder (default: $EARSHOT_DATA/NAME)")
     f.add_argument("--from", dest="source", default=None, help="an archive or folder downloaded elsewhere")
     f.add_argument("--classes", default=None, help="comma-separated class subset, e.g. Bark,Cough,Knock")
     f.add_argument("--no-verify", action="store_true", help="skip the checksum check")
     f.add_argument("--keep-archives", action="store_true", help="keep downloaded archives after extracting")
-    f.add_argument("--quiet", action="store_true", help="no progress bar")
-    b = sub.add_parser("build", help="build a generated (synth) dataset")
+    add_quiet_arg(f, "no progress bar")
+    b = sub.add_parser("build", help="build a generated (synth) dataset", formatter_class=HelpFormatter)
     b.add_argument("name")
     b.add_argument("--to", default=None, help="target folder (default: $EARSHOT_DATA/NAME)")
     b.add_argument("--small", action="store_true", help="the test-sized set (60 clips)")
+    add_quiet_arg(b, "no notes while building")
     args = p.parse_args(argv)
     warnings.showwarning = _show_warning
 
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "build" and r.kind != "synth":
         raise ValueError(f"{r.name} is downloaded, not generated: python -m jobs.datasets fetch {r.name}")
     if args.cmd == "build":
-        manifest = recipes.fetch(r, args.to, small=args.small)
+        manifest = recipes.fetch(r, args.to, small=args.small, progress=not args.quiet)
     else:
         classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
         manifest = recipes.fetch(r, args.to, source=args.source, progress=not args.quiet, verify=not args.no_verify,

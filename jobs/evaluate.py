@@ -1,34 +1,50 @@
 """Evaluate a model on labelled data: writes metrics.json and confusion_matrix.png.
 
-    python -m jobs.evaluate --model DIR|USER/NAME[@rev] --data PATH [--subset all|valid|test] [--out DIR]
+    python -m jobs.evaluate --model DIR|USER/NAME[@rev] --data PATH [--subset auto|all|valid|test] [--out DIR]
+
+`--subset auto` (the default) evaluates the held-out (validation) rows when DATA is the data the model was
+trained on (config.json records which files those were), and every row of any other data.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 
-from jobs._cli import run
+from jobs._cli import add_backend_arg, add_quiet_arg, run
+from jobs._cli import parser as new_parser
+
+
+def parser():
+    p = new_parser("python -m jobs.evaluate", __doc__)
+    p.add_argument("--model", required=True, help="model directory or Hub id")
+    p.add_argument("--data", required=True, help="folder-per-class, CSV manifest or recipe name")
+    p.add_argument("--subset", default="auto", choices=["auto", "all", "valid", "test"],
+                   help="auto = the held-out rows of the model's own training data, else all rows; "
+                        "valid = the validation split the model was trained with")
+    p.add_argument("--out", "--output", dest="out", default=None,
+                   help="where to write metrics.json + plots (default: print only)")
+    add_backend_arg(p)
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    add_quiet_arg(p, "no progress bar or notes")
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jobs.evaluate", description=__doc__.split("\n")[0])
-    p.add_argument("--model", required=True, help="model directory or Hub id")
-    p.add_argument("--data", required=True, help="folder-per-class, CSV manifest or recipe name")
-    p.add_argument("--subset", default="all", choices=["all", "valid", "test"],
-                   help="valid = the validation split the model was trained with")
-    p.add_argument("--out", default=None, help="where to write metrics.json + plots (default: print only)")
-    p.add_argument("--backend", default="auto", help="auto, torch, onnx, onnx-int8")
-    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
-
+    args = parser().parse_args(argv)
     from learner.evaluate import evaluate
     from learner.metrics import summary_line
     from learner.predictor import Predictor
 
     predictor = Predictor.from_pretrained(args.model, backend=args.backend)
     m = evaluate(args.model, args.data, subset=args.subset, out=args.out, predictor=predictor, progress=not args.quiet)
+    if args.subset == "auto" and m["training_data"] and not args.quiet:
+        print(f"earshot: {args.data} is the data {args.model} was trained on: evaluating its held-out (validation) "
+              f"rows only (--subset all scores every row, the training rows too)", file=sys.stderr)
+    elif m["split"] == "all" and m["training_data"] is None:
+        print(f"earshot: warning: {args.model} does not record which files it trained on; if {args.data} holds "
+              f"them, these {m['n_rows_in_data']} rows overstate accuracy (--subset valid: the held-out rows of its split)",
+              file=sys.stderr)
     if m["excluded_files"]:
         print(f"earshot: {len(m['excluded_files'])} file(s) could not be read:")
         for path, why in m["excluded_files"].items():

@@ -11,23 +11,27 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
+import warnings
 from pathlib import Path
 
-from jobs._cli import run
+from jobs._cli import add_quiet_arg, run
+from jobs._cli import parser as new_parser
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m jobs.export", description=__doc__.splitlines()[0])
+    p = new_parser("python -m jobs.export", __doc__)
     p.add_argument("--model", required=True, help="model directory or Hub id USER/NAME[@revision]")
     p.add_argument("--int8", action="store_true", help="also write model.int8.onnx (ONNX Runtime quantization)")
     p.add_argument("--int8-method", default="static", choices=["static", "dynamic"],
                    help="static = QDQ with calibration (fast on conv nets, the default); dynamic = no calibration")
     p.add_argument("--calib", default=None, metavar="DIR",
                    help="audio files to calibrate int8 on (default: generated clips); real clips calibrate better")
-    p.add_argument("--n-calib", type=int, default=128, help="calibration clips drawn from --calib (default 128)")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
-    p.add_argument("--out", default=None, metavar="DIR",
+    p.add_argument("--n-calib", type=int, default=128, help="calibration clips drawn from --calib")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 17)")
+    p.add_argument("--out", "--output", dest="out", default=None, metavar="DIR",
                    help="export into a copy of the model here (required for a Hub id: default models/NAME)")
+    add_quiet_arg(p, "print only warnings and errors")
     return p
 
 
@@ -46,16 +50,26 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copytree(src, folder, ignore=shutil.ignore_patterns("*.onnx", ".export-*"))
         print(f"earshot: copied {args.model} to {folder}")
     check_writable(folder)
-    calib = calibration_clips(folder, args.calib, args.n_calib) if args.int8 and args.calib else None
+    calib = None
+    if args.int8 and args.calib:
+        with warnings.catch_warnings(record=True) as skipped:
+            warnings.simplefilter("always")
+            calib = calibration_clips(folder, args.calib, args.n_calib)
+        for w in skipped:
+            print(f"earshot: warning: {w.message}", file=sys.stderr)
     rec = export_model_dir(folder, int8=args.int8, opset=args.opset or DEFAULT_OPSET, int8_method=args.int8_method,
                            calib=calib)
     for name in rec["files"]:
         size = (folder / name).stat().st_size / 2**20
-        print(f"earshot: wrote {folder / name} ({size:.1f} MB)")
-    print(f"earshot: torch vs ONNX max |Δp| = {rec['parity']['max_abs_prob_diff']:.1e} on {rec['parity']['clips']} generated clips")
+        if not args.quiet:
+            print(f"earshot: wrote {folder / name} ({size:.1f} MB)")
+    if not args.quiet:
+        print(f"earshot: torch vs ONNX max |Δp| = {rec['parity']['max_abs_prob_diff']:.1e} on {rec['parity']['clips']} "
+              "generated clips")
     if "int8" in rec:
-        agree = rec["int8"]["top1_agreement_generated"]
-        print(f"earshot: int8 top-1 agreement with float32 {agree:.1%} on {rec['int8']['agreement_clips']} generated clips"
+        i8 = rec["int8"]
+        agree, on = i8["top1_agreement"], ("your calibration clips" if i8["agreement_on"] == "given" else "generated clips")
+        print(f"earshot: int8 top-1 agreement with float32 {agree:.1%} on {i8['agreement_clips']} {on}"
               + ("" if agree >= 0.99 else " — below 99 %: calibrate on real clips (--calib DIR) or serve fp32"))
     return 0
 

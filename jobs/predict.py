@@ -1,38 +1,67 @@
 """Classify audio files from the shell: one line (or one JSON object) per file, as each is done.
 
-    python -m jobs.predict FILE... [--model DIR|USER/NAME[@rev]] [--top-k K] [--json] [--backend B]
+    python -m jobs.predict FILE|DIR... [--model DIR|USER/NAME[@rev]] [--top-k K] [--json] [--backend B]
 
-The model defaults to $EARSHOT_MODEL. Files longer than twice the model's clip length are scored in
-windows (mean of window probabilities). A file that cannot be read is reported on stderr with its name
-and the others still run; the exit status is 1 if any file failed.
+The model defaults to $EARSHOT_MODEL. A folder is read recursively (audio extensions only; for large
+folders, `python -m jobs.score` writes parquet, resumably). Files longer than twice the model's clip
+length are scored in windows (mean of window probabilities). A file that cannot be read is reported on
+stderr with its name (and, with --json, as a line with an `error`); the others still run and the exit
+status is 1 if any file failed. JSON keys are the columns of jobs.score's parquet.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 
-from jobs._cli import run
+from jobs._cli import add_backend_arg, add_inputs_arg, add_quiet_arg, add_top_k_arg, inputs_of, run
+from jobs._cli import parser as new_parser
 
-BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m jobs.predict", description=__doc__.splitlines()[0])
-    p.add_argument("files", nargs="+", metavar="FILE", help="audio files (any format the decoder reads)")
+def parser():
+    p = new_parser("python -m jobs.predict", __doc__)
+    add_inputs_arg(p, "audio files (any format the decoder reads) or folders")
     p.add_argument("--model", default=None, help="model directory or Hub id (default: $EARSHOT_MODEL)")
-    p.add_argument("--top-k", type=int, default=3, help="labels per file (default 3)")
+    add_top_k_arg(p)
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
-    p.add_argument("--backend", default="auto", choices=BACKENDS,
-                   help="auto = ONNX when the model directory has model.onnx, else torch")
+    add_backend_arg(p)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: all)")
+    add_quiet_arg(p, "no summary line on stderr")
     return p
 
 
+def expand(items: list[str]) -> tuple[list[str], list[str]]:
+    """Files as named, folders as the audio files under them (the walk of jobs.score); also the folders
+    that held no audio (reported, never silently dropped)."""
+    files, empty = [], []
+    for item in items:
+        if os.path.isdir(item):
+            from learner.scoring import discover
+
+            found = [f.path for f in discover([item]).files]
+            files += found
+            if not found:
+                empty.append(item)
+        else:
+            files.append(item)
+    return files, empty
+
+
+def result_row(path: str, r=None, error: str | None = None) -> dict:
+    """One JSON line: the keys of jobs.score's parquet rows (path, label, score, top_k, ..., error)."""
+    if r is None:
+        return {"path": path, "label": None, "score": None, "top_k": [], "duration_s": None, "n_windows": 0,
+                "error": error}
+    return {"path": path, "label": r.label, "score": round(r.score, 6),
+            "top_k": [{"label": lab, "score": round(s, 6)} for lab, s in zip(r.labels, r.scores)],
+            "duration_s": round(r.duration_s, 3), "n_windows": len(r.window_starts) or 1, "error": None}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    items = inputs_of(p, args)
     model = args.model or os.environ.get("EARSHOT_MODEL")
     if not model:
         raise ValueError("no model: pass --model DIR|USER/NAME or set EARSHOT_MODEL")
@@ -41,25 +70,29 @@ def main(argv: list[str] | None = None) -> int:
     from learner.audio import AudioDecodeError
     from learner.predictor import Predictor
 
+    files, empty = expand(items)
+    for folder in empty:
+        print(f"earshot: {folder}: no audio files in this folder", file=sys.stderr)
     predictor = Predictor.from_pretrained(model, backend=args.backend, threads=args.threads)
     failed = 0
-    for path in args.files:
+    for path in files:
         try:
             r = predictor.predict(path, top_k=args.top_k)
         except (AudioDecodeError, OSError) as e:
             failed += 1
+            reason = getattr(e, "reason", None) or (e.strerror if isinstance(e, OSError) and e.strerror else str(e))
             print(f"earshot: {e if path in str(e) else f'{path}: {e}'}", file=sys.stderr, flush=True)
+            if args.json:
+                print(json.dumps(result_row(path, error=reason)), flush=True)
             continue
         if args.json:
-            line = json.dumps({"file": path, "label": r.label, "score": round(r.score, 6),
-                               "top_k": [{"label": lab, "score": round(s, 6)} for lab, s in zip(r.labels, r.scores)],
-                               "duration_s": round(r.duration_s, 3), "windows": len(r.window_starts)})
+            line = json.dumps(result_row(path, r))
         else:
             line = f"{path}\t" + "  ".join(f"{lab} {s:.3f}" for lab, s in zip(r.labels, r.scores))
         print(line, flush=True)
-    if failed:
-        print(f"earshot: {failed} of {len(args.files)} file(s) failed", file=sys.stderr)
-    return 1 if failed else 0
+    if failed and not args.quiet:
+        print(f"earshot: {failed} of {len(files)} file(s) failed", file=sys.stderr)
+    return 1 if failed or empty or not files else 0
 
 
 if __name__ == "__main__":

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 
-from jobs._cli import run
-from learner.hub import push
+from jobs._cli import add_quiet_arg, run
+from jobs._cli import parser as new_parser
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m jobs.push", description=__doc__.splitlines()[0])
+    p = new_parser("python -m jobs.push", __doc__)
     p.add_argument("--model", required=True, help="model directory (config.json + model.safetensors)")
     p.add_argument("--repo", required=True, help="Hub repo id USER/NAME (created if missing)")
     p.add_argument("--private", action="store_true", help="create the repo private (ignored if it exists)")
@@ -21,11 +21,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", default=None, help="Hub URL (default: HF_ENDPOINT or https://huggingface.co)")
     p.add_argument("--message", default=None, help="commit message")
     p.add_argument("--revision", default=None, help="branch to push to (created from main if missing)")
+    add_quiet_arg(p, "print only the commit URL")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from learner.hub import push
+
     print(push(args.model, args.repo, private=args.private, token=args.token, endpoint=args.endpoint,
                commit_message=args.message, revision=args.revision))
     return 0

@@ -1,18 +1,23 @@
 """Score folders, globs or manifests of audio into parquet (or CSV / JSONL): one row per file, resumable.
 
-    python -m jobs.score --model DIR|USER/NAME[@rev] --input DIR|GLOB|MANIFEST [...] --output OUT.parquet
+    python -m jobs.score INPUT... --model DIR|USER/NAME[@rev] --out OUT.parquet
                          [--windows WIN,HOP [--threshold 0.5]] [--format parquet|csv|jsonl]
                          [--resume | --overwrite] [--engine local|ray [--ray-address ADDR]]
 
-OUT is a folder of parts (part-00000.parquet, …), each renamed into place when complete; per-window rows
-go to OUT.windows.parquet. See docs/scoring.md.
+INPUT is a folder (recursive), a glob, a manifest or a file (`--input` and `--output` still work). OUT is a
+folder of parts (part-00000.parquet, …), each renamed into place when complete; per-window rows go to
+OUT.windows.parquet. `--resume` refuses an OUT made with another model, weights, backend or settings.
+See docs/scoring.md.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from jobs._cli import run
+from jobs._cli import add_backend_arg, add_inputs_arg, add_quiet_arg, add_top_k_arg, inputs_of, run
+from jobs._cli import parser as new_parser
+
+DEFAULT_THRESHOLD = 0.5
 
 
 def _windows(text: str) -> tuple[float, float]:
@@ -26,16 +31,17 @@ def _windows(text: str) -> tuple[float, float]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m jobs.score", description=__doc__.split("\n")[0])
+    p = new_parser("python -m jobs.score", __doc__)
+    add_inputs_arg(p, "folder (recursive), glob ('**' recursive), manifest (.csv/.tsv with a path column, "
+                      "or .txt one path a line) or file")
     p.add_argument("--model", required=True, help="model directory or Hub id")
-    p.add_argument("--input", required=True, nargs="+", help="folder (recursive), glob ('**' recursive), "
-                   "manifest (.csv/.tsv with a path column, or .txt one path a line) or file")
-    p.add_argument("--output", required=True, help="output folder of parts, e.g. scores.parquet")
+    p.add_argument("--out", "--output", dest="out", required=True, help="output folder of parts, e.g. scores.parquet")
     p.add_argument("--format", default="parquet", choices=["parquet", "csv", "jsonl"])
     p.add_argument("--windows", type=_windows, default=None, metavar="WIN,HOP",
                    help="score every file in windows of WIN s every HOP s; writes OUT.windows.* and event counts")
-    p.add_argument("--threshold", type=float, default=0.5, help="window score that makes an event (with --windows)")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--threshold", type=float, default=None,
+                   help=f"window score that makes an event (needs --windows; default {DEFAULT_THRESHOLD})")
+    add_top_k_arg(p)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="continue OUT: skip files already scored (path, size, mtime)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
@@ -45,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--decode-timeout", type=float, default=120.0, help="seconds one file may take to decode")
     p.add_argument("--part-rows", type=int, default=2048, help="rows per part file (a kill loses at most one part)")
     p.add_argument("--part-seconds", type=float, default=60.0, help="commit a part at least this often")
-    p.add_argument("--backend", default="auto", help="Predictor backend: auto, torch, onnx, …")
+    add_backend_arg(p)
     p.add_argument("--device", default=None, help="torch device (default: cuda when present)")
     p.add_argument("--threads", type=int, default=None, help="torch threads for the model")
     p.add_argument("--engine", default="local", choices=["local", "ray"])
@@ -54,18 +60,25 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--actors", type=int, default=None, help="model actors (default: GPUs, else CPUs - decoders)")
     r.add_argument("--decoders", type=int, default=None, help="decoding actors (default: CPUs / 4, at least 1)")
     r.add_argument("--ray-chunk", type=int, default=20000, help="files per Ray Dataset run (a kill loses at most one)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet_arg(p, "no progress bar")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    inputs = inputs_of(p, args)
     if args.retry_errors and not args.resume:
         raise ValueError("--retry-errors needs --resume")
+    if args.threshold is not None and args.windows is None:
+        raise ValueError("--threshold needs --windows WIN,HOP (events are counted over windows)")
+    if args.top_k < 1:
+        raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
     from learner.scoring import ScoreOptions
 
     opts = ScoreOptions(
-        output=args.output, fmt=args.format, window=args.windows, threshold=args.threshold, top_k=args.top_k,
+        output=args.out, fmt=args.format, window=args.windows,
+        threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold, top_k=args.top_k,
         batch_size=args.batch_size, workers=args.workers, decode_timeout_s=args.decode_timeout,
         part_rows=args.part_rows, part_seconds=args.part_seconds, resume=args.resume, overwrite=args.overwrite,
         retry_errors=args.retry_errors, progress=not args.quiet,
@@ -73,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.engine == "ray":
         from learner.scoring_ray import RayOptions, score_ray
 
-        summary = score_ray(args.input, args.model, opts, RayOptions(
+        summary = score_ray(inputs, args.model, opts, RayOptions(
             address=args.ray_address, actors=args.actors, decoders=args.decoders, chunk=args.ray_chunk,
             backend=args.backend, device=args.device, threads=args.threads))
     else:
@@ -82,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
         predictor = Predictor.from_pretrained(args.model, backend=args.backend, device=args.device,
                                               threads=args.threads, batch_size=args.batch_size)
-        summary = score(args.input, predictor, opts)
+        summary = score(inputs, predictor, opts)
     for line in summary.lines():
         print(f"earshot: {line}")
     return 0

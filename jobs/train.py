@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import argparse
 
-from jobs._cli import add_audio_args, add_fit_args, add_split_args, audio_config, run, train_args
-from learner.models import list_archs
+from jobs._cli import add_audio_args, add_fit_args, add_split_args, archs, audio_config, run, train_args
+from jobs._cli import parser as new_parser
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m jobs.train", description=__doc__.split("\n")[0])
+    p = new_parser("python -m jobs.train", __doc__)
     p.add_argument("--data", required=True, help="folder-per-class, CSV manifest (path,label[,fold|split|group]) or recipe name")
-    p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--arch", default="xresnet18", choices=list_archs())
+    p.add_argument("--out", "--output", dest="out", required=True, help="model directory to write")
+    p.add_argument("--arch", default="xresnet18", choices=list(archs()))
     p.add_argument("--pretrained", default="imagenet",
                    help="imagenet (timm resnet-d weights, needs the network), none, a weights file, or an earshot model dir/Hub id")
-    p.add_argument("--no-pickle", action="store_true", help="do not write the fastai model.pkl export")
+    p.add_argument("--pickle", action=argparse.BooleanOptionalAction, default=True,
+                   help="also write the fastai model.pkl export (--no-pickle skips it)")
     p.add_argument("--cv", action="store_true", help="cross-validate: one model per value of the fold column")
     add_fit_args(p)
     add_split_args(p)
@@ -29,10 +30,14 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.pretrained == "imagenet":  # before torch is even imported: offline fails in seconds, in one line
+        from learner.pretrained import fetch_imagenet
+
+        fetch_imagenet(args.arch, archs()[args.arch])
     from learner.metrics import summary_line
     from learner.train import train
 
-    targs = train_args(args, arch=args.arch, pickle=not args.no_pickle)
+    targs = train_args(args, arch=args.arch, pickle=args.pickle)
     cfg = audio_config(args)
     if args.cv:
         from learner.crossval import cross_validate

@@ -147,7 +147,7 @@ def compare(archs: list[str], targs: TrainArgs, cfg: AudioConfig | None = None, 
         config = read_config(model_dir)
         row.update(start=config.get("pretrained", src), params=int(config["params"]), model_dir=str(model_dir),
                    duration_s=config["audio"]["duration"],
-                   wall_time_s=round(time.time() - t, 1), **inference_speed(model_dir, config["train"]["data"]))
+                   wall_time_s=round(time.time() - t, 1), **inference_speed(model_dir, a_args.data))
         rows.append(row)
     classes = read_config(Path(rows[0]["model_dir"]))["classes"]
     audio = cfg.to_dict()

@@ -167,6 +167,13 @@ def split_indices(
 # --- decoded-signal cache ------------------------------------------------------------------------------
 
 
+def files_digest(df: pd.DataFrame) -> str:
+    """sha256 over the (label, file name) pairs of `df`: which clips a model trained on, without their
+    local paths (a moved or re-downloaded copy of the data gives the same digest)."""
+    lines = sorted(f"{label}\t{Path(str(path)).name}" for path, label in zip(df["path"], df["label"], strict=True))
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
 def _cache_key(path: str, cfg: AudioConfig) -> str:
     st = os.stat(path)
     raw = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|{cfg.sample_rate}|{cfg.trim_db}|{cfg.trim_mode}"

@@ -156,10 +156,10 @@ def load_model(ref: str | None = None, *, backend: str = "auto", log: Log = prin
     if ref:
         log(f"earshot: loading {ref}")
         folder = resolve(ref)
-        model_id = str(folder) if Path(ref).expanduser().exists() else ref.split("@")[0]
+        model_id = Path(folder).name if Path(ref).expanduser().exists() else ref.split("@")[0]  # no server paths
     else:
         folder = ensure_default_model(log=log)
-        model_id = f"{DEFAULT_NAME} (built locally in {folder})"
+        model_id = f"{DEFAULT_NAME} (built locally)"
     return ServedModel(Predictor.from_pretrained(str(folder), model_id=model_id, backend=backend), Path(folder))
 
 
@@ -198,16 +198,19 @@ def explainer_for(predictor: Predictor):
         return _EXPLAINERS[predictor]
 
 
-def _display_logmel(predictor: Predictor, clip: np.ndarray) -> np.ndarray | None:
-    """The log-mel for display when there is no torch model to explain: the same LogMel module, if torch is here."""
-    try:
-        import torch
+def _display_logmel(predictor: Predictor, clip: np.ndarray) -> np.ndarray:
+    """The log-mel the model saw, in NumPy (`learner.melspec`, equal to the torch front end): drawn with any backend."""
+    from learner.melspec import logmel
 
-        from learner.frontend import LogMel
-    except ImportError:
-        return None
-    with torch.inference_mode():
-        return LogMel(predictor.cfg)(torch.from_numpy(clip.astype(np.float32))).numpy()
+    return logmel(clip, predictor.cfg)
+
+
+def _padded_after(signal: np.ndarray, cfg: Any) -> float | None:
+    """Where repeat-padding starts in the prepared clip (seconds), or None when the sound fills it."""
+    from learner.clip import trim_silence
+
+    kept = trim_silence(signal, cfg.trim_db, cfg.trim_mode).size
+    return kept / cfg.sample_rate if 0 < kept < cfg.n_samples else None
 
 
 def _close(fig: Any) -> Any:
@@ -227,10 +230,6 @@ def timeline_figure(starts: list[float], window_probs: np.ndarray, classes: list
     fig, ax = plt.subplots(figsize=(9, 2.6))
     for i in top:
         ax.plot(centres, window_probs[:, i], marker="o", ms=3, label=f"{classes[i]} (mean {mean[i]:.2f})")
-    best = window_probs.argmax(axis=1)
-    for x, b, p in zip(centres, best, window_probs.max(axis=1)):
-        if b not in top and p > 0.5:
-            ax.annotate(classes[b], (x, p), fontsize=7, ha="center")
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("seconds (window centre)")
     ax.set_ylabel("probability")
@@ -261,32 +260,40 @@ def classify(predictor: Predictor, path: str | Path | None, *, top_k: int = 5, m
         wins, starts = predictor.windows(d.samples)
         i = int(pred.window_probs[:, top].argmax())
         clip, where = wins[i], f"window {starts[i]:.2f}–{starts[i] + cfg.duration:.2f} s (the most '{pred.label}' one)"
+        raw = d.samples[int(round(starts[i] * cfg.sample_rate)):][: cfg.n_samples]
         scored = (f"scored in {len(wins)} windows of {cfg.duration:g} s (hop {cfg.duration / 2:g} s); "
                   f"labels = mean of window probabilities")
     else:
-        clip, where = predictor.prepare(d.samples), f"the {cfg.duration:g} s clip the model saw"
+        clip, where, raw = predictor.prepare(d.samples), f"the {cfg.duration:g} s clip the model saw", d.samples
         scored = f"scored as one {cfg.duration:g} s clip (silence trimmed, centre crop / repeat-pad)"
+    padded = _padded_after(raw, cfg)
     explainer = explainer_for(predictor) if saliency else None
     sal = explainer(clip, target=top) if explainer is not None else None
+    if saliency and sal is None:  # no torch model to differentiate (ONNX): ask the model with occluded copies
+        from learner.melspec import occlusion
+
+        sal = occlusion(predictor.predict_waves, clip, cfg, top)
+    axes = dict(f_min=cfg.f_min, f_max=cfg.f_max, padded_after_s=padded)
     with _PLOT_LOCK:
         logmel = sal.logmel if sal is not None else _display_logmel(predictor, clip)
-        spec_fig = sal_fig = None
-        if logmel is not None:
-            spec_fig = _close(spectrogram_figure(logmel, cfg.sample_rate, cfg.hop_length, title=f"log-mel (dB): {where}"))
+        spec_fig = _close(spectrogram_figure(logmel, cfg.sample_rate, cfg.hop_length,
+                                             title=f"what the model heard: {where}", **axes))
+        sal_fig = None
         if sal is not None:
-            what = "Grad-CAM, last conv stage" if sal.method == "gradcam" else f"input {sal.method}"
+            what = {"gradcam": "Grad-CAM", "gradient": "input gradient", "occlusion": "occlusion: bands muted in turn"}
             shown = np.where(sal.heat >= SALIENCY_FLOOR, sal.heat, np.nan)  # NaN cells stay transparent
-            sal_fig = _close(spectrogram_figure(sal.logmel, cfg.sample_rate, cfg.hop_length, overlay=shown,
-                                                title=f"what drove '{pred.label}' ({what}, ≥ {SALIENCY_FLOOR:.0%} of peak)"))
+            sal_fig = _close(spectrogram_figure(sal.logmel, cfg.sample_rate, cfg.hop_length, overlay=shown, **axes,
+                                                title=f"where the model listened for '{pred.label}' "
+                                                      f"({what.get(sal.method, sal.method)})"))
         tl_fig = None
         if pred.window_probs is not None:
             tl_fig = _close(timeline_figure(pred.window_starts, pred.window_probs, predictor.classes, cfg.duration))
     ch = {1: "mono", 2: "stereo"}.get(d.channels, f"{d.channels} channels")
     msg = (f"**{pred.label}** ({pred.score:.0%}) · `{name}`: {d.duration_s:.2f} s, {d.orig_sample_rate} Hz {ch} "
            f"({d.decoder}) → mono {cfg.sample_rate} Hz · {scored}.")
-    if sal is None:
-        msg += (" No saliency: it needs the torch backend (`--backend torch`); this model runs on "
-                f"`{getattr(predictor.backend, 'name', type(predictor.backend).__name__)}`.")
+    if padded is not None:
+        msg += (f" The sound lasts {padded:.2f} s; the rest of the {cfg.duration:g} s clip repeats it "
+                "(shaded in the plots).")
     return DemoOutput(pred.as_dict(), spec_fig, sal_fig, tl_fig, msg)
 
 
@@ -318,10 +325,13 @@ class ModelInfo:
 def model_info(predictor: Predictor, folder: str | Path | None) -> ModelInfo:
     """Classes, validation metrics (metrics.json), AudioConfig, training args and versions (config.json)."""
     from learner.metrics import summary_line
+    from learner.modeldir import strip_local_paths
 
     folder = Path(folder) if folder is not None else None
-    cfg, metrics = predictor.config, _read_json(folder, "metrics.json") if folder else {}
-    parts = [f"### {predictor.model_id or 'model'}" + (f" @ `{predictor.revision}`" if predictor.revision else ""),
+    cfg = strip_local_paths(predictor.config)  # a public page shows no server paths
+    metrics = _read_json(folder, "metrics.json") if folder else {}
+    name = strip_local_paths(predictor.model_id) or "model"
+    parts = [f"### {name}" + (f" @ `{predictor.revision}`" if predictor.revision else ""),
              f"**{predictor.arch}** on `{cfg.get('input', '?')}` input · {cfg.get('params', 0) / 1e6:.1f} M parameters · "
              f"backend `{getattr(predictor.backend, 'name', '?')}` · pretrained: `{cfg.get('pretrained', '?')}`",
              f"**{len(predictor.classes)} classes:** " + ", ".join(predictor.classes)]

@@ -173,8 +173,11 @@ def generated_clips(cfg: AudioConfig, n: int, seed: int = 0) -> np.ndarray:
 
 def calibration_clips(folder: str | Path, calib_dir: str | Path, n: int = 128, seed: int = 0) -> np.ndarray:
     """(≤ n, n_samples) clips from the audio files under `calib_dir`, through the Predictor's item pipeline
-    (decode → trim → centre crop), so int8 is calibrated on what it will see. A bad file is an error."""
-    from learner.audio import AUDIO_EXTENSIONS
+    (decode → trim → centre crop), so int8 is calibrated on what it will see. A file that cannot be decoded
+    is skipped with a warning naming it (`warnings.warn`); none decodable at all is an error."""
+    import warnings
+
+    from learner.audio import AUDIO_EXTENSIONS, AudioDecodeError
     from learner.predictor import Predictor
 
     root = Path(calib_dir)
@@ -184,7 +187,15 @@ def calibration_clips(folder: str | Path, calib_dir: str | Path, n: int = 128, s
     if len(files) > n:
         files = [files[i] for i in sorted(np.random.default_rng(seed).choice(len(files), n, replace=False))]
     p = Predictor.from_dir(folder, backend="torch")
-    return np.stack([p.prepare(p.decode(f).samples) for f in files]).astype(np.float32)
+    clips = []
+    for f in files:
+        try:
+            clips.append(p.prepare(p.decode(f).samples))
+        except AudioDecodeError as e:
+            warnings.warn(f"calibration: skipped {e.path}: {e.reason}", stacklevel=2)
+    if not clips:
+        raise FileNotFoundError(f"{root}: none of its {len(files)} audio file(s) could be decoded to calibrate on")
+    return np.stack(clips).astype(np.float32)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -359,13 +370,17 @@ def export_model_dir(folder: str | Path, *, int8: bool = False, opset: int = DEF
                 drop_features(Path(tmp) / "q.onnx", int8_tmp)
             except Exception as e:
                 raise ExportError(f"{arch}: int8 quantization failed: {_first_line(e)}") from None
-            agree_clips = generated_clips(cfg, n_agree, seed=9)  # int8 against the fp32 graph (= torch within 1e-4)
+            # int8 against the fp32 graph (= torch within 1e-4): on the user's clips when given, they are the real thing
+            given = calib is not None and len(calib) > 0
+            agree_clips = calib.astype(np.float32) if given else generated_clips(cfg, n_agree, seed=9)
             agree = float(np.mean(_run(int8_tmp, agree_clips).argmax(1) == _run(fp32, agree_clips).argmax(1)))
             record["int8"] = {"method": "static QDQ, per-channel int8 weights, uint8 activations" if int8_method == "static"
                               else "dynamic (int8 weights, activations quantized at run time)",
                               "calibration": ("none" if int8_method == "dynamic" else
                                               f"{len(cal)} {'given' if calib is not None else 'generated'} clips"),
-                              "top1_agreement_generated": agree, "agreement_clips": n_agree,
+                              "top1_agreement": agree, "agreement_clips": len(agree_clips),
+                              "agreement_on": "given" if given else "generated",
+                              **({} if given else {"top1_agreement_generated": agree}),
                               "float32_parts": "front end, first and last weighted layers"}
         for f in (fp32, int8_tmp):
             if f.exists():

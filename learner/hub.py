@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from learner.modeldir import strip_local_paths, write_json
 
 __all__ = ["SERVING_FILES", "HubError", "model_card", "parse_hub_ref", "push", "resolve_model", "write_model_card"]
 
@@ -63,8 +66,10 @@ def push(
 ) -> str:
     """Upload a model folder as one commit and return the commit URL.
 
-    The repo is created if needed (`private` applies only then) and a branch `revision` too; a model card is
-    written into the folder first if it has none. Large files (model.safetensors, model.onnx, images) go
+    The repo is created if needed (`private` applies only then) and a branch `revision` too. The upload is a
+    staged copy holding a card made for `repo_id` (unless the folder's README.md is the user's own) and a
+    config.json without local paths; after the push succeeds, earshot's card in the folder is refreshed to
+    the pushed one. Large files (model.safetensors, model.onnx, images) go
     through LFS (Xet on huggingface.co when `hf_xet` is installed; `HF_HUB_DISABLE_XET=1` forces classic LFS).
     """
     from huggingface_hub import HfApi
@@ -72,25 +77,60 @@ def push(
     path = check_model_dir(model_dir)
     if parse_hub_ref(repo_id) is None or "@" in repo_id:
         raise HubError(f"{repo_id!r} is not a Hub repo id: use USER/NAME (and --revision for a branch)")
-    try:
-        write_model_card(path, repo_id=repo_id)
-    except OSError as e:
-        raise HubError(f"push {repo_id}: cannot write README.md into {path} ({e.strerror or e})") from e
+    readme = path / "README.md"
+    own_card = readme.is_file() and not is_earshot_card(readme.read_text(encoding="utf-8", errors="replace"))
+    card = readme.read_text(encoding="utf-8") if own_card else model_card(path, repo_id=repo_id)
     arch = _read_json(path / "config.json").get("arch", "earshot")
     api = HfApi(endpoint=endpoint, token=token)
-    with _hub_errors("push", repo_id, revision, api.endpoint):
-        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-        if revision and revision != "main":
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        info = api.upload_folder(
-            repo_id=repo_id,
-            folder_path=path,
-            repo_type="model",
-            revision=revision,
-            commit_message=commit_message or f"Upload {arch} audio classifier with earshot",
-            ignore_patterns=list(PUSH_IGNORE),
-        )
+    with tempfile.TemporaryDirectory(prefix="earshot-push-") as tmp:
+        stage = _stage(path, Path(tmp) / path.name, card)
+        with _hub_errors("push", repo_id, revision, api.endpoint):
+            api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+            if revision and revision != "main":
+                api.create_branch(repo_id, branch=revision, exist_ok=True)
+            info = api.upload_folder(
+                repo_id=repo_id,
+                folder_path=stage,
+                repo_type="model",
+                revision=revision,
+                commit_message=commit_message or f"Upload {arch} audio classifier with earshot",
+                ignore_patterns=list(PUSH_IGNORE),
+            )
+    if not own_card:  # only now, and every time: the folder's card names the repo it was last pushed to
+        try:
+            readme.write_text(card, encoding="utf-8")
+        except OSError:
+            pass  # a read-only model folder: the pushed card is what counts
     return str(info.commit_url)
+
+
+CARD_MARK = "<!-- earshot model card: written by learner/hub.py, refreshed on every push -->"
+
+
+def is_earshot_card(text: str) -> bool:
+    """A README.md earshot wrote (refreshed on push), not one the user wrote (pushed as it is)."""
+    return CARD_MARK in text or "An earshot audio classifier (`" in text
+
+
+def _stage(src: Path, stage: Path, card: str) -> Path:
+    """What a push uploads: the folder's files (hard links where possible), this push's card, and config.json
+    without local paths (the training data folder, a weights file): they mean nothing on the Hub."""
+    import shutil
+
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, stage, ignore=shutil.ignore_patterns("README.md"), copy_function=link)
+    config = _read_json(src / "config.json")
+    public = strip_local_paths(config)
+    if public != config:
+        (stage / "config.json").unlink()
+        write_json(stage / "config.json", public)
+    (stage / "README.md").write_text(card, encoding="utf-8")
+    return stage
 
 
 def resolve_model(
@@ -314,8 +354,11 @@ def _card_body(path: Path, cfg: dict[str, Any], metrics: dict[str, Any], repo_id
     name, ref = (repo_id or path.name).split("/")[-1], repo_id or "USER/NAME"
     arch, classes, audio = cfg.get("arch", "unknown"), list(cfg.get("classes", [])), cfg.get("audio", {})
     sr, dur, dataset = audio.get("sample_rate", "?"), audio.get("duration", "?"), _dataset_name(cfg)
-    out = [f"# {name}", "",
-           f"An earshot audio classifier (`{arch}`, fine-tuned with fastai) that labels "
+    start = str(strip_local_paths(cfg["pretrained"])) if cfg.get("pretrained") else None
+    how = ("trained with fastai" if start is None else "trained from scratch with fastai" if start.startswith("none")
+           else f"fine-tuned with fastai from {start}")
+    out = [f"# {name}", "", CARD_MARK, "",
+           f"An earshot audio classifier (`{arch}`, {how}) that labels "
            f"{dur}-second clips (resampled to {sr} Hz, mono) as one of {len(classes)} classes"
            + (f", trained on `{dataset}`." if dataset else "."), "",
            "## Classes", "", ", ".join(f"`{c}`" for c in classes) or "(none listed in config.json)", ""]
@@ -346,7 +389,8 @@ def _card_body(path: Path, cfg: dict[str, Any], metrics: dict[str, Any], repo_id
             _table([(f"`{k}`", _fmt(v)) for k, v in audio.items() if k != "extra" or v], ("Field", "Value")), ""]
     train = cfg.get("train", {})
     if train:
-        out += ["## Training", "", _table([(f"`{k}`", _fmt(v)) for k, v in train.items()], ("Argument", "Value")), ""]
+        out += ["## Training", "", _table([(f"`{k}`", _fmt(strip_local_paths(v))) for k, v in train.items()],
+                                          ("Argument", "Value")), ""]
     versions = {"earshot": cfg.get("earshot_version"), **cfg.get("versions", {})}
     out += ["Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v), "",
             "## Intended use and limitations", "",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -20,6 +21,21 @@ PICKLE = "model.pkl"
 
 class ModelDirError(ValueError):
     """A folder that is not a usable earshot model; the message names the folder and what is wrong."""
+
+
+_LOCAL_PATH = re.compile(r"(?<![\w.:/])(?:~|[A-Za-z]:)?(?:[/\\][^\s/\\`'\"|,;()]+)+[/\\]([^\s/\\`'\"|,;()]+)")
+
+
+def strip_local_paths(value: Any) -> Any:
+    """`value` with every absolute local path reduced to its last part (`/home/me/data/dogs` → `dogs`), in
+    strings, lists and dicts: what a model card, a pushed config.json or a public demo may show."""
+    if isinstance(value, str):
+        return _LOCAL_PATH.sub(r"\1", value)
+    if isinstance(value, dict):
+        return {k: strip_local_paths(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(strip_local_paths(v) for v in value)
+    return value
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -66,15 +66,38 @@ def plot_curves(history: pd.DataFrame, path: Path | None = None, label: str = ""
     return axes
 
 
-def spectrogram_figure(spec: np.ndarray, sr: int, hop: int, title: str = "log-mel", overlay: np.ndarray | None = None):
-    """A (freq, frames) log-mel image; `overlay` (same shape, 0–1) is drawn as a saliency heat map."""
-    fig, ax = plt.subplots(figsize=(7, 3))
-    extent = (0, spec.shape[1] * hop / sr, 0, spec.shape[0])
-    ax.imshow(spec, origin="lower", aspect="auto", cmap="magma", extent=extent)
+HZ_TICKS = (50, 100, 200, 500, 1000, 2000, 4000, 8000, 16000)
+
+
+def spectrogram_figure(spec: np.ndarray, sr: int, hop: int, title: str = "log-mel", overlay: np.ndarray | None = None,
+                       f_min: float = 0.0, f_max: float | None = None, padded_after_s: float | None = None):
+    """A (mel bands, frames) log-mel image with a frequency axis in Hz and a colour bar (dB); `overlay`
+    (same shape, 0–1) is drawn over it as a heat map with its own bar. `padded_after_s` shades the part
+    of the clip that repeats the sound (repeat-padding of a short clip)."""
+    from learner.melspec import hz_to_mel
+
+    n_mels, frames = spec.shape
+    top = float(f_max) if f_max is not None else float(sr // 2)
+    lo, hi = float(hz_to_mel(f_min)), float(hz_to_mel(top))
+    end = frames * hop / sr
+    fig, ax = plt.subplots(figsize=(7.5, 3))
+    extent = (0, end, -0.5, n_mels - 0.5)
+    image = ax.imshow(spec, origin="lower", aspect="auto", cmap="magma", extent=extent)
+    fig.colorbar(image, ax=ax, pad=0.01, fraction=0.05).set_label("dB")
     if overlay is not None:
-        ax.imshow(overlay, origin="lower", aspect="auto", cmap="jet", alpha=0.45, extent=extent, vmin=0, vmax=1)
+        heat = ax.imshow(overlay, origin="lower", aspect="auto", cmap="jet", alpha=0.45, extent=extent, vmin=0, vmax=1)
+        fig.colorbar(heat, ax=ax, pad=0.01, fraction=0.05).set_label("share of peak")
+    # mel band i is centred on mel lo + (i + 1)·(hi − lo)/(n_mels + 1): place the Hz ticks on that scale
+    ticks = [f for f in HZ_TICKS if f_min < f < top]
+    rows = [(float(hz_to_mel(f)) - lo) / (hi - lo) * (n_mels + 1) - 1 for f in ticks]
+    ax.set_yticks(rows, [f"{f / 1000:g}k" if f >= 1000 else f"{f:g}" for f in ticks])
+    ax.set_ylim(-0.5, n_mels - 0.5)
+    if padded_after_s is not None and 0 < padded_after_s < end:
+        ax.axvspan(padded_after_s, end, facecolor="white", alpha=0.35, hatch="//", edgecolor="white", lw=0)
+        ax.text((padded_after_s + end) / 2, n_mels * 0.92, "repeat-padding", ha="center", va="top", fontsize=8,
+                color="white")
     ax.set_xlabel("seconds")
-    ax.set_ylabel("mel bin")
-    ax.set_title(title)
+    ax.set_ylabel("frequency (Hz)")
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig

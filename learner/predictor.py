@@ -59,7 +59,10 @@ class TorchBackend:
 
     def __init__(self, folder: Path, config: dict[str, Any], cfg: AudioConfig, device: str | None = None,
                  threads: int | None = None) -> None:
-        import torch
+        try:
+            import torch
+        except ModuleNotFoundError:  # the lean serving install (requirements-serve.txt) has no torch
+            raise ModelDirError(_no_torch(folder)) from None
 
         from learner.frontend import AudioClassifier, FrontEnd
         from learner.models import get_arch
@@ -160,10 +163,18 @@ class Predictor:
 
     # --- item pipeline (NumPy, shared by every backend) -----------------------------------------------
 
-    def decode(self, src: Source | Decoded, max_duration_s: float | None = None, max_bytes: int | None = None) -> Decoded:
-        """Decoded mono float32 at the model's rate; limits (duration, file size) are the caller's choice."""
+    def decode(self, src: Source | Decoded | Signal, max_duration_s: float | None = None, max_bytes: int | None = None,
+               sample_rate: int | None = None) -> Decoded:
+        """Decoded mono float32 at the model's rate; limits (duration, file size) are the caller's choice.
+
+        `src` is a path or bytes (decoded like any file), or a signal already in memory: a NumPy array
+        with its `sample_rate`, a `(sample_rate, array)` pair (Gradio's numpy audio) or a dict with
+        `array`/`raw` and `sampling_rate` (Hugging Face datasets and pipelines)."""
         if isinstance(src, Decoded):
             return src
+        signal, rate = _signal_of(src, sample_rate)
+        if signal is not None:
+            return decode_array(signal, rate, self.cfg.sample_rate, max_duration_s)
         return decode(src, self.cfg.sample_rate, max_duration_s=max_duration_s, max_bytes=max_bytes)
 
     def prepare(self, signal: np.ndarray) -> np.ndarray:
@@ -190,11 +201,13 @@ class Predictor:
         order = np.argsort(-probs, kind="stable")[: max(1, min(k, len(self.classes)))]
         return [self.classes[i] for i in order], [float(probs[i]) for i in order]
 
-    def predict(self, src: Source | Decoded, top_k: int = 5, window: str | float | None = "auto",
-                hop: float | None = None, max_duration_s: float | None = None, max_bytes: int | None = None) -> Prediction:
-        """Classify one input. `window="auto"` scores inputs longer than twice the clip length in windows
-        (mean of window probabilities); a number forces windows of that many seconds; None = one centre crop."""
-        d = self.decode(src, max_duration_s, max_bytes)
+    def predict(self, src: Source | Decoded | Signal, top_k: int = 5, window: str | float | None = "auto",
+                hop: float | None = None, max_duration_s: float | None = None, max_bytes: int | None = None,
+                sample_rate: int | None = None) -> Prediction:
+        """Classify one input (a file, bytes, or a signal with its `sample_rate`: see `decode`).
+        `window="auto"` scores inputs longer than twice the clip length in windows (mean of window
+        probabilities); a number forces windows of that many seconds; None = one centre crop."""
+        d = self.decode(src, max_duration_s, max_bytes, sample_rate)
         n = self.cfg.n_samples
         use_windows = window is not None and (window != "auto" or d.samples.size > 2 * n)
         if use_windows:
@@ -207,6 +220,18 @@ class Predictor:
         labels, scores = self._top(probs, top_k)
         return Prediction(labels, scores, probs, d.duration_s, d.orig_sample_rate, d.channels, d.decoder,
                           [float(s) for s in starts], wp)
+
+    def __call__(self, inputs: Any, *, top_k: int = 5, sampling_rate: int | None = None,
+                 sample_rate: int | None = None) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+        """`[{"label", "score"}, ...]`, best first, like Hugging Face's audio-classification pipeline.
+
+        `inputs` is one input (path, bytes, NumPy signal with `sampling_rate`, `(rate, array)` or a dict
+        with `array`/`raw` and `sampling_rate`) or a list of them (then one list per input)."""
+        rate = sampling_rate if sampling_rate is not None else sample_rate
+        if isinstance(inputs, list):
+            return [self(x, top_k=top_k, sampling_rate=rate) for x in inputs]
+        pred = self.predict(inputs, top_k=top_k, sample_rate=rate)
+        return [{"label": lab, "score": score} for lab, score in zip(pred.labels, pred.scores, strict=True)]
 
     def predict_many(self, srcs: list[Source], top_k: int = 5) -> list[Prediction | AudioDecodeError]:
         """Many short inputs (one centre crop each) batched through the model; bad files come back as errors."""
@@ -230,6 +255,67 @@ class Predictor:
                 labels, scores = self._top(p, top_k)
                 results.append(Prediction(labels, scores, p, d.duration_s, d.orig_sample_rate, d.channels, d.decoder))
         return results
+
+
+Signal = np.ndarray | tuple | dict
+
+
+def _no_torch(folder: Path) -> str:
+    """One line for a model that needs torch where only ONNX Runtime is installed."""
+    if (Path(folder) / "model.onnx").is_file():
+        return f"{folder}: the torch backend needs torch, which is not installed here; serve model.onnx (backend onnx)"
+    return (f"{folder}: no model.onnx, and torch (needed for model.safetensors) is not installed here; run "
+            f"`python -m jobs.export --model {folder}` where torch is installed (requirements.txt), then serve it here")
+
+
+def _signal_of(src: Any, sample_rate: int | None) -> tuple[np.ndarray | None, int | None]:
+    """(array, rate) when `src` is a signal in memory (array, (rate, array) or {"array"|"raw", "sampling_rate"}),
+    else (None, None) for a path or bytes."""
+    if isinstance(src, dict):
+        key = "array" if "array" in src else "raw" if "raw" in src else None
+        if key is None:
+            raise ValueError(f"an audio dict needs 'array' (or 'raw') and 'sampling_rate'; got keys {sorted(src)}")
+        return np.asarray(src[key]), src.get("sampling_rate", sample_rate)
+    if isinstance(src, tuple) and len(src) == 2 and isinstance(src[0], (int, np.integer)) and isinstance(src[1], np.ndarray):
+        return src[1], int(src[0])
+    if isinstance(src, np.ndarray):
+        return src, sample_rate
+    return None, None
+
+
+def decode_array(x: np.ndarray, rate: int | None, target_sr: int, max_duration_s: float | None = None) -> Decoded:
+    """A signal in memory → `Decoded`, as if read from a file: integer PCM scaled to [-1, 1], channels
+    averaged, resampled to `target_sr`. (samples, channels) and (channels, samples) are both taken: the
+    shorter axis, when it has at most 8 entries, is the channels."""
+    from learner.audio import _clean, resample, to_mono
+
+    label = "<array>"
+    if rate is None:
+        raise AudioDecodeError(label, "a NumPy signal needs its sample rate (sample_rate=..., or a (rate, array) pair)")
+    if int(rate) <= 0:
+        raise AudioDecodeError(label, f"sample rate must be positive, got {rate}")
+    x = np.asarray(x)
+    if x.ndim == 2 and x.shape[0] < x.shape[1] and x.shape[0] <= 8:
+        x = x.T  # (channels, samples) as torchaudio and librosa hold it
+    if x.ndim not in (1, 2) or x.size == 0:
+        raise AudioDecodeError(label, f"expected a 1-D signal or (samples, channels), got shape {x.shape}")
+    channels = 1 if x.ndim == 1 else x.shape[1]
+    if np.issubdtype(x.dtype, np.unsignedinteger):
+        half = float(2 ** (8 * x.dtype.itemsize - 1))
+        x = _clean(x, offset=half, scale=1.0 / half)
+    elif np.issubdtype(x.dtype, np.integer):
+        x = _clean(x, scale=1.0 / float(2 ** (8 * x.dtype.itemsize - 1)))
+    elif np.issubdtype(x.dtype, np.floating):
+        x = _clean(x)
+    else:
+        raise AudioDecodeError(label, f"cannot read samples of dtype {x.dtype}")
+    mono = to_mono(x).astype(np.float32, copy=False)
+    seconds = mono.size / int(rate)
+    if max_duration_s is not None and seconds > max_duration_s:
+        from learner.audio import TooLongError
+
+        raise TooLongError(label, f"{seconds:.1f} s is longer than the {max_duration_s:g} s limit")
+    return Decoded(resample(mono, int(rate), target_sr), target_sr, int(rate), channels, seconds, "array")
 
 
 def _revision_of(folder: Path) -> str:

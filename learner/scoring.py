@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pyarrow as pa
 
+from learner import __version__
 from learner.audio import AUDIO_EXTENSIONS, SCORE_MAX_BYTES, SCORE_MAX_S, AudioDecodeError, decode
 from learner.predictor import Predictor
 from learner.scoring_store import PartStore, windows_output
@@ -33,7 +34,7 @@ FILE_SCHEMA = pa.schema([
     ("duration_s", pa.float64()), ("sample_rate", pa.int32()), ("channels", pa.int32()), ("n_windows", pa.int32()),
     ("events", EVENTS), ("error", pa.string()), ("decoder", pa.string()), ("file_size", pa.int64()),
     ("file_mtime_ns", pa.int64()), ("model_id", pa.string()), ("model_revision", pa.string()),
-    ("scored_at", pa.timestamp("us", tz="UTC")),
+    ("scored_at", pa.timestamp("us", tz="UTC")), ("backend", pa.string()), ("earshot_version", pa.string()),
 ])
 WINDOW_SCHEMA = pa.schema([("path", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()),
                            ("label", pa.string()), ("score", pa.float32())])
@@ -263,7 +264,8 @@ def score_batch(predictor: Predictor, items: list[Item], *, window: tuple[float,
         row: dict[str, Any] = dict(path=it.ref.path, file_size=it.ref.size, file_mtime_ns=it.ref.mtime_ns,
                                    error=it.error, duration_s=it.duration_s, sample_rate=it.sample_rate,
                                    channels=it.channels, decoder=it.decoder, model_id=predictor.model_id,
-                                   model_revision=predictor.revision or None, scored_at=scored_at)
+                                   model_revision=predictor.revision or None, scored_at=scored_at,
+                                   backend=backend_name(predictor), earshot_version=__version__)
         if it.error is None:
             if it.clip is not None:
                 probs, n_win = allp[spans[j][0]], 1
@@ -346,10 +348,31 @@ class ScoreSummary:
         return out
 
 
+# the file each backend computes with: its sha256 tells whether --resume would mix two models
+BACKEND_FILES = {"torch": "model.safetensors", "pickle": "model.pkl", "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
+
+
+def backend_name(predictor: Predictor) -> str | None:
+    return getattr(predictor.backend, "name", None)
+
+
+def weights_sha256(predictor: Predictor) -> str | None:
+    """sha256 of the weights file the predictor's backend runs (None when it has no folder or file)."""
+    name = BACKEND_FILES.get(backend_name(predictor) or "")
+    path = predictor.folder / name if predictor.folder is not None and name else None
+    if path is None or not path.is_file():
+        return None
+    from learner.onnx_backend import sha256_file
+
+    return sha256_file(path)
+
+
 def run_meta(predictor: Predictor, opts: ScoreOptions) -> dict[str, Any]:
+    """What made the rows; `--resume` refuses to add rows made differently (`PartStore._recover`)."""
     return {"format": opts.fmt, "model_id": predictor.model_id, "model_revision": predictor.revision or None,
             "windows": list(opts.window) if opts.window else None, "threshold": opts.threshold if opts.window else None,
-            "top_k": opts.top_k, "classes": predictor.classes}
+            "top_k": opts.top_k, "classes": predictor.classes, "backend": backend_name(predictor),
+            "weights_sha256": weights_sha256(predictor), "earshot_version": __version__}
 
 
 def plan(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) -> tuple[list[FileRef], PartStore, ScoreSummary]:

@@ -184,6 +184,12 @@ class PartStore:
                 if old.get(key) != meta.get(key):
                     raise ValueError(f"{self.out} was made with {key}={old.get(key)!r}, this run has {meta.get(key)!r}; "
                                      "resume with the same settings or pass --overwrite")
+            for key, what in (("backend", "backend"), ("weights_sha256", "model weights"), ("classes", "classes")):
+                if key in old and old[key] != meta.get(key):  # outputs of older versions do not record them
+                    said = (f"{old[key]!r}, this run has {meta.get(key)!r}" if key != "weights_sha256" else
+                            f"sha256 {str(old[key])[:12]}…, this run's are {str(meta.get(key))[:12]}…")
+                    raise ValueError(f"{self.out} was made with other {what} ({key}={said}); resume with the same "
+                                     "model and backend, or pass --overwrite")
         wfolder = windows_output(self.out)
         for folder in (self.out, wfolder):
             if folder.is_dir():

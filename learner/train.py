@@ -21,10 +21,10 @@ import torch
 
 from learner import __version__
 from learner.config import AudioConfig
-from learner.data import add_groups, load_manifest, load_signals, split_indices
+from learner.data import add_groups, files_digest, load_manifest, load_signals, split_indices
 from learner.frontend import FrontEnd
 from learner.metrics import classification_report
-from learner.modeldir import save_model_dir, write_json
+from learner.modeldir import save_model_dir, strip_local_paths, write_json
 from learner.models import create_model, get_arch, n_params
 from learner.pretrained import load_pretrained
 
@@ -196,6 +196,7 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
     train_idx, valid_idx = split_indices(df, valid_pct=args.valid_pct, seed=args.seed, valid_fold=args.valid_fold)
     if len(train_idx) == 0 or len(valid_idx) == 0:
         raise ValueError(f"{args.data}: the split left {len(train_idx)} training and {len(valid_idx)} validation files")
+    split = {"train_files_sha256": files_digest(df.iloc[train_idx]), "n_train": len(train_idx), "n_valid": len(valid_idx)}
     used = df.iloc[np.concatenate([train_idx, valid_idx])].copy()
     used["is_valid"] = [False] * len(train_idx) + [True] * len(valid_idx)
     if args.auto_sample_rate:
@@ -204,8 +205,7 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
                                      progress=args.progress)
     if failures:
         lines = "\n".join(f"  {p}: {why}" for p, why in failures.items())
-        log.warning("%d file(s) could not be read and are excluded:\n%s", len(failures), lines)
-        print(f"earshot: {len(failures)} file(s) could not be read and are excluded from training:\n{lines}")
+        log.warning("%d file(s) could not be read and are excluded from training:\n%s", len(failures), lines)
         used = used[~used["path"].isin(failures)]
     classes = sorted(used.loc[~used["is_valid"], "label"].unique())
     unseen = sorted(set(used.loc[used["is_valid"], "label"]) - set(classes))
@@ -213,7 +213,19 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
         raise ValueError(f"{args.data}: validation has labels with no training files: {', '.join(unseen)}")
     if len(classes) < 2:
         raise ValueError(f"{args.data}: need at least 2 classes to train, found {classes}")
-    return used.reset_index(drop=True), signals, failures, classes
+    used = used.reset_index(drop=True)
+    used.attrs["split"] = split  # for config.json: lets jobs.evaluate recognise the training data later
+    return used, signals, failures, classes
+
+
+def check_start(args: TrainArgs) -> None:
+    """Make sure the starting weights can be had before any audio is decoded (minutes, for a large set):
+    ImageNet weights come from the cache or are downloaded now, and an offline machine fails fast."""
+    if args.pretrained == "imagenet":
+        from learner.pretrained import fetch_imagenet
+
+        spec = get_arch(args.arch)
+        fetch_imagenet(spec.name, spec.weights)
 
 
 def build_learner(args: TrainArgs, cfg: AudioConfig, used: pd.DataFrame, signals: dict, classes: list[str], out: Path):
@@ -265,6 +277,7 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
     out = Path(args.out).absolute()  # fastai joins relative callback paths onto learn.path
     out.mkdir(parents=True, exist_ok=True)
     set_seed(args.seed, reproducible=True)
+    check_start(args)
     args, cfg = adopt_front_end(args, cfg)
     used, signals, failures, classes = prepare_data(args, cfg)
     if args.auto_duration:
@@ -308,8 +321,9 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
 
     config = {
         "earshot_version": __version__, "arch": args.arch, "input": spec.input, "classes": classes,
-        "audio": cfg.to_dict(), "params": n_params(learn.model), "pretrained": loaded,
-        "train": {k: v for k, v in asdict(args).items() if k not in ("progress", "workers", "out")},
+        "audio": cfg.to_dict(), "params": n_params(learn.model), "pretrained": strip_local_paths(loaded),
+        "split": used.attrs.get("split"),  # no local paths: config.json is published with the model
+        "train": strip_local_paths({k: v for k, v in asdict(args).items() if k not in ("progress", "workers", "out", "cache_dir")}),
         "versions": versions(),
     }
     learn.model.eval()

@@ -70,7 +70,7 @@ def test_our_xresnet_is_fastais_xresnet():
 def test_imagenet_offline_is_one_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     net = create_model("xresnet18", 3, CFG)
-    with pytest.raises(PretrainedError, match="--pretrained none") as e:
+    with pytest.raises(PretrainedError, match="set pretrained to .* or 'none'") as e:
         load_pretrained(net, get_arch("xresnet18"), "imagenet")
     assert "\n" not in str(e.value)
     with pytest.raises(PretrainedError, match="no ImageNet weights"):

@@ -50,7 +50,7 @@ def test_json_and_model_from_environment(trained_model, clips, monkeypatch, caps
     files = [str(clips["tone"]), str(clips["noise_44k"])]
     assert main([*files, "--json", "--top-k", "3"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [r["file"] for r in rows] == files
+    assert [r["path"] for r in rows] == files
     assert [r["label"] for r in rows] == ["tone", "noise"]
     for r in rows:
         assert len(r["top_k"]) == 3 and r["top_k"][0] == {"label": r["label"], "score": r["score"]}
