@@ -3,8 +3,9 @@ the prediction, and a per-window timeline for long recordings. Also a Hugging Fa
 
     python app.py [--model DIR_OR_USER/NAME[@rev]] [--backend auto|torch|onnx] [--host 127.0.0.1] [--port 7860]
 
-The model comes from `--model`, else `$EARSHOT_MODEL`, else the default spoken-digits model (built once, offline,
-and cached in `$EARSHOT_CACHE`, default ~/.cache/earshot). Only widgets live here: see learner/demo.py.
+The model comes from `--model`, else `$EARSHOT_MODEL`, else the shipped speech-words model (ten command words,
+trained on real speakers: assets/speech-words), else the spoken-digits fallback (built once, offline, cached in
+`$EARSHOT_CACHE`, default ~/.cache/earshot). Only widgets live here: see learner/demo.py.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def _args() -> argparse.Namespace | None:
 
     p = new_parser("python app.py", __doc__)
     p.add_argument("--model", default=None, help="model directory or Hub id USER/NAME[@revision] (default: $EARSHOT_MODEL, "
-                                                 "else the spoken-digits model, built on first run)")
+                                                 "else the shipped speech-words model)")
     add_backend_arg(p)
     p.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1; $GRADIO_SERVER_NAME)")
     p.add_argument("--port", type=int, default=None, help="port (default: 7860; $GRADIO_SERVER_PORT)")
@@ -77,8 +78,9 @@ def build_demo(served: ServedModel) -> gr.Blocks:
     n = len(predictor.classes)
     shown = ", ".join(predictor.classes[:12]) + (" …" if n > 12 else "")
     with gr.Blocks(title="earshot", analytics_enabled=False) as demo:
+        invite = f"Say {', '.join(predictor.classes[:-1])} or {predictor.classes[-1]}." if n <= 12 else ""
         gr.Markdown(f"# earshot · audio classifier\n`{strip_local_paths(predictor.model_id)}` · {predictor.arch} · "
-                    f"{n} classes: {shown}")
+                    f"{n} classes: {shown}. {invite}")
         with gr.Tab("Classify"):
             with gr.Row():
                 with gr.Column() as left:

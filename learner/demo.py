@@ -30,6 +30,10 @@ EXAMPLES_ENV = "EARSHOT_EXAMPLES"
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = ROOT / "examples"
 DEFAULT_NAME = "spoken-digits"
+# The default model: ten command words from real speakers, shipped prebuilt (scripts/build_demo_model.py);
+# the spoken-digits build below is only the fallback when that folder is missing.
+SHIPPED_MODEL = ROOT / "assets" / "speech-words"
+SHIPPED_NAME = "speech-words"
 DEFAULT_RECIPE_VERSION = 1  # bump when the recipe below changes: cached default models are rebuilt
 # The default model: 1.0 s clips at 16 kHz (digits last 0.3–0.9 s), 64 mel bands, 16 ms hop; SpecAugment
 # scaled to the small grid; no mixup (two overlaid words are not a blend of labels).
@@ -157,7 +161,10 @@ def load_model(ref: str | None = None, *, backend: str = "auto", log: Log = prin
         log(f"earshot: loading {ref}")
         folder = resolve(ref)
         model_id = Path(folder).name if Path(ref).expanduser().exists() else ref.split("@")[0]  # no server paths
+    elif (SHIPPED_MODEL / "config.json").is_file():
+        folder, model_id = SHIPPED_MODEL, f"{SHIPPED_NAME} (shipped with earshot)"
     else:
+        log(f"earshot: the shipped default model ({SHIPPED_MODEL.name}) is missing; building the fallback")
         folder = ensure_default_model(log=log)
         model_id = f"{DEFAULT_NAME} (built locally)"
     return ServedModel(Predictor.from_pretrained(str(folder), model_id=model_id, backend=backend), Path(folder))
@@ -352,11 +359,16 @@ def model_info(predictor: Predictor, folder: str | Path | None) -> ModelInfo:
 
 
 def example_files(classes: list[str]) -> list[str]:
-    """Clips for the Examples widget: `$EARSHOT_EXAMPLES` if set, else the shipped spoken digits for a digits model."""
-    from learner.synth import DIGITS
-
+    """Clips for the Examples widget: `$EARSHOT_EXAMPLES` if set, else the shipped clips whose folder's words
+    are the model's classes (real held-out speakers for the default model, spoken digits for a digits model)."""
     env = os.environ.get(EXAMPLES_ENV)
-    folder = Path(env).expanduser() if env else (EXAMPLES_DIR / DEFAULT_NAME if set(classes) == set(DIGITS) else None)
+    folder = Path(env).expanduser() if env else None
+    if folder is None:
+        for cand in (EXAMPLES_DIR / SHIPPED_NAME, EXAMPLES_DIR / DEFAULT_NAME):
+            words = {p.stem for p in cand.glob("*.*") if p.suffix.lower() in AUDIO_EXTENSIONS and "-" not in p.stem}
+            if words and words <= set(classes):
+                folder = cand
+                break
     if folder is None or not folder.is_dir():
         return []
     return [str(p) for p in sorted(folder.iterdir()) if p.suffix.lower() in AUDIO_EXTENSIONS]

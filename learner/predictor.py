@@ -142,6 +142,8 @@ class Predictor:
         name = backend
         if backend == "auto":
             name = "onnx" if "onnx" in BACKENDS and (folder / "model.onnx").is_file() else "torch"
+            if name == "torch" and not (folder / "model.safetensors").is_file() and (folder / "model.int8.onnx").is_file():
+                name = "onnx-int8"  # a shipped int8-only folder (the demo's default model)
             if not (folder / "model.safetensors").is_file() and (folder / "model.pkl").is_file():
                 name = "pickle"
         if name == "pickle" and not allow_pickle:
