@@ -4,7 +4,7 @@ the prediction, and a per-window timeline for long recordings. Also a Hugging Fa
     python app.py [--model DIR_OR_USER/NAME[@rev]] [--backend auto|torch|onnx] [--host 127.0.0.1] [--port 7860]
 
 The model comes from `--model`, else `$EARSHOT_MODEL`, else the default spoken-digits model (built once, offline,
-and cached in `$EARSHOT_CACHE`, default ~/.cache/earshot). Only widgets live here: see learner/demo.py.
+and cached in `$EARSHOT_CACHE`, default ~/.cache/earshot). Only widgets live here: see learner/serve/demo.py.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home fr
 
 import gradio as gr  # noqa: E402
 
+from jobs._cli import as_flags  # noqa: E402
 from learner.audio import DEMO_MAX_BYTES, DEMO_MAX_S, AudioDecodeError  # noqa: E402
-from learner.demo import ServedModel, classify, example_files, load_model, model_info  # noqa: E402
+from learner.serve.backends import BACKEND_CHOICES  # noqa: E402
+from learner.serve.demo import ServedModel, classify, example_files, load_model, model_info  # noqa: E402
 
 log = logging.getLogger("earshot.app")
 
@@ -30,8 +32,8 @@ def _args() -> argparse.Namespace | None:
     p = argparse.ArgumentParser(description="earshot Gradio demo")
     p.add_argument("--model", default=None, help="model directory or Hub id USER/NAME[@revision] (default: $EARSHOT_MODEL, "
                                                  "else the spoken-digits model, built on first run)")
-    p.add_argument("--backend", default="auto", help="Predictor backend: auto (model.onnx if present), torch, onnx, ... "
-                                                     "(saliency needs torch)")
+    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
+                   help="auto = model.onnx if present, else torch (saliency needs torch)")
     p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1; $GRADIO_SERVER_NAME)")
     p.add_argument("--port", type=int, default=None, help="port (default 7860; $GRADIO_SERVER_PORT)")
     return p.parse_args()
@@ -40,12 +42,16 @@ def _args() -> argparse.Namespace | None:
 ARGS = _args()
 
 
+def _say(line: str) -> None:
+    print(f"earshot: {as_flags(line)}", flush=True)
+
+
 def _served() -> ServedModel:
     try:
-        return load_model(ARGS.model, backend=ARGS.backend) if ARGS else load_model()
+        return load_model(ARGS.model, backend=ARGS.backend, log=_say) if ARGS else load_model(log=_say)
     except (RuntimeError, ValueError, OSError) as e:
         if __name__ == "__main__":  # a user running the app gets one line, not a traceback
-            print(f"earshot: {e}", file=sys.stderr)
+            print(f"earshot: {as_flags(str(e))}", file=sys.stderr)
             sys.exit(1)
         raise
 

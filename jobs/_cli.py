@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -61,7 +63,7 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
 
 def train_args(args: argparse.Namespace, **extra: Any):
     """A `TrainArgs` from the parsed fit, split and audio flags; `extra` adds what only one job has."""
-    from learner.train import TrainArgs
+    from learner.train.fit import TrainArgs
 
     return TrainArgs(
         data=args.data, out=args.out, epochs=args.epochs, lr=args.lr if args.lr == "auto" else float(args.lr),
@@ -72,20 +74,60 @@ def train_args(args: argparse.Namespace, **extra: Any):
     )
 
 
+# learner/ names the fields of its calls in errors (`pretrained=none`, `resume=True`); a job says them as flags.
+FIELD_FLAGS = {name: flag for flag, (name, _) in AUDIO_FLAGS.items()} | {
+    "source": "--from", "data": "--data", "n_folds": "--n-folds", "archs": "--archs", "subset": "--subset",
+    "output": "--output", "out": "--out", "windows": "--windows", "resume": "--resume", "overwrite": "--overwrite",
+    "pretrained": "--pretrained", "arch": "--arch", "valid_fold": "--valid-fold", "group_col": "--group-col",
+    "group_regex": "--group-regex", "token": "--token", "revision": "--revision", "classes": "--classes",
+    "verify": "--no-verify", "backend": "--backend", "int8": "--int8",
+}
+_FIELD = re.compile(r"\b(" + "|".join(sorted(FIELD_FLAGS, key=len, reverse=True)) + r")=(True\b|False\b)?")
+
+
+def as_flags(message: str) -> str:
+    """A library message in command-line words: `pretrained=none` → `--pretrained none`, `resume=True` → `--resume`,
+    `n_folds= to` → `--n-folds to`."""
+    def flag(m: re.Match) -> str:
+        bare = m[2] or m.end() == len(m.string) or m.string[m.end()] in " ,;:)"
+        return FIELD_FLAGS[m[1]] + ("" if bare else " ")
+
+    return _FIELD.sub(flag, message)
+
+
+class _Lines(logging.Handler):
+    """learner/ logs; a job prints each record as one `earshot: …` line (warnings to stderr)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+        print(f"earshot: {as_flags(record.getMessage())}", file=stream, flush=True)
+
+
+def log_to_console(quiet: bool = False) -> None:
+    """Show learner/'s INFO (progress notes) and WARNING records as lines; `quiet` keeps warnings only."""
+    lib = logging.getLogger("learner")
+    if not any(isinstance(h, _Lines) for h in lib.handlers):
+        lib.addHandler(_Lines())
+    lib.setLevel(logging.WARNING if quiet else logging.INFO)
+    lib.propagate = False
+
+
 def run(main: Callable[[], int | None]) -> None:
-    """Run a job: user errors become one line on stderr and exit code 1 (no traceback)."""
-    from learner.audio import AudioDecodeError
+    """Run a job: user errors become one line on stderr and exit code 1 (no traceback); library messages
+    that name fields (`pretrained=none`) are said as flags (`--pretrained none`)."""
+    from learner.audio.decode import AudioDecodeError
     from learner.modeldir import ModelDirError
 
-    # learner.data.ManifestError is a ValueError too; importing it here would load pandas into every job
+    # learner.data.manifest.ManifestError is a ValueError too; importing it here would load pandas into every job
     # (0.3 s of the ONNX cold start).
     known: tuple[type[BaseException], ...] = (AudioDecodeError, ModelDirError, ValueError,
                                               FileNotFoundError, FileExistsError, RuntimeError)
+    log_to_console(quiet="--quiet" in sys.argv)
     try:
         sys.exit(main() or 0)
     except KeyboardInterrupt:
         print("earshot: interrupted", file=sys.stderr)
         sys.exit(130)
     except known as e:
-        print(f"earshot: {e}", file=sys.stderr)
+        print(f"earshot: {as_flags(str(e))}", file=sys.stderr)
         sys.exit(1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from jobs._cli import add_audio_args, add_fit_args, add_split_args, audio_config, run, train_args
-from learner.models import list_archs
+from learner.model.registry import list_archs
 
 
 def parser() -> argparse.ArgumentParser:
@@ -34,7 +34,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from learner.compare import compare
+    from learner.train.compare import compare
 
     archs = [a.strip() for a in args.archs.split(",") if a.strip()]
     unknown = [a for a in archs if a not in list_archs()]

@@ -9,6 +9,7 @@ import argparse
 import json
 
 from jobs._cli import run
+from learner.serve.backends import BACKEND_CHOICES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,14 +19,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subset", default="all", choices=["all", "valid", "test"],
                    help="valid = the validation split the model was trained with")
     p.add_argument("--out", default=None, help="where to write metrics.json + plots (default: print only)")
-    p.add_argument("--backend", default="auto", help="auto, torch, onnx, onnx-int8")
+    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
+                   help="auto = ONNX when the model directory has model.onnx, else torch")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
 
-    from learner.evaluate import evaluate
-    from learner.metrics import summary_line
-    from learner.predictor import Predictor
+    from learner.report.metrics import summary_line
+    from learner.serve.predictor import Predictor
+    from learner.train.evaluate import evaluate
 
     predictor = Predictor.from_pretrained(args.model, backend=args.backend)
     m = evaluate(args.model, args.data, subset=args.subset, out=args.out, predictor=predictor, progress=not args.quiet)

@@ -15,8 +15,7 @@ import os
 import sys
 
 from jobs._cli import run
-
-BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+from learner.serve.backends import BACKEND_CHOICES
 
 
 def parser() -> argparse.ArgumentParser:
@@ -25,7 +24,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model directory or Hub id (default: $EARSHOT_MODEL)")
     p.add_argument("--top-k", type=int, default=3, help="labels per file (default 3)")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
-    p.add_argument("--backend", default="auto", choices=BACKENDS,
+    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
                    help="auto = ONNX when the model directory has model.onnx, else torch")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: all)")
     return p
@@ -38,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError("no model: pass --model DIR|USER/NAME or set EARSHOT_MODEL")
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
-    from learner.audio import AudioDecodeError
-    from learner.predictor import Predictor
+    from learner.audio.decode import AudioDecodeError
+    from learner.serve.predictor import Predictor
 
     predictor = Predictor.from_pretrained(model, backend=args.backend, threads=args.threads)
     failed = 0

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 
 from jobs._cli import run
+from learner.score.writers import FORMATS
+from learner.serve.backends import BACKEND_CHOICES
 
 
 def _windows(text: str) -> tuple[float, float]:
@@ -31,7 +33,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, nargs="+", help="folder (recursive), glob ('**' recursive), "
                    "manifest (.csv/.tsv with a path column, or .txt one path a line) or file")
     p.add_argument("--output", required=True, help="output folder of parts, e.g. scores.parquet")
-    p.add_argument("--format", default="parquet", choices=["parquet", "csv", "jsonl"])
+    p.add_argument("--format", default="parquet", choices=FORMATS)
     p.add_argument("--windows", type=_windows, default=None, metavar="WIN,HOP",
                    help="score every file in windows of WIN s every HOP s; writes OUT.windows.* and event counts")
     p.add_argument("--threshold", type=float, default=0.5, help="window score that makes an event (with --windows)")
@@ -45,7 +47,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--decode-timeout", type=float, default=120.0, help="seconds one file may take to decode")
     p.add_argument("--part-rows", type=int, default=2048, help="rows per part file (a kill loses at most one part)")
     p.add_argument("--part-seconds", type=float, default=60.0, help="commit a part at least this often")
-    p.add_argument("--backend", default="auto", help="Predictor backend: auto, torch, onnx, …")
+    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
+                   help="auto = ONNX when the model directory has model.onnx, else torch")
     p.add_argument("--device", default=None, help="torch device (default: cuda when present)")
     p.add_argument("--threads", type=int, default=None, help="torch threads for the model")
     p.add_argument("--engine", default="local", choices=["local", "ray"])
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.retry_errors and not args.resume:
         raise ValueError("--retry-errors needs --resume")
-    from learner.scoring import ScoreOptions
+    from learner.score.local import ScoreOptions
 
     opts = ScoreOptions(
         output=args.output, fmt=args.format, window=args.windows, threshold=args.threshold, top_k=args.top_k,
@@ -71,14 +74,14 @@ def main(argv: list[str] | None = None) -> int:
         retry_errors=args.retry_errors, progress=not args.quiet,
     )
     if args.engine == "ray":
-        from learner.scoring_ray import RayOptions, score_ray
+        from learner.score.ray_engine import RayOptions, score_ray
 
         summary = score_ray(args.input, args.model, opts, RayOptions(
             address=args.ray_address, actors=args.actors, decoders=args.decoders, chunk=args.ray_chunk,
             backend=args.backend, device=args.device, threads=args.threads))
     else:
-        from learner.predictor import Predictor
-        from learner.scoring import score
+        from learner.score.local import score
+        from learner.serve.predictor import Predictor
 
         predictor = Predictor.from_pretrained(args.model, backend=args.backend, device=args.device,
                                               threads=args.threads, batch_size=args.batch_size)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from jobs._cli import add_audio_args, add_fit_args, add_split_args, audio_config, run, train_args
-from learner.models import list_archs
+from learner.model.registry import list_archs
 
 
 def parser() -> argparse.ArgumentParser:
@@ -29,13 +29,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from learner.metrics import summary_line
-    from learner.train import train
+    from learner.report.metrics import summary_line
+    from learner.train.fit import train
 
     targs = train_args(args, arch=args.arch, pickle=not args.no_pickle)
     cfg = audio_config(args)
     if args.cv:
-        from learner.crossval import cross_validate
+        from learner.train.crossval import cross_validate
 
         report = cross_validate(targs, cfg)
         print(f"earshot: {len(report['folds'])}-fold CV accuracy {report['mean']['accuracy']:.3f} "
