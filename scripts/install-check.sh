@@ -29,9 +29,9 @@ venv "$WORK/venv"
 rm -rf "$WORK/src/build" "$WORK/src"/*.egg-info
 cd "$WORK"  # outside the checkout from here on
 E="$WORK/venv/bin/earshot"
-"$E" --help | grep -q "score"
-"$E" train --help | grep -q -- "--pretrained"
-"$E" datasets list | grep -q "spoken-digits-synth"  # recipes ship as package data
+"$E" --help | grep "score" > /dev/null
+"$E" train --help | grep -- "--pretrained" > /dev/null
+"$E" datasets list | grep "spoken-digits-synth" > /dev/null  # recipes ship as package data
 "$WORK/venv/bin/python" - <<'PY'
 import pathlib, numpy as np, soundfile as sf
 rng, sr = np.random.default_rng(0), 16000
@@ -46,8 +46,8 @@ PY
 "$E" train --data data --out model --pretrained none --epochs 1 --bs 8 --sample-rate 16000 --duration 1 --n-mels 32 \
     --n-fft 512 --hop 256 --mixup 0 --quiet > train.log
 grep -q "accuracy" train.log && test -f model/model.safetensors && test -f model/model.pkl
-"$E" score --model model --input data --output scores.parquet --workers 1 --quiet | grep -q "scored 20, failed 0"
-"$E" predict data/tone/0.wav --model model | grep -q "data/tone/0.wav"
+"$E" score --model model --input data --output scores.parquet --workers 1 --quiet | grep "scored 20, failed 0" > /dev/null
+"$E" predict data/tone/0.wav --model model | grep "data/tone/0.wav" > /dev/null
 "$WORK/venv/bin/python" -m jobs.predict data/noise/0.wav --model model > /dev/null
 "$WORK/venv/bin/python" - <<PY
 import warnings
@@ -64,7 +64,7 @@ PY
 echo "install-check: pip install -e . (fresh venv, --no-deps)"
 venv "$WORK/venv-e"
 "$WORK/venv-e/bin/pip" install -q --no-deps -e "$WORK/src"
-"$WORK/venv-e/bin/earshot" datasets list | grep -q "esc50"
-"$WORK/venv-e/bin/earshot" predict data/tone/0.wav --model model | grep -q "data/tone/0.wav"
+"$WORK/venv-e/bin/earshot" datasets list | grep "esc50" > /dev/null
+"$WORK/venv-e/bin/earshot" predict data/tone/0.wav --model model | grep "data/tone/0.wav" > /dev/null
 test "$("$WORK/venv-e/bin/python" -c 'import learner; print(learner.__file__)')" = "$WORK/src/learner/__init__.py"
 echo "install-check: ok"
