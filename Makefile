@@ -1,11 +1,12 @@
 # Two commands on a fresh machine: `make demo` (the Gradio app) and `make test` (lint, the lean-serving check
-# in a second torch-free venv, then the test suite).
+# in a second torch-free venv, `pip install .` / `-e .` and the `earshot` command from outside the checkout,
+# then the test suite).
 # Both build .venv from requirements.txt first (≈6 GB: PyPI's torch wheels are CUDA builds that also run on CPU).
 PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint system-deps serve-check
+.PHONY: demo test lint system-deps serve-check install-check
 
 $(STAMP): requirements.txt
 	$(PY) -m venv $(VENV)
@@ -25,5 +26,8 @@ system-deps:
 serve-check: $(STAMP)
 	bash scripts/serve-venv-check.sh
 
-test: $(STAMP) system-deps lint serve-check
+install-check: $(STAMP)
+	bash scripts/install-check.sh
+
+test: $(STAMP) system-deps lint serve-check install-check
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider

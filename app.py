@@ -5,7 +5,7 @@ the prediction, and a per-window timeline for long recordings. Also a Hugging Fa
 
 The model comes from `--model`, else `$EARSHOT_MODEL`, else the shipped speech-words model (ten command words,
 trained on real speakers: assets/speech-words), else the spoken-digits fallback (built once, offline, cached in
-`$EARSHOT_CACHE`, default ~/.cache/earshot). Only widgets live here: see learner/demo.py.
+`$EARSHOT_CACHE`, default ~/.cache/earshot). Only widgets live here: see learner/serve/demo.py.
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home fr
 
 import gradio as gr  # noqa: E402
 
+from jobs._cli import as_flags  # noqa: E402
 from learner.audio import DEMO_MAX_BYTES, DEMO_MAX_S, AudioDecodeError  # noqa: E402
-from learner.demo import ServedModel, classify, example_files, load_model, model_info  # noqa: E402
 from learner.modeldir import strip_local_paths  # noqa: E402
+from learner.serve.demo import ServedModel, classify, example_files, load_model, model_info  # noqa: E402
 
 log = logging.getLogger("earshot.app")
 # Tables in the Model tab: a setting name or value is one word (`sample_rate`, `timm/resnet18d.ra2_in1k`); keep each
@@ -50,12 +51,16 @@ MODEL_TAB_CSS = """
 """
 
 
+def _say(line: str) -> None:
+    print(f"earshot: {as_flags(line)}", flush=True)
+
+
 def _served() -> ServedModel:
     try:
-        return load_model(ARGS.model, backend=ARGS.backend) if ARGS else load_model()
+        return load_model(ARGS.model, backend=ARGS.backend, log=_say) if ARGS else load_model(log=_say)
     except (RuntimeError, ValueError, OSError) as e:
         if __name__ == "__main__":  # a user running the app gets one line, not a traceback
-            print(f"earshot: {e}", file=sys.stderr)
+            print(f"earshot: {as_flags(str(e))}", file=sys.stderr)
             sys.exit(1)
         raise
 

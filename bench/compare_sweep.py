@@ -4,7 +4,7 @@
 
 Each RUN_JSON is an object of TrainArgs fields (arch, epochs, lr, bs, ...) and AudioConfig fields
 (n_mels, spec_freq_mask, mixup, ...), e.g. '{"arch": "xresnet18", "epochs": 6, "mixup": 0}'. Every run trains
-through `learner.train.train` (pretrained none) and appends one JSON line to OUT/sweep.jsonl with validation
+through `learner.train.fit.train` (pretrained none) and appends one JSON line to OUT/sweep.jsonl with validation
 accuracy, top-3, macro F1, wall time, CPU time and the load average, so the runs can be compared side by side.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from learner.config import AudioConfig  # noqa: E402
-from learner.train import TrainArgs, train  # noqa: E402
+from learner.train.fit import TrainArgs, train  # noqa: E402
 
 BASE_AUDIO = dict(sample_rate=16000, duration=1.0)
 

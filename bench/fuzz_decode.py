@@ -1,4 +1,4 @@
-"""Fuzz `learner.audio.decode` / `probe`: mutated WAV/FLAC/MP3/M4A/WebM/Ogg bytes must only ever raise
+"""Fuzz `learner.audio.decode.decode` / `probe`: mutated WAV/FLAC/MP3/M4A/WebM/Ogg bytes must only ever raise
 AudioDecodeError subclasses — never another exception, a crash or a hang.
 
     python bench/fuzz_decode.py --seconds 600                  # byte-level mutator (default)
@@ -112,7 +112,7 @@ def call_for(rng: random.Random) -> dict:
 
 
 def run_call(data: bytes, call: dict, scratch: Path) -> object:
-    from learner.audio import decode, probe
+    from learner.audio.decode import decode, probe
 
     src: bytes | Path = data
     if "path_ext" in call:
@@ -158,7 +158,7 @@ def child(args: argparse.Namespace, counts, beat, current: str) -> None:
     """The fuzz loop (in its own process). Before each try, the input and call go to `current`."""
     import resource
 
-    from learner.audio import AudioDecodeError
+    from learner.audio.decode import AudioDecodeError
 
     resource.setrlimit(resource.RLIMIT_AS, (args.mem_gb * 2**30, args.mem_gb * 2**30))
     log = os.open(Path(current).with_name("child.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)

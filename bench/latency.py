@@ -38,11 +38,11 @@ def child(backend: str, model: str, clip: str, batch_dir: str, runs: int, thread
     t0 = time.perf_counter()
     import numpy as np
 
-    from learner.predictor import Predictor
+    from learner.serve.predictor import Predictor
 
     if backend == "torch":  # what TorchBackend imports, so that "ready" excludes library imports
-        import learner.frontend  # noqa: F401
-        import learner.models  # noqa: F401
+        import learner.model.frontend  # noqa: F401
+        import learner.model.registry  # noqa: F401
     else:
         import onnxruntime  # noqa: F401
     t1 = time.perf_counter()
@@ -114,9 +114,9 @@ def build_model(root: Path) -> Path:
     import torch
 
     from learner.config import AudioConfig
-    from learner.export import export_model_dir
+    from learner.model.registry import create_model
     from learner.modeldir import save_model_dir
-    from learner.models import create_model
+    from learner.serve.export import export_model_dir
 
     torch.manual_seed(0)
     cfg = AudioConfig()
@@ -137,7 +137,7 @@ def write_clips(root: Path, sr: int, seconds: float) -> tuple[Path, Path]:
     import soundfile as sf
 
     from learner.config import AudioConfig
-    from learner.export import generated_clips
+    from learner.serve.export import generated_clips
 
     clips = generated_clips(AudioConfig(sample_rate=sr, duration=seconds), 64, seed=5)
     batch = root / "batch"
@@ -154,8 +154,8 @@ def agreement(model: Path, n: int = 512) -> dict[str, float]:
     classes when it was trained on tests.synthetic's sounds)."""
     import numpy as np
 
-    from learner.export import generated_clips
-    from learner.predictor import Predictor
+    from learner.serve.export import generated_clips
+    from learner.serve.predictor import Predictor
     from tests.synthetic import CLASSES, make_sound
 
     ps = {b: Predictor.from_dir(model, backend=b) for b in BACKENDS}

@@ -52,8 +52,8 @@ def make_clips(folder: Path, n: int, sr: int, seconds: float) -> list[Path]:
 
 def make_model(folder: Path) -> Path:
     from learner.config import AudioConfig
+    from learner.model.registry import create_model
     from learner.modeldir import save_model_dir
-    from learner.models import create_model
 
     cfg = AudioConfig()
     if not (folder / "config.json").exists():
@@ -67,7 +67,7 @@ class ModelOnly:
     """`Predictor.predict_waves` on one pre-made batch, timed over `n_batches` batches per call."""
 
     def __init__(self, model_dir: Path, batch_size: int) -> None:
-        from learner.predictor import Predictor
+        from learner.serve.predictor import Predictor
 
         self.p = Predictor.from_dir(model_dir, batch_size=batch_size)
         self.x = np.random.default_rng(0).normal(0, 0.1, (batch_size, self.p.cfg.n_samples)).astype(np.float32)
@@ -107,10 +107,10 @@ def fastai_learner(model_dir: Path, paths: list[Path]):
     from fastai.learner import Learner
 
     from learner.config import AudioConfig
-    from learner.frontend import FrontEnd
+    from learner.model.frontend import FrontEnd
+    from learner.model.registry import create_model
     from learner.modeldir import load_model_dir
-    from learner.models import create_model
-    from learner.transforms import AudioBlock
+    from learner.train.transforms import AudioBlock
 
     config, sd = load_model_dir(model_dir)
     cfg = AudioConfig.from_dict(config["audio"])
@@ -147,7 +147,7 @@ def main() -> None:
 
     import torch
 
-    from learner.predictor import Predictor
+    from learner.serve.predictor import Predictor
 
     work = Path(args.work or tempfile.mkdtemp(prefix="earshot-bench-"))
     data, model_dir = work / "clips", make_model(work / "model")

@@ -31,7 +31,7 @@ def main() -> None:
     import torch
 
     from learner.config import AudioConfig
-    from learner.train import TrainArgs, build_learner, prepare_data
+    from learner.train.fit import TrainArgs, build_learner, prepare_data
     from tests.synthetic import make_dataset
 
     tmp = Path(tempfile.mkdtemp())

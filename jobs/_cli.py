@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -46,7 +48,7 @@ def parser(prog: str, doc: str) -> argparse.ArgumentParser:
 
 @functools.cache
 def archs() -> dict[str, str | None]:
-    """Architecture name → its ImageNet weights Hub id, read from the `@register(...)` lines of learner/models.py.
+    """Architecture name → its ImageNet weights Hub id, read from the `@register(...)` lines of learner/model/*.py.
 
     Read, not imported: the registry module builds torch networks, and importing torch takes seconds,
     while `--help` and `--arch` checks should answer at once. A test keeps this equal to `list_archs()`.
@@ -54,33 +56,34 @@ def archs() -> dict[str, str | None]:
     import ast
     import importlib.util
 
-    spec = importlib.util.find_spec("learner.models")
+    spec = importlib.util.find_spec("learner.model")
     found: dict[str, str | None] = {}
-    for node in ast.parse(Path(spec.origin).read_text(encoding="utf-8")).body:
-        if not isinstance(node, ast.FunctionDef):
-            continue
-        for deco in node.decorator_list:
-            if isinstance(deco, ast.Call) and getattr(deco.func, "id", None) == "register":
-                kw = {k.arg: k.value.value for k in deco.keywords if k.arg and isinstance(k.value, ast.Constant)}
-                first = deco.args[0].value if deco.args and isinstance(deco.args[0], ast.Constant) else None
-                found[kw.get("name") or first or node.name] = kw.get("weights")
+    for source in sorted(Path(spec.origin).parent.glob("*.py")):
+        for node in ast.parse(source.read_text(encoding="utf-8")).body:
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            for deco in node.decorator_list:
+                if isinstance(deco, ast.Call) and getattr(deco.func, "id", None) == "register":
+                    kw = {k.arg: k.value.value for k in deco.keywords if k.arg and isinstance(k.value, ast.Constant)}
+                    first = deco.args[0].value if deco.args and isinstance(deco.args[0], ast.Constant) else None
+                    found[kw.get("name") or first or node.name] = kw.get("weights")
     if not found:  # an unusual layout: ask the registry itself
-        from learner.models import get_arch, list_archs
+        from learner.model import get_arch, list_archs
 
         found = {a: get_arch(a).weights for a in list_archs()}
     return dict(sorted(found.items()))
 
 
 def backends() -> list[str]:
-    """The Predictor's backend table (`learner.predictor.BACKENDS`) plus "auto": the `--backend` choices of every job."""
-    from learner.predictor import BACKENDS
+    """`learner.serve.backends.BACKEND_CHOICES`: the backend table plus "auto", without the opt-in pickle."""
+    from learner.serve.backends import BACKEND_CHOICES
 
-    return ["auto", *BACKENDS]
+    return list(BACKEND_CHOICES)
 
 
 def add_backend_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="auto", choices=backends(),
-                   help="auto = ONNX when the model directory has model.onnx, else torch")
+                   help="auto = model.onnx when the folder has it, else torch (model.int8.onnx when it is the only weights)")
 
 
 def add_quiet_arg(p: argparse.ArgumentParser, what: str = "no progress bars or notes, only results and errors") -> None:
@@ -152,7 +155,7 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
 
 def train_args(args: argparse.Namespace, **extra: Any):
     """A `TrainArgs` from the parsed fit, split and audio flags; `extra` adds what only one job has."""
-    from learner.train import TrainArgs
+    from learner.train.fit import TrainArgs
 
     return TrainArgs(
         data=args.data, out=args.out, epochs=args.epochs, lr=args.lr if args.lr == "auto" else float(args.lr),
@@ -178,34 +181,60 @@ def cli_message(e: BaseException) -> str:
     return f"{problem}; {hint}" if hint and problem else str(e)
 
 
-def setup_logging() -> None:
-    """learner/ reports through logging (never print): show its warnings once, as `earshot: ...` lines."""
-    import logging
+# learner/ names the fields of its calls in errors (`pretrained=none`, `resume=True`); a job says them as flags.
+FIELD_FLAGS = {name: flag for flag, (name, _) in AUDIO_FLAGS.items()} | {
+    "source": "--from", "data": "--data", "n_folds": "--n-folds", "archs": "--archs", "subset": "--subset",
+    "output": "--output", "out": "--out", "windows": "--windows", "resume": "--resume", "overwrite": "--overwrite",
+    "pretrained": "--pretrained", "arch": "--arch", "valid_fold": "--valid-fold", "group_col": "--group-col",
+    "group_regex": "--group-regex", "token": "--token", "revision": "--revision", "classes": "--classes",
+    "verify": "--no-verify", "backend": "--backend", "int8": "--int8",
+}
+_FIELD = re.compile(r"\b(" + "|".join(sorted(FIELD_FLAGS, key=len, reverse=True)) + r")=(True\b|False\b)?")
 
-    logger = logging.getLogger("learner")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("earshot: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.WARNING)
-        logger.propagate = False
+
+def as_flags(message: str) -> str:
+    """A library message in command-line words: `pretrained=none` → `--pretrained none`, `resume=True` → `--resume`,
+    `n_folds= to` → `--n-folds to`."""
+    def flag(m: re.Match) -> str:
+        bare = m[2] or m.end() == len(m.string) or m.string[m.end()] in " ,;:)"
+        return FIELD_FLAGS[m[1]] + ("" if bare else " ")
+
+    return _FIELD.sub(flag, message)
+
+
+class _Lines(logging.Handler):
+    """learner/ logs; a job prints each record as one `earshot: …` line (warnings to stderr)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+        print(f"earshot: {as_flags(record.getMessage())}", file=stream, flush=True)
+
+
+def log_to_console(quiet: bool = False) -> None:
+    """Show learner/'s INFO (progress notes) and WARNING records as lines; `quiet` keeps warnings only."""
+    lib = logging.getLogger("learner")
+    if not any(isinstance(h, _Lines) for h in lib.handlers):
+        lib.addHandler(_Lines())
+    lib.setLevel(logging.WARNING if quiet else logging.INFO)
+    lib.propagate = False
 
 
 def run(main: Callable[[], int | None]) -> None:
-    """Run a job: user errors become one line on stderr and exit code 1 (no traceback)."""
-    from learner.audio import AudioDecodeError
+    """Run a job: user errors become one line on stderr and exit code 1 (no traceback); library messages
+    that name fields (`pretrained=none`) are said as flags (`--pretrained none`)."""
+    from learner.audio.decode import AudioDecodeError
     from learner.modeldir import ModelDirError
 
-    # learner.data.ManifestError is a ValueError too; importing it here would load pandas into every job
+    # learner.data.manifest.ManifestError is a ValueError too; importing it here would load pandas into every job
     # (0.3 s of the ONNX cold start).
     known: tuple[type[BaseException], ...] = (AudioDecodeError, ModelDirError, ValueError,
                                               FileNotFoundError, FileExistsError, RuntimeError)
-    setup_logging()
+    log_to_console(quiet="--quiet" in sys.argv)
     try:
         sys.exit(main() or 0)
     except KeyboardInterrupt:
         print("earshot: interrupted", file=sys.stderr)
         sys.exit(130)
     except known as e:
-        print(f"earshot: {cli_message(e)}", file=sys.stderr)
+        print(f"earshot: {as_flags(cli_message(e))}", file=sys.stderr)
         sys.exit(1)

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     warnings.showwarning = _show_warning
 
-    from learner import recipes
+    from learner.data import recipes
 
     if args.cmd == "list":
         for r in recipes.list_recipes():

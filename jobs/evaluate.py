@@ -32,9 +32,9 @@ def parser():
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from learner.evaluate import evaluate
-    from learner.metrics import summary_line
-    from learner.predictor import Predictor
+    from learner.report.metrics import summary_line
+    from learner.serve.predictor import Predictor
+    from learner.train.evaluate import evaluate
 
     predictor = Predictor.from_pretrained(args.model, backend=args.backend)
     m = evaluate(args.model, args.data, subset=args.subset, out=args.out, predictor=predictor, progress=not args.quiet)

@@ -37,8 +37,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from learner.export import DEFAULT_OPSET, calibration_clips, check_writable, export_model_dir
-    from learner.modeldir import resolve
+    from learner.hub import resolve
+    from learner.serve.export import DEFAULT_OPSET, calibration_clips, check_writable, export_model_dir
 
     src = resolve(args.model)
     local = Path(args.model).exists()

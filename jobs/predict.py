@@ -37,7 +37,7 @@ def expand(items: list[str]) -> tuple[list[str], list[str]]:
     files, empty = [], []
     for item in items:
         if os.path.isdir(item):
-            from learner.scoring import discover
+            from learner.score.discover import discover
 
             found = [f.path for f in discover([item]).files]
             files += found
@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError("no model: pass --model DIR|USER/NAME or set EARSHOT_MODEL")
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
-    from learner.audio import AudioDecodeError
-    from learner.predictor import Predictor
+    from learner.audio.decode import AudioDecodeError
+    from learner.serve.predictor import Predictor
 
     files, empty = expand(items)
     for folder in empty:

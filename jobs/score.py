@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError("--threshold needs --windows WIN,HOP (events are counted over windows)")
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
-    from learner.scoring import ScoreOptions
+    from learner.score.local import ScoreOptions
 
     opts = ScoreOptions(
         output=args.out, fmt=args.format, window=args.windows,
@@ -84,14 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         retry_errors=args.retry_errors, progress=not args.quiet,
     )
     if args.engine == "ray":
-        from learner.scoring_ray import RayOptions, score_ray
+        from learner.score.ray_engine import RayOptions, score_ray
 
         summary = score_ray(inputs, args.model, opts, RayOptions(
             address=args.ray_address, actors=args.actors, decoders=args.decoders, chunk=args.ray_chunk,
             backend=args.backend, device=args.device, threads=args.threads))
     else:
-        from learner.predictor import Predictor
-        from learner.scoring import score
+        from learner.score.local import score
+        from learner.serve.predictor import Predictor
 
         predictor = Predictor.from_pretrained(args.model, backend=args.backend, device=args.device,
                                               threads=args.threads, batch_size=args.batch_size)

@@ -31,16 +31,16 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.pretrained == "imagenet":  # before torch is even imported: offline fails in seconds, in one line
-        from learner.pretrained import fetch_imagenet
+        from learner.model.pretrained import fetch_imagenet
 
         fetch_imagenet(args.arch, archs()[args.arch])
-    from learner.metrics import summary_line
+    from learner.report.metrics import summary_line
     from learner.train import train
 
     targs = train_args(args, arch=args.arch, pickle=args.pickle)
     cfg = audio_config(args)
     if args.cv:
-        from learner.crossval import cross_validate
+        from learner.train.crossval import cross_validate
 
         report = cross_validate(targs, cfg)
         print(f"earshot: {len(report['folds'])}-fold CV accuracy {report['mean']['accuracy']:.3f} "

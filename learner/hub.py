@@ -1,7 +1,7 @@
 """Share a model directory on the Hugging Face Hub and get it back.
 
 A trained model is a folder (`config.json`, `model.safetensors`, ...) and its Hub repo holds the same files,
-so a Hub id and a local folder end in the same place: `resolve_model(ref) -> Path`, which the Predictor
+so a Hub id and a local folder end in the same place: `resolve(ref) -> Path`, which the Predictor
 loads like any other folder. Every failure the user can fix (token, repo name, revision, network) becomes
 one `HubError` with a one-line message; jobs print it instead of a traceback.
 """
@@ -17,18 +17,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from learner.modeldir import strip_local_paths, write_json
+from learner.modeldir import CARD, CONFIG, METRICS, PICKLE, WEIGHTS, read_config, strip_local_paths, write_json
 
-__all__ = ["SERVING_FILES", "HubError", "model_card", "parse_hub_ref", "push", "resolve_model", "write_model_card"]
+__all__ = ["SERVING_FILES", "HubError", "parse_hub_ref", "push", "resolve", "resolve_model"]
 
-REQUIRED_FILES = ("config.json", "model.safetensors")
+REQUIRED_FILES = (CONFIG, WEIGHTS)
 # What serving needs; `model.pkl` (a fastai pickle) comes down only when asked for by name.
-SERVING_FILES = ["config.json", "model.safetensors", "model*.onnx", "README.md", "metrics.json", "*.png"]
-PICKLE_FILES = ["model.pkl"]
+SERVING_FILES = [CONFIG, WEIGHTS, "model*.onnx", CARD, METRICS, "*.png"]
+PICKLE_FILES = [PICKLE]
 # Left behind by interrupted writes, editors and caches; never part of a model.
 PUSH_IGNORE = ["*.tmp", "*.incomplete", "*.lock", "*.swp", "*~", ".DS_Store", ".cache/**", "**/.cache/**",
                "__pycache__/**", "**/__pycache__/**", ".ipynb_checkpoints/**", "**/.ipynb_checkpoints/**"]
-LOGIN_HINT = "pass --token (or set HF_TOKEN) or run `hf auth login`"
+LOGIN_HINT = "pass token= (or set HF_TOKEN) or run `hf auth login`"
 
 _HUB_REF = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<rev>[^\s@]+))?")
 
@@ -76,8 +76,10 @@ def push(
 
     path = check_model_dir(model_dir)
     if parse_hub_ref(repo_id) is None or "@" in repo_id:
-        raise HubError(f"{repo_id!r} is not a Hub repo id: use USER/NAME (and --revision for a branch)")
-    readme = path / "README.md"
+        raise HubError(f"{repo_id!r} is not a Hub repo id: use USER/NAME (and revision= for a branch)")
+    from learner.card import is_earshot_card, model_card
+
+    readme = path / CARD
     own_card = readme.is_file() and not is_earshot_card(readme.read_text(encoding="utf-8", errors="replace"))
     card = readme.read_text(encoding="utf-8") if own_card else model_card(path, repo_id=repo_id)
     arch = _read_json(path / "config.json").get("arch", "earshot")
@@ -104,14 +106,6 @@ def push(
     return str(info.commit_url)
 
 
-CARD_MARK = "<!-- earshot model card: written by learner/hub.py, refreshed on every push -->"
-
-
-def is_earshot_card(text: str) -> bool:
-    """A README.md earshot wrote (refreshed on push), not one the user wrote (pushed as it is)."""
-    return CARD_MARK in text or "An earshot audio classifier (`" in text
-
-
 def _stage(src: Path, stage: Path, card: str) -> Path:
     """What a push uploads: the folder's files (hard links where possible), this push's card, and config.json
     without local paths (the training data folder, a weights file): they mean nothing on the Hub."""
@@ -133,7 +127,7 @@ def _stage(src: Path, stage: Path, card: str) -> Path:
     return stage
 
 
-def resolve_model(
+def resolve(
     ref: str | Path,
     *,
     revision: str | None = None,
@@ -142,7 +136,8 @@ def resolve_model(
     cache_dir: str | Path | None = None,
     include_pickle: bool = False,
 ) -> Path:
-    """A local model folder for `ref`: a directory as is, or a Hub id `USER/NAME[@revision]` downloaded once.
+    """The one resolver: a local model folder for `ref`, a directory as is (its config.json checked), or a Hub id
+    `USER/NAME[@revision]` downloaded once.
 
     Downloads go to the Hugging Face cache (`cache_dir`, else HF_HUB_CACHE) and only the files serving needs;
     `model.pkl` only with `include_pickle`. Offline (`HF_HUB_OFFLINE=1` or no network) a cached copy is used.
@@ -152,7 +147,8 @@ def resolve_model(
     text = str(ref)
     path = Path(text).expanduser()
     if path.is_dir():
-        return check_model_dir(path, required=("config.json",))
+        read_config(check_model_dir(path, required=(CONFIG,)))
+        return path
     if path.exists():
         raise HubError(f"{path} is a file: pass the model directory that holds config.json, or a Hub id USER/NAME")
     if isinstance(ref, Path):
@@ -176,9 +172,12 @@ def resolve_model(
             allow_patterns=patterns,
             local_files_only=_offline(),
         ))
-    if not (folder / "config.json").is_file():
-        raise HubError(f"{repo_id} has no config.json: it is not an earshot model")
+    if not (folder / CONFIG).is_file():
+        raise HubError(f"{repo_id} has no {CONFIG}: it is not an earshot model")
     return folder
+
+
+resolve_model = resolve  # the name earlier releases exported
 
 
 # ---- errors -------------------------------------------------------------------------------------------
@@ -278,128 +277,3 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text()) if path.is_file() else {}
     except ValueError as e:
         raise HubError(f"{path} is not valid JSON ({e})") from e
-
-
-# ---- model card ---------------------------------------------------------------------------------------
-
-# metrics.json key → (model-index metric type, display name, card `metrics:` id)
-_CARD_METRICS = [
-    ("accuracy", "accuracy", "Accuracy", "accuracy"),
-    ("top3_accuracy", "top_3_accuracy", "Top-3 accuracy", None),
-    ("map3", "map_at_3", "MAP@3", None),
-    ("macro_precision", "precision", "Macro precision", "precision"),
-    ("macro_recall", "recall", "Macro recall", "recall"),
-    ("macro_f1", "f1", "Macro F1", "f1"),
-]
-
-
-def write_model_card(model_dir: str | Path, *, repo_id: str | None = None, overwrite: bool = False) -> Path:
-    """Write README.md (Hub metadata + human card) from config.json and metrics.json; keep an existing one."""
-    path = Path(model_dir).expanduser()
-    readme = path / "README.md"
-    if readme.exists() and not overwrite:
-        return readme
-    readme.write_text(model_card(path, repo_id=repo_id), encoding="utf-8")
-    return readme
-
-
-def model_card(model_dir: str | Path, *, repo_id: str | None = None) -> str:
-    """The card text: YAML front matter the Hub indexes (library, task, tags, model-index), then the card."""
-    path = check_model_dir(model_dir, required=("config.json",))
-    cfg, metrics = _read_json(path / "config.json"), _read_json(path / "metrics.json")
-    return f"---\n{_card_metadata(path, cfg, metrics, repo_id)}---\n\n{_card_body(path, cfg, metrics, repo_id)}"
-
-
-def _dataset_name(cfg: dict[str, Any]) -> str | None:
-    data = cfg.get("train", {}).get("data")
-    return cfg.get("dataset") or (Path(str(data)).name if data else None)
-
-
-def _card_metadata(path: Path, cfg: dict[str, Any], metrics: dict[str, Any], repo_id: str | None) -> str:
-    from huggingface_hub import EvalResult, ModelCardData
-
-    arch, dataset = cfg.get("arch", "unknown"), _dataset_name(cfg)
-    present = [m for m in _CARD_METRICS if isinstance(metrics.get(m[0]), (int, float))]
-    split = cfg.get("train", {}).get("split")
-    results = [
-        EvalResult(task_type="audio-classification", task_name="Audio classification",
-                   dataset_type=dataset or "custom", dataset_name=dataset or "custom audio dataset",
-                   dataset_split=str(split) if split else None, metric_type=mtype, metric_name=name,
-                   metric_value=round(float(metrics[key]), 4))
-        for key, mtype, name, _ in present
-    ]
-    data = ModelCardData(
-        library_name="fastai", pipeline_tag="audio-classification",
-        tags=["earshot", "audio", "audio-classification", "fastai", arch],
-        datasets=[cfg["dataset"]] if cfg.get("dataset") else None,
-        metrics=[m[3] for m in present if m[3]] or None,
-        model_name=(repo_id or path.name).split("/")[-1] if results else None,
-        eval_results=results or None,
-    )
-    return data.to_yaml() + "\n"
-
-
-def _table(rows: list[tuple[Any, ...]], header: tuple[str, ...]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _fmt(value: Any) -> str:
-    text = value if isinstance(value, str) else f"`{json.dumps(value)}`"
-    return text.replace("|", "\\|")
-
-
-def _card_body(path: Path, cfg: dict[str, Any], metrics: dict[str, Any], repo_id: str | None) -> str:
-    name, ref = (repo_id or path.name).split("/")[-1], repo_id or "USER/NAME"
-    arch, classes, audio = cfg.get("arch", "unknown"), list(cfg.get("classes", [])), cfg.get("audio", {})
-    sr, dur, dataset = audio.get("sample_rate", "?"), audio.get("duration", "?"), _dataset_name(cfg)
-    start = str(strip_local_paths(cfg["pretrained"])) if cfg.get("pretrained") else None
-    how = ("trained with fastai" if start is None else "trained from scratch with fastai" if start.startswith("none")
-           else f"fine-tuned with fastai from {start}")
-    out = [f"# {name}", "", CARD_MARK, "",
-           f"An earshot audio classifier (`{arch}`, {how}) that labels "
-           f"{dur}-second clips (resampled to {sr} Hz, mono) as one of {len(classes)} classes"
-           + (f", trained on `{dataset}`." if dataset else "."), "",
-           "## Classes", "", ", ".join(f"`{c}`" for c in classes) or "(none listed in config.json)", ""]
-    if metrics:
-        n = metrics.get("n_samples")
-        out += ["## Evaluation", "", f"On the held-out split{f' ({n} clips)' if n else ''}:", "",
-                _table([(label, f"{metrics[key]:.4f}") for key, _, label, _ in _CARD_METRICS
-                        if isinstance(metrics.get(key), (int, float))], ("Metric", "Value")), ""]
-        per_class = metrics.get("per_class") or []
-        if per_class:
-            cols = ("support", "top1", "precision", "recall", "f1")
-            rows = [(r.get("label"), *(r.get(c, "") if not isinstance(r.get(c), float) else f"{r[c]:.3f}"
-                                       for c in cols)) for r in per_class]
-            out += ["<details><summary>Per class</summary>", "", _table(rows, ("Class", *cols)), "", "</details>", ""]
-    for image, title in (("confusion_matrix.png", "Confusion matrix"), ("curves.png", "Training curves")):
-        if (path / image).is_file():
-            out += [f"![{title}]({image})", ""]
-    out += ["## How to use", "", "With earshot installed (`pip install -r requirements.txt` in a clone):", "",
-            "```python", "from learner.predictor import Predictor", "",
-            f'predictor = Predictor.from_pretrained("{ref}")  # downloads once, then uses the local cache', "```",
-            "", "```bash", f"python -m jobs.predict clip.wav --model {ref}",
-            f"HF_HUB_OFFLINE=1 python -m jobs.predict clip.wav --model {ref}  # from the cache, no network", "```", "",
-            "`model.safetensors` holds the weights and `config.json` the classes and the preprocessing, so the "
-            "demo, the scorer and this card rebuild exactly the training pipeline."
-            + (" `model.pkl` is a fastai export: unpickling runs code, so it is downloaded and loaded only on "
-               "explicit request (`allow_pickle=True`)." if (path / "model.pkl").is_file() else ""), "",
-            "## Preprocessing (AudioConfig)", "",
-            _table([(f"`{k}`", _fmt(v)) for k, v in audio.items() if k != "extra" or v], ("Field", "Value")), ""]
-    train = cfg.get("train", {})
-    if train:
-        out += ["## Training", "", _table([(f"`{k}`", _fmt(strip_local_paths(v))) for k, v in train.items()],
-                                          ("Argument", "Value")), ""]
-    versions = {"earshot": cfg.get("earshot_version"), **cfg.get("versions", {})}
-    out += ["Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v), "",
-            "## Intended use and limitations", "",
-            (f"- Meant for tagging short recordings with one of the {len(classes)} classes above, e.g. for sorting, "
-             "search or a demo. Every input gets one of these labels: sounds outside the list are still forced into "
-             "one, so threshold the probability or add an `other` class if that matters."),
-            f"- Each clip is cut or padded to {dur} s after trimming silence; longer recordings should be scored in "
-            "windows. Quality depends on how close the microphone, room and noise are to the training data"
-            + (f" (`{dataset}`)" if dataset else "") + ".",
-            ("- The reported numbers come from one held-out split and carry its biases; measure on your own data "
-             "before relying on the model. Not for safety-critical or surveillance use."), ""]
-    return "\n".join(out)

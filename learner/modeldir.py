@@ -1,7 +1,7 @@
 """The model directory: `model.safetensors` + `config.json` (+ metrics, plots, README.md, model.onnx).
 
 Loading never unpickles: weights are safetensors, config is JSON. A fastai `model.pkl` may sit beside
-them for fastai users, and is read only through `load_pickle` (explicit opt-in, with a warning).
+them for fastai users, and is read only through `learner.train.fit.load_pickle` (explicit opt-in, with a warning).
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ import json
 import os
 import re
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 PICKLE = "model.pkl"
+METRICS = "metrics.json"
+CARD = "README.md"
 
 
 class ModelDirError(ValueError):
@@ -100,25 +101,18 @@ def load_model_dir(folder: Path) -> tuple[dict[str, Any], dict]:
     return cfg, sd
 
 
-def load_pickle(folder: Path) -> Any:
-    """The fastai Learner exported beside the weights. Unpickling runs code: only for files you trust."""
-    path = Path(folder) / PICKLE
-    if not path.is_file():
-        raise ModelDirError(f"{folder}: no {PICKLE} (train with --pickle to write one)")
-    warnings.warn(f"unpickling {path}: this runs code from the file; only load models you trust", stacklevel=2)
-    from fastai.learner import load_learner
+def network_from_dir(folder: Path, config: dict[str, Any] | None = None) -> Any:
+    """The network of a model folder (no front end), its weights loaded strictly from model.safetensors: the one
+    builder behind the torch backend and ONNX export. A wrong arch or class count fails loudly."""
+    from learner.config import AudioConfig
+    from learner.model import create_model
 
-    return load_learner(path, cpu=True)
-
-
-def resolve(ref: str | Path, *, include_pickle: bool = False, token: str | None = None,
-            endpoint: str | None = None) -> Path:
-    """A local model directory, or a Hub id `user/name[@revision]` downloaded to the local cache
-    (model.pkl only with `include_pickle`, i.e. when the caller allows unpickling)."""
-    path = Path(ref)
-    if path.exists():
-        read_config(path)
-        return path
-    from learner.hub import resolve_model
-
-    return resolve_model(str(ref), include_pickle=include_pickle, token=token, endpoint=endpoint)
+    cfg, sd = load_model_dir(folder)
+    config = config or cfg
+    net = create_model(config["arch"], len(config["classes"]), AudioConfig.from_dict(config["audio"]))
+    try:
+        net.load_state_dict(sd, strict=True)
+    except RuntimeError as e:
+        raise ModelDirError(f"{Path(folder) / WEIGHTS}: does not fit a {config['arch']} with "
+                            f"{len(config['classes'])} classes ({str(e).splitlines()[0]})") from None
+    return net

@@ -41,9 +41,9 @@ from pathlib import Path
 import torch
 
 from learner.config import AudioConfig
-from learner.export import export_model_dir
+from learner.serve.export import export_model_dir
 from learner.modeldir import save_model_dir
-from learner.models import create_model
+from learner.model.registry import create_model
 from tests.synthetic import make_dataset
 
 work = Path(sys.argv[1])
@@ -68,7 +68,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from learner.predictor import Predictor
+from learner.serve.predictor import Predictor
 
 work = Path(sys.argv[1])
 rows = pq.read_table(work / "scores.parquet").to_pylist()

@@ -20,7 +20,7 @@ import av
 import numpy as np
 import soundfile as sf
 
-from learner.audio import (
+from learner.audio.decode import (
     AudioDecodeError,
     CorruptAudioError,
     EmptyAudioError,

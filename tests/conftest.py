@@ -27,7 +27,7 @@ def four_class_dir(tmp_path_factory) -> Path:
 def trained_model(four_class_dir, tmp_path_factory):
     """xresnet18 trained 2 epochs from scratch on the 4-class set (≈10 s); returns the TrainResult."""
     from learner.config import AudioConfig
-    from learner.train import TrainArgs, train
+    from learner.train.fit import TrainArgs, train
 
     out = tmp_path_factory.mktemp("model") / "xresnet18"
     args = TrainArgs(data=str(four_class_dir), out=str(out), epochs=2, pretrained="none", bs=16, progress=False)

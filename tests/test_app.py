@@ -1,5 +1,5 @@
 """The Gradio demo: `app.demo` launched on 127.0.0.1 and driven through `gradio_client` and headless Chromium,
-plus its library side (learner.demo, learner.saliency) on the session's trained model."""
+plus its library side (learner.serve.demo, learner.model.saliency) on the session's trained model."""
 
 from __future__ import annotations
 
@@ -132,7 +132,7 @@ def test_bad_uploads_get_a_clear_error_and_the_server_keeps_serving(client, clip
 
 
 def test_model_tab_and_examples(app_module, trained_model):
-    from learner.demo import example_files, model_info
+    from learner.serve.demo import example_files, model_info
 
     served = app_module.served
     info = model_info(served.predictor, served.folder)
@@ -140,7 +140,7 @@ def test_model_tab_and_examples(app_module, trained_model):
     assert "| sample_rate | `16000` |" in info.audio and "| epochs | `2` |" in info.training
     assert info.confusion_png is not None and Path(info.confusion_png).is_file()
     assert example_files(served.predictor.classes) == []  # digits examples are not offered to a 4-class model
-    from learner.synth import DIGITS
+    from learner.data.synth import DIGITS
 
     shipped = example_files(list(DIGITS))
     assert len(shipped) >= 3 and all(Path(p).stat().st_size < 200_000 for p in shipped)
@@ -149,7 +149,7 @@ def test_model_tab_and_examples(app_module, trained_model):
 def test_a_backend_without_torch_model_gets_occlusion_saliency(app_module, clips):
     import copy
 
-    from learner.demo import classify
+    from learner.serve.demo import classify
 
     class Opaque:  # like ONNX Runtime: logits out, no torch model to differentiate
         name = "opaque"
@@ -169,8 +169,8 @@ def test_a_backend_without_torch_model_gets_occlusion_saliency(app_module, clips
 
 def test_saliency_follows_the_tone(trained_model, clips):
     """Input gradient for 'tone' concentrates on the tone's mel bands; Grad-CAM has the log-mel's shape."""
-    from learner.predictor import Predictor
-    from learner.saliency import Explainer
+    from learner.model.saliency import Explainer
+    from learner.serve.predictor import Predictor
 
     p = Predictor.from_dir(trained_model.model_dir)
     ex = Explainer(p.backend.model, p.cfg)
@@ -192,8 +192,8 @@ def test_saliency_follows_the_tone(trained_model, clips):
 
 
 def test_default_model_is_built_once_and_cached(tmp_path, monkeypatch):
-    from learner import demo
-    from learner.synth import DIGITS, espeak_available
+    from learner.data.synth import DIGITS, espeak_available
+    from learner.serve import demo
 
     if not espeak_available():
         pytest.skip("espeak-ng is not available (pip install espeakng-loader)")
@@ -213,7 +213,8 @@ def test_default_model_is_built_once_and_cached(tmp_path, monkeypatch):
 
 
 def test_no_espeak_says_what_to_do(tmp_path, monkeypatch):
-    from learner import demo, synth
+    from learner.data import synth
+    from learner.serve import demo
 
     def unavailable(*a, **k):
         raise synth.EspeakUnavailableError("espeak-ng is not available (no system libespeak-ng)")
@@ -223,7 +224,8 @@ def test_no_espeak_says_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(demo.DemoModelError) as err:
         demo.ensure_default_model(log=lambda s: None)
     msg = str(err.value)
-    assert "pip install espeakng-loader" in msg and "--model" in msg and "EARSHOT_MODEL" in msg
+    assert "pip install espeakng-loader" in msg and "model=DIR_OR_USER/NAME" in msg and "EARSHOT_MODEL" in msg
+    assert "--" not in msg  # the library names fields; app.py says them as flags (test_app_... below)
 
 
 def test_app_with_a_bad_model_exits_with_one_line(tmp_path):

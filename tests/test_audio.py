@@ -1,4 +1,4 @@
-"""learner/audio.py: every corpus file decodes to the right length and rate or raises the right typed error."""
+"""learner/audio/decode.py: every corpus file decodes to the right length and rate or raises the right typed error."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from learner.audio import (
+from learner.audio.decode import (
     AudioDecodeError,
     CorruptAudioError,
     EmptyAudioError,
@@ -163,7 +163,7 @@ def test_window_is_the_same_span_as_in_the_whole_file(long_files: dict[str, Path
 
 def test_window_far_into_a_long_file_seeks(tmp_path: Path) -> None:
     """Past SEEK_MIN_S, compressed audio is sought (roughly), not decoded from the start."""
-    from learner.audio import SEEK_MIN_S
+    from learner.audio.decode import SEEK_MIN_S
 
     sr = 8000
     t = np.arange(int((SEEK_MIN_S + 5) * sr)) / sr

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from learner.clip import crop_pad, frame_db, trim_silence, windows
+from learner.audio.signal import crop_pad, frame_db, trim_silence, windows
 
 
 def _tone_in_silence(sr=16000):

@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 import torch
 
-import learner.compare
-import learner.train
+import learner.train.compare
+import learner.train.fit
 from learner.config import AudioConfig
+from learner.model.pretrained import PretrainedError
+from learner.model.registry import get_arch
 from learner.modeldir import load_model_dir, read_config
-from learner.models import get_arch
-from learner.predictor import Predictor
-from learner.pretrained import PretrainedError
-from learner.transforms import AudioTensor, WaveAugment
+from learner.serve.predictor import Predictor
+from learner.train.transforms import AudioTensor, WaveAugment
 from tests.synthetic import make_dataset
 
 TINY = dict(sample_rate=8000, duration=0.5, n_mels=32, n_fft=256, hop_length=128, mixup=0.0, spec_freq_mask=4,
@@ -35,14 +35,14 @@ def tiny_dir(tmp_path_factory):
 
 def _spy_starts(mp, starts: dict) -> None:
     """Record each network's weights right after its starting weights were loaded (before any step)."""
-    real = learner.train.load_pretrained
+    real = learner.train.fit.load_pretrained
 
     def spy(net, spec, source):
         loaded = real(net, spec, source)
         starts[spec.name] = {k: v.detach().clone() for k, v in net.state_dict().items()}
         return loaded
 
-    mp.setattr(learner.train, "load_pretrained", spy)
+    mp.setattr(learner.train.fit, "load_pretrained", spy)
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +52,10 @@ def compared(tiny_dir, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("compare")
     results, starts = {}, {}
-    real_train = learner.compare.train
+    real_train = learner.train.compare.train
     with pytest.MonkeyPatch.context() as mp:
         _spy_starts(mp, starts)
-        mp.setattr(learner.compare, "train", lambda a, c: results.setdefault(a.arch, real_train(a, c)))
+        mp.setattr(learner.train.compare, "train", lambda a, c: results.setdefault(a.arch, real_train(a, c)))
         assert main(["--data", str(tiny_dir), "--archs", ",".join(VIEWS), "--epochs", "1", "--bs", "8", "--out", str(out),
                      "--pretrained", "none", "--quiet", *TINY_FLAGS]) == 0
     return out, results, starts
@@ -112,17 +112,17 @@ def test_conv1d_raw_is_sized_by_the_configured_clip_and_predicts_longer_files(co
 
 
 def test_pretrained_imagenet_is_recorded_per_arch_and_offline_is_one_line(tiny_dir, tmp_path, monkeypatch):
-    starts = learner.compare.plan_starts(["xresnet18", "conv1d_raw", "mfcc_cnn1d"], "imagenet")
+    starts = learner.train.compare.plan_starts(["xresnet18", "conv1d_raw", "mfcc_cnn1d"], "imagenet")
     assert starts["xresnet18"][0] == "imagenet"
     assert starts["conv1d_raw"] == ("none", "no ImageNet weights: from scratch") and starts["mfcc_cnn1d"][0] == "none"
-    pairs = learner.compare.plan_starts(["xresnet18", "conv1d_raw"], "conv1d_raw=/some/model")
+    pairs = learner.train.compare.plan_starts(["xresnet18", "conv1d_raw"], "conv1d_raw=/some/model")
     assert pairs == {"xresnet18": ("none", "not named in --pretrained: from scratch"), "conv1d_raw": ("/some/model", "as asked")}
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from learner.train import TrainArgs
+    from learner.train.fit import TrainArgs
 
     args = TrainArgs(data=str(tiny_dir), out=str(tmp_path / "c"), epochs=1, progress=False)
     with pytest.raises(PretrainedError, match="set pretrained to .* or 'none'") as e:
-        learner.compare.compare(["conv1d_raw", "xresnet18"], args, AudioConfig(**TINY))
+        learner.train.compare.compare(["conv1d_raw", "xresnet18"], args, AudioConfig(**TINY))
     assert "\n" not in str(e.value) and not (tmp_path / "c" / "conv1d_raw").exists()  # failed before any training
 
 
@@ -151,7 +151,7 @@ def test_cross_validation_writes_one_result_per_fold(tiny_dir, tmp_path):
 
 
 def test_assigned_folds_keep_each_group_in_one_fold():
-    from learner.crossval import assign_folds
+    from learner.data.manifest import assign_folds
 
     df = pd.DataFrame({"path": [f"{i}.wav" for i in range(40)], "label": ["a", "b"] * 20,
                        "group": [f"voice{i % 8}" for i in range(40)]})
@@ -185,7 +185,7 @@ def test_transfer_keeps_the_old_body_and_puts_a_new_head_on(tiny_dir, tmp_path):
     assert old_sd["head.5.weight"].shape[0] == 3 and start["head.5.weight"].shape[0] == 4
     cfg = read_config(tmp_path / "new")
     assert cfg["classes"] == ["chirp", "clicks", "noise", "tone"] and cfg["pretrained"] == f"body of {old.name}"  # no local paths
-    with pytest.raises(PretrainedError, match="--arch mfcc_cnn1d"):
+    with pytest.raises(PretrainedError, match="arch=mfcc_cnn1d"):
         main(["--data", str(four), "--out", str(tmp_path / "x"), "--pretrained", str(old), "--arch", "conv1d_raw",
               "--epochs", "1", "--quiet", *TINY_FLAGS])
 
@@ -255,3 +255,42 @@ def test_pitch_shift_is_fast_for_any_draw():
         for _ in range(5):
             assert aug(x, split_idx=0).shape == x.shape
         assert time.perf_counter() - t < 5.0
+
+
+def test_crossval_and_compare_share_one_fold_planner(tmp_path):
+    import pandas as pd
+
+    from learner.data.manifest import CV_MANIFEST, ManifestError, plan_folds
+
+    df = pd.DataFrame({"path": [f"/x/{i}.wav" for i in range(12)], "label": ["a", "b"] * 6,
+                       "group": [f"spk{i // 2}" for i in range(12)]})
+    plan = plan_folds(df, "data.csv", tmp_path, 3, seed=1)
+    assert plan.data == str(tmp_path / CV_MANIFEST) and plan.folds == [1, 2, 3] and "by group" in plan.source
+    written = pd.read_csv(plan.data)
+    assert written.groupby("group")["fold"].nunique().max() == 1  # a speaker stays in one fold
+    again = plan_folds(written, plan.data, tmp_path / "other", None)
+    assert again.data == plan.data and again.folds == [1, 2, 3] and not (tmp_path / "other").exists()
+    with pytest.raises(ManifestError, match="drop n_folds="):
+        plan_folds(written, plan.data, tmp_path, 3)
+    with pytest.raises(ManifestError, match="n_folds=K"):
+        plan_folds(df, "data.csv", tmp_path, None)
+    import learner.train.compare
+    import learner.train.crossval
+
+    for module in (learner.train.compare, learner.train.crossval):  # neither plans (or plots curves) on its own
+        assert module.plan_folds is plan_folds and not hasattr(module, "assign_folds")
+        assert not hasattr(module, "plot_learning_curves") and not hasattr(module, "_folds_of")
+
+
+def test_one_curves_plot_for_a_run_and_for_many(tmp_path):
+    import pandas as pd
+
+    from learner.report.plots import plot_curves
+
+    h = pd.DataFrame({"epoch": [0, 1, 2], "train_loss": [1.0, 0.7, 0.5], "valid_loss": [1.1, 0.8, 0.7],
+                      "accuracy": [0.5, 0.6, 0.7], "top3": [0.9, 0.95, 1.0], "time": ["0:01"] * 3})
+    loss, metrics = plot_curves(h)
+    assert len(loss.lines) == 2 and {ln.get_label() for ln in metrics.lines} == {"accuracy", "top3"}
+    loss, metrics = plot_curves({"xresnet18": h, "conv1d_raw": h.assign(accuracy=[0.4, 0.5, 0.6])}, tmp_path / "c.png")
+    assert len(loss.lines) == 4 and [ln.get_label() for ln in metrics.lines] == ["xresnet18", "conv1d_raw"]
+    assert list(metrics.lines[1].get_ydata()) == [0.4, 0.5, 0.6] and (tmp_path / "c.png").stat().st_size > 1000

@@ -9,10 +9,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from learner.audio import AUDIO_EXTENSIONS, AudioDecodeError
-from learner.demo import classify
-from learner.predictor import Predictor
-from learner.scoring import ScoreOptions, score
+from learner.audio.decode import AUDIO_EXTENSIONS, AudioDecodeError
+from learner.score.local import ScoreOptions, score
+from learner.serve.demo import classify
+from learner.serve.predictor import Predictor
 from tests import audio_corpus
 
 

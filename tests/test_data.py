@@ -4,7 +4,8 @@ import pytest
 import soundfile as sf
 
 from learner.config import AudioConfig
-from learner.data import ManifestError, add_groups, load_manifest, load_signals, split_indices
+from learner.data.manifest import ManifestError, add_groups, load_manifest, split_indices
+from learner.data.signals import load_signals
 
 CFG = AudioConfig(sample_rate=16000, duration=1.0)
 

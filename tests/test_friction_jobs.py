@@ -84,7 +84,7 @@ def test_offline_imagenet_training_fails_in_seconds_with_one_whole_line(tmp_path
 
 
 def test_a_hub_that_never_answers_costs_the_probe_timeout_only(silent_server, monkeypatch, tmp_path):
-    from learner.pretrained import PretrainedError, fetch_imagenet
+    from learner.model.pretrained import PretrainedError, fetch_imagenet
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("HF_ENDPOINT", silent_server)
@@ -100,7 +100,7 @@ def test_a_hub_that_never_answers_costs_the_probe_timeout_only(silent_server, mo
 def test_library_checks_the_weights_before_decoding_and_names_the_field(monkeypatch, tmp_path):
     import learner.train
     from learner.config import AudioConfig
-    from learner.pretrained import PretrainedError
+    from learner.model.pretrained import PretrainedError
 
     def no_decoding(*a, **k):
         raise AssertionError("decoded audio before checking the starting weights")
@@ -167,8 +167,8 @@ def test_one_vocabulary_across_jobs():
     import importlib
 
     from jobs._cli import TOP_K, archs, backends
-    from learner.models import list_archs
-    from learner.predictor import BACKENDS
+    from learner.model import list_archs
+    from learner.serve.predictor import BACKENDS
 
     assert list(archs()) == list_archs() and archs()["xresnet18"] == "timm/resnet18d.ra2_in1k"
     assert backends() == ["auto", *BACKENDS]
@@ -218,7 +218,7 @@ def clip_dir(tmp_path_factory) -> Path:
 
 def test_predict_reads_folders_and_writes_a_json_line_for_every_file(trained_model, clip_dir, capsys):
     from jobs.predict import main
-    from learner.scoring import FILE_SCHEMA
+    from learner.score.rows import FILE_SCHEMA
 
     assert main([str(clip_dir), "--model", str(trained_model.model_dir), "--json", "--top-k", "2"]) == 1
     out, err = capsys.readouterr()
@@ -245,9 +245,9 @@ def test_predict_folder_without_audio_is_reported(trained_model, tmp_path, capsy
 
 def test_resume_refuses_other_backend_or_weights_and_rows_record_them(trained_model, clip_dir, tmp_path):
     from learner import __version__
-    from learner.predictor import Predictor
-    from learner.scoring import ScoreOptions, score
-    from learner.scoring_store import read_results
+    from learner.score.local import ScoreOptions, score
+    from learner.score.store import read_results
+    from learner.serve.predictor import Predictor
 
     model = tmp_path / "model"
     shutil.copytree(trained_model.model_dir, model, ignore=shutil.ignore_patterns("model.pkl"))

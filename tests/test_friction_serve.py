@@ -46,7 +46,7 @@ def torch_only_model(trained_model, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def exported_model(trained_model, tmp_path_factory) -> Path:
-    from learner.export import export_model_dir
+    from learner.serve.export import export_model_dir
 
     d = tmp_path_factory.mktemp("exported") / "model"
     shutil.copytree(trained_model.model_dir, d, ignore=shutil.ignore_patterns("*.onnx", "model.pkl"))
@@ -85,7 +85,7 @@ def test_lean_venv_without_onnx_says_to_export(job, torch_only_model, tone, tmp_
 
 def test_predictor_takes_arrays_with_their_rate_like_files(trained_model, tmp_path):
     from learner.audio import AudioDecodeError
-    from learner.predictor import Predictor
+    from learner.serve.predictor import Predictor
 
     p = Predictor.from_dir(trained_model.model_dir)
     x = make_sound("chirp", 44100, 1.2, np.random.default_rng(5))
@@ -106,7 +106,7 @@ def test_predictor_takes_arrays_with_their_rate_like_files(trained_model, tmp_pa
 
 
 def test_predictor_is_callable_like_an_audio_classification_pipeline(trained_model, tone):
-    from learner.predictor import Predictor
+    from learner.serve.predictor import Predictor
 
     p = Predictor.from_dir(trained_model.model_dir)
     out = p(str(tone), top_k=3)
@@ -133,8 +133,8 @@ def test_numpy_logmel_equals_the_torch_front_end(audio):
     import torch
 
     from learner.config import AudioConfig
-    from learner.frontend import LogMel
-    from learner.melspec import f_max_of, logmel, mel_filterbank
+    from learner.model.frontend import LogMel
+    from learner.serve.melspec import f_max_of, logmel, mel_filterbank
 
     cfg = AudioConfig(**audio)
     rng = np.random.default_rng(0)
@@ -152,8 +152,8 @@ def test_numpy_logmel_equals_the_torch_front_end(audio):
 
 def test_demo_draws_log_mel_and_saliency_without_torch(exported_model, tone):
     code = f"""
-from learner.demo import classify
-from learner.predictor import Predictor
+from learner.serve.demo import classify
+from learner.serve.predictor import Predictor
 p = Predictor.from_dir({str(exported_model)!r})
 out = classify(p, {str(tone)!r})
 titles = [fig.axes[0].get_title() for fig in (out.spectrogram, out.saliency)]
@@ -170,8 +170,8 @@ print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"torch", "torchaudio",
 
 
 def test_occlusion_finds_the_band_that_carries_the_tone(exported_model):
-    from learner.melspec import hz_to_mel, occlusion
-    from learner.predictor import Predictor
+    from learner.serve.melspec import hz_to_mel, occlusion
+    from learner.serve.predictor import Predictor
 
     p = Predictor.from_dir(exported_model, backend="onnx")
     cfg = p.cfg
@@ -192,7 +192,7 @@ def test_occlusion_finds_the_band_that_carries_the_tone(exported_model):
 
 def test_export_calib_skips_non_audio_and_measures_agreement_on_the_given_clips(trained_model, tmp_path, capsys):
     from jobs.export import main
-    from learner.export import _run, calibration_clips
+    from learner.serve.export import _run, calibration_clips
 
     model = tmp_path / "model"
     shutil.copytree(trained_model.model_dir, model, ignore=shutil.ignore_patterns("*.onnx", "model.pkl"))

@@ -18,7 +18,8 @@ import yaml
 from huggingface_hub import HfApi, ModelCard, constants
 from safetensors.numpy import load_file, save_file
 
-from learner.hub import HubError, model_card, parse_hub_ref, push, resolve_model, write_model_card
+from learner.card import model_card, write_model_card
+from learner.hub import HubError, parse_hub_ref, push, resolve_model
 from tests.hub_server import HubServer, isolate_hf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,7 +151,7 @@ def test_revisions_commit_and_branch(hub_server: HubServer, tmp_path: Path) -> N
 
 
 def test_bad_token_is_one_clear_line(hub_server: HubServer, model_dir: Path) -> None:
-    with pytest.raises(HubError, match=r"token rejected by the Hub \(401 .*\): pass --token") as err:
+    with pytest.raises(HubError, match=r"token rejected by the Hub \(401 .*\): pass token=") as err:
         push(model_dir, "alice/x", token="hf_expired", endpoint=hub_server.url)
     assert "\n" not in str(err.value)
     push(model_dir, "alice/x", token=TOKEN, endpoint=hub_server.url)
@@ -243,3 +244,50 @@ def test_push_cli(hub_server: HubServer, model_dir: Path) -> None:
     assert bad.returncode == 1 and bad.stdout == ""
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and "token rejected by the Hub" in lines[0] and "Traceback" not in bad.stderr
+
+
+# --- one way to load a model folder -------------------------------------------------------------------------------
+
+
+def test_one_resolver_checks_a_local_folders_config(tmp_path: Path, model_dir: Path) -> None:
+    import learner.modeldir
+    from learner.hub import SERVING_FILES, resolve
+    from learner.modeldir import CARD, CONFIG, METRICS, WEIGHTS, ModelDirError
+
+    assert resolve_model is resolve and not hasattr(learner.modeldir, "resolve")
+    assert {CONFIG, WEIGHTS, CARD, METRICS} <= set(SERVING_FILES)
+    (model_dir / CONFIG).write_text('{"arch": "xresnet18"}')  # a config.json that is not an earshot model's
+    with pytest.raises(ModelDirError, match="missing 'classes'"):
+        resolve(model_dir)
+
+
+def test_network_from_dir_loads_strictly(tmp_path: Path) -> None:
+    import json
+
+    import torch
+
+    from learner.config import AudioConfig
+    from learner.model import create_model
+    from learner.modeldir import ModelDirError, network_from_dir, save_model_dir
+
+    cfg = AudioConfig(sample_rate=16000, duration=1.0, n_mels=32)
+    net = create_model("mfcc_cnn1d", 3, cfg)
+    config = {"arch": "mfcc_cnn1d", "classes": ["a", "b", "c"], "audio": cfg.to_dict()}
+    folder = save_model_dir(tmp_path / "m", net.state_dict(), config)
+    again = network_from_dir(folder)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True))
+    (folder / "config.json").write_text(json.dumps({**config, "classes": ["a", "b"]}))
+    with pytest.raises(ModelDirError, match="does not fit a mfcc_cnn1d with 2 classes"):
+        network_from_dir(folder)
+
+
+def test_one_softmax() -> None:
+    import numpy as np
+
+    import learner.serve.export as export
+    import learner.serve.predictor as predictor
+    from learner.serve.backends import softmax
+
+    assert not hasattr(export, "_softmax") and predictor.softmax is softmax and export.softmax is softmax
+    p = softmax(np.array([[0.0, np.log(3.0)], [1000.0, 1000.0]]))
+    np.testing.assert_allclose(p, [[0.25, 0.75], [0.5, 0.5]])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from learner.hub import push
-from learner.predictor import Predictor
+from learner.serve.predictor import Predictor
 from tests.hub_server import HubServer, isolate_hf
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from learner.metrics import classification_report, ranks
+from learner.report.metrics import classification_report, ranks
 
 
 def test_report_on_a_known_case():

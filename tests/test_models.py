@@ -2,9 +2,10 @@ import pytest
 import torch
 
 from learner.config import AudioConfig
-from learner.frontend import AudioClassifier, FrontEnd
-from learner.models import XResNet, create_model, get_arch, list_archs
-from learner.pretrained import PretrainedError, load_pretrained, resnetd_to_xresnet
+from learner.model.frontend import AudioClassifier, FrontEnd
+from learner.model.pretrained import PretrainedError, load_pretrained, resnetd_to_xresnet
+from learner.model.registry import create_model, get_arch, list_archs
+from learner.model.xresnet import XResNet
 
 CFG = AudioConfig(sample_rate=16000, duration=1.0, n_mels=64, hop_length=256, n_fft=512)
 
@@ -100,3 +101,71 @@ def test_each_arch_trains_one_step_and_predicts(arch):
     with torch.no_grad():
         probs = model(waves).softmax(-1)
     assert probs.shape == (4, 3) and torch.allclose(probs.sum(-1), torch.ones(4))
+
+
+# --- ArchSpec.classifier means one thing: the final layer (what transfer drops and fine-tuning trains first) ---
+
+
+def test_classifier_names_the_final_linear_of_every_arch():
+    from learner.model.registry import classifier_keys
+    from learner.train.fit import param_groups
+
+    for name in list_archs():
+        spec, net = get_arch(name), create_model(name, 7, CFG)
+        last = [n for n, m in net.named_modules() if isinstance(m, torch.nn.Linear)][-1]
+        assert spec.classifier == last, name
+        assert classifier_keys(spec, net.state_dict()) == [f"{last}.weight", f"{last}.bias"]
+        body, head = param_groups(net, spec)
+        assert [p.shape for p in head] == [(7, net.get_submodule(last).in_features), (7,)]
+        assert len(body) + 2 == len(list(net.parameters()))
+
+
+def _timm_file(tmp_path):
+    import timm
+
+    src = timm.create_model("resnet18d", pretrained=False).eval()
+    path = tmp_path / "resnet18d.pth"  # a downloaded timm checkpoint (torch.save keeps the key order the mapping follows)
+    torch.save(src.state_dict(), path)
+    return src, path
+
+
+def test_imagenet_transfer_follows_the_specs_classifier(tmp_path):
+    """An XResNet whose head sits elsewhere (no dropout: the Linear is module 10) takes the same weights."""
+    from learner.model.registry import ArchSpec
+
+    src, path = _timm_file(tmp_path)
+    net = torch.nn.Sequential(*[m for m in XResNet(1, [2, 2, 2, 2], c_in=1, n_out=5) if not isinstance(m, torch.nn.Dropout)])
+    spec = ArchSpec("xresnet18_nodrop", lambda n, c: net, "spectrogram", classifier="10")
+    head_before = net[10].weight.detach().clone()
+    assert load_pretrained(net, spec, str(path)) == f"imagenet file {path}"
+    assert torch.equal(net[0][0].weight, src.conv1[0].weight.sum(dim=1, keepdim=True))  # RGB folded into one channel
+    assert torch.equal(net[10].weight, head_before)  # the new head is left as initialised
+
+
+def test_a_weights_file_that_does_not_fit_is_an_error_not_a_partial_load(tmp_path):
+    from safetensors.torch import save_file
+
+    spec = get_arch("conv1d_raw")
+    donor = create_model("conv1d_raw", 3, CFG)
+    sd = {k: v for k, v in donor.state_dict().items() if not k.startswith("features.1.")}  # a body layer missing
+    save_file(sd, str(tmp_path / "partial.safetensors"))
+    with pytest.raises(PretrainedError, match="missing .*features.1"):
+        load_pretrained(create_model("conv1d_raw", 3, CFG), spec, str(tmp_path / "partial.safetensors"))
+    sd = {**donor.state_dict(), "extra.weight": torch.zeros(1)}
+    save_file(sd, str(tmp_path / "extra.safetensors"))
+    with pytest.raises(PretrainedError, match="unexpected .*extra.weight"):
+        load_pretrained(create_model("conv1d_raw", 3, CFG), spec, str(tmp_path / "extra.safetensors"))
+    net = create_model("conv1d_raw", 3, CFG)
+    head = net.head[10].weight.detach().clone()
+    save_file(dict(donor.state_dict()), str(tmp_path / "whole.safetensors"))
+    assert load_pretrained(net, spec, str(tmp_path / "whole.safetensors")).startswith("body of")
+    assert torch.equal(net.head[7].weight, donor.head[7].weight) and torch.equal(net.head[10].weight, head)
+
+
+def test_the_two_spec_augments_have_distinct_names():
+    from learner.model import frontend
+    from learner.train.transforms import SpecAugment
+
+    assert not hasattr(frontend, "SpecAugment")
+    tfm = SpecAugment(freq_mask=4, time_mask=4)
+    assert type(tfm.module) is frontend.SpecMasking and tfm.module.n_masks == 2

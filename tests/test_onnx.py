@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from learner.model.registry import list_archs
 from learner.modeldir import ModelDirError
-from learner.models import list_archs
-from learner.predictor import Predictor
+from learner.serve.predictor import Predictor
 from tests.conftest import SMALL_AUDIO
 from tests.synthetic import CLASSES, make_dataset, make_sound
 
@@ -26,8 +26,8 @@ def _random_model_dir(folder: Path, arch: str, seed: int = 0) -> Path:
     import torch
 
     from learner.config import AudioConfig
+    from learner.model.registry import create_model
     from learner.modeldir import save_model_dir
-    from learner.models import create_model
 
     torch.manual_seed(seed)
     cfg = AudioConfig(**SMALL_AUDIO, norm_stats=(-40.0, 20.0))
@@ -62,8 +62,8 @@ def test_dft_logmel_equals_torchaudio(audio, phases):
     import torch
 
     from learner.config import AudioConfig
-    from learner.export import DftLogMel
-    from learner.frontend import LogMel
+    from learner.model.frontend import LogMel
+    from learner.serve.export import DftLogMel
 
     cfg = AudioConfig(**{k: v for k, v in audio.items() if k != "mixup"})
     ref = LogMel(cfg).eval()
@@ -82,7 +82,7 @@ def test_dft_logmel_equals_torchaudio(audio, phases):
 
 @pytest.mark.parametrize("arch", list_archs())
 def test_every_arch_exports_with_torch_parity(arch, tmp_path):
-    from learner.export import export_model_dir
+    from learner.serve.export import export_model_dir
 
     d = _random_model_dir(tmp_path / arch, arch)
     rec = export_model_dir(d, n_probe=6)
@@ -100,7 +100,7 @@ def test_every_arch_exports_with_torch_parity(arch, tmp_path):
 def test_export_failure_is_one_clear_line(tmp_path, monkeypatch):
     import torch
 
-    from learner.export import ExportError, export_model_dir
+    from learner.serve.export import ExportError, export_model_dir
 
     d = _random_model_dir(tmp_path / "m", "conv1d_raw")
 
@@ -115,7 +115,7 @@ def test_export_failure_is_one_clear_line(tmp_path, monkeypatch):
 
 
 def test_export_records_files_and_serves_audio_files_like_torch(exported, tmp_path):
-    from learner.onnx_backend import sha256_file
+    from learner.serve.onnx_backend import sha256_file
 
     cfg = json.loads((exported / "config.json").read_text())
     rec = cfg["onnx"]
@@ -144,7 +144,7 @@ def test_int8_top1_agreement_on_a_generated_set(exported, tmp_path):
 
 
 def test_calibration_clips_go_through_the_predictor_pipeline(trained_model, tmp_path):
-    from learner.export import calibration_clips
+    from learner.serve.export import calibration_clips
 
     data = make_dataset(tmp_path / "cal", n_per_class=3, seed=2)
     (data / "notes.txt").write_text("not audio, not picked")
@@ -161,7 +161,7 @@ def test_calibration_clips_go_through_the_predictor_pipeline(trained_model, tmp_
 
 @pytest.mark.parametrize("damage", ["flip_bytes", "config_sha", "truncate_with_matching_sha", "unrecorded", "stale_weights"])
 def test_bad_onnx_files_are_clear_errors_never_a_fallback(exported, tmp_path, damage):
-    from learner.onnx_backend import sha256_file
+    from learner.serve.onnx_backend import sha256_file
 
     d = tmp_path / "m"
     shutil.copytree(exported, d)
@@ -226,8 +226,9 @@ print(json.dumps({{"exit": results, "heavy": heavy}}))
 
 
 def test_library_modules_stay_torch_free_at_import():
-    code = ("import sys, learner.audio, learner.clip, learner.config, learner.modeldir, learner.predictor, learner.hub, "
-            "learner.onnx_backend, jobs.predict, jobs.export; "
+    code = ("import sys, learner, learner.audio, learner.audio.pipeline, learner.config, learner.modeldir, learner.hub, "
+            "learner.serve.predictor, learner.serve.onnx_backend, learner.score.rows, jobs.predict, jobs.export; "
+            "from learner import Predictor, AudioConfig, ClipPipeline; "
             f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

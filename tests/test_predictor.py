@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from learner.audio import AudioDecodeError
+from learner.audio.decode import AudioDecodeError
 from learner.modeldir import ModelDirError
-from learner.predictor import Predictor
+from learner.serve.predictor import Predictor
 from tests.synthetic import make_sound
 
 

@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from learner import recipes
-from learner.recipes import (
+from learner.data import recipes
+from learner.data.recipes import (
     ChecksumMismatchError,
     DatasetDownloadError,
     DatasetError,
@@ -358,7 +358,7 @@ def test_offline_is_one_quick_line(tmp_path):
     msg = str(e.value)
     assert time.monotonic() - t < 5
     assert "\n" not in msg and msg.startswith("ESC-50: cannot reach http://127.0.0.1:9/x")
-    assert "--from ARCHIVE/DIR" in msg and "spoken-digits-synth" in msg
+    assert "source=ARCHIVE/DIR" in msg and "spoken-digits-synth" in msg  # jobs say --from (test_layout)
 
 
 def _sha(b: bytes) -> str:
@@ -388,7 +388,7 @@ def test_resolve_data(tmp_path, monkeypatch):
     monkeypatch.setenv("EARSHOT_DATA", str(tmp_path / "home"))
     (tmp_path / "my.csv").write_text("path,label\n")
     assert recipes.resolve_data(str(tmp_path / "my.csv")) == tmp_path / "my.csv"
-    with pytest.raises(DatasetNotFetchedError, match="run `python -m jobs.datasets fetch esc50`"):
+    with pytest.raises(DatasetNotFetchedError, match="fetch esc50 first"):
         recipes.resolve_data("ESC-50")
     with pytest.raises(DatasetError, match="not a dataset recipe"):
         recipes.resolve_data("no-such-thing")

@@ -14,10 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from learner.predictor import Predictor
-from learner.scoring import FILE_SCHEMA, WINDOW_SCHEMA, ScoreOptions, count_events, discover, score
-from learner.scoring_pool import DecodePool
-from learner.scoring_store import read_results
+from learner.score.discover import discover
+from learner.score.local import ScoreOptions, score
+from learner.score.pool import DecodePool
+from learner.score.rows import FILE_SCHEMA, WINDOW_SCHEMA, count_events
+from learner.score.store import read_results
+from learner.serve.predictor import Predictor
 from tests.synthetic import make_sound
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +80,7 @@ def test_rows_schema_types_and_bad_files(predictor, messy_dir, tmp_path):
             np.testing.assert_allclose([t["score"] for t in r["top_k"]], ref.scores, atol=1e-5)
             assert r["label"] == ref.label and r["n_windows"] == max(1, len(ref.window_starts))
             assert r["error"] is None and r["model_id"] == predictor.model_id and r["scored_at"] is not None
-    with pytest.raises(FileExistsError, match="--resume .* --overwrite"):
+    with pytest.raises(FileExistsError, match="resume=True .* overwrite=True"):
         score([messy_dir], predictor, ScoreOptions(str(out), progress=False))
     with pytest.raises(FileExistsError, match="not an earshot scoring output"):
         score([messy_dir], predictor, ScoreOptions(str(messy_dir), overwrite=True, progress=False))
@@ -185,7 +187,7 @@ def test_resume_after_sigkill_gives_one_row_per_file(trained_model, tmp_path):
 @pytest.mark.timeout(90)  # Ray start-up is slow: ~30 s on 2 loaded cores; fail rather than hang the suite
 def test_ray_engine_gives_the_local_rows(predictor, trained_model, messy_dir, tmp_path):
     ray = pytest.importorskip("ray")
-    from learner.scoring_ray import RayOptions, score_ray
+    from learner.score.ray_engine import RayOptions, score_ray
 
     local, remote = tmp_path / "local.parquet", tmp_path / "ray.parquet"
     opts = dict(window=(1.0, 0.5), workers=1, progress=False, top_k=3)
@@ -216,3 +218,73 @@ def test_ray_engine_gives_the_local_rows(predictor, trained_model, messy_dir, tm
                     assert ra[k] == pytest.approx(rb[k], abs=1e-5), k
                 else:
                     assert ra[k] == rb[k], k
+
+
+# --- one writer table; backend names from BACKENDS ------------------------------------------------------------------
+
+
+def test_formats_come_from_one_writer_table(tmp_path, monkeypatch):
+    """Adding a format is one class in `WRITERS`: the store writes, commits, reads and resumes it."""
+    import pyarrow as pa
+
+    from jobs.score import parser
+    from learner.score.store import PartStore
+    from learner.score.writers import FORMATS, WRITERS, JsonlWriter
+
+    assert FORMATS == tuple(WRITERS) == ("parquet", "csv", "jsonl")
+    assert parser().parse_args(["--model", "m", "--input", "x", "--output", "o", "--format", "csv"]).format == "csv"
+
+    class TsvWriter(JsonlWriter):  # the simplest new format: tab-separated path and label
+        name = "tsv"
+
+        def write(self, table):
+            self._w.write("".join(f"{r['path']}\t{r['label']}\n" for r in table.to_pylist()))
+
+        @staticmethod
+        def read(path, columns=None):
+            rows = [dict(zip(("path", "label"), line.split("\t"), strict=True))
+                    for line in path.read_text().splitlines()]
+            return pa.Table.from_pylist([{**r, "file_size": 1, "file_mtime_ns": 1, "error": None} for r in rows])
+
+    monkeypatch.setitem(WRITERS, "tsv", TsvWriter)
+    schema = pa.schema([("path", pa.string()), ("label", pa.string())])
+    store = PartStore(tmp_path / "out.tsv", "tsv", schema, None)
+    store.open({"format": "tsv"})
+    store.add(pa.table({"path": ["a.wav", "b.wav"], "label": ["tone", "noise"]}))
+    store.commit()
+    assert (tmp_path / "out.tsv" / "part-00000.tsv").read_text() == "a.wav\ttone\nb.wav\tnoise\n"
+    done = PartStore(tmp_path / "out.tsv", "tsv", schema, None).open({"format": "tsv"}, resume=True)
+    assert set(done) == {"a.wav", "b.wav"}
+    assert read_results(tmp_path / "out.tsv")["label"].to_pylist() == ["tone", "noise"]
+
+
+def test_every_command_line_offers_the_backends_there_are(tmp_path):
+    import jobs.evaluate
+    import jobs.predict
+    import jobs.score
+    from learner.serve.backends import BACKEND_CHOICES, BACKENDS
+
+    assert BACKEND_CHOICES == ("auto", *(b for b in BACKENDS if b != "pickle"))
+    for parse in (jobs.predict.parser().parse_args, jobs.score.parser().parse_args):
+        base = ["f.wav", "--model", "m"] if parse.__self__.prog.endswith("predict") else ["--model", "m", "--input", "x",
+                                                                                           "--output", "o"]
+        assert parse([*base, "--backend", "onnx-int8"]).backend == "onnx-int8"
+        with pytest.raises(SystemExit):
+            parse([*base, "--backend", "nope"])
+    with pytest.raises(SystemExit):
+        jobs.evaluate.main(["--model", "m", "--data", "d", "--backend", "nope"])
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "app.py", "--backend", "nope"], cwd=root, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 2 and "invalid choice: 'nope'" in out.stderr and "onnx-int8" in out.stderr
+
+
+def test_decode_time_limit_does_not_count_a_slow_worker_start(tmp_path, monkeypatch):
+    """A spawned decoder imports first (seconds on a busy machine); only the file's own time counts."""
+    (tmp_path / "slow_start.py").write_text("import time\ntime.sleep(2.5)\n\ndef square(x):\n    return x * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import slow_start
+
+    with DecodePool(slow_start.square, (), workers=1, timeout_s=1.0) as pool:
+        got = sorted(pool.imap_unordered(range(4), on_error=lambda t, why: f"{t}: {why}"))
+    assert got == [0, 1, 4, 9]

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from learner import recipes, synth
+from learner.data import recipes, synth
 
 if not synth.espeak_available():
     pytest.skip("espeak-ng unavailable (pip install espeakng-loader or apt-get install espeak-ng)",
@@ -106,7 +106,7 @@ def test_small_build(small):
 
 
 def _build_in_fresh_process(out: Path, seed: int) -> Path:
-    code = ("import sys; from learner.synth import build_spoken_digits; "
+    code = ("import sys; from learner.data.synth import build_spoken_digits; "
             "build_spoken_digits(sys.argv[1], voices=['en+f3'], per_voice=1, seed=int(sys.argv[2]))")  # fmt: skip
     subprocess.run([sys.executable, "-c", code, str(out), str(seed)], cwd=ROOT, check=True, timeout=60)
     return out / "five" / "en_f3_00.wav"

@@ -19,7 +19,7 @@ def test_imagenet_file_is_mapped_and_the_body_stays_frozen_while_the_head_trains
     from safetensors.torch import save_file
 
     from learner.config import AudioConfig
-    from learner.models import get_arch
+    from learner.model import get_arch
     from learner.train import TrainArgs, build_learner, prepare_data
 
     src = timm.create_model(timm_name, pretrained=False).state_dict()  # random weights, timm's own layout

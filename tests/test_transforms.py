@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from learner.config import AudioConfig
-from learner.frontend import FrontEnd, LogMel, Normalize
-from learner.transforms import (
+from learner.model.frontend import FrontEnd, LogMel, Normalize
+from learner.train.transforms import (
     AudioSpectrogram,
     AudioTensor,
     AudioToFeatures,
@@ -107,7 +107,7 @@ def test_audio_block_summary_walks_one_item(four_class_dir, capsys):
     from fastai.data.block import CategoryBlock, DataBlock
     from fastai.data.transforms import RandomSplitter, get_files, parent_label
 
-    from learner.transforms import AudioBlock
+    from learner.train.transforms import AudioBlock
 
     fe = FrontEnd(CFG, "spectrogram")
     db = DataBlock(blocks=(AudioBlock(CFG, fe), CategoryBlock), get_items=lambda p: get_files(p, extensions=[".wav"]),

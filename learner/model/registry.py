@@ -1,0 +1,71 @@
+"""The model registry (name → constructor + the input view it needs), like timm's `register_model`.
+
+The architectures live beside it (`xresnet.py`, `baselines.py`) and file themselves with `@register`;
+importing `learner.model` imports them, so the registry is complete whatever module asks first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from learner.config import AudioConfig
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """What the registry knows about an architecture."""
+
+    name: str
+    fn: Callable[[int, AudioConfig], nn.Module]
+    input: str  # "spectrogram" | "mfcc" | "waveform"
+    weights: str | None = None  # Hub id of ImageNet weights (timm), if any
+    first_conv: str | None = None
+    classifier: str | None = None  # the module name of the final layer (like timm): its keys are "<classifier>.*"
+    description: str = ""
+
+
+_REGISTRY: dict[str, ArchSpec] = {}
+
+
+def register(
+    name: str | None = None, *, input: str, weights: str | None = None, first_conv: str | None = None,
+    classifier: str | None = None,
+) -> Callable:
+    """Decorator filing a constructor `fn(n_classes, cfg) -> nn.Module` under `name` (default: its own)."""
+
+    def deco(fn: Callable[[int, AudioConfig], nn.Module]) -> Callable:
+        key = name or fn.__name__
+        doc = (fn.__doc__ or "").strip().splitlines()
+        _REGISTRY[key] = ArchSpec(key, fn, input, weights, first_conv, classifier, doc[0] if doc else "")
+        return fn
+
+    return deco
+
+
+def list_archs() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_arch(name: str) -> ArchSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown arch {name!r}; choose one of: {', '.join(list_archs())}") from None
+
+
+def create_model(name: str, n_classes: int, cfg: AudioConfig) -> nn.Module:
+    """The network alone (no front end), randomly initialised."""
+    return get_arch(name).fn(n_classes, cfg)
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def classifier_keys(spec: ArchSpec, keys) -> list[str]:
+    """The state-dict keys of `spec`'s final layer among `keys` (none when the arch names no classifier)."""
+    head = spec.classifier
+    return [k for k in keys if head and k.startswith(head + ".")]

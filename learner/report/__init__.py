@@ -1,0 +1,1 @@
+"""What a run reports: classification metrics (`metrics`) and the pictures (`plots`)."""

@@ -1,0 +1,183 @@
+"""Worker processes that decode files under a per-file time limit.
+
+`concurrent.futures` cannot stop one stuck task: a decoder looping inside C (a hostile file, a hung network
+mount) keeps its worker forever, and killing that worker breaks the whole pool. Here each worker has its own
+pipe; a dispatcher thread in the parent feeds them, collects results while the main thread runs the model,
+kills a worker whose current file passes the time limit (that file becomes an error row, "decode timed out
+after N s"), and starts a fresh one. A worker that dies (a segfault in a codec, the OOM killer) costs one
+error row the same way. Workers are spawned (never forked from a process running torch threads).
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing as mp
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+_DONE = object()
+_READY = -1  # a worker's first message: imports done, the time limit starts counting from here
+
+
+def _worker(conn: Connection, fn: Callable, args: tuple) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    try:
+        conn.send((_READY, None))
+        while True:
+            msg = conn.recv()
+            if msg is None:
+                return
+            i, task = msg
+            conn.send((i, fn(task, *args)))
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        return  # the parent went away
+
+
+class _Slot:
+    def __init__(self, ctx: Any, fn: Callable, args: tuple) -> None:
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker, args=(child, fn, args), daemon=True)
+        self.proc.start()
+        child.close()
+        self.inflight: collections.deque[tuple[int, Any]] = collections.deque()
+        self.since = time.monotonic()  # when the head of `inflight` started
+        self.ready = False  # a spawned worker imports first (seconds on a busy machine): not the file's time
+
+    def stop(self, kill: bool = False) -> None:
+        if kill:
+            self.proc.kill()
+        else:
+            try:
+                self.conn.send(None)
+            except OSError:
+                self.proc.kill()
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.conn.close()
+
+
+class DecodePool:
+    """`imap_unordered(tasks)` yields `fn(task, *args)` for every task, computed in `workers` processes.
+
+    At most `buffer` results wait unconsumed (back-pressure: memory stays bounded while the consumer is
+    busy). A task running longer than `timeout_s` yields `on_error(task, "decode timed out after N s")`.
+    """
+
+    def __init__(self, fn: Callable, args: tuple, workers: int = 1, timeout_s: float = 120.0, buffer: int = 64,
+                 depth: int = 4) -> None:
+        self.fn, self.args, self.n = fn, args, max(1, workers)
+        self.timeout_s, self.buffer, self.depth = timeout_s, max(1, buffer), max(1, depth)
+        self._ctx = mp.get_context("spawn")
+        self._slots: list[_Slot] = []
+        self._stop = threading.Event()
+
+    def __enter__(self) -> DecodePool:
+        self._slots = [_Slot(self._ctx, self.fn, self.args) for _ in range(self.n)]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        for s in self._slots:
+            s.stop(kill=bool(s.inflight))
+        self._slots = []
+
+    def imap_unordered(self, tasks: Iterable[Any], on_error: Callable[[Any, str], Any]) -> Iterator[Any]:
+        out: queue.Queue = queue.Queue()
+        pending = collections.deque(enumerate(tasks))
+        taken = threading.Semaphore(0)  # results consumed: lets the dispatcher send more
+        self._stop = threading.Event()  # one per call: the pool serves many calls (a Ray actor's batches)
+        t = threading.Thread(target=self._dispatch, args=(pending, out, on_error, taken), daemon=True)
+        t.start()
+        try:
+            while True:
+                r = out.get()
+                if r is _DONE:
+                    return
+                if isinstance(r, BaseException):
+                    raise r
+                taken.release()
+                yield r
+        finally:
+            self._stop.set()
+            t.join()
+
+    def _dispatch(self, pending: collections.deque, out: queue.Queue, on_error: Callable, taken: threading.Semaphore) -> None:
+        try:
+            waiting = 0  # results produced but not yet consumed
+            while not self._stop.is_set():
+                while taken.acquire(blocking=False):
+                    waiting -= 1
+                busy = sum(len(s.inflight) for s in self._slots)
+                if not pending and not busy:
+                    break
+                for s in self._slots:  # top up each worker while there is room downstream
+                    while pending and len(s.inflight) < self.depth and busy + waiting < self.buffer:
+                        i, task = pending.popleft()
+                        if not s.inflight:
+                            s.since = time.monotonic()
+                        s.inflight.append((i, task))
+                        busy += 1
+                        try:
+                            s.conn.send((i, task))
+                        except OSError:  # the worker died on its current file
+                            busy -= len(s.inflight)
+                            self._replace(s, pending, out, on_error, f"decoder process died (exit code {s.proc.exitcode})")
+                            waiting += 1
+                            break
+                conns = {s.conn: s for s in self._slots if s.inflight}
+                sentinels = {s.proc.sentinel: s for s in self._slots if s.inflight}
+                ready = wait(list(conns) + list(sentinels), timeout=0.05) if conns else []
+                if not conns:
+                    time.sleep(0.005)
+                now = time.monotonic()
+                for r in ready:
+                    s = conns.get(r)
+                    if s is None or s not in self._slots:
+                        continue
+                    try:
+                        while s.conn.poll():
+                            i, result = s.conn.recv()
+                            if i == _READY:
+                                s.ready, s.since = True, time.monotonic()
+                                continue
+                            s.inflight.popleft()
+                            s.since = time.monotonic()
+                            out.put(result)
+                            waiting += 1
+                    except (EOFError, OSError):
+                        pass  # died mid-send: the sentinel below handles it
+                for s in list(self._slots):
+                    if not s.inflight:
+                        continue
+                    if not s.proc.is_alive():
+                        why = f"decoder process died (exit code {s.proc.exitcode})"
+                    elif s.ready and now - s.since > self.timeout_s:
+                        why = f"decode timed out after {self.timeout_s:g} s"
+                    elif not s.ready and now - s.since > max(self.timeout_s, 120.0):
+                        why = "decoder process did not start"
+                    else:
+                        continue
+                    self._replace(s, pending, out, on_error, why)
+                    waiting += 1
+        except BaseException as e:  # surface dispatcher failures in the consumer instead of hanging it
+            out.put(e)
+        out.put(_DONE)
+
+    def _replace(self, s: _Slot, pending: collections.deque, out: queue.Queue, on_error: Callable, why: str) -> None:
+        """Kill a stuck or dead worker: its current task becomes an error, the rest go back to the queue."""
+        s.stop(kill=True)
+        _, task = s.inflight.popleft()
+        out.put(on_error(task, why))
+        pending.extendleft(reversed(s.inflight))
+        s.inflight.clear()
+        self._slots[self._slots.index(s)] = _Slot(self._ctx, self.fn, self.args)

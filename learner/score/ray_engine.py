@@ -1,0 +1,189 @@
+"""The Ray Data engine: the local engine's steps on a cluster, with the same rows.
+
+    from_items(files) → map_batches(_Decode, actor pool: decoding under a time limit, CPU)
+                      → map_batches(_Score, actor pool of model actors, GPUs when the cluster has them)
+                      → write_parquet(OUT/.ray-staging-…) → committed into OUT's parts by the driver
+
+The driver lists the files and owns the output (`PartStore`): staged files are turned into parts with the
+same commit protocol as the local engine (so `--resume` and `--format` work alike), `chunk` files per Ray
+run, so a killed driver loses at most one chunk's work. Decoding reads paths, so every node must see the
+input at the same path (a shared file system); the model directory too (or give a Hub id).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from learner.audio import ClipPipeline
+from learner.config import AudioConfig
+from learner.score.discover import FileRef
+from learner.score.local import ScoreOptions, ScoreSummary, plan
+from learner.score.rows import WINDOW_SCHEMA, Item, error_item, load_item, score_batch
+from learner.serve.predictor import Predictor
+
+_ITEM_SCHEMA = pa.schema([
+    ("path", pa.string()), ("file_size", pa.int64()), ("file_mtime_ns", pa.int64()), ("error", pa.string()),
+    ("duration_s", pa.float64()), ("sample_rate", pa.int32()), ("channels", pa.int32()), ("decoder", pa.string()),
+    ("kind", pa.int8()), ("samples", pa.large_list(pa.float32())),  # kind: 0 error, 1 prepared clip, 2 signal
+])
+_NESTED_WINDOWS = pa.list_(pa.struct([f for f in WINDOW_SCHEMA if f.name != "path"]))
+
+
+@dataclass
+class RayOptions:
+    address: str | None = None  # None: start Ray on this machine (or use the session already started)
+    actors: int | None = None
+    decoders: int | None = None
+    chunk: int = 20000
+    backend: str = "auto"
+    device: str | None = None
+    threads: int | None = None
+    actor_cpus: float = 1.0
+
+
+def items_to_arrow(items: list[Item]) -> pa.Table:
+    """Decoded items as one Arrow table (samples as a large list column: zero-copy back to NumPy)."""
+    arrays = [it.clip if it.clip is not None else it.signal if it.signal is not None else np.zeros(0, np.float32)
+              for it in items]
+    offsets = np.concatenate([[0], np.cumsum([a.size for a in arrays])]).astype(np.int64)
+    values = np.concatenate(arrays).astype(np.float32, copy=False) if arrays else np.zeros(0, np.float32)
+    cols = {
+        "path": [it.ref.path for it in items], "file_size": [it.ref.size for it in items],
+        "file_mtime_ns": [it.ref.mtime_ns for it in items], "error": [it.error for it in items],
+        "duration_s": [it.duration_s for it in items], "sample_rate": [it.sample_rate for it in items],
+        "channels": [it.channels for it in items], "decoder": [it.decoder for it in items],
+        "kind": [0 if it.error is not None else 1 if it.clip is not None else 2 for it in items],
+    }
+    t = pa.table({k: pa.array(v, _ITEM_SCHEMA.field(k).type) for k, v in cols.items()})
+    return t.append_column("samples", pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values)))
+
+
+def arrow_to_items(t: pa.Table) -> list[Item]:
+    samples = t["samples"].combine_chunks()
+    offsets = samples.offsets.to_numpy()
+    values = samples.values.to_numpy(zero_copy_only=False)
+    c = {k: t[k].to_pylist() for k in _ITEM_SCHEMA.names if k != "samples"}
+    items = []
+    for i, kind in enumerate(c["kind"]):
+        x = values[offsets[i] : offsets[i + 1]]
+        items.append(Item(FileRef(c["path"][i], c["file_size"][i], c["file_mtime_ns"][i]), error=c["error"][i],
+                          clip=x if kind == 1 else None, signal=x if kind == 2 else None, duration_s=c["duration_s"][i],
+                          sample_rate=c["sample_rate"][i], channels=c["channels"][i], decoder=c["decoder"][i]))
+    return items
+
+
+def nest_windows(files: pa.Table, windows: pa.Table) -> pa.Table:
+    """Window rows as a list column of their file's row, so one Ray table carries both."""
+    by_path: dict[str, list[dict[str, Any]]] = {}
+    for r in windows.to_pylist():
+        by_path.setdefault(r.pop("path"), []).append(r)
+    return files.append_column("_windows", pa.array([by_path.get(p, []) for p in files["path"].to_pylist()],
+                                                    _NESTED_WINDOWS))
+
+
+def unnest_windows(t: pa.Table) -> tuple[pa.Table, pa.Table]:
+    nested = t["_windows"].combine_chunks()
+    flat = pc.list_flatten(nested)
+    paths = pc.take(t["path"], pc.list_parent_indices(nested))
+    wins = pa.table([paths] + [pc.struct_field(flat, [i]) for i in range(flat.type.num_fields)], schema=WINDOW_SCHEMA)
+    return t.drop_columns(["_windows"]), wins
+
+
+class _Decode:
+    """Decoding actor: one child process per actor, so a stuck decoder can be killed (time limit)."""
+
+    def __init__(self, config: dict[str, Any], window: tuple[float, float] | None, timeout_s: float) -> None:
+        from learner.score.pool import DecodePool
+
+        pipeline = ClipPipeline(AudioConfig.from_dict(config["audio"]))
+        self.pool = DecodePool(load_item, (pipeline, window), workers=1, timeout_s=timeout_s)
+        self.pool.__enter__()
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        refs = [FileRef(*r) for r in zip(*(batch[c].to_pylist() for c in ("path", "file_size", "file_mtime_ns")))]
+        return items_to_arrow(list(self.pool.imap_unordered(refs, on_error=error_item)))
+
+
+class _Score:
+    """Model actor: loads the Predictor once; rows come from the same `score_batch` as the local engine."""
+
+    def __init__(self, folder: str, model_id: str, revision: str, ropts: RayOptions, opts: ScoreOptions) -> None:
+        self.p = Predictor.from_dir(folder, backend=ropts.backend, device=ropts.device, threads=ropts.threads,
+                                    model_id=model_id, revision=revision, batch_size=opts.batch_size)
+        self.opts = opts
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        o = self.opts
+        files, wins = score_batch(self.p, arrow_to_items(batch), window=o.window, top_k=o.top_k, threshold=o.threshold)
+        return nest_windows(files, wins)
+
+
+def _init_ray(address: str | None) -> Any:
+    import ray
+
+    if not ray.is_initialized():
+        import learner
+
+        env = {"py_modules": [os.path.dirname(learner.__file__)]} if address else None  # ship earshot's code to the nodes
+        ray.init(address=address, runtime_env=env, include_dashboard=False, logging_level="WARNING")
+    return ray
+
+
+def score_ray(inputs: list[str | Path], model_ref: str, opts: ScoreOptions, ropts: RayOptions | None = None) -> ScoreSummary:
+    """Score like `learner.score.local.score`, with decoding and the model spread over a Ray cluster."""
+    ropts = ropts or RayOptions()
+    predictor = Predictor.from_pretrained(model_ref, backend=ropts.backend, device="cpu", batch_size=opts.batch_size)
+    folder = str(predictor.folder.resolve())  # actors load from here (a path every node sees, or the HF cache)
+    todo, store, summary = plan(inputs, predictor, opts)
+    summary.engine = "ray"
+    ray = _init_ray(ropts.address)
+    ray.data.DataContext.get_current().enable_progress_bars = opts.progress
+    if not opts.progress:
+        import logging
+
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+    res = ray.cluster_resources()
+    cpus, gpus = int(res.get("CPU", 1)), int(res.get("GPU", 0))
+    decoders = ropts.decoders or max(1, cpus // 4)
+    actors = ropts.actors or (gpus or max(1, int((cpus - decoders) // ropts.actor_cpus)))
+    staging = store.out / f".ray-staging-{uuid.uuid4().hex[:8]}"
+    start = time.perf_counter()
+    try:
+        for lo in range(0, len(todo), max(1, ropts.chunk)):
+            chunk = todo[lo : lo + ropts.chunk]
+            ds = ray.data.from_items([{"path": r.path, "file_size": r.size, "file_mtime_ns": r.mtime_ns} for r in chunk],
+                                     override_num_blocks=max(1, min(len(chunk) // 16, 4 * (decoders + actors))))
+            ds = ds.map_batches(_Decode, fn_constructor_args=(predictor.config, opts.window, opts.decode_timeout_s),
+                                batch_size=16, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=decoders),
+                                num_cpus=1)
+            ds = ds.map_batches(_Score, fn_constructor_args=(folder, predictor.model_id, predictor.revision, ropts, opts),
+                                batch_size=opts.batch_size, batch_format="pyarrow",
+                                compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if gpus else 0,
+                                num_cpus=0 if gpus else ropts.actor_cpus)
+            ds.write_parquet(str(staging))
+            for f in sorted(staging.glob("*.parquet")):
+                files, wins = unnest_windows(pq.read_table(f))
+                n_err = pc.sum(pc.is_valid(files["error"]).cast(pa.int64())).as_py() or 0
+                summary.failed += n_err
+                summary.scored += files.num_rows - n_err
+                store.add(files, wins if opts.window else None)
+            store.commit()
+            shutil.rmtree(staging)
+    except BaseException:
+        store.abandon()
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        summary.seconds = time.perf_counter() - start
+    return summary

@@ -1,0 +1,153 @@
+"""One file → an `Item` ready for the model, and items → rows: the steps both scoring engines share.
+
+`load_item` runs in decoding processes (local pool or Ray actors) and needs only the model's `ClipPipeline`;
+`score_batch` runs the Predictor and is the one place rows are built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from learner import __version__
+from learner.audio import SCORE_MAX_BYTES, SCORE_MAX_S, AudioDecodeError, ClipPipeline, WindowPlan
+from learner.score.discover import FileRef
+from learner.serve.predictor import Predictor
+
+TOP_K = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float32())]))
+EVENTS = pa.list_(pa.struct([("label", pa.string()), ("count", pa.int32())]))
+def backend_name(predictor: Predictor) -> str | None:
+    return getattr(predictor.backend, "name", None)
+
+
+FILE_SCHEMA = pa.schema([
+    ("path", pa.string()), ("label", pa.string()), ("score", pa.float32()), ("top_k", TOP_K),
+    ("duration_s", pa.float64()), ("sample_rate", pa.int32()), ("channels", pa.int32()), ("n_windows", pa.int32()),
+    ("events", EVENTS), ("error", pa.string()), ("decoder", pa.string()), ("file_size", pa.int64()),
+    ("file_mtime_ns", pa.int64()), ("model_id", pa.string()), ("model_revision", pa.string()),
+    ("scored_at", pa.timestamp("us", tz="UTC")), ("backend", pa.string()), ("earshot_version", pa.string()),
+])
+WINDOW_SCHEMA = pa.schema([("path", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()),
+                           ("label", pa.string()), ("score", pa.float32())])
+
+Window = tuple[float, float] | None  # (window s, hop s) to score every file in windows; None: only long files
+
+
+@dataclass
+class Item:
+    """A decoded file: a prepared `clip`, or the whole `signal` when it is scored in windows, or an `error`."""
+
+    ref: FileRef
+    error: str | None = None
+    clip: np.ndarray | None = None
+    signal: np.ndarray | None = None
+    duration_s: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    decoder: str | None = None
+
+
+def error_item(ref: FileRef, reason: str) -> Item:
+    return Item(ref, error=reason)
+
+
+def _plan(pipeline: ClipPipeline, window: Window) -> WindowPlan:
+    return pipeline.window_plan(*(window or (None, None)))
+
+
+def load_item(ref: FileRef, pipeline: ClipPipeline, window: Window) -> Item:
+    """Decode and prepare one file; never raises (whatever happens becomes the item's `error`).
+
+    With `window` every file is kept whole for windows; without, only files the pipeline would window
+    (longer than twice the clip), exactly like `Predictor.predict(window="auto")`."""
+    try:
+        d = pipeline.decode(ref.path, max_duration_s=SCORE_MAX_S, max_bytes=SCORE_MAX_BYTES)
+    except AudioDecodeError as e:
+        return Item(ref, error=e.reason)
+    except Exception as e:  # the decoders promise AudioDecodeError; a scorer of millions of files double-checks
+        return Item(ref, error=f"{type(e).__name__}: {e}")
+    item = Item(ref, duration_s=d.duration_s, sample_rate=d.orig_sample_rate, channels=d.channels, decoder=d.decoder)
+    if pipeline.wants_windows(d.samples.size, forced=window is not None):
+        item.signal = d.samples
+    else:
+        item.clip = pipeline.prepare(d.samples)
+    return item
+
+
+def item_cost(item: Item, pipeline: ClipPipeline, window: Window) -> int:
+    """Model inputs an item will need (clips count 1, windowed files their window count)."""
+    if item.clip is not None:
+        return 1
+    if item.signal is None:
+        return 0
+    return _plan(pipeline, window).count(item.signal.size)
+
+
+def count_events(top: np.ndarray, score: np.ndarray, n_classes: int, threshold: float) -> np.ndarray:
+    """Events per class: runs of consecutive windows whose top class is that class with score ≥ threshold
+    (one call spanning overlapping windows counts once)."""
+    counts = np.zeros(n_classes, dtype=np.int64)
+    prev = -1
+    for c, s in zip(top.tolist(), score.tolist()):
+        cur = c if s >= threshold else -1
+        if cur >= 0 and cur != prev:
+            counts[cur] += 1
+        prev = cur
+    return counts
+
+
+def score_batch(predictor: Predictor, items: list[Item], *, window: Window = None, top_k: int = 5,
+                threshold: float = 0.5, scored_at: datetime | None = None, chunk: int = 256) -> tuple[pa.Table, pa.Table]:
+    """Items → (file rows, window rows) with FILE_SCHEMA / WINDOW_SCHEMA. Both engines build rows only here."""
+    scored_at = scored_at or datetime.now(UTC)
+    classes, pipe = predictor.classes, predictor.pipeline
+    plan = _plan(pipe, window)
+    # one forward pass for the clips and the windows of every file that is not long (those go in chunks)
+    inputs, spans, starts_of, offset = [], {}, {}, 0
+    for j, it in enumerate(items):
+        if it.clip is not None:
+            inputs.append(it.clip[None])
+        elif it.signal is not None and item_cost(it, pipe, window) <= chunk:
+            wins, starts_of[j] = pipe.windows(it.signal, plan)
+            inputs.append(wins)
+        else:
+            continue
+        spans[j] = (offset, len(inputs[-1]))
+        offset += len(inputs[-1])
+    allp = predictor.predict_waves(np.concatenate(inputs)) if inputs else None
+    rows: list[dict[str, Any]] = []
+    wrows: dict[str, list] = {k: [] for k in WINDOW_SCHEMA.names}
+    for j, it in enumerate(items):
+        row: dict[str, Any] = dict(path=it.ref.path, file_size=it.ref.size, file_mtime_ns=it.ref.mtime_ns,
+                                   error=it.error, duration_s=it.duration_s, sample_rate=it.sample_rate,
+                                   channels=it.channels, decoder=it.decoder, model_id=predictor.model_id,
+                                   model_revision=predictor.revision or None, scored_at=scored_at,
+                                   backend=backend_name(predictor), earshot_version=__version__)
+        if it.error is None:
+            if it.clip is not None:
+                probs, n_win = allp[spans[j][0]], 1
+            else:
+                if j in spans:
+                    wp, starts = allp[spans[j][0] : spans[j][0] + spans[j][1]], starts_of[j]
+                else:
+                    wp, starts = predictor.predict_windows(it.signal, plan, chunk)
+                probs, n_win = wp.mean(axis=0), len(wp)
+                if window is not None:
+                    top, top_s = wp.argmax(axis=1), wp.max(axis=1)
+                    ends = np.minimum(starts + window[0], it.duration_s or 0.0)
+                    wrows["path"] += [it.ref.path] * n_win
+                    wrows["start_s"] += starts.tolist()
+                    wrows["end_s"] += np.maximum(ends, starts).tolist()
+                    wrows["label"] += [classes[i] for i in top.tolist()]
+                    wrows["score"] += top_s.tolist()
+                    counts = count_events(top, top_s, len(classes), threshold)
+                    row["events"] = [{"label": c, "count": int(n)} for c, n in zip(classes, counts.tolist())]
+            order = pipe.top_k(probs, top_k)
+            row.update(label=classes[order[0]], score=float(probs[order[0]]), n_windows=n_win,
+                       top_k=[{"label": classes[i], "score": float(probs[i])} for i in order.tolist()])
+        rows.append(row)
+    return pa.Table.from_pylist(rows, schema=FILE_SCHEMA), pa.table(wrows, schema=WINDOW_SCHEMA)

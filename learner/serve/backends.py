@@ -1,0 +1,96 @@
+"""What turns fixed-length waveforms (B, n_samples) into logits: torch, a fastai pickle, or ONNX Runtime.
+
+`BACKENDS` is the one list of names: the Predictor picks from it and every command line offers exactly
+these (plus "auto"). Nothing heavy is imported here: torch loads when a torch backend is built,
+onnxruntime when an ONNX one is.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from learner.config import AudioConfig
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities from logits over the last axis (the one softmax: Predictor, export parity checks)."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class TorchBackend:
+    """AudioClassifier (front end + net) under `torch.inference_mode`; weights loaded strictly."""
+
+    name = "torch"
+
+    def __init__(self, folder: Path, config: dict[str, Any], cfg: AudioConfig, device: str | None = None,
+                 threads: int | None = None) -> None:
+        try:
+            import torch
+        except ModuleNotFoundError:  # the lean serving install (requirements-serve.txt) has no torch
+            from learner.modeldir import ModelDirError
+
+            raise ModelDirError(_no_torch(folder)) from None
+
+        from learner.model.frontend import AudioClassifier, FrontEnd
+        from learner.model.registry import get_arch
+
+        if threads:
+            torch.set_num_threads(threads)
+        net = self.load_net(folder, config)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = AudioClassifier(FrontEnd(cfg, get_arch(config["arch"]).input), net).to(self.device).eval()
+        self._torch = torch
+
+    def load_net(self, folder: Path, config: dict[str, Any]) -> Any:
+        """The network from model.safetensors (never unpickles)."""
+        from learner.modeldir import network_from_dir
+
+        return network_from_dir(folder, config)
+
+    def __call__(self, waves: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(waves, dtype=np.float32)).to(self.device)
+            return self.model(x).float().cpu().numpy()
+
+
+class PickleBackend(TorchBackend):
+    """The network from a fastai `model.pkl` export (opt-in only: unpickling runs code from the file)."""
+
+    name = "pickle"
+
+    def load_net(self, folder: Path, config: dict[str, Any]) -> Any:
+        from learner.train.fit import load_pickle
+
+        return load_pickle(folder).model
+
+
+def _lazy(module: str, cls: str) -> Any:
+    """A backend constructor that imports its module on first use (onnxruntime only when asked for)."""
+
+    def make(*args: Any, **kw: Any) -> Any:
+        return getattr(importlib.import_module(module), cls)(*args, **kw)
+
+    return make
+
+
+BACKENDS: dict[str, Any] = {"torch": TorchBackend, "pickle": PickleBackend,
+                            "onnx": _lazy("learner.serve.onnx_backend", "OnnxBackend"),
+                            "onnx-int8": _lazy("learner.serve.onnx_backend", "OnnxInt8Backend")}
+#: What a command line offers: "auto" (ONNX when the folder has model.onnx, else torch) and BACKENDS, but for
+#: "pickle", which runs code from the file and is opt-in from Python only (`Predictor.from_dir(allow_pickle=True)`).
+BACKEND_CHOICES = ("auto", *(name for name in BACKENDS if name != "pickle"))
+
+
+def _no_torch(folder: Path) -> str:
+    """One line for a model that needs torch where only ONNX Runtime is installed."""
+    if (Path(folder) / "model.onnx").is_file():
+        return f"{folder}: the torch backend needs torch, which is not installed here; serve model.onnx (backend onnx)"
+    return (f"{folder}: no model.onnx, and torch (needed for model.safetensors) is not installed here; run "
+            f"`python -m jobs.export --model {folder}` where torch is installed (requirements.txt), then serve it here")

@@ -1,0 +1,265 @@
+"""The one inference path: load a model directory once, preprocess exactly as in training, batch, top-k.
+
+The demo, `evaluate`, and the predict and score jobs all call this class. Item preprocessing is the model's
+`ClipPipeline` (NumPy: decode → trim → centre crop, or windows), shared by every backend; the backend only
+maps fixed-length waveforms (B, samples) to logits.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from learner.audio import AudioDecodeError, ClipPipeline, Decoded, Source, WindowPlan
+from learner.config import AudioConfig
+from learner.hub import resolve
+from learner.modeldir import ModelDirError, read_config
+from learner.serve.backends import BACKENDS, softmax
+
+
+@dataclass
+class Prediction:
+    """Top-k for one input; `probs` over all classes (mean of window probabilities when windowed).
+
+    It carries what the model saw, so nobody cuts the input again: `clip` is the model input that stands
+    for the prediction (the prepared clip, or the window where the top class scored highest), and a windowed
+    prediction keeps its plan (`window_s`, `hop_s`), each window's start and probabilities.
+    """
+
+    labels: list[str]
+    scores: list[float]
+    probs: np.ndarray
+    duration_s: float = 0.0
+    sample_rate: int = 0
+    channels: int = 0
+    decoder: str = ""
+    window_starts: list[float] = field(default_factory=list)
+    window_probs: np.ndarray | None = None
+    clip: np.ndarray | None = None
+    window_s: float = 0.0
+    hop_s: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return self.labels[0]
+
+    @property
+    def score(self) -> float:
+        return self.scores[0]
+
+    @property
+    def windowed(self) -> bool:
+        return self.window_probs is not None
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(zip(self.labels, self.scores, strict=True))
+
+
+class Predictor:
+    """Load once (`from_dir` / `from_pretrained`), then `predict`, `predict_many` or `predict_waves`."""
+
+    def __init__(self, config: dict[str, Any], backend: Any, model_id: str = "", revision: str = "",
+                 batch_size: int = 32) -> None:
+        self.config = config
+        self.cfg = AudioConfig.from_dict(config["audio"])
+        self.pipeline = ClipPipeline(self.cfg)
+        self.classes: list[str] = list(config["classes"])
+        self.arch: str = config["arch"]
+        self.backend = backend
+        self.model_id, self.revision = model_id, revision
+        self.batch_size = batch_size
+        self.folder: Path | None = None
+
+    @classmethod
+    def from_dir(cls, path: str | Path, backend: str = "auto", allow_pickle: bool = False,
+                 device: str | None = None, threads: int | None = None, **kw: Any) -> Predictor:
+        """A local model directory. `allow_pickle=True` is the only way model.pkl is ever read."""
+        folder = Path(path)
+        config = read_config(folder)
+        cfg = AudioConfig.from_dict(config["audio"])
+        name = backend
+        if backend == "auto":
+            name = "onnx" if "onnx" in BACKENDS and (folder / "model.onnx").is_file() else "torch"
+            if name == "torch" and not (folder / "model.safetensors").is_file() and (folder / "model.int8.onnx").is_file():
+                name = "onnx-int8"  # a shipped int8-only folder (the demo's default model)
+            if not (folder / "model.safetensors").is_file() and (folder / "model.pkl").is_file():
+                name = "pickle"
+        if name == "pickle" and not allow_pickle:
+            raise ModelDirError(f"{folder}: loading model.pkl unpickles code; allow_pickle=True only if you trust it")
+        if name not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; available: auto, {', '.join(BACKENDS)}")
+        impl = BACKENDS[name](folder, config, cfg, device=device, threads=threads)
+        model_id = kw.pop("model_id", str(folder))
+        p = cls(config, impl, model_id=model_id, revision=kw.pop("revision", _revision_of(folder)), **kw)
+        p.folder = folder
+        return p
+
+    @classmethod
+    def from_pretrained(cls, ref: str, *, token: str | None = None, endpoint: str | None = None, **kw: Any) -> Predictor:
+        """A local directory or a Hub id `user/name[@revision]` (downloaded once into the HF cache)."""
+        folder = resolve(ref, include_pickle=bool(kw.get("allow_pickle")), token=token, endpoint=endpoint)
+        kw.setdefault("model_id", ref.split("@")[0] if not Path(ref).exists() else str(folder))
+        return cls.from_dir(folder, **kw)
+
+    # --- item pipeline (NumPy, shared by every backend): `self.pipeline` ------------------------------------
+
+    def decode(self, src: Source | Decoded | Signal, max_duration_s: float | None = None, max_bytes: int | None = None,
+               sample_rate: int | None = None) -> Decoded:
+        """Decoded mono float32 at the model's rate; limits (duration, file size) are the caller's choice.
+
+        `src` is a path or bytes (`ClipPipeline.decode`), or a signal already in memory: a NumPy array
+        with its `sample_rate`, a `(sample_rate, array)` pair (Gradio's numpy audio) or a dict with
+        `array`/`raw` and `sampling_rate` (Hugging Face datasets and pipelines)."""
+        if isinstance(src, Decoded):
+            return src
+        signal, rate = _signal_of(src, sample_rate)
+        if signal is not None:
+            return decode_array(signal, rate, self.cfg.sample_rate, max_duration_s)
+        return self.pipeline.decode(src, max_duration_s=max_duration_s, max_bytes=max_bytes)
+
+    def prepare(self, signal: np.ndarray) -> np.ndarray:
+        """Decoded signal → one fixed-length clip, as in validation (`ClipPipeline.prepare`)."""
+        return self.pipeline.prepare(signal)
+
+    # --- model --------------------------------------------------------------------------------------------
+
+    def predict_waves(self, waves: np.ndarray) -> np.ndarray:
+        """Fixed-length waveforms (B, n_samples) → class probabilities (B, n_classes), in batches."""
+        waves = np.asarray(waves, dtype=np.float32).reshape(len(waves), -1)
+        out = [softmax(self.backend(waves[i : i + self.batch_size])) for i in range(0, len(waves), self.batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, len(self.classes)), dtype=np.float32)
+
+    def predict_windows(self, signal: np.ndarray, plan: WindowPlan, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """(window probabilities (k, n_classes), window starts in s) over a decoded signal, `chunk` windows at a
+        time, so a four-hour file needs the memory of one chunk."""
+        probs, starts = [], []
+        for wins, st in self.pipeline.chunks(signal, plan, chunk):
+            probs.append(self.predict_waves(wins))
+            starts.append(st)
+        return np.concatenate(probs), np.concatenate(starts)
+
+    def _top(self, probs: np.ndarray, k: int) -> tuple[list[str], list[float]]:
+        order = self.pipeline.top_k(probs, k)
+        return [self.classes[i] for i in order], [float(probs[i]) for i in order]
+
+    def predict(self, src: Source | Decoded | Signal, top_k: int = 5, window: str | float | None = "auto",
+                hop: float | None = None, max_duration_s: float | None = None, max_bytes: int | None = None,
+                sample_rate: int | None = None) -> Prediction:
+        """Classify one input (a file, bytes, or a signal with its `sample_rate`: see `decode`).
+        `window="auto"` scores inputs longer than twice the clip length in windows (mean of window
+        probabilities); a number forces windows of that many seconds; None = one centre crop."""
+        d = self.decode(src, max_duration_s, max_bytes, sample_rate)
+        pipe = self.pipeline
+        if window is not None and pipe.wants_windows(d.samples.size, forced=window != "auto"):
+            plan = pipe.window_plan(None if window == "auto" else float(window), hop)
+            wp, starts = self.predict_windows(d.samples, plan)
+            probs = wp.mean(axis=0)
+            best = int(wp[:, int(probs.argmax())].argmax())
+            clip = pipe.windows(d.samples[int(round(starts[best] * self.cfg.sample_rate)):], plan)[0][0]
+            extra = dict(window_starts=[float(s) for s in starts], window_probs=wp, clip=clip,
+                         window_s=plan.size / self.cfg.sample_rate, hop_s=plan.hop / self.cfg.sample_rate)
+        else:
+            clip = pipe.prepare(d.samples)
+            probs = self.predict_waves(clip[None])[0]
+            extra = dict(clip=clip)
+        labels, scores = self._top(probs, top_k)
+        return Prediction(labels, scores, probs, d.duration_s, d.orig_sample_rate, d.channels, d.decoder, **extra)
+
+    def __call__(self, inputs: Any, *, top_k: int = 5, sampling_rate: int | None = None,
+                 sample_rate: int | None = None) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+        """`[{"label", "score"}, ...]`, best first, like Hugging Face's audio-classification pipeline.
+
+        `inputs` is one input (path, bytes, NumPy signal with `sampling_rate`, `(rate, array)` or a dict
+        with `array`/`raw` and `sampling_rate`) or a list of them (then one list per input)."""
+        rate = sampling_rate if sampling_rate is not None else sample_rate
+        if isinstance(inputs, list):
+            return [self(x, top_k=top_k, sampling_rate=rate) for x in inputs]
+        pred = self.predict(inputs, top_k=top_k, sample_rate=rate)
+        return [{"label": lab, "score": score} for lab, score in zip(pred.labels, pred.scores, strict=True)]
+
+    def predict_many(self, srcs: list[Source], top_k: int = 5) -> list[Prediction | AudioDecodeError]:
+        """Many short inputs (one centre crop each) batched through the model; bad files come back as errors."""
+        results: list[Prediction | AudioDecodeError] = []
+        for i in range(0, len(srcs), self.batch_size):
+            chunk = srcs[i : i + self.batch_size]
+            decoded: list[Decoded | AudioDecodeError] = []
+            for s in chunk:
+                try:
+                    decoded.append(self.decode(s))
+                except AudioDecodeError as e:
+                    decoded.append(e)
+            clips = [self.pipeline.prepare(d.samples) for d in decoded if isinstance(d, Decoded)]
+            probs = iter(self.predict_waves(np.stack(clips)) if clips else [])
+            clip_it = iter(clips)
+            for d in decoded:
+                if isinstance(d, AudioDecodeError):
+                    results.append(d)
+                    continue
+                p = next(probs)
+                labels, scores = self._top(p, top_k)
+                results.append(Prediction(labels, scores, p, d.duration_s, d.orig_sample_rate, d.channels, d.decoder,
+                                          clip=next(clip_it)))
+        return results
+
+
+Signal = np.ndarray | tuple | dict
+
+
+def _signal_of(src: Any, sample_rate: int | None) -> tuple[np.ndarray | None, int | None]:
+    """(array, rate) when `src` is a signal in memory (array, (rate, array) or {"array"|"raw", "sampling_rate"}),
+    else (None, None) for a path or bytes."""
+    if isinstance(src, dict):
+        key = "array" if "array" in src else "raw" if "raw" in src else None
+        if key is None:
+            raise ValueError(f"an audio dict needs 'array' (or 'raw') and 'sampling_rate'; got keys {sorted(src)}")
+        return np.asarray(src[key]), src.get("sampling_rate", sample_rate)
+    if isinstance(src, tuple) and len(src) == 2 and isinstance(src[0], (int, np.integer)) and isinstance(src[1], np.ndarray):
+        return src[1], int(src[0])
+    if isinstance(src, np.ndarray):
+        return src, sample_rate
+    return None, None
+
+
+def decode_array(x: np.ndarray, rate: int | None, target_sr: int, max_duration_s: float | None = None) -> Decoded:
+    """A signal in memory → `Decoded`, as if read from a file: integer PCM scaled to [-1, 1], channels
+    averaged, resampled to `target_sr`. (samples, channels) and (channels, samples) are both taken: the
+    shorter axis, when it has at most 8 entries, is the channels."""
+    from learner.audio import _clean, resample, to_mono
+
+    label = "<array>"
+    if rate is None:
+        raise AudioDecodeError(label, "a NumPy signal needs its sample rate (sample_rate=..., or a (rate, array) pair)")
+    if int(rate) <= 0:
+        raise AudioDecodeError(label, f"sample rate must be positive, got {rate}")
+    x = np.asarray(x)
+    if x.ndim == 2 and x.shape[0] < x.shape[1] and x.shape[0] <= 8:
+        x = x.T  # (channels, samples) as torchaudio and librosa hold it
+    if x.ndim not in (1, 2) or x.size == 0:
+        raise AudioDecodeError(label, f"expected a 1-D signal or (samples, channels), got shape {x.shape}")
+    channels = 1 if x.ndim == 1 else x.shape[1]
+    if np.issubdtype(x.dtype, np.unsignedinteger):
+        half = float(2 ** (8 * x.dtype.itemsize - 1))
+        x = _clean(x, offset=half, scale=1.0 / half)
+    elif np.issubdtype(x.dtype, np.integer):
+        x = _clean(x, scale=1.0 / float(2 ** (8 * x.dtype.itemsize - 1)))
+    elif np.issubdtype(x.dtype, np.floating):
+        x = _clean(x)
+    else:
+        raise AudioDecodeError(label, f"cannot read samples of dtype {x.dtype}")
+    mono = to_mono(x).astype(np.float32, copy=False)
+    seconds = mono.size / int(rate)
+    if max_duration_s is not None and seconds > max_duration_s:
+        from learner.audio import TooLongError
+
+        raise TooLongError(label, f"{seconds:.1f} s is longer than the {max_duration_s:g} s limit")
+    return Decoded(resample(mono, int(rate), target_sr), target_sr, int(rate), channels, seconds, "array")
+
+
+def _revision_of(folder: Path) -> str:
+    """The Hub commit a cached snapshot came from (its folder name), else empty for local models."""
+    parts = Path(os.path.realpath(folder)).parts
+    return parts[-1] if len(parts) > 2 and parts[-2] == "snapshots" else ""

@@ -1,0 +1,96 @@
+"""Evaluate a saved model on labelled data through the Predictor (the same path the demo and scorer use)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from learner.data.manifest import add_groups, files_digest, load_manifest, split_indices
+from learner.modeldir import write_json
+from learner.report.metrics import classification_report
+from learner.serve.predictor import Predictor
+
+SUBSETS = ("auto", "all", "valid", "test")
+
+
+def _split(df, train_cfg: dict[str, Any]):
+    df = add_groups(df, train_cfg.get("group_col"), train_cfg.get("group_regex"))
+    train, valid = split_indices(df, valid_pct=train_cfg.get("valid_pct", 0.2), seed=train_cfg.get("seed", 42),
+                                 valid_fold=train_cfg.get("valid_fold"))
+    return df, train, valid
+
+
+def is_training_data(df, config: dict[str, Any]) -> bool | None:
+    """True when `df` holds exactly the files the model trained on (config.json's "split" record, checked by
+    redoing the model's split), False when not, None when the model does not record them (older models)."""
+    record = config.get("split") or {}
+    if not record.get("train_files_sha256"):
+        return None
+    try:
+        _, train, _ = _split(df, config.get("train", {}))
+    except ValueError:  # this data cannot even be split the same way: not the training data
+        return False
+    return files_digest(df.iloc[train]) == record["train_files_sha256"]
+
+
+def select_rows(df, subset: str, train_cfg: dict[str, Any], config: dict[str, Any] | None = None):
+    """`all` rows, or the `valid`/`test` rows of the split the model was trained with. `auto`: the held-out
+    (valid) rows when `df` is the model's training data (see `is_training_data`), else all rows."""
+    if subset == "auto":
+        subset = "valid" if is_training_data(df, config or {"train": train_cfg}) else "all"
+    if subset == "all":
+        return df
+    if subset == "test":
+        if "split" not in df or not (df["split"] == "test").any():
+            raise ValueError("subset=test needs a split column with test rows")
+        return df[df["split"] == "test"]
+    if subset == "valid":
+        df, _, valid = _split(df, train_cfg)
+        return df.iloc[valid]
+    raise ValueError(f"unknown subset {subset!r}; use one of {', '.join(SUBSETS)}")
+
+
+def evaluate(model: str | Path, data: str | Path, *, subset: str = "auto", out: str | Path | None = None,
+             predictor: Predictor | None = None, progress: bool = True) -> dict[str, Any]:
+    """Metrics (and plots when `out` is given) for `model` on `data`. Unreadable files are listed, not scored.
+
+    `subset="auto"` never scores a model on the clips it trained on without saying so: on the training data
+    it takes the held-out rows; `metrics["training_data"]` says whether `data` was recognised as such
+    (None: the model does not record its training files)."""
+    from tqdm.auto import tqdm
+
+    p = predictor or Predictor.from_pretrained(str(model))
+    full = load_manifest(data)
+    seen = is_training_data(full, p.config)
+    chosen = ("valid" if seen else "all") if subset == "auto" else subset
+    df = select_rows(full, chosen, p.config.get("train", {}))
+    unknown = sorted(set(df["label"]) - set(p.classes))
+    if unknown:
+        raise ValueError(f"{data}: labels the model does not know: {', '.join(unknown)} (model classes: {', '.join(p.classes)})")
+    paths, labels = list(df["path"]), list(df["label"])
+    probs, targets, failures = [], [], {}
+    bar = tqdm(total=len(paths), desc="evaluating", unit="file", disable=not progress)
+    for i in range(0, len(paths), p.batch_size):
+        for path, label, res in zip(paths[i : i + p.batch_size], labels[i : i + p.batch_size],
+                                    p.predict_many(paths[i : i + p.batch_size]), strict=True):
+            if isinstance(res, Exception):
+                failures[path] = res.reason
+            else:
+                probs.append(res.probs)
+                targets.append(p.classes.index(label))
+        bar.update(min(p.batch_size, len(paths) - i))
+    bar.close()
+    metrics = classification_report(np.stack(probs), np.asarray(targets), p.classes)
+    metrics.update(split=chosen, data=str(data), model=str(model), excluded_files=failures, training_data=seen,
+                   n_rows_in_data=len(full))
+    if out:
+        from learner.report.plots import plot_confusion
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "metrics.json", metrics)
+        plot_confusion(metrics["confusion"], p.classes, out / "confusion_matrix.png",
+                       title=f"{chosen} · accuracy {metrics['accuracy']:.3f}")
+    return metrics

@@ -1,0 +1,63 @@
+"""Part B: earshot installs as the packages `learner*` and `jobs` (never `datasets`) and has one `earshot` command.
+
+The install itself (`pip install .` and `-e .` into fresh venvs, then `earshot train/score/predict` and a fastai
+model.pkl loaded from outside the checkout) is `scripts/install-check.sh`, run by `make test`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from jobs.cli import JOBS, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_pyproject_lists_every_package_and_ships_the_recipes():
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    tool = cfg["tool"]["setuptools"]
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in ROOT.glob("learner/**/__init__.py")}
+    assert set(tool["packages"]) == on_disk | {"jobs", "learner._recipes"}
+    assert tool["package-dir"] == {"learner._recipes": "datasets"}
+    assert cfg["tool"]["setuptools"]["package-data"]["learner._recipes"] == ["*.toml"]
+    assert not (ROOT / "datasets" / "__init__.py").exists() and list((ROOT / "datasets").glob("*.toml"))
+    assert cfg["project"]["scripts"] == {"earshot": "jobs.cli:console"}
+    assert cfg["build-system"]["build-backend"] == "setuptools.build_meta"
+
+
+def test_recipes_are_found_in_a_checkout_and_in_an_install():
+    from learner.data.recipes import RECIPES_DIR, _recipes_dir, list_recipes
+
+    assert RECIPES_DIR == ROOT / "datasets" == _recipes_dir()
+    assert "spoken-digits-synth" in {r.name for r in list_recipes()}
+
+
+def test_the_earshot_command_knows_every_job(capsys):
+    modules = {p.stem for p in (ROOT / "jobs").glob("*.py") if not p.stem.startswith("_") and p.stem != "cli"}
+    assert set(JOBS) == modules
+    assert main(["--help"]) == 0
+    shown = capsys.readouterr().out
+    assert all(f"  {job}" in shown for job in JOBS)
+    assert main(["nope"]) == 2 and "unknown job 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("job", ["score", "train"])
+def test_earshot_job_is_python_m_jobs_job(job):
+    """`earshot JOB` (here `python -m jobs JOB`, the same dispatcher) takes exactly the flags of `python -m jobs.JOB`."""
+    via = subprocess.run([sys.executable, "-m", "jobs", job, "--help"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    direct = subprocess.run([sys.executable, "-m", f"jobs.{job}", "--help"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert via.returncode == direct.returncode == 0, via.stderr
+    assert via.stdout == direct.stdout and "--quiet" in via.stdout
+
+
+def test_earshot_errors_are_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "jobs", "predict", str(tmp_path / "a.wav"), "--model", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and out.stderr.startswith("earshot: ")
