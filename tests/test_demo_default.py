@@ -12,7 +12,7 @@ WORDS = ["down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes"]
 
 
 def test_the_default_demo_model_is_the_shipped_real_speech_model(monkeypatch):
-    from learner import demo
+    from learner.serve import demo
 
     monkeypatch.delenv(demo.MODEL_ENV, raising=False)
     monkeypatch.setattr(demo, "ensure_default_model", lambda **kw: pytest.fail("built a model instead of the shipped one"))
@@ -28,7 +28,7 @@ def test_the_default_demo_model_is_the_shipped_real_speech_model(monkeypatch):
 
 
 def test_the_examples_are_real_held_out_speakers_and_mostly_recognised():
-    from learner import demo
+    from learner.serve import demo
 
     served = demo.load_model(str(demo.SHIPPED_MODEL), log=lambda s: None)
     files = demo.example_files(served.predictor.classes)
@@ -41,7 +41,7 @@ def test_the_examples_are_real_held_out_speakers_and_mostly_recognised():
 
 
 def test_a_long_recording_of_several_words_is_scored_in_windows():
-    from learner import demo
+    from learner.serve import demo
 
     served = demo.load_model(str(demo.SHIPPED_MODEL), log=lambda s: None)
     p = served.predictor.predict(ROOT / "examples" / "speech-words" / "sequence-yes-no-up-down-stop.flac", top_k=3)
