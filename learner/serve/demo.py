@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from learner.audio import AUDIO_EXTENSIONS, DEMO_MAX_BYTES, DEMO_MAX_S, ClipPipeline
+from learner.audio import AUDIO_EXTENSIONS, DEMO_MAX_BYTES, DEMO_MAX_S, ClipPipeline, trim_silence
 from learner.serve.predictor import Predictor
 
 MODEL_ENV = "EARSHOT_MODEL"
@@ -31,13 +31,10 @@ EXAMPLES_ENV = "EARSHOT_EXAMPLES"
 ROOT = Path(__file__).resolve().parents[2]  # the checkout (examples/ ships with the app, not the package)
 EXAMPLES_DIR = ROOT / "examples"
 DEFAULT_NAME = "spoken-digits"
-# The default model: ten command words from real speakers, shipped prebuilt (scripts/build_demo_model.py);
-# the spoken-digits build below is only the fallback when that folder is missing.
-SHIPPED_MODEL = ROOT / "assets" / "speech-words"
-SHIPPED_NAME = "speech-words"
-DEFAULT_RECIPE_VERSION = 1  # bump when the recipe below changes: cached default models are rebuilt
-# The default model: 1.0 s clips at 16 kHz (digits last 0.3–0.9 s), 64 mel bands, 16 ms hop; SpecAugment
-# scaled to the small grid; no mixup (two overlaid words are not a blend of labels).
+SHIPPED_NAME = "speech-words"  # the default: real speakers' command words, prebuilt (scripts/build_demo_model.py)
+SHIPPED_MODEL = ROOT / "assets" / SHIPPED_NAME
+DEFAULT_RECIPE_VERSION = 1  # bump when the fallback recipe below changes: cached fallback models are rebuilt
+# The fallback (no shipped folder): spoken digits, 1.0 s clips at 16 kHz, 64 mels, 16 ms hop, small SpecAugment.
 DEFAULT_AUDIO = dict(sample_rate=16000, duration=1.0, n_fft=512, hop_length=256, n_mels=64, f_max=8000.0,
                      mixup=0.0, spec_freq_mask=8, spec_time_mask=8, spec_masks=2)
 DEFAULT_TRAIN = dict(arch="xresnet18", pretrained="none", epochs=5, bs=32, lr=3e-3, seed=42, pickle=False)
@@ -80,7 +77,7 @@ def _synth_matches(folder: Path, want: dict[str, Any]) -> bool:
 def ensure_default_model(folder: str | Path | None = None, *, log: Log = _info, voices: list[str] | None = None,
                          per_voice: int | None = None, epochs: int | None = None, progress: bool = True,
                          threads: int | None = 1) -> Path:
-    """The default model's directory, built on first use: espeak-ng spoken digits → xresnet18 from scratch.
+    """The fallback model's directory, built on first use: espeak-ng spoken digits → xresnet18 from scratch.
 
     Validation holds whole voices out (the manifest's group column), so metrics.json reports accuracy on
     unseen voices. Built in a temporary sibling folder and renamed into place, so an interrupted or
@@ -216,8 +213,6 @@ def _display_logmel(predictor: Predictor, clip: np.ndarray) -> np.ndarray:
 
 def _padded_after(signal: np.ndarray, cfg: Any) -> float | None:
     """Where padding (silence or a repeat, `pad_mode`) starts in the prepared clip (seconds), or None when the sound fills it."""
-    from learner.audio import trim_silence
-
     kept = trim_silence(signal, cfg.trim_db, cfg.trim_mode).size
     return kept / cfg.sample_rate if 0 < kept < cfg.n_samples else None
 
@@ -362,8 +357,7 @@ def model_info(predictor: Predictor, folder: str | Path | None) -> ModelInfo:
 
 
 def example_files(classes: list[str]) -> list[str]:
-    """Clips for the Examples widget: `$EARSHOT_EXAMPLES` if set, else the shipped clips whose folder's words
-    are the model's classes (real held-out speakers for the default model, spoken digits for a digits model)."""
+    """Clips for the Examples widget: `$EARSHOT_EXAMPLES` if set, else the shipped folder whose words are classes."""
     env = os.environ.get(EXAMPLES_ENV)
     folder = Path(env).expanduser() if env else None
     if folder is None:
