@@ -74,7 +74,11 @@ def test_a_short_clip_shows_where_the_padding_starts(trained_model, clips):
     from learner.serve.demo import classify
     from learner.serve.predictor import Predictor
 
-    out = classify(Predictor.from_dir(trained_model.model_dir), clips["short"])
+    predictor = Predictor.from_dir(trained_model.model_dir)
+    centred = classify(predictor, clips["short"])  # the default pad_mode: the sound sits in silence, nothing repeats
+    assert not _hatched(centred.spectrogram.axes[0]) and "centred in silence in the 1 s clip" in centred.message
+    predictor.cfg.pad_mode = "repeat"  # a model trained with --pad repeat
+    out = classify(predictor, clips["short"])
     for fig in (out.spectrogram, out.saliency):
         ax = fig.axes[0]
         (shade,) = _hatched(ax)

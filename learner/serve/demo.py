@@ -169,8 +169,6 @@ def load_model(ref: str | None = None, *, backend: str = "auto", log: Log = _inf
     return ServedModel(Predictor.from_pretrained(str(folder), model_id=model_id, backend=backend), Path(folder))
 
 
-# --- one upload → what the page shows ------------------------------------------------------------------------
-
 
 @dataclass
 class DemoOutput:
@@ -271,7 +269,8 @@ def classify(predictor: Predictor, path: str | Path | None, *, top_k: int = 5, m
         where = f"the {cfg.duration:g} s clip the model saw"
         raw = d.samples
         scored = f"scored as one {cfg.duration:g} s clip (silence trimmed, centre crop / repeat-pad)"
-    padded = _padded_after(raw, cfg) if raw is not None else None
+    kept = _padded_after(raw, cfg) if raw is not None else None  # a short sound: repeated, or centred in silence
+    padded = kept if cfg.pad_mode == "repeat" else None
     explainer = explainer_for(predictor) if saliency else None
     sal = explainer(clip, target=top) if explainer is not None else None
     if saliency and sal is None:  # no torch model to differentiate (ONNX): ask the model with occluded copies
@@ -297,8 +296,9 @@ def classify(predictor: Predictor, path: str | Path | None, *, top_k: int = 5, m
     msg = (f"**{pred.label}** ({pred.score:.0%}) · `{name}`: {d.duration_s:.2f} s, {d.orig_sample_rate} Hz {ch} "
            f"({d.decoder}) → mono {cfg.sample_rate} Hz · {scored}.")
     if padded is not None:
-        rest = "is silence" if cfg.pad_mode == "zeros" else "repeats it"
-        msg += f" The sound lasts {padded:.2f} s; the rest of the {cfg.duration:g} s clip {rest} (shaded in the plots)."
+        msg += f" The sound lasts {padded:.2f} s; the rest of the {cfg.duration:g} s clip repeats it (shaded in the plots)."
+    elif kept is not None:
+        msg += f" The sound lasts {kept:.2f} s, centred in silence in the {cfg.duration:g} s clip."
     return DemoOutput(pred.as_dict(), spec_fig, sal_fig, tl_fig, msg)
 
 
