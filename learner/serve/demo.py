@@ -169,7 +169,6 @@ def load_model(ref: str | None = None, *, backend: str = "auto", log: Log = _inf
     return ServedModel(Predictor.from_pretrained(str(folder), model_id=model_id, backend=backend), Path(folder))
 
 
-
 @dataclass
 class DemoOutput:
     """What `classify` returns; `figures` are matplotlib figures (None = nothing to draw)."""
