@@ -31,7 +31,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.pretrained == "imagenet":  # before torch is even imported: offline fails in seconds, in one line
-        from learner.model.pretrained import fetch_imagenet
+        from learner.hub import fetch_imagenet
 
         fetch_imagenet(args.arch, archs()[args.arch])
     from learner.report.metrics import summary_line

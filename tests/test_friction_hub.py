@@ -75,7 +75,7 @@ def test_no_local_paths_in_the_published_card_or_config(hub_server, tmp_path):
                                          ("imagenet (timm/resnet18d.ra2_in1k)",
                                           "fine-tuned with fastai from imagenet (timm/resnet18d.ra2_in1k)")])
 def test_card_says_fine_tuned_only_when_it_was(tmp_path, start, words):
-    from learner.hub import model_card
+    from learner.card import model_card
 
     d = make_model_dir(tmp_path / "m")
     cfg = json.loads((d / "config.json").read_text())

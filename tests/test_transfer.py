@@ -20,7 +20,7 @@ def test_imagenet_file_is_mapped_and_the_body_stays_frozen_while_the_head_trains
 
     from learner.config import AudioConfig
     from learner.model import get_arch
-    from learner.train import TrainArgs, build_learner, prepare_data
+    from learner.train.fit import TrainArgs, build_learner, prepare_data
 
     src = timm.create_model(timm_name, pretrained=False).state_dict()  # random weights, timm's own layout
     weights = tmp_path / "imagenet.safetensors"
@@ -48,7 +48,8 @@ def test_imagenet_file_is_mapped_and_the_body_stays_frozen_while_the_head_trains
 
 def test_transfer_from_an_earshot_model_keeps_its_front_end(trained_model, four_class_dir, tmp_path):
     from learner.config import AudioConfig
-    from learner.train import TrainArgs, adopt_front_end
+    from learner.train.fit import TrainArgs
+    from learner.train.settings import adopt_front_end
 
     src_audio = json.loads((trained_model.model_dir / "config.json").read_text())["audio"]
     args = TrainArgs(data=str(four_class_dir), out=str(tmp_path / "m"), pretrained=str(trained_model.model_dir),
@@ -61,7 +62,7 @@ def test_transfer_from_an_earshot_model_keeps_its_front_end(trained_model, four_
 
 
 def test_small_sets_get_enough_steps():
-    from learner.train import batch_size, epochs_for
+    from learner.train.settings import batch_size, epochs_for
 
     assert batch_size(64, 2000) == 64 and batch_size(64, 50) == 8 and batch_size(32, 5) == 5
     assert epochs_for(10, 2000, 64, 200) == 10  # 31 steps an epoch: 10 epochs are plenty

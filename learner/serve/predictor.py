@@ -228,7 +228,7 @@ def decode_array(x: np.ndarray, rate: int | None, target_sr: int, max_duration_s
     """A signal in memory → `Decoded`, as if read from a file: integer PCM scaled to [-1, 1], channels
     averaged, resampled to `target_sr`. (samples, channels) and (channels, samples) are both taken: the
     shorter axis, when it has at most 8 entries, is the channels."""
-    from learner.audio import _clean, resample, to_mono
+    from learner.audio.decode import _clean, resample, to_mono
 
     label = "<array>"
     if rate is None:
