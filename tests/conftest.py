@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +40,19 @@ def trained_model(four_class_dir, tmp_path_factory):
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="module")
+def app_module(trained_model):
+    """`import app` with EARSHOT_MODEL pointing at the session's trained model (as a Space would set it)."""
+    old = os.environ.get("EARSHOT_MODEL")
+    os.environ["EARSHOT_MODEL"] = str(trained_model.model_dir)
+    sys.modules.pop("app", None)
+    try:
+        yield importlib.import_module("app")
+    finally:
+        sys.modules.pop("app", None)
+        if old is None:
+            os.environ.pop("EARSHOT_MODEL", None)
+        else:
+            os.environ["EARSHOT_MODEL"] = old

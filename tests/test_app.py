@@ -3,7 +3,6 @@ plus its library side (learner.serve.demo, learner.model.saliency) on the sessio
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import socket
@@ -31,22 +30,6 @@ def _clip(kind: str, path: Path, sr: int = SR, channels: int = 1, seconds: float
     data = np.stack([x, 0.8 * x], axis=1) if channels == 2 else x
     sf.write(path, data, sr, subtype="PCM_16")
     return path
-
-
-@pytest.fixture(scope="module")
-def app_module(trained_model):
-    """`import app` with EARSHOT_MODEL pointing at the session's trained model (as a Space would set it)."""
-    old = os.environ.get("EARSHOT_MODEL")
-    os.environ["EARSHOT_MODEL"] = str(trained_model.model_dir)
-    sys.modules.pop("app", None)
-    try:
-        yield importlib.import_module("app")
-    finally:
-        sys.modules.pop("app", None)
-        if old is None:
-            os.environ.pop("EARSHOT_MODEL", None)
-        else:
-            os.environ["EARSHOT_MODEL"] = old
 
 
 @pytest.fixture(scope="module")

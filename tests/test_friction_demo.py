@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,21 +11,6 @@ import soundfile as sf
 from tests.synthetic import make_sound
 
 SR = 16000
-
-
-@pytest.fixture(scope="module")
-def app_module(trained_model):
-    old = os.environ.get("EARSHOT_MODEL")
-    os.environ["EARSHOT_MODEL"] = str(trained_model.model_dir)
-    sys.modules.pop("app", None)
-    try:
-        yield importlib.import_module("app")
-    finally:
-        sys.modules.pop("app", None)
-        if old is None:
-            os.environ.pop("EARSHOT_MODEL", None)
-        else:
-            os.environ["EARSHOT_MODEL"] = old
 
 
 @pytest.fixture(scope="module")
