@@ -44,6 +44,9 @@ SETTINGS: dict[str, str] = {
     # the reference recipe's settings through earshot's pipeline
     "recipe-flags": "--sample-rate 16000 --n-fft 1024 --hop 256 --norm clip --mixup 0 --bs 64 --duration 1 "
                     "--spec-freq-mask 15 --spec-time-mask 20",
+    # the efficient family at the default settings (accuracy against CPU cost, issue #11 item 4)
+    "mobilenetv3": "--arch mobilenetv3_large_100",
+    "efficientnet_b0": "--arch efficientnet_b0",
 }
 
 
@@ -65,7 +68,7 @@ def build_set(name: str, out: Path) -> Path:
             df["split"] = ["valid" if _hash_frac("tune/" + g) < 0.25 else "train" for g in df["group"]]
     elif name == "synth":
         sys.path.insert(0, str(ROOT))
-        from learner.synth import ensure_spoken_digits
+        from learner.data.synth import ensure_spoken_digits
 
         src = ensure_spoken_digits(out / "data" / "spoken-digits-synth")
         df = pd.read_csv(src / "manifest.csv" if src.is_dir() else src, dtype=str)
