@@ -68,9 +68,11 @@ def main(argv: list[str] | None = None) -> int:
               "generated clips")
     if "int8" in rec:
         i8 = rec["int8"]
-        agree, on = i8["top1_agreement"], ("your calibration clips" if i8["agreement_on"] == "given" else "generated clips")
-        print(f"earshot: int8 top-1 agreement with float32 {agree:.1%} on {i8['agreement_clips']} {on}"
-              + ("" if agree >= 0.99 else " — below 99 %: calibrate on real clips (--calib DIR) or serve fp32"))
+        given = i8["agreement_on"] == "given"
+        advice = "serve model.onnx (fp32) instead" if given else "calibrate on real clips (--calib DIR) or serve fp32"
+        print(f"earshot: int8 top-1 agreement with float32 {i8['top1_agreement']:.1%} on {i8['agreement_clips']} "
+              f"{'of your calibration clips' if given else 'generated clips'}"
+              + ("" if i8["top1_agreement"] >= 0.99 else f" — below 99 %: {advice}"))
     return 0
 
 

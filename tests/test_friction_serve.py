@@ -203,7 +203,7 @@ def test_export_calib_skips_non_audio_and_measures_agreement_on_the_given_clips(
     assert f"earshot: warning: calibration: skipped {calib / 'tone' / 'notes.wav'}: " in err
     rec = json.loads((model / "config.json").read_text())["onnx"]["int8"]
     assert rec["calibration"] == "12 given clips" and rec["agreement_on"] == "given" and rec["agreement_clips"] == 12
-    assert "on 12 your calibration clips" in out
+    assert "on 12 of your calibration clips" in out
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         clips = calibration_clips(model, calib)
