@@ -17,6 +17,7 @@ from typing import Any
 
 from learner import __version__
 from learner.score.discover import Discovery, FileRef, discover
+from learner.score.paths import one_line
 from learner.score.rows import FILE_SCHEMA, WINDOW_SCHEMA, Item, backend_name, error_item, item_cost, load_item, score_batch
 from learner.score.store import PartStore, windows_output
 from learner.serve.predictor import Predictor
@@ -69,7 +70,8 @@ class ScoreSummary:
                             ("folder link(s) into folders already walked skipped", d.links_skipped),
                             ("folder(s) could not be read", d.unreadable_dirs)):
             if names:
-                out.append(f"{len(names)} {what}: {', '.join(names[:3])}{' …' if len(names) > 3 else ''}")
+                shown = ", ".join(one_line(n) for n in names[:3])
+                out.append(f"{len(names)} {what}: {shown}{' …' if len(names) > 3 else ''}")
         if d.duplicates:
             out.append(f"{d.duplicates} duplicate path(s) in the input scored once")
         return out

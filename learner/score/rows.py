@@ -16,6 +16,7 @@ import pyarrow as pa
 from learner import __version__
 from learner.audio import SCORE_MAX_BYTES, SCORE_MAX_S, AudioDecodeError, ClipPipeline, WindowPlan
 from learner.score.discover import FileRef
+from learner.score.paths import clean_text, path_hex, stored_path
 from learner.serve.predictor import Predictor
 
 TOP_K = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float32())]))
@@ -30,6 +31,7 @@ FILE_SCHEMA = pa.schema([
     ("events", EVENTS), ("error", pa.string()), ("decoder", pa.string()), ("file_size", pa.int64()),
     ("file_mtime_ns", pa.int64()), ("model_id", pa.string()), ("model_revision", pa.string()),
     ("scored_at", pa.timestamp("us", tz="UTC")), ("backend", pa.string()), ("earshot_version", pa.string()),
+    ("path_hex", pa.string()), ("warning", pa.string()),
 ])
 WINDOW_SCHEMA = pa.schema([("path", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()),
                            ("label", pa.string()), ("score", pa.float32())])
@@ -122,8 +124,9 @@ def score_batch(predictor: Predictor, items: list[Item], *, window: Window = Non
     rows: list[dict[str, Any]] = []
     wrows: dict[str, list] = {k: [] for k in WINDOW_SCHEMA.names}
     for j, it in enumerate(items):
-        row: dict[str, Any] = dict(path=it.ref.path, file_size=it.ref.size, file_mtime_ns=it.ref.mtime_ns,
-                                   error=it.error, duration_s=it.duration_s, sample_rate=it.sample_rate,
+        row: dict[str, Any] = dict(path=stored_path(it.ref.path), path_hex=path_hex(it.ref.path),
+                                   file_size=it.ref.size, file_mtime_ns=it.ref.mtime_ns, error=clean_text(it.error),
+                                   duration_s=it.duration_s, sample_rate=it.sample_rate,
                                    channels=it.channels, decoder=it.decoder, model_id=predictor.model_id,
                                    model_revision=predictor.revision or None, scored_at=scored_at,
                                    backend=backend_name(predictor), earshot_version=__version__)
@@ -139,7 +142,7 @@ def score_batch(predictor: Predictor, items: list[Item], *, window: Window = Non
                 if window is not None:
                     top, top_s = wp.argmax(axis=1), wp.max(axis=1)
                     ends = np.minimum(starts + window[0], it.duration_s or 0.0)
-                    wrows["path"] += [it.ref.path] * n_win
+                    wrows["path"] += [row["path"]] * n_win
                     wrows["start_s"] += starts.tolist()
                     wrows["end_s"] += np.maximum(ends, starts).tolist()
                     wrows["label"] += [classes[i] for i in top.tolist()]

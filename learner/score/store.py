@@ -25,6 +25,7 @@ from typing import Any
 import pyarrow as pa
 
 from learner.modeldir import write_json
+from learner.score.paths import original_path, stored_path
 from learner.score.writers import WRITERS
 
 META = "_earshot_score.json"
@@ -80,6 +81,11 @@ class _PartWriter:
     def close(self) -> None:
         self._w.close()
         _fsync(self.path)
+
+
+def _hex_column(t: pa.Table) -> list[str | None]:
+    """`path_hex` of a part (parts written before it existed have none: all names were UTF-8 there)."""
+    return t["path_hex"].to_pylist() if "path_hex" in t.column_names else [None] * t.num_rows
 
 
 def read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
@@ -164,9 +170,12 @@ class PartStore:
                 p.unlink()  # killed between the two renames: its files are not in OUT, so they are scored again
         done: dict[str, tuple[int, int, bool]] = {}
         for p in parts.values():
-            t = read_part(p, list(KEY_COLUMNS))
-            for path, size, mtime, err in zip(*(t[c].to_pylist() for c in KEY_COLUMNS)):
-                done[path] = (int(size), int(mtime), err is not None)
+            try:
+                t = read_part(p, list(KEY_COLUMNS) + ["path_hex"])
+            except (pa.ArrowInvalid, KeyError):  # a part written before `path_hex` existed
+                t = read_part(p, list(KEY_COLUMNS))
+            for path, size, mtime, err, raw in zip(*(t[c].to_pylist() for c in KEY_COLUMNS), _hex_column(t)):
+                done[original_path(path, raw)] = (int(size), int(mtime), err is not None)
             self.committed_rows += t.num_rows
         self.next_index = max(parts, default=-1) + 1
         return done
@@ -179,15 +188,16 @@ class PartStore:
 
         dropped = 0
         wparts = self._parts(windows_output(self.out))
+        shown = pa.array(sorted({stored_path(p) for p in paths}), pa.string())  # window rows carry `path` only
         for i, p in sorted(self._parts(self.out).items()):
             t = read_part(p)
-            keep = pc.invert(pc.is_in(t["path"], pa.array(sorted(paths), pa.string())))
+            keep = pa.array([original_path(a, h) not in paths for a, h in zip(t["path"].to_pylist(), _hex_column(t))])
             n = t.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
             if not n:
                 continue
             if i in wparts:  # windows first: a kill in between leaves stale file rows, which resume drops again
                 wt = read_part(wparts[i])
-                self._rewrite(wparts[i], wt.filter(pc.invert(pc.is_in(wt["path"], pa.array(sorted(paths), pa.string())))))
+                self._rewrite(wparts[i], wt.filter(pc.invert(pc.is_in(wt["path"], shown))))
             self._rewrite(p, t.filter(keep))
             dropped += n
         self.committed_rows -= dropped

@@ -1,0 +1,129 @@
+"""Hostile input and faults (issue 13): names that are not UTF-8, outputs that are not ours, bad model
+folders, lying headers, a full disk. Each test fails on the code before the fix."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from learner.score.local import ScoreOptions, score
+from learner.score.paths import one_line, original_path
+from learner.serve.predictor import Predictor
+from tests.synthetic import make_sound
+
+SR = 16000
+
+
+def save_untrained(folder: Path, classes: list[str], arch: str = "xresnet18") -> Path:
+    """A real model folder with random weights: enough for paths, rows and validation (no training wait)."""
+    import torch
+
+    from learner.config import AudioConfig
+    from learner.model import create_model, get_arch
+    from learner.modeldir import save_model_dir
+    from tests.conftest import SMALL_AUDIO
+
+    torch.manual_seed(0)
+    cfg = AudioConfig(**SMALL_AUDIO)
+    net = create_model(arch, len(classes), cfg).eval()
+    return save_model_dir(folder, net.state_dict(), {"arch": arch, "input": get_arch(arch).input,
+                                                     "classes": classes, "audio": cfg.to_dict()})
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return save_untrained(tmp_path_factory.mktemp("model") / "untrained", ["chirp", "clicks", "noise", "tone"])
+
+
+@pytest.fixture(scope="module")
+def predictor(model_dir):
+    return Predictor.from_dir(model_dir, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def tone_bytes(tmp_path_factory) -> bytes:
+    path = tmp_path_factory.mktemp("tone") / "tone.wav"
+    sf.write(path, make_sound("tone", SR, 1.0, np.random.default_rng(3)), SR)
+    return path.read_bytes()
+
+
+@pytest.fixture
+def odd_names(tmp_path, tone_bytes) -> Path:
+    """A folder of the same clip under names a UTF-8 pipeline chokes on (written through bytes paths)."""
+    d = tmp_path / "odd"
+    d.mkdir()
+    for name in (b"good.wav", b"bad_\xff.wav", b"bad_\\xff.wav", b"two\nlines.wav", b"tab\there.wav"):
+        with open(os.fsencode(d) + b"/" + name, "wb") as f:
+            f.write(tone_bytes)
+    return d
+
+
+def _utf8(text: str) -> str:
+    text.encode("utf-8")  # raises on a lone surrogate
+    return text
+
+
+def test_undecodable_name_gets_its_row_and_resume_is_exact(predictor, odd_names, tmp_path):
+    out = tmp_path / "scores.parquet"
+    s = score([odd_names], predictor, ScoreOptions(str(out), workers=1, progress=False))
+    assert (s.scored, s.failed) == (5, 0)
+    rows = pq.read_table(out).to_pylist()
+    by_raw = {os.fsencode(original_path(r["path"], r["path_hex"])): r for r in rows}
+    assert sorted(Path(os.fsdecode(p)).name for p in by_raw) == sorted(os.listdir(odd_names))
+    bad = by_raw[os.fsencode(odd_names) + b"/bad_\xff.wav"]
+    literal = by_raw[os.fsencode(odd_names) + b"/bad_\\xff.wav"]
+    # the same text shown, told apart by path_hex (null for a valid UTF-8 name)
+    assert bad["path"] == literal["path"] == str(odd_names / "bad_\\xff.wav")
+    assert bytes.fromhex(bad["path_hex"]).endswith(b"bad_\xff.wav") and literal["path_hex"] is None
+    assert bad["label"] == literal["label"] == predictor.predict(str(odd_names / "good.wav")).label
+    assert bad["error"] is None
+    again = score([odd_names], predictor, ScoreOptions(str(out), workers=1, progress=False, resume=True))
+    assert (again.scored, again.skipped) == (0, 5)
+    bad_path = os.fsdecode(os.fsencode(odd_names) + b"/bad_\xff.wav")
+    os.utime(bad_path, ns=(1, 1))  # changed: its one row is replaced, the others stay
+    third = score([odd_names], predictor, ScoreOptions(str(out), workers=1, progress=False, resume=True))
+    assert (third.scored, third.skipped, third.dropped) == (1, 4, 1)
+    rows = pq.read_table(out).to_pylist()
+    assert len(rows) == 5 and sum(r["path_hex"] is not None for r in rows) == 1
+    for line in third.lines():
+        _utf8(line)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_undecodable_name_in_text_formats(predictor, odd_names, tmp_path, fmt):
+    from learner.score.store import read_results
+
+    out = tmp_path / f"scores.{fmt}"
+    s = score([odd_names], predictor, ScoreOptions(str(out), fmt=fmt, workers=1, progress=False))
+    assert (s.scored, s.failed) == (5, 0)
+    t = read_results(out)
+    assert sorted(t["path_hex"].to_pylist(), key=str).count(None) == 4
+    again = score([odd_names], predictor, ScoreOptions(str(out), fmt=fmt, workers=1, progress=False, resume=True))
+    assert again.skipped == 5
+
+
+def test_predict_json_and_text_lines_survive_odd_names(model_dir, odd_names, capsys):
+    from jobs.predict import main
+
+    files = sorted(str(p) for p in odd_names.iterdir())
+    files.append(os.fsdecode(os.fsencode(odd_names) + b"/missing_\xfe.wav"))
+    assert main([*files, "--model", str(model_dir), "--json"]) == 1
+    out = capsys.readouterr()
+    rows = [json.loads(line) for line in out.out.splitlines()]
+    assert len(rows) == 6
+    for r in rows:
+        _utf8(json.dumps(r, ensure_ascii=False))
+    assert [original_path(r["path"], r.get("path_hex")) for r in rows] == files
+    assert rows[-1]["error"] and rows[-1]["path_hex"]
+    assert main([*files[:-1], "--model", str(model_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 5  # a newline in a name does not split its line
+    assert [ln.split("\t")[0] for ln in lines] == [one_line(f) for f in files[:-1]]
+    assert any(ln.startswith(str(odd_names / "two\\nlines.wav")) for ln in lines)
+    assert len(set(ln.split("\t")[0] for ln in lines)) == 5  # bad_\xff and the literal bad_\\xff differ
