@@ -127,3 +127,98 @@ def test_predict_json_and_text_lines_survive_odd_names(model_dir, odd_names, cap
     assert [ln.split("\t")[0] for ln in lines] == [one_line(f) for f in files[:-1]]
     assert any(ln.startswith(str(odd_names / "two\\nlines.wav")) for ln in lines)
     assert len(set(ln.split("\t")[0] for ln in lines)) == 5  # bad_\xff and the literal bad_\\xff differ
+
+
+# --- item 3: --overwrite deletes only what the job wrote; --resume only continues an earshot output ----------
+def _store(out: Path, windows: bool = False):
+    from learner.score.rows import FILE_SCHEMA, WINDOW_SCHEMA
+    from learner.score.store import PartStore
+
+    return PartStore(out, "parquet", FILE_SCHEMA, WINDOW_SCHEMA if windows else None, part_rows=2)
+
+
+def _rows(names: list[str]):
+    import pyarrow as pa
+
+    from learner.score.rows import FILE_SCHEMA, WINDOW_SCHEMA
+
+    files = pa.Table.from_pylist([{"path": n, "file_size": 1, "file_mtime_ns": 1, "label": "x"} for n in names],
+                                 schema=FILE_SCHEMA)
+    wins = pa.Table.from_pylist([{"path": n, "start_s": 0.0, "end_s": 1.0} for n in names], schema=WINDOW_SCHEMA)
+    return files, wins
+
+
+META = {"format": "parquet", "model_id": "m"}
+
+
+def _write_output(out: Path, windows: bool = True, n: int = 5) -> None:
+    s = _store(out, windows)
+    s.open(META)
+    for i in range(n):
+        s.add(*_rows([f"/a/{i}.wav"]))
+    s.commit()
+
+
+def test_overwrite_replaces_its_own_output_even_after_a_kill(tmp_path):
+    from learner.score.store import read_results, windows_output
+
+    out = tmp_path / "scores.parquet"
+    _write_output(out)
+    assert len(list(out.glob("part-*.parquet"))) == 3 and read_results(out, windows=True).num_rows == 5
+    (out / ".part-00009.parquet.tmp").write_bytes(b"half")  # named like ours, but the metadata never listed it
+    (out / "._earshot_score.json.abc123.tmp").write_text("{")  # a full disk mid-write of the metadata
+    with pytest.raises(FileExistsError, match="part-00009"):  # not listed: not provably ours
+        _store(out, True).open(META, overwrite=True)
+    (out / ".part-00009.parquet.tmp").unlink()
+    s = _store(out, True)
+    assert s.open(META, resume=True).keys() == {f"/a/{i}.wav" for i in range(5)}
+    s.add(*_rows(["/a/x.wav"]))  # a kill mid-part: the temp part was listed before it was created
+    assert (out / ".part-00003.parquet.tmp").is_file()
+    _store(out, True).open(META, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["_earshot_score.json"]
+    assert list(windows_output(out).iterdir()) == []
+
+
+def test_overwrite_refuses_what_is_not_its_own(tmp_path):
+    from learner.score.ownership import NotOurOutputError
+    from learner.score.store import windows_output
+
+    notes = tmp_path / "notes.csv"
+    notes.write_text("my notes")
+    with pytest.raises(NotOurOutputError, match="notes.csv: is a file"):
+        _store(notes).open(META, overwrite=True)
+    assert notes.read_text() == "my notes"
+    out = tmp_path / "scores.parquet"
+    _write_output(out)
+    (out / "part-00000.parquet").unlink()
+    (out / "part-00000.parquet").mkdir()  # a folder named like a part, with the user's files in it
+    (out / "part-00000.parquet" / "mine.wav").write_bytes(b"user data")
+    with pytest.raises(NotOurOutputError, match="part-00000.parquet"):
+        _store(out, True).open(META, overwrite=True)
+    assert (out / "part-00000.parquet" / "mine.wav").read_bytes() == b"user data"
+    assert (out / "part-00001.parquet").is_file()  # nothing deleted before refusing
+    other = tmp_path / "b.parquet"
+    _write_output(other, windows=False)
+    windows_output(other).write_text("a user file where the windows folder would go")
+    with pytest.raises(NotOurOutputError, match="b.windows.parquet: is a file"):
+        _store(other, True).open(META, overwrite=True)
+    assert windows_output(other).is_file() and (other / "part-00000.parquet").is_file()
+    plain = tmp_path / "folder"
+    plain.mkdir()
+    (plain / "keep.txt").write_text("x")
+    for kw in ({"overwrite": True}, {"resume": True}):
+        with pytest.raises(NotOurOutputError, match="not an earshot scoring output"):
+            _store(plain).open(META, **kw)
+    assert sorted(p.name for p in plain.iterdir()) == ["keep.txt"]
+
+
+def test_overwrite_of_a_symlink_is_one_line(model_dir, tmp_path):
+    from jobs.score import main
+
+    real = tmp_path / "real"
+    _write_output(real)
+    link = tmp_path / "link.parquet"
+    link.symlink_to(real, target_is_directory=True)
+    with pytest.raises(FileExistsError, match="symbolic link") as e:
+        main([str(tmp_path), "--model", str(model_dir), "--out", str(link), "--overwrite", "--quiet"])
+    assert "\n" not in str(e.value) and link.is_symlink() and (real / "part-00000.parquet").is_file()

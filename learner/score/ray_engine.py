@@ -158,6 +158,7 @@ def score_ray(inputs: list[str | Path], model_ref: str, opts: ScoreOptions, ropt
     decoders = ropts.decoders or max(1, cpus // 4)
     actors = ropts.actors or (gpus or max(1, int((cpus - decoders) // ropts.actor_cpus)))
     staging = store.out / f".ray-staging-{uuid.uuid4().hex[:8]}"
+    store.claim(staging.name)  # listed before it exists: --overwrite / --resume may then remove it
     start = time.perf_counter()
     try:
         for lo in range(0, len(todo), max(1, ropts.chunk)):
