@@ -77,11 +77,16 @@ def read_config(folder: Path) -> dict[str, Any]:
         raise ModelDirError(f"{folder}: not an earshot model directory (no {CONFIG})")
     try:
         cfg = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelDirError(f"{path}: invalid JSON ({e})") from None
+    if not isinstance(cfg, dict):
+        raise ModelDirError(f"{path}: must hold a JSON object")
     for key in ("arch", "classes", "audio"):
         if key not in cfg:
             raise ModelDirError(f"{path}: missing {key!r}")
+    from learner.serve.validate import check_config
+
+    check_config(cfg, path)  # one clear error per broken value, before anything is built from it
     return cfg
 
 
@@ -98,6 +103,12 @@ def load_model_dir(folder: Path) -> tuple[dict[str, Any], dict]:
         sd = load_file(str(weights))
     except Exception as e:
         raise ModelDirError(f"{weights}: unreadable weights ({e})") from None
+    import torch
+
+    broken = [k for k, t in sd.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if broken:
+        raise ModelDirError(f"{weights}: {len(broken)} tensor(s) hold NaN or infinite values ({', '.join(broken[:3])}"
+                            f"{' …' if len(broken) > 3 else ''}); the model would predict nothing meaningful")
     return cfg, sd
 
 

@@ -222,3 +222,73 @@ def test_overwrite_of_a_symlink_is_one_line(model_dir, tmp_path):
     with pytest.raises(FileExistsError, match="symbolic link") as e:
         main([str(tmp_path), "--model", str(model_dir), "--out", str(link), "--overwrite", "--quiet"])
     assert "\n" not in str(e.value) and link.is_symlink() and (real / "part-00000.parquet").is_file()
+
+
+# --- item 6: model folders are validated on load ------------------------------------------------------------
+def _with_config(src: Path, dst: Path, **changes) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    cfg = json.loads((dst / "config.json").read_text())
+    for key, value in changes.items():
+        if key.startswith("audio."):
+            cfg["audio"][key[6:]] = value
+        elif value is ...:
+            cfg.pop(key)
+        else:
+            cfg[key] = value
+    (dst / "config.json").write_text(json.dumps(cfg))
+    return dst
+
+
+BAD_CONFIGS = {
+    "classes-string": ({"classes": "wxyz"}, "'classes' must be a list of class names"),
+    "classes-duplicate": ({"classes": ["a", "b", "a", "c"]}, "names 'a' twice"),
+    "classes-empty-name": ({"classes": ["a", " ", "b", "c"]}, r"'classes'\[1\] must be a non-empty name"),
+    "classes-million": ({"classes": [f"c{i}" for i in range(1_000_000)]}, "1 to 20000 names"),
+    "classes-none": ({"classes": []}, "1 to 20000 names"),
+    "sample-rate-text": ({"audio.sample_rate": "22050"}, "'audio.sample_rate' must be a whole number"),
+    "sample-rate-huge": ({"audio.sample_rate": 10**9}, "'audio.sample_rate'"),
+    "duration-1e7": ({"audio.duration": 1e7}, "'audio.duration' must be a number from 0.001 to 600"),
+    "duration-nan": ({"audio.duration": float("nan")}, "'audio.duration'"),
+    "n-mels-bool": ({"audio.n_mels": True}, "'audio.n_mels' must be a whole number"),
+    "norm-unknown": ({"audio.norm": "loud"}, "norm must be"),
+    "arch-missing": ({"arch": ...}, "missing 'arch'"),
+    "task-unknown": ({"task": "both"}, "'task' must be one of single, multi"),
+    "thresholds-range": ({"thresholds": {"tone": 1.5}}, r"'thresholds'\['tone'\] must be a number from 0 to 1"),
+    "thresholds-unknown-class": ({"thresholds": {"cat": 0.5}}, "'cat', which is not one of 'classes'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_bad_model_config_is_one_clear_error(model_dir, tmp_path, case):
+    from learner.modeldir import ModelDirError
+
+    changes, message = BAD_CONFIGS[case]
+    folder = _with_config(model_dir, tmp_path / case, **changes)
+    with pytest.raises(ModelDirError, match=message) as e:
+        Predictor.from_dir(folder)
+    assert str(folder / "config.json") in str(e.value) and "\n" not in str(e.value)
+
+
+def test_config_of_newer_versions_and_multi_label_keys_still_load(model_dir, tmp_path):
+    folder = _with_config(model_dir, tmp_path / "newer", task="multi", thresholds={"tone": 0.3, "noise": 1},
+                          some_future_key={"x": 1})
+    assert Predictor.from_dir(folder).classes == ["chirp", "clicks", "noise", "tone"]
+
+
+def test_nan_weights_are_refused(model_dir, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from learner.modeldir import ModelDirError
+
+    folder = tmp_path / "nan"
+    shutil.copytree(model_dir, folder)
+    sd = load_file(str(folder / "model.safetensors"))
+    key = next(k for k, t in sd.items() if t.is_floating_point() and t.numel() > 1)
+    sd[key][0] = float("nan")
+    save_file(sd, str(folder / "model.safetensors"))
+    with pytest.raises(ModelDirError, match=f"1 tensor\\(s\\) hold NaN or infinite values \\({key}\\)"):
+        Predictor.from_dir(folder)
