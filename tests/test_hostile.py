@@ -292,3 +292,51 @@ def test_nan_weights_are_refused(model_dir, tmp_path):
     save_file(sd, str(folder / "model.safetensors"))
     with pytest.raises(ModelDirError, match=f"1 tensor\\(s\\) hold NaN or infinite values \\({key}\\)"):
         Predictor.from_dir(folder)
+
+
+# --- item 4: audio lost without a word: a `warning` column, too-short files, chained Ogg ----------------------
+def test_truncated_and_tiny_files_are_told_not_scored_confidently(predictor, tmp_path):
+    import struct
+
+    from tests.audio_corpus import _chained_ogg, tone
+
+    d = tmp_path / "in"
+    d.mkdir()
+    full = tmp_path / "full.wav"
+    sf.write(full, tone(SR, 3.0), SR, subtype="PCM_16")
+    data = full.read_bytes()
+    (d / "truncated_1ms.wav").write_bytes(data[: 44 + 32])  # header says 3 s, 16 samples left
+    (d / "truncated_half.wav").write_bytes(data[: 44 + SR])  # 0.5 s left: scored, with a warning
+    inflated = bytearray(data[: 44 + 2 * SR])
+    struct.pack_into("<I", inflated, 40, 2**31)  # the header claims 2^31 bytes of frames over 1 s
+    (d / "inflated.wav").write_bytes(bytes(inflated))
+    sf.write(d / "one_sample.wav", np.full(1, 0.5, np.float32), SR)
+    sf.write(d / "fine.wav", tone(SR, 1.0), SR)
+    _chained_ogg(d / "chained.ogg", [tone(SR, 0.5), tone(SR, 2.0), tone(SR, 0.5)])
+    out = tmp_path / "scores.parquet"
+    s = score([d], predictor, ScoreOptions(str(out), workers=1, progress=False, min_duration_s=0.05))
+    rows = {Path(r["path"]).name: r for r in pq.read_table(out).to_pylist()}
+    assert (s.scored, s.failed) == (4, 2)
+    r = rows["truncated_1ms.wav"]
+    assert r["warning"] == "truncated: header says 3 s, file holds 0.001 s"
+    assert r["error"] == "too short to classify: 0.001 s of audio, the minimum is 0.05 s" and r["label"] is None
+    assert rows["one_sample.wav"]["error"].startswith("too short to classify: 6.25e-05 s")
+    assert rows["truncated_half.wav"]["warning"] == "truncated: header says 3 s, file holds 0.5 s"
+    assert rows["truncated_half.wav"]["label"] is not None and rows["truncated_half.wav"]["error"] is None
+    assert rows["inflated.wav"]["warning"].startswith("truncated: header says 6.711e+04 s, file holds 1 s")
+    assert rows["fine.wav"]["warning"] is None
+    assert rows["chained.ogg"]["duration_s"] == pytest.approx(3.0, abs=1e-3) and rows["chained.ogg"]["error"] is None
+
+
+def test_chained_ogg_decodes_every_link_sample_exactly(tmp_path):
+    from learner.audio import decode, probe
+    from tests.audio_corpus import _chained_ogg, tone
+
+    parts = [tone(SR, 0.5, freq=440.0), tone(SR, 1.5, freq=880.0), tone(SR, 0.25, freq=220.0)]
+    path = _chained_ogg(tmp_path / "chain.ogg", parts)
+    whole = decode(path)
+    assert whole.duration_s == pytest.approx(2.25, abs=1e-4) and whole.warning is None
+    mid = decode(path, offset_s=0.5, duration_s=1.5).samples  # exactly the second link: 880 Hz
+    spectrum = np.abs(np.fft.rfft(mid))
+    assert np.argmax(spectrum) * SR / mid.size == pytest.approx(880, abs=2)
+    assert probe(path).duration_s == pytest.approx(2.25, abs=1e-4)
