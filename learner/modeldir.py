@@ -46,8 +46,16 @@ def write_json(path: Path, obj: Any) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
         f.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a served model must be readable by other users
+    chmod_like_new_file(tmp)  # mkstemp makes it 0600; a served model must be readable by other users
     os.replace(tmp, path)
+
+
+def chmod_like_new_file(path: Path | str) -> None:
+    """Give `path` the mode `open()` would (0666 less the umask): writers that go through a private temp
+    file (mkstemp, safetensors) otherwise leave 0600, which another user (a service account) cannot serve."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _json_default(o: Any) -> Any:
@@ -66,6 +74,7 @@ def save_model_dir(folder: Path, state_dict: dict, config: dict[str, Any]) -> Pa
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     save_file(tensors, str(folder / WEIGHTS), metadata={"format": "pt", "arch": str(config.get("arch", ""))})
+    chmod_like_new_file(folder / WEIGHTS)
     write_json(folder / CONFIG, config)
     return folder
 

@@ -340,3 +340,15 @@ def test_chained_ogg_decodes_every_link_sample_exactly(tmp_path):
     spectrum = np.abs(np.fft.rfft(mid))
     assert np.argmax(spectrum) * SR / mid.size == pytest.approx(880, abs=2)
     assert probe(path).duration_s == pytest.approx(2.25, abs=1e-4)
+
+
+# --- item 7: a saved model is readable like any file the user writes -----------------------------------------
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_model_files_follow_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        folder = save_untrained(tmp_path / "m", ["a", "b"])
+    finally:
+        os.umask(old)
+    for name in ("model.safetensors", "config.json"):
+        assert (folder / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
