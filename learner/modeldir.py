@@ -43,11 +43,15 @@ def write_json(path: Path, obj: Any) -> None:
     """Sorted, indented JSON written atomically (temp file + rename), so a crash never leaves half a file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
-        f.write("\n")
-    chmod_like_new_file(tmp)  # mkstemp makes it 0600; a served model must be readable by other users
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
+            f.write("\n")
+        chmod_like_new_file(tmp)  # mkstemp makes it 0600; a served model must be readable by other users
+        os.replace(tmp, path)
+    except BaseException:  # a full disk: no half-written temp file may stay behind
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def chmod_like_new_file(path: Path | str) -> None:

@@ -352,3 +352,48 @@ def test_model_files_follow_the_umask(tmp_path, umask):
         os.umask(old)
     for name in ("model.safetensors", "config.json"):
         assert (folder / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+# --- item 5: a full disk is one line; nothing half-written stays; committed parts and resume stay exact -------
+def test_disk_full_mid_run_and_at_the_start(predictor, tone_bytes, tmp_path, monkeypatch):
+    import errno
+
+    import learner.modeldir
+    from learner.score import store as store_mod
+    from learner.score.store import read_results
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(12):
+        (src / f"{i:02d}.wav").write_bytes(tone_bytes)
+    out = tmp_path / "scores.parquet"
+    real_write, calls = store_mod._PartWriter.write, []
+
+    def write_until_full(self, table):
+        calls.append(1)
+        if len(calls) > 5:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+        real_write(self, table)
+
+    monkeypatch.setattr(store_mod._PartWriter, "write", write_until_full)
+    opts = dict(workers=1, progress=False, batch_size=2, part_rows=4)
+    with pytest.raises(RuntimeError, match="no space left on the device writing .*; the parts already committed"):
+        score([src], predictor, ScoreOptions(str(out), **opts))
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    kept = read_results(out)
+    assert 0 < kept.num_rows < 12
+    monkeypatch.setattr(store_mod._PartWriter, "write", real_write)
+    s = score([src], predictor, ScoreOptions(str(out), resume=True, **opts))
+    assert s.skipped == kept.num_rows and s.scored == 12 - kept.num_rows
+    assert sorted(read_results(out)["path"].to_pylist()) == sorted(str(p) for p in src.iterdir())
+
+    def dump_nothing(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(learner.modeldir.json, "dump", dump_nothing)  # full at the start: the metadata
+    with pytest.raises(RuntimeError, match="no space left on the device"):
+        score([src], predictor, ScoreOptions(str(out), overwrite=True, **opts))
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.undo()
+    score([src], predictor, ScoreOptions(str(out), overwrite=True, **opts))  # nothing left behind refuses it
+    assert read_results(out).num_rows == 12

@@ -29,7 +29,7 @@ from learner.score.rows import (
     load_item,
     score_batch,
 )
-from learner.score.store import PartStore, windows_output
+from learner.score.store import PartStore, out_of_space, windows_output
 from learner.serve.predictor import Predictor
 
 
@@ -138,7 +138,18 @@ def _progress(total: int, enabled: bool, unit: str = "file"):
 
 
 def score(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) -> ScoreSummary:
-    """Score every audio file named by `inputs` into `opts.output` with local decoding processes."""
+    """Score every audio file named by `inputs` into `opts.output` with local decoding processes.
+    A full disk is one RuntimeError; committed parts stay and `resume` continues exactly."""
+    try:
+        return _score(inputs, predictor, opts)
+    except OSError as e:
+        full = out_of_space(opts.output, e)
+        if full is None:
+            raise
+        raise full from e
+
+
+def _score(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) -> ScoreSummary:
     from learner.score.pool import DecodePool
 
     todo, store, summary = plan(inputs, predictor, opts)

@@ -15,6 +15,7 @@ resume, and its files are scored again.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -82,6 +83,15 @@ class _PartWriter:
 def _hex_column(t: pa.Table) -> list[str | None]:
     """`path_hex` of a part (parts written before it existed have none: all names were UTF-8 there)."""
     return t["path_hex"].to_pylist() if "path_hex" in t.column_names else [None] * t.num_rows
+
+
+def out_of_space(out: Path | str, e: OSError) -> RuntimeError | None:
+    """The one-line error for a full disk (or quota) while writing `out`; None for other OS errors."""
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    where = f" writing {e.filename}" if e.filename else ""
+    return RuntimeError(f"{out}: no space left on the device{where}; the parts already committed are kept: "
+                        "free some space and run again with resume=True")
 
 
 def read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
@@ -251,11 +261,15 @@ class PartStore:
         if self._cur is None:
             return
         fw, ww = self._cur
-        self._cur = None
         name = f"part-{self.next_index:05d}.{self.fmt}"
-        fw.close()
-        if ww is not None:
-            ww.close()
+        try:
+            fw.close()
+            if ww is not None:
+                ww.close()
+        except BaseException:  # a full disk at the last write: no temp part may stay behind
+            self.abandon()
+            raise
+        self._cur = None
         if fw.rows == 0:
             fw.path.unlink()
             if ww is not None:
