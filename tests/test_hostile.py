@@ -397,3 +397,22 @@ def test_disk_full_mid_run_and_at_the_start(predictor, tone_bytes, tmp_path, mon
     monkeypatch.undo()
     score([src], predictor, ScoreOptions(str(out), overwrite=True, **opts))  # nothing left behind refuses it
     assert read_results(out).num_rows == 12
+
+
+# --- item 10: the demo does not keep every upload forever ------------------------------------------------------
+def test_demo_deletes_old_uploads(model_dir, monkeypatch):
+    import importlib
+    import sys
+
+    from learner.serve.demo import ServedModel
+
+    monkeypatch.setenv("EARSHOT_MODEL", str(model_dir))
+    sys.modules.pop("app", None)
+    try:
+        app = importlib.import_module("app")
+        blocks = app.build_demo(ServedModel(Predictor.from_dir(model_dir), model_dir))
+    finally:
+        sys.modules.pop("app", None)
+    every, older_than = blocks.delete_cache
+    assert 0 < every <= 3600 and 0 < older_than <= 3600  # uploads, refused ones included, go within the hour
+    assert blocks.upload_file_set in blocks.temp_file_sets  # what Gradio's cache deletion sweeps
