@@ -65,6 +65,9 @@ def _served() -> ServedModel:
         raise
 
 
+UPLOAD_CACHE_S = (600, 900)  # gr.Blocks(delete_cache=(every s, older than s))
+
+
 def build_demo(served: ServedModel) -> gr.Blocks:
     """The page for one loaded model (tests build it around their own model)."""
     predictor = served.predictor
@@ -82,7 +85,8 @@ def build_demo(served: ServedModel) -> gr.Blocks:
 
     n = len(predictor.classes)
     shown = ", ".join(predictor.classes[:12]) + (" …" if n > 12 else "")
-    with gr.Blocks(title="earshot", analytics_enabled=False) as demo:
+    # uploads (refused ones too) live in Gradio's temp folder: every 10 min, delete those older than 15 min
+    with gr.Blocks(title="earshot", analytics_enabled=False, delete_cache=UPLOAD_CACHE_S) as demo:
         invite = f"Say {', '.join(predictor.classes[:-1])} or {predictor.classes[-1]}." if n <= 12 else ""
         gr.Markdown(f"# earshot · audio classifier\n`{strip_local_paths(predictor.model_id)}` · {predictor.arch} · "
                     f"{n} classes: {shown}. {invite}")

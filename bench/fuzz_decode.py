@@ -112,7 +112,7 @@ def call_for(rng: random.Random) -> dict:
 
 
 def run_call(data: bytes, call: dict, scratch: Path) -> object:
-    from learner.audio.decode import decode, probe
+    from learner.audio import decode, probe
 
     src: bytes | Path = data
     if "path_ext" in call:

@@ -49,11 +49,15 @@ def expand(items: list[str]) -> tuple[list[str], list[str]]:
 
 
 def result_row(path: str, r=None, error: str | None = None) -> dict:
-    """One JSON line: the keys of jobs.score's parquet rows (path, label, score, top_k, ..., error)."""
+    """One JSON line: the keys of jobs.score's parquet rows (path, label, score, top_k, ..., error); a name
+    that is not UTF-8 is written as jobs.score writes it (`path` with `\\xNN`, plus `path_hex`)."""
+    from learner.score.paths import clean_text, path_hex, stored_path
+
+    name = {"path": stored_path(path), **({"path_hex": raw} if (raw := path_hex(path)) else {})}
     if r is None:
-        return {"path": path, "label": None, "score": None, "top_k": [], "duration_s": None, "n_windows": 0,
-                "error": error}
-    return {"path": path, "label": r.label, "score": round(r.score, 6),
+        return {**name, "label": None, "score": None, "top_k": [], "duration_s": None, "n_windows": 0,
+                "error": clean_text(error)}
+    return {**name, "label": r.label, "score": round(r.score, 6),
             "top_k": [{"label": lab, "score": round(s, 6)} for lab, s in zip(r.labels, r.scores)],
             "duration_s": round(r.duration_s, 3), "n_windows": len(r.window_starts) or 1, "error": None}
 
@@ -68,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
     from learner.audio.decode import AudioDecodeError
+    from learner.score.paths import one_line
     from learner.serve.predictor import Predictor
 
     files, empty = expand(items)
@@ -81,14 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         except (AudioDecodeError, OSError) as e:
             failed += 1
             reason = getattr(e, "reason", None) or (e.strerror if isinstance(e, OSError) and e.strerror else str(e))
-            print(f"earshot: {e if path in str(e) else f'{path}: {e}'}", file=sys.stderr, flush=True)
+            print(f"earshot: {one_line(str(e) if path in str(e) else f'{path}: {e}')}", file=sys.stderr, flush=True)
             if args.json:
                 print(json.dumps(result_row(path, error=reason)), flush=True)
             continue
         if args.json:
             line = json.dumps(result_row(path, r))
         else:
-            line = f"{path}\t" + "  ".join(f"{lab} {s:.3f}" for lab, s in zip(r.labels, r.scores))
+            line = f"{one_line(path)}\t" + "  ".join(f"{lab} {s:.3f}" for lab, s in zip(r.labels, r.scores))
         print(line, flush=True)
     if failed and not args.quiet:
         print(f"earshot: {failed} of {len(files)} file(s) failed", file=sys.stderr)

@@ -49,6 +49,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="model inputs per forward pass")
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPU count - 1)")
     p.add_argument("--decode-timeout", type=float, default=120.0, help="seconds one file may take to decode")
+    p.add_argument("--min-duration", type=float, default=0.05,
+                   help="seconds of audio a file needs; shorter files get an error row ('too short to classify')")
     p.add_argument("--part-rows", type=int, default=2048, help="rows per part file (a kill loses at most one part)")
     p.add_argument("--part-seconds", type=float, default=60.0, help="commit a part at least this often")
     add_backend_arg(p)
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         output=args.out, fmt=args.format, window=args.windows,
         threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold, top_k=args.top_k,
         batch_size=args.batch_size, workers=args.workers, decode_timeout_s=args.decode_timeout,
+        min_duration_s=args.min_duration,
         part_rows=args.part_rows, part_seconds=args.part_seconds, resume=args.resume, overwrite=args.overwrite,
         retry_errors=args.retry_errors, progress=not args.quiet,
     )

@@ -43,11 +43,23 @@ def write_json(path: Path, obj: Any) -> None:
     """Sorted, indented JSON written atomically (temp file + rename), so a crash never leaves half a file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
-        f.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a served model must be readable by other users
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
+            f.write("\n")
+        chmod_like_new_file(tmp)  # mkstemp makes it 0600; a served model must be readable by other users
+        os.replace(tmp, path)
+    except BaseException:  # a full disk: no half-written temp file may stay behind
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def chmod_like_new_file(path: Path | str) -> None:
+    """Give `path` the mode `open()` would (0666 less the umask): writers that go through a private temp
+    file (mkstemp, safetensors) otherwise leave 0600, which another user (a service account) cannot serve."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _json_default(o: Any) -> Any:
@@ -66,6 +78,7 @@ def save_model_dir(folder: Path, state_dict: dict, config: dict[str, Any]) -> Pa
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     save_file(tensors, str(folder / WEIGHTS), metadata={"format": "pt", "arch": str(config.get("arch", ""))})
+    chmod_like_new_file(folder / WEIGHTS)
     write_json(folder / CONFIG, config)
     return folder
 
@@ -77,11 +90,16 @@ def read_config(folder: Path) -> dict[str, Any]:
         raise ModelDirError(f"{folder}: not an earshot model directory (no {CONFIG})")
     try:
         cfg = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelDirError(f"{path}: invalid JSON ({e})") from None
+    if not isinstance(cfg, dict):
+        raise ModelDirError(f"{path}: must hold a JSON object")
     for key in ("arch", "classes", "audio"):
         if key not in cfg:
             raise ModelDirError(f"{path}: missing {key!r}")
+    from learner.serve.validate import check_config
+
+    check_config(cfg, path)  # one clear error per broken value, before anything is built from it
     return cfg
 
 
@@ -98,6 +116,12 @@ def load_model_dir(folder: Path) -> tuple[dict[str, Any], dict]:
         sd = load_file(str(weights))
     except Exception as e:
         raise ModelDirError(f"{weights}: unreadable weights ({e})") from None
+    import torch
+
+    broken = [k for k, t in sd.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if broken:
+        raise ModelDirError(f"{weights}: {len(broken)} tensor(s) hold NaN or infinite values ({', '.join(broken[:3])}"
+                            f"{' …' if len(broken) > 3 else ''}); the model would predict nothing meaningful")
     return cfg, sd
 
 

@@ -43,6 +43,7 @@ class Clip:
     partial: bool = False  # truncated: may decode to a shorter span instead of raising
     slack_s: float = 0.0  # extra tolerance (AAC priming/padding when the container has no edit list)
     decoder: str | None = None  # "soundfile" / "pyav" when the chain must pick that one
+    warning: str | None = None  # the start of `Decoded.warning` (None: there must be none)
 
     @property
     def valid(self) -> bool:
@@ -230,9 +231,17 @@ case("wav-cut-in-fmt")(lambda d: Clip(_cut(_wav(d / "f.wav"), d / "fmt.wav", 30)
 # a WAV cut anywhere in its data decodes to exactly the whole frames that are left (16 kHz, 16-bit mono)
 for _k in [46, 1000, 8001]:
     case(f"wav-cut-{_k}")(lambda d, k=_k: _ok(_cut(_wav(d / f"w{k}.wav"), d / f"cut{k}.wav", 44 + k), 16000, 1,
-                                              (k // 2) / 16000))
-case("wav-claims-more")(lambda d: _ok(_wav_patch(d, "more.wav", 40, "<I", 10**8), 16000, 1))
+                                              (k // 2) / 16000, warning="truncated: header says 0.5 s"))
+case("wav-claims-more")(lambda d: _ok(_wav_patch(d, "more.wav", 40, "<I", 10**8), 16000, 1,
+                                      warning="truncated: header says 3125 s"))
 case("wav-streaming-sizes")(lambda d: _ok(_wav_patch(d, "stream.wav", 40, "<I", 0xFFFFFFFF), 16000, 1))
+# a header that promises more than the file holds: decoded to what is there, with a `warning`
+case("wav-truncated-3s")(lambda d: _ok(_cut(_wav(d / "t3.wav", seconds=3.0), d / "truncated3s.wav", 44 + 8000), 16000,
+                                       1, 0.25, warning="truncated: header says 3 s"))
+case("wav-header-2^31")(lambda d: _ok(_wav_patch(d, "inflated.wav", 40, "<I", 2**31), 16000, 1,
+                                      warning="truncated: header says 6.711e+04 s"))
+case("ogg-chained")(lambda d: _ok(_chained_ogg(d / "chained.ogg", [tone(16000), tone(16000, 1.0), tone(16000)]),
+                                  16000, 1, 2.0))
 case("wav-unknown-codec")(lambda d: Clip(_wav_patch(d, "codec.wav", 20, "<H", 0x9999), errors=(UnsupportedCodecError,)))
 case("wav-rate-5hz")(lambda d: Clip(_wav_patch(d, "rate.wav", 24, "<I", 5), errors=(UnsupportedCodecError,)))
 case("wav-nan-inf")(lambda d: _ok(_nan_wav(d / "nan.wav"), 16000, 2))
@@ -250,6 +259,16 @@ for _frac in [0.1, 0.5, 0.9]:
     case(f"webm-cut-{_frac}")(lambda d, f=_frac: Clip(_cut(write_av(d / f"t{f}.webm", tone(48000), 48000, "webm",
                                                                     "libopus"), d / f"cut{f}.webm", f),
                                                       0.5, 48000, 1, _CORRUPT + _EMPTY, True))
+
+
+def _chained_ogg(path: Path, parts: list[np.ndarray]) -> Path:
+    """Ogg Vorbis files one after the other in one file: a chain (what a stream recorder writes)."""
+    chain = b""
+    for i, x in enumerate(parts):
+        link = write_sf(path.with_name(f"{path.stem}-{i}.oga"), x, 16000, "VORBIS", "OGG")
+        chain += link.read_bytes()
+        link.unlink()
+    return _bytes(path, chain)
 
 
 def _video_only(path: Path) -> Path:

@@ -69,6 +69,8 @@ def _check(clip: corpus.Clip, kind: str, call) -> None:
     assert np.isfinite(d.samples).all() and np.abs(d.samples).max() <= 1.0
     if clip.decoder:
         assert d.decoder == clip.decoder, kind
+    if clip.valid:
+        assert (d.warning or "").startswith(clip.warning or "") and bool(d.warning) == bool(clip.warning), (kind, d.warning)
     if clip.valid and d.duration_s >= 0.1:  # the corpus tone: channel k at 440·(k+1) Hz, amplitude 0.5
         t = np.arange(d.samples.size) / d.sample_rate
         amp = 2 * abs(np.mean(d.samples * np.exp(-2j * np.pi * 440 * t)))

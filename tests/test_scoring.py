@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -173,6 +174,9 @@ def test_resume_after_sigkill_gives_one_row_per_file(trained_model, tmp_path):
     first = read_results(out)
     assert 0 < first.num_rows < 301, "the kill should land mid-run"
     (out.with_name("o.windows.parquet") / "part-99999.parquet").write_bytes(b"orphan of a kill between renames")
+    meta = json.loads((out / "_earshot_score.json").read_text())  # a job lists a part's name before writing it
+    meta["written"]["windows"].append("part-99999.parquet")
+    (out / "_earshot_score.json").write_text(json.dumps(meta))
     r = subprocess.run(cmd + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"skipped {first.num_rows} " in r.stdout

@@ -11,7 +11,6 @@ from learner.audio.decode import (
     SCORE_MAX_S,
     SEEK_MIN_S,
     AudioDecodeError,
-    AudioInfo,
     CorruptAudioError,
     Decoded,
     EmptyAudioError,
@@ -20,8 +19,8 @@ from learner.audio.decode import (
     TooLongError,
     UnsupportedCodecError,
     decode,
-    probe,
 )
+from learner.audio.header import AudioInfo, probe
 from learner.audio.pipeline import ClipPipeline, WindowPlan
 from learner.audio.signal import crop_pad, resample, to_mono, trim_silence, windows
 

@@ -5,7 +5,7 @@ Predictor (torch and ONNX backends), the demo and the scorer share, so it import
 soundfile and av (never torch).
 One decoder chain: libsndfile (WAV/FLAC/Ogg/MP3, fast) first, then PyAV (FFmpeg: AAC/M4A, WebM/Opus,
 video sound tracks, whatever libsndfile rejects). Every failure is an `AudioDecodeError` subclass naming
-the file; nothing else escapes `decode` or `probe`, whatever the bytes.
+the file; nothing else escapes `decode` or `probe` (`learner.audio.header`), whatever the bytes.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from learner.audio.header import AudioInfo, decode_chain, ogg_is_chained, ogg_links, probe, truncation_warning, wav_claimed_s  # noqa: F401 (AudioInfo, probe: re-exported)
 from learner.audio.signal import duration_to_samples, resample, to_mono
 
 AUDIO_EXTENSIONS = frozenset(
@@ -89,17 +90,7 @@ class Decoded:
     channels: int
     duration_s: float  # of what was decoded (the window, when one was asked for)
     decoder: str  # "soundfile" or "pyav"
-
-
-@dataclass
-class AudioInfo:
-    """What a file's header says, read without decoding the whole file (`probe`)."""
-
-    sample_rate: int
-    channels: int
-    frames: int
-    duration_s: float
-    decoder: str
+    warning: str | None = None  # the file holds less than its header says (`learner.audio.header`)
 
 
 def _clean(x: np.ndarray, offset: float = 0.0, scale: float = 1.0) -> np.ndarray:
@@ -375,6 +366,10 @@ def decode(
     if sample_rate is not None and sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     src, label, head = _prepare(src, name, max_bytes)
+    if head[:4] == b"OggS" and ogg_is_chained(src):  # libsndfile would stop after the first link
+        links = ogg_links(src if isinstance(src, bytes) else Path(src).read_bytes())
+        if len(links) > 1:
+            return decode_chain(links, sample_rate, label, max_duration_s, offset_s, duration_s)
     raw = _decode_raw(src, label, head, offset_s, duration_s, max_duration_s)
     span = raw.span
     if span.kept == 0:
@@ -382,18 +377,8 @@ def decode(
         raise EmptyAudioError(label, f"no audio frames{where}")
     mono = np.concatenate(span.chunks) if len(span.chunks) > 1 else span.chunks[0]
     target = span.sr if sample_rate is None else int(sample_rate)
-    return Decoded(resample(mono, span.sr, target), target, span.sr, raw.channels, mono.size / span.sr, raw.decoder)
-
-
-def probe(src: Source, *, name: str | None = None) -> AudioInfo:
-    """Rate, channels and length from the header plus the first decoded frame (everything only when the
-    container states no duration; for compressed formats `decode` may differ by a codec frame or two)."""
-    src, label, head = _prepare(src, name, None)
-    raw = _decode_raw(src, label, head, 0.0, 1e-3, None)
-    sr = raw.span.sr
-    if raw.span.kept == 0:
-        raise EmptyAudioError(label, "no audio frames")
-    if raw.header_s <= 0:
-        d = decode(src, name=label)
-        return AudioInfo(sr, d.channels, d.samples.size, d.duration_s, d.decoder)
-    return AudioInfo(sr, raw.channels, round(raw.header_s * sr), raw.header_s, raw.decoder)
+    whole = not offset_s and duration_s is None  # a span cannot tell a short file from a short request
+    claimed = (wav_claimed_s(src) if head[:4] == b"RIFF" else None) or raw.header_s
+    warning = truncation_warning(claimed, mono.size / span.sr) if whole else None
+    return Decoded(resample(mono, span.sr, target), target, span.sr, raw.channels, mono.size / span.sr, raw.decoder,
+                   warning)

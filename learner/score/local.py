@@ -17,8 +17,19 @@ from typing import Any
 
 from learner import __version__
 from learner.score.discover import Discovery, FileRef, discover
-from learner.score.rows import FILE_SCHEMA, WINDOW_SCHEMA, Item, backend_name, error_item, item_cost, load_item, score_batch
-from learner.score.store import PartStore, windows_output
+from learner.score.paths import one_line
+from learner.score.rows import (
+    FILE_SCHEMA,
+    MIN_DURATION_S,
+    WINDOW_SCHEMA,
+    Item,
+    backend_name,
+    error_item,
+    item_cost,
+    load_item,
+    score_batch,
+)
+from learner.score.store import PartStore, out_of_space, windows_output
 from learner.serve.predictor import Predictor
 
 
@@ -34,6 +45,7 @@ class ScoreOptions:
     batch_size: int = 32
     workers: int | None = None  # decoding processes (default: CPU count - 1, at least 1)
     decode_timeout_s: float = 120.0
+    min_duration_s: float = MIN_DURATION_S  # shorter files are error rows ("too short to classify")
     part_rows: int = 2048
     part_seconds: float = 60.0
     resume: bool = False
@@ -69,7 +81,8 @@ class ScoreSummary:
                             ("folder link(s) into folders already walked skipped", d.links_skipped),
                             ("folder(s) could not be read", d.unreadable_dirs)):
             if names:
-                out.append(f"{len(names)} {what}: {', '.join(names[:3])}{' …' if len(names) > 3 else ''}")
+                shown = ", ".join(one_line(n) for n in names[:3])
+                out.append(f"{len(names)} {what}: {shown}{' …' if len(names) > 3 else ''}")
         if d.duplicates:
             out.append(f"{d.duplicates} duplicate path(s) in the input scored once")
         return out
@@ -125,7 +138,18 @@ def _progress(total: int, enabled: bool, unit: str = "file"):
 
 
 def score(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) -> ScoreSummary:
-    """Score every audio file named by `inputs` into `opts.output` with local decoding processes."""
+    """Score every audio file named by `inputs` into `opts.output` with local decoding processes.
+    A full disk is one RuntimeError; committed parts stay and `resume` continues exactly."""
+    try:
+        return _score(inputs, predictor, opts)
+    except OSError as e:
+        full = out_of_space(opts.output, e)
+        if full is None:
+            raise
+        raise full from e
+
+
+def _score(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) -> ScoreSummary:
     from learner.score.pool import DecodePool
 
     todo, store, summary = plan(inputs, predictor, opts)
@@ -134,7 +158,8 @@ def score(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) ->
     bar = _progress(len(todo), opts.progress)
     ok = False
     try:
-        with DecodePool(load_item, (predictor.pipeline, opts.window), workers=workers, timeout_s=opts.decode_timeout_s,
+        decode_args = (predictor.pipeline, opts.window, opts.min_duration_s)
+        with DecodePool(load_item, decode_args, workers=workers, timeout_s=opts.decode_timeout_s,
                         buffer=4 * opts.batch_size) as pool:
             for batch in batches(pool.imap_unordered(todo, on_error=error_item), predictor, opts):
                 files, wins = score_batch(predictor, batch, window=opts.window, top_k=opts.top_k,

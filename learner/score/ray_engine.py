@@ -35,6 +35,7 @@ from learner.serve.predictor import Predictor
 _ITEM_SCHEMA = pa.schema([
     ("path", pa.string()), ("file_size", pa.int64()), ("file_mtime_ns", pa.int64()), ("error", pa.string()),
     ("duration_s", pa.float64()), ("sample_rate", pa.int32()), ("channels", pa.int32()), ("decoder", pa.string()),
+    ("warning", pa.string()),
     ("kind", pa.int8()), ("samples", pa.large_list(pa.float32())),  # kind: 0 error, 1 prepared clip, 2 signal
 ])
 _NESTED_WINDOWS = pa.list_(pa.struct([f for f in WINDOW_SCHEMA if f.name != "path"]))
@@ -63,6 +64,7 @@ def items_to_arrow(items: list[Item]) -> pa.Table:
         "file_mtime_ns": [it.ref.mtime_ns for it in items], "error": [it.error for it in items],
         "duration_s": [it.duration_s for it in items], "sample_rate": [it.sample_rate for it in items],
         "channels": [it.channels for it in items], "decoder": [it.decoder for it in items],
+        "warning": [it.warning for it in items],
         "kind": [0 if it.error is not None else 1 if it.clip is not None else 2 for it in items],
     }
     t = pa.table({k: pa.array(v, _ITEM_SCHEMA.field(k).type) for k, v in cols.items()})
@@ -79,7 +81,8 @@ def arrow_to_items(t: pa.Table) -> list[Item]:
         x = values[offsets[i] : offsets[i + 1]]
         items.append(Item(FileRef(c["path"][i], c["file_size"][i], c["file_mtime_ns"][i]), error=c["error"][i],
                           clip=x if kind == 1 else None, signal=x if kind == 2 else None, duration_s=c["duration_s"][i],
-                          sample_rate=c["sample_rate"][i], channels=c["channels"][i], decoder=c["decoder"][i]))
+                          sample_rate=c["sample_rate"][i], channels=c["channels"][i], decoder=c["decoder"][i],
+                          warning=c["warning"][i]))
     return items
 
 
@@ -103,11 +106,12 @@ def unnest_windows(t: pa.Table) -> tuple[pa.Table, pa.Table]:
 class _Decode:
     """Decoding actor: one child process per actor, so a stuck decoder can be killed (time limit)."""
 
-    def __init__(self, config: dict[str, Any], window: tuple[float, float] | None, timeout_s: float) -> None:
+    def __init__(self, config: dict[str, Any], window: tuple[float, float] | None, timeout_s: float,
+                 min_duration_s: float) -> None:
         from learner.score.pool import DecodePool
 
         pipeline = ClipPipeline(AudioConfig.from_dict(config["audio"]))
-        self.pool = DecodePool(load_item, (pipeline, window), workers=1, timeout_s=timeout_s)
+        self.pool = DecodePool(load_item, (pipeline, window, min_duration_s), workers=1, timeout_s=timeout_s)
         self.pool.__enter__()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -158,13 +162,15 @@ def score_ray(inputs: list[str | Path], model_ref: str, opts: ScoreOptions, ropt
     decoders = ropts.decoders or max(1, cpus // 4)
     actors = ropts.actors or (gpus or max(1, int((cpus - decoders) // ropts.actor_cpus)))
     staging = store.out / f".ray-staging-{uuid.uuid4().hex[:8]}"
+    store.claim(staging.name)  # listed before it exists: --overwrite / --resume may then remove it
     start = time.perf_counter()
     try:
         for lo in range(0, len(todo), max(1, ropts.chunk)):
             chunk = todo[lo : lo + ropts.chunk]
             ds = ray.data.from_items([{"path": r.path, "file_size": r.size, "file_mtime_ns": r.mtime_ns} for r in chunk],
                                      override_num_blocks=max(1, min(len(chunk) // 16, 4 * (decoders + actors))))
-            ds = ds.map_batches(_Decode, fn_constructor_args=(predictor.config, opts.window, opts.decode_timeout_s),
+            ds = ds.map_batches(_Decode, fn_constructor_args=(predictor.config, opts.window, opts.decode_timeout_s,
+                                                                    opts.min_duration_s),
                                 batch_size=16, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=decoders),
                                 num_cpus=1)
             ds = ds.map_batches(_Score, fn_constructor_args=(folder, predictor.model_id, predictor.revision, ropts, opts),

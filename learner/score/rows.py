@@ -16,6 +16,7 @@ import pyarrow as pa
 from learner import __version__
 from learner.audio import SCORE_MAX_BYTES, SCORE_MAX_S, AudioDecodeError, ClipPipeline, WindowPlan
 from learner.score.discover import FileRef
+from learner.score.paths import clean_text, path_hex, stored_path
 from learner.serve.predictor import Predictor
 
 TOP_K = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float32())]))
@@ -30,6 +31,7 @@ FILE_SCHEMA = pa.schema([
     ("events", EVENTS), ("error", pa.string()), ("decoder", pa.string()), ("file_size", pa.int64()),
     ("file_mtime_ns", pa.int64()), ("model_id", pa.string()), ("model_revision", pa.string()),
     ("scored_at", pa.timestamp("us", tz="UTC")), ("backend", pa.string()), ("earshot_version", pa.string()),
+    ("path_hex", pa.string()), ("warning", pa.string()),
 ])
 WINDOW_SCHEMA = pa.schema([("path", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()),
                            ("label", pa.string()), ("score", pa.float32())])
@@ -49,6 +51,10 @@ class Item:
     sample_rate: int | None = None
     channels: int | None = None
     decoder: str | None = None
+    warning: str | None = None  # decoded, but something is off (a file cut short of what its header says)
+
+
+MIN_DURATION_S = 0.05  # less audio than this is an error row: a few samples say nothing about any class
 
 
 def error_item(ref: FileRef, reason: str) -> Item:
@@ -59,8 +65,9 @@ def _plan(pipeline: ClipPipeline, window: Window) -> WindowPlan:
     return pipeline.window_plan(*(window or (None, None)))
 
 
-def load_item(ref: FileRef, pipeline: ClipPipeline, window: Window) -> Item:
-    """Decode and prepare one file; never raises (whatever happens becomes the item's `error`).
+def load_item(ref: FileRef, pipeline: ClipPipeline, window: Window, min_duration_s: float = MIN_DURATION_S) -> Item:
+    """Decode and prepare one file; never raises (whatever happens becomes the item's `error`). Files
+    holding less than `min_duration_s` of audio are errors ("too short to classify").
 
     With `window` every file is kept whole for windows; without, only files the pipeline would window
     (longer than twice the clip), exactly like `Predictor.predict(window="auto")`."""
@@ -70,7 +77,11 @@ def load_item(ref: FileRef, pipeline: ClipPipeline, window: Window) -> Item:
         return Item(ref, error=e.reason)
     except Exception as e:  # the decoders promise AudioDecodeError; a scorer of millions of files double-checks
         return Item(ref, error=f"{type(e).__name__}: {e}")
-    item = Item(ref, duration_s=d.duration_s, sample_rate=d.orig_sample_rate, channels=d.channels, decoder=d.decoder)
+    item = Item(ref, duration_s=d.duration_s, sample_rate=d.orig_sample_rate, channels=d.channels, decoder=d.decoder,
+                warning=d.warning)
+    if d.duration_s < min_duration_s:
+        item.error = f"too short to classify: {d.duration_s:.3g} s of audio, the minimum is {min_duration_s:g} s"
+        return item
     if pipeline.wants_windows(d.samples.size, forced=window is not None):
         item.signal = d.samples
     else:
@@ -122,8 +133,10 @@ def score_batch(predictor: Predictor, items: list[Item], *, window: Window = Non
     rows: list[dict[str, Any]] = []
     wrows: dict[str, list] = {k: [] for k in WINDOW_SCHEMA.names}
     for j, it in enumerate(items):
-        row: dict[str, Any] = dict(path=it.ref.path, file_size=it.ref.size, file_mtime_ns=it.ref.mtime_ns,
-                                   error=it.error, duration_s=it.duration_s, sample_rate=it.sample_rate,
+        row: dict[str, Any] = dict(path=stored_path(it.ref.path), path_hex=path_hex(it.ref.path),
+                                   file_size=it.ref.size, file_mtime_ns=it.ref.mtime_ns, error=clean_text(it.error),
+                                   warning=clean_text(it.warning),
+                                   duration_s=it.duration_s, sample_rate=it.sample_rate,
                                    channels=it.channels, decoder=it.decoder, model_id=predictor.model_id,
                                    model_revision=predictor.revision or None, scored_at=scored_at,
                                    backend=backend_name(predictor), earshot_version=__version__)
@@ -139,7 +152,7 @@ def score_batch(predictor: Predictor, items: list[Item], *, window: Window = Non
                 if window is not None:
                     top, top_s = wp.argmax(axis=1), wp.max(axis=1)
                     ends = np.minimum(starts + window[0], it.duration_s or 0.0)
-                    wrows["path"] += [it.ref.path] * n_win
+                    wrows["path"] += [row["path"]] * n_win
                     wrows["start_s"] += starts.tolist()
                     wrows["end_s"] += np.maximum(ends, starts).tolist()
                     wrows["label"] += [classes[i] for i in top.tolist()]

@@ -2,7 +2,8 @@
 the part it was writing and `--resume` never duplicates or loses a row.
 
     OUT/                       (e.g. scores.parquet/)
-      _earshot_score.json      what made the rows (model, revision, format, windows): resume checks it
+      _earshot_score.json      what made the rows (model, revision, format, windows): resume checks it;
+                               and every name the job wrote (`written`): all --overwrite may delete
       part-00000.parquet       committed parts; readers (pyarrow, pandas, DuckDB, Spark) read the folder
       .part-00003.parquet.tmp  the part being written (never read; removed on resume)
     OUT.windows/               (e.g. scores.windows.parquet/) per-window rows, same part numbers
@@ -14,6 +15,7 @@ resume, and its files are scored again.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -25,9 +27,10 @@ from typing import Any
 import pyarrow as pa
 
 from learner.modeldir import write_json
+from learner.score.ownership import META, check_resumable, is_meta_temp, read_meta, remove_owned, written
+from learner.score.paths import original_path, stored_path
 from learner.score.writers import WRITERS
 
-META = "_earshot_score.json"
 KEY_COLUMNS = ("path", "file_size", "file_mtime_ns", "error")
 _PART = re.compile(r"^part-(\d{5,})\.(\w+)$")
 
@@ -54,11 +57,6 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _is_ours(folder: Path) -> bool:
-    """Only folders holding nothing but our parts, temp parts and metadata may be deleted by --overwrite."""
-    return all(_part_index(p) is not None or p.name == META or _is_temp(p) for p in folder.iterdir())
-
-
 def _is_temp(p: Path) -> bool:
     """A part being written, or a Ray engine's staging folder: what a killed run leaves behind."""
     return (p.name.startswith(".part-") and p.name.endswith(".tmp")) or p.name.startswith(".ray-staging-")
@@ -80,6 +78,20 @@ class _PartWriter:
     def close(self) -> None:
         self._w.close()
         _fsync(self.path)
+
+
+def _hex_column(t: pa.Table) -> list[str | None]:
+    """`path_hex` of a part (parts written before it existed have none: all names were UTF-8 there)."""
+    return t["path_hex"].to_pylist() if "path_hex" in t.column_names else [None] * t.num_rows
+
+
+def out_of_space(out: Path | str, e: OSError) -> RuntimeError | None:
+    """The one-line error for a full disk (or quota) while writing `out`; None for other OS errors."""
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    where = f" writing {e.filename}" if e.filename else ""
+    return RuntimeError(f"{out}: no space left on the device{where}; the parts already committed are kept: "
+                        "free some space and run again with resume=True")
 
 
 def read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
@@ -109,29 +121,44 @@ class PartStore:
         self.next_index = 0
         self.committed_rows = 0
         self._cur: tuple[_PartWriter, _PartWriter | None] | None = None
+        self._meta: dict[str, Any] = {}
+        self._written = written(None)  # names this job created, saved in the metadata (see `open`)
         self._opened = 0.0
 
     # --- opening -------------------------------------------------------------------------------------
 
     def open(self, meta: dict[str, Any], resume: bool = False, overwrite: bool = False) -> dict[str, tuple[int, int, bool]]:
-        """Prepare the folder. Returns what is already scored: path → (size, mtime_ns, had_error)."""
+        """Prepare the folder. Returns what is already scored: path → (size, mtime_ns, had_error).
+
+        `overwrite` deletes only what the old metadata lists (`learner.score.ownership`); `resume`
+        continues only an earshot output; anything else is refused and left as it is."""
         meta = json.loads(json.dumps(meta))  # as it will read back (tuples become lists)
-        exists = [f for f in (self.out, windows_output(self.out)) if f.exists()]
+        wpath = windows_output(self.out)
+        exists = [f for f in (self.out, wpath) if f.exists() or f.is_symlink()]
         if exists and overwrite:
-            for f in exists:
-                if f.is_dir() and not _is_ours(f):
-                    raise FileExistsError(f"{f}: not an earshot scoring output (it holds other files); refusing to replace it")
-                shutil.rmtree(f) if f.is_dir() else f.unlink()
+            remove_owned(self.out, wpath)
         elif exists and not resume:
             raise FileExistsError(f"{exists[0]} already exists; pass resume=True to continue it or overwrite=True to replace it")
-        elif self.out.exists() and not self.out.is_dir():
-            raise FileExistsError(f"{self.out} is a file, not a scoring output folder; pass overwrite=True to replace it")
+        elif exists:
+            check_resumable(self.out, wpath)
+        self._written = written(read_meta(self.out)) if exists and resume else written(None)
         done = self._recover(meta) if exists and resume else {}
         self.out.mkdir(parents=True, exist_ok=True)
         if self.wout:
             self.wout.mkdir(parents=True, exist_ok=True)
-        write_json(self.out / META, meta)
+        self._meta = meta
+        self._save_meta()
         return done
+
+    def _save_meta(self) -> None:
+        write_json(self.out / META, {**self._meta, "written": {k: sorted(v) for k, v in self._written.items()}})
+
+    def claim(self, *names: str, windows: bool = False) -> None:
+        """List `names` (in OUT, or OUT.windows) as written by this job, before creating them."""
+        mine = self._written["windows" if windows else "files"]
+        if not set(names) <= mine:
+            mine.update(names)
+            self._save_meta()
 
     def _parts(self, folder: Path) -> dict[int, Path]:
         return {i: p for p in folder.iterdir() if (i := _part_index(p)) is not None} if folder.is_dir() else {}
@@ -151,22 +178,28 @@ class PartStore:
                     raise ValueError(f"{self.out} was made with other {what} ({key}={said}); resume with the same "
                                      "model and backend, or pass overwrite=True")
         wfolder = windows_output(self.out)
-        for folder in (self.out, wfolder):
+        for folder, key in ((self.out, "files"), (wfolder, "windows")):
             if folder.is_dir():
                 for p in folder.iterdir():
-                    if _is_temp(p):  # what a killed run was writing
-                        shutil.rmtree(p) if p.is_dir() else p.unlink()
+                    if _is_temp(p) and p.name in self._written[key]:  # what a killed run was writing
+                        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+                    elif is_meta_temp(p):
+                        p.unlink()
         parts = self._parts(self.out)
         if self.wout is None and self._parts(wfolder):
             raise ValueError(f"{self.out} has per-window rows in {wfolder}; resume with the same windows= or pass overwrite=True")
+        legacy = not any(self._written.values())  # an output of an earshot that did not list its files
         for i, p in self._parts(wfolder).items():
-            if i not in parts:
+            if i not in parts and (legacy or p.name in self._written["windows"]):
                 p.unlink()  # killed between the two renames: its files are not in OUT, so they are scored again
         done: dict[str, tuple[int, int, bool]] = {}
         for p in parts.values():
-            t = read_part(p, list(KEY_COLUMNS))
-            for path, size, mtime, err in zip(*(t[c].to_pylist() for c in KEY_COLUMNS)):
-                done[path] = (int(size), int(mtime), err is not None)
+            try:
+                t = read_part(p, list(KEY_COLUMNS) + ["path_hex"])
+            except (pa.ArrowInvalid, KeyError):  # a part written before `path_hex` existed
+                t = read_part(p, list(KEY_COLUMNS))
+            for path, size, mtime, err, raw in zip(*(t[c].to_pylist() for c in KEY_COLUMNS), _hex_column(t)):
+                done[original_path(path, raw)] = (int(size), int(mtime), err is not None)
             self.committed_rows += t.num_rows
         self.next_index = max(parts, default=-1) + 1
         return done
@@ -179,15 +212,16 @@ class PartStore:
 
         dropped = 0
         wparts = self._parts(windows_output(self.out))
+        shown = pa.array(sorted({stored_path(p) for p in paths}), pa.string())  # window rows carry `path` only
         for i, p in sorted(self._parts(self.out).items()):
             t = read_part(p)
-            keep = pc.invert(pc.is_in(t["path"], pa.array(sorted(paths), pa.string())))
+            keep = pa.array([original_path(a, h) not in paths for a, h in zip(t["path"].to_pylist(), _hex_column(t))])
             n = t.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
             if not n:
                 continue
             if i in wparts:  # windows first: a kill in between leaves stale file rows, which resume drops again
                 wt = read_part(wparts[i])
-                self._rewrite(wparts[i], wt.filter(pc.invert(pc.is_in(wt["path"], pa.array(sorted(paths), pa.string())))))
+                self._rewrite(wparts[i], wt.filter(pc.invert(pc.is_in(wt["path"], shown))))
             self._rewrite(p, t.filter(keep))
             dropped += n
         self.committed_rows -= dropped
@@ -198,6 +232,7 @@ class PartStore:
             path.unlink()
             return
         tmp = path.with_name(f".{path.name}.tmp")
+        self.claim(tmp.name, windows=path.parent != self.out)
         WRITERS[self.fmt].dump(tmp, table)
         _fsync(tmp)
         os.replace(tmp, path)
@@ -208,6 +243,9 @@ class PartStore:
         """Append one batch (one parquet row group); commits the part when it is full or old enough."""
         if self._cur is None:
             name = f"part-{self.next_index:05d}.{self.fmt}"
+            self.claim(name, f".{name}.tmp")
+            if self.wout:
+                self.claim(name, f".{name}.tmp", windows=True)
             fw = _PartWriter(self.out / f".{name}.tmp", self.file_schema, self.fmt)
             ww = _PartWriter(self.wout / f".{name}.tmp", self.window_schema, self.fmt) if self.wout else None
             self._cur, self._opened = (fw, ww), time.monotonic()
@@ -223,11 +261,15 @@ class PartStore:
         if self._cur is None:
             return
         fw, ww = self._cur
-        self._cur = None
         name = f"part-{self.next_index:05d}.{self.fmt}"
-        fw.close()
-        if ww is not None:
-            ww.close()
+        try:
+            fw.close()
+            if ww is not None:
+                ww.close()
+        except BaseException:  # a full disk at the last write: no temp part may stay behind
+            self.abandon()
+            raise
+        self._cur = None
         if fw.rows == 0:
             fw.path.unlink()
             if ww is not None:
