@@ -98,7 +98,9 @@ def test_thresholds_maximise_f1_or_reach_the_target_precision():
     t = calibrate_one(scores, truth)
     assert 0.4 < t <= 0.6  # all four positives, one false alarm: F1 0.89 is the maximum
     assert 0.8 < calibrate_one(scores, truth, target_precision=1.0) <= 0.9  # only the top two are certain
-    assert calibrate_one(scores, np.zeros(8)) == 1.0
+    assert calibrate_one(scores, np.zeros(8)) is None  # no example of the class: the task's default instead
+    assert calibrate(scores[:, None], np.zeros((8, 1)), ["a"], "multi") == {"a": 0.5}
+    assert calibrate(scores[:, None], np.zeros((8, 1)), ["a"], "single") == {"a": 0.0}
     with pytest.raises(ValueError, match="target_precision=1.5"):
         calibrate(scores[:, None], truth[:, None], ["a"], "multi", 1.5)
 

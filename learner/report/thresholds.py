@@ -46,13 +46,14 @@ def pr_points(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.nda
     return s[last], precision, recall
 
 
-def calibrate_one(scores: np.ndarray, truth: np.ndarray, target_precision: float | None = None) -> float:
+def calibrate_one(scores: np.ndarray, truth: np.ndarray, target_precision: float | None = None) -> float | None:
     """The threshold of one class: maximum F1 (default), or the lowest one whose precision reaches
     `target_precision` (most recall at that precision). It sits halfway to the next lower score, so the
-    validation decisions are exactly those of the chosen point with a margin for new data."""
+    validation decisions are exactly those of the chosen point with a margin for new data. None when the
+    class has no validation examples (nothing to calibrate on)."""
     truth = np.asarray(truth) > 0.5
     if not truth.any():
-        return 1.0  # nothing to find here: say "present" only at full certainty
+        return None
     thr, precision, recall = pr_points(np.asarray(scores, dtype=np.float64), truth)
     if target_precision is None:
         f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
@@ -66,14 +67,19 @@ def calibrate_one(scores: np.ndarray, truth: np.ndarray, target_precision: float
 
 def calibrate(probs: np.ndarray, targets: np.ndarray, classes: list[str], task: str,
               target_precision: float | None = None) -> dict[str, float]:
-    """{class: threshold} from validation scores and multi-hot `targets` (rows × classes)."""
+    """{class: threshold} from validation scores and multi-hot `targets` (rows × classes); a class with no
+    validation examples gets the task's default (DEFAULT_THRESHOLD) and a warning."""
     if target_precision is not None and not 0 < target_precision <= 1:
         raise ValueError(f"target_precision={target_precision}: give a precision in (0, 1]")
     scores = decision_scores(probs, task)
     targets = np.asarray(targets)
     out = {}
     for j, c in enumerate(classes):
-        out[c] = round(calibrate_one(scores[:, j], targets[:, j], target_precision), 6)
+        t = calibrate_one(scores[:, j], targets[:, j], target_precision)
+        if t is None:
+            log.warning("%s: no validation examples to calibrate its threshold on; using %g", c, DEFAULT_THRESHOLD[task])
+            t = DEFAULT_THRESHOLD[task]
+        out[c] = round(t, 6)
         if target_precision is not None and targets[:, j].any():
             _, precision, _ = pr_points(scores[:, j], targets[:, j] > 0.5)
             if precision.max() < target_precision:
