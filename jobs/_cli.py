@@ -187,7 +187,8 @@ FIELD_FLAGS = {name: flag for flag, (name, _) in AUDIO_FLAGS.items()} | {
     "output": "--output", "out": "--out", "windows": "--windows", "resume": "--resume", "overwrite": "--overwrite",
     "pretrained": "--pretrained", "arch": "--arch", "valid_fold": "--valid-fold", "group_col": "--group-col",
     "group_regex": "--group-regex", "token": "--token", "revision": "--revision", "classes": "--classes",
-    "verify": "--no-verify", "backend": "--backend", "int8": "--int8",
+    "verify": "--no-verify", "backend": "--backend", "int8": "--int8", "task": "--task",
+    "target_precision": "--target-precision",
 }
 _FIELD = re.compile(r"\b(" + "|".join(sorted(FIELD_FLAGS, key=len, reverse=True)) + r")=(True\b|False\b)?")
 

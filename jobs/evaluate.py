@@ -33,6 +33,7 @@ def parser():
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from learner.report.metrics import summary_line
+    from learner.report.multilabel import multilabel_summary
     from learner.serve.predictor import Predictor
     from learner.train.evaluate import evaluate
 
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         for path, why in m["excluded_files"].items():
             print(f"  {path}: {why}")
     print(json.dumps({k: v for k, v in m.items() if k not in ("per_class", "confusion")}, indent=2)
-          if args.json else f"earshot: {summary_line(m)}")
+          if args.json else f"earshot: {(multilabel_summary if m.get('task') == 'multi' else summary_line)(m)}")
     return 0
 
 

@@ -14,7 +14,8 @@ from jobs._cli import parser as new_parser
 
 def parser() -> argparse.ArgumentParser:
     p = new_parser("python -m jobs.train", __doc__)
-    p.add_argument("--data", required=True, help="folder-per-class, CSV manifest (path,label[,fold|split|group]) or recipe name")
+    p.add_argument("--data", required=True,
+                   help="folder-per-class, CSV manifest (path,label or path,labels[,fold|split|group]) or recipe name")
     p.add_argument("--out", "--output", dest="out", required=True, help="model directory to write")
     p.add_argument("--arch", default="xresnet18", choices=list(archs()))
     p.add_argument("--pretrained", default="imagenet",
@@ -22,6 +23,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pickle", action=argparse.BooleanOptionalAction, default=True,
                    help="also write the fastai model.pkl export (--no-pickle skips it)")
     p.add_argument("--cv", action="store_true", help="cross-validate: one model per value of the fold column")
+    p.add_argument("--task", default="auto", choices=("auto", "single", "multi"),
+                   help="multi = several labels per clip (sigmoid outputs); auto = multi when a manifest row has "
+                        "more or fewer than one label (a `labels` column or 0/1 class columns)")
+    p.add_argument("--target-precision", type=float, default=None, metavar="P",
+                   help="per-class thresholds that reach precision P on validation (default: maximum F1)")
     add_fit_args(p)
     add_split_args(p)
     add_audio_args(p)
@@ -37,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from learner.report.metrics import summary_line
     from learner.train import train
 
-    targs = train_args(args, arch=args.arch, pickle=args.pickle)
+    targs = train_args(args, arch=args.arch, pickle=args.pickle, task=args.task, target_precision=args.target_precision)
     cfg = audio_config(args)
     if args.cv:
         from learner.train.crossval import cross_validate
@@ -47,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
               f"± {report['std']['accuracy']:.3f} → {args.out}/cv_report.md")
         return 0
     result = train(targs, cfg)
+    if result.metrics.get("task") == "multi":
+        from learner.report.multilabel import multilabel_summary
+
+        print(f"earshot: {multilabel_summary(result.metrics)} → {result.model_dir}")
+        return 0
     print(f"earshot: {summary_line(result.metrics)} → {result.model_dir}")
     return 0
 

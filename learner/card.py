@@ -25,6 +25,9 @@ _CARD_METRICS = [
     ("macro_precision", "precision", "Macro precision", "precision"),
     ("macro_recall", "recall", "Macro recall", "recall"),
     ("macro_f1", "f1", "Macro F1", "f1"),
+    ("macro_map", "mean_average_precision", "Macro mAP", None),  # multi-label models
+    ("macro_auroc", "roc_auc", "Macro AUROC", None),
+    ("micro_f1", "f1", "Micro F1", None),
 ]
 
 
@@ -85,16 +88,30 @@ def _fmt(value: Any) -> str:
     return text.replace("|", "\\|")
 
 
+def _thresholds_section(cfg: dict[str, Any], classes: list[str]) -> list[str]:
+    """The per-class decision thresholds config.json records (none for models trained before them)."""
+    thresholds = cfg.get("thresholds") or {}
+    if not thresholds:
+        return []
+    what = ("a class is present when its score reaches its threshold" if cfg.get("task") == "multi" else
+            "below its class's threshold the top prediction means \"none of the known classes\"")
+    rule = cfg.get("thresholds_rule", "calibrated on the validation split")
+    rows = [(f"`{c}`", f"{thresholds[c]:.3f}") for c in classes if c in thresholds]
+    return ["## Thresholds", "", f"Chosen by {rule}; {what}.", "", _table(rows, ("Class", "Threshold")), ""]
+
+
 def _card_body(path: Path, cfg: dict[str, Any], metrics: dict[str, Any], repo_id: str | None) -> str:
     name, ref = (repo_id or path.name).split("/")[-1], repo_id or "USER/NAME"
     arch, classes, audio = cfg.get("arch", "unknown"), list(cfg.get("classes", [])), cfg.get("audio", {})
+    multi = cfg.get("task") == "multi"
     sr, dur, dataset = audio.get("sample_rate", "?"), audio.get("duration", "?"), _dataset_name(cfg)
     start = str(strip_local_paths(cfg["pretrained"])) if cfg.get("pretrained") else None
     how = ("trained with fastai" if start is None else "trained from scratch with fastai" if start.startswith("none")
            else f"fine-tuned with fastai from {start}")
     out = [f"# {name}", "", CARD_MARK, "",
            f"An earshot audio classifier (`{arch}`, {how}) that labels "
-           f"{dur}-second clips (resampled to {sr} Hz, mono) as one of {len(classes)} classes"
+           f"{dur}-second clips (resampled to {sr} Hz, mono) "
+           + (f"with any of {len(classes)} classes (multi-label)" if multi else f"as one of {len(classes)} classes")
            + (f", trained on `{dataset}`." if dataset else "."), "",
            "## Classes", "", ", ".join(f"`{c}`" for c in classes) or "(none listed in config.json)", ""]
     if metrics:
@@ -104,11 +121,14 @@ def _card_body(path: Path, cfg: dict[str, Any], metrics: dict[str, Any], repo_id
                         if isinstance(metrics.get(key), (int, float))], ("Metric", "Value")), ""]
         per_class = metrics.get("per_class") or []
         if per_class:
-            cols = ("support", "top1", "precision", "recall", "f1")
+            cols = ("support", "ap", "auroc", "threshold", "precision", "recall", "f1") if multi else (
+                "support", "top1", "precision", "recall", "f1")
             rows = [(r.get("label"), *(r.get(c, "") if not isinstance(r.get(c), float) else f"{r[c]:.3f}"
                                        for c in cols)) for r in per_class]
             out += ["<details><summary>Per class</summary>", "", _table(rows, ("Class", *cols)), "", "</details>", ""]
-    for image, title in (("confusion_matrix.png", "Confusion matrix"), ("curves.png", "Training curves")):
+    out += _thresholds_section(cfg, classes)
+    for image, title in (("confusion_matrix.png", "Confusion matrix"), ("pr_curves.png", "Precision-recall curves"),
+                         ("curves.png", "Training curves")):
         if (path / image).is_file():
             out += [f"![{title}]({image})", ""]
     out += ["## How to use", "", "With earshot installed (`pip install -r requirements.txt` in a clone):", "",
@@ -129,7 +149,10 @@ def _card_body(path: Path, cfg: dict[str, Any], metrics: dict[str, Any], repo_id
     versions = {"earshot": cfg.get("earshot_version"), **cfg.get("versions", {})}
     out += ["Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v), "",
             "## Intended use and limitations", "",
-            (f"- Meant for tagging short recordings with one of the {len(classes)} classes above, e.g. for sorting, "
+            (f"- Meant for tagging short recordings with any of the {len(classes)} classes above (each class scored "
+             "on its own, a sigmoid per class), e.g. for sorting or search. A class is reported when its score "
+             "reaches its threshold above; sounds outside the list are not modelled." if multi else
+             f"- Meant for tagging short recordings with one of the {len(classes)} classes above, e.g. for sorting, "
              "search or a demo. Every input gets one of these labels: sounds outside the list are still forced into "
              "one, so threshold the probability or add an `other` class if that matters."),
             f"- Each clip is cut or padded to {dur} s after trimming silence; longer recordings should be scored in "

@@ -127,7 +127,8 @@ def _sha256(path: Path) -> str:
 def test_recipes_are_complete_data():
     rs = recipes.list_recipes()
     names = {r.name for r in rs}
-    assert names == {"esc50", "esc10", "fsdd", "fsdkaggle2018", "speech-commands", "spoken-digits-synth"}
+    assert names == {"esc50", "esc10", "fsdd", "fsdkaggle2018", "fsdkaggle2019", "mixtures-synth", "speech-commands",
+                     "spoken-digits-synth"}
     assert not (ROOT / "datasets" / "__init__.py").exists()  # would shadow Hugging Face `datasets`
     for r in rs:
         assert r.info.get("license") and r.info.get("citation") and r.info.get("size") and r.info.get("splits"), r.name

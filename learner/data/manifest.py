@@ -1,6 +1,7 @@
 """Labelled data: manifests (folder-per-class or CSV), validation splits and cross-validation folds.
 
-A manifest is a DataFrame with absolute `path` and `label`, and optional `fold`, `split`, `group`.
+A manifest is a DataFrame with absolute `path` and `label`, and optional `fold`, `split`, `group`
+(multi-label manifests add `labels`, the `;`-joined label set, which `label` then repeats).
 Splitters are plain functions returning (train, valid) index arrays, so any rule fits fastai's DataBlock.
 """
 
@@ -59,15 +60,19 @@ def manifest_from_folder(root: Path) -> pd.DataFrame:
 
 def manifest_from_csv(csv: Path) -> pd.DataFrame:
     """CSV with `path,label` [+ `fold` int | `split` train/valid/test | any group column]; relative paths
-    resolve against the CSV's folder."""
+    resolve against the CSV's folder. Multi-label: `path,labels` (`;`-separated, empty = background) or
+    `path` + one 0/1 column per class (see `learner.data.multilabel`)."""
     csv = Path(csv)
     try:
-        df = pd.read_csv(csv, dtype={"path": str, "label": str, "group": str, "split": str})
+        df = pd.read_csv(csv, dtype={"path": str, "label": str, "labels": str, "group": str, "split": str})
     except Exception as e:
         raise ManifestError(f"{csv}: unreadable CSV ({e})") from None
-    missing = {"path", "label"} - set(df.columns)
-    if missing:
-        raise ManifestError(f"{csv}: missing column(s) {', '.join(sorted(missing))} (need path,label)")
+    if "path" not in df:
+        raise ManifestError(f"{csv}: missing column(s) path (need path,label)")
+    if "label" not in df or "labels" in df:  # multi-label: a `labels` column or one 0/1 column per class
+        from learner.data.multilabel import normalise_labels
+
+        df = normalise_labels(df, str(csv))
     bad = df[df["path"].isna() | df["label"].isna()]
     if len(bad):
         raise ManifestError(f"{csv}: row {bad.index[0] + 2} has an empty path or label")
@@ -141,6 +146,10 @@ def split_indices(
         return idx[(df["split"] == "train").to_numpy()], idx[(df["split"] == "valid").to_numpy()]
     pool = idx[(df["split"] != "test").to_numpy()] if "split" in df else idx
     rng = np.random.default_rng(seed)
+    from learner.data.multilabel import is_multilabel, multilabel_split
+
+    if is_multilabel(df):
+        return multilabel_split(df, pool, valid_pct, rng, by_group=by_group)
     if by_group and "group" in df:
         groups = df["group"].to_numpy()[pool]
         uniq = np.unique(groups)

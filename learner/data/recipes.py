@@ -148,6 +148,8 @@ def _meta_csv(root: Path, *, tables: list[dict]) -> list[dict]:
                     continue
                 row = {col: rec[src] for col, src in t["columns"].items()}
                 row["path"] = f"{audio}/{row['path']}"
+                if "labels" in row and t.get("labels_sep"):  # multi-label metadata: its own separator → ";"
+                    row["labels"] = ";".join(x.strip() for x in row["labels"].split(t["labels_sep"]) if x.strip())
                 rows.append({**row, **t.get("constants", {})})
     return rows
 
@@ -211,20 +213,25 @@ def build_manifest(recipe: Recipe, root: str | Path, to: str | Path, *, classes:
     root, to = Path(root).resolve(), Path(to).resolve()
     rows = BUILDERS[recipe.builder](root, **recipe.params)
     wanted = list(classes if classes is not None else recipe.classes)
+    multi = any("labels" in r for r in rows)
     if wanted:
-        known = sorted({r["label"] for r in rows})
+        known = sorted({lab for r in rows for lab in (r["labels"].split(";") if multi else [r["label"]])})
         unknown = sorted(set(wanted) - set(known))
         if unknown:
             raise DatasetError(f"{recipe.title}: no class {', '.join(unknown)}; classes: {', '.join(known)}")
         keep = set(wanted)
-        rows = [r for r in rows if r["label"] in keep]
+        if multi:  # clips with a wanted label, keeping only the wanted ones
+            rows = [{**r, "labels": ";".join(x for x in r["labels"].split(";") if x in keep)} for r in rows]
+            rows = [r for r in rows if r["labels"]]
+        else:
+            rows = [r for r in rows if r["label"] in keep]
     present = [r for r in rows if (root / r["path"]).is_file()]
     if not present:
         raise DatasetError(f"{recipe.title}: none of the {len(rows)} listed audio files exist under {root}")
     if len(present) < len(rows):
         warnings.warn(f"{recipe.title}: {len(rows) - len(present)} listed files are missing; left out", stacklevel=2)
     inside = root == to or to in root.parents
-    cols = ["path", "label"] + [c for c in ("fold", "split", "group") if any(c in r for r in present)]
+    cols = ["path", "labels" if multi else "label"] + [c for c in ("fold", "split", "group") if any(c in r for r in present)]
     to.mkdir(parents=True, exist_ok=True)
     tmp = to / f".{MANIFEST}.{os.getpid()}.tmp"
     with open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -279,11 +286,9 @@ def fetch(
     default = data_home() / (f"{recipe.name}-small" if small else recipe.name)  # never where --data NAME looks
     to = Path(to).expanduser() if to is not None else default
     if recipe.kind == "synth":
-        from learner.data.synth import build_spoken_digits
-
         if source is not None or classes:
             raise ValueError(f"{recipe.title} is generated here: source= and classes= do not apply")
-        return build_spoken_digits(to, **{**recipe.params, **(recipe.small if small else {})})
+        return _synth_builder(recipe, ensure=False)(to, **{**recipe.params, **(recipe.small if small else {})})
     to.mkdir(parents=True, exist_ok=True)
     if source is not None:
         return build_manifest(recipe, _from_source(recipe, Path(source).expanduser(), to, verify), to, classes=classes)
@@ -303,6 +308,17 @@ def fetch(
     return build_manifest(recipe, root, to, classes=classes)
 
 
+def _synth_builder(recipe: Recipe, ensure: bool) -> Callable[..., Path]:
+    """The function that generates a synth recipe's data (`ensure`: only when absent or outdated)."""
+    if recipe.builder == "mixtures":
+        from learner.data.mixtures import build_mixtures, ensure_mixtures
+
+        return ensure_mixtures if ensure else build_mixtures
+    from learner.data.synth import build_spoken_digits, ensure_spoken_digits
+
+    return ensure_spoken_digits if ensure else build_spoken_digits
+
+
 def resolve_data(data: str | Path) -> Path:
     """`--data` → a path: an existing file/folder as is; a recipe name → its manifest under `data_home()`.
 
@@ -319,9 +335,7 @@ def resolve_data(data: str | Path) -> Path:
         raise DatasetError(f"{data}: no such file or folder, and not a dataset recipe ({names})") from None
     home = data_home() / recipe.name
     if recipe.kind == "synth":
-        from learner.data.synth import ensure_spoken_digits
-
-        return ensure_spoken_digits(home, **recipe.params)
+        return _synth_builder(recipe, ensure=True)(home, **recipe.params)
     if (home / MANIFEST).exists():
         return home / MANIFEST
     raise DatasetNotFetchedError(f"{recipe.title} is not downloaded: fetch {recipe.name} first (the datasets job; "

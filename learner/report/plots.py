@@ -105,3 +105,28 @@ def spectrogram_figure(spec: np.ndarray, sr: int, hop: int, title: str = "log-me
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_pr_curves(probs: np.ndarray, targets: np.ndarray, classes: list[str], thresholds: dict[str, float] | None = None,
+                   path: Path | None = None, title: str = ""):
+    """Precision-recall curve of every class (AP in the legend), with a dot where its threshold sits."""
+    from learner.report.multilabel import average_precision
+    from learner.report.thresholds import pr_points
+
+    probs, targets = np.asarray(probs, dtype=np.float64), np.asarray(targets) > 0.5
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for j, c in enumerate(classes):
+        if not targets[:, j].any():
+            continue
+        thr, precision, recall = pr_points(probs[:, j], targets[:, j])
+        line, = ax.step(np.r_[0.0, recall], np.r_[1.0, precision], where="post", lw=1.2,
+                        label=f"{c} (AP {average_precision(probs[:, j], targets[:, j]):.2f})")
+        if thresholds and c in thresholds:
+            k = int(np.searchsorted(-thr, -thresholds[c], side="right")) - 1  # last point with score ≥ threshold
+            if k >= 0:
+                ax.plot(recall[k], precision[k], "o", color=line.get_color(), ms=5)
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02),
+           title=title or "precision-recall per class (dot: threshold)")
+    ax.legend(fontsize=7, loc="lower left", ncol=2 if len(classes) > 8 else 1)
+    _finish(fig, path)
+    return ax

@@ -23,6 +23,23 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Independent per-class probabilities (multi-label models), numerically stable for large |logits|."""
+    x = np.asarray(logits, dtype=np.float64)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(np.float32)
+
+
+def scores_from_logits(logits: np.ndarray, task: str = "single") -> np.ndarray:
+    """Class scores as the model was trained to give them: softmax over classes for single-label models,
+    a sigmoid per class for multi-label ones (config.json's "task"; absent = single)."""
+    if task == "multi":
+        return sigmoid(logits)
+    if task != "single":
+        raise ValueError(f"task {task!r}: expected 'single' or 'multi'")
+    return softmax(logits)
+
+
 class TorchBackend:
     """AudioClassifier (front end + net) under `torch.inference_mode`; weights loaded strictly."""
 

@@ -29,7 +29,7 @@ from learner.config import AudioConfig
 from learner.model.frontend import AudioClassifier, FrontEnd, LogMel
 from learner.model.registry import get_arch
 from learner.modeldir import CONFIG, WEIGHTS, ModelDirError, network_from_dir, read_config, write_json
-from learner.serve.backends import softmax
+from learner.serve.backends import scores_from_logits
 from learner.serve.onnx_backend import INPUT_NAME, INT8_FILE, ONNX_FILE, OUTPUT_NAME, sha256_file
 
 DEFAULT_OPSET = 17
@@ -336,7 +336,7 @@ def export_model_dir(folder: str | Path, *, int8: bool = False, opset: int = DEF
     arch = config["arch"]
     probe = generated_clips(cfg, n_probe, seed=7)
     with torch.no_grad():
-        ref = softmax(model(torch.from_numpy(probe)).numpy())
+        ref = scores_from_logits(model(torch.from_numpy(probe)).numpy(), config.get("task", "single"))
     record: dict[str, Any] = {
         "opset": opset,
         "exporter": f"torch {torch.__version__} TorchScript exporter; log-mel as a polyphase DFT; ONNX Runtime basic optimizations",
@@ -352,7 +352,7 @@ def export_model_dir(folder: str | Path, *, int8: bool = False, opset: int = DEF
             drop_features(split, fp32)
         except Exception as e:  # the exporter's own errors run to many lines; keep the first
             raise ExportError(f"{arch}: ONNX export failed: {_first_line(e)}") from None
-        diff = float(np.abs(softmax(_run(fp32, probe)) - ref).max())
+        diff = float(np.abs(scores_from_logits(_run(fp32, probe), config.get("task", "single")) - ref).max())
         if not diff <= PARITY_ATOL:
             raise ExportError(f"{arch}: exported graph differs from torch (max |Δp| = {diff:.2e} > {PARITY_ATOL:.0e})")
         record["parity"] = {"max_abs_prob_diff": diff, "clips": n_probe}

@@ -18,7 +18,8 @@ from learner.audio import AudioDecodeError, ClipPipeline, Decoded, Source, Windo
 from learner.config import AudioConfig
 from learner.hub import resolve
 from learner.modeldir import ModelDirError, read_config
-from learner.serve.backends import BACKENDS, softmax
+from learner.report.thresholds import detected, threshold_vector
+from learner.serve.backends import BACKENDS, scores_from_logits
 
 
 @dataclass
@@ -42,6 +43,12 @@ class Prediction:
     clip: np.ndarray | None = None
     window_s: float = 0.0
     hop_s: float = 0.0
+    detected: list[str] = field(default_factory=list)  # labels at or above their thresholds, best first
+
+    @property
+    def known(self) -> bool:
+        """False when no class reaches its threshold: "none of the known classes" (multi: background)."""
+        return bool(self.detected)
 
     @property
     def label(self) -> str:
@@ -73,6 +80,8 @@ class Predictor:
         self.model_id, self.revision = model_id, revision
         self.batch_size = batch_size
         self.folder: Path | None = None
+        self.task: str = config.get("task", "single")  # absent in folders written before multi-label
+        self.thresholds = threshold_vector(config, self.classes)
 
     @classmethod
     def from_dir(cls, path: str | Path, backend: str = "auto", allow_pickle: bool = False,
@@ -128,9 +137,11 @@ class Predictor:
     # --- model --------------------------------------------------------------------------------------------
 
     def predict_waves(self, waves: np.ndarray) -> np.ndarray:
-        """Fixed-length waveforms (B, n_samples) → class probabilities (B, n_classes), in batches."""
+        """Fixed-length waveforms (B, n_samples) → class probabilities (B, n_classes), in batches (softmax, or
+        a sigmoid per class for multi-label models)."""
         waves = np.asarray(waves, dtype=np.float32).reshape(len(waves), -1)
-        out = [softmax(self.backend(waves[i : i + self.batch_size])) for i in range(0, len(waves), self.batch_size)]
+        out = [scores_from_logits(self.backend(waves[i : i + self.batch_size]), self.task)
+               for i in range(0, len(waves), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), dtype=np.float32)
 
     def predict_windows(self, signal: np.ndarray, plan: WindowPlan, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -141,6 +152,11 @@ class Predictor:
             probs.append(self.predict_waves(wins))
             starts.append(st)
         return np.concatenate(probs), np.concatenate(starts)
+
+    def detect(self, probs: np.ndarray) -> list[str]:
+        """Labels at or above their thresholds (config.json's, calibrated at training), best first; for a
+        single-label model the top class or nothing ("none of the known classes")."""
+        return detected(probs, self.classes, self.thresholds, self.task)
 
     def _top(self, probs: np.ndarray, k: int) -> tuple[list[str], list[float]]:
         order = self.pipeline.top_k(probs, k)
@@ -167,7 +183,8 @@ class Predictor:
             probs = self.predict_waves(clip[None])[0]
             extra = dict(clip=clip)
         labels, scores = self._top(probs, top_k)
-        return Prediction(labels, scores, probs, d.duration_s, d.orig_sample_rate, d.channels, d.decoder, **extra)
+        return Prediction(labels, scores, probs, d.duration_s, d.orig_sample_rate, d.channels, d.decoder, **extra,
+                          detected=self.detect(probs))
 
     def __call__(self, inputs: Any, *, top_k: int = 5, sampling_rate: int | None = None,
                  sample_rate: int | None = None) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
@@ -202,7 +219,7 @@ class Predictor:
                 p = next(probs)
                 labels, scores = self._top(p, top_k)
                 results.append(Prediction(labels, scores, p, d.duration_s, d.orig_sample_rate, d.channels, d.decoder,
-                                          clip=next(clip_it)))
+                                          clip=next(clip_it), detected=self.detect(p)))
         return results
 
 

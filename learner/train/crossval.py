@@ -41,6 +41,11 @@ def cross_validate(targs: TrainArgs, cfg: AudioConfig | None = None, n_folds: in
     cfg = cfg or AudioConfig()
     out = Path(targs.out)
     df = add_groups(load_manifest(targs.data), targs.group_col, targs.group_regex)
+    from learner.data.multilabel import resolve_task
+
+    if resolve_task(df, targs.task, str(targs.data)) == "multi":  # its report is built from single-label metrics
+        raise ManifestError(f"{targs.data}: cross-validation of multi-label models is not supported yet; "
+                            "train one model on one split")
     plan = plan_folds(df, targs.data, out, n_folds, targs.seed)
     data, all_folds, source = plan.data, plan.folds, plan.source
     todo = all_folds if folds is None else [f for f in all_folds if f in set(folds)]

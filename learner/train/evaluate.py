@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 
 from learner.data.manifest import add_groups, files_digest, load_manifest, split_indices
+from learner.data.multilabel import label_sets, multi_hot
 from learner.modeldir import write_json
 from learner.report.metrics import classification_report
+from learner.report.multilabel import multilabel_report
 from learner.serve.predictor import Predictor
 
 SUBSETS = ("auto", "all", "valid", "test")
@@ -66,10 +68,12 @@ def evaluate(model: str | Path, data: str | Path, *, subset: str = "auto", out: 
     seen = is_training_data(full, p.config)
     chosen = ("valid" if seen else "all") if subset == "auto" else subset
     df = select_rows(full, chosen, p.config.get("train", {}))
-    unknown = sorted(set(df["label"]) - set(p.classes))
+    multi = p.task == "multi"
+    sets = label_sets(df) if multi else [[lab] for lab in df["label"]]
+    unknown = sorted({lab for s in sets for lab in s} - set(p.classes))
     if unknown:
         raise ValueError(f"{data}: labels the model does not know: {', '.join(unknown)} (model classes: {', '.join(p.classes)})")
-    paths, labels = list(df["path"]), list(df["label"])
+    paths, labels = list(df["path"]), sets
     probs, targets, failures = [], [], {}
     bar = tqdm(total=len(paths), desc="evaluating", unit="file", disable=not progress)
     for i in range(0, len(paths), p.batch_size):
@@ -79,10 +83,14 @@ def evaluate(model: str | Path, data: str | Path, *, subset: str = "auto", out: 
                 failures[path] = res.reason
             else:
                 probs.append(res.probs)
-                targets.append(p.classes.index(label))
+                targets.append(multi_hot([label], p.classes)[0] if multi else p.classes.index(label[0]))
         bar.update(min(p.batch_size, len(paths) - i))
     bar.close()
-    metrics = classification_report(np.stack(probs), np.asarray(targets), p.classes)
+    if multi:
+        thresholds = dict(zip(p.classes, p.thresholds.tolist(), strict=True))
+        metrics = multilabel_report(np.stack(probs), np.stack(targets), p.classes, thresholds)
+    else:
+        metrics = classification_report(np.stack(probs), np.asarray(targets), p.classes)
     metrics.update(split=chosen, data=str(data), model=str(model), excluded_files=failures, training_data=seen,
                    n_rows_in_data=len(full))
     if out:
@@ -91,6 +99,11 @@ def evaluate(model: str | Path, data: str | Path, *, subset: str = "auto", out: 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "metrics.json", metrics)
+        if multi:
+            from learner.train.multilabel import write_multilabel_outputs
+
+            write_multilabel_outputs(out, metrics, np.stack(probs), np.stack(targets), p.classes, thresholds)
+            return metrics
         plot_confusion(metrics["confusion"], p.classes, out / "confusion_matrix.png",
                        title=f"{chosen} · accuracy {metrics['accuracy']:.3f}")
     return metrics

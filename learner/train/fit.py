@@ -31,7 +31,7 @@ from learner.model.frontend import FrontEnd
 from learner.model.pretrained import load_pretrained
 from learner.model.registry import ArchSpec, classifier_keys
 from learner.modeldir import PICKLE, ModelDirError, save_model_dir, strip_local_paths, write_json
-from learner.report.metrics import classification_report
+from learner.train.multilabel import decide, threshold_rule, write_multilabel_outputs
 from learner.train.settings import adopt_front_end, batch_size, epochs_for, pick_hop, pick_sample_rate, transfers_from_earshot
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,8 @@ class TrainArgs:
     auto_duration: bool = False  # pick the clip length from the training data (jobs.train without --duration)
     auto_sample_rate: bool = False  # the training files' own rate, at most 22.05 kHz (jobs.train without --sample-rate)
     auto_hop: bool = False  # a hop that gives a clip ~100 frames (jobs.train without --hop)
+    task: str = "auto"  # "single", "multi" (sigmoid outputs, BCE), or "auto": multi when a row has ≠ 1 label
+    target_precision: float | None = None  # thresholds: precision to reach per class instead of maximum F1
 
 
 @dataclass
@@ -133,7 +135,10 @@ def numpy_collate(items: list[tuple]) -> tuple:
 
 def prepare_data(args: TrainArgs, cfg: AudioConfig):
     """Manifest → split → decoded signals. Unreadable files are reported by name and left out."""
+    from learner.data.multilabel import resolve_task
+
     df = add_groups(load_manifest(args.data), args.group_col, args.group_regex)
+    task = resolve_task(df, args.task, args.data)
     train_idx, valid_idx = split_indices(df, valid_pct=args.valid_pct, seed=args.seed, valid_fold=args.valid_fold)
     if len(train_idx) == 0 or len(valid_idx) == 0:
         raise ValueError(f"{args.data}: the split left {len(train_idx)} training and {len(valid_idx)} validation files")
@@ -148,14 +153,20 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
         lines = "\n".join(f"  {p}: {why}" for p, why in failures.items())
         log.warning("%d file(s) could not be read and are excluded from training:\n%s", len(failures), lines)
         used = used[~used["path"].isin(failures)]
-    classes = sorted(used.loc[~used["is_valid"], "label"].unique())
-    unseen = sorted(set(used.loc[used["is_valid"], "label"]) - set(classes))
-    if unseen:
-        raise ValueError(f"{args.data}: validation has labels with no training files: {', '.join(unseen)}")
+    if task == "multi":
+        from learner.train.multilabel import training_classes
+
+        classes = training_classes(used, args.data)
+    else:
+        classes = sorted(used.loc[~used["is_valid"], "label"].unique())
+        unseen = sorted(set(used.loc[used["is_valid"], "label"]) - set(classes))
+        if unseen:
+            raise ValueError(f"{args.data}: validation has labels with no training files: {', '.join(unseen)}")
     if len(classes) < 2:
         raise ValueError(f"{args.data}: need at least 2 classes to train, found {classes}")
     used = used.reset_index(drop=True)
     used.attrs["split"] = split  # for config.json: lets jobs.evaluate recognise the training data later
+    used.attrs["task"] = task
     return used, signals, failures, classes
 
 
@@ -187,8 +198,13 @@ def build_learner(args: TrainArgs, cfg: AudioConfig, used: pd.DataFrame, signals
         cfg.norm_stats = dataset_stats(frontend, train_sigs, cfg)
         frontend = FrontEnd(cfg, spec.input)
     block = AudioBlock(cfg, frontend, signals, seed=args.seed)
-    dblock = DataBlock(blocks=(block, CategoryBlock(vocab=classes)), get_x=ColReader("path"),
-                       get_y=ColReader("label"), splitter=ColSplitter("is_valid"))
+    if used.attrs.get("task") == "multi":
+        from learner.train.multilabel import multi_label_parts
+
+        y_block, get_y, loss, metrics = multi_label_parts(classes)
+    else:
+        y_block, get_y, loss, metrics = CategoryBlock(vocab=classes), ColReader("label"), None, None
+    dblock = DataBlock(blocks=(block, y_block), get_x=ColReader("path"), get_y=get_y, splitter=ColSplitter("is_valid"))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dls = dblock.dataloaders(used, bs=batch_size(args.bs, int((~used["is_valid"]).sum())), num_workers=0, device=device,
                              shuffle=True, drop_last=True, create_batch=numpy_collate)
@@ -199,8 +215,10 @@ def build_learner(args: TrainArgs, cfg: AudioConfig, used: pd.DataFrame, signals
     def top3(inp, targ):
         return top_k_accuracy(inp, targ, k=k3)
 
-    loss = LabelSmoothingCrossEntropyFlat(eps=args.label_smoothing) if args.label_smoothing else CrossEntropyLossFlat()
-    learn = Learner(dls, net, loss_func=loss, metrics=[accuracy, top3], path=out,
+    if loss is None:
+        loss = LabelSmoothingCrossEntropyFlat(eps=args.label_smoothing) if args.label_smoothing else CrossEntropyLossFlat()
+        metrics = [accuracy, top3]
+    learn = Learner(dls, net, loss_func=loss, metrics=metrics, path=out,
                     model_dir=".checkpoints", splitter=partial(param_groups, spec=spec))
     if not args.progress:
         learn.remove_cb(ProgressCallback)
@@ -254,14 +272,16 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
     history = pd.read_csv(out / "history.csv")
     best_epoch = int(history["valid_loss"].idxmin())
 
-    probs, targets = learn.get_preds(ds_idx=1)
-    metrics = classification_report(probs.numpy(), targets.numpy(), classes)
+    probs, targets = learn.get_preds(ds_idx=1)  # softmax, or sigmoid for multi-label (the loss's activation)
+    task = used.attrs["task"]
+    thresholds, metrics = decide(task, probs.numpy(), targets.numpy(), classes, args.target_precision)
     metrics.update(split="valid", best_epoch=best_epoch, train_time_s=round(train_time, 3),
                    n_train=int((~used["is_valid"]).sum()), n_valid=int(used["is_valid"].sum()),
                    excluded_files=failures)
 
     config = {
-        "earshot_version": __version__, "arch": args.arch, "input": spec.input, "classes": classes,
+        "earshot_version": __version__, "arch": args.arch, "input": spec.input, "classes": classes, "task": task,
+        "thresholds": thresholds, "thresholds_rule": threshold_rule(args.target_precision),
         "audio": cfg.to_dict(), "params": n_params(learn.model), "pretrained": strip_local_paths(loaded),
         "split": used.attrs.get("split"),  # no local paths: config.json is published with the model
         "train": strip_local_paths({k: v for k, v in asdict(args).items() if k not in ("progress", "workers", "out", "cache_dir")}),
@@ -270,7 +290,13 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
     learn.model.eval()
     save_model_dir(out, learn.model.state_dict(), config)
     write_json(out / "metrics.json", metrics)
-    _plots(out, metrics, history, classes)
+    if task == "multi":
+        from learner.report.plots import plot_curves
+
+        write_multilabel_outputs(out, metrics, probs.numpy(), targets.numpy(), classes, thresholds)
+        plot_curves(history, out / "curves.png")
+    else:
+        _plots(out, metrics, history, classes)
     if args.pickle:
         _export_pickle(learn, out)
     shutil.rmtree(out / ".checkpoints", ignore_errors=True)

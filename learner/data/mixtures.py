@@ -1,0 +1,196 @@
+"""`mixtures-synth`: an offline multi-label set. Each clip mixes 1–3 different synthetic sound sources
+(out of six classes) at random offsets, lengths and SNRs over a background noise, so the labels, and when
+each source sounds, are known exactly.
+
+The manifest is `path,labels,group` (`labels` `;`-separated; `group` = the recording "site", whose background
+noise colour and level every clip of it shares, so the default group split holds whole sites out), and
+`events.csv` lists every source as `path,label,start_s,end_s`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MIXTURES_VERSION = 1  # bump when the recipe below changes, so cached builds are rebuilt
+BUILD_INFO = "mixtures.json"
+
+
+def _tone(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    f = rng.uniform(250, 900)
+    return np.sin(2 * np.pi * f * t) + 0.5 * np.sin(2 * np.pi * 2 * f * t) + 0.25 * np.sin(2 * np.pi * 3 * f * t)
+
+
+def _chirp(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    f0, f1, dur = rng.uniform(400, 800), rng.uniform(2500, 4500), max(t[-1], 1e-3)
+    return np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * dur)))
+
+
+def _hiss(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Band-limited noise (≈ 4–7 kHz at 16 kHz), on and off in bursts."""
+    n = t.size
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n, d=1 / 16000)
+    spec[(f < rng.uniform(3500, 4500)) | (f > rng.uniform(6000, 7500))] = 0
+    x = np.fft.irfft(spec, n)
+    return x * (np.sin(2 * np.pi * rng.uniform(3, 6) * t + rng.uniform(0, 6)) > -0.3)
+
+
+def _clicks(t: np.ndarray, rng: np.random.Generator, sr: int) -> np.ndarray:
+    x = np.zeros(t.size)
+    period = max(1, int(sr / rng.uniform(8, 20)))
+    kernel = np.hanning(40)[20:]
+    for s in range(int(rng.integers(0, period)), t.size - 20, period):
+        x[s : s + 20] = rng.choice([-1, 1]) * kernel
+    return x
+
+
+def _siren(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A warble: carrier 1–1.8 kHz swept ±250 Hz at 3–6 Hz."""
+    fc, dev, rate = rng.uniform(1000, 1800), rng.uniform(150, 300), rng.uniform(3, 6)
+    return np.sin(2 * np.pi * fc * t + dev / rate * np.sin(2 * np.pi * rate * t))
+
+
+def _knock(t: np.ndarray, rng: np.random.Generator, sr: int) -> np.ndarray:
+    """Two to five decaying low thumps (90–200 Hz)."""
+    x = np.zeros(t.size)
+    f, tau = rng.uniform(90, 200), rng.uniform(0.02, 0.05)
+    hits = np.sort(rng.uniform(0, max(t[-1] - 0.1, 0.01), size=int(rng.integers(2, 6))))
+    for h in hits:
+        s = int(h * sr)
+        k = np.arange(t.size - s) / sr
+        x[s:] += np.exp(-k / tau) * np.sin(2 * np.pi * f * k)
+    return x
+
+
+SOURCES: dict[str, Callable[..., np.ndarray]] = {
+    "chirp": _chirp, "clicks": _clicks, "hiss": _hiss, "knock": _knock, "siren": _siren, "tone": _tone,
+}
+NEEDS_SR = ("clicks", "knock")
+
+
+def source(kind: str, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` samples of one source class at unit RMS, with 10 ms fades."""
+    t = np.arange(n) / sr
+    x = SOURCES[kind](t, rng, sr) if kind in NEEDS_SR else SOURCES[kind](t, rng)
+    fade = min(n // 2, int(0.01 * sr))
+    if fade:
+        ramp = np.linspace(0, 1, fade)
+        x[:fade] *= ramp
+        x[-fade:] *= ramp[::-1]
+    return x / (np.sqrt(np.mean(x**2)) + 1e-12)
+
+
+def colored_noise(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
+    """Unit-RMS noise with a 1/f^exponent power spectrum (0 white, 1 pink, 2 brown)."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n)
+    f[0] = f[1] if n > 1 else 1.0
+    x = np.fft.irfft(spec / f ** (exponent / 2), n)
+    return x / (np.sqrt(np.mean(x**2)) + 1e-12)
+
+
+def mixture(rng: np.random.Generator, *, classes: tuple[str, ...], duration: float, sr: int,
+            n_sources: tuple[int, int], snr_db: tuple[float, float], source_s: tuple[float, float],
+            noise_exponent: float, noise_db: float) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+    """One clip: background noise at `noise_db` dBFS RMS plus 1–3 distinct sources, each at a random SNR
+    (its RMS over its own span against the background's), length and offset. Returns (samples, events)."""
+    n = int(round(duration * sr))
+    x = colored_noise(rng, n, noise_exponent) * 10 ** (noise_db / 20)
+    noise_rms = 10 ** (noise_db / 20)
+    k = int(rng.integers(n_sources[0], n_sources[1] + 1))
+    events = []
+    for kind in rng.choice(classes, size=k, replace=False):
+        length = int(round(min(duration, rng.uniform(*source_s)) * sr))
+        start = int(rng.integers(0, n - length + 1))
+        gain = noise_rms * 10 ** (rng.uniform(*snr_db) / 20)
+        x[start : start + length] += gain * source(str(kind), length, sr, rng)
+        events.append((str(kind), start / sr, (start + length) / sr))
+    peak = np.abs(x).max()
+    if peak > 0.95:
+        x *= 0.95 / peak
+    return x.astype(np.float32), sorted(events, key=lambda e: e[1])
+
+
+def build_mixtures(out_dir: str | Path, *, n_clips: int = 720, n_sites: int = 24, duration: float = 2.0,
+                   sample_rate: int = 16000, n_sources: tuple[int, int] = (1, 3), snr_db: tuple[float, float] = (0, 20),
+                   source_s: tuple[float, float] = (0.4, 1.5), classes: tuple[str, ...] | None = None,
+                   seed: int = 0) -> Path:
+    """Write `out_dir/clips/{site}_{i}.wav`, `events.csv` and (last, so its presence means a complete build)
+    `manifest.csv` → its path. Deterministic for a given seed and parameters."""
+    import soundfile as sf
+
+    classes = tuple(classes or SOURCES)
+    unknown = sorted(set(classes) - set(SOURCES))
+    if unknown or len(classes) < 2:
+        raise ValueError(f"classes: need at least 2 of {', '.join(SOURCES)}; got {list(classes)}")
+    lo, hi = n_sources
+    if not 0 <= lo <= hi <= len(classes):
+        raise ValueError(f"n_sources=({lo}, {hi}): need 0 ≤ low ≤ high ≤ {len(classes)} classes")
+    out = Path(out_dir)
+    (out / "clips").mkdir(parents=True, exist_ok=True)
+    site_rng = np.random.default_rng([seed, 0])
+    sites = [(float(site_rng.choice([0.0, 1.0, 2.0])), float(site_rng.uniform(-50, -35))) for _ in range(n_sites)]
+    rows, events = [], []
+    for i in range(n_clips):
+        site = i % n_sites
+        rng = np.random.default_rng([seed, 1, i])
+        x, ev = mixture(rng, classes=classes, duration=duration, sr=sample_rate, n_sources=(lo, hi), snr_db=snr_db,
+                        source_s=source_s, noise_exponent=sites[site][0], noise_db=sites[site][1])
+        rel = f"clips/site{site:02d}_{i:04d}.wav"
+        sf.write(out / rel, x, sample_rate, subtype="PCM_16")
+        rows.append((rel, ";".join(sorted({e[0] for e in ev})), f"site{site:02d}"))
+        events += [(rel, lab, round(a, 4), round(b, 4)) for lab, a, b in ev]
+    info = dict(dataset="mixtures-synth", version=MIXTURES_VERSION, n_clips=n_clips, n_sites=n_sites,
+                duration=duration, sample_rate=sample_rate, n_sources=[lo, hi], snr_db=list(snr_db),
+                source_s=list(source_s), classes=list(classes), seed=seed)
+    (out / BUILD_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+    _write_csv(out / "events.csv", ["path", "label", "start_s", "end_s"], events)
+    _write_csv(out / "manifest.csv", ["path", "labels", "group"], rows)
+    return out / "manifest.csv"
+
+
+def _write_csv(path: Path, header: list[str], rows: list[tuple]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _build_ok(out: Path, params: dict[str, Any]) -> bool:
+    try:
+        info = json.loads((out / BUILD_INFO).read_text())
+    except (OSError, ValueError):
+        return False
+    same = all(info.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in params.items())
+    return (out / "manifest.csv").exists() and info.get("version") == MIXTURES_VERSION and same
+
+
+def ensure_mixtures(out_dir: str | Path, **params: Any) -> Path:
+    """`out_dir/manifest.csv`, building it first if absent, older or made with other parameters. Built in a
+    temporary sibling folder renamed into place, so concurrent processes never see half a set."""
+    out = Path(out_dir)
+    if _build_ok(out, params):
+        return out / "manifest.csv"
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    build_mixtures(tmp, **params)
+    if out.exists() and ((out / BUILD_INFO).exists() or not any(out.iterdir())):
+        shutil.rmtree(out, ignore_errors=True)  # our own stale build, or an empty folder
+    try:
+        os.rename(tmp, out)
+    except OSError:
+        pass
+    shutil.rmtree(tmp, ignore_errors=True)
+    if not _build_ok(out, params):
+        raise RuntimeError(f"{out} exists but holds no mixtures-synth build; move it away and try again")
+    return out / "manifest.csv"
