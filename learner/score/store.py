@@ -6,10 +6,11 @@ the part it was writing and `--resume` never duplicates or loses a row.
       part-00000.parquet       committed parts; readers (pyarrow, pandas, DuckDB, Spark) read the folder
       .part-00003.parquet.tmp  the part being written (never read; removed on resume)
     OUT.windows/               (e.g. scores.windows.parquet/) per-window rows, same part numbers
+    OUT.events/                (e.g. scores.events.parquet/) timestamped events, same part numbers
 
-Commit order: close and fsync both temp files, rename the windows part, then the file part. The file part is
-the commit record: a windows part without its file part (a kill between the two renames) is deleted on
-resume, and its files are scored again.
+Commit order: close and fsync the temp files, rename the windows and events parts, then the file part. The
+file part is the commit record: a windows or events part without its file part (a kill between the renames)
+is deleted on resume, and its files are scored again.
 """
 
 from __future__ import annotations
@@ -38,12 +39,23 @@ def _part_index(p: Path) -> int | None:
     return int(m.group(1)) if m and m.group(2) in WRITERS else None
 
 
-def windows_output(out: str | Path) -> Path:
-    """scores.parquet → scores.windows.parquet; results → results.windows."""
+SIDES = ("windows", "events")  # tables beside the file rows, each in its own folder of parts
+
+
+def side_output(out: str | Path, side: str) -> Path:
+    """scores.parquet → scores.windows.parquet / scores.events.parquet; results → results.windows."""
     out = Path(out)
     if out.suffix.lower() in {f".{f}" for f in WRITERS}:
-        return out.with_name(f"{out.stem}.windows{out.suffix}")
-    return out.with_name(out.name + ".windows")
+        return out.with_name(f"{out.stem}.{side}{out.suffix}")
+    return out.with_name(f"{out.name}.{side}")
+
+
+def windows_output(out: str | Path) -> Path:
+    return side_output(out, "windows")
+
+
+def events_output(out: str | Path) -> Path:
+    return side_output(out, "events")
 
 
 def _fsync(path: Path) -> None:
@@ -87,28 +99,32 @@ def read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
     return WRITERS[path.suffix[1:]].read(path, columns)
 
 
-def read_results(out: str | Path, windows: bool = False) -> pa.Table:
-    """All committed rows of a scoring output (files, or with `windows=True` the per-window rows)."""
-    folder = windows_output(out) if windows else Path(out)
+def read_results(out: str | Path, windows: bool = False, events: bool = False) -> pa.Table:
+    """All committed rows of a scoring output (files, or with `windows=True` the per-window rows, with
+    `events=True` the events)."""
+    folder = windows_output(out) if windows else events_output(out) if events else Path(out)
     parts = sorted(p for p in folder.iterdir() if _part_index(p) is not None)
     tables = [read_part(p) for p in parts]
     return pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
 
 
 class PartStore:
-    """Streams rows into numbered parts under `out` (and `windows_output(out)`); see the module docstring."""
+    """Streams rows into numbered parts under `out` (and `windows_output(out)`, `events_output(out)`); see the
+    module docstring."""
 
     def __init__(self, out: str | Path, fmt: str, file_schema: pa.Schema, window_schema: pa.Schema | None,
-                 part_rows: int = 2048, part_seconds: float = 60.0) -> None:
+                 part_rows: int = 2048, part_seconds: float = 60.0, event_schema: pa.Schema | None = None) -> None:
         if fmt not in WRITERS:
             raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(WRITERS)}")
         self.out, self.fmt = Path(out), fmt
         self.wout = windows_output(out) if window_schema is not None else None
         self.file_schema, self.window_schema = file_schema, window_schema
+        self.sides = {side: (side_output(out, side), schema) for side, schema in
+                      (("windows", window_schema), ("events", event_schema)) if schema is not None}
         self.part_rows, self.part_seconds = max(1, part_rows), part_seconds
         self.next_index = 0
         self.committed_rows = 0
-        self._cur: tuple[_PartWriter, _PartWriter | None] | None = None
+        self._cur: tuple[_PartWriter, dict[str, _PartWriter]] | None = None
         self._opened = 0.0
 
     # --- opening -------------------------------------------------------------------------------------
@@ -116,7 +132,7 @@ class PartStore:
     def open(self, meta: dict[str, Any], resume: bool = False, overwrite: bool = False) -> dict[str, tuple[int, int, bool]]:
         """Prepare the folder. Returns what is already scored: path → (size, mtime_ns, had_error)."""
         meta = json.loads(json.dumps(meta))  # as it will read back (tuples become lists)
-        exists = [f for f in (self.out, windows_output(self.out)) if f.exists()]
+        exists = [f for f in (self.out, *(side_output(self.out, s) for s in SIDES)) if f.exists()]
         if exists and overwrite:
             for f in exists:
                 if f.is_dir() and not _is_ours(f):
@@ -128,8 +144,8 @@ class PartStore:
             raise FileExistsError(f"{self.out} is a file, not a scoring output folder; pass overwrite=True to replace it")
         done = self._recover(meta) if exists and resume else {}
         self.out.mkdir(parents=True, exist_ok=True)
-        if self.wout:
-            self.wout.mkdir(parents=True, exist_ok=True)
+        for folder, _ in self.sides.values():
+            folder.mkdir(parents=True, exist_ok=True)
         write_json(self.out / META, meta)
         return done
 
@@ -144,24 +160,26 @@ class PartStore:
                 if old.get(key) != meta.get(key):
                     raise ValueError(f"{self.out} was made with {key}={old.get(key)!r}, this run has {meta.get(key)!r}; "
                                      "resume with the same settings or pass overwrite=True")
-            for key, what in (("backend", "backend"), ("weights_sha256", "model weights"), ("classes", "classes")):
+            for key, what in (("backend", "backend"), ("weights_sha256", "model weights"), ("classes", "classes"),
+                              ("events", "event settings")):
                 if key in old and old[key] != meta.get(key):  # outputs of older versions do not record them
                     said = (f"{old[key]!r}, this run has {meta.get(key)!r}" if key != "weights_sha256" else
                             f"sha256 {str(old[key])[:12]}…, this run's are {str(meta.get(key))[:12]}…")
                     raise ValueError(f"{self.out} was made with other {what} ({key}={said}); resume with the same "
                                      "model and backend, or pass overwrite=True")
-        wfolder = windows_output(self.out)
-        for folder in (self.out, wfolder):
+        for folder in (self.out, *(side_output(self.out, s) for s in SIDES)):
             if folder.is_dir():
                 for p in folder.iterdir():
                     if _is_temp(p):  # what a killed run was writing
                         shutil.rmtree(p) if p.is_dir() else p.unlink()
         parts = self._parts(self.out)
-        if self.wout is None and self._parts(wfolder):
-            raise ValueError(f"{self.out} has per-window rows in {wfolder}; resume with the same windows= or pass overwrite=True")
-        for i, p in self._parts(wfolder).items():
-            if i not in parts:
-                p.unlink()  # killed between the two renames: its files are not in OUT, so they are scored again
+        for side in SIDES:
+            sfolder = side_output(self.out, side)
+            if side not in self.sides and self._parts(sfolder):
+                raise ValueError(f"{self.out} has {side} rows in {sfolder}; resume with the same windows= or pass overwrite=True")
+            for i, p in self._parts(sfolder).items():
+                if i not in parts:
+                    p.unlink()  # killed between the renames: its files are not in OUT, so they are scored again
         done: dict[str, tuple[int, int, bool]] = {}
         for p in parts.values():
             t = read_part(p, list(KEY_COLUMNS))
@@ -178,16 +196,17 @@ class PartStore:
         import pyarrow.compute as pc
 
         dropped = 0
-        wparts = self._parts(windows_output(self.out))
+        sparts = [self._parts(side_output(self.out, s)) for s in SIDES]
         for i, p in sorted(self._parts(self.out).items()):
             t = read_part(p)
             keep = pc.invert(pc.is_in(t["path"], pa.array(sorted(paths), pa.string())))
             n = t.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
             if not n:
                 continue
-            if i in wparts:  # windows first: a kill in between leaves stale file rows, which resume drops again
-                wt = read_part(wparts[i])
-                self._rewrite(wparts[i], wt.filter(pc.invert(pc.is_in(wt["path"], pa.array(sorted(paths), pa.string())))))
+            for wparts in sparts:  # sides first: a kill in between leaves stale file rows, which resume drops again
+                if i in wparts:
+                    wt = read_part(wparts[i])
+                    self._rewrite(wparts[i], wt.filter(pc.invert(pc.is_in(wt["path"], pa.array(sorted(paths), pa.string())))))
             self._rewrite(p, t.filter(keep))
             dropped += n
         self.committed_rows -= dropped
@@ -204,52 +223,51 @@ class PartStore:
 
     # --- writing -------------------------------------------------------------------------------------
 
-    def add(self, files: pa.Table, windows: pa.Table | None = None) -> None:
+    def add(self, files: pa.Table, windows: pa.Table | None = None, events: pa.Table | None = None) -> None:
         """Append one batch (one parquet row group); commits the part when it is full or old enough."""
         if self._cur is None:
             name = f"part-{self.next_index:05d}.{self.fmt}"
             fw = _PartWriter(self.out / f".{name}.tmp", self.file_schema, self.fmt)
-            ww = _PartWriter(self.wout / f".{name}.tmp", self.window_schema, self.fmt) if self.wout else None
-            self._cur, self._opened = (fw, ww), time.monotonic()
-        fw, ww = self._cur
+            sides = {side: _PartWriter(folder / f".{name}.tmp", schema, self.fmt)
+                     for side, (folder, schema) in self.sides.items()}
+            self._cur, self._opened = (fw, sides), time.monotonic()
+        fw, sides = self._cur
         fw.write(files)
-        if ww is not None and windows is not None:
-            ww.write(windows)
+        for side, table in (("windows", windows), ("events", events)):
+            if side in sides and table is not None:
+                sides[side].write(table)
         if fw.rows >= self.part_rows or time.monotonic() - self._opened >= self.part_seconds:
             self.commit()
 
     def commit(self) -> None:
-        """Close the current part and make it visible (windows part first, then the file part)."""
+        """Close the current part and make it visible (windows and events parts first, then the file part)."""
         if self._cur is None:
             return
-        fw, ww = self._cur
+        fw, sides = self._cur
         self._cur = None
         name = f"part-{self.next_index:05d}.{self.fmt}"
-        fw.close()
-        if ww is not None:
-            ww.close()
+        for w in (fw, *sides.values()):
+            w.close()
         if fw.rows == 0:
-            fw.path.unlink()
-            if ww is not None:
-                ww.path.unlink()
+            for w in (fw, *sides.values()):
+                w.path.unlink()
             return
-        if ww is not None:
-            os.replace(ww.path, self.wout / name)
+        for side, w in sides.items():
+            os.replace(w.path, self.sides[side][0] / name)
         os.replace(fw.path, self.out / name)
-        for folder in (self.out, self.wout):
-            if folder is not None:
-                _fsync(folder)
+        for folder in (self.out, *(f for f, _ in self.sides.values())):
+            _fsync(folder)
         self.next_index += 1
         self.committed_rows += fw.rows
 
     def abandon(self) -> None:
         """Drop the part in flight (after an error): its temp files go, committed parts stay."""
         if self._cur is not None:
-            for w in self._cur:
-                if w is not None:
-                    try:
-                        w._w.close()
-                    except Exception:
-                        pass
-                    w.path.unlink(missing_ok=True)
+            fw, sides = self._cur
+            for w in (fw, *sides.values()):
+                try:
+                    w._w.close()
+                except Exception:
+                    pass
+                w.path.unlink(missing_ok=True)
             self._cur = None
