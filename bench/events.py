@@ -19,6 +19,12 @@ from dataclasses import replace
 from pathlib import Path
 
 
+def _chosen():
+    from learner.serve.events import EventRule
+
+    return EventRule(max_gap_s=0.5, min_length_s=0.5)  # what the acceptance run uses in all three paths
+
+
 def train_event_model(root: Path, n_per_class: int = 60, epochs: int = 5, seed: int = 0, arch: str = "xresnet18") -> Path:
     from learner.config import AudioConfig
     from learner.train.fit import TrainArgs, train
@@ -53,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from learner.serve.predictor import Predictor
     from tests.soundscape import write_soundscape
 
+    chosen = _chosen()
     work = Path(args.out or tempfile.mkdtemp(prefix="earshot-events-"))
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -63,30 +70,34 @@ def main(argv: list[str] | None = None) -> int:
                              seed=args.seed)
     pred = Predictor.from_dir(model)
     results = {"train_s": round(t_train, 1), "metrics": json.loads((model / "metrics.json").read_text()).get("accuracy")}
-    default = None
     for hop in (0.25,):
         t = time.perf_counter()
         pr = pred.predict(rec, window=1.0, hop=hop)
         secs = time.perf_counter() - t
-        default = default or pr.events
+        default = pred.events(np.asarray(pr.window_starts), pr.window_probs, pr.window_s, chosen, pr.duration_s, str(rec))
         for name, rule in (("centre", EventRule()), ("union", EventRule(boundary="union")),
-                           ("centre, gap 0.5 s", EventRule(max_gap_s=0.5))):
+                           ("centre, gap 0.5 s", EventRule(max_gap_s=0.5)),
+                           ("centre, min 0.5 s", EventRule(min_length_s=0.5)),
+                           ("centre, gap 0.5 s, min 0.5 s", chosen),
+                           ("union, gap 0.5 s, min 0.5 s", replace(chosen, boundary="union"))):
             ev = pred.events(np.asarray(pr.window_starts), pr.window_probs, pr.window_s, rule, pr.duration_s, str(rec))
             results[f"Predictor hop={hop} {name}"] = {**match_events(ev, truth).as_dict(), "seconds": round(secs, 1)}
             print(f"Predictor hop={hop} {name}: {results[f'Predictor hop={hop} {name}']}", flush=True)
     out = work / "scores.parquet"
     t = time.perf_counter()
     score_main([str(rec), "--model", str(model), "--out", str(out), "--windows", "1,0.25", "--overwrite", "--quiet",
+                "--event-gap", str(chosen.max_gap_s), "--event-min", str(chosen.min_length_s),
                 "--workers", "1", "--raven", str(work / "raven"), "--audacity", str(work / "audacity")])
     rows = read_results(out, events=True).to_pylist()
     found = [Event(r["path"], r["label"], r["start_s"], r["end_s"], r["max_score"], r["mean_score"]) for r in rows]
-    results["jobs.score --windows 1,0.25"] = {**match_events(found, truth).as_dict(),
+    results["jobs.score --windows 1,0.25 --event-gap 0.5 --event-min 0.5"] = {**match_events(found, truth).as_dict(),
                                               "seconds": round(time.perf_counter() - t, 1)}
-    print(f"jobs.score: {results['jobs.score --windows 1,0.25']}", flush=True)
+    print(f"jobs.score: {results['jobs.score --windows 1,0.25 --event-gap 0.5 --event-min 0.5']}", flush=True)
     from learner.serve.demo_events import find_events_in
 
     t = time.perf_counter()
-    demo = find_events_in(pred, str(rec), threshold=None)
+    demo = find_events_in(pred, str(rec), threshold=None, max_gap_s=chosen.max_gap_s, min_length_s=chosen.min_length_s,
+                          draw=False)
     results["demo find_events_in"] = {**match_events(demo.events, truth).as_dict(),
                                       "seconds": round(time.perf_counter() - t, 1)}
     results["same events: predictor == jobs.score == demo"] = (
