@@ -151,3 +151,36 @@ def test_events_csv_round_trips():
     rows = list(csv.DictReader(io.StringIO(events_csv(EVENTS))))
     assert list(rows[0]) == ["path", "label", "start_s", "end_s", "max_score", "mean_score"]
     assert rows[0]["label"] == "cat" and float(rows[0]["start_s"]) == 3.25
+
+
+def test_part_store_commits_resumes_and_drops_events(tmp_path):
+    """Events are a third table beside file and window rows: committed with them, orphans removed on resume,
+    rows of changed files dropped with them."""
+    import pyarrow as pa
+
+    from learner.score.rows import EVENT_SCHEMA, WINDOW_SCHEMA
+    from learner.score.store import PartStore, events_output, read_results
+
+    files = pa.schema([("path", pa.string()), ("file_size", pa.int64()), ("file_mtime_ns", pa.int64()),
+                       ("error", pa.string())])
+
+    def store():
+        return PartStore(tmp_path / "o.parquet", "parquet", files, WINDOW_SCHEMA, event_schema=EVENT_SCHEMA)
+
+    s = store()
+    s.open({"format": "parquet"})
+    for p in ("a.wav", "b.wav"):
+        s.add(pa.table({"path": [p], "file_size": [1], "file_mtime_ns": [1], "error": [None]}, schema=files),
+              pa.table({"path": [p], "start_s": [0.0], "end_s": [1.0], "label": ["dog"], "score": [0.9]}, schema=WINDOW_SCHEMA),
+              pa.table({"path": [p, p], "label": ["dog", "cat"], "start_s": [0.0, 2.0], "end_s": [1.0, 3.0],
+                        "max_score": [0.9, 0.8], "mean_score": [0.8, 0.7]}, schema=EVENT_SCHEMA))
+        s.commit()
+    ev = read_results(tmp_path / "o.parquet", events=True)
+    assert ev.schema.equals(EVENT_SCHEMA) and ev["path"].to_pylist() == ["a.wav"] * 2 + ["b.wav"] * 2
+    (events_output(tmp_path / "o.parquet") / "part-00007.parquet").write_bytes(b"orphan of a kill between renames")
+    s = store()
+    done = s.open({"format": "parquet"}, resume=True)
+    assert set(done) == {"a.wav", "b.wav"}
+    assert not (events_output(tmp_path / "o.parquet") / "part-00007.parquet").exists()
+    assert s.drop({"a.wav"}) == 1
+    assert read_results(tmp_path / "o.parquet", events=True)["path"].to_pylist() == ["b.wav"] * 2
