@@ -40,6 +40,7 @@ import gradio as gr  # noqa: E402
 from jobs._cli import as_flags  # noqa: E402
 from learner.audio import DEMO_MAX_BYTES, DEMO_MAX_S, AudioDecodeError  # noqa: E402
 from learner.modeldir import strip_local_paths  # noqa: E402
+from learner.serve import demo_events  # noqa: E402
 from learner.serve.demo import ServedModel, classify, example_files, load_model, model_info  # noqa: E402
 
 log = logging.getLogger("earshot.app")
@@ -74,7 +75,9 @@ def build_demo(served: ServedModel) -> gr.Blocks:
 
     def run(path: str | None):
         try:
-            labels, spectrogram, saliency, timeline, message = classify(predictor, path).as_tuple()
+            top_k = len(predictor.classes) if demo_events.is_multi_label(predictor) else 5
+            labels, spectrogram, saliency, timeline, message = classify(predictor, path, top_k=top_k).as_tuple()
+            labels = demo_events.labels_shown(predictor, labels)  # multi-label: every label above its threshold
             return labels, spectrogram, saliency, gr.Plot(value=timeline, visible=timeline is not None), message
         except (AudioDecodeError, ValueError) as e:  # the user's input: say what is wrong with it
             raise gr.Error(str(e), duration=None, print_exception=False) from None
@@ -82,6 +85,16 @@ def build_demo(served: ServedModel) -> gr.Blocks:
             log.exception("classifying %s failed", path)
             name = os.path.basename(path or "")
             raise gr.Error(f"{name}: could not classify it ({type(e).__name__}: {e})", duration=None) from None
+
+    def run_events(path: str | None, threshold: float):
+        try:
+            return demo_events.find_events_in(predictor, path, threshold).as_tuple()
+        except (AudioDecodeError, ValueError) as e:
+            raise gr.Error(str(e), duration=None, print_exception=False) from None
+        except Exception as e:
+            log.exception("finding events in %s failed", path)
+            raise gr.Error(f"{os.path.basename(path or '')}: could not find events ({type(e).__name__}: {e})",
+                           duration=None) from None
 
     n = len(predictor.classes)
     shown = ", ".join(predictor.classes[:12]) + (" …" if n > 12 else "")
@@ -110,6 +123,21 @@ def build_demo(served: ServedModel) -> gr.Blocks:
                 with left:  # beside the input, so they are in view
                     gr.Examples([[e] for e in examples], inputs=[audio], outputs=outputs, fn=run, run_on_click=True,
                                 cache_examples=False, label="Examples")
+        with gr.Tab("Events"):  # long recordings → timestamped events (learner/serve/demo_events.py)
+            with gr.Row():
+                with gr.Column():
+                    ev_audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="A long recording")
+                    ev_threshold = gr.Slider(0.05, 0.95, value=demo_events.default_threshold(predictor), step=0.05,
+                                             label="event threshold (every class)")
+                    ev_button = gr.Button("Find events", variant="primary")
+                with gr.Column():
+                    ev_message = gr.Markdown()
+                    ev_csv = gr.File(label="events (CSV)")
+            ev_plot = gr.Plot(label="events on the timeline", show_label=False)
+            ev_table = gr.Dataframe(headers=demo_events.TABLE_COLUMNS, label="events", interactive=False)
+            ev_outputs = [ev_table, ev_plot, ev_csv, ev_message]
+            ev_button.click(run_events, [ev_audio, ev_threshold], ev_outputs, api_name="events")
+            ev_threshold.release(run_events, [ev_audio, ev_threshold], ev_outputs, api_name=False)
         with gr.Tab("Model", elem_classes=["earshot-model"]):
             gr.HTML(f"<style>{MODEL_TAB_CSS}</style>", padding=False, container=False)  # applies however it is launched
             info = model_info(predictor, served.folder)

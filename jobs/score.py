@@ -1,12 +1,14 @@
 """Score folders, globs or manifests of audio into parquet (or CSV / JSONL): one row per file, resumable.
 
     python -m jobs.score INPUT... --model DIR|USER/NAME[@rev] --out OUT.parquet
-                         [--windows WIN,HOP [--threshold 0.5]] [--format parquet|csv|jsonl]
+                         [--windows WIN,HOP [--threshold 0.5|CLASS=V,...] [--raven DIR] [--audacity DIR]]
+                         [--format parquet|csv|jsonl]
                          [--resume | --overwrite] [--engine local|ray [--ray-address ADDR]]
 
 INPUT is a folder (recursive), a glob, a manifest or a file (`--input` and `--output` still work). OUT is a
 folder of parts (part-00000.parquet, …), each renamed into place when complete; per-window rows go to
-OUT.windows.parquet. `--resume` refuses an OUT made with another model, weights, backend or settings.
+OUT.windows.parquet, timestamped events to OUT.events.parquet (and, if asked, one Raven selection table
+and/or Audacity label file per input). `--resume` refuses an OUT made with another model, weights, backend or settings.
 See docs/scoring.md.
 """
 
@@ -17,7 +19,7 @@ import argparse
 from jobs._cli import add_backend_arg, add_inputs_arg, add_quiet_arg, add_top_k_arg, inputs_of, run
 from jobs._cli import parser as new_parser
 
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = 0.5  # when the model's config.json has no thresholds (learner.serve.events)
 
 
 def _windows(text: str) -> tuple[float, float]:
@@ -30,6 +32,25 @@ def _windows(text: str) -> tuple[float, float]:
     return win, hop
 
 
+def _threshold(text: str) -> float | dict[str, float]:
+    from learner.serve.events import parse_thresholds
+
+    try:
+        return parse_thresholds(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected seconds ≥ 0, got {text!r}")
+    return v
+
+
 def parser() -> argparse.ArgumentParser:
     p = new_parser("python -m jobs.score", __doc__)
     add_inputs_arg(p, "folder (recursive), glob ('**' recursive), manifest (.csv/.tsv with a path column, "
@@ -38,9 +59,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "--output", dest="out", required=True, help="output folder of parts, e.g. scores.parquet")
     p.add_argument("--format", default="parquet", choices=["parquet", "csv", "jsonl"])
     p.add_argument("--windows", type=_windows, default=None, metavar="WIN,HOP",
-                   help="score every file in windows of WIN s every HOP s; writes OUT.windows.* and event counts")
-    p.add_argument("--threshold", type=float, default=None,
-                   help=f"window score that makes an event (needs --windows; default {DEFAULT_THRESHOLD})")
+                   help="score every file in windows of WIN s every HOP s; writes OUT.windows.*, OUT.events.* and "
+                        "event counts")
+    e = p.add_argument_group("events (need --windows; docs/scoring.md)")
+    e.add_argument("--threshold", type=_threshold, default=None, metavar="V|CLASS=V,...",
+                   help="window score that makes an event: one value for every class, or per class (the rest keep "
+                        f"the model's); default: the model's config.json thresholds, else {DEFAULT_THRESHOLD}")
+    e.add_argument("--event-gap", type=_seconds, default=0.0, metavar="S", help="join events of one class less than S s apart")
+    e.add_argument("--event-min", type=_seconds, default=0.0, metavar="S", help="drop events shorter than S s")
+    e.add_argument("--raven", default=None, metavar="DIR", help="also write one Raven selection table per input file here")
+    e.add_argument("--audacity", default=None, metavar="DIR", help="also write one Audacity label file per input file here")
     add_top_k_arg(p)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="continue OUT: skip files already scored (path, size, mtime)")
@@ -72,15 +100,17 @@ def main(argv: list[str] | None = None) -> int:
     inputs = inputs_of(p, args)
     if args.retry_errors and not args.resume:
         raise ValueError("--retry-errors needs --resume")
-    if args.threshold is not None and args.windows is None:
-        raise ValueError("--threshold needs --windows WIN,HOP (events are counted over windows)")
+    for flag, given in (("--threshold", args.threshold is not None), ("--event-gap", args.event_gap > 0),
+                        ("--event-min", args.event_min > 0), ("--raven", args.raven), ("--audacity", args.audacity)):
+        if given and args.windows is None:
+            raise ValueError(f"{flag} needs --windows WIN,HOP (events are found over windows)")
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
     from learner.score.local import ScoreOptions
 
     opts = ScoreOptions(
         output=args.out, fmt=args.format, window=args.windows,
-        threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold, top_k=args.top_k,
+        threshold=args.threshold, event_gap_s=args.event_gap, event_min_s=args.event_min, top_k=args.top_k,
         batch_size=args.batch_size, workers=args.workers, decode_timeout_s=args.decode_timeout,
         min_duration_s=args.min_duration,
         part_rows=args.part_rows, part_seconds=args.part_seconds, resume=args.resume, overwrite=args.overwrite,
@@ -101,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         summary = score(inputs, predictor, opts)
     for line in summary.lines():
         print(f"earshot: {line}")
+    if args.raven or args.audacity:
+        from learner.score.exports import export_events
+
+        ex = export_events(args.out, raven_dir=args.raven, audacity_dir=args.audacity)
+        where = " and ".join(d for d in (args.raven, args.audacity) if d)
+        print(f"earshot: exported {ex.events} event(s) of {ex.files} file(s) → {where}")
     return 0
 
 

@@ -19,6 +19,7 @@ from learner import __version__
 from learner.score.discover import Discovery, FileRef, discover
 from learner.score.paths import one_line
 from learner.score.rows import (
+    EVENT_SCHEMA,
     FILE_SCHEMA,
     MIN_DURATION_S,
     WINDOW_SCHEMA,
@@ -27,9 +28,10 @@ from learner.score.rows import (
     error_item,
     item_cost,
     load_item,
-    score_batch,
+    score_items,
 )
-from learner.score.store import PartStore, out_of_space, windows_output
+from learner.score.store import PartStore, events_output, out_of_space, windows_output
+from learner.serve.events import EventRule, class_thresholds
 from learner.serve.predictor import Predictor
 
 
@@ -40,7 +42,9 @@ class ScoreOptions:
     output: str
     fmt: str = "parquet"
     window: tuple[float, float] | None = None
-    threshold: float = 0.5
+    threshold: float | dict[str, float] | None = None  # None: the model's thresholds (config.json), else 0.5
+    event_gap_s: float = 0.0  # events of one class closer than this are joined (learner.serve.events)
+    event_min_s: float = 0.0  # shorter events are dropped
     top_k: int = 5
     batch_size: int = 32
     workers: int | None = None  # decoding processes (default: CPU count - 1, at least 1)
@@ -53,11 +57,15 @@ class ScoreOptions:
     retry_errors: bool = False
     progress: bool = True
 
+    def event_rule(self) -> EventRule:
+        return EventRule(self.threshold, max_gap_s=self.event_gap_s, min_length_s=self.event_min_s)
+
 
 @dataclass
 class ScoreSummary:
     output: str
     windows_output: str | None
+    events_output: str | None = None
     scored: int = 0
     failed: int = 0
     skipped: int = 0
@@ -74,7 +82,7 @@ class ScoreSummary:
         d = self.discovery
         out = [f"scored {self.scored}, failed {self.failed}, skipped {self.skipped} (already in the output) "
                f"in {self.seconds:.1f} s: {self.files_per_s:.1f} files/s → {self.output}"
-               + (f" (+ {self.windows_output})" if self.windows_output else "")]
+               + (f" (+ {self.windows_output}, {self.events_output})" if self.windows_output else "")]
         if self.dropped:
             out.append(f"replaced {self.dropped} earlier row(s) of files that changed or were retried")
         for what, names in (("file(s) without an audio extension ignored", d.ignored),
@@ -107,15 +115,18 @@ def run_meta(predictor: Predictor, opts: ScoreOptions) -> dict[str, Any]:
     """What made the rows; `--resume` refuses to add rows made differently (`PartStore._recover`)."""
     return {"format": opts.fmt, "model_id": predictor.model_id, "model_revision": predictor.revision or None,
             "windows": list(opts.window) if opts.window else None, "threshold": opts.threshold if opts.window else None,
+            "events": {"gap_s": opts.event_gap_s, "min_length_s": opts.event_min_s} if opts.window else None,
             "top_k": opts.top_k, "classes": predictor.classes, "backend": backend_name(predictor),
             "weights_sha256": weights_sha256(predictor), "earshot_version": __version__}
 
 
 def plan(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) -> tuple[list[FileRef], PartStore, ScoreSummary]:
     """Discover the input, open the output (resume/overwrite rules) and decide what is left to score."""
+    class_thresholds(predictor.classes, predictor.config, opts.threshold)  # an unknown class fails before any work
     disc = discover(inputs)
     store = PartStore(opts.output, opts.fmt, FILE_SCHEMA, WINDOW_SCHEMA if opts.window else None,
-                      part_rows=opts.part_rows, part_seconds=opts.part_seconds)
+                      part_rows=opts.part_rows, part_seconds=opts.part_seconds,
+                      event_schema=EVENT_SCHEMA if opts.window else None)
     done = store.open(run_meta(predictor, opts), resume=opts.resume, overwrite=opts.overwrite)
     todo, stale = [], set()
     for ref in disc.files:
@@ -126,6 +137,7 @@ def plan(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) -> 
         if prev is not None:
             stale.add(ref.path)
     summary = ScoreSummary(opts.output, str(windows_output(opts.output)) if opts.window else None,
+                           str(events_output(opts.output)) if opts.window else None,
                            skipped=len(disc.files) - len(todo), discovery=disc)
     summary.dropped = store.drop(stale)
     return todo, store, summary
@@ -162,9 +174,9 @@ def _score(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) -
         with DecodePool(load_item, decode_args, workers=workers, timeout_s=opts.decode_timeout_s,
                         buffer=4 * opts.batch_size) as pool:
             for batch in batches(pool.imap_unordered(todo, on_error=error_item), predictor, opts):
-                files, wins = score_batch(predictor, batch, window=opts.window, top_k=opts.top_k,
-                                          threshold=opts.threshold)
-                store.add(files, wins if opts.window else None)
+                files, wins, events = score_items(predictor, batch, window=opts.window, top_k=opts.top_k,
+                                                  threshold=opts.threshold, events=opts.event_rule())
+                store.add(files, wins if opts.window else None, events if opts.window else None)
                 n_err = sum(it.error is not None for it in batch)
                 summary.failed += n_err
                 summary.scored += len(batch) - n_err

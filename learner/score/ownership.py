@@ -1,8 +1,9 @@
 """What a scoring output may delete: only what its own metadata file says it wrote.
 
-`_earshot_score.json` keeps `written`: the names the job created in OUT (`files`) and in OUT.windows
-(`windows`): parts, the temp files they are written as, Ray staging folders. A name is listed *before*
-the file is created, so a kill at any moment leaves nothing unlisted. `--overwrite` empties OUT only
+`_earshot_score.json` keeps `written`: the names the job created in OUT (`files`) and in the side folders
+OUT.windows and OUT.events (`windows`, `events`): parts, the temp files they are written as, Ray staging
+folders. A name is listed *before* the file is created, so a kill at any moment leaves nothing unlisted.
+`--overwrite` empties OUT only
 when every entry in it is listed (or is the metadata file and its own temp copies) and `--resume` only
 continues a folder with that metadata; anything else (a user's file at OUT, a folder that happens to be
 called `part-00000.parquet`, a symlink) is refused with one line that names it, and nothing is deleted.
@@ -16,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 META = "_earshot_score.json"
-FOLDERS = ("files", "windows")  # keys of meta["written"]: OUT and OUT.windows
+FOLDERS = ("files", "windows", "events")  # keys of meta["written"]: OUT, OUT.windows, OUT.events
 
 
 class NotOurOutputError(FileExistsError):
-    """OUT (or OUT.windows) holds something this job cannot prove it wrote; nothing was deleted."""
+    """OUT (or a side folder, OUT.windows / OUT.events) holds something this job cannot prove it wrote; nothing was deleted."""
 
 
 def is_meta_temp(p: Path) -> bool:
@@ -41,7 +42,8 @@ def read_meta(out: Path) -> dict[str, Any] | None:
 
 
 def written(meta: dict[str, Any] | None) -> dict[str, set[str]]:
-    """{"files": names in OUT, "windows": names in OUT.windows} the job wrote (empty for older outputs)."""
+    """{"files": names in OUT, "windows": in OUT.windows, "events": in OUT.events} the job wrote (empty for older
+    outputs)."""
     listed = (meta or {}).get("written") or {}
     return {k: set(listed.get(k) or []) for k in FOLDERS}
 
@@ -62,10 +64,10 @@ def _refuse(what: Path, why: str) -> NotOurOutputError:
     return NotOurOutputError(f"{what}: {why}; refusing to replace it (nothing was deleted)")
 
 
-def check_owned(out: Path, wout: Path) -> dict[str, set[str]]:
-    """Raise `NotOurOutputError` unless OUT (and OUT.windows, when present) hold only what OUT's metadata
-    lists; returns the listed names."""
-    for f in (out, wout):
+def check_owned(out: Path, sides: dict[str, Path]) -> dict[str, set[str]]:
+    """Raise `NotOurOutputError` unless OUT (and its side folders {"windows": OUT.windows, ...}, when present)
+    hold only what OUT's metadata lists; returns the listed names."""
+    for f in (out, *sides.values()):
         if f.is_symlink():
             raise _refuse(f, "is a symbolic link, not an earshot scoring output folder")
         if f.exists() and not f.is_dir():
@@ -74,9 +76,10 @@ def check_owned(out: Path, wout: Path) -> dict[str, set[str]]:
     names = written(meta)
     if out.is_dir() and any(out.iterdir()) and meta is None:
         raise _refuse(out, f"not an earshot scoring output (no readable {META})")
-    if wout.is_dir() and any(wout.iterdir()) and meta is None:
-        raise _refuse(wout, f"holds files but {out} has no {META} that lists them")
-    for folder, key in ((out, "files"), (wout, "windows")):
+    for wout in sides.values():
+        if wout.is_dir() and any(wout.iterdir()) and meta is None:
+            raise _refuse(wout, f"holds files but {out} has no {META} that lists them")
+    for key, folder in (("files", out), *sides.items()):
         if folder.is_dir():
             foreign = _foreign(folder, names[key])
             if foreign:
@@ -85,10 +88,10 @@ def check_owned(out: Path, wout: Path) -> dict[str, set[str]]:
     return names
 
 
-def remove_owned(out: Path, wout: Path) -> None:
+def remove_owned(out: Path, sides: dict[str, Path]) -> None:
     """`--overwrite`: delete what OUT's metadata says the job wrote, after checking there is nothing else."""
-    names = check_owned(out, wout)
-    for folder, key in ((wout, "windows"), (out, "files")):
+    names = check_owned(out, sides)
+    for key, folder in (*sides.items(), ("files", out)):
         if not folder.is_dir():
             continue
         for p in folder.iterdir():
@@ -99,9 +102,9 @@ def remove_owned(out: Path, wout: Path) -> None:
         (folder / META).unlink(missing_ok=True)
 
 
-def check_resumable(out: Path, wout: Path) -> None:
+def check_resumable(out: Path, sides: dict[str, Path]) -> None:
     """`--resume` continues only an earshot output (an empty folder is fine: there is nothing to mix with)."""
-    for f in (out, wout):
+    for f in (out, *sides.values()):
         if f.is_symlink() and not f.is_dir():
             raise _refuse(f, "is a symbolic link that does not lead to a folder")
         if f.exists() and not f.is_dir():

@@ -29,7 +29,7 @@ from learner.audio import ClipPipeline
 from learner.config import AudioConfig
 from learner.score.discover import FileRef
 from learner.score.local import ScoreOptions, ScoreSummary, plan
-from learner.score.rows import WINDOW_SCHEMA, Item, error_item, load_item, score_batch
+from learner.score.rows import EVENT_SCHEMA, WINDOW_SCHEMA, Item, error_item, load_item, score_items
 from learner.serve.predictor import Predictor
 
 _ITEM_SCHEMA = pa.schema([
@@ -38,7 +38,7 @@ _ITEM_SCHEMA = pa.schema([
     ("warning", pa.string()),
     ("kind", pa.int8()), ("samples", pa.large_list(pa.float32())),  # kind: 0 error, 1 prepared clip, 2 signal
 ])
-_NESTED_WINDOWS = pa.list_(pa.struct([f for f in WINDOW_SCHEMA if f.name != "path"]))
+_NESTED = {"_windows": WINDOW_SCHEMA, "_events": EVENT_SCHEMA}  # side rows ride in a list column of their file's row
 
 
 @dataclass
@@ -86,21 +86,31 @@ def arrow_to_items(t: pa.Table) -> list[Item]:
     return items
 
 
-def nest_windows(files: pa.Table, windows: pa.Table) -> pa.Table:
-    """Window rows as a list column of their file's row, so one Ray table carries both."""
-    by_path: dict[str, list[dict[str, Any]]] = {}
-    for r in windows.to_pylist():
-        by_path.setdefault(r.pop("path"), []).append(r)
-    return files.append_column("_windows", pa.array([by_path.get(p, []) for p in files["path"].to_pylist()],
-                                                    _NESTED_WINDOWS))
+def _nested_type(schema: pa.Schema) -> pa.DataType:
+    return pa.list_(pa.struct([f for f in schema if f.name != "path"]))
 
 
-def unnest_windows(t: pa.Table) -> tuple[pa.Table, pa.Table]:
-    nested = t["_windows"].combine_chunks()
+def nest_windows(files: pa.Table, windows: pa.Table, events: pa.Table | None = None) -> pa.Table:
+    """Window (and event) rows as list columns of their file's row, so one Ray table carries all three."""
+    paths = files["path"].to_pylist()
+    for column, rows in (("_windows", windows), ("_events", events if events is not None else EVENT_SCHEMA.empty_table())):
+        by_path: dict[str, list[dict[str, Any]]] = {}
+        for r in rows.to_pylist():
+            by_path.setdefault(r.pop("path"), []).append(r)
+        files = files.append_column(column, pa.array([by_path.get(p, []) for p in paths], _nested_type(_NESTED[column])))
+    return files
+
+
+def _unnest(t: pa.Table, column: str) -> pa.Table:
+    nested = t[column].combine_chunks()
     flat = pc.list_flatten(nested)
     paths = pc.take(t["path"], pc.list_parent_indices(nested))
-    wins = pa.table([paths] + [pc.struct_field(flat, [i]) for i in range(flat.type.num_fields)], schema=WINDOW_SCHEMA)
-    return t.drop_columns(["_windows"]), wins
+    return pa.table([paths] + [pc.struct_field(flat, [i]) for i in range(flat.type.num_fields)], schema=_NESTED[column])
+
+
+def unnest_windows(t: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """(file rows, window rows, event rows) of a table `nest_windows` made."""
+    return t.drop_columns(list(_NESTED)), _unnest(t, "_windows"), _unnest(t, "_events")
 
 
 class _Decode:
@@ -129,8 +139,9 @@ class _Score:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         o = self.opts
-        files, wins = score_batch(self.p, arrow_to_items(batch), window=o.window, top_k=o.top_k, threshold=o.threshold)
-        return nest_windows(files, wins)
+        files, wins, events = score_items(self.p, arrow_to_items(batch), window=o.window, top_k=o.top_k,
+                                          threshold=o.threshold, events=o.event_rule())
+        return nest_windows(files, wins, events)
 
 
 def _init_ray(address: str | None) -> Any:
@@ -179,11 +190,11 @@ def score_ray(inputs: list[str | Path], model_ref: str, opts: ScoreOptions, ropt
                                 num_cpus=0 if gpus else ropts.actor_cpus)
             ds.write_parquet(str(staging))
             for f in sorted(staging.glob("*.parquet")):
-                files, wins = unnest_windows(pq.read_table(f))
+                files, wins, events = unnest_windows(pq.read_table(f))
                 n_err = pc.sum(pc.is_valid(files["error"]).cast(pa.int64())).as_py() or 0
                 summary.failed += n_err
                 summary.scored += files.num_rows - n_err
-                store.add(files, wins if opts.window else None)
+                store.add(files, wins if opts.window else None, events if opts.window else None)
             store.commit()
             shutil.rmtree(staging)
     except BaseException:

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ from learner import __version__
 from learner.audio import SCORE_MAX_BYTES, SCORE_MAX_S, AudioDecodeError, ClipPipeline, WindowPlan
 from learner.score.discover import FileRef
 from learner.score.paths import clean_text, path_hex, stored_path
+from learner.serve.events import EventRule, class_thresholds
 from learner.serve.predictor import Predictor
 
 TOP_K = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float32())]))
@@ -35,6 +36,8 @@ FILE_SCHEMA = pa.schema([
 ])
 WINDOW_SCHEMA = pa.schema([("path", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()),
                            ("label", pa.string()), ("score", pa.float32())])
+EVENT_SCHEMA = pa.schema([("path", pa.string()), ("label", pa.string()), ("start_s", pa.float64()),
+                          ("end_s", pa.float64()), ("max_score", pa.float32()), ("mean_score", pa.float32())])
 
 Window = tuple[float, float] | None  # (window s, hop s) to score every file in windows; None: only long files
 
@@ -98,13 +101,14 @@ def item_cost(item: Item, pipeline: ClipPipeline, window: Window) -> int:
     return _plan(pipeline, window).count(item.signal.size)
 
 
-def count_events(top: np.ndarray, score: np.ndarray, n_classes: int, threshold: float) -> np.ndarray:
+def count_events(top: np.ndarray, score: np.ndarray, n_classes: int, threshold: float | np.ndarray) -> np.ndarray:
     """Events per class: runs of consecutive windows whose top class is that class with score ≥ threshold
-    (one call spanning overlapping windows counts once)."""
+    (one value, or one per class; one call spanning overlapping windows counts once)."""
     counts = np.zeros(n_classes, dtype=np.int64)
+    thr = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (n_classes,))
     prev = -1
     for c, s in zip(top.tolist(), score.tolist()):
-        cur = c if s >= threshold else -1
+        cur = c if s >= thr[c] else -1
         if cur >= 0 and cur != prev:
             counts[cur] += 1
         prev = cur
@@ -112,9 +116,23 @@ def count_events(top: np.ndarray, score: np.ndarray, n_classes: int, threshold: 
 
 
 def score_batch(predictor: Predictor, items: list[Item], *, window: Window = None, top_k: int = 5,
-                threshold: float = 0.5, scored_at: datetime | None = None, chunk: int = 256) -> tuple[pa.Table, pa.Table]:
-    """Items → (file rows, window rows) with FILE_SCHEMA / WINDOW_SCHEMA. Both engines build rows only here."""
+                threshold: float | dict[str, float] | None = None, scored_at: datetime | None = None,
+                chunk: int = 256) -> tuple[pa.Table, pa.Table]:
+    """Items → (file rows, window rows) with FILE_SCHEMA / WINDOW_SCHEMA (`score_items` adds the events)."""
+    files, wins, _ = score_items(predictor, items, window=window, top_k=top_k, threshold=threshold,
+                                 scored_at=scored_at, chunk=chunk)
+    return files, wins
+
+
+def score_items(predictor: Predictor, items: list[Item], *, window: Window = None, top_k: int = 5,
+                threshold: float | dict[str, float] | None = None, events: EventRule | None = None,
+                scored_at: datetime | None = None, chunk: int = 256) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """Items → (file rows, window rows, event rows) with FILE_SCHEMA / WINDOW_SCHEMA / EVENT_SCHEMA. Both engines
+    build rows only here. `threshold` (one value or per class) overrides the model's thresholds (config.json,
+    default 0.5) for event counts and events; `events` sets the gap and minimum length."""
     scored_at = scored_at or datetime.now(UTC)
+    thr = class_thresholds(predictor.classes, predictor.config, threshold)
+    rule = replace(events or EventRule(), thresholds=threshold)
     classes, pipe = predictor.classes, predictor.pipeline
     plan = _plan(pipe, window)
     # one forward pass for the clips and the windows of every file that is not long (those go in chunks)
@@ -132,6 +150,7 @@ def score_batch(predictor: Predictor, items: list[Item], *, window: Window = Non
     allp = predictor.predict_waves(np.concatenate(inputs)) if inputs else None
     rows: list[dict[str, Any]] = []
     wrows: dict[str, list] = {k: [] for k in WINDOW_SCHEMA.names}
+    erows: list[dict[str, Any]] = []
     for j, it in enumerate(items):
         row: dict[str, Any] = dict(path=stored_path(it.ref.path), path_hex=path_hex(it.ref.path),
                                    file_size=it.ref.size, file_mtime_ns=it.ref.mtime_ns, error=clean_text(it.error),
@@ -157,10 +176,13 @@ def score_batch(predictor: Predictor, items: list[Item], *, window: Window = Non
                     wrows["end_s"] += np.maximum(ends, starts).tolist()
                     wrows["label"] += [classes[i] for i in top.tolist()]
                     wrows["score"] += top_s.tolist()
-                    counts = count_events(top, top_s, len(classes), threshold)
+                    counts = count_events(top, top_s, len(classes), thr)
                     row["events"] = [{"label": c, "count": int(n)} for c, n in zip(classes, counts.tolist())]
+                    erows += [e.as_dict() for e in predictor.events(starts, wp, window[0], rule, it.duration_s,
+                                                                     row["path"])]
             order = pipe.top_k(probs, top_k)
             row.update(label=classes[order[0]], score=float(probs[order[0]]), n_windows=n_win,
                        top_k=[{"label": classes[i], "score": float(probs[i])} for i in order.tolist()])
         rows.append(row)
-    return pa.Table.from_pylist(rows, schema=FILE_SCHEMA), pa.table(wrows, schema=WINDOW_SCHEMA)
+    return (pa.Table.from_pylist(rows, schema=FILE_SCHEMA), pa.table(wrows, schema=WINDOW_SCHEMA),
+            pa.Table.from_pylist(erows, schema=EVENT_SCHEMA))

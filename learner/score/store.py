@@ -7,10 +7,11 @@ the part it was writing and `--resume` never duplicates or loses a row.
       part-00000.parquet       committed parts; readers (pyarrow, pandas, DuckDB, Spark) read the folder
       .part-00003.parquet.tmp  the part being written (never read; removed on resume)
     OUT.windows/               (e.g. scores.windows.parquet/) per-window rows, same part numbers
+    OUT.events/                (e.g. scores.events.parquet/) timestamped events, same part numbers
 
-Commit order: close and fsync both temp files, rename the windows part, then the file part. The file part is
-the commit record: a windows part without its file part (a kill between the two renames) is deleted on
-resume, and its files are scored again.
+Commit order: close and fsync the temp files, rename the windows and events parts, then the file part. The
+file part is the commit record: a windows or events part without its file part (a kill between the renames)
+is deleted on resume, and its files are scored again.
 """
 
 from __future__ import annotations
@@ -41,12 +42,23 @@ def _part_index(p: Path) -> int | None:
     return int(m.group(1)) if m and m.group(2) in WRITERS else None
 
 
-def windows_output(out: str | Path) -> Path:
-    """scores.parquet → scores.windows.parquet; results → results.windows."""
+SIDES = ("windows", "events")  # tables beside the file rows, each in its own folder of parts
+
+
+def side_output(out: str | Path, side: str) -> Path:
+    """scores.parquet → scores.windows.parquet / scores.events.parquet; results → results.windows."""
     out = Path(out)
     if out.suffix.lower() in {f".{f}" for f in WRITERS}:
-        return out.with_name(f"{out.stem}.windows{out.suffix}")
-    return out.with_name(out.name + ".windows")
+        return out.with_name(f"{out.stem}.{side}{out.suffix}")
+    return out.with_name(f"{out.name}.{side}")
+
+
+def windows_output(out: str | Path) -> Path:
+    return side_output(out, "windows")
+
+
+def events_output(out: str | Path) -> Path:
+    return side_output(out, "events")
 
 
 def _fsync(path: Path) -> None:
@@ -99,28 +111,32 @@ def read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
     return WRITERS[path.suffix[1:]].read(path, columns)
 
 
-def read_results(out: str | Path, windows: bool = False) -> pa.Table:
-    """All committed rows of a scoring output (files, or with `windows=True` the per-window rows)."""
-    folder = windows_output(out) if windows else Path(out)
+def read_results(out: str | Path, windows: bool = False, events: bool = False) -> pa.Table:
+    """All committed rows of a scoring output (files, or with `windows=True` the per-window rows, with
+    `events=True` the events)."""
+    folder = windows_output(out) if windows else events_output(out) if events else Path(out)
     parts = sorted(p for p in folder.iterdir() if _part_index(p) is not None)
     tables = [read_part(p) for p in parts]
     return pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
 
 
 class PartStore:
-    """Streams rows into numbered parts under `out` (and `windows_output(out)`); see the module docstring."""
+    """Streams rows into numbered parts under `out` (and `windows_output(out)`, `events_output(out)`); see the
+    module docstring."""
 
     def __init__(self, out: str | Path, fmt: str, file_schema: pa.Schema, window_schema: pa.Schema | None,
-                 part_rows: int = 2048, part_seconds: float = 60.0) -> None:
+                 part_rows: int = 2048, part_seconds: float = 60.0, event_schema: pa.Schema | None = None) -> None:
         if fmt not in WRITERS:
             raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(WRITERS)}")
         self.out, self.fmt = Path(out), fmt
         self.wout = windows_output(out) if window_schema is not None else None
         self.file_schema, self.window_schema = file_schema, window_schema
+        self.sides = {side: (side_output(out, side), schema) for side, schema in
+                      (("windows", window_schema), ("events", event_schema)) if schema is not None}
         self.part_rows, self.part_seconds = max(1, part_rows), part_seconds
         self.next_index = 0
         self.committed_rows = 0
-        self._cur: tuple[_PartWriter, _PartWriter | None] | None = None
+        self._cur: tuple[_PartWriter, dict[str, _PartWriter]] | None = None
         self._meta: dict[str, Any] = {}
         self._written = written(None)  # names this job created, saved in the metadata (see `open`)
         self._opened = 0.0
@@ -133,19 +149,19 @@ class PartStore:
         `overwrite` deletes only what the old metadata lists (`learner.score.ownership`); `resume`
         continues only an earshot output; anything else is refused and left as it is."""
         meta = json.loads(json.dumps(meta))  # as it will read back (tuples become lists)
-        wpath = windows_output(self.out)
-        exists = [f for f in (self.out, wpath) if f.exists() or f.is_symlink()]
+        side_folders = {side: side_output(self.out, side) for side in SIDES}
+        exists = [f for f in (self.out, *side_folders.values()) if f.exists() or f.is_symlink()]
         if exists and overwrite:
-            remove_owned(self.out, wpath)
+            remove_owned(self.out, side_folders)
         elif exists and not resume:
             raise FileExistsError(f"{exists[0]} already exists; pass resume=True to continue it or overwrite=True to replace it")
         elif exists:
-            check_resumable(self.out, wpath)
+            check_resumable(self.out, side_folders)
         self._written = written(read_meta(self.out)) if exists and resume else written(None)
         done = self._recover(meta) if exists and resume else {}
         self.out.mkdir(parents=True, exist_ok=True)
-        if self.wout:
-            self.wout.mkdir(parents=True, exist_ok=True)
+        for folder, _ in self.sides.values():
+            folder.mkdir(parents=True, exist_ok=True)
         self._meta = meta
         self._save_meta()
         return done
@@ -153,9 +169,10 @@ class PartStore:
     def _save_meta(self) -> None:
         write_json(self.out / META, {**self._meta, "written": {k: sorted(v) for k, v in self._written.items()}})
 
-    def claim(self, *names: str, windows: bool = False) -> None:
-        """List `names` (in OUT, or OUT.windows) as written by this job, before creating them."""
-        mine = self._written["windows" if windows else "files"]
+    def claim(self, *names: str, side: str = "files") -> None:
+        """List `names` (in OUT, or in the side folder `side`: "windows", "events") as written by this job,
+        before creating them."""
+        mine = self._written[side]
         if not set(names) <= mine:
             mine.update(names)
             self._save_meta()
@@ -171,14 +188,14 @@ class PartStore:
                 if old.get(key) != meta.get(key):
                     raise ValueError(f"{self.out} was made with {key}={old.get(key)!r}, this run has {meta.get(key)!r}; "
                                      "resume with the same settings or pass overwrite=True")
-            for key, what in (("backend", "backend"), ("weights_sha256", "model weights"), ("classes", "classes")):
+            for key, what in (("backend", "backend"), ("weights_sha256", "model weights"), ("classes", "classes"),
+                              ("events", "event settings")):
                 if key in old and old[key] != meta.get(key):  # outputs of older versions do not record them
                     said = (f"{old[key]!r}, this run has {meta.get(key)!r}" if key != "weights_sha256" else
                             f"sha256 {str(old[key])[:12]}…, this run's are {str(meta.get(key))[:12]}…")
                     raise ValueError(f"{self.out} was made with other {what} ({key}={said}); resume with the same "
                                      "model and backend, or pass overwrite=True")
-        wfolder = windows_output(self.out)
-        for folder, key in ((self.out, "files"), (wfolder, "windows")):
+        for key, folder in (("files", self.out), *((s, side_output(self.out, s)) for s in SIDES)):
             if folder.is_dir():
                 for p in folder.iterdir():
                     if _is_temp(p) and p.name in self._written[key]:  # what a killed run was writing
@@ -186,12 +203,14 @@ class PartStore:
                     elif is_meta_temp(p):
                         p.unlink()
         parts = self._parts(self.out)
-        if self.wout is None and self._parts(wfolder):
-            raise ValueError(f"{self.out} has per-window rows in {wfolder}; resume with the same windows= or pass overwrite=True")
         legacy = not any(self._written.values())  # an output of an earshot that did not list its files
-        for i, p in self._parts(wfolder).items():
-            if i not in parts and (legacy or p.name in self._written["windows"]):
-                p.unlink()  # killed between the two renames: its files are not in OUT, so they are scored again
+        for side in SIDES:
+            sfolder = side_output(self.out, side)
+            if side not in self.sides and self._parts(sfolder):
+                raise ValueError(f"{self.out} has {side} rows in {sfolder}; resume with the same windows= or pass overwrite=True")
+            for i, p in self._parts(sfolder).items():
+                if i not in parts and (legacy or p.name in self._written[side]):
+                    p.unlink()  # killed between the renames: its files are not in OUT, so they are scored again
         done: dict[str, tuple[int, int, bool]] = {}
         for p in parts.values():
             try:
@@ -211,17 +230,18 @@ class PartStore:
         import pyarrow.compute as pc
 
         dropped = 0
-        wparts = self._parts(windows_output(self.out))
-        shown = pa.array(sorted({stored_path(p) for p in paths}), pa.string())  # window rows carry `path` only
+        sparts = [self._parts(side_output(self.out, s)) for s in SIDES]
+        shown = pa.array(sorted({stored_path(p) for p in paths}), pa.string())  # side rows carry `path` only
         for i, p in sorted(self._parts(self.out).items()):
             t = read_part(p)
             keep = pa.array([original_path(a, h) not in paths for a, h in zip(t["path"].to_pylist(), _hex_column(t))])
             n = t.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
             if not n:
                 continue
-            if i in wparts:  # windows first: a kill in between leaves stale file rows, which resume drops again
-                wt = read_part(wparts[i])
-                self._rewrite(wparts[i], wt.filter(pc.invert(pc.is_in(wt["path"], shown))))
+            for wparts in sparts:  # sides first: a kill in between leaves stale file rows, which resume drops again
+                if i in wparts:
+                    wt = read_part(wparts[i])
+                    self._rewrite(wparts[i], wt.filter(pc.invert(pc.is_in(wt["path"], shown))))
             self._rewrite(p, t.filter(keep))
             dropped += n
         self.committed_rows -= dropped
@@ -232,66 +252,65 @@ class PartStore:
             path.unlink()
             return
         tmp = path.with_name(f".{path.name}.tmp")
-        self.claim(tmp.name, windows=path.parent != self.out)
+        self.claim(tmp.name, side=next((s for s, (f, _) in self.sides.items() if f == path.parent), "files"))
         WRITERS[self.fmt].dump(tmp, table)
         _fsync(tmp)
         os.replace(tmp, path)
 
     # --- writing -------------------------------------------------------------------------------------
 
-    def add(self, files: pa.Table, windows: pa.Table | None = None) -> None:
+    def add(self, files: pa.Table, windows: pa.Table | None = None, events: pa.Table | None = None) -> None:
         """Append one batch (one parquet row group); commits the part when it is full or old enough."""
         if self._cur is None:
             name = f"part-{self.next_index:05d}.{self.fmt}"
             self.claim(name, f".{name}.tmp")
-            if self.wout:
-                self.claim(name, f".{name}.tmp", windows=True)
+            for side in self.sides:
+                self.claim(name, f".{name}.tmp", side=side)
             fw = _PartWriter(self.out / f".{name}.tmp", self.file_schema, self.fmt)
-            ww = _PartWriter(self.wout / f".{name}.tmp", self.window_schema, self.fmt) if self.wout else None
-            self._cur, self._opened = (fw, ww), time.monotonic()
-        fw, ww = self._cur
+            sides = {side: _PartWriter(folder / f".{name}.tmp", schema, self.fmt)
+                     for side, (folder, schema) in self.sides.items()}
+            self._cur, self._opened = (fw, sides), time.monotonic()
+        fw, sides = self._cur
         fw.write(files)
-        if ww is not None and windows is not None:
-            ww.write(windows)
+        for side, table in (("windows", windows), ("events", events)):
+            if side in sides and table is not None:
+                sides[side].write(table)
         if fw.rows >= self.part_rows or time.monotonic() - self._opened >= self.part_seconds:
             self.commit()
 
     def commit(self) -> None:
-        """Close the current part and make it visible (windows part first, then the file part)."""
+        """Close the current part and make it visible (windows and events parts first, then the file part)."""
         if self._cur is None:
             return
-        fw, ww = self._cur
+        fw, sides = self._cur
         name = f"part-{self.next_index:05d}.{self.fmt}"
         try:
-            fw.close()
-            if ww is not None:
-                ww.close()
+            for w in (fw, *sides.values()):
+                w.close()
         except BaseException:  # a full disk at the last write: no temp part may stay behind
             self.abandon()
             raise
         self._cur = None
         if fw.rows == 0:
-            fw.path.unlink()
-            if ww is not None:
-                ww.path.unlink()
+            for w in (fw, *sides.values()):
+                w.path.unlink()
             return
-        if ww is not None:
-            os.replace(ww.path, self.wout / name)
+        for side, w in sides.items():
+            os.replace(w.path, self.sides[side][0] / name)
         os.replace(fw.path, self.out / name)
-        for folder in (self.out, self.wout):
-            if folder is not None:
-                _fsync(folder)
+        for folder in (self.out, *(f for f, _ in self.sides.values())):
+            _fsync(folder)
         self.next_index += 1
         self.committed_rows += fw.rows
 
     def abandon(self) -> None:
         """Drop the part in flight (after an error): its temp files go, committed parts stay."""
         if self._cur is not None:
-            for w in self._cur:
-                if w is not None:
-                    try:
-                        w._w.close()
-                    except Exception:
-                        pass
-                    w.path.unlink(missing_ok=True)
+            fw, sides = self._cur
+            for w in (fw, *sides.values()):
+                try:
+                    w._w.close()
+                except Exception:
+                    pass
+                w.path.unlink(missing_ok=True)
             self._cur = None

@@ -20,6 +20,7 @@ from learner.hub import resolve
 from learner.modeldir import ModelDirError, read_config
 from learner.report.thresholds import detected, threshold_vector
 from learner.serve.backends import BACKENDS, scores_from_logits
+from learner.serve.events import Event, EventRule, events_for
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Prediction:
     window_s: float = 0.0
     hop_s: float = 0.0
     detected: list[str] = field(default_factory=list)  # labels at or above their thresholds, best first
+    events: list[Event] = field(default_factory=list)  # windowed only: timestamped events (learner.serve.events)
 
     @property
     def known(self) -> bool:
@@ -164,10 +166,11 @@ class Predictor:
 
     def predict(self, src: Source | Decoded | Signal, top_k: int = 5, window: str | float | None = "auto",
                 hop: float | None = None, max_duration_s: float | None = None, max_bytes: int | None = None,
-                sample_rate: int | None = None) -> Prediction:
+                sample_rate: int | None = None, events: EventRule | None = None) -> Prediction:
         """Classify one input (a file, bytes, or a signal with its `sample_rate`: see `decode`).
         `window="auto"` scores inputs longer than twice the clip length in windows (mean of window
-        probabilities); a number forces windows of that many seconds; None = one centre crop."""
+        probabilities); a number forces windows of that many seconds; None = one centre crop.
+        A windowed prediction also lists its `events` (the model's thresholds unless `events` says otherwise)."""
         d = self.decode(src, max_duration_s, max_bytes, sample_rate)
         pipe = self.pipeline
         if window is not None and pipe.wants_windows(d.samples.size, forced=window != "auto"):
@@ -178,6 +181,8 @@ class Predictor:
             clip = pipe.windows(d.samples[int(round(starts[best] * self.cfg.sample_rate)):], plan)[0][0]
             extra = dict(window_starts=[float(s) for s in starts], window_probs=wp, clip=clip,
                          window_s=plan.size / self.cfg.sample_rate, hop_s=plan.hop / self.cfg.sample_rate)
+            extra["events"] = self.events(starts, wp, extra["window_s"], events, d.duration_s,
+                                          str(src) if isinstance(src, (str, Path)) else "")
         else:
             clip = pipe.prepare(d.samples)
             probs = self.predict_waves(clip[None])[0]
@@ -185,6 +190,11 @@ class Predictor:
         labels, scores = self._top(probs, top_k)
         return Prediction(labels, scores, probs, d.duration_s, d.orig_sample_rate, d.channels, d.decoder, **extra,
                           detected=self.detect(probs))
+
+    def events(self, starts: np.ndarray, window_probs: np.ndarray, window_s: float, rule: EventRule | None = None,
+               duration_s: float | None = None, path: str = "") -> list[Event]:
+        """Window scores → events with this model's thresholds and background classes (config.json), `rule` overriding."""
+        return events_for(starts, window_probs, self.classes, window_s, self.config, rule, duration_s, path)
 
     def __call__(self, inputs: Any, *, top_k: int = 5, sampling_rate: int | None = None,
                  sample_rate: int | None = None) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:

@@ -1,0 +1,109 @@
+"""Generated long recordings with known sound events, and the clips to train an event model on (tests and benches).
+
+    make_soundscape(600, 40, overlaps=6) → a 10-minute recording: steady background noise, 40 events of 1.5–4 s
+                                           (tone, chirp, clicks), some overlapping another class, and the truth
+    make_event_dataset(root)             → folder-per-class 1 s clips of the same classes plus `background`
+
+A softmax classifier has no "nothing" output, so the event model is trained with a `background` class (the
+recording's noise alone); `learner.serve.events` never reports that class as an event.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from learner.serve.events import Event
+from tests.synthetic import make_sound
+
+EVENT_CLASSES = ("tone", "chirp", "clicks")
+BACKGROUND = "background"
+NOISE_LEVEL = (0.004, 0.012)  # background noise standard deviation (events peak at 0.15–0.6)
+
+
+def background(n: int, rng: np.random.Generator, level: float | None = None) -> np.ndarray:
+    """Steady noise with a little low hum: what the recorder hears when nothing happens."""
+    level = rng.uniform(*NOISE_LEVEL) if level is None else level
+    t = np.arange(n) / 16000
+    hum = 0.3 * np.sin(2 * np.pi * rng.uniform(50, 120) * t + rng.uniform(0, 6.3))
+    return (level * (rng.normal(0, 1, n) + hum)).astype(np.float32)
+
+
+def event_sound(kind: str, seconds: float, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """A `kind` event of `seconds`: calls of about a second back to back (a chirp is a series of sweeps), faded
+    in and out over 5 ms, peaking at 0.15–0.6."""
+    parts, n = [], int(round(seconds * sr))
+    while sum(p.size for p in parts) < n:
+        parts.append(make_sound(kind, sr, float(rng.uniform(0.8, 1.2)), rng))
+    x = np.concatenate(parts)[:n]
+    x = x / (np.abs(x).max() + 1e-9) * rng.uniform(0.15, 0.6)
+    fade = min(n // 2, int(0.005 * sr))
+    ramp = np.linspace(0, 1, fade, dtype=np.float32)
+    x[:fade] *= ramp
+    x[n - fade :] *= ramp[::-1]
+    return x.astype(np.float32)
+
+
+def make_soundscape(duration_s: float = 600.0, n_events: int = 40, overlaps: int = 6, sr: int = 16000,
+                    seed: int = 0, classes: tuple[str, ...] = EVENT_CLASSES,
+                    length_s: tuple[float, float] = (1.5, 4.0)) -> tuple[np.ndarray, list[Event]]:
+    """(signal, true events sorted by start). `overlaps` of the events start 0.3–0.8 s before another event
+    of a different class ends; the rest get a slot of their own with at least a second of background around."""
+    rng = np.random.default_rng(seed)
+    x = background(int(round(duration_s * sr)), rng)
+    solo = n_events - overlaps
+    slot = duration_s / solo
+    if slot < 2 * length_s[1] + 2:
+        raise ValueError(f"{n_events} events of up to {length_s[1]} s do not fit in {duration_s} s")
+    partners = set(rng.choice(solo, size=overlaps, replace=False).tolist())
+    truth: list[Event] = []
+
+    def place(label: str, start: float, seconds: float) -> None:
+        a = int(round(start * sr))
+        s = event_sound(label, seconds, sr, rng)
+        x[a : a + s.size] += s[: x.size - a]
+        truth.append(Event("", label, round(start, 4), round(start + s.size / sr, 4), 1.0, 1.0))
+
+    for i in range(solo):
+        label = str(rng.choice(classes))
+        seconds = float(rng.uniform(*length_s))
+        start = i * slot + float(rng.uniform(1.0, slot - 2 * length_s[1] - 1.0))
+        place(label, start, seconds)
+        if i in partners:
+            other = str(rng.choice([c for c in classes if c != label]))
+            place(other, start + seconds - float(rng.uniform(0.3, 0.8)), float(rng.uniform(*length_s)))
+    truth.sort(key=lambda e: e.start_s)
+    return np.clip(x, -1, 1), truth
+
+
+def write_soundscape(path: Path, **kw) -> list[Event]:
+    x, truth = make_soundscape(**kw)
+    sf.write(path, x, kw.get("sr", 16000), subtype="PCM_16")
+    return [Event(str(path), e.label, e.start_s, e.end_s, 1.0, 1.0) for e in truth]
+
+
+def make_event_dataset(root: Path, n_per_class: int = 40, sr: int = 16000, seed: int = 0,
+                       classes: tuple[str, ...] = EVENT_CLASSES, edge_share: float = 0.5) -> Path:
+    """Folder-per-class 1 s clips: each event class over background noise, plus `background` alone.
+
+    A window in a long recording often holds only part of an event; `edge_share` of the clips teach the model
+    where the line is: an event clip is then only 55–90 % event (the rest background, before or after it), and
+    a background clip holds the edge of an event over 5–40 % of it. So a window fires when the sound fills
+    about half of it, which is what the centre rule of `learner.serve.events` assumes."""
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    for c in (*classes, BACKGROUND):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            x = background(sr, rng)
+            edge = rng.random() < edge_share
+            kind = c if c != BACKGROUND else str(rng.choice(classes)) if edge else None
+            if kind is not None:
+                share = 1.0 if not edge else rng.uniform(0.55, 0.9) if c != BACKGROUND else rng.uniform(0.05, 0.4)
+                s = event_sound(kind, share, sr, rng)
+                at = 0 if rng.random() < 0.5 else sr - s.size  # the event ends in the clip, or starts in it
+                x[at : at + s.size] += s
+            sf.write(root / c / f"{c}_{i:03d}.wav", np.clip(x, -1, 1), sr, subtype="PCM_16")
+    return root
