@@ -161,8 +161,6 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="mixed precision (GPU only)")
     g.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="same as --precision fp16")
     g.add_argument("--channels-last", action="store_true", help="channels_last memory layout (GPU only)")
-    g.add_argument("--threads", default="auto",
-                   help="torch CPU threads: auto (safe on a busy machine), or a number")
     add_quiet_arg(parser, "no progress bars")
 
 

@@ -2,6 +2,7 @@
 
     python -m jobs.train --data PATH --out DIR [--arch xresnet18] [--epochs N] [--lr X|auto] [--bs N]
                          [--pretrained imagenet|none|PATH] [split options] [audio options]
+    torchrun --nproc_per_node N -m jobs.train ...      (or accelerate launch -m jobs.train ...: README "Scaling up")
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--pickle", action=argparse.BooleanOptionalAction, default=True,
                    help="also write the fastai model.pkl export (--no-pickle skips it)")
     p.add_argument("--cv", action="store_true", help="cross-validate: one model per value of the fold column")
+    p.add_argument("--threads", default="auto",
+                   help="CPU threads: auto (the cores shared among a launcher's processes, sleeping waits: "
+                        "no collapse when another program is busy; README: Scaling up) or a number")
     add_fit_args(p)
     add_split_args(p)
     add_audio_args(p)
@@ -34,8 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         from learner.hub import fetch_imagenet
 
         fetch_imagenet(args.arch, archs()[args.arch])
+    from learner.train.threads import configure_threads
+
+    configure_threads(args.threads)  # before torch loads: OpenMP reads its settings once
     from learner.report.metrics import summary_line
     from learner.train import train
+    from learner.train.distributed import is_main_process
 
     targs = train_args(args, arch=args.arch, pickle=args.pickle)
     cfg = audio_config(args)
@@ -47,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
               f"± {report['std']['accuracy']:.3f} → {args.out}/cv_report.md")
         return 0
     result = train(targs, cfg)
-    print(f"earshot: {summary_line(result.metrics)} → {result.model_dir}")
+    if is_main_process():  # under a launcher, one line from the process that wrote the model
+        print(f"earshot: {summary_line(result.metrics)} → {result.model_dir}")
     return 0
 
 
