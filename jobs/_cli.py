@@ -150,6 +150,17 @@ def add_fit_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--freeze-epochs", type=int, default=1, help="epochs training only the new head (pretrained runs)")
     parser.add_argument("--cache-dir", default=None, help="also cache decoded signals on disk here")
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPU count)")
+    g = parser.add_argument_group("scaling up (README: Scaling up)")
+    g.add_argument("--signals", default="auto", choices=["auto", "memory", "disk"],
+                   help="keep decoded signals in memory or in the on-disk store; auto: disk when they would not fit")
+    g.add_argument("--store", default=None, metavar="DIR",
+                   help="on-disk signal store folder, reused across runs (implies --signals disk; "
+                        "default: $EARSHOT_STORE or ~/.cache/earshot/signals)")
+    g.add_argument("--loader-workers", type=int, default=None,
+                   help="DataLoader processes that crop and augment (default: 0 in memory, spare cores with the store)")
+    g.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="mixed precision (GPU only)")
+    g.add_argument("--fp16", dest="precision", action="store_const", const="fp16", help="same as --precision fp16")
+    g.add_argument("--channels-last", action="store_true", help="channels_last memory layout (GPU only)")
     add_quiet_arg(parser, "no progress bars")
 
 
@@ -164,6 +175,8 @@ def train_args(args: argparse.Namespace, **extra: Any):
         label_smoothing=args.label_smoothing, keep_best=args.keep_best, min_steps=args.min_steps,
         workers=args.workers, cache_dir=args.cache_dir, progress=not args.quiet, auto_duration=args.duration is None,
         auto_sample_rate=args.sample_rate is None, auto_hop=args.hop is None,
+        signals=args.signals, store=args.store, loader_workers=args.loader_workers, precision=args.precision,
+        channels_last=args.channels_last,
         **extra,
     )
 
@@ -188,7 +201,7 @@ FIELD_FLAGS = {name: flag for flag, (name, _) in AUDIO_FLAGS.items()} | {
     "pretrained": "--pretrained", "arch": "--arch", "valid_fold": "--valid-fold", "group_col": "--group-col",
     "group_regex": "--group-regex", "token": "--token", "revision": "--revision", "classes": "--classes",
     "verify": "--no-verify", "backend": "--backend", "int8": "--int8", "task": "--task",
-    "target_precision": "--target-precision",
+    "target_precision": "--target-precision", "signals": "--signals", "precision": "--precision",
 }
 _FIELD = re.compile(r"\b(" + "|".join(sorted(FIELD_FLAGS, key=len, reverse=True)) + r")=(True\b|False\b)?")
 

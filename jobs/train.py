@@ -2,6 +2,7 @@
 
     python -m jobs.train --data PATH --out DIR [--arch xresnet18] [--epochs N] [--lr X|auto] [--bs N]
                          [--pretrained imagenet|none|PATH] [split options] [audio options]
+    torchrun --nproc_per_node N -m jobs.train ...      (or accelerate launch -m jobs.train ...: README "Scaling up")
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ def parser() -> argparse.ArgumentParser:
                         "more or fewer than one label (a `labels` column or 0/1 class columns)")
     p.add_argument("--target-precision", type=float, default=None, metavar="P",
                    help="per-class thresholds that reach precision P on validation (default: maximum F1)")
+    p.add_argument("--threads", default="auto",
+                   help="CPU threads: auto (the cores shared among a launcher's processes, sleeping waits: "
+                        "no collapse when another program is busy; README: Scaling up) or a number")
     add_fit_args(p)
     add_split_args(p)
     add_audio_args(p)
@@ -40,8 +44,12 @@ def main(argv: list[str] | None = None) -> int:
         from learner.hub import fetch_imagenet
 
         fetch_imagenet(args.arch, archs()[args.arch])
+    from learner.train.threads import configure_threads
+
+    configure_threads(args.threads)  # before torch loads: OpenMP reads its settings once
     from learner.report.metrics import summary_line
     from learner.train import train
+    from learner.train.distributed import is_main_process
 
     targs = train_args(args, arch=args.arch, pickle=args.pickle, task=args.task, target_precision=args.target_precision)
     cfg = audio_config(args)
@@ -59,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"earshot: {multilabel_summary(result.metrics)} → {result.model_dir}")
         return 0
     print(f"earshot: {summary_line(result.metrics)} → {result.model_dir}")
+    if is_main_process():  # under a launcher, one line from the process that wrote the model
+        print(f"earshot: {summary_line(result.metrics)} → {result.model_dir}")
     return 0
 
 

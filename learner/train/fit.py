@@ -26,11 +26,13 @@ from learner.audio import crop_pad
 from learner.config import AudioConfig
 from learner.data.manifest import add_groups, files_digest, load_manifest, split_indices
 from learner.data.signals import load_signals
+from learner.data.store import signal_size
 from learner.model import create_model, get_arch, n_params
 from learner.model.frontend import FrontEnd
 from learner.model.pretrained import load_pretrained
 from learner.model.registry import ArchSpec, classifier_keys
 from learner.modeldir import PICKLE, ModelDirError, save_model_dir, strip_local_paths, write_json
+from learner.train.distributed import accelerated, is_main_process
 from learner.train.multilabel import decide, threshold_rule, write_multilabel_outputs
 from learner.train.settings import adopt_front_end, batch_size, epochs_for, pick_hop, pick_sample_rate, transfers_from_earshot
 
@@ -66,6 +68,14 @@ class TrainArgs:
     auto_hop: bool = False  # a hop that gives a clip ~100 frames (jobs.train without --hop)
     task: str = "auto"  # "single", "multi" (sigmoid outputs, BCE), or "auto": multi when a row has ≠ 1 label
     target_precision: float | None = None  # thresholds: precision to reach per class instead of maximum F1
+    signals: str = "auto"  # decoded signals in "memory" or in the "disk" store; auto: by size vs free memory
+    store: str | None = None  # the on-disk store's folder (default: learner.train.loading.default_store_dir)
+    loader_workers: int | None = None  # DataLoader processes that crop (default: 0 in memory, spare cores on disk)
+    precision: str = "fp32"  # fp16 / bf16 mixed precision (GPU only)
+    channels_last: bool = False  # GPU memory layout for the 2-D convolutions
+
+
+MACHINE_ARGS = ("progress", "workers", "out", "cache_dir", "store", "loader_workers")  # not in config.json
 
 
 @dataclass
@@ -147,8 +157,14 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
     used["is_valid"] = [False] * len(train_idx) + [True] * len(valid_idx)
     if args.auto_sample_rate:
         cfg.sample_rate = pick_sample_rate(list(used.loc[~used["is_valid"], "path"]))
-    signals, failures = load_signals(list(used["path"]), cfg, cache_dir=args.cache_dir, workers=args.workers,
-                                     progress=args.progress)
+    from learner.train.loading import signals_mode, store_signals
+
+    paths = list(used["path"])
+    if signals_mode(args.signals, paths, cfg, args.store) == "memory":
+        signals, failures = load_signals(paths, cfg, cache_dir=args.cache_dir, workers=args.workers,
+                                         progress=args.progress)
+    else:
+        signals, failures = store_signals(paths, cfg, args.store or args.cache_dir, args.workers, args.progress)
     if failures:
         lines = "\n".join(f"  {p}: {why}" for p, why in failures.items())
         log.warning("%d file(s) could not be read and are excluded from training:\n%s", len(failures), lines)
@@ -189,12 +205,14 @@ def build_learner(args: TrainArgs, cfg: AudioConfig, used: pd.DataFrame, signals
     from fastai.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat
     from fastai.metrics import accuracy, top_k_accuracy
 
+    from learner.data.store import SignalStore
+    from learner.train.loading import SignalList, loader_options, loader_workers
     from learner.train.transforms import AudioBlock
 
     spec = get_arch(args.arch)
     frontend = FrontEnd(cfg, spec.input)
     if cfg.norm == "dataset" and spec.input != "waveform" and not transfers_from_earshot(args.pretrained):
-        train_sigs = [signals[p] for p in used.loc[~used["is_valid"], "path"]]
+        train_sigs = SignalList(list(used.loc[~used["is_valid"], "path"]), signals)
         cfg.norm_stats = dataset_stats(frontend, train_sigs, cfg)
         frontend = FrontEnd(cfg, spec.input)
     block = AudioBlock(cfg, frontend, signals, seed=args.seed)
@@ -206,8 +224,9 @@ def build_learner(args: TrainArgs, cfg: AudioConfig, used: pd.DataFrame, signals
         y_block, get_y, loss, metrics = CategoryBlock(vocab=classes), ColReader("label"), None, None
     dblock = DataBlock(blocks=(block, y_block), get_x=ColReader("path"), get_y=get_y, splitter=ColSplitter("is_valid"))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dls = dblock.dataloaders(used, bs=batch_size(args.bs, int((~used["is_valid"]).sum())), num_workers=0, device=device,
-                             shuffle=True, drop_last=True, create_batch=numpy_collate)
+    workers = loader_workers(args.loader_workers, "disk" if isinstance(signals, SignalStore) else "memory")
+    dls = dblock.dataloaders(used, bs=batch_size(args.bs, int((~used["is_valid"]).sum())), device=device,
+                             shuffle=True, drop_last=True, create_batch=numpy_collate, **loader_options(workers))
     net = create_model(args.arch, len(classes), cfg)
     loaded = load_pretrained(net, spec, args.pretrained)
     k3 = min(3, len(classes))
@@ -240,7 +259,7 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
     args, cfg = adopt_front_end(args, cfg)
     used, signals, failures, classes = prepare_data(args, cfg)
     if args.auto_duration:
-        lengths = [signals[p].size / cfg.sample_rate for p in used.loc[~used["is_valid"], "path"]]
+        lengths = [signal_size(signals, p) / cfg.sample_rate for p in used.loc[~used["is_valid"], "path"]]
         cfg.duration = pick_duration(lengths)
         log.info("clip length %g s (90th percentile of the trimmed training sounds)", cfg.duration)
     if args.auto_hop:
@@ -255,7 +274,7 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
         lr = float(learn.lr_find(show_plot=False).valley)
         log.info("lr_find suggests %.2e", lr)
     lr = float(lr)
-    cbs = [CSVLogger(fname=str(out / "history.csv"))]
+    cbs = [CSVLogger(fname=str(out / "history.csv"))] if is_main_process() else []  # one history, by the first process
     if args.keep_best:  # opt-in: picking the epoch on the validation split makes its figures optimistic
         cbs.append(SaveModelCallback(monitor="valid_loss", fname="best"))
     if cfg.mixup > 0:
@@ -264,27 +283,30 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
     if epochs != args.epochs:
         log.info("%d epochs (a small set: at least %d optimiser steps)", epochs, args.min_steps)
     start = time.time()
-    if args.pretrained != "none":
-        learn.fine_tune(epochs, base_lr=lr, freeze_epochs=args.freeze_epochs, cbs=cbs)
-    else:
-        learn.fit_one_cycle(epochs, lr, cbs=cbs)
-    train_time = time.time() - start
-    history = pd.read_csv(out / "history.csv")
-    best_epoch = int(history["valid_loss"].idxmin())
-
-    probs, targets = learn.get_preds(ds_idx=1)  # softmax, or sigmoid for multi-label (the loss's activation)
+    with accelerated(learn, args.precision, args.channels_last):
+        if args.pretrained != "none":
+            learn.fine_tune(epochs, base_lr=lr, freeze_epochs=args.freeze_epochs, cbs=cbs)
+        else:
+            learn.fit_one_cycle(epochs, lr, cbs=cbs)
+        train_time = time.time() - start
+        # from every process (the whole validation set); softmax, or sigmoid for multi-label (the loss's activation)
+        probs, targets = learn.get_preds(ds_idx=1)
     task = used.attrs["task"]
     thresholds, metrics = decide(task, probs.numpy(), targets.numpy(), classes, args.target_precision)
-    metrics.update(split="valid", best_epoch=best_epoch, train_time_s=round(train_time, 3),
+    metrics.update(split="valid", train_time_s=round(train_time, 3),
                    n_train=int((~used["is_valid"]).sum()), n_valid=int(used["is_valid"].sum()),
                    excluded_files=failures)
+    if not is_main_process():  # only the first process writes the model directory
+        return TrainResult(out, metrics, pd.DataFrame(), failures, learn)
+    history = pd.read_csv(out / "history.csv")
+    metrics["best_epoch"] = int(history["valid_loss"].idxmin())
 
     config = {
         "earshot_version": __version__, "arch": args.arch, "input": spec.input, "classes": classes, "task": task,
         "thresholds": thresholds, "thresholds_rule": threshold_rule(args.target_precision),
         "audio": cfg.to_dict(), "params": n_params(learn.model), "pretrained": strip_local_paths(loaded),
         "split": used.attrs.get("split"),  # no local paths: config.json is published with the model
-        "train": strip_local_paths({k: v for k, v in asdict(args).items() if k not in ("progress", "workers", "out", "cache_dir")}),
+        "train": strip_local_paths({k: v for k, v in asdict(args).items() if k not in MACHINE_ARGS}),
         "versions": versions(),
     }
     learn.model.eval()
