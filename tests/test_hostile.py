@@ -416,3 +416,21 @@ def test_demo_deletes_old_uploads(model_dir, monkeypatch):
     every, older_than = blocks.delete_cache
     assert 0 < every <= 3600 and 0 < older_than <= 3600  # uploads, refused ones included, go within the hour
     assert blocks.upload_file_set in blocks.temp_file_sets  # what Gradio's cache deletion sweeps
+
+
+# --- item 2: limits count decoded samples (rate × channels × seconds), checked from the header -----------------
+def test_sample_limit_refuses_high_rate_many_channel_files_from_the_header(tmp_path):
+    import time
+
+    from learner.audio import TooLongError, decode
+
+    quiet = tmp_path / "quiet_384k_8ch.flac"
+    sf.write(quiet, np.zeros((384_000 // 2, 8), np.int16), 384_000, subtype="PCM_16")  # 0.5 s, small as silence
+    ok = tmp_path / "ok_48k_stereo.flac"
+    sf.write(ok, np.zeros((24_000, 2), np.int16), 48_000, subtype="PCM_16")
+    start = time.perf_counter()
+    with pytest.raises(TooLongError, match=r"0\.5 s at 384000 Hz × 8 channel\(s\): 2 M samples, over the 0 M limit"):
+        decode(quiet, 16000, max_duration_s=1.0)  # 1 s of limit = 96 000 samples (48 kHz stereo)
+    assert time.perf_counter() - start < 1.0
+    assert decode(ok, 16000, max_duration_s=1.0).duration_s == pytest.approx(0.5)
+    assert decode(quiet, 16000).duration_s == pytest.approx(0.5)  # no limit asked: decoded

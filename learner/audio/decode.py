@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from learner.audio.header import AudioInfo, decode_chain, ogg_is_chained, ogg_links, probe, truncation_warning, wav_claimed_s  # noqa: F401 (AudioInfo, probe: re-exported)
+from learner.audio.limits import check_samples
 from learner.audio.signal import duration_to_samples, resample, to_mono
 
 AUDIO_EXTENSIONS = frozenset(
@@ -366,6 +367,7 @@ def decode(
     if sample_rate is not None and sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     src, label, head = _prepare(src, name, max_bytes)
+    check_samples(label, src, head, _SF_MAGIC, max_duration_s)  # rate × channels × seconds, before decoding
     if head[:4] == b"OggS" and ogg_is_chained(src):  # libsndfile would stop after the first link
         links = ogg_links(src if isinstance(src, bytes) else Path(src).read_bytes())
         if len(links) > 1:
