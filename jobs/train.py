@@ -61,13 +61,13 @@ def main(argv: list[str] | None = None) -> int:
               f"± {report['std']['accuracy']:.3f} → {args.out}/cv_report.md")
         return 0
     result = train(targs, cfg)
+    if not is_main_process():  # under a launcher, one line from the process that wrote the model
+        return 0
     if result.metrics.get("task") == "multi":
         from learner.report.multilabel import multilabel_summary
 
         print(f"earshot: {multilabel_summary(result.metrics)} → {result.model_dir}")
-        return 0
-    print(f"earshot: {summary_line(result.metrics)} → {result.model_dir}")
-    if is_main_process():  # under a launcher, one line from the process that wrote the model
+    else:
         print(f"earshot: {summary_line(result.metrics)} → {result.model_dir}")
     return 0
 

@@ -11,6 +11,7 @@ import pytest
 
 from learner.audio.decode import AUDIO_EXTENSIONS, AudioDecodeError
 from learner.score.local import ScoreOptions, score
+from learner.score.rows import MIN_DURATION_S
 from learner.serve.demo import classify
 from learner.serve.predictor import Predictor
 from tests import audio_corpus
@@ -42,6 +43,8 @@ def test_scoring_the_corpus_gives_one_row_per_file(corpus, predictor, tmp_path):
         r, clip = rows[path], expected[path][1]
         if clip.errors and not clip.partial:
             assert r["error"] and r["label"] is None, (kind, r)
+        elif not clip.errors and clip.duration_s is not None and clip.duration_s < MIN_DURATION_S:
+            assert r["error"].startswith("too short to classify") and r["label"] is None, (kind, r)
         elif not clip.errors:
             assert r["error"] is None and r["label"] in predictor.classes, (kind, r["error"])
 

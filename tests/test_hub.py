@@ -286,8 +286,11 @@ def test_one_softmax() -> None:
 
     import learner.serve.export as export
     import learner.serve.predictor as predictor
-    from learner.serve.backends import softmax
+    from learner.serve.backends import scores_from_logits, softmax
 
-    assert not hasattr(export, "_softmax") and predictor.softmax is softmax and export.softmax is softmax
-    p = softmax(np.array([[0.0, np.log(3.0)], [1000.0, 1000.0]]))
-    np.testing.assert_allclose(p, [[0.25, 0.75], [0.5, 0.5]])
+    # every backend's scores go through the one scores_from_logits (softmax, or sigmoids for multi-label)
+    assert not hasattr(export, "_softmax") and not hasattr(predictor, "softmax")
+    assert predictor.scores_from_logits is scores_from_logits and export.scores_from_logits is scores_from_logits
+    logits = np.array([[0.0, np.log(3.0)], [1000.0, 1000.0]])
+    np.testing.assert_allclose(softmax(logits), [[0.25, 0.75], [0.5, 0.5]])
+    np.testing.assert_array_equal(scores_from_logits(logits, "single"), softmax(logits))
