@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from learner.data.mixtures import colored_noise
+
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 # English dialects × voice-quality variants; each entry is one "speaker" (the manifest's group).
@@ -157,15 +159,6 @@ def synthesize(
     return eng.say(text, voice, rate, pitch, pitch_range, seed), eng.sample_rate
 
 
-def _colored_noise(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
-    """Unit-power noise with a 1/f^exponent power spectrum (0 white, 1 pink, 2 brown)."""
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.fft.rfftfreq(n)
-    f[0] = f[1] if n > 1 else 1.0
-    noise = np.fft.irfft(spec / f ** (exponent / 2), n)
-    return noise / (np.sqrt(np.mean(noise**2)) + 1e-12)
-
-
 def render_clip(
     digit: str,
     voice: str,
@@ -186,7 +179,7 @@ def render_clip(
     x = np.concatenate([np.zeros(int(pad[0] * sample_rate)), speech, np.zeros(int(pad[1] * sample_rate))])
     power = np.mean(speech**2)
     snr = rng.uniform(*noise_snr_db)
-    x += _colored_noise(rng, x.size, float(rng.choice([0.0, 1.0, 2.0]))) * np.sqrt(power / 10 ** (snr / 10))
+    x += colored_noise(rng, x.size, float(rng.choice([0.0, 1.0, 2.0]))) * np.sqrt(power / 10 ** (snr / 10))
     return np.clip(x, -1.0, 1.0).astype(np.float32)
 
 
