@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -42,11 +43,12 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-@pytest.fixture(scope="module")
-def app_module(trained_model):
-    """`import app` with EARSHOT_MODEL pointing at the session's trained model (as a Space would set it)."""
+@contextlib.contextmanager
+def app_serving(model_dir: str | Path):
+    """`import app` afresh with EARSHOT_MODEL pointing at `model_dir` (as a Space would set it); the
+    environment and the module cache are restored afterwards."""
     old = os.environ.get("EARSHOT_MODEL")
-    os.environ["EARSHOT_MODEL"] = str(trained_model.model_dir)
+    os.environ["EARSHOT_MODEL"] = str(model_dir)
     sys.modules.pop("app", None)
     try:
         yield importlib.import_module("app")
@@ -56,3 +58,10 @@ def app_module(trained_model):
             os.environ.pop("EARSHOT_MODEL", None)
         else:
             os.environ["EARSHOT_MODEL"] = old
+
+
+@pytest.fixture(scope="module")
+def app_module(trained_model):
+    """The demo module serving the session's trained model."""
+    with app_serving(trained_model.model_dir) as app:
+        yield app

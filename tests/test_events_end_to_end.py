@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import socket
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from learner.score.rows import EVENT_SCHEMA
 from learner.score.store import read_results
 from learner.serve.events import RAVEN_COLUMNS, Event, EventRule
 from learner.serve.predictor import Predictor
+from tests.conftest import app_serving
 from tests.soundscape import write_soundscape
 
 SECONDS, N_EVENTS, OVERLAPS = 60.0, 6, 1
@@ -159,25 +158,13 @@ def test_events_table_in_csv_format(event_model, recording, tmp_path):
 
 @pytest.fixture(scope="module")
 def events_app(event_model):
-    import importlib
-
-    old = os.environ.get("EARSHOT_MODEL")
-    os.environ["EARSHOT_MODEL"] = str(event_model)
-    sys.modules.pop("app", None)
-    try:
-        app = importlib.import_module("app")
+    with app_serving(event_model) as app:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         app.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
         yield f"http://127.0.0.1:{port}/"
         app.demo.close()
-    finally:
-        sys.modules.pop("app", None)
-        if old is None:
-            os.environ.pop("EARSHOT_MODEL", None)
-        else:
-            os.environ["EARSHOT_MODEL"] = old
 
 
 def test_demo_api_returns_the_events(events_app, event_model, recording):

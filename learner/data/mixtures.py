@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -178,19 +177,7 @@ def _build_ok(out: Path, params: dict[str, Any]) -> bool:
 def ensure_mixtures(out_dir: str | Path, **params: Any) -> Path:
     """`out_dir/manifest.csv`, building it first if absent, older or made with other parameters. Built in a
     temporary sibling folder renamed into place, so concurrent processes never see half a set."""
-    out = Path(out_dir)
-    if _build_ok(out, params):
-        return out / "manifest.csv"
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    build_mixtures(tmp, **params)
-    if out.exists() and ((out / BUILD_INFO).exists() or not any(out.iterdir())):
-        shutil.rmtree(out, ignore_errors=True)  # our own stale build, or an empty folder
-    try:
-        os.rename(tmp, out)
-    except OSError:
-        pass
-    shutil.rmtree(tmp, ignore_errors=True)
-    if not _build_ok(out, params):
-        raise RuntimeError(f"{out} exists but holds no mixtures-synth build; move it away and try again")
-    return out / "manifest.csv"
+    from learner.data.builds import build_once
+
+    return build_once(Path(out_dir), lambda out: _build_ok(out, params), lambda tmp: build_mixtures(tmp, **params),
+                      BUILD_INFO, "mixtures-synth")

@@ -16,7 +16,6 @@ import ctypes.util
 import json
 import os
 import re
-import shutil
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -250,20 +249,7 @@ def ensure_spoken_digits(out_dir: str | Path, **kwargs: Any) -> Path:
 
     Built in a temporary sibling folder renamed into place, so concurrent processes never see half a set.
     """
-    out = Path(out_dir)
-    if _build_ok(out):
-        return out / "manifest.csv"
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    build_spoken_digits(tmp, **kwargs)
-    if not _build_ok(out):  # (another process may have finished meanwhile)
-        if out.exists() and ((out / "synth.json").exists() or not any(out.iterdir())):
-            shutil.rmtree(out, ignore_errors=True)  # our own stale build, or an empty folder
-        try:
-            os.rename(tmp, out)
-        except OSError:
-            pass
-    shutil.rmtree(tmp, ignore_errors=True)
-    if not _build_ok(out):
-        raise RuntimeError(f"{out} exists but holds no spoken-digits-synth build; move it away and try again")
-    return out / "manifest.csv"
+    from learner.data.builds import build_once
+
+    return build_once(Path(out_dir), _build_ok, lambda tmp: build_spoken_digits(tmp, **kwargs), "synth.json",
+                      "spoken-digits-synth")
