@@ -3,9 +3,11 @@
     make_soundscape(600, 40, overlaps=6) → a 10-minute recording: steady background noise, 40 events of 1.5–4 s
                                            (tone, chirp, clicks), some overlapping another class, and the truth
     make_event_dataset(root)             → folder-per-class 1 s clips of the same classes plus `background`
+    make_multilabel_event_dataset(root)  → 1 s clips holding 0, 1 or 2 of those sounds at once, `path,labels`
 
-A softmax classifier has no "nothing" output, so the event model is trained with a `background` class (the
-recording's noise alone); `learner.serve.events` never reports that class as an event.
+A softmax classifier has no "nothing" output, so the single-label event model is trained with a `background`
+class (the recording's noise alone); `learner.serve.events` never reports that class as an event. A multi-label
+(sigmoid) model needs none: a clip of background alone has no label, and two overlapping sounds have both.
 """
 
 from __future__ import annotations
@@ -107,3 +109,47 @@ def make_event_dataset(root: Path, n_per_class: int = 40, sr: int = 16000, seed:
                 x[at : at + s.size] += s
             sf.write(root / c / f"{c}_{i:03d}.wav", np.clip(x, -1, 1), sr, subtype="PCM_16")
     return root
+
+
+SOURCE_COUNTS = (0.3, 0.4, 0.3)  # share of multi-label clips holding 0, 1 and 2 sounds
+PLACEMENTS = {"whole": 0.4, "mostly": 0.35, "edge": 0.25}  # how one sound sits in a clip (see below)
+
+
+def make_multilabel_event_dataset(root: Path, n_clips: int = 240, sr: int = 16000, seed: int = 0,
+                                  classes: tuple[str, ...] = EVENT_CLASSES) -> Path:
+    """`root/manifest.csv` (`path,labels`, `;`-separated, empty = background alone) over 1 s clips of background
+    noise holding 0, 1 or 2 sounds of different classes (`SOURCE_COUNTS`), labels known → the manifest's path.
+
+    Each sound fills the whole clip, or 55–90 % of it ("mostly", labelled), or only 5–40 % ("edge", not
+    labelled: a window fires when the sound fills about half of it, as in `make_event_dataset`); a partial sound
+    starts or ends the clip, so two of them overlap the way one event hands over to the next in the recording.
+    Clips with no sound hold, half of the time, the unlabelled edge of one."""
+    import csv
+
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    (root / "clips").mkdir(parents=True, exist_ok=True)
+    kinds, weights = list(PLACEMENTS), np.array(list(PLACEMENTS.values()))
+    rows = []
+    for i in range(n_clips):
+        x = background(sr, rng)
+        k = int(rng.choice(len(SOURCE_COUNTS), p=SOURCE_COUNTS))
+        sounds = [(str(c), str(rng.choice(kinds, p=weights / weights.sum()))) for c in rng.choice(classes, k, replace=False)]
+        if k == 0 and rng.random() < 0.5:
+            sounds = [(str(rng.choice(classes)), "edge")]
+        labels = []
+        for kind, placement in sounds:
+            share = {"whole": 1.0, "mostly": rng.uniform(0.55, 0.9), "edge": rng.uniform(0.05, 0.4)}[placement]
+            s = event_sound(kind, share, sr, rng)
+            at = 0 if rng.random() < 0.5 else sr - s.size  # the sound ends in the clip, or starts in it
+            x[at : at + s.size] += s
+            if placement != "edge":
+                labels.append(kind)
+        rel = f"clips/mix_{i:04d}.wav"
+        sf.write(root / rel, np.clip(x, -1, 1), sr, subtype="PCM_16")
+        rows.append((rel, ";".join(sorted(labels))))
+    with open(root / "manifest.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "labels"])
+        w.writerows(rows)
+    return root / "manifest.csv"

@@ -69,6 +69,26 @@ def test_generated_recording_has_the_events_it_says(recording):
         assert inside > 0.1
 
 
+def test_multilabel_event_clips_hold_zero_one_or_two_known_sounds(tmp_path):
+    import soundfile as sf
+
+    from learner.data.manifest import load_manifest
+    from learner.data.multilabel import label_sets, resolve_task
+    from tests.soundscape import EVENT_CLASSES, make_multilabel_event_dataset
+
+    manifest = make_multilabel_event_dataset(tmp_path / "a", n_clips=60, seed=4)
+    df = load_manifest(manifest)
+    sets = label_sets(df)
+    assert len(df) == 60 and resolve_task(df, "auto", "m") == "multi"
+    assert {len(s) for s in sets} == {0, 1, 2} and set().union(*map(set, sets)) == set(EVENT_CLASSES)
+    peak = np.array([np.abs(sf.read(f)[0]).max() for f in df["path"]])
+    quiet = np.array([not s for s in sets])
+    assert (peak[~quiet] > 0.1).all()  # every labelled sound is there (peaks 0.15–0.6 over noise ≤ 0.06)
+    assert (peak[quiet] < 0.08).any() and (peak[quiet] > 0.1).any()  # background alone, and unlabelled edges
+    again = make_multilabel_event_dataset(tmp_path / "b", n_clips=60, seed=4)
+    assert again.read_text() == manifest.read_text()  # same seed, same labels
+
+
 def test_predictor_finds_the_events(event_model, recording):
     path, truth = recording
     p = Predictor.from_dir(event_model)
@@ -151,6 +171,44 @@ def test_events_table_in_csv_format(event_model, recording, tmp_path):
     rows = list(csv.DictReader(open(next(out.with_name("s.events.csv").glob("part-*.csv")))))
     assert list(rows[0]) == ["path", "label", "start_s", "end_s", "max_score", "mean_score"]
     assert all(float(r["end_s"]) - float(r["start_s"]) >= 1.0 for r in rows)
+
+
+@pytest.fixture(scope="module")
+def multi_event_model(tmp_path_factory) -> Path:
+    """A multi-label (sigmoid) event model: 1 s clips holding 0, 1 or 2 overlapping sounds, no background class."""
+    from learner.config import AudioConfig
+    from learner.train.fit import TrainArgs, train
+    from tests.soundscape import make_multilabel_event_dataset
+
+    root = tmp_path_factory.mktemp("multi_event_model")
+    data = make_multilabel_event_dataset(root / "clips", n_clips=240, seed=0)
+    audio = AudioConfig(sample_rate=16000, duration=1.0, n_mels=64, hop_length=256, n_fft=512, mixup=0.0)
+    # bench/events.py's model (same clips, seed and settings), ≈ 20 s of CPU
+    return Path(train(TrainArgs(data=str(data), out=str(root / "model"), epochs=10, pretrained="none", bs=16,
+                                arch="mfcc_cnn1d", progress=False, pickle=False, seed=0), audio).model_dir)
+
+
+def test_multilabel_model_holds_overlapping_events_in_all_three_paths(multi_event_model, recording, tmp_path):
+    """Where one event hands over to another, a sigmoid model keeps both: the overlapping pair is found whole,
+    and the Predictor, `jobs.score --windows` and the demo's events function give the same events."""
+    from jobs.score import main
+    from learner.serve.demo_events import find_events_in
+
+    path, truth = recording
+    p = Predictor.from_dir(multi_event_model)
+    assert p.task == "multi" and p.classes == ["chirp", "clicks", "tone"]  # no background class needed
+    rule = EventRule(0.4, max_gap_s=0.5, min_length_s=0.5)  # bench/events.py's choice (seed 1)
+    events = p.predict(path, window=1.0, hop=0.25, events=rule).events
+    _good_enough(events, truth)
+    (a, b), = [(a, b) for a, b in zip(truth, truth[1:]) if b.start_s < a.end_s]
+    assert match_events(events, [a, b]).matched == 2  # both sides of the overlap, onsets and offsets within ±0.5 s
+    out = tmp_path / "m.parquet"
+    main([str(path), "--model", str(multi_event_model), "--out", str(out), "--windows", "1,0.25", "--workers", "1",
+          "--quiet", "--threshold", "0.4", "--event-gap", "0.5", "--event-min", "0.5"])
+    rows = read_results(out, events=True).to_pylist()
+    demo = find_events_in(p, str(path), threshold=0.4, max_gap_s=0.5, min_length_s=0.5, draw=False).events
+    want = [(e.label, e.start_s, e.end_s) for e in events]
+    assert [(r["label"], r["start_s"], r["end_s"]) for r in rows] == want == [(e.label, e.start_s, e.end_s) for e in demo]
 
 
 # --- the demo's API -----------------------------------------------------------------------------------------------

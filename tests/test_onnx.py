@@ -97,6 +97,46 @@ def test_every_arch_exports_with_torch_parity(arch, tmp_path):
     np.testing.assert_allclose(onnx_p.backend(waves), torch_p.backend(waves), atol=2e-3, rtol=1e-3)  # logits
 
 
+def _split_between(probs: np.ndarray) -> float:
+    """A threshold in the widest gap among the middle scores: some clips above, some below, none within 1e-4."""
+    p = np.sort(probs)
+    lo, hi = len(p) // 4, len(p) - len(p) // 4
+    i = lo + int(np.argmax(np.diff(p[lo:hi])))
+    return float((p[i] + p[i + 1]) / 2)
+
+
+def test_multilabel_model_exports_with_the_same_sigmoid_scores_labels_thresholds_and_events(tmp_path):
+    """`jobs.export` on a multi-label (sigmoid) model: ONNX gives torch's scores, detected labels and thresholds."""
+    from scipy.special import expit
+
+    from jobs.export import main
+
+    d = _random_model_dir(tmp_path / "multi", "mfcc_cnn1d", seed=3)
+    cfg = json.loads((d / "config.json").read_text())
+    waves = _clips(16000, 16, seed=2)
+    logits = Predictor.from_dir(d, backend="torch").backend(waves)
+    thresholds = {c: _split_between(expit(logits[:, i].astype(np.float64))) for i, c in enumerate(cfg["classes"])}
+    (d / "config.json").write_text(json.dumps({**cfg, "task": "multi", "thresholds": thresholds}))
+    assert main(["--model", str(d), "--quiet"]) == 0
+    assert json.loads((d / "config.json").read_text())["thresholds"] == thresholds  # the export keeps them
+    torch_p, onnx_p = Predictor.from_dir(d, backend="torch"), Predictor.from_dir(d)
+    assert onnx_p.backend.name == "onnx" and onnx_p.task == torch_p.task == "multi"
+    np.testing.assert_array_equal(onnx_p.thresholds, [thresholds[c] for c in onnx_p.classes])
+    np.testing.assert_array_equal(onnx_p.thresholds, torch_p.thresholds)
+    ref, got = torch_p.predict_waves(waves), onnx_p.predict_waves(waves)
+    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(got, expit(onnx_p.backend(waves).astype(np.float64)), atol=1e-6)  # sigmoid, not softmax
+    assert not np.allclose(got.sum(1), 1, atol=1e-2)
+    found = [onnx_p.detect(p) for p in got]
+    assert found == [torch_p.detect(p) for p in ref]
+    assert 0 < sum(map(len, found)) < got.size and len({len(f) for f in found}) > 1  # several, one, none per clip
+    long = np.concatenate(list(waves[:6]))  # 6 s: windowed, so events too
+    a = torch_p.predict(long, sample_rate=16000, window=1.0, hop=0.25)
+    b = onnx_p.predict(long, sample_rate=16000, window=1.0, hop=0.25)
+    assert b.detected == a.detected and b.events and [(e.label, e.start_s, e.end_s) for e in b.events] == [
+        (e.label, e.start_s, e.end_s) for e in a.events]
+
+
 def test_export_failure_is_one_clear_line(tmp_path, monkeypatch):
     import torch
 

@@ -218,6 +218,92 @@ def test_fsdkaggle2018_from_a_folder_of_the_three_zips(tmp_path):
         recipes.extract(tmp_path / "broken.zip", tmp_path / "x")
 
 
+FSDK19_PARTS = ("meta", "audio_train_curated", "audio_test")
+
+
+def fake_fsdk2019_zips(base: Path) -> Path:
+    """The three zips of Zenodo record 3612637 as published (FSDKaggle2019.doc/README.md), each holding its
+    top-level folder: FSDKaggle2019.meta/ with the post-competition CSVs (`fname,labels,...`, several labels
+    comma-separated inside quotes) and vocabulary.csv, and the curated-train and test audio folders. The curated
+    CSV lists two of the README's broken clips; the noisy CSV lists clips that are not downloaded."""
+    tree, zips = base / "tree", base / "zips"
+    meta = tree / "FSDKaggle2019.meta"
+    meta.mkdir(parents=True)
+    zips.mkdir()
+    (meta / "train_curated_post_competition.csv").write_text(
+        "fname,labels,freesound_id,license\n"
+        "0006ae4e.wav,Bark,72174,CC0\n"
+        '0019ef41.wav,"Walk_and_footsteps,Slam",344813,CC-BY\n'
+        '001ec0ad.wav,"Female_singing,Male_singing,Bark",48375,CC-BY-NC\n'
+        "1d44b0bd.wav,Finger_snapping,1234,CC0\n"  # the README: holds no signal
+        "f76181c4.wav,Knock,5678,CC-BY\n")  # the README: mislabelled
+    (meta / "train_noisy_post_competition.csv").write_text(
+        "fname,labels,flickr_video_URL,license\n00097e21.wav,Bathtub_(filling_or_washing),http://x/1,CC-BY\n")
+    (meta / "test_post_competition.csv").write_text(
+        "fname,labels,usage,freesound_id,license\n"
+        '4260ebea.wav,"Chewing_and_mastication,Slam",Public,9876,CC0\n'
+        "426eb1e0.wav,Knock,Private,5432,CC-BY\n")
+    (meta / "vocabulary.csv").write_text("0,Accelerating_and_revving_and_vroom,/m/07q2z82\n1,Accordion,/m/0mkg\n")
+    for name in ("0006ae4e", "0019ef41", "001ec0ad", "1d44b0bd", "f76181c4"):
+        _wav(tree / "FSDKaggle2019.audio_train_curated" / f"{name}.wav")
+    for name in ("4260ebea", "426eb1e0"):
+        _wav(tree / "FSDKaggle2019.audio_test" / f"{name}.wav")
+    for part in FSDK19_PARTS:
+        with zipfile.ZipFile(zips / f"FSDKaggle2019.{part}.zip", "w") as z:
+            for f in sorted((tree / f"FSDKaggle2019.{part}").iterdir()):
+                z.write(f, f.relative_to(tree))
+    return zips
+
+
+def _fsdk2019_recipe_at(tmp_path: Path, url: str):
+    """datasets/fsdkaggle2019.toml with its Zenodo URLs pointing at `url` (a local server, or nothing)."""
+    text = (ROOT / "datasets" / "fsdkaggle2019.toml").read_text()
+    assert text.count("https://zenodo.org/records/3612637/files/") == 3
+    (tmp_path / "fsdkaggle2019.toml").write_text(text.replace("https://zenodo.org/records/3612637/files", url))
+    return recipes.load_recipe(tmp_path / "fsdkaggle2019.toml")
+
+
+def test_fsdkaggle2019_published_layout_downloads_to_a_multilabel_manifest(server, tmp_path):
+    from learner.data.manifest import load_manifest
+    from learner.data.multilabel import resolve_task
+
+    real = recipes.get_recipe("fsdkaggle2019")
+    assert [d.filename for d in real.downloads] == [f"FSDKaggle2019.{p}.zip" for p in FSDK19_PARTS]
+    assert all(d.urls == (f"https://zenodo.org/records/3612637/files/{d.filename}?download=1",) for d in real.downloads)
+    zips = fake_fsdk2019_zips(tmp_path / "dl")
+    for part in FSDK19_PARTS:
+        server.files[f"/FSDKaggle2019.{part}.zip?download=1"] = (zips / f"FSDKaggle2019.{part}.zip").read_bytes()
+    recipe = _fsdk2019_recipe_at(tmp_path, server.url)
+    with pytest.warns(UserWarning) as caught:
+        manifest = recipes.fetch(recipe, tmp_path / "data", progress=False)
+    said = [str(w.message) for w in caught]
+    assert sum("no published checksum" in m for m in said) == 3  # md5s not in the recipe: skipped, never silently
+    assert any("left out 2 clip(s)" in m and "1d44b0bd.wav, f76181c4.wav" in m for m in said)
+    raw = _read(manifest)
+    assert list(raw.columns) == ["path", "labels", "split"]
+    assert list(raw["labels"]) == ["Bark", "Walk_and_footsteps;Slam", "Female_singing;Male_singing;Bark",
+                                   "Chewing_and_mastication;Slam", "Knock"]  # quoted commas → `;`, in the CSV's order
+    assert list(raw["split"]) == ["train"] * 3 + ["test"] * 2
+    assert raw["path"].iloc[0] == "FSDKaggle2019.audio_train_curated/0006ae4e.wav"
+    df = load_manifest(manifest)
+    assert df["labels"].iloc[2] == "Bark;Female_singing;Male_singing" and resolve_task(df, "auto", "m") == "multi"
+    with pytest.warns(UserWarning, match="left out 2 clip"):
+        sub = load_manifest(recipes.fetch(recipe, tmp_path / "data", progress=False, classes=["Slam"]))
+    assert list(sub["labels"]) == ["Slam", "Slam"]  # extracted once; clips without Slam left out
+
+
+def test_fsdkaggle2019_offline_fails_fast_in_one_line(tmp_path):
+    recipe = _fsdk2019_recipe_at(tmp_path, "http://127.0.0.1:9")
+    t = time.monotonic()
+    with pytest.raises(DatasetDownloadError) as e:
+        recipes.fetch(recipe, tmp_path / "data", progress=False)
+    msg = str(e.value)
+    assert time.monotonic() - t < 5 and "\n" not in msg
+    assert msg.startswith("FSDKaggle2019: cannot reach http://127.0.0.1:9/FSDKaggle2019.meta.zip")
+    assert "source=ARCHIVE/DIR" in msg  # the way out: a copy fetched elsewhere
+    assert not list((tmp_path / "data").rglob("*.zip*"))  # nothing half-written
+
+
 def test_speech_commands_lists_give_split_and_hash_gives_group(tmp_path):
     src = fake_speech_commands(tmp_path / "dl")
     with tarfile.open(tmp_path / "speech_commands_v0.02.tar.gz", "w:gz") as t:

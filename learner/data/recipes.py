@@ -134,7 +134,9 @@ def data_home() -> Path:
 
 
 def _meta_csv(root: Path, *, tables: list[dict]) -> list[dict]:
-    """Rows from metadata CSVs; `columns` maps manifest columns to CSV columns, `constants` adds fixed values."""
+    """Rows from metadata CSVs; `columns` maps manifest columns to CSV columns, `constants` adds fixed values,
+    `exclude` lists files the dataset's own documentation calls broken (`exclude_reason` says why; a warning
+    names the ones left out)."""
     rows = []
     for t in tables:
         dirs = [t["audio_dir"]] if isinstance(t["audio_dir"], str) else t["audio_dir"]
@@ -142,15 +144,22 @@ def _meta_csv(root: Path, *, tables: list[dict]) -> list[dict]:
         if audio is None:
             raise DatasetError(f"{root}: no audio folder ({' or '.join(dirs)}) — is the download complete?")
         where = {k: str(v).lower() for k, v in t.get("where", {}).items()}
+        broken, left_out = set(t.get("exclude", ())), []
         with open(root / t["csv"], newline="", encoding="utf-8") as f:
             for rec in csv.DictReader(f):
                 if any(str(rec.get(k, "")).lower() != v for k, v in where.items()):
+                    continue
+                if rec[t["columns"]["path"]] in broken:
+                    left_out.append(rec[t["columns"]["path"]])
                     continue
                 row = {col: rec[src] for col, src in t["columns"].items()}
                 row["path"] = f"{audio}/{row['path']}"
                 if "labels" in row and t.get("labels_sep"):  # multi-label metadata: its own separator → ";"
                     row["labels"] = ";".join(x.strip() for x in row["labels"].split(t["labels_sep"]) if x.strip())
                 rows.append({**row, **t.get("constants", {})})
+        if left_out:
+            warnings.warn(f"{t['csv']}: left out {len(left_out)} clip(s) {t.get('exclude_reason', 'listed as broken')}: "
+                          f"{', '.join(sorted(left_out))}", stacklevel=3)
     return rows
 
 
