@@ -31,6 +31,8 @@ def make_clips(root: Path, n: int, seed: int = 0) -> Path:
     """`n` one-second clips in four classes (tone, chirp, noise bursts, clicks) as 16-bit WAV files."""
     import soundfile as sf
 
+    if sum(1 for _ in root.rglob("*.wav")) == n:  # kept from an earlier run (--tmp): same files, same store keys
+        return root
     rng = np.random.default_rng(seed)
     t = np.arange(SR) / SR
     for i in range(n):

@@ -1,4 +1,4 @@
-"""Decoded signals on disk: every training file decoded once into memory-mapped float16 shards, reused by
+"""Decoded signals on disk: every training file decoded once into float16 shards, reused by
 every later epoch and run, so a data set larger than memory trains with flat resident memory.
 
 Layout: `<root>/<settings key>/shard-<unique>.f16` (the samples, back to back) and `shard-<unique>.json` (file
@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import mmap
 import os
 import time
 import uuid
@@ -35,7 +34,6 @@ STORE_FORMAT = 1  # bump when the layout or the decoding steps change: old shard
 SAMPLE_DTYPE = np.dtype("<f2")  # float16: int16's 2 bytes, but no clipping of decoded peaks above 1.0
 SHARD_BYTES = 256 * 2**20  # a finished shard is durable: an interrupted build loses at most this much work
 STALE_TMP_S = 24 * 3600  # temporary files older than this are from dead writers and are removed
-_PAGE = mmap.PAGESIZE
 
 
 def settings_key(cfg: AudioConfig) -> str:
@@ -59,38 +57,44 @@ class _Entry:
 
 
 class SignalStore(Mapping):
-    """Read-only mapping path → float32 signal, read from the shards' memory maps.
+    """Read-only mapping path → float32 signal, read from the shards with `os.pread`.
 
-    Pages are dropped from this process after each read (`MADV_DONTNEED`: they stay in the OS page cache),
-    so resident memory does not grow with the data set as an epoch touches every signal. Pickles as paths
-    only, so DataLoader worker processes open their own maps.
+    Reads, not memory maps: the kernel's page cache still holds what was read, but none of it counts in this
+    process's resident memory, which therefore stays flat as an epoch touches every signal. (Memory maps with
+    `MADV_DONTNEED` after each read still grew by ~20 KB per clip: the kernel maps the pages around each fault
+    as well.) Pickles as paths only, so DataLoader worker processes open their own files.
     """
 
     def __init__(self, folder: Path, entries: dict[str, _Entry]) -> None:
         self.folder, self.entries = Path(folder), entries
-        self._maps: dict[str, tuple[mmap.mmap, np.ndarray]] = {}
+        self._fds: dict[str, int] = {}
 
     def __getstate__(self) -> dict:
         return {"folder": self.folder, "entries": self.entries}
 
     def __setstate__(self, state: dict) -> None:
-        self.folder, self.entries, self._maps = state["folder"], state["entries"], {}
+        self.folder, self.entries, self._fds = state["folder"], state["entries"], {}
 
-    def _samples(self, shard: str) -> tuple[mmap.mmap, np.ndarray]:
-        if shard not in self._maps:
-            with open(self.folder / shard, "rb") as f:
-                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            self._maps[shard] = (mm, np.frombuffer(mm, dtype=SAMPLE_DTYPE))
-        return self._maps[shard]
+    def __del__(self) -> None:
+        for fd in getattr(self, "_fds", {}).values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _fd(self, shard: str) -> int:
+        if shard not in self._fds:
+            self._fds[shard] = os.open(self.folder / shard, os.O_RDONLY)
+        return self._fds[shard]
 
     def __getitem__(self, path: str) -> np.ndarray:
         e = self.entries[str(path)]
-        mm, samples = self._samples(e.shard)
-        x = samples[e.offset : e.offset + e.length].astype(np.float32)
-        if hasattr(mm, "madvise"):
-            start = e.offset * SAMPLE_DTYPE.itemsize // _PAGE * _PAGE
-            mm.madvise(mmap.MADV_DONTNEED, start, (e.offset + e.length) * SAMPLE_DTYPE.itemsize - start)
-        return x
+        size = SAMPLE_DTYPE.itemsize
+        raw = os.pread(self._fd(e.shard), e.length * size, e.offset * size)
+        if len(raw) != e.length * size:
+            raise OSError(f"{self.folder / e.shard}: shard shorter than its index says (store damaged: delete "
+                          f"{self.folder} to rebuild it)")
+        return np.frombuffer(raw, dtype=SAMPLE_DTYPE).astype(np.float32)
 
     def size_of(self, path: str) -> int:
         """Samples of one signal, without reading it."""
