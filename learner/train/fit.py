@@ -282,18 +282,18 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
     epochs = epochs_for(args.epochs, int((~used["is_valid"]).sum()), args.bs, args.min_steps)
     if epochs != args.epochs:
         log.info("%d epochs (a small set: at least %d optimiser steps)", epochs, args.min_steps)
-    start = time.time()
+    start, start_cpu = time.time(), time.process_time()
     with accelerated(learn, args.precision, args.channels_last):
         if args.pretrained != "none":
             learn.fine_tune(epochs, base_lr=lr, freeze_epochs=args.freeze_epochs, cbs=cbs)
         else:
             learn.fit_one_cycle(epochs, lr, cbs=cbs)
-        train_time = time.time() - start
+        train_time, train_cpu = time.time() - start, time.process_time() - start_cpu
         # from every process (the whole validation set); softmax, or sigmoid for multi-label (the loss's activation)
         probs, targets = learn.get_preds(ds_idx=1)
     task = used.attrs["task"]
     thresholds, metrics = decide(task, probs.numpy(), targets.numpy(), classes, args.target_precision)
-    metrics.update(split="valid", train_time_s=round(train_time, 3),
+    metrics.update(split="valid", train_time_s=round(train_time, 3), train_cpu_s=round(train_cpu, 3),
                    n_train=int((~used["is_valid"]).sum()), n_valid=int(used["is_valid"].sum()),
                    excluded_files=failures)
     if not is_main_process():  # only the first process writes the model directory
