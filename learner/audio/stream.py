@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +31,13 @@ class StreamSizes:
     chunk: int = 256  # windows per model call group (`ClipPipeline.chunks`)
     part: int = 1 << 20  # model-rate samples per message from a decoding process to the model
     block: int = 1 << 22  # file-rate samples resampled at a time (16 MB of float32)
+
+
+def window_group(chunk: int, batch_size: int) -> int:
+    """Windows to score at a time in a stream: one model batch when batches tile `chunk` (then the batches are
+    those of `Predictor.predict_windows`, 32-aligned from the first window, and a stream holds only a batch's
+    span of signal), else a whole chunk."""
+    return batch_size if 0 < batch_size <= chunk and chunk % batch_size == 0 else chunk
 
 
 def stream_threshold(pipeline: ClipPipeline, plan: WindowPlan, chunk: int) -> int:
@@ -172,28 +178,13 @@ def stream_decode(src: Source, sample_rate: int | None, on_samples: Callable[[np
                    truncation_warning(claimed, seconds))
 
 
-def stated_seconds(src: Source, name: str | None = None) -> float | None:
-    """The length a file's header states, read cheaply (None: it does not say, or it is no readable file;
-    the decoder then tells what is wrong)."""
-    from learner.audio.decode import _SF_MAGIC, AudioDecodeError, _prepare
-    from learner.audio.limits import header_samples
-
-    if not isinstance(src, (str, Path, bytes)):
-        return None
-    try:
-        src, _, head = _prepare(src, name, None)
-    except AudioDecodeError:
-        return None
-    stated = header_samples(src, head, _SF_MAGIC)
-    return None if stated is None else stated[2]
-
-
 class WindowStream:
     """The windows of `ClipPipeline.chunks(signal, plan, chunk)`, cut while the signal arrives in blocks.
 
     `push` yields each chunk (prepared windows, starts in seconds) once it is certain not to be the last
     (more than `plan.size + chunk · plan.hop` samples past its start have arrived); `finish` returns the
-    last one, with the tail window aligned to the end. Memory: one chunk of signal plus its windows.
+    last one, with the tail window aligned to the end. Memory: one chunk of signal plus its windows
+    (`window_group`: a model batch of them).
     """
 
     def __init__(self, pipeline: ClipPipeline, plan: WindowPlan, chunk: int = StreamSizes.chunk) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from learner.audio import SCORE_MAX_BYTES, SCORE_MAX_S, ClipPipeline, Decoded
-from learner.audio.stream import StreamSizes, WindowStream, stream_decode, stream_threshold
+from learner.audio.stream import StreamSizes, WindowStream, stream_decode, stream_threshold, window_group
 from learner.score.discover import FileRef
 from learner.score.rows import Item, Window, _plan
 from learner.serve.predictor import Predictor
@@ -44,10 +44,16 @@ def decode_in_parts(ref: FileRef, pipeline: ClipPipeline, window: Window, sizes:
     def on_samples(x: np.ndarray) -> None:
         held.append(x)
         state["held"] += x.size
-        if state["held"] > (sizes.part if state["sent"] else threshold):
-            emit(Part(ref.path, np.concatenate(held)))
-            held.clear()
-            state["held"], state["sent"] = 0, True
+        if state["held"] <= (sizes.part if state["sent"] else threshold):
+            return
+        group: list[np.ndarray] = []  # parts of about `sizes.part` samples (never all that was held in one copy)
+        for i, y in enumerate(held):
+            group.append(y)
+            if sum(g.size for g in group) >= sizes.part or i == len(held) - 1:
+                emit(Part(ref.path, np.concatenate(group)))
+                group = []
+        held.clear()
+        state["held"], state["sent"] = 0, True
 
     d = stream_decode(ref.path, pipeline.cfg.sample_rate, on_samples, max_duration_s=SCORE_MAX_S,
                       max_bytes=SCORE_MAX_BYTES, block=sizes.block)
@@ -60,7 +66,8 @@ class _Scoring:
 
     def __init__(self, predictor: Predictor, window: Window, chunk: int) -> None:
         self.predictor = predictor
-        self.windows = WindowStream(predictor.pipeline, _plan(predictor.pipeline, window), chunk)
+        self.windows = WindowStream(predictor.pipeline, _plan(predictor.pipeline, window),
+                                    window_group(chunk, predictor.batch_size))
         self.probs: list[np.ndarray] = []
         self.starts: list[np.ndarray] = []
 

@@ -4,7 +4,8 @@ Whole, a 3-hour file costs gigabytes (its samples at the file's rate, resampled,
 Here `stream_decode` hands blocks at the model's rate to `WindowStream` (the chunks of
 `Predictor.predict_windows`), each chunk is scored as it is complete, and only the window where each class
 scored highest so far is kept (the prediction's `clip` is one of them). The result equals the whole-file
-path's; a file that turns out short (a header that lies) takes the whole-file path on what was decoded.
+path's; a file that is not long (up to `stream_threshold` samples at the model's rate) takes the whole-file
+path on its decoded samples.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from learner.audio.pipeline import WindowPlan
-from learner.audio.stream import StreamSizes, WindowStream, stated_seconds, stream_decode, stream_threshold
+from learner.audio.stream import StreamSizes, WindowStream, stream_decode, stream_threshold, window_group
 from learner.serve.events import EventRule
 
 if TYPE_CHECKING:
@@ -47,7 +48,8 @@ class _Windows:
             self.n_held += x.size
             if self.n_held <= self.threshold:
                 return
-            self.stream = WindowStream(self.predictor.pipeline, self.plan, self.chunk)
+            self.stream = WindowStream(self.predictor.pipeline, self.plan,
+                                       window_group(self.chunk, self.predictor.batch_size))
             x, self.held = np.concatenate(self.held), None
         for wins, starts in self.stream.push(x):
             self._score(wins, starts)
@@ -75,14 +77,12 @@ class _Windows:
 
 def predict_long(predictor: Predictor, src: Source, top_k: int, window: str | float, hop: float | None,
                  max_duration_s: float | None, max_bytes: int | None, events: EventRule | None,
-                 sizes: StreamSizes = StreamSizes()) -> Prediction | None:
-    """The prediction for a file whose header says it is long (None otherwise: `predict` decodes it whole)."""
+                 sizes: StreamSizes = StreamSizes()) -> Prediction:
+    """The prediction for a file (path or bytes): decoded block by block at the model's rate, so even a file
+    short in seconds but high in rate × channels never sits whole in memory at its own rate."""
     pipe, sr = predictor.pipeline, predictor.cfg.sample_rate
     plan = pipe.window_plan(None if window == "auto" else float(window), hop)
     threshold = stream_threshold(pipe, plan, sizes.chunk)
-    stated = stated_seconds(src)
-    if stated is not None and stated * sr <= threshold:
-        return None
     sink = _Windows(predictor, plan, threshold, sizes.chunk)
     d = stream_decode(src, sr, sink, max_duration_s=max_duration_s, max_bytes=max_bytes, block=sizes.block)
     path = str(src) if isinstance(src, (str, Path)) else ""

@@ -172,15 +172,13 @@ class Predictor:
         `window="auto"` scores inputs longer than twice the clip length in windows (mean of window
         probabilities); a number forces windows of that many seconds; None = one centre crop.
         A windowed prediction also lists its `events` (the model's thresholds unless `events` says otherwise).
-        A long file (path or bytes) is decoded and windowed block by block (`learner.serve.longfile`): same
-        result, memory bounded by one chunk of windows."""
+        A file (path or bytes) is decoded at the model's rate block by block, and a long one windowed as it
+        is decoded (`learner.serve.longfile`): same result, memory bounded by a batch of windows."""
         path = str(src) if isinstance(src, (str, Path)) else ""
         if window is not None and isinstance(src, (str, Path, bytes)):
             from learner.serve.longfile import predict_long
 
-            pred = predict_long(self, src, top_k, window, hop, max_duration_s, max_bytes, events)
-            if pred is not None:
-                return pred
+            return predict_long(self, src, top_k, window, hop, max_duration_s, max_bytes, events)
         return self.predict_decoded(self.decode(src, max_duration_s, max_bytes, sample_rate), top_k, window, hop,
                                     events, path)
 
