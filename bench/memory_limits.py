@@ -89,9 +89,9 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
-def _status_kb(pid: int, key: str) -> int:
+def _status_kb(pid: int, key: str, file: str = "status") -> int:
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(f"/proc/{pid}/{file}") as f:
             for line in f:
                 if line.startswith(key + ":"):
                     return int(line.split()[1])
@@ -101,31 +101,38 @@ def _status_kb(pid: int, key: str) -> int:
 
 
 def run_measured(cmd: list[str], env: dict[str, str]) -> dict:
-    """Run `cmd`; peak RSS of the whole tree (sum, sampled every 50 ms) and the peak (VmHWM) of each process."""
+    """Run `cmd`, sampling every 50 ms: the peak of the tree's summed RSS and summed PSS (shared pages counted
+    once), the main process's peak RSS (VmHWM) and the largest child's sampled peak RSS (a child's VmHWM would
+    count the parent's pages it shares between fork and exec)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT, text=True)
-    tree_peak, hwm = 0, {}
+    tree_rss = tree_pss = main = 0
+    rss: dict[int, int] = {}
     while proc.poll() is None:
         pids = _tree(proc.pid)
-        tree_peak = max(tree_peak, sum(_status_kb(p, "VmRSS") for p in pids))
-        for p in pids:
-            hwm[p] = max(hwm.get(p, 0), _status_kb(p, "VmHWM"))
+        now = {p: _status_kb(p, "VmRSS") for p in pids}
+        tree_rss = max(tree_rss, sum(now.values()))
+        tree_pss = max(tree_pss, sum(_status_kb(p, "Pss", "smaps_rollup") for p in pids))
+        main = max(main, _status_kb(proc.pid, "VmHWM"))
+        for p, kb in now.items():
+            if p != proc.pid:
+                rss[p] = max(rss.get(p, 0), kb)
         time.sleep(0.05)
     out, err = proc.communicate()
-    main = hwm.pop(proc.pid, 0)
-    return {"seconds": time.perf_counter() - start, "rc": proc.returncode, "tree_gb": tree_peak * 1024 / GB,
-            "main_gb": main * 1024 / GB, "worker_gb": max(hwm.values(), default=0) * 1024 / GB,
-            "out": out.strip(), "err": err.strip()}
+    return {"seconds": time.perf_counter() - start, "rc": proc.returncode, "tree_gb": tree_rss * 1024 / GB,
+            "tree_pss_gb": tree_pss * 1024 / GB, "main_gb": main * 1024 / GB,
+            "worker_gb": max(rss.values(), default=0) * 1024 / GB, "out": out.strip(), "err": err.strip()}
 
 
-DEMO_DECODE = """
+DECODE = """
 import sys, time
-from learner.audio import DEMO_MAX_BYTES, DEMO_MAX_S, AudioDecodeError, ClipPipeline
+from learner.audio import DEMO_MAX_BYTES, DEMO_MAX_S, SCORE_MAX_BYTES, SCORE_MAX_S, AudioDecodeError, ClipPipeline
 from learner.config import AudioConfig
 pipe = ClipPipeline(AudioConfig())
+limits = (DEMO_MAX_S, DEMO_MAX_BYTES) if sys.argv[2] == "demo" else (SCORE_MAX_S, SCORE_MAX_BYTES)
 t = time.perf_counter()
 try:
-    pipe.decode(sys.argv[1], max_duration_s=DEMO_MAX_S, max_bytes=DEMO_MAX_BYTES)  # as learner.serve.demo.classify
+    pipe.decode(sys.argv[1], max_duration_s=limits[0], max_bytes=limits[1])  # as learner.serve.demo.classify
     print(f"decoded in {time.perf_counter() - t:.3f} s")
 except AudioDecodeError as e:
     print(f"refused in {(time.perf_counter() - t) * 1000:.1f} ms: {e.reason}")
@@ -169,7 +176,8 @@ def main() -> None:
           "--overwrite", "--windows", "5,2.5"]),
         (f"jobs.predict, {h:g} h 48 kHz stereo", [py, "-m", "jobs.predict", str(f48), "--model", str(model)]),
         (f"jobs.predict, {h:g} h 384 kHz mono", [py, "-m", "jobs.predict", str(f384), "--model", str(model)]),
-        ("demo decoding, 590 s 384 kHz 8 channels", [py, "-c", DEMO_DECODE, str(f590)]),
+        (f"decoding with the scorer's limits, {h:g} h 384 kHz mono", [py, "-c", DECODE, str(f384), "score"]),
+        ("demo decoding, 590 s 384 kHz 8 channels", [py, "-c", DECODE, str(f590), "demo"]),
     ]
     if args.compare_minutes > 0:
         m = args.compare_minutes
@@ -180,15 +188,19 @@ def main() -> None:
                                                                                 str(fm)])]
     print(f"files and model ready in {time.perf_counter() - t:.0f} s in {work}; load {os.getloadavg()[0]:.1f}; "
           f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']}, {os.cpu_count()} CPUs")
-    print("| case | exit | wall s | peak RSS, whole tree (GB) | main process (GB) | largest worker (GB) | says |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+    print("| case | exit | wall s | peak RSS, whole tree (GB) | tree PSS (GB) | main process (GB) | largest child (GB) "
+          "| says |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     for name, cmd in cases:
         r = run_measured(cmd, env)
         says = (r["out"].splitlines() or [""])[-1] if r["rc"] == 0 else (r["err"].splitlines() or [""])[-1]
-        if "jobs.score" in cmd:
-            says = (r["err"].splitlines() or [""])[-1] if r["rc"] else next(
-                (ln for ln in r["out"].splitlines() + r["err"].splitlines() if ln.startswith("scored")), says)
-        print(f"| {name} | {r['rc']} | {r['seconds']:.1f} | {r['tree_gb']:.2f} | {r['main_gb']:.2f} | "
+        if "jobs.score" in cmd and r["rc"] == 0:
+            import pyarrow.parquet as pq
+
+            row = pq.read_table(cmd[cmd.index("--out") + 1]).to_pylist()[0]
+            says = f"row: error {row['error']!r}" if row["error"] else (
+                f"row: {row['label']} {row['score']:.3f}, {row['n_windows']} windows, {row['duration_s']:.0f} s")
+        print(f"| {name} | {r['rc']} | {r['seconds']:.1f} | {r['tree_gb']:.2f} | {r['tree_pss_gb']:.2f} | {r['main_gb']:.2f} | "
               f"{r['worker_gb']:.2f} | {says[:160]} |", flush=True)
     print(f"load after: {os.getloadavg()[0]:.1f}")
 
