@@ -50,7 +50,13 @@ class _Windows:
                 return
             self.stream = WindowStream(self.predictor.pipeline, self.plan,
                                        window_group(self.chunk, self.predictor.batch_size))
-            x, self.held = np.concatenate(self.held), None
+            held, self.held = self.held, None
+            while held:  # piece by piece: never all that was held in one more copy
+                self._push(held.pop(0))
+            return
+        self._push(x)
+
+    def _push(self, x: np.ndarray) -> None:
         for wins, starts in self.stream.push(x):
             self._score(wins, starts)
 
