@@ -4,7 +4,9 @@
 
 The model defaults to $EARSHOT_MODEL. A folder is read recursively (audio extensions only; for large
 folders, `python -m jobs.score` writes parquet, resumably). Files longer than twice the model's clip
-length are scored in windows (mean of window probabilities). A file that cannot be read is reported on
+length are scored in windows (mean of window probabilities), long ones block by block in bounded memory;
+files longer than --max-duration (default: jobs.score's 4 hours; the decoded-sample budget, rate × channels,
+scales with it) or bigger than 8 GiB are refused from their header. A file that cannot be read is reported on
 stderr with its name (and, with --json, as a line with an `error`); the others still run and the exit
 status is 1 if any file failed. JSON keys are the columns of jobs.score's parquet.
 """
@@ -27,6 +29,8 @@ def parser():
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
     add_backend_arg(p)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: all)")
+    p.add_argument("--max-duration", type=float, default=None, metavar="S",
+                   help="refuse files longer than S seconds (default: 14400, as jobs.score)")
     add_quiet_arg(p, "no summary line on stderr")
     return p
 
@@ -71,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError("no model: pass --model DIR|USER/NAME or set EARSHOT_MODEL")
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
-    from learner.audio.decode import AudioDecodeError
+    if args.max_duration is not None and not args.max_duration > 0:
+        raise ValueError(f"--max-duration must be positive seconds, got {args.max_duration}")
+    from learner.audio.decode import SCORE_MAX_BYTES, SCORE_MAX_S, AudioDecodeError
     from learner.score.paths import one_line
     from learner.serve.predictor import Predictor
 
@@ -82,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for path in files:
         try:
-            r = predictor.predict(path, top_k=args.top_k)
+            r = predictor.predict(path, top_k=args.top_k, max_duration_s=args.max_duration or SCORE_MAX_S,
+                                  max_bytes=SCORE_MAX_BYTES)
         except (AudioDecodeError, OSError) as e:
             failed += 1
             reason = getattr(e, "reason", None) or (e.strerror if isinstance(e, OSError) and e.strerror else str(e))

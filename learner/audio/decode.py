@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ SEEK_MIN_S = 30.0  # windows of compressed audio starting earlier decode from th
 PREROLL_S = 0.5  # decoded and dropped after a seek into compressed audio, so the codec settles
 
 Source = str | Path | bytes
+Sink = Callable[["_Span", int, np.ndarray], None]  # (span, first frame, mono block): see _Span
 
 # Demuxers FFmpeg may use: audio and audio-video containers only. Keeps out playlists (hls, concat,
 # dash), image and text "formats" (png_pipe, tty) and anything that opens further files.
@@ -167,10 +169,12 @@ def _prepare(src: Source | bytearray, name: str | None, max_bytes: int | None) -
 
 
 class _Span:
-    """Collects mono blocks inside [offset, offset + duration) of the file's timeline (in frames)."""
+    """Collects mono blocks inside [offset, offset + duration) of the file's timeline (in frames), or hands
+    each to `sink(span, frame, block)` instead (`learner.audio.stream`: long files in bounded memory)."""
 
-    def __init__(self, label: str, sr: int, offset_s: float, duration_s: float | None, max_s: float | None):
-        self.label, self.sr, self.max_s = label, sr, max_s
+    def __init__(self, label: str, sr: int, offset_s: float, duration_s: float | None, max_s: float | None,
+                 sink: Sink | None = None):
+        self.label, self.sr, self.max_s, self.sink = label, sr, max_s, sink
         self.start = duration_to_samples(offset_s, sr)
         self.end = None if duration_s is None else self.start + max(1, duration_to_samples(duration_s, sr))
         self.chunks: list[np.ndarray] = []
@@ -181,7 +185,10 @@ class _Span:
         _limit(self.label, (pos + mono.size) / self.sr, self.max_s, "decoded more than")
         lo, hi = max(self.start - pos, 0), mono.size if self.end is None else min(self.end - pos, mono.size)
         if hi > lo:
-            self.chunks.append(mono[lo:hi])
+            if self.sink is None:
+                self.chunks.append(mono[lo:hi])
+            else:
+                self.sink(self, pos + lo, mono[lo:hi])
             self.kept += hi - lo
         return self.end is None or pos + mono.size < self.end
 
@@ -203,7 +210,8 @@ class _Reseek(Exception):
     """A seek landed after the wanted offset (or without timestamps): decode from the start instead."""
 
 
-def _sf_decode(src: Source, label: str, offset_s: float, dur_s: float | None, max_s: float | None) -> _Raw:
+def _sf_decode(src: Source, label: str, offset_s: float, dur_s: float | None, max_s: float | None,
+               sink: Sink | None = None) -> _Raw:
     import soundfile as sf
 
     with sf.SoundFile(io.BytesIO(src) if isinstance(src, bytes) else str(src)) as f:
@@ -211,7 +219,7 @@ def _sf_decode(src: Source, label: str, offset_s: float, dur_s: float | None, ma
         _check_rate(label, sr)
         header_s = f.frames / sr if 0 < f.frames < 2**62 else 0.0
         _limit(label, header_s, max_s, "the header says")
-        span = _Span(label, sr, offset_s, dur_s, max_s)
+        span = _Span(label, sr, offset_s, dur_s, max_s, sink)
         if span.start and f.frames > 0 and span.start >= f.frames:
             raise EmptyAudioError(label, f"no audio frames at {offset_s:g} s (the file has {header_s:.2f} s)")
         pos, fuzzy = 0, f.format in _SF_FUZZY_SEEK
@@ -253,7 +261,7 @@ def _no_nested(url: str, flags: int, options: dict) -> None:
 
 
 def _av_decode(src: Source, label: str, head: bytes, offset_s: float, dur_s: float | None, max_s: float | None,
-               seek: bool = True) -> _Raw:
+               seek: bool = True, sink: Sink | None = None) -> _Raw:
     import av
 
     fh = io.BytesIO(src) if isinstance(src, bytes) else open(src, "rb")  # noqa: SIM115 (closed below)
@@ -287,7 +295,7 @@ def _av_decode(src: Source, label: str, head: bytes, offset_s: float, dur_s: flo
                     if span is None:
                         sr = int(frame.sample_rate)  # the first frame knows best (HE-AAC doubles the header's)
                         _check_rate(label, sr)
-                        span = _Span(label, sr, offset_s, dur_s, max_s)
+                        span = _Span(label, sr, offset_s, dur_s, max_s, sink)
                         if seeked:
                             pos = -1 if frame.pts is None else round(float((frame.pts - t0) * tb) * sr)
                             if not 0 <= pos <= span.start:
@@ -313,13 +321,14 @@ def _av_decode(src: Source, label: str, head: bytes, offset_s: float, dur_s: flo
     return _Raw(span, ch or st.codec_context.channels, "pyav", pos, header_s)
 
 
-def _decode_raw(src: Source, label: str, head: bytes, offset_s: float, dur_s: float | None, max_s: float | None
-                ) -> _Raw:
-    """soundfile first; PyAV when soundfile cannot open, fails part way, or finds no frames."""
+def _decode_raw(src: Source, label: str, head: bytes, offset_s: float, dur_s: float | None, max_s: float | None,
+                sink: Sink | None = None) -> _Raw:
+    """soundfile first; PyAV when soundfile cannot open, fails part way, or finds no frames (a `sink` then
+    sees frames from 0 again)."""
     first = "not given it (no WAV/AIFF/AU/CAF/FLAC/Ogg/MP3 header)"
     try:
         if head.startswith(_SF_MAGIC) or _mpeg_sync(head):
-            raw = _sf_decode(src, label, offset_s, dur_s, max_s)
+            raw = _sf_decode(src, label, offset_s, dur_s, max_s, sink)
             if raw.frames_seen:
                 return raw
             first = "read no audio frames"
@@ -329,9 +338,9 @@ def _decode_raw(src: Source, label: str, head: bytes, offset_s: float, dur_s: fl
         first = _msg(e)
     try:
         try:
-            return _av_decode(src, label, head, offset_s, dur_s, max_s)
+            return _av_decode(src, label, head, offset_s, dur_s, max_s, sink=sink)
         except _Reseek:
-            return _av_decode(src, label, head, offset_s, dur_s, max_s, seek=False)
+            return _av_decode(src, label, head, offset_s, dur_s, max_s, seek=False, sink=sink)
     except AudioDecodeError:
         raise
     except Exception as e:  # _Broken, or FFmpeg could not open it at all: then the magic bytes decide

@@ -15,13 +15,19 @@ _FRAME = 1024
 _HOP = 256
 
 
+def resample_ratio(orig_sr: int, target_sr: int) -> Fraction:
+    """up / down of `resample` (denominator at most 1000, so odd rates get a close ratio and a short filter)."""
+    return Fraction(int(target_sr), int(orig_sr)).limit_denominator(1000)
+
+
 def resample(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    """Polyphase resampling (scipy), shared by every backend so both see the same samples."""
+    """Polyphase resampling (scipy), shared by every backend so both see the same samples
+    (`learner.audio.stream.Resampler` gives the same samples block by block)."""
     if orig_sr == target_sr or x.size == 0:
         return x.astype(np.float32, copy=False)
     from scipy.signal import resample_poly
 
-    ratio = Fraction(int(target_sr), int(orig_sr)).limit_denominator(1000)
+    ratio = resample_ratio(orig_sr, target_sr)
     y = resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
     return np.ascontiguousarray(y, dtype=np.float32)
 

@@ -2,8 +2,8 @@
 
 The steps that touch a file or a row are shared with the Ray engine (`learner.score.ray_engine`): `discover`
 lists the input, `load_item` decodes and prepares one file in a worker process under a time limit
-(`learner.score.pool`), `score_batch` runs the Predictor and builds the rows, `PartStore` commits them
-atomically (`learner.score.store`).
+(`learner.score.pool`; a long file comes in parts, scored as they arrive: `learner.score.streamed`),
+`score_batch` runs the Predictor and builds the rows, `PartStore` commits them atomically (`learner.score.store`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from learner import __version__
+from learner.audio.stream import StreamSizes
 from learner.score.discover import Discovery, FileRef, discover
 from learner.score.paths import one_line
 from learner.score.rows import (
@@ -56,6 +57,7 @@ class ScoreOptions:
     overwrite: bool = False
     retry_errors: bool = False
     progress: bool = True
+    stream: StreamSizes = field(default_factory=StreamSizes)  # long files in parts (learner.score.streamed)
 
     def event_rule(self) -> EventRule:
         return EventRule(self.threshold, max_gap_s=self.event_gap_s, min_length_s=self.event_min_s)
@@ -163,6 +165,7 @@ def score(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) ->
 
 def _score(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) -> ScoreSummary:
     from learner.score.pool import DecodePool
+    from learner.score.streamed import StreamedFiles
 
     todo, store, summary = plan(inputs, predictor, opts)
     workers = opts.workers or max(1, (os.cpu_count() or 2) - 1)
@@ -170,12 +173,15 @@ def _score(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) -
     bar = _progress(len(todo), opts.progress)
     ok = False
     try:
-        decode_args = (predictor.pipeline, opts.window, opts.min_duration_s)
+        decode_args = (predictor.pipeline, opts.window, opts.min_duration_s, opts.stream)
+        long_files = StreamedFiles(predictor, opts.window, opts.stream.chunk)
         with DecodePool(load_item, decode_args, workers=workers, timeout_s=opts.decode_timeout_s,
-                        buffer=4 * opts.batch_size) as pool:
-            for batch in batches(pool.imap_unordered(todo, on_error=error_item), predictor, opts):
+                        buffer=4 * opts.batch_size, stream=True) as pool:
+            items = long_files.items(pool.imap_unordered(todo, on_error=error_item))
+            for batch in batches(items, predictor, opts):
                 files, wins, events = score_items(predictor, batch, window=opts.window, top_k=opts.top_k,
-                                                  threshold=opts.threshold, events=opts.event_rule())
+                                                  threshold=opts.threshold, events=opts.event_rule(),
+                                                  chunk=opts.stream.chunk)
                 store.add(files, wins if opts.window else None, events if opts.window else None)
                 n_err = sum(it.error is not None for it in batch)
                 summary.failed += n_err

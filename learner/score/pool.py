@@ -6,6 +6,10 @@ pipe; a dispatcher thread in the parent feeds them, collects results while the m
 kills a worker whose current file passes the time limit (that file becomes an error row, "decode timed out
 after N s"), and starts a fresh one. A worker that dies (a segfault in a codec, the OOM killer) costs one
 error row the same way. Workers are spawned (never forked from a process running torch threads).
+
+With `stream=True` the function also gets `emit`: a long file's samples go to the parent in parts as they
+are decoded (`learner.score.streamed`), each part waiting for the parent's go-ahead, so at most
+`part_buffer` parts wait in the parent; the time limit then counts per part.
 """
 
 from __future__ import annotations
@@ -22,31 +26,59 @@ from typing import Any
 
 _DONE = object()
 _READY = -1  # a worker's first message: imports done, the time limit starts counting from here
+_PART = -2  # a worker's message carrying one part of a streamed result
+_GO = "go"  # the parent's go-ahead for a worker's next part
 
 
-def _worker(conn: Connection, fn: Callable, args: tuple) -> None:
+class _Stop(BaseException):
+    """The parent closed the pool while a worker waited to send its next part."""
+
+
+class _Part:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _worker(conn: Connection, fn: Callable, args: tuple, stream: bool = False) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    backlog: collections.deque = collections.deque()  # tasks that arrived while waiting for a go-ahead
+
+    def emit(part: Any) -> None:
+        conn.send((_PART, part))
+        while (msg := conn.recv()) != _GO:
+            if msg is None:
+                raise _Stop
+            backlog.append(msg)
+
     try:
         conn.send((_READY, None))
         while True:
-            msg = conn.recv()
+            msg = backlog.popleft() if backlog else conn.recv()
             if msg is None:
                 return
             i, task = msg
-            conn.send((i, fn(task, *args)))
-    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+            conn.send((i, fn(task, *args, emit=emit) if stream else fn(task, *args)))
+    except (EOFError, BrokenPipeError, KeyboardInterrupt, _Stop):
         return  # the parent went away
 
 
+def _send(conn: Connection, msg: Any) -> None:
+    try:
+        conn.send(msg)
+    except OSError:
+        pass  # the worker died: its sentinel tells the dispatcher
+
+
 class _Slot:
-    def __init__(self, ctx: Any, fn: Callable, args: tuple) -> None:
+    def __init__(self, ctx: Any, fn: Callable, args: tuple, stream: bool = False) -> None:
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker, args=(child, fn, args), daemon=True)
+        self.proc = ctx.Process(target=_worker, args=(child, fn, args, stream), daemon=True)
         self.proc.start()
         child.close()
         self.inflight: collections.deque[tuple[int, Any]] = collections.deque()
         self.since = time.monotonic()  # when the head of `inflight` started
         self.ready = False  # a spawned worker imports first (seconds on a busy machine): not the file's time
+        self.owed = False  # sent a part and waits for the go-ahead (not decoding: no time limit)
 
     def stop(self, kill: bool = False) -> None:
         if kill:
@@ -71,15 +103,16 @@ class DecodePool:
     """
 
     def __init__(self, fn: Callable, args: tuple, workers: int = 1, timeout_s: float = 120.0, buffer: int = 64,
-                 depth: int = 4) -> None:
+                 depth: int = 4, stream: bool = False, part_buffer: int = 2) -> None:
         self.fn, self.args, self.n = fn, args, max(1, workers)
+        self.stream, self.part_buffer = stream, max(1, part_buffer)
         self.timeout_s, self.buffer, self.depth = timeout_s, max(1, buffer), max(1, depth)
         self._ctx = mp.get_context("spawn")
         self._slots: list[_Slot] = []
         self._stop = threading.Event()
 
     def __enter__(self) -> DecodePool:
-        self._slots = [_Slot(self._ctx, self.fn, self.args) for _ in range(self.n)]
+        self._slots = [_Slot(self._ctx, self.fn, self.args, self.stream) for _ in range(self.n)]
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -95,8 +128,9 @@ class DecodePool:
         out: queue.Queue = queue.Queue()
         pending = collections.deque(enumerate(tasks))
         taken = threading.Semaphore(0)  # results consumed: lets the dispatcher send more
+        taken_parts = threading.Semaphore(0)  # parts consumed: lets the dispatcher give go-aheads
         self._stop = threading.Event()  # one per call: the pool serves many calls (a Ray actor's batches)
-        t = threading.Thread(target=self._dispatch, args=(pending, out, on_error, taken), daemon=True)
+        t = threading.Thread(target=self._dispatch, args=(pending, out, on_error, taken, taken_parts), daemon=True)
         t.start()
         try:
             while True:
@@ -105,18 +139,29 @@ class DecodePool:
                     return
                 if isinstance(r, BaseException):
                     raise r
+                if isinstance(r, _Part):
+                    taken_parts.release()
+                    yield r.value
+                    continue
                 taken.release()
                 yield r
         finally:
             self._stop.set()
             t.join()
 
-    def _dispatch(self, pending: collections.deque, out: queue.Queue, on_error: Callable, taken: threading.Semaphore) -> None:
+    def _dispatch(self, pending: collections.deque, out: queue.Queue, on_error: Callable, taken: threading.Semaphore,
+                  taken_parts: threading.Semaphore) -> None:
         try:
-            waiting = 0  # results produced but not yet consumed
+            waiting = parts = 0  # results (parts) produced but not yet consumed
             while not self._stop.is_set():
                 while taken.acquire(blocking=False):
                     waiting -= 1
+                while taken_parts.acquire(blocking=False):
+                    parts -= 1
+                for s in self._slots:
+                    if s.owed and parts < self.part_buffer:
+                        s.owed, s.since = False, time.monotonic()
+                        _send(s.conn, _GO)
                 busy = sum(len(s.inflight) for s in self._slots)
                 if not pending and not busy:
                     break
@@ -150,6 +195,14 @@ class DecodePool:
                             if i == _READY:
                                 s.ready, s.since = True, time.monotonic()
                                 continue
+                            if i == _PART:
+                                out.put(_Part(result))
+                                parts += 1
+                                s.since, s.owed = time.monotonic(), True
+                                if parts <= self.part_buffer:
+                                    s.owed = False
+                                    _send(s.conn, _GO)
+                                continue
                             s.inflight.popleft()
                             s.since = time.monotonic()
                             out.put(result)
@@ -161,6 +214,8 @@ class DecodePool:
                         continue
                     if not s.proc.is_alive():
                         why = f"decoder process died (exit code {s.proc.exitcode})"
+                    elif s.owed:
+                        continue
                     elif s.ready and now - s.since > self.timeout_s:
                         why = f"decode timed out after {self.timeout_s:g} s"
                     elif not s.ready and now - s.since > max(self.timeout_s, 120.0):
@@ -180,4 +235,4 @@ class DecodePool:
         out.put(on_error(task, why))
         pending.extendleft(reversed(s.inflight))
         s.inflight.clear()
-        self._slots[self._slots.index(s)] = _Slot(self._ctx, self.fn, self.args)
+        self._slots[self._slots.index(s)] = _Slot(self._ctx, self.fn, self.args, self.stream)

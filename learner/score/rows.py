@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,7 @@ import pyarrow as pa
 
 from learner import __version__
 from learner.audio import SCORE_MAX_BYTES, SCORE_MAX_S, AudioDecodeError, ClipPipeline, WindowPlan
+from learner.audio.stream import StreamSizes
 from learner.score.discover import FileRef
 from learner.score.paths import clean_text, path_hex, stored_path
 from learner.serve.events import EventRule, class_thresholds
@@ -44,7 +46,10 @@ Window = tuple[float, float] | None  # (window s, hop s) to score every file in 
 
 @dataclass
 class Item:
-    """A decoded file: a prepared `clip`, or the whole `signal` when it is scored in windows, or an `error`."""
+    """A decoded file: a prepared `clip`, or the whole `signal` when it is scored in windows, or an `error`.
+
+    A long file comes in parts (`learner.score.streamed`): its item then holds the last samples in `signal`
+    with `streamed` set, and the main process fills `scored` (window probabilities, starts in s)."""
 
     ref: FileRef
     error: str | None = None
@@ -55,6 +60,8 @@ class Item:
     channels: int | None = None
     decoder: str | None = None
     warning: str | None = None  # decoded, but something is off (a file cut short of what its header says)
+    streamed: bool = False
+    scored: tuple[np.ndarray, np.ndarray] | None = None
 
 
 MIN_DURATION_S = 0.05  # less audio than this is an error row: a few samples say nothing about any class
@@ -68,24 +75,31 @@ def _plan(pipeline: ClipPipeline, window: Window) -> WindowPlan:
     return pipeline.window_plan(*(window or (None, None)))
 
 
-def load_item(ref: FileRef, pipeline: ClipPipeline, window: Window, min_duration_s: float = MIN_DURATION_S) -> Item:
+def load_item(ref: FileRef, pipeline: ClipPipeline, window: Window, min_duration_s: float = MIN_DURATION_S,
+              sizes: StreamSizes | None = None, *, emit: Callable[[Any], None] | None = None) -> Item:
     """Decode and prepare one file; never raises (whatever happens becomes the item's `error`). Files
     holding less than `min_duration_s` of audio are errors ("too short to classify").
 
     With `window` every file is kept whole for windows; without, only files the pipeline would window
-    (longer than twice the clip), exactly like `Predictor.predict(window="auto")`."""
+    (longer than twice the clip), exactly like `Predictor.predict(window="auto")`. With `emit` (a decoding
+    process of `DecodePool(stream=True)`) a long file goes out in parts (`learner.score.streamed`)."""
     try:
-        d = pipeline.decode(ref.path, max_duration_s=SCORE_MAX_S, max_bytes=SCORE_MAX_BYTES)
+        if emit is not None:
+            from learner.score.streamed import decode_in_parts
+
+            d, streamed = decode_in_parts(ref, pipeline, window, sizes or StreamSizes(), emit)
+        else:
+            d, streamed = pipeline.decode(ref.path, max_duration_s=SCORE_MAX_S, max_bytes=SCORE_MAX_BYTES), False
     except AudioDecodeError as e:
         return Item(ref, error=e.reason)
     except Exception as e:  # the decoders promise AudioDecodeError; a scorer of millions of files double-checks
         return Item(ref, error=f"{type(e).__name__}: {e}")
     item = Item(ref, duration_s=d.duration_s, sample_rate=d.orig_sample_rate, channels=d.channels, decoder=d.decoder,
-                warning=d.warning)
+                warning=d.warning, streamed=streamed)
     if d.duration_s < min_duration_s:
         item.error = f"too short to classify: {d.duration_s:.3g} s of audio, the minimum is {min_duration_s:g} s"
         return item
-    if pipeline.wants_windows(d.samples.size, forced=window is not None):
+    if streamed or pipeline.wants_windows(d.samples.size, forced=window is not None):
         item.signal = d.samples
     else:
         item.clip = pipeline.prepare(d.samples)
@@ -96,6 +110,8 @@ def item_cost(item: Item, pipeline: ClipPipeline, window: Window) -> int:
     """Model inputs an item will need (clips count 1, windowed files their window count)."""
     if item.clip is not None:
         return 1
+    if item.scored is not None:
+        return len(item.scored[1])
     if item.signal is None:
         return 0
     return _plan(pipeline, window).count(item.signal.size)
@@ -165,6 +181,8 @@ def score_items(predictor: Predictor, items: list[Item], *, window: Window = Non
             else:
                 if j in spans:
                     wp, starts = allp[spans[j][0] : spans[j][0] + spans[j][1]], starts_of[j]
+                elif it.scored is not None:
+                    wp, starts = it.scored
                 else:
                     wp, starts = predictor.predict_windows(it.signal, plan, chunk)
                 probs, n_win = wp.mean(axis=0), len(wp)

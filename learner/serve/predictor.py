@@ -8,6 +8,7 @@ maps fixed-length waveforms (B, samples) to logits.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,25 +171,48 @@ class Predictor:
         """Classify one input (a file, bytes, or a signal with its `sample_rate`: see `decode`).
         `window="auto"` scores inputs longer than twice the clip length in windows (mean of window
         probabilities); a number forces windows of that many seconds; None = one centre crop.
-        A windowed prediction also lists its `events` (the model's thresholds unless `events` says otherwise)."""
-        d = self.decode(src, max_duration_s, max_bytes, sample_rate)
+        A windowed prediction also lists its `events` (the model's thresholds unless `events` says otherwise).
+        A file (path or bytes) is decoded at the model's rate block by block, and a long one windowed as it
+        is decoded (`learner.serve.longfile`): same result, memory bounded by a batch of windows."""
+        path = str(src) if isinstance(src, (str, Path)) else ""
+        if window is not None and isinstance(src, (str, Path, bytes)):
+            from learner.serve.longfile import predict_long
+
+            return predict_long(self, src, top_k, window, hop, max_duration_s, max_bytes, events)
+        return self.predict_decoded(self.decode(src, max_duration_s, max_bytes, sample_rate), top_k, window, hop,
+                                    events, path)
+
+    def predict_decoded(self, d: Decoded, top_k: int = 5, window: str | float | None = "auto", hop: float | None = None,
+                        events: EventRule | None = None, path: str = "") -> Prediction:
+        """`predict` on a decoded signal held whole."""
         pipe = self.pipeline
         if window is not None and pipe.wants_windows(d.samples.size, forced=window != "auto"):
             plan = pipe.window_plan(None if window == "auto" else float(window), hop)
             wp, starts = self.predict_windows(d.samples, plan)
-            probs = wp.mean(axis=0)
-            best = int(wp[:, int(probs.argmax())].argmax())
-            clip = pipe.windows(d.samples[int(round(starts[best] * self.cfg.sample_rate)):], plan)[0][0]
-            extra = dict(window_starts=[float(s) for s in starts], window_probs=wp, clip=clip,
-                         window_s=plan.size / self.cfg.sample_rate, hop_s=plan.hop / self.cfg.sample_rate)
-            extra["events"] = self.events(starts, wp, extra["window_s"], events, d.duration_s,
-                                          str(src) if isinstance(src, (str, Path)) else "")
-        else:
-            clip = pipe.prepare(d.samples)
-            probs = self.predict_waves(clip[None])[0]
-            extra = dict(clip=clip)
+
+            def clip_at(k: int) -> np.ndarray:  # that one window again (not every window from it to the end)
+                s = int(round(starts[k] * self.cfg.sample_rate))
+                return pipe.windows(d.samples[s : s + plan.size], plan)[0][0]
+
+            return self.windowed(d, plan, wp, starts, clip_at, top_k, events, path)
+        clip = pipe.prepare(d.samples)
+        probs = self.predict_waves(clip[None])[0]
         labels, scores = self._top(probs, top_k)
-        return Prediction(labels, scores, probs, d.duration_s, d.orig_sample_rate, d.channels, d.decoder, **extra,
+        return Prediction(labels, scores, probs, d.duration_s, d.orig_sample_rate, d.channels, d.decoder, clip=clip,
+                          detected=self.detect(probs))
+
+    def windowed(self, d: Decoded, plan: WindowPlan, wp: np.ndarray, starts: np.ndarray,
+                 clip_at: Callable[[int], np.ndarray], top_k: int = 5, events: EventRule | None = None,
+                 path: str = "") -> Prediction:
+        """The prediction of window probabilities `wp` (mean over windows); `clip_at(k)` gives window k, asked
+        only for the window where the top class scored highest."""
+        probs = wp.mean(axis=0)
+        clip = clip_at(int(wp[:, int(probs.argmax())].argmax()))
+        window_s, hop_s = plan.size / self.cfg.sample_rate, plan.hop / self.cfg.sample_rate
+        labels, scores = self._top(probs, top_k)
+        return Prediction(labels, scores, probs, d.duration_s, d.orig_sample_rate, d.channels, d.decoder,
+                          window_starts=[float(s) for s in starts], window_probs=wp, clip=clip, window_s=window_s,
+                          hop_s=hop_s, events=self.events(starts, wp, window_s, events, d.duration_s, path),
                           detected=self.detect(probs))
 
     def events(self, starts: np.ndarray, window_probs: np.ndarray, window_s: float, rule: EventRule | None = None,
