@@ -101,13 +101,15 @@ def mutate(data: bytes, pool: list[bytes], rng: random.Random) -> bytes:
 def call_for(rng: random.Random) -> dict:
     """Which API call to make: plain decode, resampled window, probe, or a path with a telling extension."""
     r = rng.random()
-    if r < 0.55:
+    if r < 0.5:
         return {"fn": "decode"}
-    if r < 0.75:
+    if r < 0.67:
         return {"fn": "decode", "sample_rate": 16000, "offset_s": round(rng.random() * 0.4, 3),
                 "duration_s": round(0.01 + rng.random() * 0.3, 3)}
-    if r < 0.9:
+    if r < 0.8:
         return {"fn": "probe"}
+    if r < 0.9:  # block-wise decoding of long files (learner.audio.stream), small blocks to cross many borders
+        return {"fn": "stream", "sample_rate": rng.choice([None, 16000, 22050]), "block": rng.choice([1024, 4096])}
     return {"fn": "decode", "path_ext": rng.choice([".wav", ".mp3", ".au", ".gsm", ".vox", ".raw", ".m4a", ".ogg"])}
 
 
@@ -120,6 +122,17 @@ def run_call(data: bytes, call: dict, scratch: Path) -> object:
         src.write_bytes(data)
     if call["fn"] == "probe":
         return probe(src)
+    if call["fn"] == "stream":
+        from dataclasses import replace
+
+        import numpy as np
+
+        from learner.audio.stream import stream_decode
+
+        blocks: list = []
+        d = stream_decode(src, call["sample_rate"], blocks.append, max_duration_s=60.0, max_bytes=50 * 2**20,
+                          block=call["block"])
+        return replace(d, samples=np.concatenate(blocks) if blocks else np.zeros(0, np.float32))
     kw = {k: v for k, v in call.items() if k in ("sample_rate", "offset_s", "duration_s")}
     return decode(src, max_duration_s=60.0, max_bytes=50 * 2**20, **kw)
 
@@ -136,7 +149,7 @@ def check_output(result: object, call: dict) -> str | None:
         return f"samples {x.dtype} {x.shape}"
     if not np.isfinite(x).all():
         return "non-finite samples"
-    if "sample_rate" not in call and np.abs(x).max() > 1.0:
+    if call.get("sample_rate") is None and np.abs(x).max() > 1.0:
         return f"samples beyond [-1, 1]: {np.abs(x).max()}"
     if abs(x.size - result.duration_s * result.sample_rate) > 1 + result.sample_rate / result.orig_sample_rate:
         return f"{x.size} samples for {result.duration_s} s at {result.sample_rate} Hz"
