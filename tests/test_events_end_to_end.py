@@ -28,18 +28,23 @@ from tests.soundscape import write_soundscape
 SECONDS, N_EVENTS, OVERLAPS = 60.0, 6, 1
 
 
-@pytest.fixture(scope="module")
-def event_model(tmp_path_factory) -> Path:
+def _train_event_model(data: Path, out: Path, epochs: int, **kw) -> Path:
+    """mfcc_cnn1d on 1 s event clips: ≈ 15–20 s of CPU to train, 0.4 s to score a minute in quarter-second hops
+    (xresnet18: 10× more)."""
     from learner.config import AudioConfig
     from learner.train.fit import TrainArgs, train
+
+    audio = AudioConfig(sample_rate=16000, duration=1.0, n_mels=64, hop_length=256, n_fft=512, mixup=0.0)
+    return Path(train(TrainArgs(data=str(data), out=str(out), epochs=epochs, pretrained="none", bs=16,
+                                arch="mfcc_cnn1d", progress=False, **kw), audio).model_dir)
+
+
+@pytest.fixture(scope="module")
+def event_model(tmp_path_factory) -> Path:
     from tests.soundscape import make_event_dataset
 
     root = tmp_path_factory.mktemp("event_model")
-    data = make_event_dataset(root / "clips", n_per_class=25, seed=0)
-    audio = AudioConfig(sample_rate=16000, duration=1.0, n_mels=64, hop_length=256, n_fft=512, mixup=0.0)
-    # mfcc_cnn1d: ≈ 15 s of CPU to train, 0.4 s to score a minute in quarter-second hops (xresnet18: 10× more)
-    return Path(train(TrainArgs(data=str(data), out=str(root / "model"), epochs=8, pretrained="none", bs=16,
-                                arch="mfcc_cnn1d", progress=False), audio).model_dir)
+    return _train_event_model(make_event_dataset(root / "clips", n_per_class=25, seed=0), root / "model", epochs=8)
 
 
 @pytest.fixture(scope="module")
@@ -176,16 +181,12 @@ def test_events_table_in_csv_format(event_model, recording, tmp_path):
 @pytest.fixture(scope="module")
 def multi_event_model(tmp_path_factory) -> Path:
     """A multi-label (sigmoid) event model: 1 s clips holding 0, 1 or 2 overlapping sounds, no background class."""
-    from learner.config import AudioConfig
-    from learner.train.fit import TrainArgs, train
     from tests.soundscape import make_multilabel_event_dataset
 
     root = tmp_path_factory.mktemp("multi_event_model")
     data = make_multilabel_event_dataset(root / "clips", n_clips=240, seed=0)
-    audio = AudioConfig(sample_rate=16000, duration=1.0, n_mels=64, hop_length=256, n_fft=512, mixup=0.0)
-    # bench/events.py's model (same clips, seed and settings), ≈ 20 s of CPU
-    return Path(train(TrainArgs(data=str(data), out=str(root / "model"), epochs=10, pretrained="none", bs=16,
-                                arch="mfcc_cnn1d", progress=False, pickle=False, seed=0), audio).model_dir)
+    # bench/events.py's model (same clips, seed and settings)
+    return _train_event_model(data, root / "model", epochs=10, pickle=False, seed=0)
 
 
 def test_multilabel_model_holds_overlapping_events_in_all_three_paths(multi_event_model, recording, tmp_path):
