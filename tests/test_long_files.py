@@ -244,6 +244,34 @@ def test_pool_waits_for_the_consumer_without_timing_out():
     assert got == [0, 1, 2, 3, "done"]
 
 
+class _Decoded:
+    def __init__(self, signal: np.ndarray) -> None:
+        self.signal = signal
+
+
+def _big_result(task, folder):
+    """A decoded 'file' of 1 MB; a marker file says it was produced."""
+    from pathlib import Path
+
+    Path(folder, f"made-{task}").touch()
+    return _Decoded(np.zeros(2**18, np.float32))
+
+
+def test_pool_bounds_the_bytes_waiting_not_only_their_count(tmp_path):
+    """Ten-minute recordings are ~50 MB each at the model's rate: 4 × a batch of them waiting for a slow model
+    would be gigabytes. With `max_bytes`, decoding pauses once that much waits unconsumed."""
+    from learner.score.pool import DecodePool
+
+    waiting = []
+    with DecodePool(_big_result, (str(tmp_path),), workers=1, buffer=64, depth=1, max_bytes=3 * 2**20) as pool:
+        for k, r in enumerate(pool.imap_unordered(range(12), on_error=lambda t, why: why), start=1):
+            assert r.signal.nbytes == 2**20
+            time.sleep(0.15)  # a slow model: the decoder would run far ahead without the byte bound
+            waiting.append(len(list(tmp_path.glob("made-*"))) - k)
+    assert max(waiting) <= 3 + 1, waiting  # max_bytes / 1 MB waiting, plus the one task in flight (depth 1)
+    assert len(waiting) == 12
+
+
 def test_long_file_threshold_is_where_whole_files_took_more_than_one_chunk():
     pipe = ClipPipeline(AudioConfig(**SMALL_AUDIO))
     plan = _plan(pipe, (1.0, 0.5))

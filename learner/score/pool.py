@@ -69,6 +69,14 @@ def _send(conn: Connection, msg: Any) -> None:
         pass  # the worker died: its sentinel tells the dispatcher
 
 
+def array_bytes(result: Any) -> int:
+    """Bytes of the NumPy arrays a result holds (a decoded item's signal or clip)."""
+    import numpy as np
+
+    fields = vars(result).values() if hasattr(result, "__dict__") else ()
+    return sum(v.nbytes for v in fields if isinstance(v, np.ndarray))
+
+
 class _Slot:
     def __init__(self, ctx: Any, fn: Callable, args: tuple, stream: bool = False) -> None:
         self.conn, child = ctx.Pipe()
@@ -98,13 +106,14 @@ class _Slot:
 class DecodePool:
     """`imap_unordered(tasks)` yields `fn(task, *args)` for every task, computed in `workers` processes.
 
-    At most `buffer` results wait unconsumed (back-pressure: memory stays bounded while the consumer is
-    busy). A task running longer than `timeout_s` yields `on_error(task, "decode timed out after N s")`.
+    At most `buffer` results, and about `max_bytes` of their arrays, wait unconsumed (back-pressure: memory
+    stays bounded while the consumer is busy, whether the files are 1 s clips or 10-minute recordings). A task
+    running longer than `timeout_s` yields `on_error(task, "decode timed out after N s")`.
     """
 
     def __init__(self, fn: Callable, args: tuple, workers: int = 1, timeout_s: float = 120.0, buffer: int = 64,
-                 depth: int = 4, stream: bool = False, part_buffer: int = 2) -> None:
-        self.fn, self.args, self.n = fn, args, max(1, workers)
+                 depth: int = 4, stream: bool = False, part_buffer: int = 2, max_bytes: int = 256 * 2**20) -> None:
+        self.fn, self.args, self.n, self.max_bytes = fn, args, max(1, workers), max_bytes
         self.stream, self.part_buffer = stream, max(1, part_buffer)
         self.timeout_s, self.buffer, self.depth = timeout_s, max(1, buffer), max(1, depth)
         self._ctx = mp.get_context("spawn")
@@ -128,6 +137,7 @@ class DecodePool:
         out: queue.Queue = queue.Queue()
         pending = collections.deque(enumerate(tasks))
         taken = threading.Semaphore(0)  # results consumed: lets the dispatcher send more
+        self._freed: queue.SimpleQueue = queue.SimpleQueue()  # bytes of the results consumed
         taken_parts = threading.Semaphore(0)  # parts consumed: lets the dispatcher give go-aheads
         self._stop = threading.Event()  # one per call: the pool serves many calls (a Ray actor's batches)
         t = threading.Thread(target=self._dispatch, args=(pending, out, on_error, taken, taken_parts), daemon=True)
@@ -143,6 +153,7 @@ class DecodePool:
                     taken_parts.release()
                     yield r.value
                     continue
+                self._freed.put(array_bytes(r))
                 taken.release()
                 yield r
         finally:
@@ -152,10 +163,12 @@ class DecodePool:
     def _dispatch(self, pending: collections.deque, out: queue.Queue, on_error: Callable, taken: threading.Semaphore,
                   taken_parts: threading.Semaphore) -> None:
         try:
-            waiting = parts = 0  # results (parts) produced but not yet consumed
+            waiting = parts = waiting_bytes = 0  # results (parts) produced but not yet consumed
             while not self._stop.is_set():
                 while taken.acquire(blocking=False):
                     waiting -= 1
+                while not self._freed.empty():
+                    waiting_bytes -= self._freed.get()
                 while taken_parts.acquire(blocking=False):
                     parts -= 1
                 for s in self._slots:
@@ -166,7 +179,8 @@ class DecodePool:
                 if not pending and not busy:
                     break
                 for s in self._slots:  # top up each worker while there is room downstream
-                    while pending and len(s.inflight) < self.depth and busy + waiting < self.buffer:
+                    while (pending and len(s.inflight) < self.depth and busy + waiting < self.buffer
+                           and waiting_bytes < self.max_bytes):
                         i, task = pending.popleft()
                         if not s.inflight:
                             s.since = time.monotonic()
@@ -207,6 +221,7 @@ class DecodePool:
                             s.since = time.monotonic()
                             out.put(result)
                             waiting += 1
+                            waiting_bytes += array_bytes(result)
                     except (EOFError, OSError):
                         pass  # died mid-send: the sentinel below handles it
                 for s in list(self._slots):
