@@ -1,0 +1,209 @@
+"""Issue 13, item 2 (the demo's part): a long upload never starves short ones. Long requests go to a worker
+process of their own, one at a time, niced, under a budget (learner/serve/lanes.py); short ones are served at
+once in the server. Driven through the running app with gradio_client, and through `Lanes` on an ONNX copy
+of the session's model (its worker starts in about a second)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.synthetic import make_sound
+
+SR = 16000
+
+
+def _wav(path: Path, seconds: float, kind: str = "tone", sr: int = SR) -> Path:
+    sf.write(path, make_sound(kind, sr, seconds, np.random.default_rng(1)), sr, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("lanes")
+    corrupt = d / "corrupt_after_30s.flac"  # a header that says 60 s, frames damaged after the first few seconds
+    sf.write(corrupt, make_sound("noise", SR, 60.0, np.random.default_rng(2)), SR, subtype="PCM_16")
+    data = bytearray(corrupt.read_bytes())
+    data[len(data) // 10 :] = np.random.default_rng(3).integers(0, 256, len(data) - len(data) // 10, np.uint8).tobytes()
+    corrupt.write_bytes(bytes(data))
+    over = d / "eleven_minutes.flac"
+    sf.write(over, np.zeros(660 * 8000, np.int16), 8000, subtype="PCM_16")  # over the demo's 10 min, small as silence
+    return {"short": _wav(d / "short.wav", 1.0), "long": _wav(d / "long.wav", 120.0), "corrupt": corrupt,
+            "over": over, "medium": _wav(d / "medium.wav", 8.0)}
+
+
+@pytest.fixture(scope="module")
+def onnx_predictor(trained_model, tmp_path_factory):
+    from learner.serve.export import export_model_dir
+    from learner.serve.predictor import Predictor
+
+    folder = tmp_path_factory.mktemp("onnx") / "model"
+    shutil.copytree(trained_model.model_dir, folder)
+    export_model_dir(folder)
+    return Predictor.from_dir(folder, backend="onnx", threads=1)
+
+
+def _wait(cond, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+# --- through the running app ------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client(app_module):
+    from gradio_client import Client
+
+    port = _free_port()
+    app_module.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    finally:
+        app_module.demo.close()
+        app_module.demo.lanes.close()
+
+
+@pytest.mark.timeout(300)
+def test_short_clips_are_served_while_two_long_uploads_are_read(app_module, client, files):
+    """Before the lanes, two long uploads held both of the demo's slots and a short clip waited for them."""
+    from gradio_client import handle_file
+
+    lanes = app_module.demo.lanes
+    long_jobs = [client.submit(handle_file(str(files["long"])), api_name="/classify") for _ in range(2)]
+    _wait(lambda: lanes.long_admitted == 2)
+    started = time.perf_counter()
+    for _ in range(3):
+        labels, *_, message = client.predict(handle_file(str(files["short"])), api_name="/classify")
+        assert labels["label"] == "tone" and "one 1 s clip" in message
+    short_s = time.perf_counter() - started
+    assert lanes.long_admitted == 2 and not any(j.done() for j in long_jobs), f"3 short clips took {short_s:.1f} s"
+    for job in long_jobs:  # the long ones finish too, with their windows and timeline drawn in the worker
+        labels, _, _, timeline, message = job.result(timeout=240)
+        assert labels["label"] == "tone" and "239 windows of 1 s" in message
+        assert timeline["visible"] is True and timeline["value"]["plot"].startswith("data:image/")
+    assert lanes.worker.started == 1 and lanes.long_admitted == 0
+
+
+def test_over_the_limit_is_refused_at_once_without_the_long_lane(app_module, client, files):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    started = time.perf_counter()
+    with pytest.raises(AppError, match="eleven_minutes.flac.*over the 600 s limit"):
+        client.predict(handle_file(str(files["over"])), api_name="/classify")
+    assert time.perf_counter() - started < 5.0 and app_module.demo.lanes.long_admitted == 0
+
+
+# --- the lanes themselves -----------------------------------------------------------------------------------------
+
+
+def test_short_uploads_never_start_the_worker(onnx_predictor, files):
+    from learner.serve.lanes import Lanes
+
+    lanes = Lanes(onnx_predictor, short_s=10.0)
+    try:
+        assert "8.00 s" in lanes.run("classify", str(files["medium"])).message  # 8 s < 10 s: in the server
+        assert lanes.run("events", str(files["short"]), 0.5).events is not None
+        from learner.audio import TooLongError
+
+        with pytest.raises(TooLongError, match="over the 600 s limit"):
+            lanes.run("classify", str(files["over"]))
+        assert lanes.worker.started == 0
+    finally:
+        lanes.close()
+
+
+def test_long_lane_budget_busy_refusals_and_a_dead_worker(onnx_predictor, files):
+    from learner.serve.lanes import LaneError, Lanes, UploadRefused
+
+    lanes = Lanes(onnx_predictor, short_s=2.0, long_slots=1, budget_s=120.0)
+    try:
+        out = lanes.run("events", str(files["long"]), 0.5)  # drawn and written in the worker, shown here
+        assert out.figure is not None and Path(out.csv_path).is_file() and "120.0 s" in out.message
+        assert lanes.worker.started == 1
+
+        with pytest.raises(UploadRefused, match="corrupt_after_30s.flac"):  # the decoder's words, with the name
+            lanes.run("classify", str(files["corrupt"]))
+
+        done: list = []
+        first = threading.Thread(target=lambda: done.append(lanes.run("classify", str(files["long"]))))
+        first.start()
+        _wait(lambda: lanes.long_admitted == 1)
+        started = time.perf_counter()
+        with pytest.raises(LaneError, match="long recordings are already being read or waiting"):
+            lanes.run("classify", str(files["long"]))  # one slot: the second is told at once, not queued
+        assert time.perf_counter() - started < 1.0
+        assert "one 1 s clip" in lanes.run("classify", str(files["short"])).message  # short ones still pass
+        first.join(240)
+        assert done and "239 windows" in done[0].message and lanes.worker.started == 1
+
+        lanes.worker.budget_s = 0.01  # over budget: the worker is stopped and replaced
+        pid = lanes.worker.pid
+        with pytest.raises(LaneError, match=r"long.wav: stopped after 0.01 s"):
+            lanes.run("classify", str(files["long"]))
+        _wait(lambda: not _alive(pid), 10)
+        lanes.worker.budget_s = 120.0
+
+        assert "239 windows" in lanes.run("classify", str(files["long"])).message  # a fresh worker
+        pid = lanes.worker.pid
+        before = _cpu_s(pid)
+
+        def kill_once_working() -> None:  # as the OOM killer would, while the worker reads the file
+            _wait(lambda: lanes.long_admitted == 1 and _cpu_s(pid) > before + 0.05)
+            os.kill(pid, signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_once_working)
+        killer.start()
+        with pytest.raises(LaneError, match=r"long.wav: the worker .* stopped while reading long.wav \(killed by signal 9"):
+            lanes.run("classify", str(files["long"]))
+        killer.join()
+        assert "239 windows" in lanes.run("classify", str(files["long"])).message  # and the next one is served
+        assert lanes.worker.started == 3
+    finally:
+        lanes.close()
+
+
+def test_a_model_not_loaded_from_a_folder_keeps_every_request_in_the_server(onnx_predictor, files):
+    import copy
+
+    from learner.serve.lanes import Lanes
+
+    p = copy.copy(onnx_predictor)
+    p.folder = None
+    lanes = Lanes(p)
+    assert lanes.worker is None and "239 windows" in lanes.run("classify", str(files["long"])).message
+    assert Lanes(onnx_predictor, enabled=False).worker is None
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
