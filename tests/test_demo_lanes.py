@@ -30,15 +30,13 @@ def _wav(path: Path, seconds: float, kind: str = "tone", sr: int = SR) -> Path:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("lanes")
-    corrupt = d / "corrupt_after_30s.flac"  # a header that says 60 s, frames damaged after the first few seconds
-    sf.write(corrupt, make_sound("noise", SR, 60.0, np.random.default_rng(2)), SR, subtype="PCM_16")
-    data = bytearray(corrupt.read_bytes())
-    data[len(data) // 10 :] = np.random.default_rng(3).integers(0, 256, len(data) - len(data) // 10, np.uint8).tobytes()
-    corrupt.write_bytes(bytes(data))
+    odd_rate = d / "rate_500hz.wav"  # long by its header (so: the long lane), then refused by the decoder there
+    sf.write(odd_rate, np.zeros(500 * 400, np.int16), 500, subtype="PCM_16")
     over = d / "eleven_minutes.flac"
     sf.write(over, np.zeros(660 * 8000, np.int16), 8000, subtype="PCM_16")  # over the demo's 10 min, small as silence
-    return {"short": _wav(d / "short.wav", 1.0), "long": _wav(d / "long.wav", 120.0), "corrupt": corrupt,
-            "over": over, "medium": _wav(d / "medium.wav", 8.0)}
+    return {"short": _wav(d / "short.wav", 1.0), "long": _wav(d / "long.wav", 120.0), "odd_rate": odd_rate,
+            "over": over, "medium": _wav(d / "medium.wav", 8.0),
+            "twelve": _wav(d / "twelve.wav", 12.0)}  # long for a lane of 2 s
 
 
 @pytest.fixture(scope="module")
@@ -136,33 +134,33 @@ def test_long_lane_budget_busy_refusals_and_a_dead_worker(onnx_predictor, files)
 
     lanes = Lanes(onnx_predictor, short_s=2.0, long_slots=1, budget_s=120.0)
     try:
-        out = lanes.run("events", str(files["long"]), 0.5)  # drawn and written in the worker, shown here
-        assert out.figure is not None and Path(out.csv_path).is_file() and "120.0 s" in out.message
+        out = lanes.run("events", str(files["twelve"]), 0.5)  # drawn and written in the worker, shown here
+        assert out.figure is not None and Path(out.csv_path).is_file() and "12.0 s" in out.message
         assert lanes.worker.started == 1
 
-        with pytest.raises(UploadRefused, match="corrupt_after_30s.flac"):  # the decoder's words, with the name
-            lanes.run("classify", str(files["corrupt"]))
+        with pytest.raises(UploadRefused, match="rate_500hz.wav: sample rate 500 Hz is outside"):  # the decoder's words
+            lanes.run("classify", str(files["odd_rate"]))
 
         done: list = []
-        first = threading.Thread(target=lambda: done.append(lanes.run("classify", str(files["long"]))))
+        first = threading.Thread(target=lambda: done.append(lanes.run("classify", str(files["twelve"]))))
         first.start()
         _wait(lambda: lanes.long_admitted == 1)
         started = time.perf_counter()
         with pytest.raises(LaneError, match="long recordings are already being read or waiting"):
-            lanes.run("classify", str(files["long"]))  # one slot: the second is told at once, not queued
+            lanes.run("classify", str(files["twelve"]))  # one slot: the second is told at once, not queued
         assert time.perf_counter() - started < 1.0
         assert "one 1 s clip" in lanes.run("classify", str(files["short"])).message  # short ones still pass
         first.join(240)
-        assert done and "239 windows" in done[0].message and lanes.worker.started == 1
+        assert done and "23 windows" in done[0].message and lanes.worker.started == 1
 
         lanes.worker.budget_s = 0.01  # over budget: the worker is stopped and replaced
         pid = lanes.worker.pid
-        with pytest.raises(LaneError, match=r"long.wav: stopped after 0.01 s"):
-            lanes.run("classify", str(files["long"]))
+        with pytest.raises(LaneError, match=r"twelve.wav: stopped after 0.01 s"):
+            lanes.run("classify", str(files["twelve"]))
         _wait(lambda: not _alive(pid), 10)
         lanes.worker.budget_s = 120.0
 
-        assert "239 windows" in lanes.run("classify", str(files["long"])).message  # a fresh worker
+        assert "23 windows" in lanes.run("classify", str(files["twelve"])).message  # a fresh worker
         pid = lanes.worker.pid
         before = _cpu_s(pid)
 
@@ -172,10 +170,10 @@ def test_long_lane_budget_busy_refusals_and_a_dead_worker(onnx_predictor, files)
 
         killer = threading.Thread(target=kill_once_working)
         killer.start()
-        with pytest.raises(LaneError, match=r"long.wav: the worker .* stopped while reading long.wav \(killed by signal 9"):
-            lanes.run("classify", str(files["long"]))
+        with pytest.raises(LaneError, match=r"twelve.wav: the worker .* stopped while reading twelve.wav \(killed by signal 9"):
+            lanes.run("classify", str(files["twelve"]))
         killer.join()
-        assert "239 windows" in lanes.run("classify", str(files["long"])).message  # and the next one is served
+        assert "23 windows" in lanes.run("classify", str(files["twelve"])).message  # and the next one is served
         assert lanes.worker.started == 3
     finally:
         lanes.close()
@@ -189,7 +187,7 @@ def test_a_model_not_loaded_from_a_folder_keeps_every_request_in_the_server(onnx
     p = copy.copy(onnx_predictor)
     p.folder = None
     lanes = Lanes(p)
-    assert lanes.worker is None and "239 windows" in lanes.run("classify", str(files["long"])).message
+    assert lanes.worker is None and "23 windows" in lanes.run("classify", str(files["twelve"])).message
     assert Lanes(onnx_predictor, enabled=False).worker is None
 
 
