@@ -115,6 +115,20 @@ def start_server(mode: str, model: str | None) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
+def _cpu_s(root: int) -> dict[str, float]:
+    """CPU seconds (user + system) of the server process and of its children (the long lane's worker)."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                f = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
+                table[int(name)] = (int(f[1]), (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK"))
+            except (OSError, IndexError, ValueError):
+                continue
+    kids = sum(cpu for parent, cpu in table.values() if parent == root)
+    return {"server": table.get(root, (0, 0.0))[1], "worker": kids}
+
+
 def _client(url: str):
     from gradio_client import Client
 
@@ -147,10 +161,12 @@ def run_mode(mode: str, files: dict[str, list[Path]], args: argparse.Namespace) 
             _send(probe, p)  # warm-up: first requests load matplotlib, the model's session, …
         time.sleep(5 if mode == "lanes" else 0)  # the long lane's worker is warming up in the background
         unloaded = []
+        cpu0 = _cpu_s(proc.pid)
         for i in range(args.unloaded):
             s, what = _send(probe, files["good"][i % len(files["good"])])
             assert what == "ok", what
             unloaded.append(s)
+        cpu1 = _cpu_s(proc.pid)
         lo, hi = args.think
         good: list[float] = []
         good_failed: list[str] = []
@@ -197,11 +213,14 @@ def run_mode(mode: str, files: dict[str, list[Path]], args: argparse.Namespace) 
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
+        cpu2 = _cpu_s(proc.pid)
         stop.set()
         for t in long_threads:
             t.join()
         return {"mode": mode, "unloaded": unloaded, "good": good, "good_failed": good_failed, "bad": bad,
-                "longs": longs, "wall_s": wall, "load": (load_start, os.getloadavg()[0])}
+                "longs": longs, "wall_s": wall, "load": (load_start, os.getloadavg()[0]),
+                "cpu_per_clip_s": (cpu1["server"] - cpu0["server"]) / max(1, args.unloaded),
+                "loaded_cpu_s": {k: cpu2[k] - cpu1[k] for k in cpu2}}
     finally:
         proc.terminate()
         try:
@@ -227,7 +246,9 @@ def report(r: dict) -> str:
         f"(max {1e3 * max(refused, default=0):.0f} ms, round trip incl. upload)",
         f"  9 min 48 kHz stereo FLAC: {len(allowed)} sent, {len(ok_long)} read, p50 {_q(ok_long, .5):.1f} s; "
         f"other answers: {sorted({what for _, what in allowed if what != 'ok'})}",
-        f"  load phase {r['wall_s']:.0f} s, load average {r['load'][0]:.1f} → {r['load'][1]:.1f}",
+        f"  load phase {r['wall_s']:.0f} s, load average {r['load'][0]:.1f} → {r['load'][1]:.1f}; server CPU per clip "
+        f"unloaded {r['cpu_per_clip_s']:.2f} s; CPU during the load phase: server {r['loaded_cpu_s']['server']:.0f} s, "
+        f"long-lane worker {r['loaded_cpu_s']['worker']:.0f} s",
     ]
     return "\n".join(lines)
 

@@ -187,10 +187,11 @@ class LongWorker:
         raise RuntimeError(reply[1])
 
     def close(self) -> None:
-        with self._lock:
-            if self._proc is not None:
-                self._stop(self._proc)
-                self._proc = None
+        """Stop the worker now (without waiting for a request in progress: that one gets a LaneError)."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _over_demo_limits(path: str | Path) -> bool:
