@@ -194,24 +194,28 @@ class LongWorker:
             proc.wait()
 
 
-def _over_demo_limits(path: str | Path) -> bool:
-    """True when the demo's own limits refuse this upload from its size or header alone (no decoding)."""
+def plan(path: str | Path, short_s: float) -> str:
+    """From the file's size and header alone (no decoding): "refuse" (over the demo's own limits, or not a
+    readable file: the decoder says why at once), "long" (over the short lane's limit) or "try" (short, or the
+    header cannot tell: the short lane finds out while decoding)."""
     from learner.audio.decode import _SF_MAGIC
     from learner.audio.limits import SAMPLES_PER_LIMIT_S, header_samples
 
     try:
         st = os.stat(path)
     except OSError:
-        return True  # the decoder names the problem
+        return "refuse"
     if not stat.S_ISREG(st.st_mode) or st.st_size > DEMO_MAX_BYTES:
-        return True
+        return "refuse"
     with open(path, "rb") as f:
         head = f.read(64)
     stated = header_samples(str(path), head, _SF_MAGIC)
     if stated is None:
-        return False
+        return "try"
     rate, channels, seconds = stated
-    return seconds > DEMO_MAX_S or rate * channels * seconds > DEMO_MAX_S * SAMPLES_PER_LIMIT_S
+    if seconds > DEMO_MAX_S or rate * channels * seconds > DEMO_MAX_S * SAMPLES_PER_LIMIT_S:
+        return "refuse"
+    return "long" if seconds > short_s or rate * channels * seconds > short_s * SAMPLES_PER_LIMIT_S else "try"
 
 
 class Lanes:
@@ -258,14 +262,18 @@ class Lanes:
 
     def run(self, task: str, path: str | None, *args: Any, **kwargs: Any) -> Any:
         fn = TASKS[task]
-        if self.worker is None or not path or _over_demo_limits(path):
-            with self._short:  # refused at once (or no long lane): the demo's own limits apply
-                return fn(self.predictor, path, *args, **kwargs)
-        try:
+        if self.worker is None:
             with self._short:
-                return fn(self.predictor, path, *args, max_duration_s=self.short_s, **kwargs)
-        except TooLongError:
-            pass  # long but allowed: the long lane's turn
+                return fn(self.predictor, path, *args, **kwargs)
+        where = plan(path, self.short_s) if path else "refuse"
+        if where == "refuse":  # refused at once by the demo's own limits: no slot, no queue
+            return fn(self.predictor, path, *args, **kwargs)
+        if where == "try":
+            try:
+                with self._short:
+                    return fn(self.predictor, path, *args, max_duration_s=self.short_s, **kwargs)
+            except TooLongError:
+                pass  # longer than its header said (or it said nothing): the long lane's turn
         with self._admit:
             if self.long_admitted >= self.long_slots:
                 raise LaneError(f"{Path(path).name}: {self.long_admitted} long recordings are already being read or "
