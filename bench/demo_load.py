@@ -187,7 +187,7 @@ def run_mode(mode: str, files: dict[str, list[Path]], args: argparse.Namespace) 
         def attacker() -> None:
             r = random.Random(99)
             for k in range(args.hostile):
-                time.sleep(r.uniform(lo, hi) * args.users * args.clips / max(1, args.hostile) / 4)
+                time.sleep(r.uniform(lo, hi) * args.clips / max(1, args.hostile))  # spread over the good clips' time
                 s, what = _send(clients[args.users], files["hostile"][k % len(files["hostile"])])
                 with lock:
                     bad.append((s, what))

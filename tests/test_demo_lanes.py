@@ -205,3 +205,34 @@ def _cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+SERVER = """
+import sys, threading, time
+from learner.serve.lanes import Lanes
+from learner.serve.predictor import Predictor
+lanes = Lanes(Predictor.from_dir(sys.argv[1], backend="onnx"), short_s=2.0)
+threading.Thread(target=lanes.run, args=("classify", sys.argv[2]), daemon=True).start()
+while lanes.worker.pid is None:
+    time.sleep(0.05)
+print(lanes.worker.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_the_worker_goes_when_the_server_is_killed(onnx_predictor, tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    long = _wav(tmp_path / "five_minutes.wav", 300.0)  # seconds of CPU in the worker: it is busy when the server goes
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(onnx_predictor.folder), str(long)], cwd=root,
+                              stdout=subprocess.PIPE, text=True)
+    worker = int(server.stdout.readline())
+    before = _cpu_s(worker)
+    _wait(lambda: _cpu_s(worker) > before + 0.3)  # reading the file
+    server.kill()  # no atexit, no clean-up: the worker notices its parent is gone
+    server.wait()
+    killed = time.monotonic()
+    _wait(lambda: not _alive(worker) or Path(f"/proc/{worker}/stat").read_text().split()[2] == "Z", 10)
+    assert time.monotonic() - killed < 3.0  # not after the read it was doing for nobody

@@ -87,6 +87,7 @@ def worker_main() -> None:
     os.dup2(2, 1)
     requests = sys.stdin.buffer
     recipe = _receive(requests)
+    threading.Thread(target=_exit_with, args=(recipe.pop("server"),), daemon=True).start()
     os.nice(recipe.pop("nice"))
     predictor = Predictor.from_dir(recipe.pop("folder"), **recipe)
     _send(replies, ("ready", os.getpid()))
@@ -105,6 +106,13 @@ def worker_main() -> None:
             _send(replies, reply)
         except (pickle.PicklingError, TypeError, AttributeError) as e:  # a result that cannot travel
             _send(replies, ("failed", f"{type(e).__name__}: {e}", traceback.format_exc()))
+
+
+def _exit_with(server: int) -> None:
+    """End the worker within a second of the server's death (even by SIGKILL), not after a long read for nobody."""
+    while os.getppid() == server:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 class LongWorker:
@@ -129,7 +137,7 @@ class LongWorker:
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=ROOT)
         self.started += 1
         try:
-            _send(proc.stdin, self.recipe)
+            _send(proc.stdin, {**self.recipe, "server": os.getpid()})
             kind, _ = self._reply(proc, WORKER_START_S, "loading the model")
         except TimeoutError as e:
             self._stop(proc)
