@@ -41,7 +41,8 @@ from jobs._cli import as_flags  # noqa: E402
 from learner.audio import DEMO_MAX_BYTES, DEMO_MAX_S, AudioDecodeError  # noqa: E402
 from learner.modeldir import strip_local_paths  # noqa: E402
 from learner.serve import demo_events  # noqa: E402
-from learner.serve.demo import ServedModel, classify, example_files, load_model, model_info  # noqa: E402
+from learner.serve.demo import ServedModel, example_files, load_model, model_info  # noqa: E402
+from learner.serve.lanes import LaneError, Lanes  # noqa: E402
 
 log = logging.getLogger("earshot.app")
 # Tables in the Model tab: a setting name or value is one word (`sample_rate`, `timm/resnet18d.ra2_in1k`); keep each
@@ -69,17 +70,20 @@ def _served() -> ServedModel:
 UPLOAD_CACHE_S = (600, 900)  # gr.Blocks(delete_cache=(every s, older than s))
 
 
-def build_demo(served: ServedModel) -> gr.Blocks:
-    """The page for one loaded model (tests build it around their own model)."""
+def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
+    """The page for one loaded model (tests build it around their own model). Long uploads are read in a
+    worker process of their own, one at a time, so they never hold up short ones (learner/serve/lanes.py)."""
     predictor = served.predictor
+    lanes = lanes or Lanes(predictor)
+    heavy = dict(concurrency_id="audio", concurrency_limit=lanes.gradio_slots)  # one queue for every audio request
 
     def run(path: str | None):
         try:
             top_k = len(predictor.classes) if demo_events.is_multi_label(predictor) else 5
-            labels, spectrogram, saliency, timeline, message = classify(predictor, path, top_k=top_k).as_tuple()
+            labels, spectrogram, saliency, timeline, message = lanes.run("classify", path, top_k=top_k).as_tuple()
             labels = demo_events.labels_shown(predictor, labels)  # multi-label: every label above its threshold
             return labels, spectrogram, saliency, gr.Plot(value=timeline, visible=timeline is not None), message
-        except (AudioDecodeError, ValueError) as e:  # the user's input: say what is wrong with it
+        except (AudioDecodeError, ValueError, LaneError) as e:  # the input, or a busy long lane: say so
             raise gr.Error(str(e), duration=None, print_exception=False) from None
         except Exception as e:  # a bug: log it, tell the user, keep serving
             log.exception("classifying %s failed", path)
@@ -88,8 +92,8 @@ def build_demo(served: ServedModel) -> gr.Blocks:
 
     def run_events(path: str | None, threshold: float):
         try:
-            return demo_events.find_events_in(predictor, path, threshold).as_tuple()
-        except (AudioDecodeError, ValueError) as e:
+            return lanes.run("events", path, threshold).as_tuple()
+        except (AudioDecodeError, ValueError, LaneError) as e:
             raise gr.Error(str(e), duration=None, print_exception=False) from None
         except Exception as e:
             log.exception("finding events in %s failed", path)
@@ -136,8 +140,8 @@ def build_demo(served: ServedModel) -> gr.Blocks:
             ev_plot = gr.Plot(label="events on the timeline", show_label=False)
             ev_table = gr.Dataframe(headers=demo_events.TABLE_COLUMNS, label="events", interactive=False)
             ev_outputs = [ev_table, ev_plot, ev_csv, ev_message]
-            ev_button.click(run_events, [ev_audio, ev_threshold], ev_outputs, api_name="events")
-            ev_threshold.release(run_events, [ev_audio, ev_threshold], ev_outputs, api_name=False)
+            ev_button.click(run_events, [ev_audio, ev_threshold], ev_outputs, api_name="events", **heavy)
+            ev_threshold.release(run_events, [ev_audio, ev_threshold], ev_outputs, api_name=False, **heavy)
         with gr.Tab("Model", elem_classes=["earshot-model"]):
             gr.HTML(f"<style>{MODEL_TAB_CSS}</style>", padding=False, container=False)  # applies however it is launched
             info = model_info(predictor, served.folder)
@@ -150,10 +154,11 @@ def build_demo(served: ServedModel) -> gr.Blocks:
             with gr.Row():  # settings tables side by side at half width each; cells never wrap inside a word
                 gr.Markdown(info.audio)
                 gr.Markdown(info.training)
-        button.click(run, audio, outputs, api_name="classify")
-        audio.upload(run, audio, outputs, api_name=False)
-        audio.stop_recording(run, audio, outputs, api_name=False)
+        button.click(run, audio, outputs, api_name="classify", **heavy)
+        audio.upload(run, audio, outputs, api_name=False, **heavy)
+        audio.stop_recording(run, audio, outputs, api_name=False, **heavy)
     demo.queue(default_concurrency_limit=2, max_size=64)
+    demo.lanes = lanes  # tests and app.py's main reach the long lane's worker here
     return demo
 
 
@@ -161,4 +166,5 @@ served = _served()
 demo = build_demo(served)
 
 if __name__ == "__main__":
+    demo.lanes.warm()  # the long lane's worker loads the model now, not on the first long upload
     demo.launch(server_name=ARGS.host, server_port=ARGS.port, max_file_size=DEMO_MAX_BYTES)

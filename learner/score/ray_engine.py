@@ -149,9 +149,14 @@ def _init_ray(address: str | None) -> Any:
 
     if not ray.is_initialized():
         import learner
+        from learner.score import ray_reaper
 
         env = {"py_modules": [os.path.dirname(learner.__file__)]} if address else None  # ship earshot's code to the nodes
+        before = ray_reaper.children_of(os.getpid())
         ray.init(address=address, runtime_env=env, include_dashboard=False, logging_level="WARNING")
+        started = ray_reaper.children_of(os.getpid()) - before  # GCS, raylet, …: what ray.init started here
+        if address is None and started:  # Ray is ours: its processes and staging go if this driver is killed
+            ray_reaper.start(sorted(started))
     return ray
 
 
@@ -174,6 +179,11 @@ def score_ray(inputs: list[str | Path], model_ref: str, opts: ScoreOptions, ropt
     actors = ropts.actors or (gpus or max(1, int((cpus - decoders) // ropts.actor_cpus)))
     staging = store.out / f".ray-staging-{uuid.uuid4().hex[:8]}"
     store.claim(staging.name)  # listed before it exists: --overwrite / --resume may then remove it
+    from learner.score import ray_reaper
+
+    reaper = ray_reaper.current()
+    if reaper is not None:
+        reaper.watch(staging)  # removed by the watcher if this driver is killed
     start = time.perf_counter()
     try:
         for lo in range(0, len(todo), max(1, ropts.chunk)):
@@ -202,5 +212,7 @@ def score_ray(inputs: list[str | Path], model_ref: str, opts: ScoreOptions, ropt
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if reaper is not None:
+            reaper.forget(staging)
         summary.seconds = time.perf_counter() - start
     return summary
