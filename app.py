@@ -82,7 +82,7 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
             top_k = len(predictor.classes) if demo_events.is_multi_label(predictor) else 5
             labels, spectrogram, saliency, timeline, message = lanes.run("classify", path, top_k=top_k).as_tuple()
             labels = demo_events.labels_shown(predictor, labels)  # multi-label: every label above its threshold
-            return labels, spectrogram, saliency, gr.Plot(value=timeline, visible=timeline is not None), message
+            return labels, spectrogram, saliency, gr.Plot(value=timeline, visible=timeline is not None, format="png"), message
         except (AudioDecodeError, ValueError, LaneError) as e:  # the input, or a busy long lane: say so
             raise gr.Error(str(e), duration=None, print_exception=False) from None
         except Exception as e:  # a bug: log it, tell the user, keep serving
@@ -118,9 +118,10 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
                     labels = gr.Label(num_top_classes=5, label="Top 5")
                     message = gr.Markdown(label="message")
             with gr.Row():
-                spectrogram = gr.Plot(label="spectrogram", show_label=False)
-                saliency = gr.Plot(label="where the model listened", show_label=False)
-            timeline = gr.Plot(label="timeline", show_label=False, visible=False)
+                # PNG, not Gradio's default WebP: encoding two figures costs 0.23 s of CPU instead of 0.35 s
+                spectrogram = gr.Plot(label="spectrogram", show_label=False, format="png")
+                saliency = gr.Plot(label="where the model listened", show_label=False, format="png")
+            timeline = gr.Plot(label="timeline", show_label=False, visible=False, format="png")
             outputs = [labels, spectrogram, saliency, timeline, message]
             examples = example_files(predictor.classes)
             if examples:
@@ -137,7 +138,7 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
                 with gr.Column():
                     ev_message = gr.Markdown()
                     ev_csv = gr.File(label="events (CSV)")
-            ev_plot = gr.Plot(label="events on the timeline", show_label=False)
+            ev_plot = gr.Plot(label="events on the timeline", show_label=False, format="png")
             ev_table = gr.Dataframe(headers=demo_events.TABLE_COLUMNS, label="events", interactive=False)
             ev_outputs = [ev_table, ev_plot, ev_csv, ev_message]
             ev_button.click(run_events, [ev_audio, ev_threshold], ev_outputs, api_name="events", **heavy)

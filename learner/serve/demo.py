@@ -229,6 +229,7 @@ def timeline_figure(starts: list[float], window_probs: np.ndarray, classes: list
     top = ClipPipeline.top_k(mean, k)
     centres = np.asarray(starts) + window_s / 2
     fig, ax = plt.subplots(figsize=(9, 2.6))
+    fig.subplots_adjust(left=0.07, right=0.8, bottom=0.19, top=0.88)  # fixed: tight_layout costs ~0.15 s a figure
     for i in top:
         ax.plot(centres, window_probs[:, i], marker="o", ms=3, label=f"{classes[i]} (mean {mean[i]:.2f})")
     ax.set_ylim(0, 1.02)
@@ -236,7 +237,6 @@ def timeline_figure(starts: list[float], window_probs: np.ndarray, classes: list
     ax.set_ylabel("probability")
     ax.set_title(f"per-window probabilities ({len(starts)} windows of {window_s:g} s)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    fig.tight_layout()
     return fig
 
 
