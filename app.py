@@ -29,6 +29,8 @@ def _args() -> argparse.Namespace | None:
     add_backend_arg(p)
     p.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1; $GRADIO_SERVER_NAME)")
     p.add_argument("--port", type=int, default=None, help="port (default: 7860; $GRADIO_SERVER_PORT)")
+    p.add_argument("--short-workers", type=int, default=2,
+                   help="processes classifying short clips (0: threads of the server process; default 2)")
     return p.parse_args()
 
 
@@ -164,8 +166,9 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
 
 
 served = _served()
-demo = build_demo(served)
+# run as a server (`python app.py`, as on a Space): short clips in worker processes too, not threads sharing the GIL
+demo = build_demo(served, Lanes(served.predictor, short_workers=ARGS.short_workers) if ARGS else None)
 
 if __name__ == "__main__":
-    demo.lanes.warm()  # the long lane's worker loads the model now, not on the first long upload
+    demo.lanes.warm()  # the workers load the model now, not on the first uploads
     demo.launch(server_name=ARGS.host, server_port=ARGS.port, max_file_size=DEMO_MAX_BYTES)

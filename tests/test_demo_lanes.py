@@ -129,6 +129,37 @@ def test_short_uploads_never_start_the_worker(onnx_predictor, files):
         lanes.close()
 
 
+def test_short_workers_classify_as_the_server_would(onnx_predictor, files, tmp_path):
+    """`short_workers`: short clips are classified in worker processes (no GIL shared with the server), with the
+    server's answers: the same labels and scores, the same refusals, and "too long" sends a file on its way."""
+    from learner.audio import TooLongError
+    from learner.serve.demo import classify
+    from learner.serve.lanes import Lanes, UploadRefused
+
+    lanes = Lanes(onnx_predictor, short_s=10.0, short_workers=2)
+    try:
+        here = classify(onnx_predictor, str(files["short"]))
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(lanes.run("classify", str(files["short"]))))
+                   for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(results) == 2 and [r.labels for r in results] == [here.labels, here.labels]
+        assert sum(w.started for w in lanes._all_short) == 2  # both requests at once: two processes
+        assert lanes.worker.started == 0  # the long lane was not needed
+        text = tmp_path / "notes.wav"
+        text.write_text("not audio")
+        with pytest.raises(UploadRefused, match="notes.wav"):
+            lanes.run("classify", str(text))
+        with pytest.raises(TooLongError, match="twelve.wav"):
+            lanes._all_short[0].call("classify", str(files["twelve"]), (), {"max_duration_s": 2.0})
+    finally:
+        lanes.close()
+    assert all(w.pid is None for w in lanes._all_short)
+
+
 def test_long_lane_budget_busy_refusals_and_a_dead_worker(onnx_predictor, files):
     from learner.serve.lanes import LaneError, Lanes, UploadRefused
 

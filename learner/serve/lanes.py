@@ -22,6 +22,7 @@ import atexit
 import logging
 import os
 import pickle
+import queue
 import select
 import signal
 import stat
@@ -44,6 +45,7 @@ SHORT_LANE_S = 30.0  # at most this much audio (as 48 kHz stereo samples) is ser
 SHORT_SLOTS = 2  # short requests computing at once (the Space has 2 cores)
 LONG_SLOTS = 3  # long requests admitted at once: one in the worker, the others waiting their turn
 LONG_BUDGET_S = 300.0  # wall-clock seconds one long request may take in the worker
+SHORT_BUDGET_S = 60.0  # the same for a short request in a short-lane worker (`short_workers`)
 LONG_NICE = 10  # the worker's CPU priority below the server's: short requests win the cores
 WORKER_START_S = 180.0  # loading the model in a fresh worker (torch imports slowly on a busy machine)
 LANES_ENV = "EARSHOT_LONG_LANE"  # "off": every request in the server process, as before issue 13
@@ -98,6 +100,8 @@ def worker_main() -> None:
             return
         try:
             reply: tuple = ("ok", TASKS[task](predictor, path, *args, **kwargs))
+        except TooLongError as e:
+            reply = ("too long", e.path, e.reason)
         except (AudioDecodeError, ValueError) as e:
             reply = ("refused", str(e))
         except Exception as e:
@@ -189,6 +193,8 @@ class LongWorker:
                 raise LaneError(f"{name}: {e}") from None
         if reply[0] == "ok":
             return reply[1]
+        if reply[0] == "too long":
+            raise TooLongError(reply[1], reply[2])
         if reply[0] == "refused":
             raise UploadRefused(reply[1])
         _log.error("the long-recordings worker failed on %s:\n%s", name, reply[2])
@@ -231,7 +237,10 @@ class Lanes:
 
     def __init__(self, predictor: Predictor, *, short_s: float = SHORT_LANE_S, short_slots: int = SHORT_SLOTS,
                  long_slots: int = LONG_SLOTS, budget_s: float = LONG_BUDGET_S, nice: int = LONG_NICE,
-                 enabled: bool | None = None) -> None:
+                 enabled: bool | None = None, short_workers: int = 0) -> None:
+        """`short_workers` > 0 serves short requests in that many worker processes (at the server's priority)
+        instead of threads of the server process: the server then only does Gradio's share of a request, and
+        two short clips are classified on two cores at once instead of taking turns with the GIL."""
         self.predictor = predictor
         self.short_s, self.long_slots = short_s, long_slots
         self._short = threading.BoundedSemaphore(short_slots)
@@ -244,6 +253,13 @@ class Lanes:
         if enabled and recipe is None:
             _log.warning("long uploads share the server process: the model was not loaded from a folder")
         self.worker = LongWorker(recipe, budget_s=budget_s, nice=nice) if enabled and recipe else None
+        self.short_workers: queue.SimpleQueue = queue.SimpleQueue()  # idle short-lane workers
+        self._all_short: list[LongWorker] = []
+        if self.worker is not None and short_workers > 0:
+            self._all_short = [LongWorker(recipe, budget_s=SHORT_BUDGET_S, nice=0)
+                               for _ in range(min(short_workers, short_slots))]
+            for w in self._all_short:
+                self.short_workers.put(w)
         atexit.register(self.close)
 
     @staticmethod
@@ -256,17 +272,28 @@ class Lanes:
                 "revision": predictor.revision, "batch_size": predictor.batch_size}
 
     def warm(self) -> None:
-        """Start the worker in the background now, so the first long upload does not wait for it."""
-        if self.worker is not None:
-            threading.Thread(target=self._warm, daemon=True).start()
+        """Start the workers in the background now, so the first uploads do not wait for them."""
+        for w in ([self.worker] if self.worker is not None else []) + self._all_short:
+            threading.Thread(target=self._warm, args=(w,), daemon=True).start()
 
-    def _warm(self) -> None:
+    @staticmethod
+    def _warm(worker: LongWorker) -> None:
         try:
-            with self.worker._lock:
-                if self.worker._proc is None:
-                    self.worker._proc = self.worker._start()
+            with worker._lock:
+                if worker._proc is None:
+                    worker._proc = worker._start()
         except Exception as e:
-            _log.warning("the worker for long recordings did not start: %s", e)
+            _log.warning("a demo worker process did not start: %s", e)
+
+    def _short_call(self, task: str, path: str, args: tuple, kwargs: dict[str, Any]) -> Any:
+        fn = TASKS[task]
+        if not self._all_short:
+            return fn(self.predictor, path, *args, max_duration_s=self.short_s, **kwargs)
+        worker = self.short_workers.get()  # the semaphore guarantees one is idle
+        try:
+            return worker.call(task, str(path), args, {**kwargs, "max_duration_s": self.short_s})
+        finally:
+            self.short_workers.put(worker)
 
     def run(self, task: str, path: str | None, *args: Any, **kwargs: Any) -> Any:
         fn = TASKS[task]
@@ -279,7 +306,7 @@ class Lanes:
         if where == "try":
             try:
                 with self._short:
-                    return fn(self.predictor, path, *args, max_duration_s=self.short_s, **kwargs)
+                    return self._short_call(task, path, args, kwargs)
             except TooLongError:
                 pass  # longer than its header said (or it said nothing): the long lane's turn
         with self._admit:
@@ -296,5 +323,5 @@ class Lanes:
             _log.info("long lane: %s in %.1f s", Path(path).name, time.perf_counter() - t0)
 
     def close(self) -> None:
-        if self.worker is not None:
-            self.worker.close()
+        for w in ([self.worker] if self.worker is not None else []) + self._all_short:
+            w.close()
