@@ -119,12 +119,14 @@ def _exit_with(server: int) -> None:
     os._exit(0)
 
 
-class LongWorker:
-    """One niced child process with its own Predictor, fed one request at a time, started on first use and
-    replaced when it dies or overruns its budget."""
+class LaneWorker:
+    """One child process with its own Predictor (niced for the long lane), fed one request at a time, started on
+    first use and replaced when it dies or overruns its budget. `serves` names it in messages."""
 
-    def __init__(self, recipe: dict[str, Any], *, budget_s: float = LONG_BUDGET_S, nice: int = LONG_NICE) -> None:
+    def __init__(self, recipe: dict[str, Any], *, budget_s: float = LONG_BUDGET_S, nice: int = LONG_NICE,
+                 serves: str = "long recordings") -> None:
         self.recipe = {**recipe, "nice": nice}
+        self.serves = serves
         self.budget_s = budget_s
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()  # one request in the worker at a time
@@ -145,13 +147,13 @@ class LongWorker:
             kind, _ = self._reply(proc, WORKER_START_S, "loading the model")
         except TimeoutError as e:
             self._stop(proc)
-            raise LaneError(f"the worker for long recordings did not start: {e}") from None
+            raise LaneError(f"the worker for {self.serves} did not start: {e}") from None
         except BaseException:
             self._stop(proc)
             raise
         if kind != "ready":
             self._stop(proc)
-            raise LaneError(f"the worker for long recordings could not start ({kind})")
+            raise LaneError(f"the worker for {self.serves} could not start ({kind})")
         return proc
 
     def _reply(self, proc: subprocess.Popen, timeout_s: float, doing: str) -> tuple:
@@ -163,7 +165,7 @@ class LongWorker:
         except EOFError:
             code = proc.wait(timeout=5)
             why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-            raise LaneError(f"the worker for long recordings stopped while {doing} ({why}"
+            raise LaneError(f"the worker for {self.serves} stopped while {doing} ({why}"
                             f"{', out of memory?' if code == -signal.SIGKILL else ''})") from None
 
     @staticmethod
@@ -186,8 +188,8 @@ class LongWorker:
                 reply = self._reply(proc, self.budget_s, f"reading {name}")
             except TimeoutError:
                 self._stop(proc)
-                raise LaneError(f"{name}: stopped after {self.budget_s:g} s, this demo's budget for one long "
-                                f"recording; try a shorter part of it") from None
+                raise LaneError(f"{name}: stopped after {self.budget_s:g} s, this demo's budget for one "
+                                f"of its {self.serves}; try a shorter part of it") from None
             except (LaneError, BrokenPipeError) as e:
                 self._stop(proc)
                 raise LaneError(f"{name}: {e}") from None
@@ -197,7 +199,7 @@ class LongWorker:
             raise TooLongError(reply[1], reply[2])
         if reply[0] == "refused":
             raise UploadRefused(reply[1])
-        _log.error("the long-recordings worker failed on %s:\n%s", name, reply[2])
+        _log.error("the worker for %s failed on %s:\n%s", self.serves, name, reply[2])
         raise RuntimeError(reply[1])
 
     def close(self) -> None:
@@ -252,11 +254,11 @@ class Lanes:
         recipe = self.recipe(predictor)
         if enabled and recipe is None:
             _log.warning("long uploads share the server process: the model was not loaded from a folder")
-        self.worker = LongWorker(recipe, budget_s=budget_s, nice=nice) if enabled and recipe else None
+        self.worker = LaneWorker(recipe, budget_s=budget_s, nice=nice) if enabled and recipe else None
         self.short_workers: queue.SimpleQueue = queue.SimpleQueue()  # idle short-lane workers
-        self._all_short: list[LongWorker] = []
+        self._all_short: list[LaneWorker] = []
         if self.worker is not None and short_workers > 0:
-            self._all_short = [LongWorker(recipe, budget_s=SHORT_BUDGET_S, nice=0)
+            self._all_short = [LaneWorker(recipe, budget_s=SHORT_BUDGET_S, nice=0, serves="short clips")
                                for _ in range(min(short_workers, short_slots))]
             for w in self._all_short:
                 self.short_workers.put(w)
@@ -277,7 +279,7 @@ class Lanes:
             threading.Thread(target=self._warm, args=(w,), daemon=True).start()
 
     @staticmethod
-    def _warm(worker: LongWorker) -> None:
+    def _warm(worker: LaneWorker) -> None:
         try:
             with worker._lock:
                 if worker._proc is None:
