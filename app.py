@@ -1,10 +1,13 @@
 """earshot's Gradio demo: upload or record a clip, see the top-5 labels, the log-mel the model saw, what drove
-the prediction, and a per-window timeline for long recordings. Also a Hugging Face Space (README front matter).
+the prediction, and a per-window timeline for long recordings. Also a Hugging Face Space (README front
+matter).
 
-    python app.py [--model DIR_OR_USER/NAME[@rev]] [--backend auto|torch|onnx] [--host 127.0.0.1] [--port 7860]
+    python app.py [--model DIR_OR_USER/NAME[@rev]] [--backend auto|torch|onnx] [--host 127.0.0.1] [--port
+    7860]
 
 The model comes from `--model`, else `$EARSHOT_MODEL`, else the shipped speech-words model (ten command words,
-trained on real speakers: assets/speech-words), else the spoken-digits fallback (built once, offline, cached in
+trained on real speakers: assets/speech-words), else the spoken-digits fallback (built once, offline, cached
+in
 `$EARSHOT_CACHE`, default ~/.cache/earshot). Only widgets live here: see learner/serve/demo.py.
 """
 
@@ -24,13 +27,23 @@ def _args() -> argparse.Namespace | None:
     from jobs._cli import parser as new_parser
 
     p = new_parser("python app.py", __doc__)
-    p.add_argument("--model", default=None, help="model directory or Hub id USER/NAME[@revision] (default: $EARSHOT_MODEL, "
-                                                 "else the shipped speech-words model)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model directory or Hub id USER/NAME[@revision] (default: $EARSHOT_MODEL, "
+        "else the shipped speech-words model)",
+    )
     add_backend_arg(p)
-    p.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1; $GRADIO_SERVER_NAME)")
+    p.add_argument(
+        "--host", default=None, help="address to listen on (default: 127.0.0.1; $GRADIO_SERVER_NAME)"
+    )
     p.add_argument("--port", type=int, default=None, help="port (default: 7860; $GRADIO_SERVER_PORT)")
-    p.add_argument("--short-workers", type=int, default=2,
-                   help="processes classifying short clips (0: threads of the server process; default 2)")
+    p.add_argument(
+        "--short-workers",
+        type=int,
+        default=2,
+        help="processes classifying short clips (0: threads of the server process; default 2)",
+    )
     return p.parse_args()
 
 
@@ -47,11 +60,14 @@ from learner.serve.demo import ServedModel, example_files, load_model, model_inf
 from learner.serve.lanes import LaneError, Lanes  # noqa: E402
 
 log = logging.getLogger("earshot.app")
-# Tables in the Model tab: a setting name or value is one word (`sample_rate`, `timm/resnet18d.ra2_in1k`); keep each
+# Tables in the Model tab: a setting name or value is one word (`sample_rate`, `timm/resnet18d.ra2_in1k`);
+# keep each
 # on one line and let a table that is too wide scroll instead of breaking words letter by letter.
 MODEL_TAB_CSS = """
 .earshot-model table { display: block; overflow-x: auto; max-width: 100%; }
-.earshot-model td, .earshot-model th, .earshot-model code { white-space: nowrap; word-break: keep-all; overflow-wrap: normal; }
+.earshot-model td, .earshot-model th, .earshot-model code {
+  white-space: nowrap; word-break: keep-all; overflow-wrap: normal;
+}
 """
 
 
@@ -77,20 +93,34 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
     worker process of their own, one at a time, so they never hold up short ones (learner/serve/lanes.py)."""
     predictor = served.predictor
     lanes = lanes or Lanes(predictor)
-    heavy = dict(concurrency_id="audio", concurrency_limit=lanes.gradio_slots)  # one queue for every audio request
+    heavy = dict(
+        concurrency_id="audio", concurrency_limit=lanes.gradio_slots
+    )  # one queue for every audio request
 
     def run(path: str | None):
         try:
             top_k = len(predictor.classes) if demo_events.is_multi_label(predictor) else 5
-            labels, spectrogram, saliency, timeline, message = lanes.run("classify", path, top_k=top_k).as_tuple()
-            labels = demo_events.labels_shown(predictor, labels)  # multi-label: every label above its threshold
-            return labels, spectrogram, saliency, gr.Plot(value=timeline, visible=timeline is not None, format="png"), message
+            labels, spectrogram, saliency, timeline, message = lanes.run(
+                "classify", path, top_k=top_k
+            ).as_tuple()
+            labels = demo_events.labels_shown(
+                predictor, labels
+            )  # multi-label: every label above its threshold
+            return (
+                labels,
+                spectrogram,
+                saliency,
+                gr.Plot(value=timeline, visible=timeline is not None, format="png"),
+                message,
+            )
         except (AudioDecodeError, ValueError, LaneError) as e:  # the input, or a busy long lane: say so
             raise gr.Error(str(e), duration=None, print_exception=False) from None
         except Exception as e:  # a bug: log it, tell the user, keep serving
             log.exception("classifying %s failed", path)
             name = os.path.basename(path or "")
-            raise gr.Error(f"{name}: could not classify it ({type(e).__name__}: {e})", duration=None) from None
+            raise gr.Error(
+                f"{name}: could not classify it ({type(e).__name__}: {e})", duration=None
+            ) from None
 
     def run_events(path: str | None, threshold: float):
         try:
@@ -99,23 +129,31 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
             raise gr.Error(str(e), duration=None, print_exception=False) from None
         except Exception as e:
             log.exception("finding events in %s failed", path)
-            raise gr.Error(f"{os.path.basename(path or '')}: could not find events ({type(e).__name__}: {e})",
-                           duration=None) from None
+            raise gr.Error(
+                f"{os.path.basename(path or '')}: could not find events ({type(e).__name__}: {e})",
+                duration=None,
+            ) from None
 
     n = len(predictor.classes)
     shown = ", ".join(predictor.classes[:12]) + (" …" if n > 12 else "")
     # uploads (refused ones too) live in Gradio's temp folder: every 10 min, delete those older than 15 min
     with gr.Blocks(title="earshot", analytics_enabled=False, delete_cache=UPLOAD_CACHE_S) as demo:
         invite = f"Say {', '.join(predictor.classes[:-1])} or {predictor.classes[-1]}." if n <= 12 else ""
-        gr.Markdown(f"# earshot · audio classifier\n`{strip_local_paths(predictor.model_id)}` · {predictor.arch} · "
-                    f"{n} classes: {shown}. {invite}")
+        gr.Markdown(
+            f"# earshot · audio classifier\n`{strip_local_paths(predictor.model_id)}` · {predictor.arch} · "
+            f"{n} classes: {shown}. {invite}"
+        )
         with gr.Tab("Classify"):
             with gr.Row():
                 with gr.Column() as left:
-                    audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Upload or record")
+                    audio = gr.Audio(
+                        sources=["upload", "microphone"], type="filepath", label="Upload or record"
+                    )
                     button = gr.Button("Classify", variant="primary")
-                    gr.Markdown(f"Any common audio format, up to {DEMO_MAX_S / 60:g} min; inputs longer than twice "
-                                f"the {predictor.cfg.duration:g} s clip are scored in windows.")
+                    gr.Markdown(
+                        f"Any common audio format, up to {DEMO_MAX_S / 60:g} min; inputs longer than twice "
+                        f"the {predictor.cfg.duration:g} s clip are scored in windows."
+                    )
                 with gr.Column():
                     labels = gr.Label(num_top_classes=5, label="Top 5")
                     message = gr.Markdown(label="message")
@@ -128,14 +166,28 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
             examples = example_files(predictor.classes)
             if examples:
                 with left:  # beside the input, so they are in view
-                    gr.Examples([[e] for e in examples], inputs=[audio], outputs=outputs, fn=run, run_on_click=True,
-                                cache_examples=False, label="Examples")
+                    gr.Examples(
+                        [[e] for e in examples],
+                        inputs=[audio],
+                        outputs=outputs,
+                        fn=run,
+                        run_on_click=True,
+                        cache_examples=False,
+                        label="Examples",
+                    )
         with gr.Tab("Events"):  # long recordings → timestamped events (learner/serve/demo_events.py)
             with gr.Row():
                 with gr.Column():
-                    ev_audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="A long recording")
-                    ev_threshold = gr.Slider(0.05, 0.95, value=demo_events.default_threshold(predictor), step=0.05,
-                                             label="event threshold (every class)")
+                    ev_audio = gr.Audio(
+                        sources=["upload", "microphone"], type="filepath", label="A long recording"
+                    )
+                    ev_threshold = gr.Slider(
+                        0.05,
+                        0.95,
+                        value=demo_events.default_threshold(predictor),
+                        step=0.05,
+                        label="event threshold (every class)",
+                    )
                     ev_button = gr.Button("Find events", variant="primary")
                 with gr.Column():
                     ev_message = gr.Markdown()
@@ -146,7 +198,9 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
             ev_button.click(run_events, [ev_audio, ev_threshold], ev_outputs, api_name="events", **heavy)
             ev_threshold.release(run_events, [ev_audio, ev_threshold], ev_outputs, api_name=False, **heavy)
         with gr.Tab("Model", elem_classes=["earshot-model"]):
-            gr.HTML(f"<style>{MODEL_TAB_CSS}</style>", padding=False, container=False)  # applies however it is launched
+            gr.HTML(
+                f"<style>{MODEL_TAB_CSS}</style>", padding=False, container=False
+            )  # applies however it is launched
             info = model_info(predictor, served.folder)
             with gr.Row():
                 with gr.Column(scale=3):
@@ -166,7 +220,8 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
 
 
 served = _served()
-# run as a server (`python app.py`, as on a Space): short clips in worker processes too, not threads sharing the GIL
+# run as a server (`python app.py`, as on a Space): short clips in worker processes too, not threads sharing
+# the GIL
 demo = build_demo(served, Lanes(served.predictor, short_workers=ARGS.short_workers) if ARGS else None)
 
 if __name__ == "__main__":

@@ -23,7 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BACKENDS = ("torch", "onnx", "onnx-int8")
-SETTING_ARCH = {"default": "xresnet18", "mobilenetv3": "mobilenetv3_large_100", "efficientnet_b0": "efficientnet_b0"}
+SETTING_ARCH = {
+    "default": "xresnet18",
+    "mobilenetv3": "mobilenetv3_large_100",
+    "efficientnet_b0": "efficientnet_b0",
+}
 
 
 def child(backend: str, model: str, clips_csv: str, n: int) -> None:
@@ -45,8 +49,14 @@ def child(backend: str, model: str, clips_csv: str, n: int) -> None:
 
 def run_child(backend: str, model: Path, clips: Path, n: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, __file__, "--child", backend, str(model), str(clips), str(n)],
-                         cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", backend, str(model), str(clips), str(n)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -57,7 +67,9 @@ def params_of(model: Path) -> float:
     from safetensors import safe_open
 
     with safe_open(str(model / "model.safetensors"), "np") as f:
-        shapes = [f.get_slice(k).get_shape() for k in f.keys() if "running_" not in k and "num_batches" not in k]
+        shapes = [
+            f.get_slice(k).get_shape() for k in f.keys() if "running_" not in k and "num_batches" not in k
+        ]
     return sum(math.prod(s) for s in shapes) / 1e6
 
 
@@ -83,7 +95,9 @@ def main() -> None:
         calib.mkdir(parents=True)
         for p in manifest[manifest["split"] == "train"].sample(200, random_state=0)["path"]:
             (calib / f"{Path(p).parent.name}_{Path(p).name}").symlink_to(p)
-    manifest[manifest["split"] == "valid"].sample(a.clips, random_state=0)[["path"]].to_csv(clips_csv, index=False)
+    manifest[manifest["split"] == "valid"].sample(a.clips, random_state=0)[["path"]].to_csv(
+        clips_csv, index=False
+    )
 
     rows = []
     for setting, arch in SETTING_ARCH.items():
@@ -92,14 +106,37 @@ def main() -> None:
             continue
         model = tune / "runs" / a.set / setting / f"seed{runs[0]['seed']}"
         if not (model / "model.int8.onnx").exists():
-            subprocess.run([sys.executable, "-m", "jobs.export", "--model", str(model), "--int8", "--calib",
-                            str(calib), "--quiet"], cwd=ROOT, check=True,
-                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "jobs.export",
+                    "--model",
+                    str(model),
+                    "--int8",
+                    "--calib",
+                    str(calib),
+                    "--quiet",
+                ],
+                cwd=ROOT,
+                check=True,
+                env={**os.environ, "OMP_NUM_THREADS": "1"},
+            )
         acc = [r["accuracy"] for r in runs]
-        rows.append({"arch": arch, "model": model, "seeds": len(acc), "accuracy": sum(acc) / len(acc),
-                     "train_cpu_s": sum(r["cpu_s"] for r in runs) / len(runs), "params_m": params_of(model),
-                     "mb": {b: (model / f).stat().st_size / 1e6 for b, f in
-                            zip(BACKENDS, ("model.safetensors", "model.onnx", "model.int8.onnx"))}})
+        rows.append(
+            {
+                "arch": arch,
+                "model": model,
+                "seeds": len(acc),
+                "accuracy": sum(acc) / len(acc),
+                "train_cpu_s": sum(r["cpu_s"] for r in runs) / len(runs),
+                "params_m": params_of(model),
+                "mb": {
+                    b: (model / f).stat().st_size / 1e6
+                    for b, f in zip(BACKENDS, ("model.safetensors", "model.onnx", "model.int8.onnx"))
+                },
+            }
+        )
     timings: dict[tuple[str, str], list[float]] = {}
     agree: dict[tuple[str, str], float] = {}
     for rnd in range(a.rounds):
@@ -113,15 +150,25 @@ def main() -> None:
                 agree[(row["arch"], b)] = sum(x == y for x, y in zip(top1["torch"], top1[b])) / len(top1[b])
         print(f"round {rnd + 1}/{a.rounds} done (load {os.getloadavg()[0]:.1f})", flush=True)
 
-    print(f"\n{a.set}: accuracy on the held-out split against CPU cost (one thread, batch 1, best of {a.rounds} rounds)")
-    print("| arch | seeds | accuracy | params (M) | training CPU s | torch ms/clip | ONNX ms/clip | int8 ms/clip "
-          "| int8 top-1 agreement | int8 MB |")
+    print(
+        f"\n{a.set}: accuracy on the held-out split against CPU cost (one thread, batch 1, best of "
+        f"{a.rounds} rounds)"
+    )
+    print(
+        "| arch | seeds | accuracy | params (M) | training CPU s | torch ms/clip | ONNX ms/clip | int8 "
+        "ms/clip "
+        "| int8 top-1 agreement | int8 MB |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         t = {b: min(timings[(r["arch"], b)]) for b in BACKENDS}
-        print(f"| {r['arch']} | {r['seeds']} | {r['accuracy']:.4f} | {r['params_m']:.2f} | {r['train_cpu_s']:,.0f} "
-              f"| {t['torch']:.1f} | {t['onnx']:.1f} | {t['onnx-int8']:.1f} | {agree[(r['arch'], 'onnx-int8')]:.0%} "
-              f"| {r['mb']['onnx-int8']:.1f} |")
+        print(
+            f"| {r['arch']} | {r['seeds']} | {r['accuracy']:.4f} | {r['params_m']:.2f} | "
+            f"{r['train_cpu_s']:,.0f} "
+            f"| {t['torch']:.1f} | {t['onnx']:.1f} | {t['onnx-int8']:.1f} | "
+            f"{agree[(r['arch'], 'onnx-int8')]:.0%} "
+            f"| {r['mb']['onnx-int8']:.1f} |"
+        )
     print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at the end")
 
 

@@ -4,7 +4,8 @@
 
 Each RUN_JSON is an object of TrainArgs fields (arch, epochs, lr, bs, ...) and AudioConfig fields
 (n_mels, spec_freq_mask, mixup, ...), e.g. '{"arch": "xresnet18", "epochs": 6, "mixup": 0}'. Every run trains
-through `learner.train.fit.train` (pretrained none) and appends one JSON line to OUT/sweep.jsonl with validation
+through `learner.train.fit.train` (pretrained none) and appends one JSON line to OUT/sweep.jsonl with
+validation
 accuracy, top-3, macro F1, wall time, CPU time and the load average, so the runs can be compared side by side.
 """
 
@@ -35,7 +36,9 @@ def cpu_s() -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default="spoken-digits-synth")
-    p.add_argument("--seed", type=int, default=1, help="split seed (tune on a split the final report does not use)")
+    p.add_argument(
+        "--seed", type=int, default=1, help="split seed (tune on a split the final report does not use)"
+    )
     p.add_argument("--out", required=True)
     p.add_argument("runs", nargs="+")
     args = p.parse_args()
@@ -47,19 +50,39 @@ def main() -> None:
         t_kw = {k: v for k, v in run.items() if k in targ_fields}
         a_kw = {k: v for k, v in run.items() if k not in targ_fields}
         name = "-".join(f"{k}{v}" for k, v in run.items()).replace("/", "_").replace(" ", "")
-        targs = TrainArgs(data=args.data, out=str(out / name), pretrained="none", seed=args.seed, pickle=False,
-                          progress=False, cache_dir=str(out / ".cache"), **t_kw)
+        targs = TrainArgs(
+            data=args.data,
+            out=str(out / name),
+            pretrained="none",
+            seed=args.seed,
+            pickle=False,
+            progress=False,
+            cache_dir=str(out / ".cache"),
+            **t_kw,
+        )
         cfg = AudioConfig(**{**BASE_AUDIO, **a_kw})
         load0, c0, t0 = os.getloadavg()[0], cpu_s(), time.time()
         m = train(targs, cfg).metrics
-        row = {"run": run, "accuracy": round(m["accuracy"], 4), "top3": round(m["top3_accuracy"], 4),
-               "macro_f1": round(m["macro_f1"], 4), "best_epoch": m["best_epoch"], "wall_s": round(time.time() - t0, 1),
-               "cpu_s": round(cpu_s() - c0, 1), "train_time_s": m["train_time_s"],
-               "load": [round(load0, 1), round(os.getloadavg()[0], 1)], "seed": args.seed}
+        row = {
+            "run": run,
+            "accuracy": round(m["accuracy"], 4),
+            "top3": round(m["top3_accuracy"], 4),
+            "macro_f1": round(m["macro_f1"], 4),
+            "best_epoch": m["best_epoch"],
+            "wall_s": round(time.time() - t0, 1),
+            "cpu_s": round(cpu_s() - c0, 1),
+            "train_time_s": m["train_time_s"],
+            "load": [round(load0, 1), round(os.getloadavg()[0], 1)],
+            "seed": args.seed,
+        }
         with open(out / "sweep.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
-        print(f"[{i + 1}/{len(args.runs)}] acc {row['accuracy']:.3f} f1 {row['macro_f1']:.3f} wall {row['wall_s']:.0f}s "
-              f"cpu {row['cpu_s']:.0f}s load {row['load']} {json.dumps(run)}", flush=True)
+        print(
+            f"[{i + 1}/{len(args.runs)}] acc {row['accuracy']:.3f} f1 {row['macro_f1']:.3f} wall "
+            f"{row['wall_s']:.0f}s "
+            f"cpu {row['cpu_s']:.0f}s load {row['load']} {json.dumps(run)}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

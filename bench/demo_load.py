@@ -7,10 +7,12 @@ Starts `python app.py` (the shipped model unless --model; OMP_NUM_THREADS=1, as 
 and talks to it through its HTTP API with gradio_client, as a user's script would:
 - unloaded: one user sends the shipped example clips one after another (`--unloaded` requests);
 - loaded: `--users` users each send `--clips` good clips with a think time between them (uniform in
-  `--think` seconds), one more user sends `--hostile` hostile uploads (empty, text, truncated, header-inflated,
+  `--think` seconds), one more user sends `--hostile` hostile uploads (empty, text, truncated,
+  header-inflated,
   random bytes, …), and `--long-users` users keep sending, in turn, the 590 s 384 kHz 8-channel FLAC (refused
   from its header) and a 9-minute 48 kHz stereo FLAC (allowed) until the good clips are done.
-Modes: `lanes` (long files in their own worker process, learner/serve/lanes.py) and `off` (EARSHOT_LONG_LANE=off:
+Modes: `lanes` (long files in their own worker process, learner/serve/lanes.py) and `off`
+(EARSHOT_LONG_LANE=off:
 every request in the server's two slots, as before). Prints p50/p95 of the good clips' latency, unloaded and
 loaded, their ratio (acceptance: loaded p95 < 3× unloaded), and what the long and hostile requests got.
 """
@@ -75,16 +77,26 @@ def make_files(cache: Path) -> dict[str, list[Path]]:
     hostile.mkdir(exist_ok=True)
     wav = (good[0]).read_bytes()
     tone = cache / "tone.wav"
-    sf.write(tone, (0.3 * np.sin(np.arange(16000) / 16000 * 2 * np.pi * 440)).astype(np.float32), 16000, subtype="PCM_16")
+    sf.write(
+        tone,
+        (0.3 * np.sin(np.arange(16000) / 16000 * 2 * np.pi * 440)).astype(np.float32),
+        16000,
+        subtype="PCM_16",
+    )
     t = bytearray(tone.read_bytes())
     inflated = bytearray(t)
     inflated[40:44] = (2**31).to_bytes(4, "little")  # the data chunk claims 2^31 bytes over ~32 KB
     rnd = np.random.default_rng(1)
     kinds = {
-        "empty.wav": b"", "notes.wav": b"not audio, just text\n" * 50, "truncated.wav": bytes(t[:30]),
-        "random.mp3": rnd.integers(0, 256, 50_000, np.uint8).tobytes(), "inflated.wav": bytes(inflated),
-        "one_sample.wav": bytes(t[:44]) + b"\x00\x00", "corrupt.flac": wav[:200] + rnd.integers(0, 256, 8000, np.uint8).tobytes(),
-        "image.wav": b"\x89PNG\r\n\x1a\n" + bytes(2000), "zip.ogg": b"PK\x03\x04" + bytes(5000),
+        "empty.wav": b"",
+        "notes.wav": b"not audio, just text\n" * 50,
+        "truncated.wav": bytes(t[:30]),
+        "random.mp3": rnd.integers(0, 256, 50_000, np.uint8).tobytes(),
+        "inflated.wav": bytes(inflated),
+        "one_sample.wav": bytes(t[:44]) + b"\x00\x00",
+        "corrupt.flac": wav[:200] + rnd.integers(0, 256, 8000, np.uint8).tobytes(),
+        "image.wav": b"\x89PNG\r\n\x1a\n" + bytes(2000),
+        "zip.ogg": b"PK\x03\x04" + bytes(5000),
         "riff_only.wav": b"RIFF\x00\x00\x00\x00WAVE",
     }
     paths = []
@@ -96,10 +108,18 @@ def make_files(cache: Path) -> dict[str, list[Path]]:
 
 def start_server(mode: str, model: str | None) -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "EARSHOT_LONG_LANE": "on" if mode == "lanes" else "off",
-           "GRADIO_ANALYTICS_ENABLED": "False"}
-    cmd = [sys.executable, "app.py", "--port", str(port), "--host", "127.0.0.1"] + (["--model", model] if model else [])
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "EARSHOT_LONG_LANE": "on" if mode == "lanes" else "off",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    cmd = [sys.executable, "app.py", "--port", str(port), "--host", "127.0.0.1"] + (
+        ["--model", model] if model else []
+    )
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 300
     while True:
@@ -187,7 +207,9 @@ def run_mode(mode: str, files: dict[str, list[Path]], args: argparse.Namespace) 
         def attacker() -> None:
             r = random.Random(99)
             for k in range(args.hostile):
-                time.sleep(r.uniform(lo, hi) * args.clips / max(1, args.hostile))  # spread over the good clips' time
+                time.sleep(
+                    r.uniform(lo, hi) * args.clips / max(1, args.hostile)
+                )  # spread over the good clips' time
                 s, what = _send(clients[args.users], files["hostile"][k % len(files["hostile"])])
                 with lock:
                     bad.append((s, what))
@@ -206,7 +228,9 @@ def run_mode(mode: str, files: dict[str, list[Path]], args: argparse.Namespace) 
             t.start()
         time.sleep(3)  # the long users are under way before the first good clip
         load_start = os.getloadavg()[0]
-        threads = [threading.Thread(target=user, args=(i,)) for i in range(args.users)] + [threading.Thread(target=attacker)]
+        threads = [threading.Thread(target=user, args=(i,)) for i in range(args.users)] + [
+            threading.Thread(target=attacker)
+        ]
         t0 = time.perf_counter()
         for t in threads:
             t.start()
@@ -217,10 +241,18 @@ def run_mode(mode: str, files: dict[str, list[Path]], args: argparse.Namespace) 
         stop.set()
         for t in long_threads:
             t.join()
-        return {"mode": mode, "unloaded": unloaded, "good": good, "good_failed": good_failed, "bad": bad,
-                "longs": longs, "wall_s": wall, "load": (load_start, os.getloadavg()[0]),
-                "cpu_per_clip_s": (cpu1["server"] - cpu0["server"]) / max(1, args.unloaded),
-                "loaded_cpu_s": {k: cpu2[k] - cpu1[k] for k in cpu2}}
+        return {
+            "mode": mode,
+            "unloaded": unloaded,
+            "good": good,
+            "good_failed": good_failed,
+            "bad": bad,
+            "longs": longs,
+            "wall_s": wall,
+            "load": (load_start, os.getloadavg()[0]),
+            "cpu_per_clip_s": (cpu1["server"] - cpu0["server"]) / max(1, args.unloaded),
+            "loaded_cpu_s": {k: cpu2[k] - cpu1[k] for k in cpu2},
+        }
     finally:
         proc.terminate()
         try:
@@ -236,18 +268,24 @@ def report(r: dict) -> str:
     allowed = [(s, what) for w, s, what in r["longs"] if w == "allowed"]
     ok_long = [s for s, what in allowed if what == "ok"]
     lines = [
-        f"mode {r['mode']}: short clip unloaded p50 {1e3 * _q(u, .5):.0f} ms, p95 {1e3 * _q(u, .95):.0f} ms ({len(u)} requests); "
-        f"loaded p50 {1e3 * _q(g, .5):.0f} ms, p95 {1e3 * _q(g, .95):.0f} ms, max {1e3 * max(g, default=0):.0f} ms "
+        f"mode {r['mode']}: short clip unloaded p50 {1e3 * _q(u, 0.5):.0f} ms, p95 {1e3 * _q(u, 0.95):.0f} "
+        f"ms ({len(u)} requests); "
+        f"loaded p50 {1e3 * _q(g, 0.5):.0f} ms, p95 {1e3 * _q(g, 0.95):.0f} ms, max "
+        f"{1e3 * max(g, default=0):.0f} ms "
         f"({len(g)} requests) → p95 ratio {ratio:.2f}× ({'PASS' if ratio < 3 else 'FAIL'}: < 3×)",
-        f"  good clips that failed: {len(r['good_failed'])} {sorted(set(r['good_failed']))[:3]}; hostile uploads: "
+        f"  good clips that failed: {len(r['good_failed'])} {sorted(set(r['good_failed']))[:3]}; hostile "
+        "uploads: "
         f"{len(r['bad'])}, {sum(what != 'ok' for _, what in r['bad'])} refused with a message "
-        f"(p95 {1e3 * _q([s for s, _ in r['bad']], .95):.0f} ms)",
-        f"  590 s 384 kHz 8-ch FLAC: {len(refused)} sent, refused in p50 {1e3 * _q(refused, .5):.0f} ms "
+        f"(p95 {1e3 * _q([s for s, _ in r['bad']], 0.95):.0f} ms)",
+        f"  590 s 384 kHz 8-ch FLAC: {len(refused)} sent, refused in p50 {1e3 * _q(refused, 0.5):.0f} ms "
         f"(max {1e3 * max(refused, default=0):.0f} ms, round trip incl. upload)",
-        f"  9 min 48 kHz stereo FLAC: {len(allowed)} sent, {len(ok_long)} read, p50 {_q(ok_long, .5):.1f} s; "
+        f"  9 min 48 kHz stereo FLAC: {len(allowed)} sent, {len(ok_long)} read, p50 {_q(ok_long, 0.5):.1f} "
+        "s; "
         f"other answers: {sorted({what for _, what in allowed if what != 'ok'})}",
-        f"  load phase {r['wall_s']:.0f} s, load average {r['load'][0]:.1f} → {r['load'][1]:.1f}; server CPU per clip "
-        f"unloaded {r['cpu_per_clip_s']:.2f} s; CPU during the load phase: server {r['loaded_cpu_s']['server']:.0f} s, "
+        f"  load phase {r['wall_s']:.0f} s, load average {r['load'][0]:.1f} → {r['load'][1]:.1f}; server CPU "
+        "per clip "
+        f"unloaded {r['cpu_per_clip_s']:.2f} s; CPU during the load phase: server "
+        f"{r['loaded_cpu_s']['server']:.0f} s, "
         f"long-lane worker {r['loaded_cpu_s']['worker']:.0f} s",
     ]
     return "\n".join(lines)
@@ -267,9 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="also write every latency here")
     args = p.parse_args(argv)
     files = make_files(Path(args.cache))
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
-          f"{os.getloadavg()[0]:.1f}; {args.users} users × {args.clips} good clips (think {args.think[0]:g}–"
-          f"{args.think[1]:g} s), {args.hostile} hostile uploads, {args.long_users} long-file users", flush=True)
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f}; {args.users} users × {args.clips} good clips (think {args.think[0]:g}–"
+        f"{args.think[1]:g} s), {args.hostile} hostile uploads, {args.long_users} long-file users",
+        flush=True,
+    )
     results = []
     for mode in args.modes.split(","):
         results.append(run_mode(mode, files, args))
@@ -278,8 +319,12 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(results, default=str))
     if len(results) == 2:
         a, b = (_q(r["good"], 0.95) for r in results)
-        print(f"loaded p95, {results[0]['mode']} vs {results[1]['mode']}: {1e3 * a:.0f} vs {1e3 * b:.0f} ms "
-              f"({b / a:.1f}× slower without lanes)" if a else "")
+        print(
+            f"loaded p95, {results[0]['mode']} vs {results[1]['mode']}: {1e3 * a:.0f} vs {1e3 * b:.0f} ms "
+            f"({b / a:.1f}× slower without lanes)"
+            if a
+            else ""
+        )
     return 0
 
 

@@ -29,10 +29,39 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-INTERESTING = [0, 1, 2, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0x8000, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000,
-               0xFFFFFFFF, 8000, 44100, 48000, 192000, 768001]
-OUTCOMES = ["decoded", "NotAudioError", "EmptyAudioError", "CorruptAudioError", "UnsupportedCodecError",
-            "TooLongError", "AudioDecodeError", "unexpected", "bad-output", "warning"]
+INTERESTING = [
+    0,
+    1,
+    2,
+    0x7F,
+    0x80,
+    0xFF,
+    0x100,
+    0x7FFF,
+    0x8000,
+    0xFFFF,
+    0x10000,
+    0x7FFFFFFF,
+    0x80000000,
+    0xFFFFFFFF,
+    8000,
+    44100,
+    48000,
+    192000,
+    768001,
+]
+OUTCOMES = [
+    "decoded",
+    "NotAudioError",
+    "EmptyAudioError",
+    "CorruptAudioError",
+    "UnsupportedCodecError",
+    "TooLongError",
+    "AudioDecodeError",
+    "unexpected",
+    "bad-output",
+    "warning",
+]
 
 
 def seeds(d: Path) -> dict[str, bytes]:
@@ -42,15 +71,22 @@ def seeds(d: Path) -> dict[str, bytes]:
     d.mkdir(parents=True, exist_ok=True)
     st, mono, st48 = tone(22050, 0.3, 2), tone(16000, 0.3), tone(48000, 0.3, 2)
     files = [
-        write_sf(d / "a.wav", st, 22050, "PCM_16"), write_sf(d / "b.wav", mono, 16000, "PCM_24"),
-        write_sf(d / "c.wav", mono, 16000, "FLOAT"), write_sf(d / "d.wav", st, 22050, "IMA_ADPCM"),
-        write_sf(d / "e.wav", mono, 16000, "ULAW"), write_av(d / "f.wav", mono, 16000, "wav", "pcm_s64le"),
-        write_sf(d / "a.flac", st, 22050, "PCM_16"), write_sf(d / "b.flac", mono, 16000, "PCM_24"),
+        write_sf(d / "a.wav", st, 22050, "PCM_16"),
+        write_sf(d / "b.wav", mono, 16000, "PCM_24"),
+        write_sf(d / "c.wav", mono, 16000, "FLOAT"),
+        write_sf(d / "d.wav", st, 22050, "IMA_ADPCM"),
+        write_sf(d / "e.wav", mono, 16000, "ULAW"),
+        write_av(d / "f.wav", mono, 16000, "wav", "pcm_s64le"),
+        write_sf(d / "a.flac", st, 22050, "PCM_16"),
+        write_sf(d / "b.flac", mono, 16000, "PCM_24"),
         write_sf(d / "a.mp3", mono, 16000, "MPEG_LAYER_III", "MP3"),
         write_av(d / "b.mp3", st, 22050, "mp3", "libmp3lame"),
-        write_av(d / "a.m4a", st, 22050, "ipod", "aac"), write_av(d / "b.m4a", mono, 16000, "ipod", "alac"),
-        write_av(d / "a.webm", st48, 48000, "webm", "libopus"), write_av(d / "a.aac", mono, 16000, "adts", "aac"),
-        write_sf(d / "a.ogg", st, 22050, "VORBIS", "OGG"), write_av(d / "b.ogg", mono, 16000, "ogg", "flac"),
+        write_av(d / "a.m4a", st, 22050, "ipod", "aac"),
+        write_av(d / "b.m4a", mono, 16000, "ipod", "alac"),
+        write_av(d / "a.webm", st48, 48000, "webm", "libopus"),
+        write_av(d / "a.aac", mono, 16000, "adts", "aac"),
+        write_sf(d / "a.ogg", st, 22050, "VORBIS", "OGG"),
+        write_av(d / "b.ogg", mono, 16000, "ogg", "flac"),
         write_sf(d / "a.opus", tone(48000, 0.3), 48000, "OPUS", "OGG"),
         write_sf(d / "a.aiff", mono, 16000, "PCM_16", "AIFF"),
     ]
@@ -104,13 +140,26 @@ def call_for(rng: random.Random) -> dict:
     if r < 0.5:
         return {"fn": "decode"}
     if r < 0.67:
-        return {"fn": "decode", "sample_rate": 16000, "offset_s": round(rng.random() * 0.4, 3),
-                "duration_s": round(0.01 + rng.random() * 0.3, 3)}
+        return {
+            "fn": "decode",
+            "sample_rate": 16000,
+            "offset_s": round(rng.random() * 0.4, 3),
+            "duration_s": round(0.01 + rng.random() * 0.3, 3),
+        }
     if r < 0.8:
         return {"fn": "probe"}
-    if r < 0.9:  # block-wise decoding of long files (learner.audio.stream), small blocks to cross many borders
-        return {"fn": "stream", "sample_rate": rng.choice([None, 16000, 22050]), "block": rng.choice([1024, 4096])}
-    return {"fn": "decode", "path_ext": rng.choice([".wav", ".mp3", ".au", ".gsm", ".vox", ".raw", ".m4a", ".ogg"])}
+    if (
+        r < 0.9
+    ):  # block-wise decoding of long files (learner.audio.stream), small blocks to cross many borders
+        return {
+            "fn": "stream",
+            "sample_rate": rng.choice([None, 16000, 22050]),
+            "block": rng.choice([1024, 4096]),
+        }
+    return {
+        "fn": "decode",
+        "path_ext": rng.choice([".wav", ".mp3", ".au", ".gsm", ".vox", ".raw", ".m4a", ".ogg"]),
+    }
 
 
 def run_call(data: bytes, call: dict, scratch: Path) -> object:
@@ -130,8 +179,14 @@ def run_call(data: bytes, call: dict, scratch: Path) -> object:
         from learner.audio.stream import stream_decode
 
         blocks: list = []
-        d = stream_decode(src, call["sample_rate"], blocks.append, max_duration_s=60.0, max_bytes=50 * 2**20,
-                          block=call["block"])
+        d = stream_decode(
+            src,
+            call["sample_rate"],
+            blocks.append,
+            max_duration_s=60.0,
+            max_bytes=50 * 2**20,
+            block=call["block"],
+        )
         return replace(d, samples=np.concatenate(blocks) if blocks else np.zeros(0, np.float32))
     kw = {k: v for k, v in call.items() if k in ("sample_rate", "offset_s", "duration_s")}
     return decode(src, max_duration_s=60.0, max_bytes=50 * 2**20, **kw)
@@ -151,7 +206,10 @@ def check_output(result: object, call: dict) -> str | None:
         return "non-finite samples"
     if call.get("sample_rate") is None and np.abs(x).max() > 1.0:
         return f"samples beyond [-1, 1]: {np.abs(x).max()}"
-    if abs(x.size - result.duration_s * result.sample_rate) > 1 + result.sample_rate / result.orig_sample_rate:
+    if (
+        abs(x.size - result.duration_s * result.sample_rate)
+        > 1 + result.sample_rate / result.orig_sample_rate
+    ):
         return f"{x.size} samples for {result.duration_s} s at {result.sample_rate} Hz"
     if "duration_s" in call and result.duration_s > call["duration_s"] + 1 / result.orig_sample_rate:
         return f"window of {result.duration_s} s for {call['duration_s']} s asked"
@@ -162,8 +220,9 @@ def save(out: Path, kind: str, data: bytes, call: dict, detail: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{kind}-{hashlib.sha1(data).hexdigest()[:12]}.bin"
     path.write_bytes(data)
-    path.with_suffix(".txt").write_text(f"call: {json.dumps(call)}\nreplay: python bench/fuzz_decode.py --replay "
-                                        f"{path}\n\n{detail}\n")
+    path.with_suffix(".txt").write_text(
+        f"call: {json.dumps(call)}\nreplay: python bench/fuzz_decode.py --replay {path}\n\n{detail}\n"
+    )
     return path
 
 
@@ -205,8 +264,13 @@ def child(args: argparse.Namespace, counts, beat, current: str) -> None:
                 report("exception", key, data, call, traceback.format_exc())
         for w in caught:
             outcome = "warning" if outcome == "decoded" else outcome
-            report("warning", f"{w.category.__name__}@{w.filename}:{w.lineno}", data, call, f"{w.category.__name__}: "
-                   f"{w.message} ({w.filename}:{w.lineno})")
+            report(
+                "warning",
+                f"{w.category.__name__}@{w.filename}:{w.lineno}",
+                data,
+                call,
+                f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})",
+            )
         with counts.get_lock():
             counts[OUTCOMES.index(outcome)] += 1
         beat.value = time.monotonic()
@@ -221,8 +285,10 @@ def child(args: argparse.Namespace, counts, beat, current: str) -> None:
         corpus_dir.mkdir(exist_ok=True)
         for i, s in enumerate(pool):
             (corpus_dir / f"seed{i}").write_bytes(s)
-        atheris.Setup([sys.argv[0], str(corpus_dir), "-max_len=200000", f"-timeout={args.hang_s}", "-rss_limit_mb=0"],
-                      test_one)
+        atheris.Setup(
+            [sys.argv[0], str(corpus_dir), "-max_len=200000", f"-timeout={args.hang_s}", "-rss_limit_mb=0"],
+            test_one,
+        )
         atheris.Fuzz()
     while True:
         one(mutate(rng.choice(pool), pool, rng), call_for(rng))
@@ -241,7 +307,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.replay:
         data = Path(args.replay).read_bytes()
-        call = json.loads(Path(args.replay).with_suffix(".txt").read_text().split("\n")[0].removeprefix("call: "))
+        call = json.loads(
+            Path(args.replay).with_suffix(".txt").read_text().split("\n")[0].removeprefix("call: ")
+        )
         print(f"{call} on {len(data)} bytes ->", flush=True)
         with tempfile.TemporaryDirectory() as scratch:
             print(repr(run_call(data, call, Path(scratch))))
@@ -277,17 +345,27 @@ def main() -> None:
             call_line, data = Path(current).read_bytes().split(b"\n", 1)
             log = work / "child.log"
             tail = log.read_bytes()[-2000:].decode(errors="replace") if log.exists() else ""
-            p = save(Path(args.out), kind, data, json.loads(call_line), f"child ended: {kind}\n\nlog tail:\n{tail}")
+            p = save(
+                Path(args.out), kind, data, json.loads(call_line), f"child ended: {kind}\n\nlog tail:\n{tail}"
+            )
             print(f"{kind}: saved {p}", flush=True)
     elapsed = time.monotonic() - start
     tried = sum(counts[:])
-    figures = {"engine": args.engine, "seconds": round(elapsed, 1), "inputs": tried,
-               "inputs_per_s": round(tried / elapsed, 1), "outcomes": dict(zip(OUTCOMES, counts[:])),
-               "unexpected_exceptions": counts[OUTCOMES.index("unexpected")],
-               "bad_outputs": counts[OUTCOMES.index("bad-output")], "warnings": counts[OUTCOMES.index("warning")],
-               "crashes": crashes, "hangs": hangs,
-               "restarts": restarts, "cpu": f"{os.cpu_count()} cores",
-               "new_findings": sorted(str(p) for p in set(Path(args.out).glob("*.bin")) - before)}
+    figures = {
+        "engine": args.engine,
+        "seconds": round(elapsed, 1),
+        "inputs": tried,
+        "inputs_per_s": round(tried / elapsed, 1),
+        "outcomes": dict(zip(OUTCOMES, counts[:])),
+        "unexpected_exceptions": counts[OUTCOMES.index("unexpected")],
+        "bad_outputs": counts[OUTCOMES.index("bad-output")],
+        "warnings": counts[OUTCOMES.index("warning")],
+        "crashes": crashes,
+        "hangs": hangs,
+        "restarts": restarts,
+        "cpu": f"{os.cpu_count()} cores",
+        "new_findings": sorted(str(p) for p in set(Path(args.out).glob("*.bin")) - before),
+    }
     print(json.dumps(figures, indent=2))
     shutil.rmtree(work, ignore_errors=True)
     if args.json:

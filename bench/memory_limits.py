@@ -1,4 +1,5 @@
-"""Peak memory of long and heavy files through the scorer, jobs.predict and the demo's decoding (issue 13, item 2).
+"""Peak memory of long and heavy files through the scorer, jobs.predict and the demo's decoding (issue 13,
+item 2).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/memory_limits.py [--work DIR] [--hours 3] [--compare-minutes 20]
 
@@ -8,9 +9,11 @@ at 48 kHz stereo, 1 hour at 384 kHz mono (inside the scorer's sample budget, so 
 384 kHz 8-channel file of the issue. The model is an untrained `mfcc_cnn1d` at the default AudioConfig
 (22.05 kHz, 5 s clips): cheap to run, and memory is the decoder's, not the network's. Each case runs as its
 own process (`python -m jobs.score` / `jobs.predict`, or a small decode call); RSS of the process and all its
-children is read from /proc every 50 ms: the peak of the whole tree's sum, and each process's own peak (VmHWM).
+children is read from /proc every 50 ms: the peak of the whole tree's sum, and each process's own peak
+(VmHWM).
 
-`--compare-minutes M` also runs jobs.predict on an M-minute 48 kHz stereo file both ways side by side, block by
+`--compare-minutes M` also runs jobs.predict on an M-minute 48 kHz stereo file both ways side by side, block
+by
 block (today's path) and held whole (the path before), for the ratio.
 """
 
@@ -65,8 +68,16 @@ def make_model(folder: Path) -> Path:
         cfg = AudioConfig()
         classes = ["tone", "chirp", "noise", "clicks"]
         net = create_model("mfcc_cnn1d", len(classes), cfg).eval()
-        save_model_dir(folder, net.state_dict(), {"arch": "mfcc_cnn1d", "input": get_arch("mfcc_cnn1d").input,
-                                                  "classes": classes, "audio": cfg.to_dict()})
+        save_model_dir(
+            folder,
+            net.state_dict(),
+            {
+                "arch": "mfcc_cnn1d",
+                "input": get_arch("mfcc_cnn1d").input,
+                "classes": classes,
+                "audio": cfg.to_dict(),
+            },
+        )
     return folder
 
 
@@ -119,14 +130,23 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> dict:
                 rss[p] = max(rss.get(p, 0), kb)
         time.sleep(0.05)
     out, err = proc.communicate()
-    return {"seconds": time.perf_counter() - start, "rc": proc.returncode, "tree_gb": tree_rss * 1024 / GB,
-            "tree_pss_gb": tree_pss * 1024 / GB, "main_gb": main * 1024 / GB,
-            "worker_gb": max(rss.values(), default=0) * 1024 / GB, "out": out.strip(), "err": err.strip()}
+    return {
+        "seconds": time.perf_counter() - start,
+        "rc": proc.returncode,
+        "tree_gb": tree_rss * 1024 / GB,
+        "tree_pss_gb": tree_pss * 1024 / GB,
+        "main_gb": main * 1024 / GB,
+        "worker_gb": max(rss.values(), default=0) * 1024 / GB,
+        "out": out.strip(),
+        "err": err.strip(),
+    }
 
 
 DECODE = """
 import sys, time
-from learner.audio import DEMO_MAX_BYTES, DEMO_MAX_S, SCORE_MAX_BYTES, SCORE_MAX_S, AudioDecodeError, ClipPipeline
+from learner.audio import (
+    DEMO_MAX_BYTES, DEMO_MAX_S, SCORE_MAX_BYTES, SCORE_MAX_S, AudioDecodeError, ClipPipeline,
+)
 from learner.config import AudioConfig
 pipe = ClipPipeline(AudioConfig())
 limits = (DEMO_MAX_S, DEMO_MAX_BYTES) if sys.argv[2] == "demo" else (SCORE_MAX_S, SCORE_MAX_BYTES)
@@ -150,7 +170,9 @@ print(r.label, len(r.window_starts))
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", default=None, help="folder for the generated files and outputs (default: a temp dir)")
+    ap.add_argument(
+        "--work", default=None, help="folder for the generated files and outputs (default: a temp dir)"
+    )
     ap.add_argument("--hours", type=float, default=3.0)
     ap.add_argument("--compare-minutes", type=float, default=20.0, help="0: skip the side-by-side comparison")
     args = ap.parse_args()
@@ -166,14 +188,53 @@ def main() -> None:
     f384_1h = make_flac(work / "1h_384k_mono.flac", 384_000, 1, 3600)
     f590 = make_flac(work / "590s_384k_8ch.flac", 384_000, 8, 590)
     cases = [
-        (f"jobs.score, {h:g} h 384 kHz mono ({f384.stat().st_size / 2**20:.0f} MB FLAC)",
-         [py, "-m", "jobs.score", str(f384), "--model", str(model), "--out", str(work / "o384.parquet"), "--overwrite"]),
-        (f"jobs.score --windows 5,2.5, {h:g} h 48 kHz stereo ({f48.stat().st_size / 2**20:.0f} MB)",
-         [py, "-m", "jobs.score", str(f48), "--model", str(model), "--out", str(work / "o48.parquet"), "--overwrite",
-          "--windows", "5,2.5"]),
-        (f"jobs.score --windows 5,2.5, 1 h 384 kHz mono ({f384_1h.stat().st_size / 2**20:.0f} MB, inside the budget)",
-         [py, "-m", "jobs.score", str(f384_1h), "--model", str(model), "--out", str(work / "o384_1h.parquet"),
-          "--overwrite", "--windows", "5,2.5"]),
+        (
+            f"jobs.score, {h:g} h 384 kHz mono ({f384.stat().st_size / 2**20:.0f} MB FLAC)",
+            [
+                py,
+                "-m",
+                "jobs.score",
+                str(f384),
+                "--model",
+                str(model),
+                "--out",
+                str(work / "o384.parquet"),
+                "--overwrite",
+            ],
+        ),
+        (
+            f"jobs.score --windows 5,2.5, {h:g} h 48 kHz stereo ({f48.stat().st_size / 2**20:.0f} MB)",
+            [
+                py,
+                "-m",
+                "jobs.score",
+                str(f48),
+                "--model",
+                str(model),
+                "--out",
+                str(work / "o48.parquet"),
+                "--overwrite",
+                "--windows",
+                "5,2.5",
+            ],
+        ),
+        (
+            f"jobs.score --windows 5,2.5, 1 h 384 kHz mono ({f384_1h.stat().st_size / 2**20:.0f} MB, inside "
+            "the budget)",
+            [
+                py,
+                "-m",
+                "jobs.score",
+                str(f384_1h),
+                "--model",
+                str(model),
+                "--out",
+                str(work / "o384_1h.parquet"),
+                "--overwrite",
+                "--windows",
+                "5,2.5",
+            ],
+        ),
         (f"jobs.predict, {h:g} h 48 kHz stereo", [py, "-m", "jobs.predict", str(f48), "--model", str(model)]),
         (f"jobs.predict, {h:g} h 384 kHz mono", [py, "-m", "jobs.predict", str(f384), "--model", str(model)]),
         (f"decoding with the scorer's limits, {h:g} h 384 kHz mono", [py, "-c", DECODE, str(f384), "score"]),
@@ -182,14 +243,25 @@ def main() -> None:
     if args.compare_minutes > 0:
         m = args.compare_minutes
         fm = make_flac(work / f"{m:g}min_48k_stereo.flac", 48_000, 2, m * 60)
-        cases += [(f"jobs.predict, {m:g} min 48 kHz stereo, block by block", [py, "-m", "jobs.predict", str(fm),
-                                                                              "--model", str(model)]),
-                  (f"Predictor, {m:g} min 48 kHz stereo, held whole (before)", [py, "-c", WHOLE_PREDICT, str(model),
-                                                                                str(fm)])]
-    print(f"files and model ready in {time.perf_counter() - t:.0f} s in {work}; load {os.getloadavg()[0]:.1f}; "
-          f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']}, {os.cpu_count()} CPUs")
-    print("| case | exit | wall s | peak RSS, whole tree (GB) | tree PSS (GB) | main process (GB) | largest child (GB) "
-          "| says |")
+        cases += [
+            (
+                f"jobs.predict, {m:g} min 48 kHz stereo, block by block",
+                [py, "-m", "jobs.predict", str(fm), "--model", str(model)],
+            ),
+            (
+                f"Predictor, {m:g} min 48 kHz stereo, held whole (before)",
+                [py, "-c", WHOLE_PREDICT, str(model), str(fm)],
+            ),
+        ]
+    print(
+        f"files and model ready in {time.perf_counter() - t:.0f} s in {work}; load {os.getloadavg()[0]:.1f}; "
+        f"OMP_NUM_THREADS={env['OMP_NUM_THREADS']}, {os.cpu_count()} CPUs"
+    )
+    print(
+        "| case | exit | wall s | peak RSS, whole tree (GB) | tree PSS (GB) | main process (GB) | largest "
+        "child (GB) "
+        "| says |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for name, cmd in cases:
         r = run_measured(cmd, env)
@@ -198,10 +270,20 @@ def main() -> None:
             import pyarrow.parquet as pq
 
             row = pq.read_table(cmd[cmd.index("--out") + 1]).to_pylist()[0]
-            says = f"row: error {row['error']!r}" if row["error"] else (
-                f"row: {row['label']} {row['score']:.3f}, {row['n_windows']} windows, {row['duration_s']:.0f} s")
-        print(f"| {name} | {r['rc']} | {r['seconds']:.1f} | {r['tree_gb']:.2f} | {r['tree_pss_gb']:.2f} | {r['main_gb']:.2f} | "
-              f"{r['worker_gb']:.2f} | {says[:160]} |", flush=True)
+            says = (
+                f"row: error {row['error']!r}"
+                if row["error"]
+                else (
+                    f"row: {row['label']} {row['score']:.3f}, {row['n_windows']} windows, "
+                    f"{row['duration_s']:.0f} s"
+                )
+            )
+        print(
+            f"| {name} | {r['rc']} | {r['seconds']:.1f} | {r['tree_gb']:.2f} | {r['tree_pss_gb']:.2f} | "
+            f"{r['main_gb']:.2f} | "
+            f"{r['worker_gb']:.2f} | {says[:160]} |",
+            flush=True,
+        )
     print(f"load after: {os.getloadavg()[0]:.1f}")
 
 

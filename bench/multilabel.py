@@ -1,6 +1,7 @@
 """Multi-label acceptance (issue #14): macro mAP and macro F1 at calibrated thresholds on mixtures-synth.
 
-    python bench/multilabel.py --out runs/multilabel [--clips 600] [--duration 2] [--epochs 15] [-- jobs.train flags]
+    python bench/multilabel.py --out runs/multilabel [--clips 600] [--duration 2] [--epochs 15] [-- jobs.train
+    flags]
 
 Builds the generated multi-label set (1–3 of six synthetic sources per 2 s clip, random offsets and SNRs,
 `group` = site), trains with jobs.train's defaults (`--pretrained none`: ImageNet weights need the network),
@@ -44,9 +45,16 @@ def main() -> None:
     p.add_argument("--out", default="runs/multilabel")
     p.add_argument("--clips", type=int, default=600)
     p.add_argument("--epochs", type=int, default=15, help="jobs.train's default")
-    p.add_argument("--duration", type=float, default=2.0, help="clip seconds (sources last 0.4-1.5 s; ≤ 1 s clips: 0.3-0.8 s)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=2.0,
+        help="clip seconds (sources last 0.4-1.5 s; ≤ 1 s clips: 0.3-0.8 s)",
+    )
     p.add_argument("--seed", type=int, default=0, help="data seed")
-    p.add_argument("--reuse-model", action="store_true", help="keep OUT/model if it is there (re-evaluate only)")
+    p.add_argument(
+        "--reuse-model", action="store_true", help="keep OUT/model if it is there (re-evaluate only)"
+    )
     p.add_argument("extra", nargs="*", help="extra jobs.train flags (after --)")
     args = p.parse_args()
     out = Path(args.out).absolute()
@@ -59,23 +67,78 @@ def main() -> None:
 
     t0 = time.time()
     source_s = (0.4, 1.5) if args.duration > 1.0 else (0.3, 0.8)
-    manifest = ensure_mixtures(out / "data", n_clips=args.clips, n_sites=24, duration=args.duration,
-                               source_s=source_s, seed=args.seed)
+    manifest = ensure_mixtures(
+        out / "data",
+        n_clips=args.clips,
+        n_sites=24,
+        duration=args.duration,
+        source_s=source_s,
+        seed=args.seed,
+    )
     build_s = round(time.time() - t0, 1)
     model = out / "model"
     train_wall = train_cpu = None
     if not (args.reuse_model and (model / "config.json").exists()):
-        train_wall, train_cpu = run([sys.executable, "-m", "jobs.train", "--data", str(manifest), "--out", str(model),
-                                     "--pretrained", "none", "--epochs", str(args.epochs), "--quiet", "--no-pickle",
-                                     *args.extra])
+        train_wall, train_cpu = run(
+            [
+                sys.executable,
+                "-m",
+                "jobs.train",
+                "--data",
+                str(manifest),
+                "--out",
+                str(model),
+                "--pretrained",
+                "none",
+                "--epochs",
+                str(args.epochs),
+                "--quiet",
+                "--no-pickle",
+                *args.extra,
+            ]
+        )
     ev = out / "evaluate"
-    eval_wall, eval_cpu = run([sys.executable, "-m", "jobs.evaluate", "--model", str(model), "--data", str(manifest),
-                               "--subset", "valid", "--out", str(ev), "--quiet"])
+    eval_wall, eval_cpu = run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.evaluate",
+            "--model",
+            str(model),
+            "--data",
+            str(manifest),
+            "--subset",
+            "valid",
+            "--out",
+            str(ev),
+            "--quiet",
+        ]
+    )
     # held out: other sites and seeds, never seen by training nor by the threshold calibration (validation)
-    heldout = ensure_mixtures(out / "heldout", n_clips=max(120, args.clips // 3), n_sites=8, duration=args.duration,
-                              source_s=source_s, seed=args.seed + 1000)
-    run([sys.executable, "-m", "jobs.evaluate", "--model", str(model), "--data", str(heldout), "--subset", "all",
-         "--out", str(out / "evaluate-heldout"), "--quiet"])
+    heldout = ensure_mixtures(
+        out / "heldout",
+        n_clips=max(120, args.clips // 3),
+        n_sites=8,
+        duration=args.duration,
+        source_s=source_s,
+        seed=args.seed + 1000,
+    )
+    run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.evaluate",
+            "--model",
+            str(model),
+            "--data",
+            str(heldout),
+            "--subset",
+            "all",
+            "--out",
+            str(out / "evaluate-heldout"),
+            "--quiet",
+        ]
+    )
     held = json.loads((out / "evaluate-heldout" / "metrics.json").read_text())
     config = json.loads((model / "config.json").read_text())
     trained = json.loads((model / "metrics.json").read_text())
@@ -97,28 +160,49 @@ def main() -> None:
     per_clip = [len(pred.detect(p)) for p in probs]
 
     result = {
-        "clips": args.clips, "clip_s": args.duration, "n_train": trained["n_train"], "n_valid": trained["n_valid"],
-        "classes": len(pred.classes), "epochs": args.epochs, "labels_per_clip": round(trained["labels_per_clip"], 2),
-        "macro_map": round(trained["macro_map"], 4), "macro_auroc": round(trained["macro_auroc"], 4),
-        "macro_f1_calibrated": round(trained["macro_f1"], 4), "micro_f1_calibrated": round(trained["micro_f1"], 4),
-        "macro_f1_at_0.5": round(fixed["macro_f1"], 4), "micro_f1_at_0.5": round(fixed["micro_f1"], 4),
-        "exact_match_calibrated": round(calibrated["exact_match"], 4), "exact_match_at_0.5": round(fixed["exact_match"], 4),
-        "predictor_macro_map": round(again["macro_map"], 4), "predictor_macro_f1": round(again["macro_f1"], 4),
+        "clips": args.clips,
+        "clip_s": args.duration,
+        "n_train": trained["n_train"],
+        "n_valid": trained["n_valid"],
+        "classes": len(pred.classes),
+        "epochs": args.epochs,
+        "labels_per_clip": round(trained["labels_per_clip"], 2),
+        "macro_map": round(trained["macro_map"], 4),
+        "macro_auroc": round(trained["macro_auroc"], 4),
+        "macro_f1_calibrated": round(trained["macro_f1"], 4),
+        "micro_f1_calibrated": round(trained["micro_f1"], 4),
+        "macro_f1_at_0.5": round(fixed["macro_f1"], 4),
+        "micro_f1_at_0.5": round(fixed["micro_f1"], 4),
+        "exact_match_calibrated": round(calibrated["exact_match"], 4),
+        "exact_match_at_0.5": round(fixed["exact_match"], 4),
+        "predictor_macro_map": round(again["macro_map"], 4),
+        "predictor_macro_f1": round(again["macro_f1"], 4),
         "detected_per_clip": round(float(np.mean(per_clip)), 2),
-        "heldout_n": held.get("n_samples"), "heldout_macro_map": round(held["macro_map"], 4),
-        "heldout_macro_f1": round(held["macro_f1"], 4), "heldout_micro_f1": round(held["micro_f1"], 4),
+        "heldout_n": held.get("n_samples"),
+        "heldout_macro_map": round(held["macro_map"], 4),
+        "heldout_macro_f1": round(held["macro_f1"], 4),
+        "heldout_micro_f1": round(held["micro_f1"], 4),
         "thresholds": {k: round(v, 3) for k, v in config["thresholds"].items()},
         "per_class_ap": {r["label"]: round(r["ap"], 4) for r in trained["per_class"]},
-        "build_s": build_s, "train_wall_s": train_wall, "train_cpu_s": train_cpu, "eval_wall_s": eval_wall,
-        "eval_cpu_s": eval_cpu, "load": os.getloadavg()[0],
+        "build_s": build_s,
+        "train_wall_s": train_wall,
+        "train_cpu_s": train_cpu,
+        "eval_wall_s": eval_wall,
+        "eval_cpu_s": eval_cpu,
+        "load": os.getloadavg()[0],
     }
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     ok = result["macro_map"] >= 0.9 and result["macro_f1_calibrated"] >= 0.85
-    print(f"macro mAP {result['macro_map']:.3f} (goal ≥ 0.9) · macro F1 calibrated {result['macro_f1_calibrated']:.3f} "
-          f"vs {result['macro_f1_at_0.5']:.3f} at 0.5 (goal ≥ 0.85) → {'PASS' if ok else 'FAIL'}")
-    print(f"held out ({result['heldout_n']} clips of 8 new sites, thresholds from validation): macro mAP "
-          f"{result['heldout_macro_map']:.3f} · macro F1 {result['heldout_macro_f1']:.3f}")
+    print(
+        f"macro mAP {result['macro_map']:.3f} (goal ≥ 0.9) · macro F1 calibrated "
+        f"{result['macro_f1_calibrated']:.3f} "
+        f"vs {result['macro_f1_at_0.5']:.3f} at 0.5 (goal ≥ 0.85) → {'PASS' if ok else 'FAIL'}"
+    )
+    print(
+        f"held out ({result['heldout_n']} clips of 8 new sites, thresholds from validation): macro mAP "
+        f"{result['heldout_macro_map']:.3f} · macro F1 {result['heldout_macro_f1']:.3f}"
+    )
 
 
 if __name__ == "__main__":

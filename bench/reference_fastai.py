@@ -119,19 +119,34 @@ def main() -> None:
 
     from fastai.data.load import DataLoader
 
-    dls = DataLoaders(DataLoader(tr, bs=64, shuffle=True, drop_last=True), DataLoader(va, bs=128), device="cpu")
-    learn = Learner(dls, xresnet18(c_in=1, n_out=len(classes)), loss_func=CrossEntropyLossFlat(),
-                    metrics=accuracy, cbs=[FeatureCallback()])
+    dls = DataLoaders(
+        DataLoader(tr, bs=64, shuffle=True, drop_last=True), DataLoader(va, bs=128), device="cpu"
+    )
+    learn = Learner(
+        dls,
+        xresnet18(c_in=1, n_out=len(classes)),
+        loss_func=CrossEntropyLossFlat(),
+        metrics=accuracy,
+        cbs=[FeatureCallback()],
+    )
     learn.remove_cb(ProgressCallback)
     c1, t1 = cpu_s(), time.time()
     learn.fit_one_cycle(args.epochs, 3e-3)
     fit_cpu, fit_wall = cpu_s() - c1, time.time() - t1
     probs, targets = learn.get_preds(ds_idx=1)
     acc = float((probs.argmax(1) == targets).float().mean())
-    result = {"accuracy": round(acc, 4), "n_train": len(tr), "n_valid": len(va), "seed": args.seed,
-              "epochs": args.epochs, "fit_cpu_s": round(fit_cpu, 1), "fit_wall_s": round(fit_wall, 1),
-              "decode_cpu_s": round(decode_cpu, 1), "cpu_s": round(cpu_s() - c0, 1),
-              "wall_s": round(time.time() - t0, 1)}
+    result = {
+        "accuracy": round(acc, 4),
+        "n_train": len(tr),
+        "n_valid": len(va),
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "fit_cpu_s": round(fit_cpu, 1),
+        "fit_wall_s": round(fit_wall, 1),
+        "decode_cpu_s": round(decode_cpu, 1),
+        "cpu_s": round(cpu_s() - c0, 1),
+        "wall_s": round(time.time() - t0, 1),
+    }
     (out / "result.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result))
 

@@ -73,8 +73,11 @@ def make_model(folder: Path) -> Path:
 
     cfg = AudioConfig(sample_rate=SR, duration=1.0, n_mels=64, hop_length=256, n_fft=512)
     if not (folder / "config.json").exists():
-        save_model_dir(folder, create_model("xresnet18", 4, cfg).eval().state_dict(),
-                       {"arch": "xresnet18", "input": "spectrogram", "classes": CLASSES, "audio": cfg.to_dict()})
+        save_model_dir(
+            folder,
+            create_model("xresnet18", 4, cfg).eval().state_dict(),
+            {"arch": "xresnet18", "input": "spectrogram", "classes": CLASSES, "audio": cfg.to_dict()},
+        )
     return folder
 
 
@@ -91,11 +94,24 @@ def main() -> None:
     expected = make_files(work / "audio", args.files, round(100 / args.bad_pct))
     model = make_model(work / "model")
     n_bad = sum(v is not None for v in expected.values())
-    print(f"{len(expected)} files ({n_bad} bad) ready in {time.perf_counter() - t:.0f} s; "
-          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"{len(expected)} files ({n_bad} bad) ready in {time.perf_counter() - t:.0f} s; "
+        f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+    )
     out = work / "scores.parquet"
-    cmd = [sys.executable, "-m", "jobs.score", "--model", str(model), "--input", str(work / "audio"),
-           "--output", str(out), "--overwrite", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jobs.score",
+        "--model",
+        str(model),
+        "--input",
+        str(work / "audio"),
+        "--output",
+        str(out),
+        "--overwrite",
+        "--quiet",
+    ]
     t = time.perf_counter()
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - t
@@ -106,10 +122,15 @@ def main() -> None:
     paths, errors = table["path"].to_pylist(), table["error"].to_pylist()
     got = dict(zip(paths, errors))
     wrong = [p for p, kind in expected.items() if (got.get(p) is None) != (kind is None)]
-    print(f"rows {table.num_rows}, unique paths {len(set(paths))}, expected {len(expected)}; "
-          f"error rows {sum(e is not None for e in errors)} (expected {n_bad}); misclassified good/bad: {len(wrong)}")
-    print(f"wall {wall:.0f} s ({len(expected) / wall:.1f} files/s incl. start-up); parts: "
-          f"{len(list(out.glob('part-*.parquet')))}; load {os.getloadavg()[0]:.1f}")
+    print(
+        f"rows {table.num_rows}, unique paths {len(set(paths))}, expected {len(expected)}; "
+        f"error rows {sum(e is not None for e in errors)} (expected {n_bad}); misclassified good/bad: "
+        f"{len(wrong)}"
+    )
+    print(
+        f"wall {wall:.0f} s ({len(expected) / wall:.1f} files/s incl. start-up); parts: "
+        f"{len(list(out.glob('part-*.parquet')))}; load {os.getloadavg()[0]:.1f}"
+    )
     for kind in BAD_KINDS:
         sample = next((got[p] for p, k in expected.items() if k == kind), None)
         print(f"  {kind:<15} → {sample}")

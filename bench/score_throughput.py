@@ -1,6 +1,7 @@
 """Throughput of `jobs.score` next to the model forward alone and a per-file loop, in one run.
 
-    .venv/bin/python bench/score_throughput.py [--files 2000] [--batch-size 32] [--loop-files 100] [--work DIR]
+    .venv/bin/python bench/score_throughput.py [--files 2000] [--batch-size 32] [--loop-files 100] [--work
+    DIR]
 
 Generates N 5 s clips at 22.05 kHz (16-bit WAV) and an untrained xresnet18 model directory at the default
 AudioConfig (22.05 kHz, 5 s, 128 mels), then measures files/s of
@@ -58,8 +59,11 @@ def make_model(folder: Path) -> Path:
     cfg = AudioConfig()
     if not (folder / "config.json").exists():
         net = create_model("xresnet18", len(CLASSES), cfg)
-        save_model_dir(folder, net.eval().state_dict(),
-                       {"arch": "xresnet18", "input": "spectrogram", "classes": CLASSES, "audio": cfg.to_dict()})
+        save_model_dir(
+            folder,
+            net.eval().state_dict(),
+            {"arch": "xresnet18", "input": "spectrogram", "classes": CLASSES, "audio": cfg.to_dict()},
+        )
     return folder
 
 
@@ -70,7 +74,9 @@ class ModelOnly:
         from learner.serve.predictor import Predictor
 
         self.p = Predictor.from_dir(model_dir, batch_size=batch_size)
-        self.x = np.random.default_rng(0).normal(0, 0.1, (batch_size, self.p.cfg.n_samples)).astype(np.float32)
+        self.x = (
+            np.random.default_rng(0).normal(0, 0.1, (batch_size, self.p.cfg.n_samples)).astype(np.float32)
+        )
         self.p.predict_waves(self.x[:2])  # warm-up
 
     def __call__(self, n_batches: int) -> tuple[int, float, float]:
@@ -81,14 +87,30 @@ class ModelOnly:
 
 
 def _children_cpu() -> float:
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)  # the job and its decoding workers, once they have exited
+    ru = resource.getrusage(
+        resource.RUSAGE_CHILDREN
+    )  # the job and its decoding workers, once they have exited
     return ru.ru_utime + ru.ru_stime
 
 
 def job(model_dir: Path, manifest: Path, out: Path, batch_size: int) -> tuple[int, float, float]:
-    """One `jobs.score --resume` run: (files scored, seconds of its scoring loop, CPU seconds of the whole run)."""
-    cmd = [sys.executable, "-m", "jobs.score", "--model", str(model_dir), "--input", str(manifest), "--output", str(out),
-           "--resume", "--batch-size", str(batch_size), "--quiet"]
+    """One `jobs.score --resume` run: (files scored, seconds of its scoring loop, CPU seconds of the whole
+    run)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "jobs.score",
+        "--model",
+        str(model_dir),
+        "--input",
+        str(manifest),
+        "--output",
+        str(out),
+        "--resume",
+        "--batch-size",
+        str(batch_size),
+        "--quiet",
+    ]
     cpu = _children_cpu()
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     cpu = _children_cpu() - cpu
@@ -114,10 +136,19 @@ def fastai_learner(model_dir: Path, paths: list[Path]):
 
     config, sd = load_model_dir(model_dir)
     cfg = AudioConfig.from_dict(config["audio"])
-    df = pd.DataFrame({"path": [str(p) for p in paths[:8]], "label": [CLASSES[i % 4] for i in range(8)],
-                       "is_valid": [False] * 4 + [True] * 4})
-    dblock = DataBlock(blocks=(AudioBlock(cfg, FrontEnd(cfg, "spectrogram")), CategoryBlock(vocab=CLASSES)),
-                       get_x=ColReader("path"), get_y=ColReader("label"), splitter=ColSplitter("is_valid"))
+    df = pd.DataFrame(
+        {
+            "path": [str(p) for p in paths[:8]],
+            "label": [CLASSES[i % 4] for i in range(8)],
+            "is_valid": [False] * 4 + [True] * 4,
+        }
+    )
+    dblock = DataBlock(
+        blocks=(AudioBlock(cfg, FrontEnd(cfg, "spectrogram")), CategoryBlock(vocab=CLASSES)),
+        get_x=ColReader("path"),
+        get_y=ColReader("label"),
+        splitter=ColSplitter("is_valid"),
+    )
     net = create_model("xresnet18", len(CLASSES), cfg)
     net.load_state_dict(sd, strict=True)
     learn = Learner(dblock.dataloaders(df, bs=4, num_workers=0, device="cpu"), net)
@@ -138,7 +169,9 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=4, help="each round times every method back to back")
-    ap.add_argument("--model-batches", type=int, default=8, help="batches timed for the model-only figure per round")
+    ap.add_argument(
+        "--model-batches", type=int, default=8, help="batches timed for the model-only figure per round"
+    )
     ap.add_argument("--loop-files", type=int, default=25, help="files timed per round for each per-file loop")
     ap.add_argument("--work", default=None, help="keep clips and model here (default: a temp folder)")
     args = ap.parse_args()
@@ -153,8 +186,12 @@ def main() -> None:
     data, model_dir = work / "clips", make_model(work / "model")
     t = time.perf_counter()
     paths = make_clips(data, args.files, 22050, 5.0)
-    print(f"{len(paths)} clips (5 s, 22.05 kHz) ready in {time.perf_counter() - t:.0f} s; machine: {os.cpu_count()} CPUs, "
-          f"torch threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"{len(paths)} clips (5 s, 22.05 kHz) ready in {time.perf_counter() - t:.0f} s; machine: "
+        f"{os.cpu_count()} CPUs, "
+        f"torch threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}, load "
+        f"{os.getloadavg()[0]:.1f}"
+    )
     out = work / "scores.parquet"
     shutil.rmtree(out, ignore_errors=True)
     model_only = ModelOnly(model_dir, args.batch_size)
@@ -164,7 +201,9 @@ def main() -> None:
     totals = {k: [0, 0.0, 0.0] for k in ("job", "model", "fastai", "predictor")}
     empty = work / "empty.txt"
     empty.write_text("")
-    _, _, overhead = job(model_dir, empty, work / "empty.parquet", args.batch_size)  # start-up, model load, workers
+    _, _, overhead = job(
+        model_dir, empty, work / "empty.parquet", args.batch_size
+    )  # start-up, model load, workers
     shutil.rmtree(work / "empty.parquet", ignore_errors=True)
 
     def add(key: str, m: tuple[int, float, float]) -> float:
@@ -172,7 +211,10 @@ def main() -> None:
             totals[key][i] += m[i]
         return m[0] / m[1]
 
-    print(f"\n{'round':<7}{'load':>6}{'jobs.score':>12}{'model only':>12}{'fastai loop':>13}{'Predictor loop':>16}  (files/s)")
+    print(
+        f"\n{'round':<7}{'load':>6}{'jobs.score':>12}{'model only':>12}"
+        f"{'fastai loop':>13}{'Predictor loop':>16}  (files/s)"
+    )
     for r in range(args.rounds):
         manifest = work / f"round{r}.txt"
         manifest.write_text("\n".join(str(p) for p in paths[: len(paths) * (r + 1) // args.rounds]) + "\n")
@@ -190,18 +232,28 @@ def main() -> None:
     model = rate["model"]
     print(f"\njobs.score start-up CPU (an empty run, subtracted): {overhead:.1f} s")
     print(f"\n{'what':<58}{'files/s':>10}{'ratio':>8}{'CPU ms/file':>13}{'ratio':>8}")
-    for key, what in (("job", f"jobs.score over {totals['job'][0]} files (decode workers + model + parquet)"),
-                      ("model", f"model forward alone, pre-made batches of {args.batch_size}"),
-                      ("fastai", "per-file loop: fastai Learner.predict(path)"),
-                      ("predictor", "per-file loop: earshot Predictor.predict(path)")):
-        print(f"{what:<58}{rate[key]:>10.2f}{rate[key] / model:>7.2f}x{cpu_ms[key]:>13.1f}"
-              f"{cpu_ms['model'] / cpu_ms[key]:>7.2f}x")
-    print(f"\njobs.score / model-only = {rate['job'] / model:.2f}   jobs.score / fastai per-file loop = "
-          f"{rate['job'] / rate['fastai']:.2f}   jobs.score / Predictor per-file loop = {rate['job'] / rate['predictor']:.2f}"
-          f"   (load avg at the end {os.getloadavg()[0]:.1f})")
-    print(f"by CPU time per file (robust to a shared machine's load): jobs.score / model-only = "
-          f"{cpu_ms['model'] / cpu_ms['job']:.2f}   jobs.score / fastai loop = {cpu_ms['fastai'] / cpu_ms['job']:.2f}   "
-          f"jobs.score / Predictor loop = {cpu_ms['predictor'] / cpu_ms['job']:.2f}")
+    for key, what in (
+        ("job", f"jobs.score over {totals['job'][0]} files (decode workers + model + parquet)"),
+        ("model", f"model forward alone, pre-made batches of {args.batch_size}"),
+        ("fastai", "per-file loop: fastai Learner.predict(path)"),
+        ("predictor", "per-file loop: earshot Predictor.predict(path)"),
+    ):
+        print(
+            f"{what:<58}{rate[key]:>10.2f}{rate[key] / model:>7.2f}x{cpu_ms[key]:>13.1f}"
+            f"{cpu_ms['model'] / cpu_ms[key]:>7.2f}x"
+        )
+    print(
+        f"\njobs.score / model-only = {rate['job'] / model:.2f}   jobs.score / fastai per-file loop = "
+        f"{rate['job'] / rate['fastai']:.2f}   jobs.score / Predictor per-file loop = "
+        f"{rate['job'] / rate['predictor']:.2f}"
+        f"   (load avg at the end {os.getloadavg()[0]:.1f})"
+    )
+    print(
+        f"by CPU time per file (robust to a shared machine's load): jobs.score / model-only = "
+        f"{cpu_ms['model'] / cpu_ms['job']:.2f}   jobs.score / fastai loop = "
+        f"{cpu_ms['fastai'] / cpu_ms['job']:.2f}   "
+        f"jobs.score / Predictor loop = {cpu_ms['predictor'] / cpu_ms['job']:.2f}"
+    )
 
 
 if __name__ == "__main__":

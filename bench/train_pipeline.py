@@ -38,8 +38,14 @@ def main() -> None:
     per_class = args.clips // 4
     make_dataset(tmp / "data", n_per_class=per_class, sr=22050, duration=args.duration)
     cfg = AudioConfig(duration=args.duration)  # the defaults: 22.05 kHz, 128 mels, SpecAugment on
-    targs = TrainArgs(data=str(tmp / "data"), out=str(tmp / "out"), arch=args.arch, bs=args.bs, pretrained="none",
-                      progress=False)
+    targs = TrainArgs(
+        data=str(tmp / "data"),
+        out=str(tmp / "out"),
+        arch=args.arch,
+        bs=args.bs,
+        pretrained="none",
+        progress=False,
+    )
     used, signals, _, classes = prepare_data(targs, cfg)
     learn, _, _ = build_learner(targs, cfg, used, signals, classes, tmp / "out")
     model, dl = learn.model.train(), learn.dls.train
@@ -86,9 +92,15 @@ def main() -> None:
             it = iter(dl)
     pipe_only = n / (time.perf_counter() - t0)
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}")
-    print(f"{args.arch}, bs {args.bs}, {args.duration:g} s clips at {cfg.sample_rate} Hz, {cfg.n_mels} mels, {n} batches")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
+        f"{torch.__version__}, "
+        f"threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}"
+    )
+    print(
+        f"{args.arch}, bs {args.bs}, {args.duration:g} s clips at {cfg.sample_rate} Hz, {cfg.n_mels} mels, "
+        f"{n} batches"
+    )
     print(f"full pipeline + step : {full:7.3f} batches/s")
     print(f"step alone           : {step_only:7.3f} batches/s")
     print(f"pipeline alone       : {pipe_only:7.3f} batches/s")

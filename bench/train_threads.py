@@ -24,7 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 SETTINGS = {  # name → environment changes (None: remove the variable); "auto" is learner.train.threads
-    "default": {"OMP_NUM_THREADS": None, "OMP_WAIT_POLICY": None},  # torch: one thread per core, spinning waits
+    "default": {
+        "OMP_NUM_THREADS": None,
+        "OMP_WAIT_POLICY": None,
+    },  # torch: one thread per core, spinning waits
     "1": {"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": None},
     "passive": {"OMP_NUM_THREADS": None, "OMP_WAIT_POLICY": "PASSIVE"},  # all cores, sleeping waits
     "auto": {"OMP_NUM_THREADS": None, "OMP_WAIT_POLICY": None, "EARSHOT_THREADS_AUTO": "1"},
@@ -42,12 +45,29 @@ def child(data: str, out: str, epochs: int) -> None:
     from learner.train.fit import TrainArgs, train
 
     cfg = AudioConfig(sample_rate=16000, duration=1.0, n_mels=64, hop_length=160, n_fft=512, mixup=0.0)
-    args = TrainArgs(data=data, out=out, arch="xresnet18", epochs=epochs, pretrained="none", bs=32, progress=False,
-                     pickle=False, workers=1, signals="memory")
+    args = TrainArgs(
+        data=data,
+        out=out,
+        arch="xresnet18",
+        epochs=epochs,
+        pretrained="none",
+        bs=32,
+        progress=False,
+        pickle=False,
+        workers=1,
+        signals="memory",
+    )
     cpu0 = time.process_time()
     result = train(args, cfg)
-    print(json.dumps({"fit_s": result.metrics["train_time_s"], "cpu_s": time.process_time() - cpu0,
-                      "threads": torch.get_num_threads()}))
+    print(
+        json.dumps(
+            {
+                "fit_s": result.metrics["train_time_s"],
+                "cpu_s": time.process_time() - cpu0,
+                "threads": torch.get_num_threads(),
+            }
+        )
+    )
 
 
 def spinner() -> subprocess.Popen:
@@ -73,7 +93,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--settings", default="default,1,passive,auto")
-    ap.add_argument("--conditions", default="quiet,busy", help="quiet = the machine as it is; busy = plus one spin loop")
+    ap.add_argument(
+        "--conditions", default="quiet,busy", help="quiet = the machine as it is; busy = plus one spin loop"
+    )
     ap.add_argument("--child", nargs=2, metavar=("DATA", "OUT"))
     args = ap.parse_args()
     if args.child:
@@ -93,8 +115,11 @@ def main() -> None:
                 for s in settings:
                     res = run_one(s, data, tmp / f"m-{s}-{condition}-{r}", args.epochs)
                     rows.setdefault((s, condition), []).append(res)
-                    print(f"  {s:8s} {condition:5s} fit {res['fit_s']:6.1f} s  cpu {res['cpu_s']:6.1f} s  "
-                          f"threads {res['threads']}  load {os.getloadavg()[0]:.1f}", flush=True)
+                    print(
+                        f"  {s:8s} {condition:5s} fit {res['fit_s']:6.1f} s  cpu {res['cpu_s']:6.1f} s  "
+                        f"threads {res['threads']}  load {os.getloadavg()[0]:.1f}",
+                        flush=True,
+                    )
             finally:
                 if spin:
                     spin.kill()

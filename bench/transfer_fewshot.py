@@ -1,6 +1,7 @@
 """Does transfer from an earlier earshot model pay? A few-shot task on real speech (issue #11).
 
-    python bench/transfer_fewshot.py --out runs/transfer [--seeds 0,1,2] [--shots 10] [-- extra jobs.train flags]
+    python bench/transfer_fewshot.py --out runs/transfer [--seeds 0,1,2] [--shots 10] [-- extra jobs.train
+    flags]
 
 From ../shared/devsets/speech-dev: a source model is trained on five of the words (train speakers only);
 then, for each seed, `--shots` clips per class of the other five words are drawn from the train speakers and
@@ -36,15 +37,33 @@ def child_cpu() -> float:
 
 def train(manifest: Path, out: Path, pretrained: str, seed: int, extra: list[str]) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "jobs.train", "--data", str(manifest), "--out", str(out), "--pretrained", pretrained,
-           "--seed", str(seed), "--quiet", "--no-pickle", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jobs.train",
+        "--data",
+        str(manifest),
+        "--out",
+        str(out),
+        "--pretrained",
+        pretrained,
+        "--seed",
+        str(seed),
+        "--quiet",
+        "--no-pickle",
+        *extra,
+    ]
     c0, t0 = child_cpu(), time.time()
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)}\n{r.stderr[-2000:]}")
     m = json.loads((out / "metrics.json").read_text())
-    return {"accuracy": round(m["accuracy"], 4), "top3": round(m["top3_accuracy"], 4),
-            "cpu_s": round(child_cpu() - c0, 1), "wall_s": round(time.time() - t0, 1)}
+    return {
+        "accuracy": round(m["accuracy"], 4),
+        "top3": round(m["top3_accuracy"], 4),
+        "cpu_s": round(child_cpu() - c0, 1),
+        "wall_s": round(time.time() - t0, 1),
+    }
 
 
 def main() -> None:
@@ -69,8 +88,11 @@ def main() -> None:
         print(f"source model: {res}", flush=True)
 
     results_file = out / "results.jsonl"
-    done = {(r["tag"], r["seed"], r["arm"]) for r in map(json.loads, results_file.read_text().splitlines())} \
-        if results_file.exists() else set()
+    done = (
+        {(r["tag"], r["seed"], r["arm"]) for r in map(json.loads, results_file.read_text().splitlines())}
+        if results_file.exists()
+        else set()
+    )
     target = df[df["label"].isin(TARGET_WORDS)]
     for seed in map(int, args.seeds.split(",")):
         rng = np.random.default_rng(seed)
@@ -91,7 +113,9 @@ def main() -> None:
     rows = pd.DataFrame(map(json.loads, results_file.read_text().splitlines()))
     for tag, g in rows.groupby("tag"):
         s = g.groupby("arm")["accuracy"].agg(["mean", "std", "count"])
-        line = "  ".join(f"{arm} {r['mean']:.3f} ± {r['std']:.3f} (n={int(r['count'])})" for arm, r in s.iterrows())
+        line = "  ".join(
+            f"{arm} {r['mean']:.3f} ± {r['std']:.3f} (n={int(r['count'])})" for arm, r in s.iterrows()
+        )
         both = {"transfer", "scratch"} <= set(s.index)
         gain = (s.loc["transfer", "mean"] - s.loc["scratch", "mean"]) * 100 if both else float("nan")
         print(f"{tag}: {line}  gain {gain:+.1f} points")

@@ -1,7 +1,8 @@
 """Sweep training settings through the README's command (`python -m jobs.train`) beside the plain fastai
 reference (bench/reference_fastai.py), on real and generated sets, several seeds each (issue #11).
 
-    python bench/tune_defaults.py --out runs/tune --sets speech-dev-tune --settings default,reference --seeds 0,1,2
+    python bench/tune_defaults.py --out runs/tune --sets speech-dev-tune --settings default,reference --seeds
+    0,1,2
     python bench/tune_defaults.py --out runs/tune --report          # the table of everything run so far
 
 Sets (each written once as a manifest with an explicit `split` column, so both recipes see the same split):
@@ -40,10 +41,10 @@ SETTINGS: dict[str, str] = {
     "default": "",
     # the defaults before issue #11, spelled out so that they stay fixed while the defaults move
     "before": "--sample-rate 22050 --n-fft 1024 --hop 512 --n-mels 128 --norm dataset --mixup 0.4 --bs 32 "
-              "--epochs 10 --spec-freq-mask 24 --spec-time-mask 40",
+    "--epochs 10 --spec-freq-mask 24 --spec-time-mask 40",
     # the reference recipe's settings through earshot's pipeline
     "recipe-flags": "--sample-rate 16000 --n-fft 1024 --hop 256 --norm clip --mixup 0 --bs 64 --duration 1 "
-                    "--spec-freq-mask 15 --spec-time-mask 20",
+    "--spec-freq-mask 15 --spec-time-mask 20",
     # the efficient family at the default settings (accuracy against CPU cost, issue #11 item 4)
     "mobilenetv3": "--arch mobilenetv3_large_100",
     "efficientnet_b0": "--arch efficientnet_b0",
@@ -101,15 +102,44 @@ def run_one(set_name: str, setting: str, flags: str, seed: int, out: Path) -> di
     run_dir = out / "runs" / set_name / setting / f"seed{seed}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     if setting == "reference":
-        cmd = [sys.executable, str(ROOT / "bench" / "reference_fastai.py"), "--data", str(manifest),
-               "--out", str(run_dir), "--seed", str(seed)]
+        cmd = [
+            sys.executable,
+            str(ROOT / "bench" / "reference_fastai.py"),
+            "--data",
+            str(manifest),
+            "--out",
+            str(run_dir),
+            "--seed",
+            str(seed),
+        ]
     else:
-        cmd = [sys.executable, "-m", "jobs.train", "--data", str(manifest), "--out", str(run_dir),
-               "--pretrained", "none", "--seed", str(seed), "--quiet", "--no-pickle", *shlex.split(flags)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "jobs.train",
+            "--data",
+            str(manifest),
+            "--out",
+            str(run_dir),
+            "--pretrained",
+            "none",
+            "--seed",
+            str(seed),
+            "--quiet",
+            "--no-pickle",
+            *shlex.split(flags),
+        ]
     c0, t0, load0 = child_cpu(), time.time(), os.getloadavg()[0]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    row = {"set": set_name, "setting": setting, "flags": flags, "seed": seed, "cpu_s": round(child_cpu() - c0, 1),
-           "wall_s": round(time.time() - t0, 1), "load": [round(load0, 1), round(os.getloadavg()[0], 1)]}
+    row = {
+        "set": set_name,
+        "setting": setting,
+        "flags": flags,
+        "seed": seed,
+        "cpu_s": round(child_cpu() - c0, 1),
+        "wall_s": round(time.time() - t0, 1),
+        "load": [round(load0, 1), round(os.getloadavg()[0], 1)],
+    }
     if proc.returncode != 0:
         row["error"] = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
         return row
@@ -140,22 +170,35 @@ def report(out: Path) -> str:
         ref_cpu = ref["cpu_s"].mean() if len(ref) else np.nan
         lines.append(f"\n{set_name}  (reference: {ref_acc:.4f} over {len(ref)} seeds, {ref_cpu:.0f} CPU s)")
         lines.append(f"{'setting':<34} {'n':>2} {'accuracy':>16} {'Δ ref':>7} {'CPU s':>7} {'× ref':>6}")
-        summary = g.groupby("setting", sort=False).agg(n=("accuracy", "size"), mean=("accuracy", "mean"),
-                                                        std=("accuracy", "std"), cpu=("cpu_s", "mean"))
+        summary = g.groupby("setting", sort=False).agg(
+            n=("accuracy", "size"), mean=("accuracy", "mean"), std=("accuracy", "std"), cpu=("cpu_s", "mean")
+        )
         for setting, s in summary.sort_values("mean", ascending=False).iterrows():
             std = 0.0 if np.isnan(s["std"]) else s["std"]
-            lines.append(f"{setting:<34} {int(s['n']):>2} {s['mean']:.4f} ± {std:.4f} {100 * (s['mean'] - ref_acc):>+7.1f} "
-                         f"{s['cpu']:>7.0f} {s['cpu'] / ref_cpu:>6.2f}")
+            lines.append(
+                f"{setting:<34} {int(s['n']):>2} {s['mean']:.4f} ± {std:.4f} "
+                f"{100 * (s['mean'] - ref_acc):>+7.1f} "
+                f"{s['cpu']:>7.0f} {s['cpu'] / ref_cpu:>6.2f}"
+            )
     return "\n".join(lines)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", default="runs/tune")
     p.add_argument("--sets", default="speech-dev-tune")
-    p.add_argument("--settings", default="default,reference", help=f"names from {sorted(SETTINGS)} or 'reference'")
-    p.add_argument("--define", action="append", default=[], metavar="NAME=FLAGS",
-                   help="add a setting: NAME='--flag value ...' (jobs.train flags)")
+    p.add_argument(
+        "--settings", default="default,reference", help=f"names from {sorted(SETTINGS)} or 'reference'"
+    )
+    p.add_argument(
+        "--define",
+        action="append",
+        default=[],
+        metavar="NAME=FLAGS",
+        help="add a setting: NAME='--flag value ...' (jobs.train flags)",
+    )
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--report", action="store_true", help="only print the table")
     args = p.parse_args()
@@ -169,8 +212,13 @@ def main() -> None:
         print(report(out))
         return
     done = {(r["set"], r["setting"], r["seed"]) for r in load_results(out) if "accuracy" in r}
-    todo = [(s, name, int(seed)) for seed in args.seeds.split(",") for s in args.sets.split(",")
-            for name in args.settings.split(",") if (s, name, int(seed)) not in done]
+    todo = [
+        (s, name, int(seed))
+        for seed in args.seeds.split(",")
+        for s in args.sets.split(",")
+        for name in args.settings.split(",")
+        if (s, name, int(seed)) not in done
+    ]
     for i, (set_name, name, seed) in enumerate(todo):
         if name != "reference" and name not in settings:
             raise SystemExit(f"unknown setting {name!r}; define it with --define {name}='--flags'")
@@ -178,8 +226,11 @@ def main() -> None:
         with open(out / "results.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
         acc = f"{row['accuracy']:.4f}" if "accuracy" in row else f"FAILED {row.get('error')}"
-        print(f"[{i + 1}/{len(todo)}] {set_name} {name} seed {seed}: {acc}  cpu {row['cpu_s']:.0f}s  "
-              f"wall {row['wall_s']:.0f}s", flush=True)
+        print(
+            f"[{i + 1}/{len(todo)}] {set_name} {name} seed {seed}: {acc}  cpu {row['cpu_s']:.0f}s  "
+            f"wall {row['wall_s']:.0f}s",
+            flush=True,
+        )
     print(report(out))
 
 

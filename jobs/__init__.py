@@ -1,1 +1,2 @@
-"""Command-line jobs: `python -m jobs.<name> --help`. Each parses arguments and calls one learner/ function."""
+"""Command-line jobs: `python -m jobs.<name> --help`. Each parses arguments and calls one learner/
+function."""

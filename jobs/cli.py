@@ -1,4 +1,5 @@
-"""The `earshot` console command: `earshot JOB [flags]` runs `jobs.JOB.main(flags)`, the same code and flags as
+"""The `earshot` console command: `earshot JOB [flags]` runs `jobs.JOB.main(flags)`, the same code and flags
+as
 `python -m jobs.JOB` (which keeps working). Nothing heavy is imported before the job is chosen."""
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ JOBS = {
 def usage() -> str:
     width = max(map(len, JOBS))
     lines = [f"  {name:<{width}}  {what}" for name, what in JOBS.items()]
-    return ("usage: earshot JOB [flags]   (`earshot JOB --help` for a job's flags; same as `python -m jobs.JOB`)\n\n"
-            "jobs:\n" + "\n".join(lines))
+    return (
+        "usage: earshot JOB [flags]   (`earshot JOB --help` for a job's flags; same as `python -m "
+        "jobs.JOB`)\n\n"
+        "jobs:\n" + "\n".join(lines)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,8 +28,11 @@ def _summary(manifest: Path) -> str:
     for col in ("fold", "split", "group"):
         if rows and col in rows[0]:
             counts = Counter(r[col] for r in rows)
-            parts.append(f"{len(counts)} groups" if col == "group" else
-                         f"{col}s " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))  # fmt: skip
+            parts.append(
+                f"{len(counts)} groups"
+                if col == "group"
+                else f"{col}s " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+            )
     return "; ".join(parts)
 
 
@@ -41,8 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     p = new_parser("python -m jobs.datasets", __doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="the known recipes", formatter_class=HelpFormatter)
-    sub.add_parser("info", help="source, licence, citation, size, splits", formatter_class=HelpFormatter).add_argument("name")
-    f = sub.add_parser("fetch", help="download (or take --from), extract, write manifest.csv", formatter_class=HelpFormatter)
+    sub.add_parser(
+        "info", help="source, licence, citation, size, splits", formatter_class=HelpFormatter
+    ).add_argument("name")
+    f = sub.add_parser(
+        "fetch", help="download (or take --from), extract, write manifest.csv", formatter_class=HelpFormatter
+    )
     f.add_argument("name")
     f.add_argument("--to", default=None, help="target folder (default: $EARSHOT_DATA/NAME)")
     f.add_argument("--from", dest="source", default=None, help="an archive or folder downloaded elsewhere")
@@ -71,10 +78,14 @@ def main(argv: list[str] | None = None) -> int:
             if key in r.info:
                 print(f"  {key}: {' '.join(str(r.info[key]).split())}")
         for d in r.downloads:
-            check = f"sha256 {d.sha256}" if d.sha256 else f"md5 {d.md5}" if d.md5 else "none published (skipped)"
+            check = (
+                f"sha256 {d.sha256}" if d.sha256 else f"md5 {d.md5}" if d.md5 else "none published (skipped)"
+            )
             print(f"  download: {' | '.join(d.urls)}\n    checksum: {check}")
         home = recipes.data_home() / r.name / recipes.MANIFEST
-        print(f"  local: {home if home.exists() else 'not fetched (default target ' + str(home.parent) + ')'}")
+        print(
+            f"  local: {home if home.exists() else 'not fetched (default target ' + str(home.parent) + ')'}"
+        )
         return 0
     if args.cmd == "build" and r.kind != "synth":
         raise ValueError(f"{r.name} is downloaded, not generated: python -m jobs.datasets fetch {r.name}")
@@ -82,8 +93,15 @@ def main(argv: list[str] | None = None) -> int:
         manifest = recipes.fetch(r, args.to, small=args.small, progress=not args.quiet)
     else:
         classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
-        manifest = recipes.fetch(r, args.to, source=args.source, progress=not args.quiet, verify=not args.no_verify,
-                                 classes=classes, keep_archives=args.keep_archives)  # fmt: skip
+        manifest = recipes.fetch(
+            r,
+            args.to,
+            source=args.source,
+            progress=not args.quiet,
+            verify=not args.no_verify,
+            classes=classes,
+            keep_archives=args.keep_archives,
+        )
     print(f"earshot: wrote {manifest} ({_summary(manifest)})")
     return 0
 

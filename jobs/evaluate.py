@@ -19,11 +19,20 @@ def parser():
     p = new_parser("python -m jobs.evaluate", __doc__)
     p.add_argument("--model", required=True, help="model directory or Hub id")
     p.add_argument("--data", required=True, help="folder-per-class, CSV manifest or recipe name")
-    p.add_argument("--subset", default="auto", choices=["auto", "all", "valid", "test"],
-                   help="auto = the held-out rows of the model's own training data, else all rows; "
-                        "valid = the validation split the model was trained with")
-    p.add_argument("--out", "--output", dest="out", default=None,
-                   help="where to write metrics.json + plots (default: print only)")
+    p.add_argument(
+        "--subset",
+        default="auto",
+        choices=["auto", "all", "valid", "test"],
+        help="auto = the held-out rows of the model's own training data, else all rows; "
+        "valid = the validation split the model was trained with",
+    )
+    p.add_argument(
+        "--out",
+        "--output",
+        dest="out",
+        default=None,
+        help="where to write metrics.json + plots (default: print only)",
+    )
     add_backend_arg(p)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     add_quiet_arg(p, "no progress bar or notes")
@@ -38,20 +47,32 @@ def main(argv: list[str] | None = None) -> int:
     from learner.train.evaluate import evaluate
 
     predictor = Predictor.from_pretrained(args.model, backend=args.backend)
-    m = evaluate(args.model, args.data, subset=args.subset, out=args.out, predictor=predictor, progress=not args.quiet)
+    m = evaluate(
+        args.model, args.data, subset=args.subset, out=args.out, predictor=predictor, progress=not args.quiet
+    )
     if args.subset == "auto" and m["training_data"] and not args.quiet:
-        print(f"earshot: {args.data} is the data {args.model} was trained on: evaluating its held-out (validation) "
-              f"rows only (--subset all scores every row, the training rows too)", file=sys.stderr)
+        print(
+            f"earshot: {args.data} is the data {args.model} was trained on: evaluating its held-out "
+            "(validation) "
+            f"rows only (--subset all scores every row, the training rows too)",
+            file=sys.stderr,
+        )
     elif m["split"] == "all" and m["training_data"] is None:
-        print(f"earshot: warning: {args.model} does not record which files it trained on; if {args.data} holds "
-              f"them, these {m['n_rows_in_data']} rows overstate accuracy (--subset valid: the held-out rows of its split)",
-              file=sys.stderr)
+        print(
+            f"earshot: warning: {args.model} does not record which files it trained on; if {args.data} holds "
+            f"them, these {m['n_rows_in_data']} rows overstate accuracy (--subset valid: the held-out rows "
+            "of its split)",
+            file=sys.stderr,
+        )
     if m["excluded_files"]:
         print(f"earshot: {len(m['excluded_files'])} file(s) could not be read:")
         for path, why in m["excluded_files"].items():
             print(f"  {path}: {why}")
-    print(json.dumps({k: v for k, v in m.items() if k not in ("per_class", "confusion")}, indent=2)
-          if args.json else f"earshot: {(multilabel_summary if m.get('task') == 'multi' else summary_line)(m)}")
+    print(
+        json.dumps({k: v for k, v in m.items() if k not in ("per_class", "confusion")}, indent=2)
+        if args.json
+        else f"earshot: {(multilabel_summary if m.get('task') == 'multi' else summary_line)(m)}"
+    )
     return 0
 
 

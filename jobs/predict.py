@@ -29,8 +29,13 @@ def parser():
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
     add_backend_arg(p)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: all)")
-    p.add_argument("--max-duration", type=float, default=None, metavar="S",
-                   help="refuse files longer than S seconds (default: 14400, as jobs.score)")
+    p.add_argument(
+        "--max-duration",
+        type=float,
+        default=None,
+        metavar="S",
+        help="refuse files longer than S seconds (default: 14400, as jobs.score)",
+    )
     add_quiet_arg(p, "no summary line on stderr")
     return p
 
@@ -59,11 +64,24 @@ def result_row(path: str, r=None, error: str | None = None) -> dict:
 
     name = {"path": stored_path(path), **({"path_hex": raw} if (raw := path_hex(path)) else {})}
     if r is None:
-        return {**name, "label": None, "score": None, "top_k": [], "duration_s": None, "n_windows": 0,
-                "error": clean_text(error)}
-    return {**name, "label": r.label, "score": round(r.score, 6),
-            "top_k": [{"label": lab, "score": round(s, 6)} for lab, s in zip(r.labels, r.scores)],
-            "duration_s": round(r.duration_s, 3), "n_windows": len(r.window_starts) or 1, "error": None}
+        return {
+            **name,
+            "label": None,
+            "score": None,
+            "top_k": [],
+            "duration_s": None,
+            "n_windows": 0,
+            "error": clean_text(error),
+        }
+    return {
+        **name,
+        "label": r.label,
+        "score": round(r.score, 6),
+        "top_k": [{"label": lab, "score": round(s, 6)} for lab, s in zip(r.labels, r.scores)],
+        "duration_s": round(r.duration_s, 3),
+        "n_windows": len(r.window_starts) or 1,
+        "error": None,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,12 +106,22 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for path in files:
         try:
-            r = predictor.predict(path, top_k=args.top_k, max_duration_s=args.max_duration or SCORE_MAX_S,
-                                  max_bytes=SCORE_MAX_BYTES)
+            r = predictor.predict(
+                path,
+                top_k=args.top_k,
+                max_duration_s=args.max_duration or SCORE_MAX_S,
+                max_bytes=SCORE_MAX_BYTES,
+            )
         except (AudioDecodeError, OSError) as e:
             failed += 1
-            reason = getattr(e, "reason", None) or (e.strerror if isinstance(e, OSError) and e.strerror else str(e))
-            print(f"earshot: {one_line(str(e) if path in str(e) else f'{path}: {e}')}", file=sys.stderr, flush=True)
+            reason = getattr(e, "reason", None) or (
+                e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            )
+            print(
+                f"earshot: {one_line(str(e) if path in str(e) else f'{path}: {e}')}",
+                file=sys.stderr,
+                flush=True,
+            )
             if args.json:
                 print(json.dumps(result_row(path, error=reason)), flush=True)
             continue

@@ -18,7 +18,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", required=True, help="Hub repo id USER/NAME (created if missing)")
     p.add_argument("--private", action="store_true", help="create the repo private (ignored if it exists)")
     p.add_argument("--token", default=None, help="Hub token with write access (default: HF_TOKEN or login)")
-    p.add_argument("--endpoint", default=None, help="Hub URL (default: HF_ENDPOINT or https://huggingface.co)")
+    p.add_argument(
+        "--endpoint", default=None, help="Hub URL (default: HF_ENDPOINT or https://huggingface.co)"
+    )
     p.add_argument("--message", default=None, help="commit message")
     p.add_argument("--revision", default=None, help="branch to push to (created from main if missing)")
     add_quiet_arg(p, "print only the commit URL")
@@ -29,8 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from learner.hub import push
 
-    print(push(args.model, args.repo, private=args.private, token=args.token, endpoint=args.endpoint,
-               commit_message=args.message, revision=args.revision))
+    print(
+        push(
+            args.model,
+            args.repo,
+            private=args.private,
+            token=args.token,
+            endpoint=args.endpoint,
+            commit_message=args.message,
+            revision=args.revision,
+        )
+    )
     return 0
 
 

@@ -8,7 +8,8 @@
 INPUT is a folder (recursive), a glob, a manifest or a file (`--input` and `--output` still work). OUT is a
 folder of parts (part-00000.parquet, …), each renamed into place when complete; per-window rows go to
 OUT.windows.parquet, timestamped events to OUT.events.parquet (and, if asked, one Raven selection table
-and/or Audacity label file per input). `--resume` refuses an OUT made with another model, weights, backend or settings.
+and/or Audacity label file per input). `--resume` refuses an OUT made with another model, weights, backend or
+settings.
 See docs/scoring.md.
 """
 
@@ -53,33 +54,76 @@ def _seconds(text: str) -> float:
 
 def parser() -> argparse.ArgumentParser:
     p = new_parser("python -m jobs.score", __doc__)
-    add_inputs_arg(p, "folder (recursive), glob ('**' recursive), manifest (.csv/.tsv with a path column, "
-                      "or .txt one path a line) or file")
+    add_inputs_arg(
+        p,
+        "folder (recursive), glob ('**' recursive), manifest (.csv/.tsv with a path column, "
+        "or .txt one path a line) or file",
+    )
     p.add_argument("--model", required=True, help="model directory or Hub id")
-    p.add_argument("--out", "--output", dest="out", required=True, help="output folder of parts, e.g. scores.parquet")
+    p.add_argument(
+        "--out", "--output", dest="out", required=True, help="output folder of parts, e.g. scores.parquet"
+    )
     p.add_argument("--format", default="parquet", choices=["parquet", "csv", "jsonl"])
-    p.add_argument("--windows", type=_windows, default=None, metavar="WIN,HOP",
-                   help="score every file in windows of WIN s every HOP s; writes OUT.windows.*, OUT.events.* and "
-                        "event counts")
+    p.add_argument(
+        "--windows",
+        type=_windows,
+        default=None,
+        metavar="WIN,HOP",
+        help="score every file in windows of WIN s every HOP s; writes OUT.windows.*, OUT.events.* and "
+        "event counts",
+    )
     e = p.add_argument_group("events (need --windows; docs/scoring.md)")
-    e.add_argument("--threshold", type=_threshold, default=None, metavar="V|CLASS=V,...",
-                   help="window score that makes an event: one value for every class, or per class (the rest keep "
-                        f"the model's); default: the model's config.json thresholds, else {DEFAULT_THRESHOLD}")
-    e.add_argument("--event-gap", type=_seconds, default=0.0, metavar="S", help="join events of one class less than S s apart")
-    e.add_argument("--event-min", type=_seconds, default=0.0, metavar="S", help="drop events shorter than S s")
-    e.add_argument("--raven", default=None, metavar="DIR", help="also write one Raven selection table per input file here")
-    e.add_argument("--audacity", default=None, metavar="DIR", help="also write one Audacity label file per input file here")
+    e.add_argument(
+        "--threshold",
+        type=_threshold,
+        default=None,
+        metavar="V|CLASS=V,...",
+        help="window score that makes an event: one value for every class, or per class (the rest keep "
+        f"the model's); default: the model's config.json thresholds, else {DEFAULT_THRESHOLD}",
+    )
+    e.add_argument(
+        "--event-gap",
+        type=_seconds,
+        default=0.0,
+        metavar="S",
+        help="join events of one class less than S s apart",
+    )
+    e.add_argument(
+        "--event-min", type=_seconds, default=0.0, metavar="S", help="drop events shorter than S s"
+    )
+    e.add_argument(
+        "--raven",
+        default=None,
+        metavar="DIR",
+        help="also write one Raven selection table per input file here",
+    )
+    e.add_argument(
+        "--audacity",
+        default=None,
+        metavar="DIR",
+        help="also write one Audacity label file per input file here",
+    )
     add_top_k_arg(p)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--resume", action="store_true", help="continue OUT: skip files already scored (path, size, mtime)")
+    g.add_argument(
+        "--resume", action="store_true", help="continue OUT: skip files already scored (path, size, mtime)"
+    )
     g.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
-    p.add_argument("--retry-errors", action="store_true", help="with --resume: score files that failed before again")
+    p.add_argument(
+        "--retry-errors", action="store_true", help="with --resume: score files that failed before again"
+    )
     p.add_argument("--batch-size", type=int, default=32, help="model inputs per forward pass")
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPU count - 1)")
     p.add_argument("--decode-timeout", type=float, default=120.0, help="seconds one file may take to decode")
-    p.add_argument("--min-duration", type=float, default=0.05,
-                   help="seconds of audio a file needs; shorter files get an error row ('too short to classify')")
-    p.add_argument("--part-rows", type=int, default=2048, help="rows per part file (a kill loses at most one part)")
+    p.add_argument(
+        "--min-duration",
+        type=float,
+        default=0.05,
+        help="seconds of audio a file needs; shorter files get an error row ('too short to classify')",
+    )
+    p.add_argument(
+        "--part-rows", type=int, default=2048, help="rows per part file (a kill loses at most one part)"
+    )
     p.add_argument("--part-seconds", type=float, default=60.0, help="commit a part at least this often")
     add_backend_arg(p)
     p.add_argument("--device", default=None, help="torch device (default: cuda when present)")
@@ -87,9 +131,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", default="local", choices=["local", "ray"])
     r = p.add_argument_group("ray engine")
     r.add_argument("--ray-address", default=None, help="cluster address (default: start Ray locally)")
-    r.add_argument("--actors", type=int, default=None, help="model actors (default: GPUs, else CPUs - decoders)")
-    r.add_argument("--decoders", type=int, default=None, help="decoding actors (default: CPUs / 4, at least 1)")
-    r.add_argument("--ray-chunk", type=int, default=20000, help="files per Ray Dataset run (a kill loses at most one)")
+    r.add_argument(
+        "--actors", type=int, default=None, help="model actors (default: GPUs, else CPUs - decoders)"
+    )
+    r.add_argument(
+        "--decoders", type=int, default=None, help="decoding actors (default: CPUs / 4, at least 1)"
+    )
+    r.add_argument(
+        "--ray-chunk", type=int, default=20000, help="files per Ray Dataset run (a kill loses at most one)"
+    )
     add_quiet_arg(p, "no progress bar")
     return p
 
@@ -100,8 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     inputs = inputs_of(p, args)
     if args.retry_errors and not args.resume:
         raise ValueError("--retry-errors needs --resume")
-    for flag, given in (("--threshold", args.threshold is not None), ("--event-gap", args.event_gap > 0),
-                        ("--event-min", args.event_min > 0), ("--raven", args.raven), ("--audacity", args.audacity)):
+    for flag, given in (
+        ("--threshold", args.threshold is not None),
+        ("--event-gap", args.event_gap > 0),
+        ("--event-min", args.event_min > 0),
+        ("--raven", args.raven),
+        ("--audacity", args.audacity),
+    ):
         if given and args.windows is None:
             raise ValueError(f"{flag} needs --windows WIN,HOP (events are found over windows)")
     if args.top_k < 1:
@@ -109,25 +164,52 @@ def main(argv: list[str] | None = None) -> int:
     from learner.score.local import ScoreOptions
 
     opts = ScoreOptions(
-        output=args.out, fmt=args.format, window=args.windows,
-        threshold=args.threshold, event_gap_s=args.event_gap, event_min_s=args.event_min, top_k=args.top_k,
-        batch_size=args.batch_size, workers=args.workers, decode_timeout_s=args.decode_timeout,
+        output=args.out,
+        fmt=args.format,
+        window=args.windows,
+        threshold=args.threshold,
+        event_gap_s=args.event_gap,
+        event_min_s=args.event_min,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        decode_timeout_s=args.decode_timeout,
         min_duration_s=args.min_duration,
-        part_rows=args.part_rows, part_seconds=args.part_seconds, resume=args.resume, overwrite=args.overwrite,
-        retry_errors=args.retry_errors, progress=not args.quiet,
+        part_rows=args.part_rows,
+        part_seconds=args.part_seconds,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        retry_errors=args.retry_errors,
+        progress=not args.quiet,
     )
     if args.engine == "ray":
         from learner.score.ray_engine import RayOptions, score_ray
 
-        summary = score_ray(inputs, args.model, opts, RayOptions(
-            address=args.ray_address, actors=args.actors, decoders=args.decoders, chunk=args.ray_chunk,
-            backend=args.backend, device=args.device, threads=args.threads))
+        summary = score_ray(
+            inputs,
+            args.model,
+            opts,
+            RayOptions(
+                address=args.ray_address,
+                actors=args.actors,
+                decoders=args.decoders,
+                chunk=args.ray_chunk,
+                backend=args.backend,
+                device=args.device,
+                threads=args.threads,
+            ),
+        )
     else:
         from learner.score.local import score
         from learner.serve.predictor import Predictor
 
-        predictor = Predictor.from_pretrained(args.model, backend=args.backend, device=args.device,
-                                              threads=args.threads, batch_size=args.batch_size)
+        predictor = Predictor.from_pretrained(
+            args.model,
+            backend=args.backend,
+            device=args.device,
+            threads=args.threads,
+            batch_size=args.batch_size,
+        )
         summary = score(inputs, predictor, opts)
     for line in summary.lines():
         print(f"earshot: {line}")

@@ -16,9 +16,15 @@ from typing import Any
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "AudioConfig": "learner.config", "ClipPipeline": "learner.audio.pipeline", "Prediction": "learner.serve.predictor",
-    "Predictor": "learner.serve.predictor", "BACKENDS": "learner.serve.backends", "TrainArgs": "learner.train.fit",
-    "evaluate": "learner.train.evaluate", "resolve": "learner.hub", "push": "learner.hub",
+    "AudioConfig": "learner.config",
+    "ClipPipeline": "learner.audio.pipeline",
+    "Prediction": "learner.serve.predictor",
+    "Predictor": "learner.serve.predictor",
+    "BACKENDS": "learner.serve.backends",
+    "TrainArgs": "learner.train.fit",
+    "evaluate": "learner.train.evaluate",
+    "resolve": "learner.hub",
+    "push": "learner.hub",
 }
 __all__ = ["__version__", *_PUBLIC]
 

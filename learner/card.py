@@ -1,4 +1,5 @@
-"""The model card (README.md in a model folder and on the Hub): Hub metadata the Hub indexes, then the card."""
+"""The model card (README.md in a model folder and on the Hub): Hub metadata the Hub indexes, then the
+card."""
 
 from __future__ import annotations
 
@@ -45,7 +46,9 @@ def model_card(model_dir: str | Path, *, repo_id: str | None = None) -> str:
     """The card text: YAML front matter the Hub indexes (library, task, tags, model-index), then the card."""
     path = check_model_dir(model_dir, required=("config.json",))
     cfg, metrics = _read_json(path / "config.json"), _read_json(path / "metrics.json")
-    return f"---\n{_card_metadata(path, cfg, metrics, repo_id)}---\n\n{_card_body(path, cfg, metrics, repo_id)}"
+    return (
+        f"---\n{_card_metadata(path, cfg, metrics, repo_id)}---\n\n{_card_body(path, cfg, metrics, repo_id)}"
+    )
 
 
 def _dataset_name(cfg: dict[str, Any]) -> str | None:
@@ -60,14 +63,21 @@ def _card_metadata(path: Path, cfg: dict[str, Any], metrics: dict[str, Any], rep
     present = [m for m in _CARD_METRICS if isinstance(metrics.get(m[0]), (int, float))]
     split = cfg.get("train", {}).get("split")
     results = [
-        EvalResult(task_type="audio-classification", task_name="Audio classification",
-                   dataset_type=dataset or "custom", dataset_name=dataset or "custom audio dataset",
-                   dataset_split=str(split) if split else None, metric_type=mtype, metric_name=name,
-                   metric_value=round(float(metrics[key]), 4))
+        EvalResult(
+            task_type="audio-classification",
+            task_name="Audio classification",
+            dataset_type=dataset or "custom",
+            dataset_name=dataset or "custom audio dataset",
+            dataset_split=str(split) if split else None,
+            metric_type=mtype,
+            metric_name=name,
+            metric_value=round(float(metrics[key]), 4),
+        )
         for key, mtype, name, _ in present
     ]
     data = ModelCardData(
-        library_name="fastai", pipeline_tag="audio-classification",
+        library_name="fastai",
+        pipeline_tag="audio-classification",
         tags=["earshot", "audio", "audio-classification", "fastai", arch],
         datasets=[cfg["dataset"]] if cfg.get("dataset") else None,
         metrics=[m[3] for m in present if m[3]] or None,
@@ -93,8 +103,11 @@ def _thresholds_section(cfg: dict[str, Any], classes: list[str]) -> list[str]:
     thresholds = cfg.get("thresholds") or {}
     if not thresholds:
         return []
-    what = ("a class is present when its score reaches its threshold" if cfg.get("task") == "multi" else
-            "below its class's threshold the top prediction means \"none of the known classes\"")
+    what = (
+        "a class is present when its score reaches its threshold"
+        if cfg.get("task") == "multi"
+        else 'below its class\'s threshold the top prediction means "none of the known classes"'
+    )
     rule = cfg.get("thresholds_rule", "calibrated on the validation split")
     rows = [(f"`{c}`", f"{thresholds[c]:.3f}") for c in classes if c in thresholds]
     return ["## Thresholds", "", f"Chosen by {rule}; {what}.", "", _table(rows, ("Class", "Threshold")), ""]
@@ -106,58 +119,146 @@ def _card_body(path: Path, cfg: dict[str, Any], metrics: dict[str, Any], repo_id
     multi = cfg.get("task") == "multi"
     sr, dur, dataset = audio.get("sample_rate", "?"), audio.get("duration", "?"), _dataset_name(cfg)
     start = str(strip_local_paths(cfg["pretrained"])) if cfg.get("pretrained") else None
-    how = ("trained with fastai" if start is None else "trained from scratch with fastai" if start.startswith("none")
-           else f"fine-tuned with fastai from {start}")
-    out = [f"# {name}", "", CARD_MARK, "",
-           f"An earshot audio classifier (`{arch}`, {how}) that labels "
-           f"{dur}-second clips (resampled to {sr} Hz, mono) "
-           + (f"with any of {len(classes)} classes (multi-label)" if multi else f"as one of {len(classes)} classes")
-           + (f", trained on `{dataset}`." if dataset else "."), "",
-           "## Classes", "", ", ".join(f"`{c}`" for c in classes) or "(none listed in config.json)", ""]
+    how = (
+        "trained with fastai"
+        if start is None
+        else "trained from scratch with fastai"
+        if start.startswith("none")
+        else f"fine-tuned with fastai from {start}"
+    )
+    out = [
+        f"# {name}",
+        "",
+        CARD_MARK,
+        "",
+        f"An earshot audio classifier (`{arch}`, {how}) that labels "
+        f"{dur}-second clips (resampled to {sr} Hz, mono) "
+        + (
+            f"with any of {len(classes)} classes (multi-label)"
+            if multi
+            else f"as one of {len(classes)} classes"
+        )
+        + (f", trained on `{dataset}`." if dataset else "."),
+        "",
+        "## Classes",
+        "",
+        ", ".join(f"`{c}`" for c in classes) or "(none listed in config.json)",
+        "",
+    ]
     if metrics:
         n = metrics.get("n_samples")
-        out += ["## Evaluation", "", f"On the held-out split{f' ({n} clips)' if n else ''}:", "",
-                _table([(label, f"{metrics[key]:.4f}") for key, _, label, _ in _CARD_METRICS
-                        if isinstance(metrics.get(key), (int, float))], ("Metric", "Value")), ""]
+        out += [
+            "## Evaluation",
+            "",
+            f"On the held-out split{f' ({n} clips)' if n else ''}:",
+            "",
+            _table(
+                [
+                    (label, f"{metrics[key]:.4f}")
+                    for key, _, label, _ in _CARD_METRICS
+                    if isinstance(metrics.get(key), (int, float))
+                ],
+                ("Metric", "Value"),
+            ),
+            "",
+        ]
         per_class = metrics.get("per_class") or []
         if per_class:
-            cols = ("support", "ap", "auroc", "threshold", "precision", "recall", "f1") if multi else (
-                "support", "top1", "precision", "recall", "f1")
-            rows = [(r.get("label"), *(r.get(c, "") if not isinstance(r.get(c), float) else f"{r[c]:.3f}"
-                                       for c in cols)) for r in per_class]
-            out += ["<details><summary>Per class</summary>", "", _table(rows, ("Class", *cols)), "", "</details>", ""]
+            cols = (
+                ("support", "ap", "auroc", "threshold", "precision", "recall", "f1")
+                if multi
+                else ("support", "top1", "precision", "recall", "f1")
+            )
+            rows = [
+                (
+                    r.get("label"),
+                    *(r.get(c, "") if not isinstance(r.get(c), float) else f"{r[c]:.3f}" for c in cols),
+                )
+                for r in per_class
+            ]
+            out += [
+                "<details><summary>Per class</summary>",
+                "",
+                _table(rows, ("Class", *cols)),
+                "",
+                "</details>",
+                "",
+            ]
     out += _thresholds_section(cfg, classes)
-    for image, title in (("confusion_matrix.png", "Confusion matrix"), ("pr_curves.png", "Precision-recall curves"),
-                         ("curves.png", "Training curves")):
+    for image, title in (
+        ("confusion_matrix.png", "Confusion matrix"),
+        ("pr_curves.png", "Precision-recall curves"),
+        ("curves.png", "Training curves"),
+    ):
         if (path / image).is_file():
             out += [f"![{title}]({image})", ""]
-    out += ["## How to use", "", "With earshot installed (`pip install -r requirements.txt` in a clone):", "",
-            "```python", "from learner.serve.predictor import Predictor", "",
-            f'predictor = Predictor.from_pretrained("{ref}")  # downloads once, then uses the local cache', "```",
-            "", "```bash", f"python -m jobs.predict clip.wav --model {ref}",
-            f"HF_HUB_OFFLINE=1 python -m jobs.predict clip.wav --model {ref}  # from the cache, no network", "```", "",
-            "`model.safetensors` holds the weights and `config.json` the classes and the preprocessing, so the "
-            "demo, the scorer and this card rebuild exactly the training pipeline."
-            + (" `model.pkl` is a fastai export: unpickling runs code, so it is downloaded and loaded only on "
-               "explicit request (`allow_pickle=True`)." if (path / "model.pkl").is_file() else ""), "",
-            "## Preprocessing (AudioConfig)", "",
-            _table([(f"`{k}`", _fmt(v)) for k, v in audio.items() if k != "extra" or v], ("Field", "Value")), ""]
+    out += [
+        "## How to use",
+        "",
+        "With earshot installed (`pip install -r requirements.txt` in a clone):",
+        "",
+        "```python",
+        "from learner.serve.predictor import Predictor",
+        "",
+        f'predictor = Predictor.from_pretrained("{ref}")  # downloads once, then uses the local cache',
+        "```",
+        "",
+        "```bash",
+        f"python -m jobs.predict clip.wav --model {ref}",
+        f"HF_HUB_OFFLINE=1 python -m jobs.predict clip.wav --model {ref}  # from the cache, no network",
+        "```",
+        "",
+        "`model.safetensors` holds the weights and `config.json` the classes and the preprocessing, so the "
+        "demo, the scorer and this card rebuild exactly the training pipeline."
+        + (
+            " `model.pkl` is a fastai export: unpickling runs code, so it is downloaded and loaded only on "
+            "explicit request (`allow_pickle=True`)."
+            if (path / "model.pkl").is_file()
+            else ""
+        ),
+        "",
+        "## Preprocessing (AudioConfig)",
+        "",
+        _table([(f"`{k}`", _fmt(v)) for k, v in audio.items() if k != "extra" or v], ("Field", "Value")),
+        "",
+    ]
     train = cfg.get("train", {})
     if train:
-        out += ["## Training", "", _table([(f"`{k}`", _fmt(strip_local_paths(v))) for k, v in train.items()],
-                                          ("Argument", "Value")), ""]
+        out += [
+            "## Training",
+            "",
+            _table([(f"`{k}`", _fmt(strip_local_paths(v))) for k, v in train.items()], ("Argument", "Value")),
+            "",
+        ]
     versions = {"earshot": cfg.get("earshot_version"), **cfg.get("versions", {})}
-    out += ["Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v), "",
-            "## Intended use and limitations", "",
-            (f"- Meant for tagging short recordings with any of the {len(classes)} classes above (each class scored "
-             "on its own, a sigmoid per class), e.g. for sorting or search. A class is reported when its score "
-             "reaches its threshold above; sounds outside the list are not modelled." if multi else
-             f"- Meant for tagging short recordings with one of the {len(classes)} classes above, e.g. for sorting, "
-             "search or a demo. Every input gets one of these labels: sounds outside the list are still forced into "
-             "one, so threshold the probability or add an `other` class if that matters."),
-            f"- Each clip is cut or padded to {dur} s after trimming silence; longer recordings should be scored in "
-            "windows. Quality depends on how close the microphone, room and noise are to the training data"
-            + (f" (`{dataset}`)" if dataset else "") + ".",
-            ("- The reported numbers come from one held-out split and carry its biases; measure on your own data "
-             "before relying on the model. Not for safety-critical or surveillance use."), ""]
+    out += [
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v),
+        "",
+        "## Intended use and limitations",
+        "",
+        (
+            f"- Meant for tagging short recordings with any of the {len(classes)} classes above (each class "
+            "scored "
+            "on its own, a sigmoid per class), e.g. for sorting or search. A class is reported when its "
+            "score "
+            "reaches its threshold above; sounds outside the list are not modelled."
+            if multi
+            else f"- Meant for tagging short recordings with one of the {len(classes)} classes above, "
+            "e.g. for sorting, "
+            "search or a demo. Every input gets one of these labels: sounds outside the list are still "
+            "forced into "
+            "one, so threshold the probability or add an `other` class if that matters."
+        ),
+        f"- Each clip is cut or padded to {dur} s after trimming silence; longer recordings should be scored "
+        "in "
+        "windows. Quality depends on how close the microphone, room and noise are to the training data"
+        + (f" (`{dataset}`)" if dataset else "")
+        + ".",
+        (
+            "- The reported numbers come from one held-out split and carry its biases; measure on your own "
+            "data "
+            "before relying on the model. Not for safety-critical or surveillance use."
+        ),
+        "",
+    ]
     return "\n".join(out)

@@ -26,7 +26,9 @@ class AudioConfig:
     trim_mode: str = "edges"  # "edges" trims leading/trailing silence; "all" also drops silent gaps
     pad_mode: str = "zeros"  # short clips: placed in silence ("zeros"; randomly while training) or "repeat"ed
     n_fft: int = 512
-    hop_length: int = 512  # jobs.train picks it from the clip length (about 100 frames a clip, 10 ms at least)
+    hop_length: int = (
+        512  # jobs.train picks it from the clip length (about 100 frames a clip, 10 ms at least)
+    )
     n_mels: int = 64
     f_min: float = 20.0
     f_max: float | None = None

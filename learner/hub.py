@@ -17,7 +17,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from learner.modeldir import CARD, CONFIG, METRICS, PICKLE, WEIGHTS, read_config, strip_local_paths, write_json
+from learner.modeldir import (
+    CARD,
+    CONFIG,
+    METRICS,
+    PICKLE,
+    WEIGHTS,
+    read_config,
+    strip_local_paths,
+    write_json,
+)
 
 __all__ = ["SERVING_FILES", "HubError", "parse_hub_ref", "push", "resolve", "resolve_model"]
 
@@ -26,8 +35,20 @@ REQUIRED_FILES = (CONFIG, WEIGHTS)
 SERVING_FILES = [CONFIG, WEIGHTS, "model*.onnx", CARD, METRICS, "*.png"]
 PICKLE_FILES = [PICKLE]
 # Left behind by interrupted writes, editors and caches; never part of a model.
-PUSH_IGNORE = ["*.tmp", "*.incomplete", "*.lock", "*.swp", "*~", ".DS_Store", ".cache/**", "**/.cache/**",
-               "__pycache__/**", "**/__pycache__/**", ".ipynb_checkpoints/**", "**/.ipynb_checkpoints/**"]
+PUSH_IGNORE = [
+    "*.tmp",
+    "*.incomplete",
+    "*.lock",
+    "*.swp",
+    "*~",
+    ".DS_Store",
+    ".cache/**",
+    "**/.cache/**",
+    "__pycache__/**",
+    "**/__pycache__/**",
+    ".ipynb_checkpoints/**",
+    "**/.ipynb_checkpoints/**",
+]
 LOGIN_HINT = "pass token= (or set HF_TOKEN) or run `hf auth login`"
 
 _HUB_REF = re.compile(r"(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<rev>[^\s@]+))?")
@@ -136,7 +157,8 @@ def resolve(
     cache_dir: str | Path | None = None,
     include_pickle: bool = False,
 ) -> Path:
-    """The one resolver: a local model folder for `ref`, a directory as is (its config.json checked), or a Hub id
+    """The one resolver: a local model folder for `ref`, a directory as is (its config.json checked), or a Hub
+    id
     `USER/NAME[@revision]` downloaded once.
 
     Downloads go to the Hugging Face cache (`cache_dir`, else HF_HUB_CACHE) and only the files serving needs;
@@ -150,7 +172,9 @@ def resolve(
         read_config(check_model_dir(path, required=(CONFIG,)))
         return path
     if path.exists():
-        raise HubError(f"{path} is a file: pass the model directory that holds config.json, or a Hub id USER/NAME")
+        raise HubError(
+            f"{path} is a file: pass the model directory that holds config.json, or a Hub id USER/NAME"
+        )
     if isinstance(ref, Path):
         raise HubError(f"{path}: no such model directory")
     parsed = parse_hub_ref(text)
@@ -162,16 +186,18 @@ def resolve(
     rev = revision or at_rev
     patterns = SERVING_FILES + (PICKLE_FILES if include_pickle else [])
     with _hub_errors("download", repo_id, rev, endpoint, pulling=True):
-        folder = Path(snapshot_download(
-            repo_id,
-            repo_type="model",
-            revision=rev,
-            cache_dir=cache_dir,
-            endpoint=endpoint,
-            token=token,
-            allow_patterns=patterns,
-            local_files_only=_offline(),
-        ))
+        folder = Path(
+            snapshot_download(
+                repo_id,
+                repo_type="model",
+                revision=rev,
+                cache_dir=cache_dir,
+                endpoint=endpoint,
+                token=token,
+                allow_patterns=patterns,
+                local_files_only=_offline(),
+            )
+        )
     if not (folder / CONFIG).is_file():
         raise HubError(f"{repo_id} has no {CONFIG}: it is not an earshot model")
     return folder
@@ -182,18 +208,27 @@ resolve_model = resolve  # the name earlier releases exported
 
 # ---- errors -------------------------------------------------------------------------------------------
 
+
 def _offline() -> bool:
     """HF_HUB_OFFLINE as huggingface_hub read it at import, or as set since (tests, notebooks)."""
     from huggingface_hub import constants
 
-    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in {
+        "1",
+        "ON",
+        "YES",
+        "TRUE",
+    }
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:
     """Connection and timeout errors of whichever HTTP stack this huggingface_hub uses."""
     errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    for module, names in (("httpx2", ("TransportError",)), ("httpx", ("TransportError",)),
-                          ("requests", ("ConnectionError", "Timeout"))):
+    for module, names in (
+        ("httpx2", ("TransportError",)),
+        ("httpx", ("TransportError",)),
+        ("requests", ("ConnectionError", "Timeout")),
+    ):
         try:
             mod = __import__(module)
         except ImportError:
@@ -222,19 +257,24 @@ def _sent_token(error: Any) -> bool:
         return True
 
 
-def _translate(exc: BaseException, action: str, repo_id: str, revision: str | None, endpoint: str | None,
-               pulling: bool) -> HubError:
+def _translate(
+    exc: BaseException, action: str, repo_id: str, revision: str | None, endpoint: str | None, pulling: bool
+) -> HubError:
     from huggingface_hub import errors
 
     where = f"{action} {repo_id}"
     chain = list(_chain(exc))
     for e in chain:
         if isinstance(e, errors.RevisionNotFoundError):
-            return HubError(f"{where}: no revision {revision!r} in model repo {repo_id} (use a branch, tag or commit)")
+            return HubError(
+                f"{where}: no revision {revision!r} in model repo {repo_id} (use a branch, tag or commit)"
+            )
         if isinstance(e, errors.RepositoryNotFoundError):
             local = Path(repo_id).parent.is_dir()  # e.g. models/esc50 typed for a local folder
-            return HubError(f"{where}: no such model repo {repo_id} (or it is private: pass a token)"
-                            + (f"; no local directory {repo_id} either" if local and pulling else ""))
+            return HubError(
+                f"{where}: no such model repo {repo_id} (or it is private: pass a token)"
+                + (f"; no local directory {repo_id} either" if local and pulling else "")
+            )
         if isinstance(e, errors.HfHubHTTPError) and e.response is not None:
             status = e.response.status_code
             said = _one_line((e.server_message or str(e) or "").splitlines()[0])
@@ -247,22 +287,29 @@ def _translate(exc: BaseException, action: str, repo_id: str, revision: str | No
     incomplete = getattr(errors, "IncompleteSnapshotError", ())  # huggingface_hub >= 1.x
     for e in chain:
         if "xet" in str(e).lower() and not pulling:  # hf_xet reports Hub answers as ConnectionError
-            return HubError(f"{where}: the Xet upload failed ({_one_line(e, 100)}); for a Hub without Xet "
-                            "set HF_HUB_DISABLE_XET=1")
+            return HubError(
+                f"{where}: the Xet upload failed ({_one_line(e, 100)}); for a Hub without Xet "
+                "set HF_HUB_DISABLE_XET=1"
+            )
         if isinstance(e, incomplete):
-            return HubError(f"{where}: the cached copy is incomplete and the Hub cannot be reached; connect and retry")
+            return HubError(
+                f"{where}: the cached copy is incomplete and the Hub cannot be reached; connect and retry"
+            )
         if isinstance(e, offline_types):
             reason = "offline mode: HF_HUB_OFFLINE=1" if _offline() else _one_line(chain[-1], 100)
             if pulling:
-                return HubError(f"{where}: cannot reach the Hub ({reason}) and {repo_id} is not in the local cache; "
-                                "connect, or pass a local model directory")
+                return HubError(
+                    f"{where}: cannot reach the Hub ({reason}) and {repo_id} is not in the local cache; "
+                    "connect, or pass a local model directory"
+                )
             return HubError(f"{where}: cannot reach the Hub at {endpoint} ({reason}); connect and push again")
     return HubError(f"{where} failed: {type(exc).__name__}: {_one_line(exc)}")
 
 
 @contextmanager
-def _hub_errors(action: str, repo_id: str, revision: str | None, endpoint: str | None,
-                pulling: bool = False) -> Iterator[None]:
+def _hub_errors(
+    action: str, repo_id: str, revision: str | None, endpoint: str | None, pulling: bool = False
+) -> Iterator[None]:
     """Turn whatever the Hub client raises inside into one HubError (the original stays as __cause__)."""
     try:
         yield
@@ -301,7 +348,12 @@ class PretrainedError(RuntimeError):
 def _weights_offline() -> bool:
     from huggingface_hub import constants
 
-    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in {
+        "1",
+        "ON",
+        "YES",
+        "TRUE",
+    }
 
 
 def _unreachable(repo: str, filename: str, timeout_s: float) -> str | None:
@@ -345,7 +397,9 @@ def fetch_imagenet(arch: str, weights: str | None, timeout_s: float = PROBE_TIME
         raise PretrainedError(f"{arch} has no ImageNet weights (pretrained='imagenet')", field="pretrained")
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
-    cached = try_to_load_from_cache(weights, IMAGENET_FILE)  # a look in the cache folder: no request, no headers
+    cached = try_to_load_from_cache(
+        weights, IMAGENET_FILE
+    )  # a look in the cache folder: no request, no headers
     if isinstance(cached, str) and Path(cached).is_file():
         return Path(cached)
     where = f"ImageNet weights for {arch} ({weights} on the Hugging Face Hub) are not cached here"
@@ -358,4 +412,6 @@ def fetch_imagenet(arch: str, weights: str | None, timeout_s: float = PROBE_TIME
         return Path(hf_hub_download(weights, IMAGENET_FILE))
     except Exception as e:  # DNS, HTTP, a dropped connection: all mean the same thing to the user
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise PretrainedError(f"{where} and the download failed ({' '.join(first.split())})", field="pretrained") from None
+        raise PretrainedError(
+            f"{where} and the download failed ({' '.join(first.split())})", field="pretrained"
+        ) from None

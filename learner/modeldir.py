@@ -1,7 +1,8 @@
 """The model directory: `model.safetensors` + `config.json` (+ metrics, plots, README.md, model.onnx).
 
 Loading never unpickles: weights are safetensors, config is JSON. A fastai `model.pkl` may sit beside
-them for fastai users, and is read only through `learner.train.fit.load_pickle` (explicit opt-in, with a warning).
+them for fastai users, and is read only through `learner.train.fit.load_pickle` (explicit opt-in, with a
+warning).
 """
 
 from __future__ import annotations
@@ -120,13 +121,16 @@ def load_model_dir(folder: Path) -> tuple[dict[str, Any], dict]:
 
     broken = [k for k, t in sd.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if broken:
-        raise ModelDirError(f"{weights}: {len(broken)} tensor(s) hold NaN or infinite values ({', '.join(broken[:3])}"
-                            f"{' …' if len(broken) > 3 else ''}); the model would predict nothing meaningful")
+        raise ModelDirError(
+            f"{weights}: {len(broken)} tensor(s) hold NaN or infinite values ({', '.join(broken[:3])}"
+            f"{' …' if len(broken) > 3 else ''}); the model would predict nothing meaningful"
+        )
     return cfg, sd
 
 
 def network_from_dir(folder: Path, config: dict[str, Any] | None = None) -> Any:
-    """The network of a model folder (no front end), its weights loaded strictly from model.safetensors: the one
+    """The network of a model folder (no front end), its weights loaded strictly from model.safetensors: the
+    one
     builder behind the torch backend and ONNX export. A wrong arch or class count fails loudly."""
     from learner.config import AudioConfig
     from learner.model import create_model
@@ -137,6 +141,8 @@ def network_from_dir(folder: Path, config: dict[str, Any] | None = None) -> Any:
     try:
         net.load_state_dict(sd, strict=True)
     except RuntimeError as e:
-        raise ModelDirError(f"{Path(folder) / WEIGHTS}: does not fit a {config['arch']} with "
-                            f"{len(config['classes'])} classes ({str(e).splitlines()[0]})") from None
+        raise ModelDirError(
+            f"{Path(folder) / WEIGHTS}: does not fit a {config['arch']} with "
+            f"{len(config['classes'])} classes ({str(e).splitlines()[0]})"
+        ) from None
     return net

@@ -40,7 +40,9 @@ def run(*args: str) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", default=str(DEVSET), help="manifest with path,label,split (train/valid by speaker)")
+    p.add_argument(
+        "--data", default=str(DEVSET), help="manifest with path,label,split (train/valid by speaker)"
+    )
     p.add_argument("--from-model", default=None, help="skip training: a model trained by the same command")
     p.add_argument("--work", default="runs/demo-model", help="where the model is trained and exported")
     args = p.parse_args()
@@ -52,15 +54,40 @@ def main() -> None:
             shutil.rmtree(work)
         shutil.copytree(args.from_model, work)
     else:
-        run("-m", "jobs.train", "--data", args.data, "--out", str(work), "--pretrained", "none", "--seed", "0",
-            "--no-pickle", "--quiet")
+        run(
+            "-m",
+            "jobs.train",
+            "--data",
+            args.data,
+            "--out",
+            str(work),
+            "--pretrained",
+            "none",
+            "--seed",
+            "0",
+            "--no-pickle",
+            "--quiet",
+        )
     with tempfile.TemporaryDirectory() as calib:
         train = df[df["split"] == "train"].sample(n=min(200, (df["split"] == "train").sum()), random_state=0)
         for i, q in enumerate(train["path"]):
             os.symlink(q, Path(calib) / f"{i:03d}{Path(q).suffix}")
         run("-m", "jobs.export", "--model", str(work), "--int8", "--calib", calib, "--n-calib", "200")
-    run("-m", "jobs.evaluate", "--model", str(work), "--data", args.data, "--subset", "valid", "--backend", "onnx-int8",
-        "--out", str(work / "int8-valid"), "--quiet")
+    run(
+        "-m",
+        "jobs.evaluate",
+        "--model",
+        str(work),
+        "--data",
+        args.data,
+        "--subset",
+        "valid",
+        "--backend",
+        "onnx-int8",
+        "--out",
+        str(work / "int8-valid"),
+        "--quiet",
+    )
 
     from learner.modeldir import strip_local_paths
 
@@ -74,7 +101,10 @@ def main() -> None:
     (DEST / "metrics.json").write_text(json.dumps(strip_local_paths(metrics), indent=2) + "\n")
     shutil.copy(work / "model.int8.onnx", DEST / "model.int8.onnx")
     shutil.copy(work / "int8-valid" / "confusion_matrix.png", DEST / "confusion_matrix.png")
-    print(f"earshot: {DEST}: accuracy {metrics['accuracy']:.3f} on {metrics['n_samples']} clips of {metrics['split']}")
+    print(
+        f"earshot: {DEST}: accuracy {metrics['accuracy']:.3f} on {metrics['n_samples']} clips of "
+        f"{metrics['split']}"
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ def trained_model(four_class_dir, tmp_path_factory):
     from learner.train.fit import TrainArgs, train
 
     out = tmp_path_factory.mktemp("model") / "xresnet18"
-    args = TrainArgs(data=str(four_class_dir), out=str(out), epochs=2, pretrained="none", bs=16, progress=False)
+    args = TrainArgs(
+        data=str(four_class_dir), out=str(out), epochs=2, pretrained="none", bs=16, progress=False
+    )
     return train(args, AudioConfig(**SMALL_AUDIO))
 
 

@@ -1,4 +1,5 @@
-"""A small in-memory Hugging Face Hub for tests, so push and pull run the real `huggingface_hub` client offline.
+"""A small in-memory Hugging Face Hub for tests, so push and pull run the real `huggingface_hub` client
+offline.
 
 It speaks exactly the requests that huggingface_hub 2.x sends for `whoami`, `create_repo`, `create_branch`,
 `upload_folder` (classic path: preupload → LFS batch → PUT → verify → NDJSON commit), `repo_info`,
@@ -9,7 +10,8 @@ Xet is not spoken: with `hf_xet` installed the client uploads through Xet unless
 (read at import into `huggingface_hub.constants.HF_HUB_DISABLE_XET`), so tests set that flag. Downloads need
 no flag: the server never sends `X-Xet-Hash`, so the client falls back to plain HTTP.
 
-Use: `with HubServer({"hf_token": "alice"}) as hub:` then pass `endpoint=hub.url`; call `isolate_hf(monkeypatch,
+Use: `with HubServer({"hf_token": "alice"}) as hub:` then pass `endpoint=hub.url`; call
+`isolate_hf(monkeypatch,
 tmp_path)` first so the client uses a tmp cache, no saved token, no Xet, and is online despite conftest.py.
 
 Like the real Hub, LFS downloads are a 302 from `resolve` to a signed "CDN" URL on another origin
@@ -42,10 +44,22 @@ GITATTRIBUTES = "".join(f"*{ext} filter=lfs diff=lfs merge=lfs -text\n" for ext 
 class HubHTTPError(Exception):
     """An HTTP error answer, with the headers the client keys its exception type on."""
 
-    def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None,
-                 **body: Any):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        **body: Any,
+    ):
         super().__init__(message)
-        self.status, self.message, self.code, self.headers, self.body = status, message, code, headers or {}, body
+        self.status, self.message, self.code, self.headers, self.body = (
+            status,
+            message,
+            code,
+            headers or {},
+            body,
+        )
 
 
 def git_blob_oid(data: bytes) -> str:
@@ -122,8 +136,9 @@ class HubServer:
         self.url = f"http://127.0.0.1:{self.port}"
         # A second origin for signed LFS URLs, like cdn-lfs.huggingface.co; same origin if localhost is odd.
         self.cdn_url = f"http://localhost:{self.port}" if _localhost_is_loopback() else self.url
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="hub-server",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.05,), name="hub-server", daemon=True
+        )
 
     def start(self) -> HubServer:
         self._thread.start()
@@ -178,7 +193,9 @@ class HubServer:
         if not hmac.compare_digest(query.get("sig", [""])[0], self.sign(what)):
             raise HubHTTPError(403, "Bad or missing signature")
 
-    def new_commit(self, repo: Repo, parent: Commit | None, files: dict[str, RepoFile], summary: str) -> Commit:
+    def new_commit(
+        self, repo: Repo, parent: Commit | None, files: dict[str, RepoFile], summary: str
+    ) -> Commit:
         self._counter += 1
         seed = f"{repo.repo_id}|{parent.oid if parent else ''}|{summary}|{self._counter}|{sorted(files)}"
         commit = Commit(hashlib.sha1(seed.encode()).hexdigest(), files, summary, _now())
@@ -201,13 +218,24 @@ def isolate_hf(monkeypatch: Any, home: Path) -> None:
     """
     from huggingface_hub import constants
 
-    for key in ("HF_TOKEN", "HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_OIDC_RESOURCE", "HF_HUB_CACHE", "HF_TOKEN_PATH"):
+    for key in (
+        "HF_TOKEN",
+        "HF_HUB_OFFLINE",
+        "HF_ENDPOINT",
+        "HF_OIDC_RESOURCE",
+        "HF_HUB_CACHE",
+        "HF_TOKEN_PATH",
+    ):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("HF_HOME", str(home))
     monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-    for name, value in {"HF_HUB_CACHE": str(home / "hub"), "HF_TOKEN_PATH": str(home / "token"),
-                        "HF_STORED_TOKENS_PATH": str(home / "stored_tokens"), "HF_HUB_DISABLE_XET": True,
-                        "HF_HUB_OFFLINE": False}.items():
+    for name, value in {
+        "HF_HUB_CACHE": str(home / "hub"),
+        "HF_TOKEN_PATH": str(home / "token"),
+        "HF_STORED_TOKENS_PATH": str(home / "stored_tokens"),
+        "HF_HUB_DISABLE_XET": True,
+        "HF_HUB_OFFLINE": False,
+    }.items():
         monkeypatch.setattr(constants, name, value)
 
 
@@ -281,7 +309,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
-        headers = {"X-Request-Id": secrets.token_hex(6), "Content-Type": "application/json", **(headers or {})}
+        headers = {
+            "X-Request-Id": secrets.token_hex(6),
+            "Content-Type": "application/json",
+            **(headers or {}),
+        }
         for k, v in {**headers, "Content-Length": str(len(body))}.items():
             self.send_header(k, v)
         self.end_headers()
@@ -308,7 +340,11 @@ class _Handler(BaseHTTPRequestHandler):
                     return
             raise HubHTTPError(404, f"Not found: {method} {path}")
         except HubHTTPError as e:
-            headers = {"X-Error-Message": e.message, **({"X-Error-Code": e.code} if e.code else {}), **e.headers}
+            headers = {
+                "X-Error-Message": e.message,
+                **({"X-Error-Code": e.code} if e.code else {}),
+                **e.headers,
+            }
             self._json({"error": e.message, **e.body}, e.status, headers)
         except Exception as e:  # a bug here: answer it rather than drop the connection
             self._json({"error": f"test hub failed: {e!r}"}, 500)
@@ -317,8 +353,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _whoami(self, user: str | None, **_: Any) -> None:
         if user is None:
             raise HubHTTPError(401, "Invalid credentials in Authorization header")
-        self._json({"type": "user", "name": user, "fullname": user, "orgs": [],
-                    "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}}})
+        self._json(
+            {
+                "type": "user",
+                "name": user,
+                "fullname": user,
+                "orgs": [],
+                "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}},
+            }
+        )
 
     def _validate_yaml(self, body: bytes, **_: Any) -> None:
         content = json.loads(body)["content"]
@@ -339,14 +382,18 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubHTTPError(400, "This test hub only hosts model repos")
         namespace = payload.get("organization") or user
         if namespace != user:
-            raise HubHTTPError(403, f"You don't have the rights to create a model under the namespace {namespace}")
+            raise HubHTTPError(
+                403, f"You don't have the rights to create a model under the namespace {namespace}"
+            )
         repo_id = f"{namespace}/{payload['name']}"
         url = f"{self.hub.url}/{repo_id}"
         if repo_id in self.hub.repos:
             raise HubHTTPError(409, "You already created this model repo", url=url)  # the client reads `url`
         repo = Repo(repo_id, user, payload.get("visibility", "public") == "private", _now())
         attributes = GITATTRIBUTES.encode()
-        first = self.hub.new_commit(repo, None, {".gitattributes": RepoFile(attributes, len(attributes))}, "initial")
+        first = self.hub.new_commit(
+            repo, None, {".gitattributes": RepoFile(attributes, len(attributes))}, "initial"
+        )
         repo.branches["main"] = first.oid
         self.hub.repos[repo_id] = repo
         self._json({"url": url, "name": repo_id, "id": secrets.token_hex(12)})
@@ -362,10 +409,24 @@ class _Handler(BaseHTTPRequestHandler):
     def _model_info(self, user: str | None, repo: str, rev: str | None, **_: Any) -> None:
         r = self.hub.readable(repo, user)
         commit = r.resolve(rev or "main")
-        self._json({"_id": hashlib.md5(repo.encode()).hexdigest()[:24], "id": repo, "modelId": repo,
-                    "author": r.owner, "sha": commit.oid, "lastModified": commit.date, "createdAt": r.created,
-                    "private": r.private, "disabled": False, "gated": False, "downloads": 0, "likes": 0,
-                    "tags": [], "siblings": [{"rfilename": p} for p in sorted(commit.files)]})
+        self._json(
+            {
+                "_id": hashlib.md5(repo.encode()).hexdigest()[:24],
+                "id": repo,
+                "modelId": repo,
+                "author": r.owner,
+                "sha": commit.oid,
+                "lastModified": commit.date,
+                "createdAt": r.created,
+                "private": r.private,
+                "disabled": False,
+                "gated": False,
+                "downloads": 0,
+                "likes": 0,
+                "tags": [],
+                "siblings": [{"rfilename": p} for p in sorted(commit.files)],
+            }
+        )
 
     def _tree(self, user: str | None, repo: str, rev: str, path: str | None, query: dict, **_: Any) -> None:
         commit = self.hub.readable(repo, user).resolve(rev)
@@ -380,14 +441,20 @@ class _Handler(BaseHTTPRequestHandler):
         def shown(p: str) -> bool:
             return recursive or p.rpartition("/")[0] == prefix
 
-        out: list[dict[str, Any]] = [{"type": "directory", "oid": git_blob_oid(d.encode()), "size": 0, "path": d}
-                                     for d in sorted(dirs) if shown(d)]
+        out: list[dict[str, Any]] = [
+            {"type": "directory", "oid": git_blob_oid(d.encode()), "size": 0, "path": d}
+            for d in sorted(dirs)
+            if shown(d)
+        ]
         for p, f in files.items():
             if shown(p):
                 out.append({"type": "file", "oid": f.blob_oid, "size": f.size, "path": p})
                 if f.lfs_sha256:
-                    out[-1]["lfs"] = {"oid": f.lfs_sha256, "size": f.size,
-                                      "pointerSize": len(lfs_pointer(f.lfs_sha256, f.size))}
+                    out[-1]["lfs"] = {
+                        "oid": f.lfs_sha256,
+                        "size": f.size,
+                        "pointerSize": len(lfs_pointer(f.lfs_sha256, f.size)),
+                    }
         self._json(out)
 
     # ---- upload: preupload, LFS batch/PUT/verify, commit ---------------------------------------
@@ -415,12 +482,17 @@ class _Handler(BaseHTTPRequestHandler):
             if self.hub.lfs_objects.get(oid) is None:  # already stored → no actions, the client skips it
                 sig = self.hub.sign(f"put:{oid}:{size}")
                 item["actions"] = {
-                    "upload": {"href": f"{self.hub.url}/lfs-upload/{oid}?size={size}&sig={sig}", "expires_in": 900},
+                    "upload": {
+                        "href": f"{self.hub.url}/lfs-upload/{oid}?size={size}&sig={sig}",
+                        "expires_in": 900,
+                    },
                     "verify": {"href": f"{self.hub.url}/{repo}.git/info/lfs/objects/verify"},
                 }
             objects.append(item)
-        self._json({"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
-                   headers={"Content-Type": "application/vnd.git-lfs+json"})
+        self._json(
+            {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
+            headers={"Content-Type": "application/vnd.git-lfs+json"},
+        )
 
     def _lfs_put(self, oid: str, query: dict, body: bytes, **_: Any) -> None:
         size = int(query.get("size", ["-1"])[0])
@@ -471,8 +543,14 @@ class _Handler(BaseHTTPRequestHandler):
                 raise HubHTTPError(400, f"Unknown commit operation {key!r}")
         commit = self.hub.new_commit(r, parent, files, header.get("summary", ""))
         r.branches[rev] = commit.oid
-        self._json({"success": True, "commitOid": commit.oid, "commitUrl": f"{self.hub.url}/{repo}/commit/{commit.oid}",
-                    "hookOutput": ""})
+        self._json(
+            {
+                "success": True,
+                "commitOid": commit.oid,
+                "commitUrl": f"{self.hub.url}/{repo}/commit/{commit.oid}",
+                "hookOutput": "",
+            }
+        )
 
     # ---- download ----------------------------------------------------------------------------------
     def _resolve(self, user: str | None, repo: str, rev: str, path: str, **_: Any) -> None:
@@ -480,8 +558,11 @@ class _Handler(BaseHTTPRequestHandler):
         f = commit.files.get(path)
         if f is None:
             raise HubHTTPError(404, "Entry not found", "EntryNotFound", {"X-Repo-Commit": commit.oid})
-        headers = {"X-Repo-Commit": commit.oid, "ETag": f'"{f.blob_oid}"',
-                   "Content-Type": "application/octet-stream"}
+        headers = {
+            "X-Repo-Commit": commit.oid,
+            "ETag": f'"{f.blob_oid}"',
+            "Content-Type": "application/octet-stream",
+        }
         if f.lfs_sha256 is None:
             self._send(200, f.data or b"", headers)
             return
@@ -490,7 +571,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, self.hub.lfs_objects[f.lfs_sha256], headers)
             return
         sig = self.hub.sign(f"get:{f.lfs_sha256}")
-        headers["Location"] = f"{self.hub.cdn_url}/lfs-cdn/{f.lfs_sha256}?sig={sig}&name={quote(path.split('/')[-1])}"
+        headers["Location"] = (
+            f"{self.hub.cdn_url}/lfs-cdn/{f.lfs_sha256}?sig={sig}&name={quote(path.split('/')[-1])}"
+        )
         self._send(302, b"", headers)
 
     def _cdn(self, oid: str, query: dict, **_: Any) -> None:
@@ -498,5 +581,12 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Authorization"):
             raise HubHTTPError(400, "The CDN must not receive a Hub token")
         name = query.get("name", [oid])[0]
-        self._send(200, self.hub.lfs_objects[oid], {"ETag": f'"{oid}"', "Content-Type": "application/octet-stream",
-                                                "Content-Disposition": f'attachment; filename="{name}"'})
+        self._send(
+            200,
+            self.hub.lfs_objects[oid],
+            {
+                "ETag": f'"{oid}"',
+                "Content-Type": "application/octet-stream",
+                "Content-Disposition": f'attachment; filename="{name}"',
+            },
+        )

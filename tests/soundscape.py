@@ -1,12 +1,16 @@
-"""Generated long recordings with known sound events, and the clips to train an event model on (tests and benches).
+"""Generated long recordings with known sound events, and the clips to train an event model on (tests and
+benches).
 
-    make_soundscape(600, 40, overlaps=6) → a 10-minute recording: steady background noise, 40 events of 1.5–4 s
-                                           (tone, chirp, clicks), some overlapping another class, and the truth
+    make_soundscape(600, 40, overlaps=6) → a 10-minute recording: steady background noise, 40 events of 1.5–4
+    s
+                                           (tone, chirp, clicks), some overlapping another class, and the
+                                           truth
     make_event_dataset(root)             → folder-per-class 1 s clips of the same classes plus `background`
     make_multilabel_event_dataset(root)  → 1 s clips holding 0, 1 or 2 of those sounds at once, `path,labels`
 
 A softmax classifier has no "nothing" output, so the single-label event model is trained with a `background`
-class (the recording's noise alone); `learner.serve.events` never reports that class as an event. A multi-label
+class (the recording's noise alone); `learner.serve.events` never reports that class as an event. A
+multi-label
 (sigmoid) model needs none: a clip of background alone has no label, and two overlapping sounds have both.
 """
 
@@ -34,7 +38,8 @@ def background(n: int, rng: np.random.Generator, level: float | None = None) -> 
 
 
 def event_sound(kind: str, seconds: float, sr: int, rng: np.random.Generator) -> np.ndarray:
-    """A `kind` event of `seconds`: calls of about a second back to back (a chirp is a series of sweeps), faded
+    """A `kind` event of `seconds`: calls of about a second back to back (a chirp is a series of sweeps),
+    faded
     in and out over 5 ms, peaking at 0.15–0.6."""
     parts, n = [], int(round(seconds * sr))
     while sum(p.size for p in parts) < n:
@@ -48,11 +53,18 @@ def event_sound(kind: str, seconds: float, sr: int, rng: np.random.Generator) ->
     return x.astype(np.float32)
 
 
-def make_soundscape(duration_s: float = 600.0, n_events: int = 40, overlaps: int = 6, sr: int = 16000,
-                    seed: int = 0, classes: tuple[str, ...] = EVENT_CLASSES,
-                    length_s: tuple[float, float] = (1.5, 4.0)) -> tuple[np.ndarray, list[Event]]:
+def make_soundscape(
+    duration_s: float = 600.0,
+    n_events: int = 40,
+    overlaps: int = 6,
+    sr: int = 16000,
+    seed: int = 0,
+    classes: tuple[str, ...] = EVENT_CLASSES,
+    length_s: tuple[float, float] = (1.5, 4.0),
+) -> tuple[np.ndarray, list[Event]]:
     """(signal, true events sorted by start). `overlaps` of the events start 0.3–0.8 s before another event
-    of a different class ends; the rest get a slot of their own with at least a second of background around."""
+    of a different class ends; the rest get a slot of their own with at least a second of background
+    around."""
     rng = np.random.default_rng(seed)
     x = background(int(round(duration_s * sr)), rng)
     solo = n_events - overlaps
@@ -86,8 +98,14 @@ def write_soundscape(path: Path, **kw) -> list[Event]:
     return [Event(str(path), e.label, e.start_s, e.end_s, 1.0, 1.0) for e in truth]
 
 
-def make_event_dataset(root: Path, n_per_class: int = 40, sr: int = 16000, seed: int = 0,
-                       classes: tuple[str, ...] = EVENT_CLASSES, edge_share: float = 0.5) -> Path:
+def make_event_dataset(
+    root: Path,
+    n_per_class: int = 40,
+    sr: int = 16000,
+    seed: int = 0,
+    classes: tuple[str, ...] = EVENT_CLASSES,
+    edge_share: float = 0.5,
+) -> Path:
     """Folder-per-class 1 s clips: each event class over background noise, plus `background` alone.
 
     A window in a long recording often holds only part of an event; `edge_share` of the clips teach the model
@@ -103,7 +121,9 @@ def make_event_dataset(root: Path, n_per_class: int = 40, sr: int = 16000, seed:
             edge = rng.random() < edge_share
             kind = c if c != BACKGROUND else str(rng.choice(classes)) if edge else None
             if kind is not None:
-                share = 1.0 if not edge else rng.uniform(0.55, 0.9) if c != BACKGROUND else rng.uniform(0.05, 0.4)
+                share = (
+                    1.0 if not edge else rng.uniform(0.55, 0.9) if c != BACKGROUND else rng.uniform(0.05, 0.4)
+                )
                 s = event_sound(kind, share, sr, rng)
                 at = 0 if rng.random() < 0.5 else sr - s.size  # the event ends in the clip, or starts in it
                 x[at : at + s.size] += s
@@ -115,13 +135,16 @@ SOURCE_COUNTS = (0.3, 0.4, 0.3)  # share of multi-label clips holding 0, 1 and 2
 PLACEMENTS = {"whole": 0.4, "mostly": 0.35, "edge": 0.25}  # how one sound sits in a clip (see below)
 
 
-def make_multilabel_event_dataset(root: Path, n_clips: int = 240, sr: int = 16000, seed: int = 0,
-                                  classes: tuple[str, ...] = EVENT_CLASSES) -> Path:
-    """`root/manifest.csv` (`path,labels`, `;`-separated, empty = background alone) over 1 s clips of background
+def make_multilabel_event_dataset(
+    root: Path, n_clips: int = 240, sr: int = 16000, seed: int = 0, classes: tuple[str, ...] = EVENT_CLASSES
+) -> Path:
+    """`root/manifest.csv` (`path,labels`, `;`-separated, empty = background alone) over 1 s clips of
+    background
     noise holding 0, 1 or 2 sounds of different classes (`SOURCE_COUNTS`), labels known → the manifest's path.
 
     Each sound fills the whole clip, or 55–90 % of it ("mostly", labelled), or only 5–40 % ("edge", not
-    labelled: a window fires when the sound fills about half of it, as in `make_event_dataset`); a partial sound
+    labelled: a window fires when the sound fills about half of it, as in `make_event_dataset`); a partial
+    sound
     starts or ends the clip, so two of them overlap the way one event hands over to the next in the recording.
     Clips with no sound hold, half of the time, the unlabelled edge of one."""
     import csv
@@ -134,12 +157,17 @@ def make_multilabel_event_dataset(root: Path, n_clips: int = 240, sr: int = 1600
     for i in range(n_clips):
         x = background(sr, rng)
         k = int(rng.choice(len(SOURCE_COUNTS), p=SOURCE_COUNTS))
-        sounds = [(str(c), str(rng.choice(kinds, p=weights / weights.sum()))) for c in rng.choice(classes, k, replace=False)]
+        sounds = [
+            (str(c), str(rng.choice(kinds, p=weights / weights.sum())))
+            for c in rng.choice(classes, k, replace=False)
+        ]
         if k == 0 and rng.random() < 0.5:
             sounds = [(str(rng.choice(classes)), "edge")]
         labels = []
         for kind, placement in sounds:
-            share = {"whole": 1.0, "mostly": rng.uniform(0.55, 0.9), "edge": rng.uniform(0.05, 0.4)}[placement]
+            share = {"whole": 1.0, "mostly": rng.uniform(0.55, 0.9), "edge": rng.uniform(0.05, 0.4)}[
+                placement
+            ]
             s = event_sound(kind, share, sr, rng)
             at = 0 if rng.random() < 0.5 else sr - s.size  # the sound ends in the clip, or starts in it
             x[at : at + s.size] += s

@@ -22,7 +22,7 @@ def make_sound(kind: str, sr: int, duration: float, rng: np.random.Generator) ->
         x = np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * duration)))
     elif kind == "noise":
         x = rng.normal(0, 1, n)
-        x *= (np.sin(2 * np.pi * rng.uniform(2, 6) * t) > 0)  # bursts
+        x *= np.sin(2 * np.pi * rng.uniform(2, 6) * t) > 0  # bursts
     elif kind == "clicks":
         x = np.zeros(n)
         period = int(sr / rng.uniform(8, 20))
@@ -34,8 +34,15 @@ def make_sound(kind: str, sr: int, duration: float, rng: np.random.Generator) ->
     return (x + rng.normal(0, 0.005, n)).astype(np.float32)
 
 
-def make_dataset(root: Path, n_per_class: int = 12, sr: int = 16000, duration: float = 1.0, seed: int = 0,
-                 classes: tuple[str, ...] = CLASSES, fmt: str = "wav") -> Path:
+def make_dataset(
+    root: Path,
+    n_per_class: int = 12,
+    sr: int = 16000,
+    duration: float = 1.0,
+    seed: int = 0,
+    classes: tuple[str, ...] = CLASSES,
+    fmt: str = "wav",
+) -> Path:
     """Folder-per-class dataset under `root`; returns root."""
     rng = np.random.default_rng(seed)
     root = Path(root)

@@ -25,7 +25,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _clip(kind: str, path: Path, sr: int = SR, channels: int = 1, seconds: float = 1.0, seed: int = 3) -> Path:
+def _clip(
+    kind: str, path: Path, sr: int = SR, channels: int = 1, seconds: float = 1.0, seed: int = 3
+) -> Path:
     x = make_sound(kind, sr, seconds, np.random.default_rng(seed))
     data = np.stack([x, 0.8 * x], axis=1) if channels == 2 else x
     sf.write(path, data, sr, subtype="PCM_16")
@@ -59,7 +61,9 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     return {
         "tone": good,
         "clicks": _clip("clicks", d / "clicks.wav"),
-        "mic": _clip("clicks", d / "recording.wav", sr=48000, channels=2, seed=5),  # browser MediaRecorder → WAV
+        "mic": _clip(
+            "clicks", d / "recording.wav", sr=48000, channels=2, seed=5
+        ),  # browser MediaRecorder → WAV
         "long": _clip("tone", d / "long.wav", seconds=5.0),
         "empty": d / "empty.wav",
         "corrupt": d / "corrupt.wav",
@@ -103,7 +107,9 @@ def test_long_input_is_scored_in_windows_with_a_timeline(client, clips):
     assert "9 windows of 1 s" in message
 
 
-@pytest.mark.parametrize("kind, words", [("corrupt", "corrupt"), ("empty", "empty file"), ("notes", "not an audio file")])
+@pytest.mark.parametrize(
+    "kind, words", [("corrupt", "corrupt"), ("empty", "empty file"), ("notes", "not an audio file")]
+)
 def test_bad_uploads_get_a_clear_error_and_the_server_keeps_serving(client, clips, kind, words):
     from gradio_client.exceptions import AppError
 
@@ -119,7 +125,11 @@ def test_model_tab_and_examples(app_module, trained_model):
 
     served = app_module.served
     info = model_info(served.predictor, served.folder)
-    assert "chirp, clicks, noise, tone" in info.summary and "accuracy" in info.summary and "| tone | " in info.summary
+    assert (
+        "chirp, clicks, noise, tone" in info.summary
+        and "accuracy" in info.summary
+        and "| tone | " in info.summary
+    )
     assert "| sample_rate | `16000` |" in info.audio and "| epochs | `2` |" in info.training
     assert info.confusion_png is not None and Path(info.confusion_png).is_file()
     assert example_files(served.predictor.classes) == []  # digits examples are not offered to a 4-class model
@@ -163,7 +173,9 @@ def test_saliency_follows_the_tone(trained_model, clips):
     assert sal.heat.shape == sal.logmel.shape == (p.cfg.n_mels, p.cfg.n_frames)
     assert 0 <= sal.heat.min() and sal.heat.max() == pytest.approx(1.0)
     loud = sal.logmel.mean(axis=1)
-    bands = np.flatnonzero(loud > loud.max() - 15)  # the tone and its harmonic (mel rows within 15 dB of the loudest)
+    bands = np.flatnonzero(
+        loud > loud.max() - 15
+    )  # the tone and its harmonic (mel rows within 15 dB of the loudest)
     near = np.zeros(len(loud), dtype=bool)
     for b in bands:
         near[max(0, b - 2) : b + 3] = True
@@ -171,7 +183,11 @@ def test_saliency_follows_the_tone(trained_model, clips):
     assert near[rows.argmax()], (bands, rows.argmax())
     assert rows[near].mean() > 1.8 * rows[~near].mean()  # uniform heat would give 1.0
     cam = ex(clip, method="gradcam")
-    assert cam.method == "gradcam" and cam.heat.shape == sal.logmel.shape and cam.target == p.classes.index("tone")
+    assert (
+        cam.method == "gradcam"
+        and cam.heat.shape == sal.logmel.shape
+        and cam.target == p.classes.index("tone")
+    )
 
 
 def test_default_model_is_built_once_and_cached(tmp_path, monkeypatch):
@@ -183,16 +199,27 @@ def test_default_model_is_built_once_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("EARSHOT_CACHE", str(tmp_path))
     monkeypatch.delenv("EARSHOT_DATA", raising=False)
     lines: list[str] = []
-    folder = demo.ensure_default_model(log=lines.append, voices=["en-us", "en+f3", "en-gb-scotland+m4"], per_voice=2,
-                                       epochs=1, progress=False)
+    folder = demo.ensure_default_model(
+        log=lines.append,
+        voices=["en-us", "en+f3", "en-gb-scotland+m4"],
+        per_voice=2,
+        epochs=1,
+        progress=False,
+    )
     assert folder == tmp_path / "models" / "spoken-digits"
-    assert any("[1/2]" in s for s in lines) and any("[2/2]" in s for s in lines) and "default model ready" in lines[-1]
+    assert (
+        any("[1/2]" in s for s in lines)
+        and any("[2/2]" in s for s in lines)
+        and "default model ready" in lines[-1]
+    )
     from learner.modeldir import read_config
 
     assert read_config(folder)["classes"] == sorted(DIGITS)
     assert not list(folder.parent.glob(".*.tmp"))  # built aside, renamed into place
     again: list[str] = []
-    assert demo.ensure_default_model(log=again.append) == folder and again == []  # cached: no rebuild, no output
+    assert (
+        demo.ensure_default_model(log=again.append) == folder and again == []
+    )  # cached: no rebuild, no output
 
 
 def test_no_espeak_says_what_to_do(tmp_path, monkeypatch):
@@ -217,18 +244,33 @@ def test_app_with_a_bad_model_exits_with_one_line(tmp_path):
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("EARSHOT_MODEL", None)
-    r = subprocess.run([sys.executable, "app.py", "--model", str(tmp_path / "nope")], cwd=root, env=env,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "app.py", "--model", str(tmp_path / "nope")],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"earshot: {tmp_path / 'nope'}") and "no such model directory" in lines[0]
+    assert (
+        len(lines) == 1
+        and lines[0].startswith(f"earshot: {tmp_path / 'nope'}")
+        and "no such model directory" in lines[0]
+    )
 
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver") or "/usr/bin/chromedriver"
+CHROMIUM, CHROMEDRIVER = (
+    shutil.which("chromium") or "/usr/bin/chromium",
+    shutil.which("chromedriver") or "/usr/bin/chromedriver",
+)
 
 
-@pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
-                    reason="Debian chromium + chromium-driver not installed (scripts/system-deps.sh installs them)")
+@pytest.mark.skipif(
+    not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+    reason="Debian chromium + chromium-driver not installed (scripts/system-deps.sh installs them)",
+)
 def test_browser_upload_shows_labels(server, clips, artifacts, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -238,9 +280,18 @@ def test_browser_upload_shows_labels(server, clips, artifacts, tmp_path):
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-                 "--window-size=1280,1500"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1280,1500",
+    ):
         opts.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     try:
@@ -248,8 +299,16 @@ def test_browser_upload_shows_labels(server, clips, artifacts, tmp_path):
         wait = WebDriverWait(driver, 60)
         upload = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "input[type=file]")))
         upload.send_keys(str(clips["clicks"]))
-        wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, '[data-testid="label-output-value"]'), "clicks"))
-        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".gradio-container img, .gradio-container canvas")) >= 2)
+        wait.until(
+            EC.text_to_be_present_in_element(
+                (By.CSS_SELECTOR, '[data-testid="label-output-value"]'), "clicks"
+            )
+        )
+        wait.until(
+            lambda d: (
+                len(d.find_elements(By.CSS_SELECTOR, ".gradio-container img, .gradio-container canvas")) >= 2
+            )
+        )
         time.sleep(0.5)  # let the plots paint
         shot = artifacts / "demo.png"
         driver.save_screenshot(str(shot))

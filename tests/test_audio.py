@@ -1,4 +1,5 @@
-"""learner/audio/decode.py: every corpus file decodes to the right length and rate or raises the right typed error."""
+"""learner/audio/decode.py: every corpus file decodes to the right length and rate or raises the right typed
+error."""
 
 from __future__ import annotations
 
@@ -62,7 +63,9 @@ def _check(clip: corpus.Clip, kind: str, call) -> None:
     if clip.partial:
         assert 0 < d.duration_s <= clip.duration_s + tol, kind
     else:
-        assert abs(d.duration_s - clip.duration_s) <= tol, f"{kind}: {d.duration_s:.4f} s != {clip.duration_s} s"
+        assert abs(d.duration_s - clip.duration_s) <= tol, (
+            f"{kind}: {d.duration_s:.4f} s != {clip.duration_s} s"
+        )
     assert (d.orig_sample_rate, d.channels) == (clip.sample_rate, clip.channels), kind
     assert d.sample_rate == d.orig_sample_rate and d.samples.dtype == np.float32 and d.samples.ndim == 1
     assert d.samples.size == round(d.duration_s * d.sample_rate)
@@ -70,7 +73,10 @@ def _check(clip: corpus.Clip, kind: str, call) -> None:
     if clip.decoder:
         assert d.decoder == clip.decoder, kind
     if clip.valid:
-        assert (d.warning or "").startswith(clip.warning or "") and bool(d.warning) == bool(clip.warning), (kind, d.warning)
+        assert (d.warning or "").startswith(clip.warning or "") and bool(d.warning) == bool(clip.warning), (
+            kind,
+            d.warning,
+        )
     if clip.valid and d.duration_s >= 0.1:  # the corpus tone: channel k at 440·(k+1) Hz, amplitude 0.5
         t = np.arange(d.samples.size) / d.sample_rate
         amp = 2 * abs(np.mean(d.samples * np.exp(-2j * np.pi * 440 * t)))
@@ -81,7 +87,9 @@ def _check(clip: corpus.Clip, kind: str, call) -> None:
 def test_corpus_file_decodes_or_raises_its_error(clips: dict[str, corpus.Clip], kind: str) -> None:
     clip = clips[kind]
     _check(clip, kind, lambda: decode(clip.path))
-    _check(clip, kind, lambda: decode(clip.path.read_bytes(), name=str(clip.path)))  # bytes behave as the path
+    _check(
+        clip, kind, lambda: decode(clip.path.read_bytes(), name=str(clip.path))
+    )  # bytes behave as the path
 
 
 @pytest.mark.parametrize("kind", corpus.KINDS)
@@ -170,8 +178,10 @@ def test_window_far_into_a_long_file_seeks(tmp_path: Path) -> None:
     sr = 8000
     t = np.arange(int((SEEK_MIN_S + 5) * sr)) / sr
     x = (0.4 * np.sin(2 * np.pi * (100 + 30 * t) * t)).astype(np.float32)[:, None]
-    for path in [corpus.write_av(tmp_path / "l.m4a", x, sr, "ipod", "aac"),
-                 corpus.write_sf(tmp_path / "l.ogg", x, sr, "VORBIS", "OGG")]:
+    for path in [
+        corpus.write_av(tmp_path / "l.m4a", x, sr, "ipod", "aac"),
+        corpus.write_sf(tmp_path / "l.ogg", x, sr, "VORBIS", "OGG"),
+    ]:
         full, off = decode(path).samples, SEEK_MIN_S + 1
         w = decode(path, offset_s=off, duration_s=1.0).samples
         assert w.size == sr
@@ -206,9 +216,11 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n",
-     b"ffconcat version 1.0\nfile /etc/passwd\n",
-     b"RIFF\xff\xff\xff\x7fWAVEfmt "],
+    [
+        b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n",
+        b"ffconcat version 1.0\nfile /etc/passwd\n",
+        b"RIFF\xff\xff\xff\x7fWAVEfmt ",
+    ],
 )
 def test_hostile_playlists_and_headers_are_refused(payload: bytes) -> None:
     with pytest.raises((NotAudioError, CorruptAudioError)):
@@ -216,9 +228,11 @@ def test_hostile_playlists_and_headers_are_refused(payload: bytes) -> None:
 
 
 def test_module_does_not_import_torch() -> None:
-    code = ("import io, sys, numpy as np, soundfile as sf, learner.audio as a\n"
-            "b = io.BytesIO(); sf.write(b, np.zeros(800), 8000, format='WAV'); a.decode(b.getvalue(), 16000)\n"
-            "a.probe(b.getvalue()); a.decode(bytes(100)) if 0 else None\n"
-            "try:\n    a.decode(b'x' * 100)\nexcept a.NotAudioError:\n    pass\n"
-            "assert 'torch' not in sys.modules, 'learner.audio pulled in torch'")
+    code = (
+        "import io, sys, numpy as np, soundfile as sf, learner.audio as a\n"
+        "b = io.BytesIO(); sf.write(b, np.zeros(800), 8000, format='WAV'); a.decode(b.getvalue(), 16000)\n"
+        "a.probe(b.getvalue()); a.decode(bytes(100)) if 0 else None\n"
+        "try:\n    a.decode(b'x' * 100)\nexcept a.NotAudioError:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'learner.audio pulled in torch'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1], timeout=60)

@@ -1,4 +1,5 @@
-"""learner.data.builds.build_once: generated sets are built once, atomically, and never over a user's folder."""
+"""learner.data.builds.build_once: generated sets are built once, atomically, and never over a user's
+folder."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def _builder(calls: list[Path]):
         tmp.mkdir(parents=True)
         (tmp / "build.json").write_text(json.dumps({"version": 1}))
         (tmp / "manifest.csv").write_text("path,label\n")
+
     return build
 
 

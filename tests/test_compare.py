@@ -20,17 +20,46 @@ from learner.serve.predictor import Predictor
 from learner.train.transforms import AudioTensor, WaveAugment
 from tests.synthetic import make_dataset
 
-TINY = dict(sample_rate=8000, duration=0.5, n_mels=32, n_fft=256, hop_length=128, mixup=0.0, spec_freq_mask=4,
-            spec_time_mask=4)
-TINY_FLAGS = ["--sample-rate", "8000", "--duration", "0.5", "--n-mels", "32", "--n-fft", "256", "--hop", "128",
-              "--mixup", "0", "--spec-freq-mask", "4", "--spec-time-mask", "4"]
+TINY = dict(
+    sample_rate=8000,
+    duration=0.5,
+    n_mels=32,
+    n_fft=256,
+    hop_length=128,
+    mixup=0.0,
+    spec_freq_mask=4,
+    spec_time_mask=4,
+)
+TINY_FLAGS = [
+    "--sample-rate",
+    "8000",
+    "--duration",
+    "0.5",
+    "--n-mels",
+    "32",
+    "--n-fft",
+    "256",
+    "--hop",
+    "128",
+    "--mixup",
+    "0",
+    "--spec-freq-mask",
+    "4",
+    "--spec-time-mask",
+    "4",
+]
 VIEWS = {"xresnet18": "spectrogram", "mfcc_cnn1d": "mfcc", "conv1d_raw": "waveform"}
 
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
-    return make_dataset(tmp_path_factory.mktemp("tiny"), n_per_class=10, sr=8000, duration=0.5,
-                        classes=("tone", "chirp", "noise"))
+    return make_dataset(
+        tmp_path_factory.mktemp("tiny"),
+        n_per_class=10,
+        sr=8000,
+        duration=0.5,
+        classes=("tone", "chirp", "noise"),
+    )
 
 
 def _spy_starts(mp, starts: dict) -> None:
@@ -56,8 +85,27 @@ def compared(tiny_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         _spy_starts(mp, starts)
         mp.setattr(learner.train.compare, "train", lambda a, c: results.setdefault(a.arch, real_train(a, c)))
-        assert main(["--data", str(tiny_dir), "--archs", ",".join(VIEWS), "--epochs", "1", "--bs", "8", "--out", str(out),
-                     "--pretrained", "none", "--quiet", *TINY_FLAGS]) == 0
+        assert (
+            main(
+                [
+                    "--data",
+                    str(tiny_dir),
+                    "--archs",
+                    ",".join(VIEWS),
+                    "--epochs",
+                    "1",
+                    "--bs",
+                    "8",
+                    "--out",
+                    str(out),
+                    "--pretrained",
+                    "none",
+                    "--quiet",
+                    *TINY_FLAGS,
+                ]
+            )
+            == 0
+        )
     return out, results, starts
 
 
@@ -71,7 +119,9 @@ def test_compare_writes_report_with_every_arch_and_the_plots(compared):
         assert a["params"] == read_config(out / a["arch"])["params"] > 1000
         assert a["train_time_s"] > 0 and a["clips_per_s"] > 0 and a["model_clips_per_s"] > 0
         assert a["start"] == "none (random init)" and a["input"] == VIEWS[a["arch"]]
-        assert a["predictor_accuracy"] == pytest.approx(a["accuracy"])  # inference path == training's validation
+        assert a["predictor_accuracy"] == pytest.approx(
+            a["accuracy"]
+        )  # inference path == training's validation
         assert a["n_valid"] == 6 and a["clips"] == 6
     md = (out / "report.md").read_text()
     for arch in VIEWS:
@@ -87,7 +137,9 @@ def test_each_input_view_takes_fastai_steps_and_predicts_through_the_predictor(c
     res = results[arch]
     learn = res.learner
     steps = {int(s["step"]) for s in learn.opt.state.values() if "step" in s}
-    assert steps == {3} and np.isfinite(res.history["train_loss"]).all()  # Adam steps: 24 training clips / bs 8
+    assert (
+        steps == {3} and np.isfinite(res.history["train_loss"]).all()
+    )  # Adam steps: 24 training clips / bs 8
     after = learn.model.state_dict()
     moved = [k for k, v in starts[arch].items() if v.is_floating_point() and not torch.equal(v, after[k])]
     assert any(k.endswith("weight") for k in moved), "no weight changed: no optimiser step happened"
@@ -107,23 +159,33 @@ def test_conv1d_raw_is_sized_by_the_configured_clip_and_predicts_longer_files(co
     net = results["conv1d_raw"].learner.model
     assert net.head[1].in_features == 8 * ((4000 + 2 * 2047 - 4096) // 1000 + 1)  # 0.5 s at 8 kHz → 4 frames
     sf.write(tmp_path / "long.wav", np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32), 8000)
-    pred = Predictor.from_dir(out / "conv1d_raw").predict(tmp_path / "long.wav")  # 2 s → 0.5 s windows, hop 0.25 s
+    pred = Predictor.from_dir(out / "conv1d_raw").predict(
+        tmp_path / "long.wav"
+    )  # 2 s → 0.5 s windows, hop 0.25 s
     assert pred.window_probs.shape == (7, 3) and pred.probs.shape == (3,)
 
 
 def test_pretrained_imagenet_is_recorded_per_arch_and_offline_is_one_line(tiny_dir, tmp_path, monkeypatch):
     starts = learner.train.compare.plan_starts(["xresnet18", "conv1d_raw", "mfcc_cnn1d"], "imagenet")
     assert starts["xresnet18"][0] == "imagenet"
-    assert starts["conv1d_raw"] == ("none", "no ImageNet weights: from scratch") and starts["mfcc_cnn1d"][0] == "none"
+    assert (
+        starts["conv1d_raw"] == ("none", "no ImageNet weights: from scratch")
+        and starts["mfcc_cnn1d"][0] == "none"
+    )
     pairs = learner.train.compare.plan_starts(["xresnet18", "conv1d_raw"], "conv1d_raw=/some/model")
-    assert pairs == {"xresnet18": ("none", "not named in --pretrained: from scratch"), "conv1d_raw": ("/some/model", "as asked")}
+    assert pairs == {
+        "xresnet18": ("none", "not named in --pretrained: from scratch"),
+        "conv1d_raw": ("/some/model", "as asked"),
+    }
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from learner.train.fit import TrainArgs
 
     args = TrainArgs(data=str(tiny_dir), out=str(tmp_path / "c"), epochs=1, progress=False)
     with pytest.raises(PretrainedError, match="set pretrained to .* or 'none'") as e:
         learner.train.compare.compare(["conv1d_raw", "xresnet18"], args, AudioConfig(**TINY))
-    assert "\n" not in str(e.value) and not (tmp_path / "c" / "conv1d_raw").exists()  # failed before any training
+    assert (
+        "\n" not in str(e.value) and not (tmp_path / "c" / "conv1d_raw").exists()
+    )  # failed before any training
 
 
 def test_cross_validation_writes_one_result_per_fold(tiny_dir, tmp_path):
@@ -134,8 +196,29 @@ def test_cross_validation_writes_one_result_per_fold(tiny_dir, tmp_path):
     df["fold"] = df.groupby("label").cumcount() % 3 + 1
     df.to_csv(tmp_path / "manifest.csv", index=False)
     out = tmp_path / "cv"
-    assert main(["--data", str(tmp_path / "manifest.csv"), "--out", str(out), "--arch", "mfcc_cnn1d", "--epochs", "1",
-                 "--bs", "8", "--pretrained", "none", "--cv", "--quiet", "--no-pickle", *TINY_FLAGS]) == 0
+    assert (
+        main(
+            [
+                "--data",
+                str(tmp_path / "manifest.csv"),
+                "--out",
+                str(out),
+                "--arch",
+                "mfcc_cnn1d",
+                "--epochs",
+                "1",
+                "--bs",
+                "8",
+                "--pretrained",
+                "none",
+                "--cv",
+                "--quiet",
+                "--no-pickle",
+                *TINY_FLAGS,
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "cv_report.json").read_text())
     assert [f["fold"] for f in report["folds"]] == [1, 2, 3]
     for f in report["folds"]:
@@ -153,8 +236,13 @@ def test_cross_validation_writes_one_result_per_fold(tiny_dir, tmp_path):
 def test_assigned_folds_keep_each_group_in_one_fold():
     from learner.data.manifest import assign_folds
 
-    df = pd.DataFrame({"path": [f"{i}.wav" for i in range(40)], "label": ["a", "b"] * 20,
-                       "group": [f"voice{i % 8}" for i in range(40)]})
+    df = pd.DataFrame(
+        {
+            "path": [f"{i}.wav" for i in range(40)],
+            "label": ["a", "b"] * 20,
+            "group": [f"voice{i % 8}" for i in range(40)],
+        }
+    )
     folds = assign_folds(df, 4, seed=0)
     assert sorted(folds["fold"].unique()) == [1, 2, 3, 4]
     assert (folds.groupby("group")["fold"].nunique() == 1).all()
@@ -172,22 +260,51 @@ def test_transfer_keeps_the_old_body_and_puts_a_new_head_on(tiny_dir, tmp_path):
         for f in sorted((tiny_dir / c).glob("*.wav")):
             (three / c / f.name).symlink_to(f)
     assert main(["--data", str(three), "--out", str(old), "--pretrained", "none", *common]) == 0
-    four = make_dataset(tmp_path / "four", n_per_class=8, sr=8000, duration=0.5, seed=3,
-                        classes=("tone", "chirp", "noise", "clicks"))
+    four = make_dataset(
+        tmp_path / "four",
+        n_per_class=8,
+        sr=8000,
+        duration=0.5,
+        seed=3,
+        classes=("tone", "chirp", "noise", "clicks"),
+    )
     starts: dict = {}
     with pytest.MonkeyPatch.context() as mp:
         _spy_starts(mp, starts)
-        assert main(["--data", str(four), "--out", str(tmp_path / "new"), "--pretrained", str(old), *common]) == 0
+        assert (
+            main(["--data", str(four), "--out", str(tmp_path / "new"), "--pretrained", str(old), *common])
+            == 0
+        )
     _, old_sd = load_model_dir(old)
     start = starts["mfcc_cnn1d"]
-    for key in ("features.0.weight", "features.1.running_mean", "head.2.weight"):  # conv, BN statistics, dense body
+    for key in (
+        "features.0.weight",
+        "features.1.running_mean",
+        "head.2.weight",
+    ):  # conv, BN statistics, dense body
         assert torch.equal(start[key], old_sd[key]), key
     assert old_sd["head.5.weight"].shape[0] == 3 and start["head.5.weight"].shape[0] == 4
     cfg = read_config(tmp_path / "new")
-    assert cfg["classes"] == ["chirp", "clicks", "noise", "tone"] and cfg["pretrained"] == f"body of {old.name}"  # no local paths
+    assert (
+        cfg["classes"] == ["chirp", "clicks", "noise", "tone"] and cfg["pretrained"] == f"body of {old.name}"
+    )  # no local paths
     with pytest.raises(PretrainedError, match="arch=mfcc_cnn1d"):
-        main(["--data", str(four), "--out", str(tmp_path / "x"), "--pretrained", str(old), "--arch", "conv1d_raw",
-              "--epochs", "1", "--quiet", *TINY_FLAGS])
+        main(
+            [
+                "--data",
+                str(four),
+                "--out",
+                str(tmp_path / "x"),
+                "--pretrained",
+                str(old),
+                "--arch",
+                "conv1d_raw",
+                "--epochs",
+                "1",
+                "--quiet",
+                *TINY_FLAGS,
+            ]
+        )
 
 
 # --- waveform augmentations ------------------------------------------------------------------------------
@@ -224,8 +341,12 @@ def _first_draw(lo: float, hi: float) -> float:
 
 @pytest.mark.parametrize("kind", ["pitch", "stretch", "noise", "gain"])
 def test_each_waveform_augmentation_is_inert_in_validation_and_acts_in_training(kind):
-    kw = {"pitch": dict(pitch=2.0), "stretch": dict(stretch=0.2), "noise": dict(noise_snr=(10.0, 20.0)),
-          "gain": dict(gain_db=6.0)}[kind]
+    kw = {
+        "pitch": dict(pitch=2.0),
+        "stretch": dict(stretch=0.2),
+        "noise": dict(noise_snr=(10.0, 20.0)),
+        "gain": dict(gain_db=6.0),
+    }[kind]
     x = _tone(burst=(0.35, 0.65)) if kind == "stretch" else _tone()
     aug = WaveAugment(**kw, p=1.0, seed=SEED)
     assert torch.equal(aug(x, split_idx=1), x)  # validation / inference: untouched
@@ -245,7 +366,8 @@ def test_each_waveform_augmentation_is_inert_in_validation_and_acts_in_training(
 
 
 def test_pitch_shift_is_fast_for_any_draw():
-    """torchaudio's pitch_shift resamples between int(sr / rate) and sr (tiny gcd): ≈ 18 s per second of audio."""
+    """torchaudio's pitch_shift resamples between int(sr / rate) and sr (tiny gcd): ≈ 18 s per second of
+    audio."""
     import time
 
     aug = WaveAugment(pitch=2.0, p=1.0, seed=0)
@@ -262,8 +384,13 @@ def test_crossval_and_compare_share_one_fold_planner(tmp_path):
 
     from learner.data.manifest import CV_MANIFEST, ManifestError, plan_folds
 
-    df = pd.DataFrame({"path": [f"/x/{i}.wav" for i in range(12)], "label": ["a", "b"] * 6,
-                       "group": [f"spk{i // 2}" for i in range(12)]})
+    df = pd.DataFrame(
+        {
+            "path": [f"/x/{i}.wav" for i in range(12)],
+            "label": ["a", "b"] * 6,
+            "group": [f"spk{i // 2}" for i in range(12)],
+        }
+    )
     plan = plan_folds(df, "data.csv", tmp_path, 3, seed=1)
     assert plan.data == str(tmp_path / CV_MANIFEST) and plan.folds == [1, 2, 3] and "by group" in plan.source
     written = pd.read_csv(plan.data)
@@ -277,7 +404,10 @@ def test_crossval_and_compare_share_one_fold_planner(tmp_path):
     import learner.train.compare
     import learner.train.crossval
 
-    for module in (learner.train.compare, learner.train.crossval):  # neither plans (or plots curves) on its own
+    for module in (
+        learner.train.compare,
+        learner.train.crossval,
+    ):  # neither plans (or plots curves) on its own
         assert module.plan_folds is plan_folds and not hasattr(module, "assign_folds")
         assert not hasattr(module, "plot_learning_curves") and not hasattr(module, "_folds_of")
 
@@ -287,10 +417,22 @@ def test_one_curves_plot_for_a_run_and_for_many(tmp_path):
 
     from learner.report.plots import plot_curves
 
-    h = pd.DataFrame({"epoch": [0, 1, 2], "train_loss": [1.0, 0.7, 0.5], "valid_loss": [1.1, 0.8, 0.7],
-                      "accuracy": [0.5, 0.6, 0.7], "top3": [0.9, 0.95, 1.0], "time": ["0:01"] * 3})
+    h = pd.DataFrame(
+        {
+            "epoch": [0, 1, 2],
+            "train_loss": [1.0, 0.7, 0.5],
+            "valid_loss": [1.1, 0.8, 0.7],
+            "accuracy": [0.5, 0.6, 0.7],
+            "top3": [0.9, 0.95, 1.0],
+            "time": ["0:01"] * 3,
+        }
+    )
     loss, metrics = plot_curves(h)
     assert len(loss.lines) == 2 and {ln.get_label() for ln in metrics.lines} == {"accuracy", "top3"}
-    loss, metrics = plot_curves({"xresnet18": h, "conv1d_raw": h.assign(accuracy=[0.4, 0.5, 0.6])}, tmp_path / "c.png")
+    loss, metrics = plot_curves(
+        {"xresnet18": h, "conv1d_raw": h.assign(accuracy=[0.4, 0.5, 0.6])}, tmp_path / "c.png"
+    )
     assert len(loss.lines) == 4 and [ln.get_label() for ln in metrics.lines] == ["xresnet18", "conv1d_raw"]
-    assert list(metrics.lines[1].get_ydata()) == [0.4, 0.5, 0.6] and (tmp_path / "c.png").stat().st_size > 1000
+    assert (
+        list(metrics.lines[1].get_ydata()) == [0.4, 0.5, 0.6] and (tmp_path / "c.png").stat().st_size > 1000
+    )

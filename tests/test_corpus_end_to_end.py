@@ -1,4 +1,5 @@
-"""The generated decode corpus (every format, rate, channel count and hostile file) through the two user-facing
+"""The generated decode corpus (every format, rate, channel count and hostile file) through the two
+user-facing
 paths: batch scoring gives one row per file with a label or the expected error, and the demo's classify step
 names the file and the problem for every hostile one."""
 
@@ -35,8 +36,11 @@ def test_scoring_the_corpus_gives_one_row_per_file(corpus, predictor, tmp_path):
     rows = {Path(r["path"]).resolve(): r for r in pq.read_table(out).to_pylist()}
     expected = {c.path.resolve(): (kind, c) for kind, c in clips.items() if not c.path.name.startswith(".")}
     scored_here = {p: k for p, (k, _) in expected.items() if p.suffix.lower() in AUDIO_EXTENSIONS}
-    on_disk = {p.resolve() for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
-               and p.suffix.lower() in AUDIO_EXTENSIONS}
+    on_disk = {
+        p.resolve()
+        for p in folder.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in AUDIO_EXTENSIONS
+    }
     assert set(rows) == on_disk  # one row for every audio file, including the corpus's own source clips
     assert set(scored_here) <= set(rows)
     for path, kind in scored_here.items():

@@ -54,12 +54,14 @@ def test_csv_manifest_resolves_relative_paths_and_checks_columns(tmp_path):
 
 def _frame(n=60):
     rng = np.random.default_rng(0)
-    return pd.DataFrame({
-        "path": [f"/d/{i}.wav" for i in range(n)],
-        "label": rng.choice(["a", "b", "c"], n),
-        "fold": np.arange(n) % 5 + 1,
-        "speaker": [f"spk{i % 7}" for i in range(n)],
-    })
+    return pd.DataFrame(
+        {
+            "path": [f"/d/{i}.wav" for i in range(n)],
+            "label": rng.choice(["a", "b", "c"], n),
+            "fold": np.arange(n) % 5 + 1,
+            "speaker": [f"spk{i % 7}" for i in range(n)],
+        }
+    )
 
 
 def test_random_split_is_stratified_and_seeded():

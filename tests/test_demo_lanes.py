@@ -30,13 +30,22 @@ def _wav(path: Path, seconds: float, kind: str = "tone", sr: int = SR) -> Path:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("lanes")
-    odd_rate = d / "rate_500hz.wav"  # long by its header (so: the long lane), then refused by the decoder there
+    odd_rate = (
+        d / "rate_500hz.wav"
+    )  # long by its header (so: the long lane), then refused by the decoder there
     sf.write(odd_rate, np.zeros(500 * 400, np.int16), 500, subtype="PCM_16")
     over = d / "eleven_minutes.flac"
-    sf.write(over, np.zeros(660 * 8000, np.int16), 8000, subtype="PCM_16")  # over the demo's 10 min, small as silence
-    return {"short": _wav(d / "short.wav", 1.0), "long": _wav(d / "long.wav", 120.0), "odd_rate": odd_rate,
-            "over": over, "medium": _wav(d / "medium.wav", 8.0),
-            "twelve": _wav(d / "twelve.wav", 12.0)}  # long for a lane of 2 s
+    sf.write(
+        over, np.zeros(660 * 8000, np.int16), 8000, subtype="PCM_16"
+    )  # over the demo's 10 min, small as silence
+    return {
+        "short": _wav(d / "short.wav", 1.0),
+        "long": _wav(d / "long.wav", 120.0),
+        "odd_rate": odd_rate,
+        "over": over,
+        "medium": _wav(d / "medium.wav", 8.0),
+        "twelve": _wav(d / "twelve.wav", 12.0),
+    }  # long for a lane of 2 s
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +66,8 @@ def _wait(cond, timeout_s: float = 120.0) -> None:
         time.sleep(0.01)
 
 
-# --- through the running app ------------------------------------------------------------------------------------
+# --- through the running app
+# ------------------------------------------------------------------------------------
 
 
 def _free_port() -> int:
@@ -92,7 +102,9 @@ def test_short_clips_are_served_while_two_long_uploads_are_read(app_module, clie
         labels, *_, message = client.predict(handle_file(str(files["short"])), api_name="/classify")
         assert labels["label"] == "tone" and "one 1 s clip" in message
     short_s = time.perf_counter() - started
-    assert lanes.long_admitted == 2 and not any(j.done() for j in long_jobs), f"3 short clips took {short_s:.1f} s"
+    assert lanes.long_admitted == 2 and not any(j.done() for j in long_jobs), (
+        f"3 short clips took {short_s:.1f} s"
+    )
     for job in long_jobs:  # the long ones finish too, with their windows and timeline drawn in the worker
         labels, _, _, timeline, message = job.result(timeout=240)
         assert labels["label"] == "tone" and "239 windows of 1 s" in message
@@ -110,7 +122,8 @@ def test_over_the_limit_is_refused_at_once_without_the_long_lane(app_module, cli
     assert time.perf_counter() - started < 5.0 and app_module.demo.lanes.long_admitted == 0
 
 
-# --- the lanes themselves -----------------------------------------------------------------------------------------
+# --- the lanes themselves
+# -----------------------------------------------------------------------------------------
 
 
 def test_short_uploads_never_start_the_worker(onnx_predictor, files):
@@ -130,8 +143,10 @@ def test_short_uploads_never_start_the_worker(onnx_predictor, files):
 
 
 def test_short_workers_classify_as_the_server_would(onnx_predictor, files, tmp_path):
-    """`short_workers`: short clips are classified in worker processes (no GIL shared with the server), with the
-    server's answers: the same labels and scores, the same refusals, and "too long" sends a file on its way."""
+    """`short_workers`: short clips are classified in worker processes (no GIL shared with the server), with
+    the
+    server's answers: the same labels and scores, the same refusals, and "too long" sends a file on its
+    way."""
     from learner.audio import TooLongError
     from learner.serve.demo import classify
     from learner.serve.lanes import Lanes, UploadRefused
@@ -140,8 +155,10 @@ def test_short_workers_classify_as_the_server_would(onnx_predictor, files, tmp_p
     try:
         here = classify(onnx_predictor, str(files["short"]))
         results = []
-        threads = [threading.Thread(target=lambda: results.append(lanes.run("classify", str(files["short"]))))
-                   for _ in range(2)]
+        threads = [
+            threading.Thread(target=lambda: results.append(lanes.run("classify", str(files["short"]))))
+            for _ in range(2)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -169,7 +186,9 @@ def test_long_lane_budget_busy_refusals_and_a_dead_worker(onnx_predictor, files)
         assert out.figure is not None and Path(out.csv_path).is_file() and "12.0 s" in out.message
         assert lanes.worker.started == 1
 
-        with pytest.raises(UploadRefused, match="rate_500hz.wav: sample rate 500 Hz is outside"):  # the decoder's words
+        with pytest.raises(
+            UploadRefused, match="rate_500hz.wav: sample rate 500 Hz is outside"
+        ):  # the decoder's words
             lanes.run("classify", str(files["odd_rate"]))
 
         done: list = []
@@ -201,10 +220,15 @@ def test_long_lane_budget_busy_refusals_and_a_dead_worker(onnx_predictor, files)
 
         killer = threading.Thread(target=kill_once_working)
         killer.start()
-        with pytest.raises(LaneError, match=r"twelve.wav: the worker .* stopped while reading twelve.wav \(killed by signal 9"):
+        with pytest.raises(
+            LaneError,
+            match=r"twelve.wav: the worker .* stopped while reading twelve.wav \(killed by signal 9",
+        ):
             lanes.run("classify", str(files["twelve"]))
         killer.join()
-        assert "23 windows" in lanes.run("classify", str(files["twelve"])).message  # and the next one is served
+        assert (
+            "23 windows" in lanes.run("classify", str(files["twelve"])).message
+        )  # and the next one is served
         assert lanes.worker.started == 3
     finally:
         lanes.close()
@@ -256,9 +280,15 @@ def test_the_worker_goes_when_the_server_is_killed(onnx_predictor, tmp_path):
     import sys
 
     root = Path(__file__).resolve().parents[1]
-    long = _wav(tmp_path / "five_minutes.wav", 300.0)  # seconds of CPU in the worker: it is busy when the server goes
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(onnx_predictor.folder), str(long)], cwd=root,
-                              stdout=subprocess.PIPE, text=True)
+    long = _wav(
+        tmp_path / "five_minutes.wav", 300.0
+    )  # seconds of CPU in the worker: it is busy when the server goes
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(onnx_predictor.folder), str(long)],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     worker = int(server.stdout.readline())
     before = _cpu_s(worker)
     _wait(lambda: _cpu_s(worker) > before + 0.3)  # reading the file

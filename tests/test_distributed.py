@@ -24,13 +24,58 @@ def test_two_gloo_processes_train_like_one_and_write_one_model_dir(four_class_di
 
     out, store = tmp_path / "model", tmp_path / "store"
     fit = dict(arch="mfcc_cnn1d", epochs=6, pretrained="none")  # 1.0 on this set in one process, ~10 s of CPU
-    one = train(TrainArgs(data=str(four_class_dir), out=str(tmp_path / "one"), bs=16, progress=False, pickle=False,
-                          workers=1, **fit), AudioConfig(**SMALL_AUDIO)).metrics
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "jobs.train", "--data", str(four_class_dir), "--out", str(out), "--arch", fit["arch"],
-           "--pretrained", "none", "--epochs", str(fit["epochs"]), "--bs", "8", "--no-pickle", "--quiet",
-           "--workers", "1", "--store", str(store), "--sample-rate", str(SMALL_AUDIO["sample_rate"]), "--duration", "1",
-           "--n-mels", "64", "--hop", "256", "--n-fft", "512", "--mixup", "0"]  # 2 × 8 = one process's batch of 16
+    one = train(
+        TrainArgs(
+            data=str(four_class_dir),
+            out=str(tmp_path / "one"),
+            bs=16,
+            progress=False,
+            pickle=False,
+            workers=1,
+            **fit,
+        ),
+        AudioConfig(**SMALL_AUDIO),
+    ).metrics
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "jobs.train",
+        "--data",
+        str(four_class_dir),
+        "--out",
+        str(out),
+        "--arch",
+        fit["arch"],
+        "--pretrained",
+        "none",
+        "--epochs",
+        str(fit["epochs"]),
+        "--bs",
+        "8",
+        "--no-pickle",
+        "--quiet",
+        "--workers",
+        "1",
+        "--store",
+        str(store),
+        "--sample-rate",
+        str(SMALL_AUDIO["sample_rate"]),
+        "--duration",
+        "1",
+        "--n-mels",
+        "64",
+        "--hop",
+        "256",
+        "--n-fft",
+        "512",
+        "--mixup",
+        "0",
+    ]  # 2 × 8 = one process's batch of 16
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -42,5 +87,13 @@ def test_two_gloo_processes_train_like_one_and_write_one_model_dir(four_class_di
     history = pd.read_csv(out / "history.csv")
     assert list(history["epoch"]) == list(range(fit["epochs"]))  # one writer: no interleaved or repeated rows
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["config.json", "metrics.json", "history.csv", "confusion_matrix.png", "curves.png", "model.safetensors"])
+        [
+            "config.json",
+            "metrics.json",
+            "history.csv",
+            "confusion_matrix.png",
+            "curves.png",
+            "model.safetensors",
+        ]
+    )
     assert len(list(store.rglob("*.json"))) == 1, "the second process decoded again instead of waiting"

@@ -1,4 +1,5 @@
-"""learner.serve.events: window scores → events (runs, gaps, minimum length, several classes at once), thresholds
+"""learner.serve.events: window scores → events (runs, gaps, minimum length, several classes at once),
+thresholds
 from config and overrides, and the Raven / Audacity / CSV files."""
 
 from __future__ import annotations
@@ -109,7 +110,12 @@ def test_parse_thresholds():
     assert parse_thresholds("0.6") == 0.6
     assert parse_thresholds("dog=0.7, cat=0.25") == {"dog": 0.7, "cat": 0.25}
     assert parse_thresholds("a=b=0.3") == {"a=b": 0.3}
-    for bad, msg in (("1.5", "outside"), ("dog=x", "not a number"), ("=0.3", "CLASS=VALUE"), ("loud", "not a number")):
+    for bad, msg in (
+        ("1.5", "outside"),
+        ("dog=x", "not a number"),
+        ("=0.3", "CLASS=VALUE"),
+        ("loud", "not a number"),
+    ):
         with pytest.raises(ValueError, match=msg):
             parse_thresholds(bad)
 
@@ -134,10 +140,31 @@ EVENTS = [Event("a.wav", "cat", 3.25, 4.5, 0.91, 0.8), Event("a.wav", "dog\tbark
 def test_raven_selection_table_has_the_published_columns():
     text = raven_table(EVENTS, high_freq_hz=8000)
     rows = list(csv.reader(io.StringIO(text), delimiter="\t"))
-    assert rows[0] == ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)",
-                       "High Freq (Hz)", "Annotation", "Confidence", "Mean Score"]
+    assert rows[0] == [
+        "Selection",
+        "View",
+        "Channel",
+        "Begin Time (s)",
+        "End Time (s)",
+        "Low Freq (Hz)",
+        "High Freq (Hz)",
+        "Annotation",
+        "Confidence",
+        "Mean Score",
+    ]
     assert tuple(rows[0]) == RAVEN_COLUMNS
-    assert rows[1] == ["1", "Spectrogram 1", "1", "1.000000", "2.000000", "0.0", "8000.0", "dog bark", "0.7000", "0.6500"]
+    assert rows[1] == [
+        "1",
+        "Spectrogram 1",
+        "1",
+        "1.000000",
+        "2.000000",
+        "0.0",
+        "8000.0",
+        "dog bark",
+        "0.7000",
+        "0.6500",
+    ]
     assert [r[0] for r in rows[1:]] == ["1", "2"] and rows[2][7] == "cat"
     assert all(len(r) == len(RAVEN_COLUMNS) for r in rows)
 
@@ -161,8 +188,14 @@ def test_part_store_commits_resumes_and_drops_events(tmp_path):
     from learner.score.rows import EVENT_SCHEMA, WINDOW_SCHEMA
     from learner.score.store import PartStore, events_output, read_results
 
-    files = pa.schema([("path", pa.string()), ("file_size", pa.int64()), ("file_mtime_ns", pa.int64()),
-                       ("error", pa.string())])
+    files = pa.schema(
+        [
+            ("path", pa.string()),
+            ("file_size", pa.int64()),
+            ("file_mtime_ns", pa.int64()),
+            ("error", pa.string()),
+        ]
+    )
 
     def store():
         return PartStore(tmp_path / "o.parquet", "parquet", files, WINDOW_SCHEMA, event_schema=EVENT_SCHEMA)
@@ -170,15 +203,33 @@ def test_part_store_commits_resumes_and_drops_events(tmp_path):
     s = store()
     s.open({"format": "parquet"})
     for p in ("a.wav", "b.wav"):
-        s.add(pa.table({"path": [p], "file_size": [1], "file_mtime_ns": [1], "error": [None]}, schema=files),
-              pa.table({"path": [p], "start_s": [0.0], "end_s": [1.0], "label": ["dog"], "score": [0.9]}, schema=WINDOW_SCHEMA),
-              pa.table({"path": [p, p], "label": ["dog", "cat"], "start_s": [0.0, 2.0], "end_s": [1.0, 3.0],
-                        "max_score": [0.9, 0.8], "mean_score": [0.8, 0.7]}, schema=EVENT_SCHEMA))
+        s.add(
+            pa.table({"path": [p], "file_size": [1], "file_mtime_ns": [1], "error": [None]}, schema=files),
+            pa.table(
+                {"path": [p], "start_s": [0.0], "end_s": [1.0], "label": ["dog"], "score": [0.9]},
+                schema=WINDOW_SCHEMA,
+            ),
+            pa.table(
+                {
+                    "path": [p, p],
+                    "label": ["dog", "cat"],
+                    "start_s": [0.0, 2.0],
+                    "end_s": [1.0, 3.0],
+                    "max_score": [0.9, 0.8],
+                    "mean_score": [0.8, 0.7],
+                },
+                schema=EVENT_SCHEMA,
+            ),
+        )
         s.commit()
     ev = read_results(tmp_path / "o.parquet", events=True)
     assert ev.schema.equals(EVENT_SCHEMA) and ev["path"].to_pylist() == ["a.wav"] * 2 + ["b.wav"] * 2
-    s.claim("part-00007.parquet", side="events")  # a job lists a part before it creates it, as a real one would
-    (events_output(tmp_path / "o.parquet") / "part-00007.parquet").write_bytes(b"orphan of a kill between renames")
+    s.claim(
+        "part-00007.parquet", side="events"
+    )  # a job lists a part before it creates it, as a real one would
+    (events_output(tmp_path / "o.parquet") / "part-00007.parquet").write_bytes(
+        b"orphan of a kill between renames"
+    )
     s = store()
     done = s.open({"format": "parquet"}, resume=True)
     assert set(done) == {"a.wav", "b.wav"}

@@ -1,7 +1,8 @@
 """Events end to end on a generated recording with known events: the Predictor, `jobs.score --windows` (events
 table, Raven and Audacity exports, --threshold per class) and the demo's `/events` API all find them.
 
-The event model (mfcc_cnn1d) is trained here from scratch on tone / chirp / clicks + background 1 s clips, half of
+The event model (mfcc_cnn1d) is trained here from scratch on tone / chirp / clicks + background 1 s clips,
+half of
 them holding only part of an event (tests/soundscape.py);
 the 10-minute, 40-event measurement is bench/events.py.
 """
@@ -29,14 +30,28 @@ SECONDS, N_EVENTS, OVERLAPS = 60.0, 6, 1
 
 
 def _train_event_model(data: Path, out: Path, epochs: int, **kw) -> Path:
-    """mfcc_cnn1d on 1 s event clips: ≈ 15–20 s of CPU to train, 0.4 s to score a minute in quarter-second hops
+    """mfcc_cnn1d on 1 s event clips: ≈ 15–20 s of CPU to train, 0.4 s to score a minute in quarter-second
+    hops
     (xresnet18: 10× more)."""
     from learner.config import AudioConfig
     from learner.train.fit import TrainArgs, train
 
     audio = AudioConfig(sample_rate=16000, duration=1.0, n_mels=64, hop_length=256, n_fft=512, mixup=0.0)
-    return Path(train(TrainArgs(data=str(data), out=str(out), epochs=epochs, pretrained="none", bs=16,
-                                arch="mfcc_cnn1d", progress=False, **kw), audio).model_dir)
+    return Path(
+        train(
+            TrainArgs(
+                data=str(data),
+                out=str(out),
+                epochs=epochs,
+                pretrained="none",
+                bs=16,
+                arch="mfcc_cnn1d",
+                progress=False,
+                **kw,
+            ),
+            audio,
+        ).model_dir
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +59,9 @@ def event_model(tmp_path_factory) -> Path:
     from tests.soundscape import make_event_dataset
 
     root = tmp_path_factory.mktemp("event_model")
-    return _train_event_model(make_event_dataset(root / "clips", n_per_class=25, seed=0), root / "model", epochs=8)
+    return _train_event_model(
+        make_event_dataset(root / "clips", n_per_class=25, seed=0), root / "model", epochs=8
+    )
 
 
 @pytest.fixture(scope="module")
@@ -120,28 +137,61 @@ def test_jobs_score_writes_events_table_and_exports(event_model, recording, tmp_
     from tests.soundscape import background
 
     sf.write(other, background(16000 * 4, np.random.default_rng(0)), 16000)  # nothing happens in it
-    main([str(path.parent), str(other), "--model", str(event_model), "--out", str(out), "--windows", "1,0.25",
-          "--workers", "1", "--quiet", "--raven", str(raven), "--audacity", str(audacity)])
+    main(
+        [
+            str(path.parent),
+            str(other),
+            "--model",
+            str(event_model),
+            "--out",
+            str(out),
+            "--windows",
+            "1,0.25",
+            "--workers",
+            "1",
+            "--quiet",
+            "--raven",
+            str(raven),
+            "--audacity",
+            str(audacity),
+        ]
+    )
     assert "exported" in capsys.readouterr().out
     table = pq.read_table(out.with_name("scores.events.parquet"))
     assert table.schema.equals(EVENT_SCHEMA)
     rows = read_results(out, events=True).to_pylist()
     assert {r["path"] for r in rows} == {str(path)}
-    found = [Event(r["path"], r["label"], r["start_s"], r["end_s"], r["max_score"], r["mean_score"]) for r in rows]
+    found = [
+        Event(r["path"], r["label"], r["start_s"], r["end_s"], r["max_score"], r["mean_score"]) for r in rows
+    ]
     _good_enough(found, truth)
     direct = Predictor.from_dir(event_model).predict(path, window=1.0, hop=0.25).events
-    assert [(e.label, e.start_s, e.end_s) for e in sorted(found, key=lambda e: (e.start_s, e.label))] == \
-        [(e.label, e.start_s, e.end_s) for e in direct]  # the job and the Predictor agree exactly
+    assert [(e.label, e.start_s, e.end_s) for e in sorted(found, key=lambda e: (e.start_s, e.label))] == [
+        (e.label, e.start_s, e.end_s) for e in direct
+    ]  # the job and the Predictor agree exactly
     # one Raven table and one Audacity file per input file (the quiet one too: empty, header only)
     rv = sorted(raven.rglob("*.txt"))
-    assert [p.name for p in rv] == ["night.wav.earshot.selection.table.txt", "quiet.wav.earshot.selection.table.txt"]
+    assert [p.name for p in rv] == [
+        "night.wav.earshot.selection.table.txt",
+        "quiet.wav.earshot.selection.table.txt",
+    ]
     lines = list(csv.reader(io.StringIO(rv[0].read_text()), delimiter="\t"))
     assert tuple(lines[0]) == RAVEN_COLUMNS and lines[0][:7] == [
-        "Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)"]
+        "Selection",
+        "View",
+        "Channel",
+        "Begin Time (s)",
+        "End Time (s)",
+        "Low Freq (Hz)",
+        "High Freq (Hz)",
+    ]
     assert len(lines) == len(found) + 1 and lines[1][1] == "Spectrogram 1" and lines[1][6] == "8000.0"
     assert rv[1].read_text().count("\n") == 1
     (night,) = audacity.rglob("night.wav.earshot.labels.txt")  # below the inputs' common folder, as they were
-    assert night.parent.name == "site-a" and night.relative_to(audacity).parts[-3:-1] == (path.parent.parent.name, "site-a")
+    assert night.parent.name == "site-a" and night.relative_to(audacity).parts[-3:-1] == (
+        path.parent.parent.name,
+        "site-a",
+    )
     labels = night.read_text().splitlines()
     assert len(labels) == len(found)
     start, end, label = labels[0].split("\t")
@@ -157,13 +207,25 @@ def test_jobs_score_threshold_per_class_overrides(event_model, recording, tmp_pa
     main([str(path), "--out", str(tmp_path / "b.parquet"), "--threshold", "tone=1.0", *base])
     a, b = (read_results(tmp_path / f"{n}.parquet", events=True).to_pylist() for n in "ab")
     assert any(r["label"] == "tone" for r in a)
-    assert [r for r in a if r["label"] != "tone"] == [r for r in b] and not any(r["label"] == "tone" for r in b)
+    assert [r for r in a if r["label"] != "tone"] == [r for r in b] and not any(
+        r["label"] == "tone" for r in b
+    )
     with pytest.raises(ValueError, match="unknown class.*'tonee'"):
         main([str(path), "--out", str(tmp_path / "c.parquet"), "--threshold", "tonee=0.5", *base])
     with pytest.raises(SystemExit):
         main([str(path), "--out", str(tmp_path / "d.parquet"), "--threshold", "tone=high", *base])
     with pytest.raises(ValueError, match="--raven needs --windows"):
-        main([str(path), "--out", str(tmp_path / "e.parquet"), "--model", str(event_model), "--raven", str(tmp_path)])
+        main(
+            [
+                str(path),
+                "--out",
+                str(tmp_path / "e.parquet"),
+                "--model",
+                str(event_model),
+                "--raven",
+                str(tmp_path),
+            ]
+        )
 
 
 def test_events_table_in_csv_format(event_model, recording, tmp_path):
@@ -171,8 +233,11 @@ def test_events_table_in_csv_format(event_model, recording, tmp_path):
 
     path, truth = recording
     out = tmp_path / "s.csv"
-    score([path], Predictor.from_dir(event_model), ScoreOptions(str(out), fmt="csv", window=(1.0, 0.25), workers=1,
-                                                               progress=False, event_min_s=1.0))
+    score(
+        [path],
+        Predictor.from_dir(event_model),
+        ScoreOptions(str(out), fmt="csv", window=(1.0, 0.25), workers=1, progress=False, event_min_s=1.0),
+    )
     rows = list(csv.DictReader(open(next(out.with_name("s.events.csv").glob("part-*.csv")))))
     assert list(rows[0]) == ["path", "label", "start_s", "end_s", "max_score", "mean_score"]
     assert all(float(r["end_s"]) - float(r["start_s"]) >= 1.0 for r in rows)
@@ -180,7 +245,8 @@ def test_events_table_in_csv_format(event_model, recording, tmp_path):
 
 @pytest.fixture(scope="module")
 def multi_event_model(tmp_path_factory) -> Path:
-    """A multi-label (sigmoid) event model: 1 s clips holding 0, 1 or 2 overlapping sounds, no background class."""
+    """A multi-label (sigmoid) event model: 1 s clips holding 0, 1 or 2 overlapping sounds, no background
+    class."""
     from tests.soundscape import make_multilabel_event_dataset
 
     root = tmp_path_factory.mktemp("multi_event_model")
@@ -201,18 +267,43 @@ def test_multilabel_model_holds_overlapping_events_in_all_three_paths(multi_even
     rule = EventRule(0.4, max_gap_s=0.5, min_length_s=0.5)  # bench/events.py's choice (seed 1)
     events = p.predict(path, window=1.0, hop=0.25, events=rule).events
     _good_enough(events, truth)
-    (a, b), = [(a, b) for a, b in zip(truth, truth[1:]) if b.start_s < a.end_s]
-    assert match_events(events, [a, b]).matched == 2  # both sides of the overlap, onsets and offsets within ±0.5 s
+    ((a, b),) = [(a, b) for a, b in zip(truth, truth[1:]) if b.start_s < a.end_s]
+    assert (
+        match_events(events, [a, b]).matched == 2
+    )  # both sides of the overlap, onsets and offsets within ±0.5 s
     out = tmp_path / "m.parquet"
-    main([str(path), "--model", str(multi_event_model), "--out", str(out), "--windows", "1,0.25", "--workers", "1",
-          "--quiet", "--threshold", "0.4", "--event-gap", "0.5", "--event-min", "0.5"])
+    main(
+        [
+            str(path),
+            "--model",
+            str(multi_event_model),
+            "--out",
+            str(out),
+            "--windows",
+            "1,0.25",
+            "--workers",
+            "1",
+            "--quiet",
+            "--threshold",
+            "0.4",
+            "--event-gap",
+            "0.5",
+            "--event-min",
+            "0.5",
+        ]
+    )
     rows = read_results(out, events=True).to_pylist()
     demo = find_events_in(p, str(path), threshold=0.4, max_gap_s=0.5, min_length_s=0.5, draw=False).events
     want = [(e.label, e.start_s, e.end_s) for e in events]
-    assert [(r["label"], r["start_s"], r["end_s"]) for r in rows] == want == [(e.label, e.start_s, e.end_s) for e in demo]
+    assert (
+        [(r["label"], r["start_s"], r["end_s"]) for r in rows]
+        == want
+        == [(e.label, e.start_s, e.end_s) for e in demo]
+    )
 
 
-# --- the demo's API -----------------------------------------------------------------------------------------------
+# --- the demo's API
+# -----------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

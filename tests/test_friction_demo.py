@@ -1,4 +1,5 @@
-"""Issue 12, part C, item 16: what the demo page shows a newcomer (axes, titles, padding, timeline, Model tab, API)."""
+"""Issue 12, part C, item 16: what the demo page shows a newcomer (axes, titles, padding, timeline, Model tab,
+API)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ SR = 16000
 def clips(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("demo_clips")
     rng = np.random.default_rng(3)
-    short = np.concatenate([make_sound("tone", SR, 0.4, rng), np.zeros(SR // 2, np.float32)])  # 0.4 s of sound
+    short = np.concatenate(
+        [make_sound("tone", SR, 0.4, rng), np.zeros(SR // 2, np.float32)]
+    )  # 0.4 s of sound
     sf.write(d / "short.wav", short, SR)
     sf.write(d / "full.wav", make_sound("tone", SR, 1.0, rng), SR)
     return {"short": d / "short.wav", "full": d / "full.wav"}
@@ -57,8 +60,12 @@ def test_a_short_clip_shows_where_the_padding_starts(trained_model, clips):
     from learner.serve.predictor import Predictor
 
     predictor = Predictor.from_dir(trained_model.model_dir)
-    centred = classify(predictor, clips["short"])  # the default pad_mode: the sound sits in silence, nothing repeats
-    assert not _hatched(centred.spectrogram.axes[0]) and "centred in silence in the 1 s clip" in centred.message
+    centred = classify(
+        predictor, clips["short"]
+    )  # the default pad_mode: the sound sits in silence, nothing repeats
+    assert (
+        not _hatched(centred.spectrogram.axes[0]) and "centred in silence in the 1 s clip" in centred.message
+    )
     predictor.cfg.pad_mode = "repeat"  # a model trained with --pad repeat
     out = classify(predictor, clips["short"])
     for fig in (out.spectrogram, out.saliency):
@@ -79,7 +86,11 @@ def test_timeline_has_no_stray_labels():
     fig = timeline_figure([0, 0.5, 1, 1.5, 2, 2.5], probs, ["a", "b", "c", "d", "e"], 1.0)
     ax = fig.axes[0]
     assert len(ax.texts) == 0 and len(ax.lines) == 3
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a (mean 0.42)", "b (mean 0.30)", "c (mean 0.26)"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "a (mean 0.42)",
+        "b (mean 0.30)",
+        "c (mean 0.26)",
+    ]
 
 
 def test_model_tab_shows_no_server_paths_and_keeps_words_whole(app_module, trained_model):
@@ -96,7 +107,10 @@ def test_model_tab_shows_no_server_paths_and_keeps_words_whole(app_module, train
     tab = next(c for c in config["components"] if c.get("props", {}).get("label") == "Model")
     assert "earshot-model" in tab["props"]["elem_classes"]
     css = "".join(str(c["props"].get("value", "")) for c in config["components"] if c.get("type") == "html")
-    assert ".earshot-model td, .earshot-model th, .earshot-model code { white-space: nowrap; word-break: keep-all;" in css
+    assert (
+        ".earshot-model td, .earshot-model th, .earshot-model code { white-space: nowrap; word-break: "
+        "keep-all;" in css
+    )
 
 
 def test_api_outputs_have_names(app_module):

@@ -63,7 +63,10 @@ def test_no_local_paths_in_the_published_card_or_config(hub_server, tmp_path):
     cfg["pretrained"] = f"body of {secret}/older_model"
     (d / "config.json").write_text(json.dumps(cfg))
     push(d, "alice/clean", token=TOKEN, endpoint=hub_server.url)
-    card, config = _stored(hub_server, "alice/clean", "README.md"), _stored(hub_server, "alice/clean", "config.json")
+    card, config = (
+        _stored(hub_server, "alice/clean", "README.md"),
+        _stored(hub_server, "alice/clean", "config.json"),
+    )
     assert secret not in card and secret not in config and str(tmp_path) not in card + config
     published = json.loads(config)
     assert published["train"]["data"] == "dogs" and published["pretrained"] == "body of older_model"
@@ -71,9 +74,16 @@ def test_no_local_paths_in_the_published_card_or_config(hub_server, tmp_path):
     assert json.loads((d / "config.json").read_text()) == cfg  # the local folder keeps its own record
 
 
-@pytest.mark.parametrize("start,words", [("none (random init)", "trained from scratch with fastai"),
-                                         ("imagenet (timm/resnet18d.ra2_in1k)",
-                                          "fine-tuned with fastai from imagenet (timm/resnet18d.ra2_in1k)")])
+@pytest.mark.parametrize(
+    "start,words",
+    [
+        ("none (random init)", "trained from scratch with fastai"),
+        (
+            "imagenet (timm/resnet18d.ra2_in1k)",
+            "fine-tuned with fastai from imagenet (timm/resnet18d.ra2_in1k)",
+        ),
+    ],
+)
 def test_card_says_fine_tuned_only_when_it_was(tmp_path, start, words):
     from learner.card import model_card
 

@@ -29,7 +29,8 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-# --- item 7: offline, the default (ImageNet) training fails at once, in one whole line ----------------------------
+# --- item 7: offline, the default (ImageNet) training fails at once, in one whole line
+# ----------------------------
 
 
 @pytest.fixture()
@@ -67,11 +68,21 @@ def _closed_port() -> int:
 
 def test_offline_imagenet_training_fails_in_seconds_with_one_whole_line(tmp_path):
     data = make_dataset(tmp_path / "data", n_per_class=3)
-    env = _env(HF_HUB_OFFLINE="0", HF_ENDPOINT=f"http://127.0.0.1:{_closed_port()}",
-               HF_HOME=str(tmp_path / "hf"), HF_HUB_CACHE=str(tmp_path / "hf" / "hub"))
+    env = _env(
+        HF_HUB_OFFLINE="0",
+        HF_ENDPOINT=f"http://127.0.0.1:{_closed_port()}",
+        HF_HOME=str(tmp_path / "hf"),
+        HF_HUB_CACHE=str(tmp_path / "hf" / "hub"),
+    )
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "jobs.train", "--data", str(data), "--out", str(tmp_path / "m")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    out = subprocess.run(
+        [sys.executable, "-m", "jobs.train", "--data", str(data), "--out", str(tmp_path / "m")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     elapsed = time.perf_counter() - t0
     assert out.returncode == 1, out.stderr
     assert elapsed <= 3.0, f"took {elapsed:.1f} s"
@@ -79,7 +90,9 @@ def test_offline_imagenet_training_fails_in_seconds_with_one_whole_line(tmp_path
     assert len(lines) == 1 and "Retry" not in out.stderr and "Traceback" not in out.stderr, out.stderr
     line = lines[0]
     assert line.startswith("earshot: ImageNet weights for xresnet18 (timm/resnet18d.ra2_in1k")
-    assert line.endswith("use --pretrained PATH (a downloaded weights file or an earshot model) or --pretrained none")
+    assert line.endswith(
+        "use --pretrained PATH (a downloaded weights file or an earshot model) or --pretrained none"
+    )
     assert "cannot be reached" in line and not (tmp_path / "m" / "config.json").exists()
 
 
@@ -117,15 +130,44 @@ def test_library_checks_the_weights_before_decoding_and_names_the_field(monkeypa
     assert str(e.value).endswith("set pretrained to a weights file, an earlier earshot model or 'none'")
 
 
-# --- item 18: excluded files are listed once -------------------------------------------------------------------------
+# --- item 18: excluded files are listed once
+# -------------------------------------------------------------------------
 
 
 def test_training_log_lists_each_excluded_file_once(tmp_path):
     data = make_dataset(tmp_path / "data", n_per_class=6)
     (data / "tone" / "broken_one.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt garbage")
-    cmd = [sys.executable, "-m", "jobs.train", "--data", str(data), "--out", str(tmp_path / "m"), "--arch", "mfcc_cnn1d",
-           "--pretrained", "none", "--epochs", "1", "--bs", "8", "--no-pickle", "--quiet", "--workers", "1",
-           "--sample-rate", "16000", "--duration", "1", "--n-fft", "512", "--hop", "256", "--n-mels", "64"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jobs.train",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "m"),
+        "--arch",
+        "mfcc_cnn1d",
+        "--pretrained",
+        "none",
+        "--epochs",
+        "1",
+        "--bs",
+        "8",
+        "--no-pickle",
+        "--quiet",
+        "--workers",
+        "1",
+        "--sample-rate",
+        "16000",
+        "--duration",
+        "1",
+        "--n-fft",
+        "512",
+        "--hop",
+        "256",
+        "--n-mels",
+        "64",
+    ]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=_env())
     assert out.returncode == 0, out.stderr
     log = out.stdout + out.stderr
@@ -133,19 +175,24 @@ def test_training_log_lists_each_excluded_file_once(tmp_path):
     assert "1 file(s) could not be read and are excluded from training" in out.stderr
 
 
-# --- item 13: one vocabulary, defaults in --help, --help at once ----------------------------------------------------
+# --- item 13: one vocabulary, defaults in --help, --help at once
+# ----------------------------------------------------
 
 
 def _help(module: list[str]) -> tuple[str, list[str], float]:
-    code = ("import runpy, sys, time\n"
-            f"sys.argv = [{module[-1]!r}, '--help']\n"
-            "try:\n"
-            f"    runpy.run_{'path' if module[0] == 'path' else 'module'}({module[-1]!r}, run_name='__main__')\n"
-            "except SystemExit:\n"
-            "    pass\n"
-            f"print('HEAVY', sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))\n")
+    code = (
+        "import runpy, sys, time\n"
+        f"sys.argv = [{module[-1]!r}, '--help']\n"
+        "try:\n"
+        f"    runpy.run_{'path' if module[0] == 'path' else 'module'}({module[-1]!r}, run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print('HEAVY', sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))\n"
+    )
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=_env())
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=_env()
+    )
     elapsed = time.perf_counter() - t0
     assert out.returncode == 0, out.stderr
     text, heavy = out.stdout.rsplit("HEAVY ", 1)
@@ -173,8 +220,10 @@ def test_one_vocabulary_across_jobs():
 
     assert list(archs()) == list_archs() and archs()["xresnet18"] == "timm/resnet18d.ra2_in1k"
     assert backends() == ["auto", *(b for b in BACKENDS if b != "pickle")]  # pickle: opt-in from Python only
-    parsers = {j: importlib.import_module(f"jobs.{j}").parser() for j in ("train", "evaluate", "predict", "score",
-                                                                         "push", "export", "compare")}
+    parsers = {
+        j: importlib.import_module(f"jobs.{j}").parser()
+        for j in ("train", "evaluate", "predict", "score", "push", "export", "compare")
+    }
     for name, p in parsers.items():
         opts = {s: a for a in p._actions for s in a.option_strings}
         assert "--quiet" in opts, name
@@ -186,11 +235,15 @@ def test_one_vocabulary_across_jobs():
             assert opts["--top-k"].default == TOP_K, name
         if name in ("train", "compare"):
             assert isinstance(opts["--pickle"], argparse.BooleanOptionalAction) and "--no-pickle" in opts
-    assert {"--backend"} <= set(parsers["evaluate"]._option_string_actions) & set(parsers["score"]._option_string_actions)
+    assert {"--backend"} <= set(parsers["evaluate"]._option_string_actions) & set(
+        parsers["score"]._option_string_actions
+    )
     # the same input spelling in predict and score: positional, or --input
     for name in ("predict", "score"):
-        a = parsers[name].parse_args(["x.wav", "--input", "y/", "--model", "m", "--backend", "onnx"]
-                                     + (["--out", "o"] if name == "score" else []))
+        a = parsers[name].parse_args(
+            ["x.wav", "--input", "y/", "--model", "m", "--backend", "onnx"]
+            + (["--out", "o"] if name == "score" else [])
+        )
         assert [*a.inputs, *a.more_inputs] == ["x.wav", "y/"]
     with pytest.raises(SystemExit):  # a typo in --backend is caught where it is typed, in every job
         parsers["score"].parse_args(["x", "--model", "m", "--out", "o", "--backend", "onxx"])
@@ -202,7 +255,8 @@ def test_one_vocabulary_across_jobs():
     assert parsers["compare"].parse_args(["--data", "d", "--out", "o"]).pickle is False
 
 
-# --- item 14: jobs.predict takes folders; JSON lines for failures too; parquet's keys --------------------------------
+# --- item 14: jobs.predict takes folders; JSON lines for failures too; parquet's keys
+# --------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -227,10 +281,14 @@ def test_predict_reads_folders_and_writes_a_json_line_for_every_file(trained_mod
     assert [Path(r["path"]).name for r in rows] == ["a_tone.wav", "c_broken.wav", "b_clicks.flac"]
     assert all(set(r) <= set(FILE_SCHEMA.names) for r in rows) and all("file" not in r for r in rows)
     ok = [r for r in rows if r["error"] is None]
-    assert [r["label"] for r in ok] == ["tone", "clicks"] and all(len(r["top_k"]) == 2 and r["n_windows"] == 1 for r in ok)
+    assert [r["label"] for r in ok] == ["tone", "clicks"] and all(
+        len(r["top_k"]) == 2 and r["n_windows"] == 1 for r in ok
+    )
     bad = rows[1]
     assert bad["label"] is None and bad["error"] and bad["top_k"] == []
-    assert f"{clip_dir / 'c_broken.wav'}: " in err and err.splitlines()[-1] == "earshot: 1 of 3 file(s) failed"
+    assert (
+        f"{clip_dir / 'c_broken.wav'}: " in err and err.splitlines()[-1] == "earshot: 1 of 3 file(s) failed"
+    )
 
 
 def test_predict_folder_without_audio_is_reported(trained_model, tmp_path, capsys):
@@ -241,7 +299,8 @@ def test_predict_folder_without_audio_is_reported(trained_model, tmp_path, capsy
     assert capsys.readouterr().err.splitlines()[0] == f"earshot: {tmp_path}: no audio files in this folder"
 
 
-# --- item 15: --resume refuses another backend or model; rows say how they were made; --threshold needs --windows ---
+# --- item 15: --resume refuses another backend or model; rows say how they were made; --threshold needs
+# --windows ---
 
 
 def test_resume_refuses_other_backend_or_weights_and_rows_record_them(trained_model, clip_dir, tmp_path):
@@ -253,7 +312,9 @@ def test_resume_refuses_other_backend_or_weights_and_rows_record_them(trained_mo
     model = tmp_path / "model"
     shutil.copytree(trained_model.model_dir, model, ignore=shutil.ignore_patterns("model.pkl"))
     out = str(tmp_path / "scores.parquet")
-    score([clip_dir], Predictor.from_dir(model, backend="torch"), ScoreOptions(out, workers=1, progress=False))
+    score(
+        [clip_dir], Predictor.from_dir(model, backend="torch"), ScoreOptions(out, workers=1, progress=False)
+    )
     rows = read_results(out).to_pylist()
     assert len(rows) == 3 and {(r["backend"], r["earshot_version"]) for r in rows} == {("torch", __version__)}
 
@@ -274,9 +335,15 @@ def test_resume_refuses_other_backend_or_weights_and_rows_record_them(trained_mo
     from safetensors.numpy import load_file, save_file
 
     sd = load_file(str(model / "model.safetensors"))
-    save_file({k: (v * 1.01 if v.dtype.kind == "f" else v) for k, v in sd.items()}, str(model / "model.safetensors"))
+    save_file(
+        {k: (v * 1.01 if v.dtype.kind == "f" else v) for k, v in sd.items()}, str(model / "model.safetensors")
+    )
     with pytest.raises(ValueError, match="other model weights"):
-        score([clip_dir], Predictor.from_dir(model, backend="torch"), ScoreOptions(out, workers=1, progress=False, resume=True))
+        score(
+            [clip_dir],
+            Predictor.from_dir(model, backend="torch"),
+            ScoreOptions(out, workers=1, progress=False, resume=True),
+        )
     assert len(read_results(out)) == 3  # nothing mixed in
 
 
@@ -284,11 +351,22 @@ def test_threshold_without_windows_is_an_error(trained_model, clip_dir, tmp_path
     from jobs.score import main
 
     with pytest.raises(ValueError, match="--threshold needs --windows"):
-        main([str(clip_dir), "--model", str(trained_model.model_dir), "--out", str(tmp_path / "o"), "--threshold", "0.7"])
+        main(
+            [
+                str(clip_dir),
+                "--model",
+                str(trained_model.model_dir),
+                "--out",
+                str(tmp_path / "o"),
+                "--threshold",
+                "0.7",
+            ]
+        )
     assert not (tmp_path / "o").exists()
 
 
-# --- item 12: jobs.evaluate does not score the training rows by default -------------------------------------------
+# --- item 12: jobs.evaluate does not score the training rows by default
+# -------------------------------------------
 
 
 def test_evaluate_defaults_to_the_held_out_rows_of_the_training_data(trained_model, four_class_dir, capsys):
@@ -296,18 +374,37 @@ def test_evaluate_defaults_to_the_held_out_rows_of_the_training_data(trained_mod
 
     cfg = json.loads((trained_model.model_dir / "config.json").read_text())
     n_train, n_valid = cfg["split"]["n_train"], cfg["split"]["n_valid"]
-    assert main(["--model", str(trained_model.model_dir), "--data", str(four_class_dir), "--json", "--quiet"]) == 0
+    assert (
+        main(["--model", str(trained_model.model_dir), "--data", str(four_class_dir), "--json", "--quiet"])
+        == 0
+    )
     m = json.loads(capsys.readouterr().out)
     assert m["split"] == "valid" and m["training_data"] is True
-    assert m["n_samples"] == n_valid == trained_model.metrics["n_valid"] and m["n_rows_in_data"] == n_train + n_valid
+    assert (
+        m["n_samples"] == n_valid == trained_model.metrics["n_valid"]
+        and m["n_rows_in_data"] == n_train + n_valid
+    )
     assert m["accuracy"] == pytest.approx(trained_model.metrics["accuracy"], abs=1e-6)
     main(["--model", str(trained_model.model_dir), "--data", str(four_class_dir)])
     assert "evaluating its held-out (validation) rows only" in capsys.readouterr().err
-    main(["--model", str(trained_model.model_dir), "--data", str(four_class_dir), "--subset", "all", "--json", "--quiet"])
+    main(
+        [
+            "--model",
+            str(trained_model.model_dir),
+            "--data",
+            str(four_class_dir),
+            "--subset",
+            "all",
+            "--json",
+            "--quiet",
+        ]
+    )
     assert json.loads(capsys.readouterr().out)["n_samples"] == n_train + n_valid  # asked for: every row
 
 
-def test_evaluate_scores_all_rows_of_other_data_and_warns_for_models_without_a_record(trained_model, tmp_path, capsys):
+def test_evaluate_scores_all_rows_of_other_data_and_warns_for_models_without_a_record(
+    trained_model, tmp_path, capsys
+):
     from jobs.evaluate import main
 
     other = make_dataset(tmp_path / "other", n_per_class=3, seed=11)

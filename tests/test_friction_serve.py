@@ -32,8 +32,9 @@ sys.meta_path.insert(0, _LeanVenv())
 
 
 def _lean(code: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", NO_TORCH + code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", NO_TORCH + code], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,26 +62,42 @@ def tone(tmp_path_factory) -> Path:
     return path
 
 
-# --- item 8: a model without model.onnx where torch is missing: one line, pointing to jobs.export ----------------
+# --- item 8: a model without model.onnx where torch is missing: one line, pointing to jobs.export
+# ----------------
 
 
 @pytest.mark.parametrize("job", ["jobs.predict", "jobs.score", "app.py"])
 def test_lean_venv_without_onnx_says_to_export(job, torch_only_model, tone, tmp_path):
-    argv = {"jobs.predict": [str(tone), "--model", str(torch_only_model)],
-            "jobs.score": [str(tone), "--model", str(torch_only_model), "--out", str(tmp_path / "o.parquet"), "--quiet"],
-            "app.py": ["--model", str(torch_only_model)]}[job]
-    run = (f"runpy.run_path({job!r}, run_name='__main__')" if job.endswith(".py")
-           else f"runpy.run_module({job!r}, run_name='__main__')")
+    argv = {
+        "jobs.predict": [str(tone), "--model", str(torch_only_model)],
+        "jobs.score": [
+            str(tone),
+            "--model",
+            str(torch_only_model),
+            "--out",
+            str(tmp_path / "o.parquet"),
+            "--quiet",
+        ],
+        "app.py": ["--model", str(torch_only_model)],
+    }[job]
+    run = (
+        f"runpy.run_path({job!r}, run_name='__main__')"
+        if job.endswith(".py")
+        else f"runpy.run_module({job!r}, run_name='__main__')"
+    )
     out = _lean(f"import runpy\nsys.argv = [{job!r}, *{argv!r}]\n{run}\n")
     assert out.returncode == 1, out.stderr
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert "Traceback" not in out.stderr and len(lines) == 1, out.stderr
-    assert lines[0] == (f"earshot: {torch_only_model}: no model.onnx, and torch (needed for model.safetensors) is not "
-                        f"installed here; run `python -m jobs.export --model {torch_only_model}` where torch is "
-                        "installed (requirements.txt), then serve it here")
+    assert lines[0] == (
+        f"earshot: {torch_only_model}: no model.onnx, and torch (needed for model.safetensors) is not "
+        f"installed here; run `python -m jobs.export --model {torch_only_model}` where torch is "
+        "installed (requirements.txt), then serve it here"
+    )
 
 
-# --- item 17: a NumPy signal with its rate; the Predictor as a callable pipeline ----------------------------------
+# --- item 17: a NumPy signal with its rate; the Predictor as a callable pipeline
+# ----------------------------------
 
 
 def test_predictor_takes_arrays_with_their_rate_like_files(trained_model, tmp_path):
@@ -94,13 +111,16 @@ def test_predictor_takes_arrays_with_their_rate_like_files(trained_model, tmp_pa
     from_array = p.predict(x, sample_rate=44100)
     np.testing.assert_allclose(from_array.probs, from_file.probs, atol=1e-6)
     assert from_array.duration_s == pytest.approx(1.2, abs=1e-4) and from_array.sample_rate == 44100
-    # int16 stereo as Gradio hands it over: (rate, (samples, channels)); and channels-first as torchaudio holds it
+    # int16 stereo as Gradio hands it over: (rate, (samples, channels)); and channels-first as torchaudio
+    # holds it
     pcm = np.round(np.stack([x, x], axis=1) * 32767).astype(np.int16)
     sf.write(tmp_path / "chirp16.wav", pcm, 44100, subtype="PCM_16")
     ref = p.predict(tmp_path / "chirp16.wav").probs
     np.testing.assert_allclose(p.predict((44100, pcm)).probs, ref, atol=1e-6)
     np.testing.assert_allclose(p.predict(pcm.T.copy(), sample_rate=44100).probs, ref, atol=1e-6)
-    np.testing.assert_allclose(p.predict({"array": x, "sampling_rate": 44100}).probs, from_file.probs, atol=1e-6)
+    np.testing.assert_allclose(
+        p.predict({"array": x, "sampling_rate": 44100}).probs, from_file.probs, atol=1e-6
+    )
     with pytest.raises(AudioDecodeError, match="needs its sample rate"):
         p.predict(x)
 
@@ -117,18 +137,24 @@ def test_predictor_is_callable_like_an_audio_classification_pipeline(trained_mod
     assert [d["label"] for d in same] == [d["label"] for d in out]
     np.testing.assert_allclose([d["score"] for d in same], [d["score"] for d in out], atol=1e-6)
     both = p([str(tone), {"raw": x, "sampling_rate": sr}], top_k=2)
-    assert len(both) == 2 and [d["label"] for d in both[0]] == [d["label"] for d in both[1]] == [d["label"] for d in out[:2]]
+    assert len(both) == 2 and [d["label"] for d in both[0]] == [d["label"] for d in both[1]] == [
+        d["label"] for d in out[:2]
+    ]
     assert len(p(str(tone))) == 4  # default top-5, capped at the 4 classes
 
 
-# --- item 9: the demo's log-mel and saliency without torch -----------------------------------------------------------
+# --- item 9: the demo's log-mel and saliency without torch
+# -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("audio", [
-    dict(),  # the defaults: 22.05 kHz, n_fft 1024, hop 512, 128 mels, top_db 80
-    dict(sample_rate=16000, duration=1.0, n_fft=512, hop_length=256, n_mels=64, f_max=8000.0),
-    dict(sample_rate=22050, duration=0.5, n_fft=1000, hop_length=300, n_mels=40, f_min=0.0, top_db=None),
-])
+@pytest.mark.parametrize(
+    "audio",
+    [
+        dict(),  # the defaults: 22.05 kHz, n_fft 1024, hop 512, 128 mels, top_db 80
+        dict(sample_rate=16000, duration=1.0, n_fft=512, hop_length=256, n_mels=64, f_max=8000.0),
+        dict(sample_rate=22050, duration=0.5, n_fft=1000, hop_length=300, n_mels=40, f_min=0.0, top_db=None),
+    ],
+)
 def test_numpy_logmel_equals_the_torch_front_end(audio):
     import torch
 
@@ -176,7 +202,9 @@ def test_occlusion_finds_the_band_that_carries_the_tone(exported_model):
     p = Predictor.from_dir(exported_model, backend="onnx")
     cfg = p.cfg
     t = np.arange(cfg.n_samples) / cfg.sample_rate
-    clip = (0.6 * np.sin(2 * np.pi * 700 * t) + np.random.default_rng(0).normal(0, 0.003, t.size)).astype(np.float32)
+    clip = (0.6 * np.sin(2 * np.pi * 700 * t) + np.random.default_rng(0).normal(0, 0.003, t.size)).astype(
+        np.float32
+    )
     target = p.classes.index("tone")
     sal = occlusion(p.predict_waves, clip, cfg, target, bands=8)
     assert sal.heat.shape == sal.logmel.shape == (cfg.n_mels, cfg.n_frames)
@@ -187,10 +215,13 @@ def test_occlusion_finds_the_band_that_carries_the_tone(exported_model):
     assert per_band.argmax() == tone_band, per_band
 
 
-# --- item 11: int8 calibration on the user's clips: bad files skipped by name, agreement measured on them ----------
+# --- item 11: int8 calibration on the user's clips: bad files skipped by name, agreement measured on them
+# ----------
 
 
-def test_export_calib_skips_non_audio_and_measures_agreement_on_the_given_clips(trained_model, tmp_path, capsys):
+def test_export_calib_skips_non_audio_and_measures_agreement_on_the_given_clips(
+    trained_model, tmp_path, capsys
+):
     from jobs.export import main
     from learner.serve.export import _run, calibration_clips
 
@@ -202,10 +233,16 @@ def test_export_calib_skips_non_audio_and_measures_agreement_on_the_given_clips(
     out, err = capsys.readouterr()
     assert f"earshot: warning: calibration: skipped {calib / 'tone' / 'notes.wav'}: " in err
     rec = json.loads((model / "config.json").read_text())["onnx"]["int8"]
-    assert rec["calibration"] == "12 given clips" and rec["agreement_on"] == "given" and rec["agreement_clips"] == 12
+    assert (
+        rec["calibration"] == "12 given clips"
+        and rec["agreement_on"] == "given"
+        and rec["agreement_clips"] == 12
+    )
     assert "on 12 of your calibration clips" in out
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         clips = calibration_clips(model, calib)
-    agree = np.mean(_run(model / "model.int8.onnx", clips).argmax(1) == _run(model / "model.onnx", clips).argmax(1))
+    agree = np.mean(
+        _run(model / "model.int8.onnx", clips).argmax(1) == _run(model / "model.onnx", clips).argmax(1)
+    )
     assert rec["top1_agreement"] == pytest.approx(float(agree))

@@ -32,13 +32,18 @@ def save_untrained(folder: Path, classes: list[str], arch: str = "xresnet18") ->
     torch.manual_seed(0)
     cfg = AudioConfig(**SMALL_AUDIO)
     net = create_model(arch, len(classes), cfg).eval()
-    return save_model_dir(folder, net.state_dict(), {"arch": arch, "input": get_arch(arch).input,
-                                                     "classes": classes, "audio": cfg.to_dict()})
+    return save_model_dir(
+        folder,
+        net.state_dict(),
+        {"arch": arch, "input": get_arch(arch).input, "classes": classes, "audio": cfg.to_dict()},
+    )
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    return save_untrained(tmp_path_factory.mktemp("model") / "untrained", ["chirp", "clicks", "noise", "tone"])
+    return save_untrained(
+        tmp_path_factory.mktemp("model") / "untrained", ["chirp", "clicks", "noise", "tone"]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +109,9 @@ def test_undecodable_name_in_text_formats(predictor, odd_names, tmp_path, fmt):
     assert (s.scored, s.failed) == (5, 0)
     t = read_results(out)
     assert sorted(t["path_hex"].to_pylist(), key=str).count(None) == 4
-    again = score([odd_names], predictor, ScoreOptions(str(out), fmt=fmt, workers=1, progress=False, resume=True))
+    again = score(
+        [odd_names], predictor, ScoreOptions(str(out), fmt=fmt, workers=1, progress=False, resume=True)
+    )
     assert again.skipped == 5
 
 
@@ -129,7 +136,8 @@ def test_predict_json_and_text_lines_survive_odd_names(model_dir, odd_names, cap
     assert len(set(ln.split("\t")[0] for ln in lines)) == 5  # bad_\xff and the literal bad_\\xff differ
 
 
-# --- item 3: --overwrite deletes only what the job wrote; --resume only continues an earshot output ----------
+# --- item 3: --overwrite deletes only what the job wrote; --resume only continues an earshot output
+# ----------
 def _store(out: Path, windows: bool = False):
     from learner.score.rows import FILE_SCHEMA, WINDOW_SCHEMA
     from learner.score.store import PartStore
@@ -142,9 +150,12 @@ def _rows(names: list[str]):
 
     from learner.score.rows import FILE_SCHEMA, WINDOW_SCHEMA
 
-    files = pa.Table.from_pylist([{"path": n, "file_size": 1, "file_mtime_ns": 1, "label": "x"} for n in names],
-                                 schema=FILE_SCHEMA)
-    wins = pa.Table.from_pylist([{"path": n, "start_s": 0.0, "end_s": 1.0} for n in names], schema=WINDOW_SCHEMA)
+    files = pa.Table.from_pylist(
+        [{"path": n, "file_size": 1, "file_mtime_ns": 1, "label": "x"} for n in names], schema=FILE_SCHEMA
+    )
+    wins = pa.Table.from_pylist(
+        [{"path": n, "start_s": 0.0, "end_s": 1.0} for n in names], schema=WINDOW_SCHEMA
+    )
     return files, wins
 
 
@@ -165,7 +176,9 @@ def test_overwrite_replaces_its_own_output_even_after_a_kill(tmp_path):
     out = tmp_path / "scores.parquet"
     _write_output(out)
     assert len(list(out.glob("part-*.parquet"))) == 3 and read_results(out, windows=True).num_rows == 5
-    (out / ".part-00009.parquet.tmp").write_bytes(b"half")  # named like ours, but the metadata never listed it
+    (out / ".part-00009.parquet.tmp").write_bytes(
+        b"half"
+    )  # named like ours, but the metadata never listed it
     (out / "._earshot_score.json.abc123.tmp").write_text("{")  # a full disk mid-write of the metadata
     with pytest.raises(FileExistsError, match="part-00009"):  # not listed: not provably ours
         _store(out, True).open(META, overwrite=True)
@@ -255,7 +268,10 @@ BAD_CONFIGS = {
     "norm-unknown": ({"audio.norm": "loud"}, "norm must be"),
     "arch-missing": ({"arch": ...}, "missing 'arch'"),
     "task-unknown": ({"task": "both"}, "'task' must be one of single, multi"),
-    "thresholds-range": ({"thresholds": {"tone": 1.5}}, r"'thresholds'\['tone'\] must be a number from 0 to 1"),
+    "thresholds-range": (
+        {"thresholds": {"tone": 1.5}},
+        r"'thresholds'\['tone'\] must be a number from 0 to 1",
+    ),
     "thresholds-unknown-class": ({"thresholds": {"cat": 0.5}}, "'cat', which is not one of 'classes'"),
 }
 
@@ -272,8 +288,13 @@ def test_bad_model_config_is_one_clear_error(model_dir, tmp_path, case):
 
 
 def test_config_of_newer_versions_and_multi_label_keys_still_load(model_dir, tmp_path):
-    folder = _with_config(model_dir, tmp_path / "newer", task="multi", thresholds={"tone": 0.3, "noise": 1},
-                          some_future_key={"x": 1})
+    folder = _with_config(
+        model_dir,
+        tmp_path / "newer",
+        task="multi",
+        thresholds={"tone": 0.3, "noise": 1},
+        some_future_key={"x": 1},
+    )
     assert Predictor.from_dir(folder).classes == ["chirp", "clicks", "noise", "tone"]
 
 
@@ -294,7 +315,8 @@ def test_nan_weights_are_refused(model_dir, tmp_path):
         Predictor.from_dir(folder)
 
 
-# --- item 4: audio lost without a word: a `warning` column, too-short files, chained Ogg ----------------------
+# --- item 4: audio lost without a word: a `warning` column, too-short files, chained Ogg
+# ----------------------
 def test_truncated_and_tiny_files_are_told_not_scored_confidently(predictor, tmp_path):
     import struct
 
@@ -319,13 +341,18 @@ def test_truncated_and_tiny_files_are_told_not_scored_confidently(predictor, tmp
     assert (s.scored, s.failed) == (4, 2)
     r = rows["truncated_1ms.wav"]
     assert r["warning"] == "truncated: header says 3 s, file holds 0.001 s"
-    assert r["error"] == "too short to classify: 0.001 s of audio, the minimum is 0.05 s" and r["label"] is None
+    assert (
+        r["error"] == "too short to classify: 0.001 s of audio, the minimum is 0.05 s" and r["label"] is None
+    )
     assert rows["one_sample.wav"]["error"].startswith("too short to classify: 6.25e-05 s")
     assert rows["truncated_half.wav"]["warning"] == "truncated: header says 3 s, file holds 0.5 s"
     assert rows["truncated_half.wav"]["label"] is not None and rows["truncated_half.wav"]["error"] is None
     assert rows["inflated.wav"]["warning"].startswith("truncated: header says 6.711e+04 s, file holds 1 s")
     assert rows["fine.wav"]["warning"] is None
-    assert rows["chained.ogg"]["duration_s"] == pytest.approx(3.0, abs=1e-3) and rows["chained.ogg"]["error"] is None
+    assert (
+        rows["chained.ogg"]["duration_s"] == pytest.approx(3.0, abs=1e-3)
+        and rows["chained.ogg"]["error"] is None
+    )
 
 
 def test_chained_ogg_decodes_every_link_sample_exactly(tmp_path):
@@ -342,7 +369,8 @@ def test_chained_ogg_decodes_every_link_sample_exactly(tmp_path):
     assert probe(path).duration_s == pytest.approx(2.25, abs=1e-4)
 
 
-# --- item 7: a saved model is readable like any file the user writes -----------------------------------------
+# --- item 7: a saved model is readable like any file the user writes
+# -----------------------------------------
 @pytest.mark.parametrize("umask", [0o022, 0o027])
 def test_model_files_follow_the_umask(tmp_path, umask):
     old = os.umask(umask)
@@ -354,7 +382,8 @@ def test_model_files_follow_the_umask(tmp_path, umask):
         assert (folder / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
 
 
-# --- item 5: a full disk is one line; nothing half-written stays; committed parts and resume stay exact -------
+# --- item 5: a full disk is one line; nothing half-written stays; committed parts and resume stay exact
+# -------
 def test_disk_full_mid_run_and_at_the_start(predictor, tone_bytes, tmp_path, monkeypatch):
     import errno
 
@@ -377,7 +406,9 @@ def test_disk_full_mid_run_and_at_the_start(predictor, tone_bytes, tmp_path, mon
 
     monkeypatch.setattr(store_mod._PartWriter, "write", write_until_full)
     opts = dict(workers=1, progress=False, batch_size=2, part_rows=4)
-    with pytest.raises(RuntimeError, match="no space left on the device writing .*; the parts already committed"):
+    with pytest.raises(
+        RuntimeError, match="no space left on the device writing .*; the parts already committed"
+    ):
         score([src], predictor, ScoreOptions(str(out), **opts))
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
     kept = read_results(out)
@@ -399,7 +430,8 @@ def test_disk_full_mid_run_and_at_the_start(predictor, tone_bytes, tmp_path, mon
     assert read_results(out).num_rows == 12
 
 
-# --- item 10: the demo does not keep every upload forever ------------------------------------------------------
+# --- item 10: the demo does not keep every upload forever
+# ------------------------------------------------------
 def test_demo_deletes_old_uploads(model_dir, monkeypatch):
     import importlib
     import sys
@@ -418,18 +450,23 @@ def test_demo_deletes_old_uploads(model_dir, monkeypatch):
     assert blocks.upload_file_set in blocks.temp_file_sets  # what Gradio's cache deletion sweeps
 
 
-# --- item 2: limits count decoded samples (rate × channels × seconds), checked from the header -----------------
+# --- item 2: limits count decoded samples (rate × channels × seconds), checked from the header
+# -----------------
 def test_sample_limit_refuses_high_rate_many_channel_files_from_the_header(tmp_path):
     import time
 
     from learner.audio import TooLongError, decode
 
     quiet = tmp_path / "quiet_384k_8ch.flac"
-    sf.write(quiet, np.zeros((384_000 // 2, 8), np.int16), 384_000, subtype="PCM_16")  # 0.5 s, small as silence
+    sf.write(
+        quiet, np.zeros((384_000 // 2, 8), np.int16), 384_000, subtype="PCM_16"
+    )  # 0.5 s, small as silence
     ok = tmp_path / "ok_48k_stereo.flac"
     sf.write(ok, np.zeros((24_000, 2), np.int16), 48_000, subtype="PCM_16")
     start = time.perf_counter()
-    with pytest.raises(TooLongError, match=r"0\.5 s at 384000 Hz × 8 channel\(s\): 2 M samples, over the 0 M limit"):
+    with pytest.raises(
+        TooLongError, match=r"0\.5 s at 384000 Hz × 8 channel\(s\): 2 M samples, over the 0 M limit"
+    ):
         decode(quiet, 16000, max_duration_s=1.0)  # 1 s of limit = 96 000 samples (48 kHz stereo)
     assert time.perf_counter() - start < 1.0
     assert decode(ok, 16000, max_duration_s=1.0).duration_s == pytest.approx(0.5)

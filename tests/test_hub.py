@@ -42,20 +42,48 @@ def hub_server():
 
 
 def make_model_dir(path: Path, seed: int = 0) -> Path:
-    """A small but real model folder: safetensors weights, config, metrics, an image, a pickle and some junk."""
+    """A small but real model folder: safetensors weights, config, metrics, an image, a pickle and some
+    junk."""
     path.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    save_file({"head.weight": rng.standard_normal((3, 64)).astype(np.float32),
-               "head.bias": np.zeros(3, np.float32)}, str(path / "model.safetensors"))
-    config = {"earshot_version": "0.1.0", "arch": "xresnet18", "classes": ["dog", "rain", "siren"],
-              "audio": {"sample_rate": 22050, "duration": 5.0, "n_mels": 128, "norm": "dataset", "extra": {}},
-              "train": {"epochs": 5, "lr": 0.001, "pretrained": "imagenet", "data": "esc50", "split": "fold 5"},
-              "versions": {"torch": "2.11.0", "fastai": "2.8.12"}, "dataset": "esc50"}
-    metrics = {"accuracy": 0.9, "top3_accuracy": 0.98, "map3": 0.93, "macro_precision": 0.91, "macro_recall": 0.9,
-               "macro_f1": 0.905, "n_samples": 30,
-               "per_class": [{"label": c, "support": 10, "top1": 0.9, "top3": 1.0, "precision": 0.91, "recall": 0.9,
-                              "f1": 0.905} for c in config["classes"]],
-               "confusion": [[9, 1, 0], [0, 9, 1], [1, 0, 9]]}
+    save_file(
+        {
+            "head.weight": rng.standard_normal((3, 64)).astype(np.float32),
+            "head.bias": np.zeros(3, np.float32),
+        },
+        str(path / "model.safetensors"),
+    )
+    config = {
+        "earshot_version": "0.1.0",
+        "arch": "xresnet18",
+        "classes": ["dog", "rain", "siren"],
+        "audio": {"sample_rate": 22050, "duration": 5.0, "n_mels": 128, "norm": "dataset", "extra": {}},
+        "train": {"epochs": 5, "lr": 0.001, "pretrained": "imagenet", "data": "esc50", "split": "fold 5"},
+        "versions": {"torch": "2.11.0", "fastai": "2.8.12"},
+        "dataset": "esc50",
+    }
+    metrics = {
+        "accuracy": 0.9,
+        "top3_accuracy": 0.98,
+        "map3": 0.93,
+        "macro_precision": 0.91,
+        "macro_recall": 0.9,
+        "macro_f1": 0.905,
+        "n_samples": 30,
+        "per_class": [
+            {
+                "label": c,
+                "support": 10,
+                "top1": 0.9,
+                "top3": 1.0,
+                "precision": 0.91,
+                "recall": 0.9,
+                "f1": 0.905,
+            }
+            for c in config["classes"]
+        ],
+        "confusion": [[9, 1, 0], [0, 9, 1], [1, 0, 9]],
+    }
     (path / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     (path / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (path / "confusion_matrix.png").write_bytes(b"\x89PNG\r\n\x1a\n" + rng.bytes(300))
@@ -76,7 +104,9 @@ def same_bytes(a: Path, b: Path) -> bool:
     return a.read_bytes() == b.read_bytes()
 
 
-def test_push_stores_weights_as_lfs_and_pull_is_byte_identical(hub_server: HubServer, model_dir: Path) -> None:
+def test_push_stores_weights_as_lfs_and_pull_is_byte_identical(
+    hub_server: HubServer, model_dir: Path
+) -> None:
     url = push(model_dir, "alice/esc50-demo", token=TOKEN, endpoint=hub_server.url)
     assert url.startswith(f"{hub_server.url}/alice/esc50-demo/commit/")
 
@@ -87,17 +117,24 @@ def test_push_stores_weights_as_lfs_and_pull_is_byte_identical(hub_server: HubSe
     assert not any("xet" in p for _, p in hub_server.requests)
     assert {"model.pkl", "history.csv", "README.md"} <= set(stored)
     assert not {"model.safetensors.tmp", ".cache/junk"} & set(stored)
-    tree = {f.path: f for f in HfApi(endpoint=hub_server.url).list_repo_tree("alice/esc50-demo", recursive=True)}
+    tree = {
+        f.path: f for f in HfApi(endpoint=hub_server.url).list_repo_tree("alice/esc50-demo", recursive=True)
+    }
     assert tree["model.safetensors"].lfs.sha256 == stored["model.safetensors"].lfs_sha256
-    assert tree["config.json"].lfs is None and tree["config.json"].size == (model_dir / "config.json").stat().st_size
+    assert (
+        tree["config.json"].lfs is None
+        and tree["config.json"].size == (model_dir / "config.json").stat().st_size
+    )
 
     local = resolve_model("alice/esc50-demo", endpoint=hub_server.url)
     assert Path(constants.HF_HUB_CACHE) in local.parents
     assert {p.name for p in local.iterdir()} == SERVED  # no pickle, no .gitattributes
     for name in SERVED:
         assert same_bytes(local / name, model_dir / name), name
-    np.testing.assert_array_equal(load_file(str(local / "model.safetensors"))["head.weight"],
-                                  load_file(str(model_dir / "model.safetensors"))["head.weight"])
+    np.testing.assert_array_equal(
+        load_file(str(local / "model.safetensors"))["head.weight"],
+        load_file(str(model_dir / "model.safetensors"))["head.weight"],
+    )
 
     with_pickle = resolve_model("alice/esc50-demo", endpoint=hub_server.url, include_pickle=True)
     assert same_bytes(with_pickle / "model.pkl", model_dir / "model.pkl")
@@ -115,9 +152,15 @@ def test_model_card_metadata_parses(hub_server: HubServer, model_dir: Path) -> N
     assert {m["type"]: m["value"] for m in result["metrics"]}["accuracy"] == 0.9
     card = ModelCard(text)  # huggingface_hub's own parser accepts the model-index
     assert card.data.eval_results[0].metric_value == 0.9 and card.data.library_name == "fastai"
-    for needle in ('Predictor.from_pretrained("alice/card")', "python -m jobs.predict clip.wav --model alice/card",
-                   "![Confusion matrix](confusion_matrix.png)", "`siren`", "| `sample_rate` | `22050` |",
-                   "Intended use and limitations", "allow_pickle=True"):
+    for needle in (
+        'Predictor.from_pretrained("alice/card")',
+        "python -m jobs.predict clip.wav --model alice/card",
+        "![Confusion matrix](confusion_matrix.png)",
+        "`siren`",
+        "| `sample_rate` | `22050` |",
+        "Intended use and limitations",
+        "allow_pickle=True",
+    ):
         assert needle in text, needle
 
 
@@ -145,7 +188,9 @@ def test_revisions_commit_and_branch(hub_server: HubServer, tmp_path: Path) -> N
     assert same_bytes(resolve_model("alice/rev", endpoint=hub_server.url) / weights, v2 / weights)
     assert same_bytes(resolve_model(f"alice/rev@{first}", endpoint=hub_server.url) / weights, v1 / weights)
     assert same_bytes(resolve_model("alice/rev@stable", endpoint=hub_server.url) / weights, v1 / weights)
-    assert same_bytes(resolve_model("alice/rev", revision="stable", endpoint=hub_server.url) / weights, v1 / weights)
+    assert same_bytes(
+        resolve_model("alice/rev", revision="stable", endpoint=hub_server.url) / weights, v1 / weights
+    )
     with pytest.raises(HubError, match=r"no revision 'nope' in model repo alice/rev"):
         resolve_model("alice/rev@nope", endpoint=hub_server.url)
 
@@ -157,15 +202,20 @@ def test_bad_token_is_one_clear_line(hub_server: HubServer, model_dir: Path) -> 
     push(model_dir, "alice/x", token=TOKEN, endpoint=hub_server.url)
     with pytest.raises(HubError, match="token rejected by the Hub"):
         resolve_model("alice/x", token="hf_expired", endpoint=hub_server.url)
-    with pytest.raises(HubError, match=r"token rejected by the Hub \(403"):  # bob cannot write to alice's repo
+    with pytest.raises(
+        HubError, match=r"token rejected by the Hub \(403"
+    ):  # bob cannot write to alice's repo
         push(model_dir, "alice/x", token=OTHER_TOKEN, endpoint=hub_server.url)
 
 
-def test_xet_upload_to_a_hub_without_xet_says_how_to_switch(hub_server: HubServer, model_dir: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_xet_upload_to_a_hub_without_xet_says_how_to_switch(
+    hub_server: HubServer, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("hf_xet")
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
-    with pytest.raises(HubError, match=r"the Xet upload failed \(.*\); for a Hub without Xet set HF_HUB_DISABLE_XET=1"):
+    with pytest.raises(
+        HubError, match=r"the Xet upload failed \(.*\); for a Hub without Xet set HF_HUB_DISABLE_XET=1"
+    ):
         push(model_dir, "alice/xet", token=TOKEN, endpoint=hub_server.url)
     assert ("GET", "/api/models/alice/xet/xet-write-token/main") in hub_server.requests
 
@@ -184,24 +234,32 @@ def test_private_repo_needs_the_owner_token(hub_server: HubServer, model_dir: Pa
     assert (resolve_model("alice/secret", token=TOKEN, endpoint=hub_server.url) / "config.json").is_file()
 
 
-def test_offline_uses_the_cache_or_says_why(hub_server: HubServer, model_dir: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_uses_the_cache_or_says_why(
+    hub_server: HubServer, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     push(model_dir, "alice/cached", token=TOKEN, endpoint=hub_server.url)
     online = resolve_model("alice/cached", endpoint=hub_server.url)
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as a user would, after huggingface_hub was imported
     n_requests = len(hub_server.requests)
     assert resolve_model("alice/cached", endpoint=hub_server.url) == online
-    with pytest.raises(HubError, match=r"cannot reach the Hub \(offline mode: HF_HUB_OFFLINE=1\) and alice/other "
-                                       r"is not in the local cache; connect, or pass a local model directory"):
+    with pytest.raises(
+        HubError,
+        match=r"cannot reach the Hub \(offline mode: HF_HUB_OFFLINE=1\) and alice/other "
+        r"is not in the local cache; connect, or pass a local model directory",
+    ):
         resolve_model("alice/other", endpoint=hub_server.url)
     assert len(hub_server.requests) == n_requests  # offline means no request at all
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
     hub_server.stop()  # unreachable Hub: cached ids still work, others say so
-    assert same_bytes(resolve_model("alice/cached", endpoint=hub_server.url) / "model.safetensors",
-                      model_dir / "model.safetensors")
-    with pytest.raises(HubError, match=r"cannot reach the Hub \(.+\) and alice/other is not in the local cache"):
+    assert same_bytes(
+        resolve_model("alice/cached", endpoint=hub_server.url) / "model.safetensors",
+        model_dir / "model.safetensors",
+    )
+    with pytest.raises(
+        HubError, match=r"cannot reach the Hub \(.+\) and alice/other is not in the local cache"
+    ):
         resolve_model("alice/other", endpoint=hub_server.url)
 
 
@@ -228,25 +286,43 @@ def test_local_refs_and_folder_checks(tmp_path: Path, model_dir: Path) -> None:
 
 
 def run_push(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "jobs.push", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "jobs.push", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1", **(env or {})},
+    )
 
 
 def test_push_cli(hub_server: HubServer, model_dir: Path) -> None:
-    ok = run_push("--model", str(model_dir), "--repo", "alice/cli", "--endpoint", hub_server.url,
-                  "--message", "from the CLI", env={"HF_TOKEN": TOKEN})  # token from the environment
+    ok = run_push(
+        "--model",
+        str(model_dir),
+        "--repo",
+        "alice/cli",
+        "--endpoint",
+        hub_server.url,
+        "--message",
+        "from the CLI",
+        env={"HF_TOKEN": TOKEN},
+    )  # token from the environment
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip().startswith(f"{hub_server.url}/alice/cli/commit/")
     assert "model.safetensors" in hub_server.repos["alice/cli"].resolve("main").files
     assert hub_server.repos["alice/cli"].resolve("main").summary == "from the CLI"
 
-    bad = run_push("--model", str(model_dir), "--repo", "alice/cli", "--endpoint", hub_server.url, "--token", "nope")
+    bad = run_push(
+        "--model", str(model_dir), "--repo", "alice/cli", "--endpoint", hub_server.url, "--token", "nope"
+    )
     assert bad.returncode == 1 and bad.stdout == ""
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and "token rejected by the Hub" in lines[0] and "Traceback" not in bad.stderr
 
 
-# --- one way to load a model folder -------------------------------------------------------------------------------
+# --- one way to load a model folder
+# -------------------------------------------------------------------------------
 
 
 def test_one_resolver_checks_a_local_folders_config(tmp_path: Path, model_dir: Path) -> None:
@@ -275,7 +351,9 @@ def test_network_from_dir_loads_strictly(tmp_path: Path) -> None:
     config = {"arch": "mfcc_cnn1d", "classes": ["a", "b", "c"], "audio": cfg.to_dict()}
     folder = save_model_dir(tmp_path / "m", net.state_dict(), config)
     again = network_from_dir(folder)
-    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True)
+    )
     (folder / "config.json").write_text(json.dumps({**config, "classes": ["a", "b"]}))
     with pytest.raises(ModelDirError, match="does not fit a mfcc_cnn1d with 2 classes"):
         network_from_dir(folder)
@@ -290,7 +368,9 @@ def test_one_softmax() -> None:
 
     # every backend's scores go through the one scores_from_logits (softmax, or sigmoids for multi-label)
     assert not hasattr(export, "_softmax") and not hasattr(predictor, "softmax")
-    assert predictor.scores_from_logits is scores_from_logits and export.scores_from_logits is scores_from_logits
+    assert (
+        predictor.scores_from_logits is scores_from_logits and export.scores_from_logits is scores_from_logits
+    )
     logits = np.array([[0.0, np.log(3.0)], [1000.0, 1000.0]])
     np.testing.assert_allclose(softmax(logits), [[0.25, 0.75], [0.5, 0.5]])
     np.testing.assert_array_equal(scores_from_logits(logits, "single"), softmax(logits))

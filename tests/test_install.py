@@ -1,6 +1,8 @@
-"""Part B: earshot installs as the packages `learner*` and `jobs` (never `datasets`) and has one `earshot` command.
+"""Part B: earshot installs as the packages `learner*` and `jobs` (never `datasets`) and has one `earshot`
+command.
 
-The install itself (`pip install .` and `-e .` into fresh venvs, then `earshot train/score/predict` and a fastai
+The install itself (`pip install .` and `-e .` into fresh venvs, then `earshot train/score/predict` and a
+fastai
 model.pkl loaded from outside the checkout) is `scripts/install-check.sh`, run by `make test`.
 """
 
@@ -48,16 +50,24 @@ def test_the_earshot_command_knows_every_job(capsys):
 
 @pytest.mark.parametrize("job", ["score", "train"])
 def test_earshot_job_is_python_m_jobs_job(job):
-    """`earshot JOB` (here `python -m jobs JOB`, the same dispatcher) takes exactly the flags of `python -m jobs.JOB`."""
-    via = subprocess.run([sys.executable, "-m", "jobs", job, "--help"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
-    direct = subprocess.run([sys.executable, "-m", f"jobs.{job}", "--help"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=300)
+    """`earshot JOB` (here `python -m jobs JOB`, the same dispatcher) takes exactly the flags of `python -m
+    jobs.JOB`."""
+    via = subprocess.run(
+        [sys.executable, "-m", "jobs", job, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    direct = subprocess.run(
+        [sys.executable, "-m", f"jobs.{job}", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert via.returncode == direct.returncode == 0, via.stderr
     assert via.stdout == direct.stdout and "--quiet" in via.stdout
 
 
 def test_earshot_errors_are_one_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "jobs", "predict", str(tmp_path / "a.wav"), "--model", str(tmp_path)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "jobs", "predict", str(tmp_path / "a.wav"), "--model", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and out.stderr.startswith("earshot: ")

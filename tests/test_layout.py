@@ -1,4 +1,5 @@
-"""The shape of the library: rooms along the clip's path, public names, and a library that never speaks CLI."""
+"""The shape of the library: rooms along the clip's path, public names, and a library that never speaks
+CLI."""
 
 from __future__ import annotations
 
@@ -33,15 +34,27 @@ def test_modules_stay_under_400_lines(path):
 
 
 def test_public_entry_points():
-    code = ("from learner import Predictor, Prediction, AudioConfig, ClipPipeline, TrainArgs, evaluate, "
-            "resolve, push, BACKENDS; from learner.train import train; import sys; "
-            "assert Predictor.__module__ == 'learner.serve.predictor' and callable(train) and 'torch' in BACKENDS; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'fastai'}))")
+    code = (
+        "from learner import Predictor, Prediction, AudioConfig, ClipPipeline, TrainArgs, evaluate, "
+        "resolve, push, BACKENDS; from learner.train import train; import sys; "
+        "assert Predictor.__module__ == 'learner.serve.predictor' and callable(train) and 'torch' in "
+        "BACKENDS; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'fastai'}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['torch']"  # fastai loads only when a training run starts
-    lazy = subprocess.run([sys.executable, "-c", "import learner, sys; from learner import AudioConfig; "
-                           "print('torch' in sys.modules)"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    lazy = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import learner, sys; from learner import AudioConfig; print('torch' in sys.modules)",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert lazy.stdout.strip() == "False", lazy.stderr
 
 
@@ -65,7 +78,11 @@ def test_only_the_train_room_imports_fastai_and_nothing_imports_a_shell():
 
 def test_the_library_never_prints():
     for path in SOURCES:
-        calls = [n for n in ast.walk(_tree(path)) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "print"]
+        calls = [
+            n
+            for n in ast.walk(_tree(path))
+            if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "print"
+        ]
         assert not calls, f"{path}:{calls[0].lineno} prints; log instead (jobs and app.py print)"
         assert "= print" not in path.read_text(encoding="utf-8"), f"{path} defaults to print"
 
@@ -78,7 +95,8 @@ def _strings(node: ast.AST) -> list[str]:
 
 
 def test_library_messages_name_fields_not_flags():
-    """Errors, log lines and hints in learner/ say `pretrained=none`; jobs/ turn that into `--pretrained none`."""
+    """Errors, log lines and hints in learner/ say `pretrained=none`; jobs/ turn that into `--pretrained
+    none`."""
     found = []
     for path in SOURCES:
         for node in ast.walk(_tree(path)):
@@ -86,9 +104,18 @@ def test_library_messages_name_fields_not_flags():
             if isinstance(node, ast.Raise) and node.exc is not None:
                 said = _strings(node.exc)
             elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
-                    "warning", "info", "error", "debug", "warn", "log", "_info"):
+                "warning",
+                "info",
+                "error",
+                "debug",
+                "warn",
+                "log",
+                "_info",
+            ):
                 said = _strings(node)
-            elif isinstance(node, ast.Assign) and any(getattr(t, "id", "").endswith("HINT") for t in node.targets):
+            elif isinstance(node, ast.Assign) and any(
+                getattr(t, "id", "").endswith("HINT") for t in node.targets
+            ):
                 said = _strings(node.value)
             found += [f"{path.relative_to(ROOT)}:{node.lineno}: {s}" for s in said if _FLAG.search(s)]
     assert not found, "\n".join(found)
@@ -98,17 +125,27 @@ def test_jobs_say_library_fields_as_flags(capsys):
     from jobs._cli import as_flags, run
 
     assert as_flags("set pretrained=PATH or pretrained=none") == "set --pretrained PATH or --pretrained none"
-    assert as_flags("pass resume=True to continue it or overwrite=True") == "pass --resume to continue it or --overwrite"
-    assert as_flags("drop n_folds= to use it; hop_length=0; verify=False skips") == \
-        "drop --n-folds to use it; --hop 0; --no-verify skips"
+    assert (
+        as_flags("pass resume=True to continue it or overwrite=True")
+        == "pass --resume to continue it or --overwrite"
+    )
+    assert (
+        as_flags("drop n_folds= to use it; hop_length=0; verify=False skips")
+        == "drop --n-folds to use it; --hop 0; --no-verify skips"
+    )
 
     def fails():
-        raise FileExistsError("out already exists; pass resume=True to continue it or overwrite=True to replace it")
+        raise FileExistsError(
+            "out already exists; pass resume=True to continue it or overwrite=True to replace it"
+        )
 
     with pytest.raises(SystemExit) as e:
         run(fails)
     assert e.value.code == 1
-    assert capsys.readouterr().err == "earshot: out already exists; pass --resume to continue it or --overwrite to replace it\n"
+    assert (
+        capsys.readouterr().err
+        == "earshot: out already exists; pass --resume to continue it or --overwrite to replace it\n"
+    )
 
 
 def test_library_logs_reach_the_job_as_lines(capsys):
@@ -120,16 +157,33 @@ def test_library_logs_reach_the_job_as_lines(capsys):
     logging.getLogger("learner.train.fit").info("clip length %g s", 1.5)
     logging.getLogger("learner.train.fit").warning("2 file(s) excluded (pretrained=none)")
     out = capsys.readouterr()
-    assert out.out == "earshot: clip length 1.5 s\n" and out.err == "earshot: 2 file(s) excluded (--pretrained none)\n"
+    assert (
+        out.out == "earshot: clip length 1.5 s\n"
+        and out.err == "earshot: 2 file(s) excluded (--pretrained none)\n"
+    )
     log_to_console(quiet=True)
     logging.getLogger("learner").info("hidden")
     assert capsys.readouterr().out == ""
 
 
 def test_offline_train_job_names_the_flag(four_class_dir, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "jobs.train", "--data", str(four_class_dir), "--out", str(tmp_path / "m"),
-                          "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                         env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.train",
+            "--data",
+            str(four_class_dir),
+            "--out",
+            str(tmp_path / "m"),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert out.returncode == 1
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("earshot: ") and "--pretrained none" in last and "pretrained=" not in last

@@ -28,7 +28,9 @@ def test_workers_draw_different_random_numbers_per_worker_and_per_epoch():
         def encodes(self, x: int) -> float:
             return float(self.rng.random())
 
-    dl = TfmdDL(list(range(8)), after_item=[Draw()], bs=2, create_batch=lambda b: np.array(b), **loader_options(2))
+    dl = TfmdDL(
+        list(range(8)), after_item=[Draw()], bs=2, create_batch=lambda b: np.array(b), **loader_options(2)
+    )
     epochs = [np.concatenate([np.asarray(b) for b in dl]) for _ in range(2)]
     drawn = np.concatenate(epochs)
     assert drawn.size == 16 and len(set(drawn.tolist())) == 16, epochs  # no repeats across workers or epochs
@@ -40,26 +42,46 @@ def test_loader_workers_default_to_none_in_memory_and_spare_cores_for_the_store(
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    assert loader_workers(None, "memory") == 0 and loader_workers(None, "disk") == 4 and loader_workers(2, "memory") == 2
+    assert (
+        loader_workers(None, "memory") == 0
+        and loader_workers(None, "disk") == 4
+        and loader_workers(2, "memory") == 2
+    )
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     assert loader_workers(None, "disk") == 1
 
 
 def _threads_in_child(env: dict[str, str]) -> str:
-    code = ("import sys; from learner.train.threads import configure_threads; n = configure_threads('auto'); "
-            "assert 'torch' not in sys.modules; import os, torch; "
-            "print(n, torch.get_num_threads(), os.environ['OMP_WAIT_POLICY'])")
-    base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "LOCAL_WORLD_SIZE")}
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**base, **env}, capture_output=True, text=True,
-                         timeout=300)
+    code = (
+        "import sys; from learner.train.threads import configure_threads; n = configure_threads('auto'); "
+        "assert 'torch' not in sys.modules; import os, torch; "
+        "print(n, torch.get_num_threads(), os.environ['OMP_WAIT_POLICY'])"
+    )
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "LOCAL_WORLD_SIZE")
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
 
 def test_auto_threads_share_the_cores_and_sleep_while_waiting_before_torch_loads():
     cores = len(os.sched_getaffinity(0))
-    assert _threads_in_child({"LOCAL_WORLD_SIZE": "2"}) == f"{max(1, cores // 2)} {max(1, cores // 2)} PASSIVE"
-    assert _threads_in_child({"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "ACTIVE"}) == "1 1 ACTIVE"  # yours are kept
+    assert (
+        _threads_in_child({"LOCAL_WORLD_SIZE": "2"}) == f"{max(1, cores // 2)} {max(1, cores // 2)} PASSIVE"
+    )
+    assert (
+        _threads_in_child({"OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "ACTIVE"}) == "1 1 ACTIVE"
+    )  # yours are kept
 
 
 def test_a_thread_count_applies_even_after_torch_loaded():

@@ -31,8 +31,9 @@ SMALL = StreamSizes(chunk=4, part=3000, block=5000)  # 1 s windows, 0.5 s hop: a
 def predictor(tmp_path_factory) -> Predictor:
     from tests.test_hostile import save_untrained
 
-    return Predictor.from_dir(save_untrained(tmp_path_factory.mktemp("m") / "m", ["chirp", "clicks", "noise", "tone"]),
-                              batch_size=3)
+    return Predictor.from_dir(
+        save_untrained(tmp_path_factory.mktemp("m") / "m", ["chirp", "clicks", "noise", "tone"]), batch_size=3
+    )
 
 
 def _scene(sr: int, seconds: float, channels: int = 1, seed: int = 0) -> np.ndarray:
@@ -56,8 +57,10 @@ def files(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-@pytest.mark.parametrize("orig,target", [(48000, 16000), (44100, 16000), (384000, 22050), (8000, 16000),
-                                         (22050, 22050), (44101, 16000)])
+@pytest.mark.parametrize(
+    "orig,target",
+    [(48000, 16000), (44100, 16000), (384000, 22050), (8000, 16000), (22050, 22050), (44101, 16000)],
+)
 def test_resampler_in_blocks_equals_one_whole_call(orig, target):
     x = np.random.default_rng(orig).standard_normal(50_000).astype(np.float32)
     r = Resampler(orig, target, block=3000)
@@ -74,7 +77,12 @@ def test_stream_decode_gives_the_samples_and_facts_of_decode(files, kind):
     assert len(got) > 3  # in pieces
     np.testing.assert_allclose(np.concatenate(got), whole.samples, rtol=0, atol=1e-6)
     assert (d.duration_s, d.orig_sample_rate, d.channels, d.decoder, d.warning) == (
-        whole.duration_s, whole.orig_sample_rate, whole.channels, whole.decoder, whole.warning)
+        whole.duration_s,
+        whole.orig_sample_rate,
+        whole.channels,
+        whole.decoder,
+        whole.warning,
+    )
 
 
 def test_stream_decode_keeps_the_decoders_errors_and_the_consumers_own(files, tmp_path):
@@ -88,7 +96,9 @@ def test_stream_decode_keeps_the_decoders_errors_and_the_consumers_own(files, tm
     def stop(x):
         raise RuntimeError("consumer stops")
 
-    with pytest.raises(RuntimeError, match="consumer stops"):  # not turned into "corrupt audio", no PyAV retry
+    with pytest.raises(
+        RuntimeError, match="consumer stops"
+    ):  # not turned into "corrupt audio", no PyAV retry
         stream_decode(files["flac"], SR, stop, block=4000)
     with pytest.raises(AudioDecodeError, match="header says 6.1 s, over the 3 s limit"):
         stream_decode(files["wav"], SR, lambda x: None, max_duration_s=3.0)
@@ -99,7 +109,9 @@ def test_window_stream_cuts_the_chunks_of_the_whole_signal():
     plan = pipe.window_plan(1.0, 0.5)
     x = np.random.default_rng(0).standard_normal(int(7.77 * SR)).astype(np.float32)
     ws = WindowStream(pipe, plan, chunk=3)
-    got = [c for piece in np.split(x, [1000, 1001, 20000, 60000, 61000]) for c in ws.push(piece)] + [ws.finish()]
+    got = [c for piece in np.split(x, [1000, 1001, 20000, 60000, 61000]) for c in ws.push(piece)] + [
+        ws.finish()
+    ]
     want = list(pipe.chunks(x, plan, 3))
     assert [len(w) for w, _ in got] == [len(w) for w, _ in want]  # the same groups, so the same model batches
     for (gw, gs), (ww, wst) in zip(got, want):
@@ -112,9 +124,15 @@ def test_decode_in_parts_sends_a_long_file_in_order_and_holds_a_short_one(files)
     parts: list[Part] = []
     d, streamed = decode_in_parts(FileRef(str(files["flac"]), 0, 0), pipe, (1.0, 0.5), SMALL, parts.append)
     threshold = stream_threshold(pipe, pipe.window_plan(1.0, 0.5), 4)
-    assert streamed and len(parts) > 3 and max(p.samples.size for p in parts) < threshold  # held, then sent in parts
-    np.testing.assert_allclose(np.concatenate([p.samples for p in parts] + [d.samples]), decode(files["flac"], SR).samples,
-                               rtol=0, atol=1e-6)
+    assert (
+        streamed and len(parts) > 3 and max(p.samples.size for p in parts) < threshold
+    )  # held, then sent in parts
+    np.testing.assert_allclose(
+        np.concatenate([p.samples for p in parts] + [d.samples]),
+        decode(files["flac"], SR).samples,
+        rtol=0,
+        atol=1e-6,
+    )
     parts.clear()
     d, streamed = decode_in_parts(FileRef(str(files["short"]), 0, 0), pipe, (1.0, 0.5), SMALL, parts.append)
     assert not streamed and not parts and d.samples.size == int(1.5 * SR)
@@ -135,26 +153,54 @@ def _same_table(a, b, keys):
             continue
         x, y = a[name].to_pylist(), b[name].to_pylist()
         if name in ("score", "max_score", "mean_score"):
-            np.testing.assert_allclose(np.array(x, dtype=float), np.array(y, dtype=float), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(
+                np.array(x, dtype=float), np.array(y, dtype=float), rtol=1e-5, atol=1e-6
+            )
         elif name == "top_k":
             assert [[t["label"] for t in r] for r in x] == [[t["label"] for t in r] for r in y]
-            np.testing.assert_allclose([[t["score"] for t in r] for r in x], [[t["score"] for t in r] for r in y],
-                                       rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(
+                [[t["score"] for t in r] for r in x],
+                [[t["score"] for t in r] for r in y],
+                rtol=1e-5,
+                atol=1e-6,
+            )
         else:
             assert x == y, name
 
 
 def test_scorer_streams_long_files_with_the_rows_of_whole_files(predictor, files, tmp_path, monkeypatch):
-    monkeypatch.setattr(predictor, "batch_size", 2)  # the main process scores a model batch of windows at a time
+    monkeypatch.setattr(
+        predictor, "batch_size", 2
+    )  # the main process scores a model batch of windows at a time
     paths = [files[k] for k in ("flac", "wav", "mp3", "m4a", "short")]
     window = (1.0, 0.5)
     files_w, wins_w, events_w = _whole_rows(predictor, paths, window, SMALL.chunk)
-    opts = ScoreOptions(str(tmp_path / "out.parquet"), window=window, top_k=3, threshold=0.26, workers=2, batch_size=3,
-                        stream=SMALL, progress=False)
+    opts = ScoreOptions(
+        str(tmp_path / "out.parquet"),
+        window=window,
+        top_k=3,
+        threshold=0.26,
+        workers=2,
+        batch_size=3,
+        stream=SMALL,
+        progress=False,
+    )
     summary = score([str(p) for p in paths], predictor, opts)
     assert (summary.scored, summary.failed) == (5, 0)
-    rel = ("path", "label", "score", "top_k", "duration_s", "sample_rate", "channels", "n_windows", "events",
-           "error", "decoder", "warning")
+    rel = (
+        "path",
+        "label",
+        "score",
+        "top_k",
+        "duration_s",
+        "sample_rate",
+        "channels",
+        "n_windows",
+        "events",
+        "error",
+        "decoder",
+        "warning",
+    )
     _same_table(pq.read_table(tmp_path / "out.parquet").select(rel), files_w.select(rel), ["path"])
     _same_table(pq.read_table(tmp_path / "out.windows.parquet"), wins_w, ["path", "start_s"])
     _same_table(pq.read_table(tmp_path / "out.events.parquet"), events_w, ["path", "label", "start_s"])
@@ -182,8 +228,9 @@ def test_predict_on_a_long_file_equals_the_whole_file_path(predictor, files, bat
 
     monkeypatch.setattr(predictor, "batch_size", batch_size)
     for kind in ("flac", "mp3", "short"):
-        whole = predictor.predict_decoded(decode(files[kind], SR), top_k=3, window=1.0, hop=0.5,
-                                          path=str(files[kind]))
+        whole = predictor.predict_decoded(
+            decode(files[kind], SR), top_k=3, window=1.0, hop=0.5, path=str(files[kind])
+        )
         long = predict_long(predictor, files[kind], 3, 1.0, 0.5, None, None, None, sizes=SMALL)
         assert long.labels == whole.labels and long.windowed
         np.testing.assert_allclose(long.window_probs, whole.window_probs, rtol=1e-5, atol=1e-6)
@@ -197,7 +244,9 @@ def test_predict_builds_each_window_once(predictor, files, monkeypatch):
 
     built = []
     real = pipeline_module.windows
-    monkeypatch.setattr(pipeline_module, "windows", lambda x, n, hop: built.append(len(real(x, n, hop)[1])) or real(x, n, hop))
+    monkeypatch.setattr(
+        pipeline_module, "windows", lambda x, n, hop: built.append(len(real(x, n, hop)[1])) or real(x, n, hop)
+    )
     r = predictor.predict(files["flac"], window=1.0, hop=0.5)  # held whole: windows, then the best one again
     assert sum(built) == len(r.window_starts) + 1 == 15
     built.clear()
@@ -263,7 +312,9 @@ def test_pool_bounds_the_bytes_waiting_not_only_their_count(tmp_path):
     from learner.score.pool import DecodePool
 
     waiting = []
-    with DecodePool(_big_result, (str(tmp_path),), workers=1, buffer=64, depth=1, max_bytes=3 * 2**20) as pool:
+    with DecodePool(
+        _big_result, (str(tmp_path),), workers=1, buffer=64, depth=1, max_bytes=3 * 2**20
+    ) as pool:
         for k, r in enumerate(pool.imap_unordered(range(12), on_error=lambda t, why: why), start=1):
             assert r.signal.nbytes == 2**20
             time.sleep(0.15)  # a slow model: the decoder would run far ahead without the byte bound
@@ -277,4 +328,7 @@ def test_long_file_threshold_is_where_whole_files_took_more_than_one_chunk():
     plan = _plan(pipe, (1.0, 0.5))
     n = stream_threshold(pipe, plan, 4)
     assert n == SR + 4 * SR // 2
-    assert len(list(pipe.chunks(np.zeros(n), plan, 4))) == 1 and len(list(pipe.chunks(np.zeros(n + 1), plan, 4))) == 2
+    assert (
+        len(list(pipe.chunks(np.zeros(n), plan, 4))) == 1
+        and len(list(pipe.chunks(np.zeros(n + 1), plan, 4))) == 2
+    )

@@ -103,7 +103,8 @@ def test_each_arch_trains_one_step_and_predicts(arch):
     assert probs.shape == (4, 3) and torch.allclose(probs.sum(-1), torch.ones(4))
 
 
-# --- ArchSpec.classifier means one thing: the final layer (what transfer drops and fine-tuning trains first) ---
+# --- ArchSpec.classifier means one thing: the final layer (what transfer drops and fine-tuning trains first)
+# ---
 
 
 def test_classifier_names_the_final_linear_of_every_arch():
@@ -124,7 +125,9 @@ def _timm_file(tmp_path):
     import timm
 
     src = timm.create_model("resnet18d", pretrained=False).eval()
-    path = tmp_path / "resnet18d.pth"  # a downloaded timm checkpoint (torch.save keeps the key order the mapping follows)
+    path = (
+        tmp_path / "resnet18d.pth"
+    )  # a downloaded timm checkpoint (torch.save keeps the key order the mapping follows)
     torch.save(src.state_dict(), path)
     return src, path
 
@@ -134,11 +137,15 @@ def test_imagenet_transfer_follows_the_specs_classifier(tmp_path):
     from learner.model.registry import ArchSpec
 
     src, path = _timm_file(tmp_path)
-    net = torch.nn.Sequential(*[m for m in XResNet(1, [2, 2, 2, 2], c_in=1, n_out=5) if not isinstance(m, torch.nn.Dropout)])
+    net = torch.nn.Sequential(
+        *[m for m in XResNet(1, [2, 2, 2, 2], c_in=1, n_out=5) if not isinstance(m, torch.nn.Dropout)]
+    )
     spec = ArchSpec("xresnet18_nodrop", lambda n, c: net, "spectrogram", classifier="10")
     head_before = net[10].weight.detach().clone()
     assert load_pretrained(net, spec, str(path)) == f"imagenet file {path}"
-    assert torch.equal(net[0][0].weight, src.conv1[0].weight.sum(dim=1, keepdim=True))  # RGB folded into one channel
+    assert torch.equal(
+        net[0][0].weight, src.conv1[0].weight.sum(dim=1, keepdim=True)
+    )  # RGB folded into one channel
     assert torch.equal(net[10].weight, head_before)  # the new head is left as initialised
 
 
@@ -147,7 +154,9 @@ def test_a_weights_file_that_does_not_fit_is_an_error_not_a_partial_load(tmp_pat
 
     spec = get_arch("conv1d_raw")
     donor = create_model("conv1d_raw", 3, CFG)
-    sd = {k: v for k, v in donor.state_dict().items() if not k.startswith("features.1.")}  # a body layer missing
+    sd = {
+        k: v for k, v in donor.state_dict().items() if not k.startswith("features.1.")
+    }  # a body layer missing
     save_file(sd, str(tmp_path / "partial.safetensors"))
     with pytest.raises(PretrainedError, match="missing .*features.1"):
         load_pretrained(create_model("conv1d_raw", 3, CFG), spec, str(tmp_path / "partial.safetensors"))

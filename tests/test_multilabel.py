@@ -33,10 +33,19 @@ def _wav(path: Path, seconds: float = 0.2, sr: int = 8000) -> None:
 def test_labels_column_and_class_columns_give_the_same_manifest(tmp_path):
     for i in range(4):
         _wav(tmp_path / f"{i}.wav")
-    (tmp_path / "long.csv").write_text("path,labels\n0.wav,rain; bird\n1.wav,\n2.wav,bird\n3.wav,bird;bird;car\n")
-    (tmp_path / "wide.csv").write_text("path,bird,car,rain,note\n0.wav,1,0,1,x\n1.wav,0,0,0,y\n2.wav,1,0,0,z\n3.wav,1,1,0,w\n")
+    (tmp_path / "long.csv").write_text(
+        "path,labels\n0.wav,rain; bird\n1.wav,\n2.wav,bird\n3.wav,bird;bird;car\n"
+    )
+    (tmp_path / "wide.csv").write_text(
+        "path,bird,car,rain,note\n0.wav,1,0,1,x\n1.wav,0,0,0,y\n2.wav,1,0,0,z\n3.wav,1,1,0,w\n"
+    )
     long, wide = load_manifest(tmp_path / "long.csv"), load_manifest(tmp_path / "wide.csv")
-    assert list(long["labels"]) == ["bird;rain", "", "bird", "bird;car"]  # sorted, duplicates gone, "" = background
+    assert list(long["labels"]) == [
+        "bird;rain",
+        "",
+        "bird",
+        "bird;car",
+    ]  # sorted, duplicates gone, "" = background
     assert list(wide["labels"]) == list(long["labels"]) and list(long["label"]) == list(long["labels"])
     assert "note" in wide and "bird" not in wide  # class columns became `labels`; other columns stay
     assert label_sets(long) == [["bird", "rain"], [], ["bird"], ["bird", "car"]]
@@ -62,8 +71,13 @@ def test_multilabel_split_keeps_groups_whole_and_every_label_balanced():
     rows = []
     for i in range(600):
         k = int(rng.integers(0, 4))
-        rows.append({"path": f"{i}.wav", "labels": ";".join(sorted(rng.choice(classes, k, replace=False))),
-                     "group": f"g{i % 40}"})
+        rows.append(
+            {
+                "path": f"{i}.wav",
+                "labels": ";".join(sorted(rng.choice(classes, k, replace=False))),
+                "group": f"g{i % 40}",
+            }
+        )
     rows[0]["labels"] = rows[1]["labels"] = "rare"  # two clips of a rare class, in different groups
     df = pd.DataFrame(rows)
     df["label"] = df["labels"]
@@ -116,7 +130,9 @@ def test_single_label_thresholds_only_reject_top_predictions():
     assert detected(probs[1], ["a", "b"], vec, "single") == []  # "none of the known classes"
     assert detected(probs[0], ["a", "b"], vec, "single") == ["a"]
     assert detected(np.array([0.7, 0.9, 0.1]), list("xyz"), np.full(3, 0.5), "multi") == ["y", "x"]
-    assert list(threshold_vector({"classes": ["a"]}, ["a"])) == [0.0]  # old single-label folders: always known
+    assert list(threshold_vector({"classes": ["a"]}, ["a"])) == [
+        0.0
+    ]  # old single-label folders: always known
     assert list(threshold_vector({"task": "multi"}, ["a"])) == [0.5]
 
 
@@ -143,15 +159,17 @@ def test_scores_from_logits_are_softmax_or_independent_sigmoids():
         scores_from_logits(logits, "multilabel")
 
 
-# --- training, the Predictor and evaluation, end to end -------------------------------------------------------
+# --- training, the Predictor and evaluation, end to end
+# -------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def mixtures(tmp_path_factory) -> Path:
     from learner.data.mixtures import build_mixtures
 
-    return build_mixtures(tmp_path_factory.mktemp("mixtures"), n_clips=48, n_sites=8, duration=1.0,
-                          source_s=(0.3, 0.8), seed=1)
+    return build_mixtures(
+        tmp_path_factory.mktemp("mixtures"), n_clips=48, n_sites=8, duration=1.0, source_s=(0.3, 0.8), seed=1
+    )
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +179,9 @@ def multi_model(mixtures, tmp_path_factory):
     from learner.train.fit import TrainArgs, train
 
     out = tmp_path_factory.mktemp("multi") / "model"
-    args = TrainArgs(data=str(mixtures), out=str(out), epochs=2, pretrained="none", bs=16, progress=False, pickle=False)
+    args = TrainArgs(
+        data=str(mixtures), out=str(out), epochs=2, pretrained="none", bs=16, progress=False, pickle=False
+    )
     return train(args, AudioConfig(**{**SMALL, "mixup": 0.4}))
 
 
@@ -220,19 +240,55 @@ def test_predictor_gives_sigmoid_scores_and_every_label_above_its_threshold(mult
 
 def test_evaluate_job_reproduces_the_multilabel_metrics(multi_model, mixtures, tmp_path):
     d = multi_model.model_dir
-    r = subprocess.run([sys.executable, "-m", "jobs.evaluate", "--model", str(d), "--data", str(mixtures),
-                        "--subset", "valid", "--out", str(tmp_path), "--quiet"], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.evaluate",
+            "--model",
+            str(d),
+            "--data",
+            str(mixtures),
+            "--subset",
+            "valid",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert "macro mAP" in r.stdout
-    saved, again = json.loads((d / "metrics.json").read_text()), json.loads((tmp_path / "metrics.json").read_text())
+    saved, again = (
+        json.loads((d / "metrics.json").read_text()),
+        json.loads((tmp_path / "metrics.json").read_text()),
+    )
     for k in ("macro_map", "macro_f1", "micro_f1", "n_samples"):
         assert again[k] == pytest.approx(saved[k], abs=1e-4), k
     assert (tmp_path / "pr_curves.png").is_file() and (tmp_path / "per_class.csv").is_file()
 
 
 def test_train_job_refuses_single_label_training_of_multilabel_rows(mixtures, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "jobs.train", "--data", str(mixtures), "--out", str(tmp_path / "m"),
-                        "--pretrained", "none", "--task", "single"], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.train",
+            "--data",
+            str(mixtures),
+            "--out",
+            str(tmp_path / "m"),
+            "--pretrained",
+            "none",
+            "--task",
+            "single",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.startswith("earshot: ") and "--task single, but" in r.stderr and "labels" in r.stderr
 
@@ -245,22 +301,32 @@ def test_single_label_models_get_thresholds_and_old_folders_behave_as_before(tra
     d = trained_model.model_dir
     cfg = json.loads((d / "config.json").read_text())
     assert cfg["task"] == "single" and sorted(cfg["thresholds"]) == sorted(cfg["classes"])
-    assert "confusion" in trained_model.metrics and "macro_map" not in trained_model.metrics  # report unchanged
+    assert (
+        "confusion" in trained_model.metrics and "macro_map" not in trained_model.metrics
+    )  # report unchanged
     p = Predictor.from_dir(d)
     clip = np.random.default_rng(0).normal(0, 0.1, p.cfg.n_samples).astype(np.float32)
     pred = p.predict(clip, sample_rate=p.cfg.sample_rate)
     assert np.isclose(pred.probs.sum(), 1, atol=1e-5)
-    assert pred.detected == ([pred.label] if pred.score >= cfg["thresholds"][pred.label] else []) and len(pred.labels) == 4
+    assert (
+        pred.detected == ([pred.label] if pred.score >= cfg["thresholds"][pred.label] else [])
+        and len(pred.labels) == 4
+    )
     old = tmp_path / "old"
     shutil.copytree(d, old, ignore=shutil.ignore_patterns("*.pkl", "*.onnx"))
     for k in ("task", "thresholds", "thresholds_rule"):
         cfg.pop(k)
     (old / "config.json").write_text(json.dumps(cfg))
     before = Predictor.from_dir(old).predict(clip, sample_rate=p.cfg.sample_rate)
-    assert np.allclose(before.probs, pred.probs) and before.labels == pred.labels and before.detected == [pred.label]
+    assert (
+        np.allclose(before.probs, pred.probs)
+        and before.labels == pred.labels
+        and before.detected == [pred.label]
+    )
 
 
-# --- recipes ---------------------------------------------------------------------------------------------------
+# --- recipes
+# ---------------------------------------------------------------------------------------------------
 
 
 def test_mixtures_recipe_builds_known_labels_and_events(tmp_path):
@@ -273,7 +339,10 @@ def test_mixtures_recipe_builds_known_labels_and_events(tmp_path):
     counts = df["labels"].str.split(";").str.len()
     assert set(counts) == {1, 2, 3}
     by_file = events.groupby("path")["label"].apply(lambda s: ";".join(sorted(s)))
-    rel = {Path(p).relative_to(manifest.parent).as_posix(): lab for p, lab in zip(df["path"], df["labels"], strict=True)}
+    rel = {
+        Path(p).relative_to(manifest.parent).as_posix(): lab
+        for p, lab in zip(df["path"], df["labels"], strict=True)
+    }
     assert by_file.to_dict() == rel  # every source of a clip is listed, and only those
     assert ((events["end_s"] - events["start_s"]) > 0.29).all() and (events["end_s"] <= 1.0 + 1e-6).all()
     x, sr = sf.read(df["path"].iloc[0])
@@ -286,18 +355,30 @@ def test_fsdkaggle2019_manifest_is_multilabel_and_offline_fails_in_one_line(tmp_
     src = tmp_path / "dl"
     meta = src / "FSDKaggle2019.meta"
     meta.mkdir(parents=True)
-    rows = {"train": [("a.wav", "Bark,Knock"), ("b.wav", "Bark"), ("c.wav", "Church_bell,Knock,Bark")],
-            "test": [("d.wav", "Knock"), ("e.wav", "Church_bell")]}
-    for split, name, folder in (("train", "train_curated_post_competition.csv", "FSDKaggle2019.audio_train_curated"),
-                                ("test", "test_post_competition.csv", "FSDKaggle2019.audio_test")):
-        pd.DataFrame(rows[split], columns=["fname", "labels"]).assign(license="CC0").to_csv(meta / name, index=False)
+    rows = {
+        "train": [("a.wav", "Bark,Knock"), ("b.wav", "Bark"), ("c.wav", "Church_bell,Knock,Bark")],
+        "test": [("d.wav", "Knock"), ("e.wav", "Church_bell")],
+    }
+    for split, name, folder in (
+        ("train", "train_curated_post_competition.csv", "FSDKaggle2019.audio_train_curated"),
+        ("test", "test_post_competition.csv", "FSDKaggle2019.audio_test"),
+    ):
+        pd.DataFrame(rows[split], columns=["fname", "labels"]).assign(license="CC0").to_csv(
+            meta / name, index=False
+        )
         for f, _ in rows[split]:
             _wav(src / folder / f)
     df = load_manifest(recipes.fetch("fsdkaggle2019", tmp_path / "out", source=src))
     assert list(df["labels"]) == ["Bark;Knock", "Bark", "Bark;Church_bell;Knock", "Knock", "Church_bell"]
     assert list(df["split"]) == ["train"] * 3 + ["test"] * 2 and resolve_task(df, "auto", "f") == "multi"
     sub = load_manifest(recipes.fetch("fsdkaggle2019", tmp_path / "sub", source=src, classes=["Knock"]))
-    assert list(sub["labels"]) == ["Knock", "Knock", "Knock"]  # clips without Knock left out, other labels dropped
+    assert list(sub["labels"]) == [
+        "Knock",
+        "Knock",
+        "Knock",
+    ]  # clips without Knock left out, other labels dropped
     monkeypatch.setenv("EARSHOT_DATA", str(tmp_path / "empty"))
-    with pytest.raises(recipes.DatasetNotFetchedError, match="FSDKaggle2019 is not downloaded: fetch fsdkaggle2019"):
+    with pytest.raises(
+        recipes.DatasetNotFetchedError, match="FSDKaggle2019 is not downloaded: fetch fsdkaggle2019"
+    ):
         recipes.resolve_data("fsdkaggle2019")

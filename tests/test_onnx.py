@@ -1,4 +1,5 @@
-"""ONNX export and the torch-free ONNX Runtime backend: parity, int8 agreement, integrity, no torch at serve time."""
+"""ONNX export and the torch-free ONNX Runtime backend: parity, int8 agreement, integrity, no torch at serve
+time."""
 
 from __future__ import annotations
 
@@ -37,7 +38,9 @@ def _random_model_dir(folder: Path, arch: str, seed: int = 0) -> Path:
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
             m.weight.data.uniform_(0.5, 1.5)
-    return save_model_dir(folder, net.state_dict(), {"arch": arch, "classes": list("abcde"), "audio": cfg.to_dict()})
+    return save_model_dir(
+        folder, net.state_dict(), {"arch": arch, "classes": list("abcde"), "audio": cfg.to_dict()}
+    )
 
 
 def _clips(sr: int, n: int, seed: int) -> np.ndarray:
@@ -56,8 +59,15 @@ def exported(trained_model, tmp_path_factory) -> Path:
     return d
 
 
-@pytest.mark.parametrize("audio, phases", [({}, 16), (SMALL_AUDIO, 16), ({"n_fft": 1000, "hop_length": 250}, 2),
-                                           ({"n_fft": 2048, "hop_length": 441, "f_max": 8000.0}, 1)])
+@pytest.mark.parametrize(
+    "audio, phases",
+    [
+        ({}, 16),
+        (SMALL_AUDIO, 16),
+        ({"n_fft": 1000, "hop_length": 250}, 2),
+        ({"n_fft": 2048, "hop_length": 441, "f_max": 8000.0}, 1),
+    ],
+)
 def test_dft_logmel_equals_torchaudio(audio, phases):
     import torch
 
@@ -86,7 +96,12 @@ def test_every_arch_exports_with_torch_parity(arch, tmp_path):
 
     d = _random_model_dir(tmp_path / arch, arch)
     rec = export_model_dir(d, n_probe=6)
-    assert rec["input"] == {"name": "waveform", "shape": ["batch", 16000], "dtype": "float32", "sample_rate": 16000}
+    assert rec["input"] == {
+        "name": "waveform",
+        "shape": ["batch", 16000],
+        "dtype": "float32",
+        "sample_rate": 16000,
+    }
     torch_p = Predictor.from_dir(d, backend="torch")
     onnx_p = Predictor.from_dir(d)  # auto picks ONNX now that model.onnx is there
     assert onnx_p.backend.name == "onnx" and torch_p.backend.name == "torch"
@@ -98,7 +113,8 @@ def test_every_arch_exports_with_torch_parity(arch, tmp_path):
 
 
 def _split_between(probs: np.ndarray) -> float:
-    """A threshold in the widest gap among the middle scores: some clips above, some below, none within 1e-4."""
+    """A threshold in the widest gap among the middle scores: some clips above, some below, none within
+    1e-4."""
     p = np.sort(probs)
     lo, hi = len(p) // 4, len(p) - len(p) // 4
     i = lo + int(np.argmax(np.diff(p[lo:hi])))
@@ -106,7 +122,8 @@ def _split_between(probs: np.ndarray) -> float:
 
 
 def test_multilabel_model_exports_with_the_same_sigmoid_scores_labels_thresholds_and_events(tmp_path):
-    """`jobs.export` on a multi-label (sigmoid) model: ONNX gives torch's scores, detected labels and thresholds."""
+    """`jobs.export` on a multi-label (sigmoid) model: ONNX gives torch's scores, detected labels and
+    thresholds."""
     from scipy.special import expit
 
     from jobs.export import main
@@ -115,7 +132,9 @@ def test_multilabel_model_exports_with_the_same_sigmoid_scores_labels_thresholds
     cfg = json.loads((d / "config.json").read_text())
     waves = _clips(16000, 16, seed=2)
     logits = Predictor.from_dir(d, backend="torch").backend(waves)
-    thresholds = {c: _split_between(expit(logits[:, i].astype(np.float64))) for i, c in enumerate(cfg["classes"])}
+    thresholds = {
+        c: _split_between(expit(logits[:, i].astype(np.float64))) for i, c in enumerate(cfg["classes"])
+    }
     (d / "config.json").write_text(json.dumps({**cfg, "task": "multi", "thresholds": thresholds}))
     assert main(["--model", str(d), "--quiet"]) == 0
     assert json.loads((d / "config.json").read_text())["thresholds"] == thresholds  # the export keeps them
@@ -125,16 +144,24 @@ def test_multilabel_model_exports_with_the_same_sigmoid_scores_labels_thresholds
     np.testing.assert_array_equal(onnx_p.thresholds, torch_p.thresholds)
     ref, got = torch_p.predict_waves(waves), onnx_p.predict_waves(waves)
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
-    np.testing.assert_allclose(got, expit(onnx_p.backend(waves).astype(np.float64)), atol=1e-6)  # sigmoid, not softmax
+    np.testing.assert_allclose(
+        got, expit(onnx_p.backend(waves).astype(np.float64)), atol=1e-6
+    )  # sigmoid, not softmax
     assert not np.allclose(got.sum(1), 1, atol=1e-2)
     found = [onnx_p.detect(p) for p in got]
     assert found == [torch_p.detect(p) for p in ref]
-    assert 0 < sum(map(len, found)) < got.size and len({len(f) for f in found}) > 1  # several, one, none per clip
+    assert (
+        0 < sum(map(len, found)) < got.size and len({len(f) for f in found}) > 1
+    )  # several, one, none per clip
     long = np.concatenate(list(waves[:6]))  # 6 s: windowed, so events too
     a = torch_p.predict(long, sample_rate=16000, window=1.0, hop=0.25)
     b = onnx_p.predict(long, sample_rate=16000, window=1.0, hop=0.25)
-    assert b.detected == a.detected and b.events and [(e.label, e.start_s, e.end_s) for e in b.events] == [
-        (e.label, e.start_s, e.end_s) for e in a.events]
+    assert (
+        b.detected == a.detected
+        and b.events
+        and [(e.label, e.start_s, e.end_s) for e in b.events]
+        == [(e.label, e.start_s, e.end_s) for e in a.events]
+    )
 
 
 def test_export_failure_is_one_clear_line(tmp_path, monkeypatch):
@@ -150,7 +177,10 @@ def test_export_failure_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.onnx, "export", boom)
     with pytest.raises(ExportError) as e:
         export_model_dir(d)
-    assert str(e.value) == "conv1d_raw: ONNX export failed: RuntimeError: Unsupported: ONNX export of operator foo"
+    assert (
+        str(e.value)
+        == "conv1d_raw: ONNX export failed: RuntimeError: Unsupported: ONNX export of operator foo"
+    )
     assert not (d / "model.onnx").exists() and "onnx" not in json.loads((d / "config.json").read_text())
 
 
@@ -199,7 +229,9 @@ def test_calibration_clips_go_through_the_predictor_pipeline(trained_model, tmp_
         calibration_clips(trained_model.model_dir, tmp_path / "empty", n=5)
 
 
-@pytest.mark.parametrize("damage", ["flip_bytes", "config_sha", "truncate_with_matching_sha", "unrecorded", "stale_weights"])
+@pytest.mark.parametrize(
+    "damage", ["flip_bytes", "config_sha", "truncate_with_matching_sha", "unrecorded", "stale_weights"]
+)
 def test_bad_onnx_files_are_clear_errors_never_a_fallback(exported, tmp_path, damage):
     from learner.serve.onnx_backend import sha256_file
 
@@ -238,13 +270,18 @@ def test_bad_onnx_files_are_clear_errors_never_a_fallback(exported, tmp_path, da
 
 def test_serving_with_onnx_imports_no_torch(exported, tmp_path):
     data = make_dataset(tmp_path / "clips", n_per_class=2, seed=3)
-    sf.write(data / "tone" / "long.flac", np.tile(make_sound("tone", 16000, 1.0, np.random.default_rng(0)), 5), 16000)
+    sf.write(
+        data / "tone" / "long.flac",
+        np.tile(make_sound("tone", 16000, 1.0, np.random.default_rng(0)), 5),
+        16000,
+    )
     code = f"""
 import json, runpy, sys
 results = {{}}
-for job, argv in [("jobs.predict", [{str(data / 'tone' / 'long.flac')!r}, {str(data / 'noise' / 'noise_000.wav')!r}]),
-                  ("jobs.score", ["--input", {str(data)!r}, "--output", {str(tmp_path / 'out.parquet')!r}, "--quiet",
-                                  "--workers", "1"])]:
+predict_argv = [{str(data / "tone" / "long.flac")!r}, {str(data / "noise" / "noise_000.wav")!r}]
+score_argv = ["--input", {str(data)!r}, "--output", {str(tmp_path / "out.parquet")!r}, "--quiet",
+              "--workers", "1"]
+for job, argv in [("jobs.predict", predict_argv), ("jobs.score", score_argv)]:
     sys.argv = [job, "--model", {str(exported)!r}, "--backend", "onnx", *argv]
     try:
         runpy.run_module(job, run_name="__main__")
@@ -266,10 +303,13 @@ print(json.dumps({{"exit": results, "heavy": heavy}}))
 
 
 def test_library_modules_stay_torch_free_at_import():
-    code = ("import sys, learner, learner.audio, learner.audio.pipeline, learner.config, learner.modeldir, learner.hub, "
-            "learner.serve.predictor, learner.serve.onnx_backend, learner.score.rows, jobs.predict, jobs.export; "
-            "from learner import Predictor, AudioConfig, ClipPipeline; "
-            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))")
+    code = (
+        "import sys, learner, learner.audio, learner.audio.pipeline, learner.config, learner.modeldir, "
+        "learner.hub, "
+        "learner.serve.predictor, learner.serve.onnx_backend, learner.score.rows, jobs.predict, jobs.export; "
+        "from learner import Predictor, AudioConfig, ClipPipeline; "
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

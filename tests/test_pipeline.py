@@ -1,4 +1,5 @@
-"""learner/audio/pipeline.py: one ClipPipeline for training's store, the Predictor, both scorers and the demo."""
+"""learner/audio/pipeline.py: one ClipPipeline for training's store, the Predictor, both scorers and the
+demo."""
 
 from __future__ import annotations
 
@@ -32,7 +33,9 @@ def test_prepare_is_trim_then_centre_crop():
 
 def test_load_is_decode_then_trim(tmp_path):
     pipe = ClipPipeline(CFG)
-    x = np.concatenate([np.zeros(4000), make_sound("tone", 16000, 0.5, np.random.default_rng(1)), np.zeros(4000)])
+    x = np.concatenate(
+        [np.zeros(4000), make_sound("tone", 16000, 0.5, np.random.default_rng(1)), np.zeros(4000)]
+    )
     path = _wav(tmp_path / "a.wav", x)
     np.testing.assert_array_equal(pipe.load(path), trim_silence(decode(path, 16000).samples, CFG.trim_db))
     assert pipe.load(path).size < x.size
@@ -75,7 +78,9 @@ def test_prediction_carries_what_the_model_saw(trained_model, tmp_path):
     one = p.predict(short)
     assert not one.windowed and one.window_s == 0
     np.testing.assert_array_equal(one.clip, p.pipeline.prepare(decode(short, 16000).samples))
-    long = _wav(tmp_path / "long.wav", np.concatenate([make_sound(k, 16000, 1.0, rng) for k in ("noise", "tone") * 3]))
+    long = _wav(
+        tmp_path / "long.wav", np.concatenate([make_sound(k, 16000, 1.0, rng) for k in ("noise", "tone") * 3])
+    )
     r = p.predict(long)
     assert r.windowed and (r.window_s, r.hop_s) == (1.0, 0.5) and r.clip.shape == (CFG.n_samples,)
     best = int(r.window_probs[:, p.classes.index(r.label)].argmax())
@@ -100,5 +105,7 @@ def test_scoring_items_need_only_the_pipeline(trained_model, tmp_path):
     rows = {r["path"]: r for r in files.to_pylist()}
     for path in (str(short), str(long)):
         pred = p.predict(path)
-        assert rows[path]["label"] == pred.label and rows[path]["score"] == pytest.approx(pred.score, abs=1e-6)
+        assert rows[path]["label"] == pred.label and rows[path]["score"] == pytest.approx(
+            pred.score, abs=1e-6
+        )
     assert rows[str(long)]["n_windows"] == 9

@@ -1,4 +1,5 @@
-"""`python -m jobs.predict`: one line (or JSON object) per file, errors per file on stderr, exit 1 if any failed."""
+"""`python -m jobs.predict`: one line (or JSON object) per file, errors per file on stderr, exit 1 if any
+failed."""
 
 from __future__ import annotations
 
@@ -30,8 +31,22 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 
 def test_one_line_per_file_errors_on_stderr_exit_1(trained_model, clips):
     files = [clips["tone"], clips["broken"], clips["clicks"], clips["tone"].with_name("missing.wav")]
-    out = subprocess.run([sys.executable, "-m", "jobs.predict", *map(str, files), "--model", str(trained_model.model_dir),
-                          "--top-k", "2"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.predict",
+            *map(str, files),
+            "--model",
+            str(trained_model.model_dir),
+            "--top-k",
+            "2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 1
     lines = out.stdout.splitlines()
     assert [ln.split("\t")[0] for ln in lines] == [str(clips["tone"]), str(clips["clicks"])]
@@ -62,5 +77,7 @@ def test_no_model_is_a_clear_error(monkeypatch, clips):
     from jobs.predict import main
 
     monkeypatch.delenv("EARSHOT_MODEL", raising=False)
-    with pytest.raises(ValueError, match=re.escape("no model: pass --model DIR|USER/NAME or set EARSHOT_MODEL")):
+    with pytest.raises(
+        ValueError, match=re.escape("no model: pass --model DIR|USER/NAME or set EARSHOT_MODEL")
+    ):
         main([str(clips["tone"])])

@@ -56,8 +56,12 @@ def test_windows_on_a_60_second_file(trained_model, tmp_path):
     rng = np.random.default_rng(3)
     sr = 16000
     # 60 s: tone for the first 20 s, clicks for the next 20, noise bursts for the last 20
-    x = np.concatenate([np.concatenate([make_sound(k, sr, 1.0, rng) for _ in range(20)])
-                        for k in ("tone", "clicks", "noise")])
+    x = np.concatenate(
+        [
+            np.concatenate([make_sound(k, sr, 1.0, rng) for _ in range(20)])
+            for k in ("tone", "clicks", "noise")
+        ]
+    )
     sf.write(tmp_path / "long.wav", x, sr)
     r = p.predict(tmp_path / "long.wav", window=1.0, hop=1.0, top_k=4)
     assert r.window_probs.shape == (60, 4) and r.window_starts[:3] == [0.0, 1.0, 2.0]

@@ -28,7 +28,8 @@ FAKE_DRIVER = """
 import json, subprocess, sys, time
 from learner.score import ray_reaper
 sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
-raylet = subprocess.Popen([sys.executable, "-c", f"import subprocess, time; subprocess.Popen({sleeper!r}); time.sleep(120)"])
+spawn = f"import subprocess, time; subprocess.Popen({sleeper!r}); time.sleep(120)"
+raylet = subprocess.Popen([sys.executable, "-c", spawn])
 while not ray_reaper.children_of(raylet.pid):
     time.sleep(0.05)
 reaper = ray_reaper.start([raylet.pid])
@@ -61,8 +62,9 @@ def test_the_watcher_stops_the_session_and_removes_staging_when_the_driver_goes(
     staging = tmp_path / "out" / ".ray-staging-test"
     staging.mkdir(parents=True)
     (staging / "part.parquet").write_bytes(b"half written")
-    driver = subprocess.Popen([sys.executable, "-c", FAKE_DRIVER, str(staging), end], cwd=ROOT, stdout=subprocess.PIPE,
-                              text=True)
+    driver = subprocess.Popen(
+        [sys.executable, "-c", FAKE_DRIVER, str(staging), end], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     session = {int(p): t for p, t in json.loads(driver.stdout.readline()).items()}
     assert len(session) == 3  # raylet, agent, watcher
     if end == "killed":
@@ -71,7 +73,9 @@ def test_the_watcher_stops_the_session_and_removes_staging_when_the_driver_goes(
     started = time.monotonic()
     assert _wait_gone(session, 10) == [], "processes of the session outlived the driver"
     assert time.monotonic() - started < 5
-    assert staging.exists() == (end == "done")  # a folder the driver forgot (committed, removed) is not touched
+    assert staging.exists() == (
+        end == "done"
+    )  # a folder the driver forgot (committed, removed) is not touched
 
 
 def test_no_watcher_for_a_cluster_given_by_address(monkeypatch):
@@ -88,7 +92,9 @@ def test_no_watcher_for_a_cluster_given_by_address(monkeypatch):
 
     try:
         for address, expect_watcher in (("ray://head:10001", False), (None, True)):
-            monkeypatch.setitem(sys.modules, "ray", types.SimpleNamespace(is_initialized=lambda: False, init=init))
+            monkeypatch.setitem(
+                sys.modules, "ray", types.SimpleNamespace(is_initialized=lambda: False, init=init)
+            )
             monkeypatch.setattr(ray_reaper, "_current", None)
             ray_engine._init_ray(address)
             assert (ray_reaper.current() is not None) == expect_watcher
@@ -113,10 +119,29 @@ def test_kill_9_of_a_ray_scoring_run_leaves_no_ray_process_and_no_staging(traine
     for i in range(600):
         sf.write(src / f"{i:03d}.wav", make_sound(("tone", "noise")[i % 2], 16000, 0.3, rng), 16000)
     out = tmp_path / "scores.parquet"
-    cmd = [sys.executable, "-m", "jobs.score", "--engine", "ray", "--model", str(trained_model.model_dir),
-           "--input", str(src), "--output", str(out), "--quiet", "--batch-size", "8"]
-    driver = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE)
+    cmd = [
+        sys.executable,
+        "-m",
+        "jobs.score",
+        "--engine",
+        "ray",
+        "--model",
+        str(trained_model.model_dir),
+        "--input",
+        str(src),
+        "--output",
+        str(out),
+        "--quiet",
+        "--batch-size",
+        "8",
+    ]
+    driver = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 240
     while not list(out.glob(".ray-staging-*")):
         assert driver.poll() is None, driver.stderr.read().decode()[-2000:]

@@ -55,8 +55,11 @@ def fake_esc50(base: Path) -> Path:
                 name = f"{fold}-{100 + target * 10 + fold}-{take}-{target}.wav"
                 _wav(root / "audio" / name)
                 rows.append([name, fold, target, cat, esc10, f"{100 + target * 10 + fold}.ogg", take])
-    _write_csv(root / "meta" / "esc50.csv", ["filename", "fold", "target", "category", "esc10", "src_file", "take"],
-               rows)  # fmt: skip
+    _write_csv(
+        root / "meta" / "esc50.csv",
+        ["filename", "fold", "target", "category", "esc10", "src_file", "take"],
+        rows,
+    )
     return base
 
 
@@ -82,10 +85,16 @@ def fake_fsdk(base: Path, audio_train: str = "FSDKaggle2018.audio_train") -> Pat
         _wav(base / "FSDKaggle2018.audio_test" / name)
         test.append([name, label, "Public", 2000 + i, "Attribution"])
     meta = base / "FSDKaggle2018.meta"
-    _write_csv(meta / "train_post_competition.csv", ["fname", "label", "manually_verified", "freesound_id", "license"],
-               train)  # fmt: skip
-    _write_csv(meta / "test_post_competition_scoring_clips.csv", ["fname", "label", "usage", "freesound_id", "license"],
-               test)  # fmt: skip
+    _write_csv(
+        meta / "train_post_competition.csv",
+        ["fname", "label", "manually_verified", "freesound_id", "license"],
+        train,
+    )
+    _write_csv(
+        meta / "test_post_competition_scoring_clips.csv",
+        ["fname", "label", "usage", "freesound_id", "license"],
+        test,
+    )
     return base
 
 
@@ -96,10 +105,12 @@ def fake_speech_commands(base: Path) -> Path:
             for n in range(2):
                 _wav(base / word / f"{spk}_nohash_{n}.wav", sr=16000)
     _wav(base / "_background_noise_" / "white_noise.wav", sr=16000)
-    (base / "validation_list.txt").write_text("".join(f"{w}/c50f55b8_nohash_{n}.wav\n" for w in ("yes", "no", "up")
-                                                      for n in range(2)))  # fmt: skip
-    (base / "testing_list.txt").write_text("".join(f"{w}/fe1916ba_nohash_{n}.wav\n" for w in ("yes", "no", "up")
-                                                   for n in range(2)))  # fmt: skip
+    (base / "validation_list.txt").write_text(
+        "".join(f"{w}/c50f55b8_nohash_{n}.wav\n" for w in ("yes", "no", "up") for n in range(2))
+    )
+    (base / "testing_list.txt").write_text(
+        "".join(f"{w}/fe1916ba_nohash_{n}.wav\n" for w in ("yes", "no", "up") for n in range(2))
+    )
     return base
 
 
@@ -127,11 +138,21 @@ def _sha256(path: Path) -> str:
 def test_recipes_are_complete_data():
     rs = recipes.list_recipes()
     names = {r.name for r in rs}
-    assert names == {"esc50", "esc10", "fsdd", "fsdkaggle2018", "fsdkaggle2019", "mixtures-synth", "speech-commands",
-                     "spoken-digits-synth"}
+    assert names == {
+        "esc50",
+        "esc10",
+        "fsdd",
+        "fsdkaggle2018",
+        "fsdkaggle2019",
+        "mixtures-synth",
+        "speech-commands",
+        "spoken-digits-synth",
+    }
     assert not (ROOT / "datasets" / "__init__.py").exists()  # would shadow Hugging Face `datasets`
     for r in rs:
-        assert r.info.get("license") and r.info.get("citation") and r.info.get("size") and r.info.get("splits"), r.name
+        assert (
+            r.info.get("license") and r.info.get("citation") and r.info.get("size") and r.info.get("splits")
+        ), r.name
         if r.kind == "download":
             assert r.builder in recipes.BUILDERS and r.marker, r.name
             for d in r.downloads:
@@ -143,7 +164,8 @@ def test_recipes_are_complete_data():
         recipes.get_recipe("esc-51")
 
 
-# --- manifests from fake trees -------------------------------------------------------------------------------
+# --- manifests from fake trees
+# -------------------------------------------------------------------------------
 
 
 def test_esc50_folds_groups_from_extracted_dir(tmp_path):
@@ -171,8 +193,9 @@ def test_esc10_is_the_flagged_subset_from_a_zip(tmp_path):
 def test_fsdd_word_labels_speaker_groups_official_split(tmp_path):
     df = _read(recipes.fetch("fsdd", tmp_path / "out", source=fake_fsdd(tmp_path / "dl")))
     assert list(df.columns) == ["path", "label", "split", "group"]
-    assert sorted(df["label"].unique()) == sorted(["zero", "one", "two", "three", "four", "five", "six", "seven",
-                                                   "eight", "nine"])  # fmt: skip
+    assert sorted(df["label"].unique()) == sorted(
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    )
     assert set(df["group"]) == {"jackson", "theo"}
     idx = df["path"].str.extract(r"_(\d+)\.wav$")[0].astype(int)
     assert (df["split"] == np.where(idx < 5, "test", "train")).all()
@@ -212,7 +235,8 @@ def test_fsdkaggle2018_from_a_folder_of_the_three_zips(tmp_path):
         df = _read(recipes.fetch("fsdkaggle2018", tmp_path / "out", source=tmp_path / "zips"))
     assert len(df) == 4 * len(FSDK_LABELS) and not any(os.path.isabs(p) for p in df["path"])
     assert {f".extracted-FSDKaggle2018.{p}.zip" for p in ("meta", "audio_train", "audio_test")} <= {
-        f.name for f in (tmp_path / "out").iterdir()}  # a later plain fetch will not download them
+        f.name for f in (tmp_path / "out").iterdir()
+    }  # a later plain fetch will not download them
     (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(DatasetError, match="not a zip or tar archive|cannot extract"):
         recipes.extract(tmp_path / "broken.zip", tmp_path / "x")
@@ -224,7 +248,8 @@ FSDK19_PARTS = ("meta", "audio_train_curated", "audio_test")
 def fake_fsdk2019_zips(base: Path) -> Path:
     """The three zips of Zenodo record 3612637 as published (FSDKaggle2019.doc/README.md), each holding its
     top-level folder: FSDKaggle2019.meta/ with the post-competition CSVs (`fname,labels,...`, several labels
-    comma-separated inside quotes) and vocabulary.csv, and the curated-train and test audio folders. The curated
+    comma-separated inside quotes) and vocabulary.csv, and the curated-train and test audio folders. The
+    curated
     CSV lists two of the README's broken clips; the noisy CSV lists clips that are not downloaded."""
     tree, zips = base / "tree", base / "zips"
     meta = tree / "FSDKaggle2019.meta"
@@ -236,14 +261,19 @@ def fake_fsdk2019_zips(base: Path) -> Path:
         '0019ef41.wav,"Walk_and_footsteps,Slam",344813,CC-BY\n'
         '001ec0ad.wav,"Female_singing,Male_singing,Bark",48375,CC-BY-NC\n'
         "1d44b0bd.wav,Finger_snapping,1234,CC0\n"  # the README: holds no signal
-        "f76181c4.wav,Knock,5678,CC-BY\n")  # the README: mislabelled
+        "f76181c4.wav,Knock,5678,CC-BY\n"
+    )  # the README: mislabelled
     (meta / "train_noisy_post_competition.csv").write_text(
-        "fname,labels,flickr_video_URL,license\n00097e21.wav,Bathtub_(filling_or_washing),http://x/1,CC-BY\n")
+        "fname,labels,flickr_video_URL,license\n00097e21.wav,Bathtub_(filling_or_washing),http://x/1,CC-BY\n"
+    )
     (meta / "test_post_competition.csv").write_text(
         "fname,labels,usage,freesound_id,license\n"
         '4260ebea.wav,"Chewing_and_mastication,Slam",Public,9876,CC0\n'
-        "426eb1e0.wav,Knock,Private,5432,CC-BY\n")
-    (meta / "vocabulary.csv").write_text("0,Accelerating_and_revving_and_vroom,/m/07q2z82\n1,Accordion,/m/0mkg\n")
+        "426eb1e0.wav,Knock,Private,5432,CC-BY\n"
+    )
+    (meta / "vocabulary.csv").write_text(
+        "0,Accelerating_and_revving_and_vroom,/m/07q2z82\n1,Accordion,/m/0mkg\n"
+    )
     for name in ("0006ae4e", "0019ef41", "001ec0ad", "1d44b0bd", "f76181c4"):
         _wav(tree / "FSDKaggle2019.audio_train_curated" / f"{name}.wav")
     for name in ("4260ebea", "426eb1e0"):
@@ -259,7 +289,9 @@ def _fsdk2019_recipe_at(tmp_path: Path, url: str):
     """datasets/fsdkaggle2019.toml with its Zenodo URLs pointing at `url` (a local server, or nothing)."""
     text = (ROOT / "datasets" / "fsdkaggle2019.toml").read_text()
     assert text.count("https://zenodo.org/records/3612637/files/") == 3
-    (tmp_path / "fsdkaggle2019.toml").write_text(text.replace("https://zenodo.org/records/3612637/files", url))
+    (tmp_path / "fsdkaggle2019.toml").write_text(
+        text.replace("https://zenodo.org/records/3612637/files", url)
+    )
     return recipes.load_recipe(tmp_path / "fsdkaggle2019.toml")
 
 
@@ -269,24 +301,39 @@ def test_fsdkaggle2019_published_layout_downloads_to_a_multilabel_manifest(serve
 
     real = recipes.get_recipe("fsdkaggle2019")
     assert [d.filename for d in real.downloads] == [f"FSDKaggle2019.{p}.zip" for p in FSDK19_PARTS]
-    assert all(d.urls == (f"https://zenodo.org/records/3612637/files/{d.filename}?download=1",) for d in real.downloads)
+    assert all(
+        d.urls == (f"https://zenodo.org/records/3612637/files/{d.filename}?download=1",)
+        for d in real.downloads
+    )
     zips = fake_fsdk2019_zips(tmp_path / "dl")
     for part in FSDK19_PARTS:
-        server.files[f"/FSDKaggle2019.{part}.zip?download=1"] = (zips / f"FSDKaggle2019.{part}.zip").read_bytes()
+        server.files[f"/FSDKaggle2019.{part}.zip?download=1"] = (
+            zips / f"FSDKaggle2019.{part}.zip"
+        ).read_bytes()
     recipe = _fsdk2019_recipe_at(tmp_path, server.url)
     with pytest.warns(UserWarning) as caught:
         manifest = recipes.fetch(recipe, tmp_path / "data", progress=False)
     said = [str(w.message) for w in caught]
-    assert sum("no published checksum" in m for m in said) == 3  # md5s not in the recipe: skipped, never silently
+    assert (
+        sum("no published checksum" in m for m in said) == 3
+    )  # md5s not in the recipe: skipped, never silently
     assert any("left out 2 clip(s)" in m and "1d44b0bd.wav, f76181c4.wav" in m for m in said)
     raw = _read(manifest)
     assert list(raw.columns) == ["path", "labels", "split"]
-    assert list(raw["labels"]) == ["Bark", "Walk_and_footsteps;Slam", "Female_singing;Male_singing;Bark",
-                                   "Chewing_and_mastication;Slam", "Knock"]  # quoted commas → `;`, in the CSV's order
+    assert list(raw["labels"]) == [
+        "Bark",
+        "Walk_and_footsteps;Slam",
+        "Female_singing;Male_singing;Bark",
+        "Chewing_and_mastication;Slam",
+        "Knock",
+    ]  # quoted commas → `;`, in the CSV's order
     assert list(raw["split"]) == ["train"] * 3 + ["test"] * 2
     assert raw["path"].iloc[0] == "FSDKaggle2019.audio_train_curated/0006ae4e.wav"
     df = load_manifest(manifest)
-    assert df["labels"].iloc[2] == "Bark;Female_singing;Male_singing" and resolve_task(df, "auto", "m") == "multi"
+    assert (
+        df["labels"].iloc[2] == "Bark;Female_singing;Male_singing"
+        and resolve_task(df, "auto", "m") == "multi"
+    )
     with pytest.warns(UserWarning, match="left out 2 clip"):
         sub = load_manifest(recipes.fetch(recipe, tmp_path / "data", progress=False, classes=["Slam"]))
     assert list(sub["labels"]) == ["Slam", "Slam"]  # extracted once; clips without Slam left out
@@ -309,17 +356,31 @@ def test_speech_commands_lists_give_split_and_hash_gives_group(tmp_path):
     with tarfile.open(tmp_path / "speech_commands_v0.02.tar.gz", "w:gz") as t:
         for f in sorted(src.iterdir()):
             t.add(f, f.name)
-    with pytest.raises(ChecksumMismatchError, match="checksum mismatch"):  # the fake is not the published file
+    with pytest.raises(
+        ChecksumMismatchError, match="checksum mismatch"
+    ):  # the fake is not the published file
         recipes.fetch("speech-commands", tmp_path / "out", source=tmp_path / "speech_commands_v0.02.tar.gz")
     assert (tmp_path / "speech_commands_v0.02.tar.gz").exists()  # a user's --from file is never deleted
-    manifest = recipes.fetch("speech-commands", tmp_path / "out", source=tmp_path / "speech_commands_v0.02.tar.gz",
-                             verify=False, classes=["yes", "no"])  # fmt: skip
+    manifest = recipes.fetch(
+        "speech-commands",
+        tmp_path / "out",
+        source=tmp_path / "speech_commands_v0.02.tar.gz",
+        verify=False,
+        classes=["yes", "no"],
+    )
     df = _read(manifest)
     assert list(df.columns) == ["path", "label", "split", "group"]
-    assert df["path"].iloc[0].startswith("speech_commands_v0.02/")  # extract_to: the tarball has no top folder
+    assert (
+        df["path"].iloc[0].startswith("speech_commands_v0.02/")
+    )  # extract_to: the tarball has no top folder
     assert set(df["label"]) == {"yes", "no"} and "_background_noise_" not in set(df["label"])
     by_group = df.groupby("group")["split"].agg(set).to_dict()
-    assert by_group == {"0a7c2a8d": {"train"}, "1b4c9b89": {"train"}, "c50f55b8": {"valid"}, "fe1916ba": {"test"}}
+    assert by_group == {
+        "0a7c2a8d": {"train"},
+        "1b4c9b89": {"train"},
+        "c50f55b8": {"valid"},
+        "fe1916ba": {"test"},
+    }
 
 
 def test_source_without_the_dataset_is_one_clear_error(tmp_path):
@@ -331,7 +392,8 @@ def test_source_without_the_dataset_is_one_clear_error(tmp_path):
         recipes.fetch("esc50", tmp_path / "out", source=tmp_path / "nope.zip")
 
 
-# --- downloads against a local server ------------------------------------------------------------------------
+# --- downloads against a local server
+# ------------------------------------------------------------------------
 
 
 class _Server:
@@ -371,7 +433,7 @@ class _Server:
                 self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
                 if state.cut_at is not None:
-                    self.wfile.write(body[start:state.cut_at])
+                    self.wfile.write(body[start : state.cut_at])
                     state.cut_at = None
                     self.close_connection = True
                     return
@@ -394,8 +456,9 @@ def server():
 def test_download_resumes_within_one_call(server, tmp_path):
     server.cut_at = 100_000
     body = server.files["/data.bin"]
-    out = recipes.download(server.url + "/data.bin", tmp_path / "d.bin", sha256=hashlib.sha256(body).hexdigest(),
-                           progress=False)  # fmt: skip
+    out = recipes.download(
+        server.url + "/data.bin", tmp_path / "d.bin", sha256=hashlib.sha256(body).hexdigest(), progress=False
+    )
     assert out.read_bytes() == body and not (tmp_path / "d.bin.part").exists()
     assert server.ranges == [None, "bytes=100000-"]
 
@@ -404,7 +467,9 @@ def test_interrupted_download_keeps_part_and_next_run_resumes(server, tmp_path):
     body = server.files["/data.bin"]
     server.cut_at, server.fail_after_cut = 120_000, 1
     with pytest.raises(DatasetDownloadError, match="partial file is kept, run again to resume") as e:
-        recipes.download(server.url + "/data.bin", tmp_path / "d.bin", sha256=_sha(body), progress=False, retries=0)
+        recipes.download(
+            server.url + "/data.bin", tmp_path / "d.bin", sha256=_sha(body), progress=False, retries=0
+        )
     assert "\n" not in str(e.value)
     assert (tmp_path / "d.bin.part").stat().st_size == 120_000
     out = recipes.download(server.url + "/data.bin", tmp_path / "d.bin", sha256=_sha(body), progress=False)
@@ -433,8 +498,12 @@ def test_http_error_and_mirror_fallback(server, tmp_path):
     with pytest.raises(DatasetDownloadError, match="HTTP 404"):
         recipes.download(server.url + "/missing", tmp_path / "a.bin", progress=False)
     body = server.files["/data.bin"]
-    out = recipes.download([server.url + "/missing", server.url + "/data.bin"], tmp_path / "b.bin",
-                           sha256=_sha(body), progress=False)  # fmt: skip
+    out = recipes.download(
+        [server.url + "/missing", server.url + "/data.bin"],
+        tmp_path / "b.bin",
+        sha256=_sha(body),
+        progress=False,
+    )
     assert out.read_bytes() == body
 
 
@@ -462,13 +531,16 @@ def test_fetch_downloads_extracts_and_is_idempotent(server, tmp_path):
     recipe = recipes.load_recipe(tmp_path / "esc50.toml")
     to = tmp_path / "data" / "esc50"
     df = _read(recipes.fetch(recipe, to, progress=False))
-    assert len(df) == 30 and not (to / "downloads" / "ESC-50-master.zip").exists()  # archive removed after use
+    assert (
+        len(df) == 30 and not (to / "downloads" / "ESC-50-master.zip").exists()
+    )  # archive removed after use
     n = len(server.ranges)
     recipes.fetch(recipe, to, progress=False)
     assert len(server.ranges) == n  # extracted once: no second download
 
 
-# --- resolve_data and the CLI --------------------------------------------------------------------------------
+# --- resolve_data and the CLI
+# --------------------------------------------------------------------------------
 
 
 def test_resolve_data(tmp_path, monkeypatch):
@@ -479,22 +551,36 @@ def test_resolve_data(tmp_path, monkeypatch):
         recipes.resolve_data("ESC-50")
     with pytest.raises(DatasetError, match="not a dataset recipe"):
         recipes.resolve_data("no-such-thing")
-    manifest = recipes.fetch("esc50", source=fake_esc50(tmp_path / "dl"))  # default target: $EARSHOT_DATA/esc50
+    manifest = recipes.fetch(
+        "esc50", source=fake_esc50(tmp_path / "dl")
+    )  # default target: $EARSHOT_DATA/esc50
     assert manifest == tmp_path / "home" / "esc50" / "manifest.csv"
     assert recipes.resolve_data("esc50") == manifest
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "jobs.datasets", *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "jobs.datasets", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
 
 
 def test_cli_list_fetch_and_one_line_errors(tmp_path):
     r = _cli("list")
-    assert r.returncode == 0 and all(n in r.stdout for n in ("esc50", "fsdd", "speech-commands", "spoken-digits-synth"))
+    assert r.returncode == 0 and all(
+        n in r.stdout for n in ("esc50", "fsdd", "speech-commands", "spoken-digits-synth")
+    )
     (tmp_path / "empty").mkdir()
     r = _cli("fetch", "esc50", "--to", str(tmp_path / "out"), "--from", str(tmp_path / "empty"))
-    assert r.returncode == 1 and r.stderr.count("\n") == 1 and r.stderr.startswith("earshot: ESC-50: no meta/esc50.csv")
+    assert (
+        r.returncode == 1
+        and r.stderr.count("\n") == 1
+        and r.stderr.startswith("earshot: ESC-50: no meta/esc50.csv")
+    )
     r = _cli("fetch", "fsdd", "--to", str(tmp_path / "fsdd"), "--from", str(fake_fsdd(tmp_path / "dl")))
     assert r.returncode == 0, r.stderr
     assert "140 clips; 10 classes; splits test: 100, train: 40; 2 groups" in r.stdout

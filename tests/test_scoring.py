@@ -72,7 +72,9 @@ def test_rows_schema_types_and_bad_files(predictor, messy_dir, tmp_path):
     assert "not an audio file" in rows["not_audio.mp3"]["error"]
     assert rows["eight_channels.wav"]["channels"] == 8 and rows["eight_channels.wav"]["label"] == "clicks"
     assert rows["tone96k.flac"]["sample_rate"] == 96000 and rows["tone96k.flac"]["label"] == "tone"
-    assert rows["long_tone.wav"]["n_windows"] == 9 and rows["long_tone.wav"]["duration_s"] == pytest.approx(5.0)
+    assert rows["long_tone.wav"]["n_windows"] == 9 and rows["long_tone.wav"]["duration_s"] == pytest.approx(
+        5.0
+    )
     # every scored row is exactly what the Predictor says for that file (the one inference path)
     for name, r in rows.items():
         if r["error"] is None:
@@ -129,7 +131,7 @@ def test_decode_pool_time_limit_kills_only_the_stuck_file():
 
 def test_event_counts_are_runs_above_threshold():
     top = np.array([0, 0, 1, 1, 0, 2, 2, 2, 0, 0])
-    sc = np.array([.9, .8, .9, .4, .9, .9, .3, .9, .7, .2])
+    sc = np.array([0.9, 0.8, 0.9, 0.4, 0.9, 0.9, 0.3, 0.9, 0.7, 0.2])
     # class 0: [0,1], [4], [8] → 3; class 1: [2] (3 is below) → 1; class 2: [5], [7] (6 breaks the run) → 2
     assert count_events(top, sc, 3, 0.5).tolist() == [3, 1, 2]
     assert count_events(top, sc, 3, 0.95).tolist() == [0, 0, 0]
@@ -161,8 +163,26 @@ def test_resume_after_sigkill_gives_one_row_per_file(trained_model, tmp_path):
         sf.write(src / f"d{i % 7}" / f"{i:03d}.wav", make_sound(("tone", "noise")[i % 2], SR, 0.3, rng), SR)
     (src / "d0" / "broken.wav").write_bytes(b"RIFF....WAVEfmt")
     out = tmp_path / "o.parquet"
-    cmd = [sys.executable, "-m", "jobs.score", "--model", str(trained_model.model_dir), "--input", str(src),
-           "--output", str(out), "--windows", "1,0.5", "--part-rows", "10", "--batch-size", "8", "--workers", "1", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jobs.score",
+        "--model",
+        str(trained_model.model_dir),
+        "--input",
+        str(src),
+        "--output",
+        str(out),
+        "--windows",
+        "1,0.5",
+        "--part-rows",
+        "10",
+        "--batch-size",
+        "8",
+        "--workers",
+        "1",
+        "--quiet",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
@@ -173,8 +193,12 @@ def test_resume_after_sigkill_gives_one_row_per_file(trained_model, tmp_path):
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
     first = read_results(out)
     assert 0 < first.num_rows < 301, "the kill should land mid-run"
-    (out.with_name("o.windows.parquet") / "part-99999.parquet").write_bytes(b"orphan of a kill between renames")
-    meta = json.loads((out / "_earshot_score.json").read_text())  # a job lists a part's name before writing it
+    (out.with_name("o.windows.parquet") / "part-99999.parquet").write_bytes(
+        b"orphan of a kill between renames"
+    )
+    meta = json.loads(
+        (out / "_earshot_score.json").read_text()
+    )  # a job lists a part's name before writing it
     meta["written"]["windows"].append("part-99999.parquet")
     (out / "_earshot_score.json").write_text(json.dumps(meta))
     r = subprocess.run(cmd + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -184,7 +208,9 @@ def test_resume_after_sigkill_gives_one_row_per_file(trained_model, tmp_path):
     paths = t["path"].to_pylist()
     assert len(paths) == len(set(paths)) == 301
     assert set(paths) == {f.path for f in discover([src]).files}
-    assert sorted(w["path"].to_pylist()) == sorted(p for p, e in zip(paths, t["error"].to_pylist()) if e is None)
+    assert sorted(w["path"].to_pylist()) == sorted(
+        p for p, e in zip(paths, t["error"].to_pylist()) if e is None
+    )
     assert set(first["path"].to_pylist()) <= set(paths) and not list(out.glob(".*tmp"))
 
 
@@ -200,7 +226,9 @@ def test_ray_engine_gives_the_local_rows(predictor, trained_model, messy_dir, tm
     if started:
         ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
     try:  # chunk=10: two Ray runs, each committed as its own parts
-        s = score_ray([messy_dir], str(trained_model.model_dir), ScoreOptions(str(remote), **opts), RayOptions(chunk=10))
+        s = score_ray(
+            [messy_dir], str(trained_model.model_dir), ScoreOptions(str(remote), **opts), RayOptions(chunk=10)
+        )
     finally:
         if started:
             ray.shutdown()
@@ -217,14 +245,17 @@ def test_ray_engine_gives_the_local_rows(predictor, trained_model, messy_dir, tm
             for k in ra:
                 if k == "top_k" and ra[k]:
                     assert [x["label"] for x in ra[k]] == [x["label"] for x in rb[k]]
-                    np.testing.assert_allclose([x["score"] for x in ra[k]], [x["score"] for x in rb[k]], atol=1e-5)
+                    np.testing.assert_allclose(
+                        [x["score"] for x in ra[k]], [x["score"] for x in rb[k]], atol=1e-5
+                    )
                 elif isinstance(ra[k], float):
                     assert ra[k] == pytest.approx(rb[k], abs=1e-5), k
                 else:
                     assert ra[k] == rb[k], k
 
 
-# --- one writer table; backend names from BACKENDS ------------------------------------------------------------------
+# --- one writer table; backend names from BACKENDS
+# ------------------------------------------------------------------
 
 
 def test_formats_come_from_one_writer_table(tmp_path, monkeypatch):
@@ -236,7 +267,10 @@ def test_formats_come_from_one_writer_table(tmp_path, monkeypatch):
     from learner.score.writers import FORMATS, WRITERS, JsonlWriter
 
     assert FORMATS == tuple(WRITERS) == ("parquet", "csv", "jsonl")
-    assert parser().parse_args(["--model", "m", "--input", "x", "--output", "o", "--format", "csv"]).format == "csv"
+    assert (
+        parser().parse_args(["--model", "m", "--input", "x", "--output", "o", "--format", "csv"]).format
+        == "csv"
+    )
 
     class TsvWriter(JsonlWriter):  # the simplest new format: tab-separated path and label
         name = "tsv"
@@ -246,9 +280,13 @@ def test_formats_come_from_one_writer_table(tmp_path, monkeypatch):
 
         @staticmethod
         def read(path, columns=None):
-            rows = [dict(zip(("path", "label"), line.split("\t"), strict=True))
-                    for line in path.read_text().splitlines()]
-            return pa.Table.from_pylist([{**r, "file_size": 1, "file_mtime_ns": 1, "error": None} for r in rows])
+            rows = [
+                dict(zip(("path", "label"), line.split("\t"), strict=True))
+                for line in path.read_text().splitlines()
+            ]
+            return pa.Table.from_pylist(
+                [{**r, "file_size": 1, "file_mtime_ns": 1, "error": None} for r in rows]
+            )
 
     monkeypatch.setitem(WRITERS, "tsv", TsvWriter)
     schema = pa.schema([("path", pa.string()), ("label", pa.string())])
@@ -270,22 +308,28 @@ def test_every_command_line_offers_the_backends_there_are(tmp_path):
 
     assert BACKEND_CHOICES == ("auto", *(b for b in BACKENDS if b != "pickle"))
     for parse in (jobs.predict.parser().parse_args, jobs.score.parser().parse_args):
-        base = ["f.wav", "--model", "m"] if parse.__self__.prog.endswith("predict") else ["--model", "m", "--input", "x",
-                                                                                           "--output", "o"]
+        base = (
+            ["f.wav", "--model", "m"]
+            if parse.__self__.prog.endswith("predict")
+            else ["--model", "m", "--input", "x", "--output", "o"]
+        )
         assert parse([*base, "--backend", "onnx-int8"]).backend == "onnx-int8"
         with pytest.raises(SystemExit):
             parse([*base, "--backend", "nope"])
     with pytest.raises(SystemExit):
         jobs.evaluate.main(["--model", "m", "--data", "d", "--backend", "nope"])
     root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "app.py", "--backend", "nope"], cwd=root, capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run(
+        [sys.executable, "app.py", "--backend", "nope"], cwd=root, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 2 and "invalid choice: 'nope'" in out.stderr and "onnx-int8" in out.stderr
 
 
 def test_decode_time_limit_does_not_count_a_slow_worker_start(tmp_path, monkeypatch):
     """A spawned decoder imports first (seconds on a busy machine); only the file's own time counts."""
-    (tmp_path / "slow_start.py").write_text("import time\ntime.sleep(2.5)\n\ndef square(x):\n    return x * x\n")
+    (tmp_path / "slow_start.py").write_text(
+        "import time\ntime.sleep(2.5)\n\ndef square(x):\n    return x * x\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     import slow_start
 

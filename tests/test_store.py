@@ -61,7 +61,9 @@ def test_edited_files_and_other_settings_are_decoded_again(clips, tmp_path, monk
     store, _ = open_store(clips, CFG, tmp_path / "store", workers=1, progress=False)
     assert seen == [clips[0]] and store.size_of(clips[0]) == load_signal(clips[0], CFG).size
     other = CFG.replace(sample_rate=8000)
-    assert settings_key(other) != settings_key(CFG) and settings_key(CFG.replace(duration=3.0)) == settings_key(CFG)
+    assert settings_key(other) != settings_key(CFG) and settings_key(
+        CFG.replace(duration=3.0)
+    ) == settings_key(CFG)
     store8k, _ = open_store(clips, other, tmp_path / "store", workers=1, progress=False)
     assert len(seen) == 1 + len(clips) and store8k.size_of(clips[1]) == load_signal(clips[1], other).size
 
@@ -169,8 +171,13 @@ def test_reading_every_signal_does_not_grow_resident_memory(tmp_path):
         p.parent.mkdir(exist_ok=True)
         sf.write(p, rng.uniform(-0.5, 0.5, 4 * 16000).astype(np.float32), 16000, subtype="PCM_16")
         paths.append(str(p))
-    store, _ = open_store(paths, AudioConfig(sample_rate=16000, duration=4.0, trim_db=None), tmp_path / "store",
-                          workers=1, progress=False)
+    store, _ = open_store(
+        paths,
+        AudioConfig(sample_rate=16000, duration=4.0, trim_db=None),
+        tmp_path / "store",
+        workers=1,
+        progress=False,
+    )
     store[paths[0]]
     before = _rss_file_kb()
     for _ in range(2):

@@ -18,8 +18,10 @@ import soundfile as sf
 from learner.data import recipes, synth
 
 if not synth.espeak_available():
-    pytest.skip("espeak-ng unavailable (pip install espeakng-loader or apt-get install espeak-ng)",
-                allow_module_level=True)  # fmt: skip
+    pytest.skip(
+        "espeak-ng unavailable (pip install espeakng-loader or apt-get install espeak-ng)",
+        allow_module_level=True,
+    )
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +43,9 @@ def _f0(x: np.ndarray, sr: int) -> float:
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> tuple[Path, float]:
     t = time.monotonic()
-    manifest = synth.build_spoken_digits(tmp_path_factory.mktemp("synth"), voices=synth.SMALL_VOICES, per_voice=2)
+    manifest = synth.build_spoken_digits(
+        tmp_path_factory.mktemp("synth"), voices=synth.SMALL_VOICES, per_voice=2
+    )
     return manifest, time.monotonic() - t
 
 
@@ -106,8 +110,10 @@ def test_small_build(small):
 
 
 def _build_in_fresh_process(out: Path, seed: int) -> Path:
-    code = ("import sys; from learner.data.synth import build_spoken_digits; "
-            "build_spoken_digits(sys.argv[1], voices=['en+f3'], per_voice=1, seed=int(sys.argv[2]))")  # fmt: skip
+    code = (
+        "import sys; from learner.data.synth import build_spoken_digits; "
+        "build_spoken_digits(sys.argv[1], voices=['en+f3'], per_voice=1, seed=int(sys.argv[2]))"
+    )
     subprocess.run([sys.executable, "-c", code, str(out), str(seed)], cwd=ROOT, check=True, timeout=60)
     return out / "five" / "en_f3_00.wav"
 

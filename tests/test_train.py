@@ -9,16 +9,35 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL_FLAGS = ["--sample-rate", "16000", "--duration", "1", "--n-mels", "64", "--hop", "256", "--n-fft", "512",
-               "--mixup", "0"]
+SMALL_FLAGS = [
+    "--sample-rate",
+    "16000",
+    "--duration",
+    "1",
+    "--n-mels",
+    "64",
+    "--hop",
+    "256",
+    "--n-fft",
+    "512",
+    "--mixup",
+    "0",
+]
 
 
 def test_training_reaches_90_percent_and_writes_the_model_dir(trained_model):
     m = trained_model.metrics
     assert m["accuracy"] >= 0.9, m["accuracy"]
     d = trained_model.model_dir
-    for f in ("model.safetensors", "config.json", "metrics.json", "history.csv", "confusion_matrix.png",
-              "curves.png", "model.pkl"):
+    for f in (
+        "model.safetensors",
+        "config.json",
+        "metrics.json",
+        "history.csv",
+        "confusion_matrix.png",
+        "curves.png",
+        "model.pkl",
+    ):
         assert (d / f).is_file(), f
     cfg = json.loads((d / "config.json").read_text())
     assert cfg["arch"] == "xresnet18" and cfg["classes"] == ["chirp", "clicks", "noise", "tone"]
@@ -31,8 +50,25 @@ def test_training_reaches_90_percent_and_writes_the_model_dir(trained_model):
 
 def test_evaluate_job_reproduces_the_saved_metrics(trained_model, four_class_dir, tmp_path):
     d = trained_model.model_dir
-    r = subprocess.run([sys.executable, "-m", "jobs.evaluate", "--model", str(d), "--data", str(four_class_dir),
-                        "--subset", "valid", "--out", str(tmp_path), "--quiet"], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.evaluate",
+            "--model",
+            str(d),
+            "--data",
+            str(four_class_dir),
+            "--subset",
+            "valid",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     saved = json.loads((d / "metrics.json").read_text())
     again = json.loads((tmp_path / "metrics.json").read_text())
@@ -51,9 +87,29 @@ def test_bad_files_are_reported_by_name_and_excluded(four_class_dir, tmp_path):
     good = next((data / "chirp").glob("*.wav")).read_bytes()
     (data / "chirp" / "corrupt.wav").write_bytes(good[:30])  # cut inside the fmt chunk
     (data / "chirp" / "cut.flac").write_bytes(b"fLaC\x00\x00\x00\x22" + good[100:300])
-    r = subprocess.run([sys.executable, "-m", "jobs.train", "--data", str(data), "--out", str(tmp_path / "m"),
-                        "--epochs", "1", "--pretrained", "none", "--bs", "16", "--quiet", "--no-pickle", *SMALL_FLAGS],
-                       cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.train",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "m"),
+            "--epochs",
+            "1",
+            "--pretrained",
+            "none",
+            "--bs",
+            "16",
+            "--quiet",
+            "--no-pickle",
+            *SMALL_FLAGS,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert "earshot: 4 file(s) could not be read" in r.stderr  # a library warning, printed by the job
     for name in ("empty.wav", "notes.mp3", "corrupt.wav", "cut.flac"):
@@ -64,11 +120,24 @@ def test_bad_files_are_reported_by_name_and_excluded(four_class_dir, tmp_path):
 
 
 def test_train_job_errors_are_one_line(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "jobs.train", "--data", str(tmp_path / "nowhere"), "--out",
-                        str(tmp_path / "m"), "--pretrained", "none"], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.train",
+            "--data",
+            str(tmp_path / "nowhere"),
+            "--out",
+            str(tmp_path / "m"),
+            "--pretrained",
+            "none",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1
     assert r.stderr.startswith("earshot: ") and "Traceback" not in r.stderr
-
 
 
 def test_clip_length_is_picked_from_the_data():
@@ -81,10 +150,33 @@ def test_clip_length_is_picked_from_the_data():
 
 def test_relative_out_and_data_driven_audio_settings(four_class_dir, tmp_path):
     """The README's command uses a relative --out; without --sample-rate/--hop they follow the data."""
-    r = subprocess.run([sys.executable, "-m", "jobs.train", "--data", str(four_class_dir), "--out", "rel/model",
-                        "--epochs", "1", "--pretrained", "none", "--bs", "16", "--quiet", "--no-pickle",
-                        "--duration", "1", "--n-mels", "32"],
-                       cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.train",
+            "--data",
+            str(four_class_dir),
+            "--out",
+            "rel/model",
+            "--epochs",
+            "1",
+            "--pretrained",
+            "none",
+            "--bs",
+            "16",
+            "--quiet",
+            "--no-pickle",
+            "--duration",
+            "1",
+            "--n-mels",
+            "32",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert r.returncode == 0, r.stderr
     cfg = json.loads((tmp_path / "rel" / "model" / "config.json").read_text())
     assert cfg["audio"]["sample_rate"] == 16000  # the files' own rate, not 22.05 kHz

@@ -110,8 +110,12 @@ def test_audio_block_summary_walks_one_item(four_class_dir, capsys):
     from learner.train.transforms import AudioBlock
 
     fe = FrontEnd(CFG, "spectrogram")
-    db = DataBlock(blocks=(AudioBlock(CFG, fe), CategoryBlock), get_items=lambda p: get_files(p, extensions=[".wav"]),
-                   get_y=parent_label, splitter=RandomSplitter(seed=0))
+    db = DataBlock(
+        blocks=(AudioBlock(CFG, fe), CategoryBlock),
+        get_items=lambda p: get_files(p, extensions=[".wav"]),
+        get_y=parent_label,
+        splitter=RandomSplitter(seed=0),
+    )
     db.summary(four_class_dir, bs=4)
     out = capsys.readouterr().out
     assert "AudioToFeatures" in out and "Applying batch_tfms" in out

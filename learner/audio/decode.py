@@ -20,7 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from learner.audio.header import AudioInfo, decode_chain, ogg_is_chained, ogg_links, probe, truncation_warning, wav_claimed_s  # noqa: F401 (AudioInfo, probe: re-exported)
+from learner.audio.header import (
+    decode_chain,
+    ogg_is_chained,
+    ogg_links,
+    truncation_warning,
+    wav_claimed_s,
+)  # noqa: F401 (AudioInfo, probe: re-exported)
 from learner.audio.limits import check_samples
 from learner.audio.signal import duration_to_samples, resample, to_mono
 
@@ -49,7 +55,17 @@ _AV_FORMATS = (
 # What libsndfile is given: WAV/W64/RF64, AIFF, AU, CAF, FLAC, Ogg, MP3. Its many other formats (PAF, SD2,
 # MAT5, NIST, …) stay unreachable, which keeps its rarely used parsers away from hostile bytes.
 _SF_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"BW64", b"riff", b"FORM", b".snd", b"caff", b"fLaC", b"OggS", b"ID3")
-_MAGIC = _SF_MAGIC + (b"\x1aE\xdf\xa3", b"wvpk", b"MAC ", b"#!AMR", b"0&\xb2u", b"TTA1", b"MPCK", b"DSD ", b"FLV")
+_MAGIC = _SF_MAGIC + (
+    b"\x1aE\xdf\xa3",
+    b"wvpk",
+    b"MAC ",
+    b"#!AMR",
+    b"0&\xb2u",
+    b"TTA1",
+    b"MPCK",
+    b"DSD ",
+    b"FLV",
+)
 _SF_FUZZY_SEEK = {"MP3", "OGG"}  # libsndfile seeks these only roughly (ms off): see decode()
 _BLOCK = 1 << 20  # samples (all channels) per soundfile read: bounded memory whatever the channel count
 
@@ -127,7 +143,8 @@ def _mpeg_sync(head: bytes) -> bool:
 
 
 def _looks_like_audio(head: bytes) -> bool:
-    """Magic bytes of an audio container: decides 'corrupt audio' from 'not audio' when every decoder fails."""
+    """Magic bytes of an audio container: decides 'corrupt audio' from 'not audio' when every decoder
+    fails."""
     return head.startswith(_MAGIC) or head[4:8] == b"ftyp" or _mpeg_sync(head)
 
 
@@ -138,7 +155,9 @@ def _limit(label: str, seconds: float, max_s: float | None, what: str) -> None:
 
 def _check_rate(label: str, sr: int) -> None:
     if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
-        raise UnsupportedCodecError(label, f"sample rate {sr} Hz is outside {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz")
+        raise UnsupportedCodecError(
+            label, f"sample rate {sr} Hz is outside {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz"
+        )
 
 
 def _prepare(src: Source | bytearray, name: str | None, max_bytes: int | None) -> tuple[Source, str, bytes]:
@@ -172,8 +191,15 @@ class _Span:
     """Collects mono blocks inside [offset, offset + duration) of the file's timeline (in frames), or hands
     each to `sink(span, frame, block)` instead (`learner.audio.stream`: long files in bounded memory)."""
 
-    def __init__(self, label: str, sr: int, offset_s: float, duration_s: float | None, max_s: float | None,
-                 sink: Sink | None = None):
+    def __init__(
+        self,
+        label: str,
+        sr: int,
+        offset_s: float,
+        duration_s: float | None,
+        max_s: float | None,
+        sink: Sink | None = None,
+    ):
         self.label, self.sr, self.max_s, self.sink = label, sr, max_s, sink
         self.start = duration_to_samples(offset_s, sr)
         self.end = None if duration_s is None else self.start + max(1, duration_to_samples(duration_s, sr))
@@ -210,8 +236,14 @@ class _Reseek(Exception):
     """A seek landed after the wanted offset (or without timestamps): decode from the start instead."""
 
 
-def _sf_decode(src: Source, label: str, offset_s: float, dur_s: float | None, max_s: float | None,
-               sink: Sink | None = None) -> _Raw:
+def _sf_decode(
+    src: Source,
+    label: str,
+    offset_s: float,
+    dur_s: float | None,
+    max_s: float | None,
+    sink: Sink | None = None,
+) -> _Raw:
     import soundfile as sf
 
     with sf.SoundFile(io.BytesIO(src) if isinstance(src, bytes) else str(src)) as f:
@@ -236,8 +268,14 @@ def _sf_decode(src: Source, label: str, offset_s: float, dur_s: float | None, ma
 
 
 # FFmpeg sample format (planar or packed) → dtype, offset, scale to [-1, 1)
-_AV_SAMPLES = {"u8": (np.uint8, 128.0, 1 / 128), "s16": (np.int16, 0.0, 1 / 2**15), "s32": (np.int32, 0.0, 1 / 2**31),
-               "s64": (np.int64, 0.0, 1 / 2**63), "flt": (np.float32, 0.0, 1.0), "dbl": (np.float64, 0.0, 1.0)}
+_AV_SAMPLES = {
+    "u8": (np.uint8, 128.0, 1 / 128),
+    "s16": (np.int16, 0.0, 1 / 2**15),
+    "s32": (np.int32, 0.0, 1 / 2**31),
+    "s64": (np.int64, 0.0, 1 / 2**63),
+    "flt": (np.float32, 0.0, 1.0),
+    "dbl": (np.float64, 0.0, 1.0),
+}
 
 
 def _av_mono(frame: Any, label: str) -> np.ndarray:
@@ -260,13 +298,30 @@ def _no_nested(url: str, flags: int, options: dict) -> None:
     raise PermissionError(f"refusing to open {url!r} from inside a media file")
 
 
-def _av_decode(src: Source, label: str, head: bytes, offset_s: float, dur_s: float | None, max_s: float | None,
-               seek: bool = True, sink: Sink | None = None) -> _Raw:
+def _av_decode(
+    src: Source,
+    label: str,
+    head: bytes,
+    offset_s: float,
+    dur_s: float | None,
+    max_s: float | None,
+    seek: bool = True,
+    sink: Sink | None = None,
+) -> _Raw:
     import av
 
     fh = io.BytesIO(src) if isinstance(src, bytes) else open(src, "rb")  # noqa: SIM115 (closed below)
-    with fh, av.open(fh, "r", container_options={"format_whitelist": _AV_FORMATS}, timeout=PYAV_TIMEOUT_S,
-                     io_open=_no_nested, buffer_size=1 << 16) as c:
+    with (
+        fh,
+        av.open(
+            fh,
+            "r",
+            container_options={"format_whitelist": _AV_FORMATS},
+            timeout=PYAV_TIMEOUT_S,
+            io_open=_no_nested,
+            buffer_size=1 << 16,
+        ) as c,
+    ):
         if not c.streams.audio:
             kinds = sorted({s.type for s in c.streams})  # an MP4 cut before its index shows only "data"
             broken = _looks_like_audio(head) and not {"video", "subtitle"} & set(kinds)
@@ -293,7 +348,9 @@ def _av_decode(src: Source, label: str, head: bytes, offset_s: float, dur_s: flo
                     raise _Broken("the decoder made no progress")
                 for frame in frames:
                     if span is None:
-                        sr = int(frame.sample_rate)  # the first frame knows best (HE-AAC doubles the header's)
+                        sr = int(
+                            frame.sample_rate
+                        )  # the first frame knows best (HE-AAC doubles the header's)
                         _check_rate(label, sr)
                         span = _Span(label, sr, offset_s, dur_s, max_s, sink)
                         if seeked:
@@ -302,7 +359,8 @@ def _av_decode(src: Source, label: str, head: bytes, offset_s: float, dur_s: flo
                                 raise _Reseek
                     elif frame.sample_rate != span.sr:
                         raise UnsupportedCodecError(
-                            label, f"sample rate changes mid-stream ({span.sr} → {frame.sample_rate} Hz)")
+                            label, f"sample rate changes mid-stream ({span.sr} → {frame.sample_rate} Hz)"
+                        )
                     ch = max(ch, frame.layout.nb_channels)
                     more = span.add(pos, _av_mono(frame, label))
                     pos += frame.samples
@@ -321,8 +379,15 @@ def _av_decode(src: Source, label: str, head: bytes, offset_s: float, dur_s: flo
     return _Raw(span, ch or st.codec_context.channels, "pyav", pos, header_s)
 
 
-def _decode_raw(src: Source, label: str, head: bytes, offset_s: float, dur_s: float | None, max_s: float | None,
-                sink: Sink | None = None) -> _Raw:
+def _decode_raw(
+    src: Source,
+    label: str,
+    head: bytes,
+    offset_s: float,
+    dur_s: float | None,
+    max_s: float | None,
+    sink: Sink | None = None,
+) -> _Raw:
     """soundfile first; PyAV when soundfile cannot open, fails part way, or finds no frames (a `sink` then
     sees frames from 0 again)."""
     first = "not given it (no WAV/AIFF/AU/CAF/FLAC/Ogg/MP3 header)"
@@ -345,7 +410,9 @@ def _decode_raw(src: Source, label: str, head: bytes, offset_s: float, dur_s: fl
         raise
     except Exception as e:  # _Broken, or FFmpeg could not open it at all: then the magic bytes decide
         audio = isinstance(e, _Broken) or first == "read no audio frames" or _looks_like_audio(head)
-        kind, what = (CorruptAudioError, "corrupt or truncated") if audio else (NotAudioError, "not an audio file")
+        kind, what = (
+            (CorruptAudioError, "corrupt or truncated") if audio else (NotAudioError, "not an audio file")
+        )
         raise kind(label, f"{what} (soundfile: {first}; pyav: {_msg(e)})") from e
 
 
@@ -391,5 +458,12 @@ def decode(
     whole = not offset_s and duration_s is None  # a span cannot tell a short file from a short request
     claimed = (wav_claimed_s(src) if head[:4] == b"RIFF" else None) or raw.header_s
     warning = truncation_warning(claimed, mono.size / span.sr) if whole else None
-    return Decoded(resample(mono, span.sr, target), target, span.sr, raw.channels, mono.size / span.sr, raw.decoder,
-                   warning)
+    return Decoded(
+        resample(mono, span.sr, target),
+        target,
+        span.sr,
+        raw.channels,
+        mono.size / span.sr,
+        raw.decoder,
+        warning,
+    )

@@ -48,7 +48,10 @@ def wav_claimed_s(src: str | Path | bytes) -> float | None:
     while pos + 8 <= len(head):
         tag, size = head[pos : pos + 4], struct.unpack_from("<I", head, pos + 4)[0]
         if tag == b"fmt " and pos + 22 <= len(head):
-            rate, align = struct.unpack_from("<I", head, pos + 12)[0], struct.unpack_from("<H", head, pos + 20)[0]
+            rate, align = (
+                struct.unpack_from("<I", head, pos + 12)[0],
+                struct.unpack_from("<H", head, pos + 20)[0],
+            )
         elif tag == b"data":
             if not rate or not align or size in (0, 0xFFFFFFFF):
                 return None
@@ -86,7 +89,8 @@ def ogg_is_chained(src: str | Path | bytes) -> bool:
 
 
 def truncation_warning(claimed_s: float | None, holds_s: float) -> str | None:
-    """'truncated: header says 3.0 s, file holds 0.001 s' when the audio stops well before the header's end."""
+    """'truncated: header says 3.0 s, file holds 0.001 s' when the audio stops well before the header's
+    end."""
     if not claimed_s or claimed_s <= 0:
         return None
     missing = claimed_s - holds_s
@@ -103,8 +107,9 @@ def probe(src: str | Path | bytes, *, name: str | None = None) -> AudioInfo:
     src, label, head = _prepare(src, name, None)
     if head[:4] == b"OggS" and ogg_is_chained(src):  # each link's header knows only its own length
         d = decode(src, name=label)
-        return AudioInfo(d.orig_sample_rate, d.channels, round(d.duration_s * d.orig_sample_rate), d.duration_s,
-                         d.decoder)
+        return AudioInfo(
+            d.orig_sample_rate, d.channels, round(d.duration_s * d.orig_sample_rate), d.duration_s, d.decoder
+        )
     raw = _decode_raw(src, label, head, 0.0, 1e-3, None)
     sr = raw.span.sr
     if raw.span.kept == 0:
@@ -131,8 +136,14 @@ def ogg_links(data: bytes) -> list[bytes]:
     return [data[a:b] for a, b in zip(starts, starts[1:] + [len(data)])]
 
 
-def decode_chain(links: list[bytes], sample_rate: int | None, label: str, max_duration_s: float | None,
-                 offset_s: float, duration_s: float | None):
+def decode_chain(
+    links: list[bytes],
+    sample_rate: int | None,
+    label: str,
+    max_duration_s: float | None,
+    offset_s: float,
+    duration_s: float | None,
+):
     """Decode each link of a chained Ogg on its own (exact, unlike FFmpeg's chain, which keeps each new
     link's pre-roll) and join them at the first link's rate; then cut the span that was asked for."""
     from learner.audio.decode import Decoded, TooLongError, decode
@@ -150,5 +161,12 @@ def decode_chain(links: list[bytes], sample_rate: int | None, label: str, max_du
 
         raise EmptyAudioError(label, f"no audio frames at {offset_s:g} s")
     target = sr if sample_rate is None else int(sample_rate)
-    return Decoded(resample(mono, sr, target), target, sr, max(p.channels for p in parts), mono.size / sr, "soundfile",
-                   next((p.warning for p in parts if p.warning), None))
+    return Decoded(
+        resample(mono, sr, target),
+        target,
+        sr,
+        max(p.channels for p in parts),
+        mono.size / sr,
+        "soundfile",
+        next((p.warning for p in parts if p.warning), None),
+    )

@@ -11,7 +11,9 @@ from pathlib import Path
 SAMPLES_PER_LIMIT_S = 48_000 * 2  # one second of the limit: 48 kHz stereo
 
 
-def header_samples(src: str | Path | bytes, head: bytes, sf_magic: tuple[bytes, ...]) -> tuple[int, int, float] | None:
+def header_samples(
+    src: str | Path | bytes, head: bytes, sf_magic: tuple[bytes, ...]
+) -> tuple[int, int, float] | None:
     """(sample rate, channels, seconds) the header states, or None when it cannot tell cheaply."""
     try:
         if head.startswith(sf_magic):
@@ -27,14 +29,21 @@ def header_samples(src: str | Path | bytes, head: bytes, sf_magic: tuple[bytes, 
             st = c.streams.audio[0] if c.streams.audio else None
             if st is None or not st.codec_context.sample_rate:
                 return None
-            seconds = float(st.duration * st.time_base) if st.duration and st.time_base else (c.duration or 0) / 1e6
+            seconds = (
+                float(st.duration * st.time_base) if st.duration and st.time_base else (c.duration or 0) / 1e6
+            )
             return int(st.codec_context.sample_rate), int(st.codec_context.channels or 1), seconds
     except Exception:  # the decoders say what is wrong with the file; this check only refuses big ones early
         return None
 
 
-def check_samples(label: str, src: str | Path | bytes, head: bytes, sf_magic: tuple[bytes, ...],
-                  max_duration_s: float | None) -> None:
+def check_samples(
+    label: str,
+    src: str | Path | bytes,
+    head: bytes,
+    sf_magic: tuple[bytes, ...],
+    max_duration_s: float | None,
+) -> None:
     """Raise TooLongError when rate × channels × seconds (from the header) is over the limit's budget."""
     if max_duration_s is None:
         return
@@ -46,6 +55,9 @@ def check_samples(label: str, src: str | Path | bytes, head: bytes, sf_magic: tu
     if rate * channels * seconds > budget:
         from learner.audio.decode import TooLongError
 
-        raise TooLongError(label, f"the header says {seconds:.1f} s at {rate} Hz × {channels} channel(s): "
-                                  f"{rate * channels * seconds / 1e6:.0f} M samples, over the "
-                                  f"{budget / 1e6:.0f} M limit ({max_duration_s:g} s of 48 kHz stereo)")
+        raise TooLongError(
+            label,
+            f"the header says {seconds:.1f} s at {rate} Hz × {channels} channel(s): "
+            f"{rate * channels * seconds / 1e6:.0f} M samples, over the "
+            f"{budget / 1e6:.0f} M limit ({max_duration_s:g} s of 48 kHz stereo)",
+        )

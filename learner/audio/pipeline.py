@@ -30,7 +30,8 @@ class WindowPlan:
     hop: int
 
     def count(self, n_samples: int) -> int:
-        """How many windows `learner.audio.signal.windows` cuts from a signal of `n_samples` (tail window included)."""
+        """How many windows `learner.audio.signal.windows` cuts from a signal of `n_samples` (tail window
+        included)."""
         return 1 + max(0, int(np.ceil((n_samples - self.size) / self.hop)))
 
 
@@ -40,12 +41,20 @@ class ClipPipeline:
 
     cfg: AudioConfig
 
-    def decode(self, src: Source | Decoded, *, max_duration_s: float | None = None, max_bytes: int | None = None,
-               name: str | None = None) -> Decoded:
+    def decode(
+        self,
+        src: Source | Decoded,
+        *,
+        max_duration_s: float | None = None,
+        max_bytes: int | None = None,
+        name: str | None = None,
+    ) -> Decoded:
         """Mono float32 at the model's rate; limits (duration, file size) are the caller's choice."""
         if isinstance(src, Decoded):
             return src
-        return decode(src, self.cfg.sample_rate, max_duration_s=max_duration_s, max_bytes=max_bytes, name=name)
+        return decode(
+            src, self.cfg.sample_rate, max_duration_s=max_duration_s, max_bytes=max_bytes, name=name
+        )
 
     def trim(self, signal: np.ndarray) -> np.ndarray:
         """Drop silence as the config says (edges, or every gap)."""

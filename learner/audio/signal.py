@@ -16,7 +16,8 @@ _HOP = 256
 
 
 def resample_ratio(orig_sr: int, target_sr: int) -> Fraction:
-    """up / down of `resample` (denominator at most 1000, so odd rates get a close ratio and a short filter)."""
+    """up / down of `resample` (denominator at most 1000, so odd rates get a close ratio and a short
+    filter)."""
     return Fraction(int(target_sr), int(orig_sr)).limit_denominator(1000)
 
 
@@ -85,8 +86,13 @@ def trim_silence(x: np.ndarray, top_db: float | None = 60.0, mode: str = "edges"
     return x[keep]
 
 
-def crop_pad(x: np.ndarray, n: int, offset: float | None = 0.5, rng: np.random.Generator | None = None,
-             pad: str = "repeat") -> np.ndarray:
+def crop_pad(
+    x: np.ndarray,
+    n: int,
+    offset: float | None = 0.5,
+    rng: np.random.Generator | None = None,
+    pad: str = "repeat",
+) -> np.ndarray:
     """Exactly `n` samples: crop a long clip; repeat a short one (`pad="repeat"`) or place it in silence
     (`pad="zeros"`).
 

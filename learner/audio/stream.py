@@ -59,7 +59,9 @@ class Resampler:
         ratio = resample_ratio(orig_sr, target_sr)
         self.up, self.down = ratio.numerator, ratio.denominator
         self.same = orig_sr == target_sr or self.up == self.down  # `resample` returns the input as is
-        reach = -(-(20 * max(self.up, self.down) + self.up + self.down) // self.up) + 2  # input samples, generous
+        reach = (
+            -(-(20 * max(self.up, self.down) + self.up + self.down) // self.up) + 2
+        )  # input samples, generous
         self.margin = -(-reach // self.down) * self.down
         self.block = max(self.margin, -(-int(block) // self.down) * self.down)
         self._buf, self._at = _EMPTY, 0  # held input and where it starts in the signal
@@ -113,7 +115,9 @@ class _Feed:
 
     When soundfile fails part way and PyAV starts again from frame 0, frames already passed on are skipped."""
 
-    def __init__(self, label: str, sample_rate: int | None, on_samples: Callable[[np.ndarray], None], block: int):
+    def __init__(
+        self, label: str, sample_rate: int | None, on_samples: Callable[[np.ndarray], None], block: int
+    ):
         self.label, self.target, self.on_samples, self.block = label, sample_rate, on_samples, block
         self.resampler: Resampler | None = None
         self.sr = self.fed = 0
@@ -125,7 +129,9 @@ class _Feed:
         elif sr != self.sr:
             from learner.audio.decode import CorruptAudioError
 
-            raise CorruptAudioError(self.label, f"its decoders disagree on the sample rate ({self.sr} vs {sr} Hz)")
+            raise CorruptAudioError(
+                self.label, f"its decoders disagree on the sample rate ({self.sr} vs {sr} Hz)"
+            )
         if frame < self.fed:
             mono = mono[self.fed - frame :]
         if mono.size:
@@ -145,9 +151,16 @@ class _Feed:
                 raise _ConsumerFailed(e) from e
 
 
-def stream_decode(src: Source, sample_rate: int | None, on_samples: Callable[[np.ndarray], None], *,
-                  max_duration_s: float | None = None, max_bytes: int | None = None, name: str | None = None,
-                  block: int = StreamSizes.block) -> Decoded:
+def stream_decode(
+    src: Source,
+    sample_rate: int | None,
+    on_samples: Callable[[np.ndarray], None],
+    *,
+    max_duration_s: float | None = None,
+    max_bytes: int | None = None,
+    name: str | None = None,
+    block: int = StreamSizes.block,
+) -> Decoded:
     """`decode(src, sample_rate, ...)` handing the samples to `on_samples` in consecutive blocks instead of
     returning them: same samples, errors (every one an `AudioDecodeError` naming the file), limits and
     truncation warning. Returns the `Decoded` facts with empty `samples`. A chained Ogg file is decoded
@@ -174,8 +187,15 @@ def stream_decode(src: Source, sample_rate: int | None, on_samples: Callable[[np
         raise e.error from None
     seconds = feed.fed / feed.sr
     claimed = (wav_claimed_s(src) if head[:4] == b"RIFF" else None) or raw.header_s
-    return Decoded(_EMPTY, sample_rate or feed.sr, feed.sr, raw.channels, seconds, raw.decoder,
-                   truncation_warning(claimed, seconds))
+    return Decoded(
+        _EMPTY,
+        sample_rate or feed.sr,
+        feed.sr,
+        raw.channels,
+        seconds,
+        raw.decoder,
+        truncation_warning(claimed, seconds),
+    )
 
 
 class WindowStream:

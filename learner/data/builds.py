@@ -10,8 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def build_once(out: Path, is_complete: Callable[[Path], bool], build: Callable[[Path], object], marker: str,
-               what: str) -> Path:
+def build_once(
+    out: Path, is_complete: Callable[[Path], bool], build: Callable[[Path], object], marker: str, what: str
+) -> Path:
     """`out/manifest.csv`, calling `build(tmp)` first unless `is_complete(out)`.
 
     `marker` is the file a build of ours writes (its version and parameters): a folder holding it (a stale

@@ -39,8 +39,8 @@ class UnverifiedDownloadWarning(UserWarning):
     """A file was accepted without a checksum (none is published for it)."""
 
 
-
-# --- download ---------------------------------------------------------------------------------------------------
+# --- download
+# ---------------------------------------------------------------------------------------------------
 
 
 def _reason(e: BaseException) -> str:
@@ -64,7 +64,9 @@ def _file_hash(path: Path, algo: str) -> str:
     return h.hexdigest()
 
 
-def verify_checksum(path: Path, *, sha256: str = "", md5: str = "", title: str = "", delete: bool = True) -> None:
+def verify_checksum(
+    path: Path, *, sha256: str = "", md5: str = "", title: str = "", delete: bool = True
+) -> None:
     """sha256 (else md5) must match (a bad download is deleted; a user's --from file never is).
 
     None published → `UnverifiedDownloadWarning`, never a silent pass."""
@@ -77,9 +79,15 @@ def verify_checksum(path: Path, *, sha256: str = "", md5: str = "", title: str =
     if got.lower() != expected.lower():
         if delete:
             path.unlink(missing_ok=True)
-        fix = "the file was deleted — run again to retry" if delete else "is it the right file? (verify=False skips)"
-        raise ChecksumMismatchError(f"{title or path.name}: checksum mismatch for {path.name} ({algo} expected "
-                                    f"{expected[:16]}…, got {got[:16]}…); {fix}")  # fmt: skip
+        fix = (
+            "the file was deleted — run again to retry"
+            if delete
+            else "is it the right file? (verify=False skips)"
+        )
+        raise ChecksumMismatchError(
+            f"{title or path.name}: checksum mismatch for {path.name} ({algo} expected "
+            f"{expected[:16]}…, got {got[:16]}…); {fix}"
+        )
 
 
 class _Unreachable(Exception):
@@ -90,7 +98,8 @@ _NET_ERRORS = (urllib.error.URLError, OSError, ValueError, http.client.HTTPExcep
 
 
 def _get(url: str, part: Path, progress: bool, timeout: float, title: str) -> tuple[int, int | None, str]:
-    """One HTTP GET appending to `part` from its current size → (bytes on disk, expected total, error text)."""
+    """One HTTP GET appending to `part` from its current size → (bytes on disk, expected total, error
+    text)."""
     from tqdm.auto import tqdm
 
     offset = part.stat().st_size if part.exists() else 0
@@ -104,13 +113,24 @@ def _get(url: str, part: Path, progress: bool, timeout: float, title: str) -> tu
     except _NET_ERRORS as e:
         raise _Unreachable(f"cannot reach {url}: {_reason(e)}") from None
     with resp:
-        if not (offset and resp.status == 206 and resp.headers.get("Content-Range", "").startswith(f"bytes {offset}-")):
+        if not (
+            offset
+            and resp.status == 206
+            and resp.headers.get("Content-Range", "").startswith(f"bytes {offset}-")
+        ):
             offset = 0  # the server ignored the range: start again
         length = resp.headers.get("Content-Length")
         total = offset + int(length) if length else None
         got, err = offset, ""
-        bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-                   desc=part.name.removesuffix(".part"), disable=not progress)  # fmt: skip
+        bar = tqdm(
+            total=total,
+            initial=offset,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=part.name.removesuffix(".part"),
+            disable=not progress,
+        )
         with open(part, "ab" if offset else "wb") as f, bar:
             try:
                 while chunk := resp.read(1 << 20):
@@ -123,13 +143,22 @@ def _get(url: str, part: Path, progress: bool, timeout: float, title: str) -> tu
 
 
 def download(
-    urls: str | Sequence[str], dest: str | Path, *, sha256: str = "", md5: str = "", verify: bool = True,
-    progress: bool = True, timeout: float = 30.0, retries: int = 3, title: str = "",
+    urls: str | Sequence[str],
+    dest: str | Path,
+    *,
+    sha256: str = "",
+    md5: str = "",
+    verify: bool = True,
+    progress: bool = True,
+    timeout: float = 30.0,
+    retries: int = 3,
+    title: str = "",
 ) -> Path:
     """Fetch into `dest.part` (resuming with HTTP Range), verify, then rename to `dest`.
 
     URLs are tried in order; an interrupted transfer is resumed until `retries` attempts in a row bring no new
-    bytes, and a `.part` left by an earlier run is resumed too. An existing `dest` is taken as already verified.
+    bytes, and a `.part` left by an earlier run is resumed too. An existing `dest` is taken as already
+    verified.
     """
     urls, dest = ([urls] if isinstance(urls, str) else list(urls)), Path(dest)
     title = title or dest.name
@@ -151,11 +180,15 @@ def download(
                     if verify:
                         verify_checksum(part, sha256=sha256, md5=md5, title=title)
                     else:
-                        warnings.warn(f"{title}: checksum verification disabled", UnverifiedDownloadWarning, 2)
+                        warnings.warn(
+                            f"{title}: checksum verification disabled", UnverifiedDownloadWarning, 2
+                        )
                     os.replace(part, dest)
                     return dest
                 of = f" of {total / 1e6:.1f}" if total else ""
-                failure = f"download interrupted at {got / 1e6:.1f}{of} MB ({err or 'connection closed early'})"
+                failure = (
+                    f"download interrupted at {got / 1e6:.1f}{of} MB ({err or 'connection closed early'})"
+                )
             stalls = 0 if got > before else stalls + 1
             if got == 0 or stalls > retries:  # unreachable from the start, or stuck: next URL
                 break

@@ -30,8 +30,11 @@ def _audio_files(root: Path) -> list[Path]:
     files = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files += [Path(dirpath) / f for f in sorted(filenames)
-                  if not f.startswith(".") and Path(f).suffix.lower() in AUDIO_EXTENSIONS]
+        files += [
+            Path(dirpath) / f
+            for f in sorted(filenames)
+            if not f.startswith(".") and Path(f).suffix.lower() in AUDIO_EXTENSIONS
+        ]
     return files
 
 
@@ -41,12 +44,16 @@ def manifest_from_folder(root: Path) -> pd.DataFrame:
     root = Path(root)
     files = _audio_files(root)
     if not files:
-        raise ManifestError(f"{root}: no audio files found (extensions: {', '.join(sorted(AUDIO_EXTENSIONS))})")
+        raise ManifestError(
+            f"{root}: no audio files found (extensions: {', '.join(sorted(AUDIO_EXTENSIONS))})"
+        )
     rows = []
     for f in files:
         rel = f.relative_to(root).parts
         if len(rel) < 2:
-            raise ManifestError(f"{f}: audio directly in {root}; put each class in its own folder ({root}/LABEL/{f.name})")
+            raise ManifestError(
+                f"{f}: audio directly in {root}; put each class in its own folder ({root}/LABEL/{f.name})"
+            )
         row = {"path": str(f), "label": f.parent.name}
         if len(rel) >= 3 and rel[0] in SPLITS:
             row["split"] = rel[0]
@@ -107,7 +114,9 @@ def load_manifest(data: str | Path) -> pd.DataFrame:
 # --- splits ----------------------------------------------------------------------------------------------
 
 
-def add_groups(df: pd.DataFrame, group_col: str | None = None, group_regex: str | None = None) -> pd.DataFrame:
+def add_groups(
+    df: pd.DataFrame, group_col: str | None = None, group_regex: str | None = None
+) -> pd.DataFrame:
     """Fill `group` from an existing column or from a regex on the file name (first capture group)."""
     df = df.copy()
     if group_col:
@@ -127,7 +136,12 @@ def add_groups(df: pd.DataFrame, group_col: str | None = None, group_regex: str 
 
 
 def split_indices(
-    df: pd.DataFrame, *, valid_pct: float = 0.2, seed: int = 42, valid_fold: int | None = None, by_group: bool = True
+    df: pd.DataFrame,
+    *,
+    valid_pct: float = 0.2,
+    seed: int = 42,
+    valid_fold: int | None = None,
+    by_group: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(train, valid) row indices. Precedence: `valid_fold` > a `split` column > groups > stratified random.
 
@@ -172,13 +186,16 @@ def split_indices(
     return pool[~valid_set[pool]], pool[valid_set[pool]]
 
 
-# --- cross-validation folds (one planner for crossval and compare) -------------------------------------------
+# --- cross-validation folds (one planner for crossval and compare)
+# -------------------------------------------
 
 
 def files_digest(df: pd.DataFrame) -> str:
     """sha256 over the (label, file name) pairs of `df`: which clips a model trained on, without their
     local paths (a moved or re-downloaded copy of the data gives the same digest)."""
-    lines = sorted(f"{label}\t{Path(str(path)).name}" for path, label in zip(df["path"], df["label"], strict=True))
+    lines = sorted(
+        f"{label}\t{Path(str(path)).name}" for path, label in zip(df["path"], df["label"], strict=True)
+    )
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
@@ -218,17 +235,22 @@ class FoldPlan:
 
 def plan_folds(df: pd.DataFrame, data: str, out: Path, n_folds: int | None, seed: int = 42) -> FoldPlan:
     """The manifest's own `fold` column, or `n_folds` folds assigned once (by group when there is one) and
-    written to `out/cv_manifest.csv`, so every run (every arch of a comparison) sees exactly the same folds."""
+    written to `out/cv_manifest.csv`, so every run (every arch of a comparison) sees exactly the same
+    folds."""
     if "fold" in df:
         if n_folds is not None:
             raise ManifestError(f"{data} already has a fold column; drop n_folds= to use it")
         folds = sorted(int(f) for f in df["fold"].unique())
         if len(folds) < 2:
-            raise ManifestError(f"{data}: cross-validation needs at least 2 values in the fold column, found {folds}")
+            raise ManifestError(
+                f"{data}: cross-validation needs at least 2 values in the fold column, found {folds}"
+            )
         return FoldPlan(str(data), folds, f"the fold column ({len(folds)} folds)")
     if n_folds is None:
-        raise ManifestError(f"{data}: cross-validation needs a fold column (integers) in the manifest, "
-                            "or n_folds=K to assign folds (by group when there is one)")
+        raise ManifestError(
+            f"{data}: cross-validation needs a fold column (integers) in the manifest, "
+            "or n_folds=K to assign folds (by group when there is one)"
+        )
     assigned = assign_folds(df, n_folds, seed)
     Path(out).mkdir(parents=True, exist_ok=True)
     path = Path(out) / CV_MANIFEST

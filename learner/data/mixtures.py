@@ -24,7 +24,9 @@ BUILD_INFO = "mixtures.json"
 
 def _tone(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     f = rng.uniform(250, 900)
-    return np.sin(2 * np.pi * f * t) + 0.5 * np.sin(2 * np.pi * 2 * f * t) + 0.25 * np.sin(2 * np.pi * 3 * f * t)
+    return (
+        np.sin(2 * np.pi * f * t) + 0.5 * np.sin(2 * np.pi * 2 * f * t) + 0.25 * np.sin(2 * np.pi * 3 * f * t)
+    )
 
 
 def _chirp(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -70,7 +72,12 @@ def _knock(t: np.ndarray, rng: np.random.Generator, sr: int) -> np.ndarray:
 
 
 SOURCES: dict[str, Callable[..., np.ndarray]] = {
-    "chirp": _chirp, "clicks": _clicks, "hiss": _hiss, "knock": _knock, "siren": _siren, "tone": _tone,
+    "chirp": _chirp,
+    "clicks": _clicks,
+    "hiss": _hiss,
+    "knock": _knock,
+    "siren": _siren,
+    "tone": _tone,
 }
 NEEDS_SR = ("clicks", "knock")
 
@@ -96,9 +103,18 @@ def colored_noise(rng: np.random.Generator, n: int, exponent: float) -> np.ndarr
     return x / (np.sqrt(np.mean(x**2)) + 1e-12)
 
 
-def mixture(rng: np.random.Generator, *, classes: tuple[str, ...], duration: float, sr: int,
-            n_sources: tuple[int, int], snr_db: tuple[float, float], source_s: tuple[float, float],
-            noise_exponent: float, noise_db: float) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+def mixture(
+    rng: np.random.Generator,
+    *,
+    classes: tuple[str, ...],
+    duration: float,
+    sr: int,
+    n_sources: tuple[int, int],
+    snr_db: tuple[float, float],
+    source_s: tuple[float, float],
+    noise_exponent: float,
+    noise_db: float,
+) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
     """One clip: background noise at `noise_db` dBFS RMS plus 1–3 distinct sources, each at a random SNR
     (its RMS over its own span against the background's), length and offset. Returns (samples, events)."""
     n = int(round(duration * sr))
@@ -118,10 +134,19 @@ def mixture(rng: np.random.Generator, *, classes: tuple[str, ...], duration: flo
     return x.astype(np.float32), sorted(events, key=lambda e: e[1])
 
 
-def build_mixtures(out_dir: str | Path, *, n_clips: int = 720, n_sites: int = 24, duration: float = 2.0,
-                   sample_rate: int = 16000, n_sources: tuple[int, int] = (1, 3), snr_db: tuple[float, float] = (0, 20),
-                   source_s: tuple[float, float] = (0.4, 1.5), classes: tuple[str, ...] | None = None,
-                   seed: int = 0) -> Path:
+def build_mixtures(
+    out_dir: str | Path,
+    *,
+    n_clips: int = 720,
+    n_sites: int = 24,
+    duration: float = 2.0,
+    sample_rate: int = 16000,
+    n_sources: tuple[int, int] = (1, 3),
+    snr_db: tuple[float, float] = (0, 20),
+    source_s: tuple[float, float] = (0.4, 1.5),
+    classes: tuple[str, ...] | None = None,
+    seed: int = 0,
+) -> Path:
     """Write `out_dir/clips/{site}_{i}.wav`, `events.csv` and (last, so its presence means a complete build)
     `manifest.csv` → its path. Deterministic for a given seed and parameters."""
     import soundfile as sf
@@ -136,20 +161,41 @@ def build_mixtures(out_dir: str | Path, *, n_clips: int = 720, n_sites: int = 24
     out = Path(out_dir)
     (out / "clips").mkdir(parents=True, exist_ok=True)
     site_rng = np.random.default_rng([seed, 0])
-    sites = [(float(site_rng.choice([0.0, 1.0, 2.0])), float(site_rng.uniform(-50, -35))) for _ in range(n_sites)]
+    sites = [
+        (float(site_rng.choice([0.0, 1.0, 2.0])), float(site_rng.uniform(-50, -35))) for _ in range(n_sites)
+    ]
     rows, events = [], []
     for i in range(n_clips):
         site = i % n_sites
         rng = np.random.default_rng([seed, 1, i])
-        x, ev = mixture(rng, classes=classes, duration=duration, sr=sample_rate, n_sources=(lo, hi), snr_db=snr_db,
-                        source_s=source_s, noise_exponent=sites[site][0], noise_db=sites[site][1])
+        x, ev = mixture(
+            rng,
+            classes=classes,
+            duration=duration,
+            sr=sample_rate,
+            n_sources=(lo, hi),
+            snr_db=snr_db,
+            source_s=source_s,
+            noise_exponent=sites[site][0],
+            noise_db=sites[site][1],
+        )
         rel = f"clips/site{site:02d}_{i:04d}.wav"
         sf.write(out / rel, x, sample_rate, subtype="PCM_16")
         rows.append((rel, ";".join(sorted({e[0] for e in ev})), f"site{site:02d}"))
         events += [(rel, lab, round(a, 4), round(b, 4)) for lab, a, b in ev]
-    info = dict(dataset="mixtures-synth", version=MIXTURES_VERSION, n_clips=n_clips, n_sites=n_sites,
-                duration=duration, sample_rate=sample_rate, n_sources=[lo, hi], snr_db=list(snr_db),
-                source_s=list(source_s), classes=list(classes), seed=seed)
+    info = dict(
+        dataset="mixtures-synth",
+        version=MIXTURES_VERSION,
+        n_clips=n_clips,
+        n_sites=n_sites,
+        duration=duration,
+        sample_rate=sample_rate,
+        n_sources=[lo, hi],
+        snr_db=list(snr_db),
+        source_s=list(source_s),
+        classes=list(classes),
+        seed=seed,
+    )
     (out / BUILD_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     _write_csv(out / "events.csv", ["path", "label", "start_s", "end_s"], events)
     _write_csv(out / "manifest.csv", ["path", "labels", "group"], rows)
@@ -179,5 +225,10 @@ def ensure_mixtures(out_dir: str | Path, **params: Any) -> Path:
     temporary sibling folder renamed into place, so concurrent processes never see half a set."""
     from learner.data.builds import build_once
 
-    return build_once(Path(out_dir), lambda out: _build_ok(out, params), lambda tmp: build_mixtures(tmp, **params),
-                      BUILD_INFO, "mixtures-synth")
+    return build_once(
+        Path(out_dir),
+        lambda out: _build_ok(out, params),
+        lambda tmp: build_mixtures(tmp, **params),
+        BUILD_INFO,
+        "mixtures-synth",
+    )

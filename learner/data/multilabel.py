@@ -51,8 +51,10 @@ def normalise_labels(df: pd.DataFrame, source: str) -> pd.DataFrame:
     else:
         cols = class_columns(df)
         if not cols:
-            raise ManifestError(f"{source}: no label column: give `label`, `labels` (';'-separated) or one 0/1 "
-                                "column per class")
+            raise ManifestError(
+                f"{source}: no label column: give `label`, `labels` (';'-separated) or one 0/1 "
+                "column per class"
+            )
         values = df[cols].apply(pd.to_numeric).to_numpy()
         sets = [[c for c, v in zip(cols, row, strict=True) if v == 1] for row in values]
         df = df.drop(columns=cols)
@@ -74,7 +76,7 @@ def is_multilabel(df: pd.DataFrame) -> bool:
 
 
 def resolve_task(df: pd.DataFrame, task: str, source: str) -> str:
-    """"single" or "multi" for `task` in TASKS; single-label training of multi-label rows is an error."""
+    """ "single" or "multi" for `task` in TASKS; single-label training of multi-label rows is an error."""
     from learner.data.manifest import ManifestError
 
     if task not in TASKS:
@@ -85,8 +87,10 @@ def resolve_task(df: pd.DataFrame, task: str, source: str) -> str:
     if task == "single" and multi:
         sets = label_sets(df)
         row = next(i for i, s in enumerate(sets) if len(s) != 1)
-        raise ManifestError(f"{source}: task=single, but {df['path'].iloc[row]} has {len(sets[row])} labels "
-                            "(use task=multi or auto)")
+        raise ManifestError(
+            f"{source}: task=single, but {df['path'].iloc[row]} has {len(sets[row])} labels "
+            "(use task=multi or auto)"
+        )
     return task
 
 
@@ -101,7 +105,9 @@ def multi_hot(sets: Sequence[Sequence[str]], classes: Sequence[str]) -> np.ndarr
     return out
 
 
-def balanced_split(counts: np.ndarray, sizes: Sequence[int], valid_pct: float, rng: np.random.Generator) -> np.ndarray:
+def balanced_split(
+    counts: np.ndarray, sizes: Sequence[int], valid_pct: float, rng: np.random.Generator
+) -> np.ndarray:
     """Boolean mask of the units (rows or whole groups) that go to validation; `counts[u, c]` is how many rows
     of unit `u` carry class `c`, `sizes[u]` its rows.
 
@@ -116,7 +122,11 @@ def balanced_split(counts: np.ndarray, sizes: Sequence[int], valid_pct: float, r
     want = shares[:, None] * total[None, :]
     have = np.zeros_like(want)
     rows_want, rows_have = shares * sizes.sum(), np.zeros(2)
-    rarity = np.where(counts > 0, total[None, :], np.inf).min(axis=1) if counts.size else np.full(len(sizes), np.inf)
+    rarity = (
+        np.where(counts > 0, total[None, :], np.inf).min(axis=1)
+        if counts.size
+        else np.full(len(sizes), np.inf)
+    )
     order = np.lexsort((rng.permutation(len(sizes)), rarity))
     valid = np.zeros(len(sizes), dtype=bool)
     for i in order:
@@ -136,9 +146,11 @@ def balanced_split(counts: np.ndarray, sizes: Sequence[int], valid_pct: float, r
     return valid
 
 
-def multilabel_split(df: pd.DataFrame, pool: np.ndarray, valid_pct: float, rng: np.random.Generator,
-                     by_group: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(train, valid) indices out of `pool` with every label balanced; whole groups when there is a `group`."""
+def multilabel_split(
+    df: pd.DataFrame, pool: np.ndarray, valid_pct: float, rng: np.random.Generator, by_group: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, valid) indices out of `pool` with every label balanced; whole groups when there is a
+    `group`."""
     sets = label_sets(df)
     classes = sorted({lab for s in sets for lab in s})
     hot = multi_hot([sets[r] for r in pool], classes)

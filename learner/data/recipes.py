@@ -38,7 +38,11 @@ def _recipes_dir() -> Path:
     if (checkout / "esc50.toml").is_file():
         return checkout
     spec = importlib.util.find_spec("learner._recipes")
-    return Path(list(spec.submodule_search_locations)[0]) if spec and spec.submodule_search_locations else checkout
+    return (
+        Path(list(spec.submodule_search_locations)[0])
+        if spec and spec.submodule_search_locations
+        else checkout
+    )
 
 
 RECIPES_DIR = _recipes_dir()
@@ -73,7 +77,9 @@ class Recipe:
     title: str
     kind: str  # "download" | "synth"
     builder: str
-    info: dict = field(default_factory=dict)  # homepage, license, citation, size, splits (for `info` and docs)
+    info: dict = field(
+        default_factory=dict
+    )  # homepage, license, citation, size, splits (for `info` and docs)
     aliases: tuple[str, ...] = ()
     downloads: tuple[Download, ...] = ()
     marker: str = ""
@@ -97,17 +103,38 @@ def load_recipe(path: str | Path) -> Recipe:
         if "tables" in m:
             params["tables"] = m["tables"]
         downloads = tuple(
-            Download(tuple(x["urls"]), x["filename"], x.get("sha256", ""), x.get("md5", ""), x.get("extract_to", "."))
+            Download(
+                tuple(x["urls"]),
+                x["filename"],
+                x.get("sha256", ""),
+                x.get("md5", ""),
+                x.get("extract_to", "."),
+            )
             for x in d.get("downloads", [])
         )
         info = {k: d[k] for k in INFO_FIELDS if k in d}
-        recipe = Recipe(d["name"], d.get("title", d["name"]), d["kind"], m["builder"], info,
-                        tuple(d.get("aliases", ())), downloads, m.get("marker", ""), params,
-                        dict(m.get("small", {})), tuple(m.get("classes", ())), path)  # fmt: skip
+        recipe = Recipe(
+            d["name"],
+            d.get("title", d["name"]),
+            d["kind"],
+            m["builder"],
+            info,
+            tuple(d.get("aliases", ())),
+            downloads,
+            m.get("marker", ""),
+            params,
+            dict(m.get("small", {})),
+            tuple(m.get("classes", ())),
+            path,
+        )
     except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError) as e:
         raise RecipeError(f"{path}: bad recipe ({type(e).__name__}: {e})") from e
-    if recipe.kind not in ("download", "synth") or (recipe.kind == "download" and not (downloads and recipe.marker)):
-        raise RecipeError(f"{path}: kind must be 'synth' or 'download' (with [[downloads]] and manifest.marker)")
+    if recipe.kind not in ("download", "synth") or (
+        recipe.kind == "download" and not (downloads and recipe.marker)
+    ):
+        raise RecipeError(
+            f"{path}: kind must be 'synth' or 'download' (with [[downloads]] and manifest.marker)"
+        )
     return recipe
 
 
@@ -130,7 +157,8 @@ def data_home() -> Path:
     return Path(os.environ.get(DATA_ENV) or Path.home() / ".cache" / "earshot" / "datasets").expanduser()
 
 
-# --- manifest builders: root folder + params → rows of path (relative to root), label, fold/split/group ---------
+# --- manifest builders: root folder + params → rows of path (relative to root), label, fold/split/group
+# ---------
 
 
 def _meta_csv(root: Path, *, tables: list[dict]) -> list[dict]:
@@ -155,11 +183,17 @@ def _meta_csv(root: Path, *, tables: list[dict]) -> list[dict]:
                 row = {col: rec[src] for col, src in t["columns"].items()}
                 row["path"] = f"{audio}/{row['path']}"
                 if "labels" in row and t.get("labels_sep"):  # multi-label metadata: its own separator → ";"
-                    row["labels"] = ";".join(x.strip() for x in row["labels"].split(t["labels_sep"]) if x.strip())
+                    row["labels"] = ";".join(
+                        x.strip() for x in row["labels"].split(t["labels_sep"]) if x.strip()
+                    )
                 rows.append({**row, **t.get("constants", {})})
         if left_out:
-            warnings.warn(f"{t['csv']}: left out {len(left_out)} clip(s) {t.get('exclude_reason', 'listed as broken')}: "
-                          f"{', '.join(sorted(left_out))}", stacklevel=3)
+            warnings.warn(
+                f"{t['csv']}: left out {len(left_out)} clip(s) "
+                f"{t.get('exclude_reason', 'listed as broken')}: "
+                f"{', '.join(sorted(left_out))}",
+                stacklevel=3,
+            )
     return rows
 
 
@@ -178,12 +212,16 @@ def _speech_commands(root: Path, *, valid_list: str, test_list: str, exclude: Se
     """`{word}/{speaker}_nohash_{n}.wav`: split from the two list files, group = speaker hash."""
     listed = {}
     for split, name in (("valid", valid_list), ("test", test_list)):
-        listed.update({line.strip(): split for line in (root / name).read_text().splitlines() if line.strip()})
+        listed.update(
+            {line.strip(): split for line in (root / name).read_text().splitlines() if line.strip()}
+        )
     rows = []
     for word in sorted(d.name for d in os.scandir(root) if d.is_dir() and d.name not in exclude):
         for name in sorted(n for n in os.listdir(root / word) if n.endswith(".wav")):
             rel = f"{word}/{name}"
-            rows.append(dict(path=rel, label=word, group=name.split("_nohash_")[0], split=listed.get(rel, "train")))
+            rows.append(
+                dict(path=rel, label=word, group=name.split("_nohash_")[0], split=listed.get(rel, "train"))
+            )
     return rows
 
 
@@ -213,7 +251,9 @@ def _subdirs(d: Path) -> list[os.DirEntry]:
     return [e for e in entries if e.is_dir() and not e.name.startswith(".") and e.name != "downloads"]
 
 
-def build_manifest(recipe: Recipe, root: str | Path, to: str | Path, *, classes: Sequence[str] | None = None) -> Path:
+def build_manifest(
+    recipe: Recipe, root: str | Path, to: str | Path, *, classes: Sequence[str] | None = None
+) -> Path:
     """Run the recipe's builder on `root`, keep `classes` (default: the recipe's), write `to/manifest.csv`.
 
     Paths are relative to `to` when the data sits inside it, absolute otherwise; listed files that are missing
@@ -238,9 +278,13 @@ def build_manifest(recipe: Recipe, root: str | Path, to: str | Path, *, classes:
     if not present:
         raise DatasetError(f"{recipe.title}: none of the {len(rows)} listed audio files exist under {root}")
     if len(present) < len(rows):
-        warnings.warn(f"{recipe.title}: {len(rows) - len(present)} listed files are missing; left out", stacklevel=2)
+        warnings.warn(
+            f"{recipe.title}: {len(rows) - len(present)} listed files are missing; left out", stacklevel=2
+        )
     inside = root == to or to in root.parents
-    cols = ["path", "labels" if multi else "label"] + [c for c in ("fold", "split", "group") if any(c in r for r in present)]
+    cols = ["path", "labels" if multi else "label"] + [
+        c for c in ("fold", "split", "group") if any(c in r for r in present)
+    ]
     to.mkdir(parents=True, exist_ok=True)
     tmp = to / f".{MANIFEST}.{os.getpid()}.tmp"
     with open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -248,12 +292,15 @@ def build_manifest(recipe: Recipe, root: str | Path, to: str | Path, *, classes:
         w.writeheader()
         for r in present:
             full = root / r["path"]
-            w.writerow({**r, "path": os.path.relpath(full, to).replace(os.sep, "/") if inside else full.as_posix()})
+            w.writerow(
+                {**r, "path": os.path.relpath(full, to).replace(os.sep, "/") if inside else full.as_posix()}
+            )
     os.replace(tmp, to / MANIFEST)
     return to / MANIFEST
 
 
-# --- fetch / resolve -----------------------------------------------------------------------------------------------
+# --- fetch / resolve
+# -----------------------------------------------------------------------------------------------
 
 
 def _is_archive(p: Path) -> bool:
@@ -277,13 +324,22 @@ def _from_source(recipe: Recipe, src: Path, to: Path, verify: bool) -> Path:
             (to / f".extracted-{d.filename}").touch()  # a later plain `fetch` will not download it again
     root = _find_root(to, recipe.marker)
     if root is None:
-        raise DatasetError(f"{recipe.title}: no {recipe.marker} in {src} or its archives — is it the right download?")
+        raise DatasetError(
+            f"{recipe.title}: no {recipe.marker} in {src} or its archives — is it the right download?"
+        )
     return root
 
 
 def fetch(
-    name: str | Recipe, to: str | Path | None = None, *, source: str | Path | None = None, progress: bool = True,
-    verify: bool = True, classes: Sequence[str] | None = None, small: bool = False, keep_archives: bool = False,
+    name: str | Recipe,
+    to: str | Path | None = None,
+    *,
+    source: str | Path | None = None,
+    progress: bool = True,
+    verify: bool = True,
+    classes: Sequence[str] | None = None,
+    small: bool = False,
+    keep_archives: bool = False,
 ) -> Path:
     """Download (or take `source`: an archive or a folder), extract, and write `to/manifest.csv` → its path.
 
@@ -292,28 +348,43 @@ def fetch(
     extractions.
     """
     recipe = name if isinstance(name, Recipe) else get_recipe(name)
-    default = data_home() / (f"{recipe.name}-small" if small else recipe.name)  # never where --data NAME looks
+    default = data_home() / (
+        f"{recipe.name}-small" if small else recipe.name
+    )  # never where --data NAME looks
     to = Path(to).expanduser() if to is not None else default
     if recipe.kind == "synth":
         if source is not None or classes:
             raise ValueError(f"{recipe.title} is generated here: source= and classes= do not apply")
-        return _synth_builder(recipe, ensure=False)(to, **{**recipe.params, **(recipe.small if small else {})})
+        return _synth_builder(recipe, ensure=False)(
+            to, **{**recipe.params, **(recipe.small if small else {})}
+        )
     to.mkdir(parents=True, exist_ok=True)
     if source is not None:
-        return build_manifest(recipe, _from_source(recipe, Path(source).expanduser(), to, verify), to, classes=classes)
+        return build_manifest(
+            recipe, _from_source(recipe, Path(source).expanduser(), to, verify), to, classes=classes
+        )
     for d in recipe.downloads:
         done = to / f".extracted-{d.filename}"
         if done.exists():
             continue
-        archive = download(d.urls, to / "downloads" / d.filename, sha256=d.sha256, md5=d.md5, verify=verify,
-                           progress=progress, title=recipe.title)  # fmt: skip
+        archive = download(
+            d.urls,
+            to / "downloads" / d.filename,
+            sha256=d.sha256,
+            md5=d.md5,
+            verify=verify,
+            progress=progress,
+            title=recipe.title,
+        )
         extract(archive, to / d.extract_to)
         done.touch()
         if not keep_archives:
             archive.unlink()
     root = _find_root(to, recipe.marker)
     if root is None:
-        raise DatasetError(f"{recipe.title}: extracted, but no {recipe.marker} under {to}; the archive layout changed?")
+        raise DatasetError(
+            f"{recipe.title}: extracted, but no {recipe.marker} under {to}; the archive layout changed?"
+        )
     return build_manifest(recipe, root, to, classes=classes)
 
 
@@ -347,5 +418,7 @@ def resolve_data(data: str | Path) -> Path:
         return _synth_builder(recipe, ensure=True)(home, **recipe.params)
     if (home / MANIFEST).exists():
         return home / MANIFEST
-    raise DatasetNotFetchedError(f"{recipe.title} is not downloaded: fetch {recipe.name} first (the datasets job; "
-                                 f"it writes {home / MANIFEST}), or give a folder or CSV path")
+    raise DatasetNotFetchedError(
+        f"{recipe.title} is not downloaded: fetch {recipe.name} first (the datasets job; "
+        f"it writes {home / MANIFEST}), or give a folder or CSV path"
+    )

@@ -16,12 +16,14 @@ from learner.config import AudioConfig
 
 def _cache_key(path: str, cfg: AudioConfig) -> str:
     st = os.stat(path)
-    raw = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|{cfg.sample_rate}|{cfg.trim_db}|{cfg.trim_mode}"
+    parts = (os.path.abspath(path), st.st_size, st.st_mtime_ns, cfg.sample_rate, cfg.trim_db, cfg.trim_mode)
+    raw = "|".join(map(str, parts))
     return hashlib.sha1(raw.encode()).hexdigest()
 
 
 def load_signal(path: str, cfg: AudioConfig) -> np.ndarray:
-    """Decode → mono → resample → trim (`ClipPipeline.load`): everything before the crop, which differs per epoch."""
+    """Decode → mono → resample → trim (`ClipPipeline.load`): everything before the crop, which differs per
+    epoch."""
     return ClipPipeline(cfg).load(path)
 
 
@@ -43,7 +45,11 @@ def _load_one(args: tuple[str, AudioConfig, str | None]) -> tuple[str, np.ndarra
 
 
 def load_signals(
-    paths: list[str], cfg: AudioConfig, *, cache_dir: str | Path | None = None, workers: int | None = None,
+    paths: list[str],
+    cfg: AudioConfig,
+    *,
+    cache_dir: str | Path | None = None,
+    workers: int | None = None,
     progress: bool = True,
 ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Decode every file once (in parallel; from the disk cache when present).

@@ -37,9 +37,17 @@ STALE_TMP_S = 24 * 3600  # temporary files older than this are from dead writers
 
 
 def settings_key(cfg: AudioConfig) -> str:
-    """What changes the decoded samples: the rate and the trimming (crop, features and augmentation do not)."""
-    raw = json.dumps({"format": STORE_FORMAT, "sample_rate": cfg.sample_rate, "trim_db": cfg.trim_db,
-                      "trim_mode": cfg.trim_mode}, sort_keys=True)
+    """What changes the decoded samples: the rate and the trimming (crop, features and augmentation do
+    not)."""
+    raw = json.dumps(
+        {
+            "format": STORE_FORMAT,
+            "sample_rate": cfg.sample_rate,
+            "trim_db": cfg.trim_db,
+            "trim_mode": cfg.trim_mode,
+        },
+        sort_keys=True,
+    )
     return f"sr{cfg.sample_rate}-" + hashlib.sha1(raw.encode()).hexdigest()[:16]
 
 
@@ -92,8 +100,10 @@ class SignalStore(Mapping):
         size = SAMPLE_DTYPE.itemsize
         raw = os.pread(self._fd(e.shard), e.length * size, e.offset * size)
         if len(raw) != e.length * size:
-            raise OSError(f"{self.folder / e.shard}: shard shorter than its index says (store damaged: delete "
-                          f"{self.folder} to rebuild it)")
+            raise OSError(
+                f"{self.folder / e.shard}: shard shorter than its index says (store damaged: delete "
+                f"{self.folder} to rebuild it)"
+            )
         return np.frombuffer(raw, dtype=SAMPLE_DTYPE).astype(np.float32)
 
     def size_of(self, path: str) -> int:
@@ -151,8 +161,16 @@ class _ShardWriter:
             return
         os.replace(self.tmp, self.folder / f"{self.name}.f16")
         index_tmp = self.folder / f"{self.name}.json.tmp"
-        index_tmp.write_text(json.dumps({"format": STORE_FORMAT, "shard": f"{self.name}.f16", "signals": self.signals,
-                                         "failures": self.failures}))
+        index_tmp.write_text(
+            json.dumps(
+                {
+                    "format": STORE_FORMAT,
+                    "shard": f"{self.name}.f16",
+                    "signals": self.signals,
+                    "failures": self.failures,
+                }
+            )
+        )
         os.replace(index_tmp, self.folder / f"{self.name}.json")
 
     def abandon(self) -> None:
@@ -166,7 +184,10 @@ def _read_indexes(folder: Path) -> tuple[dict[str, _Entry], dict[str, str]]:
     for index in sorted(folder.glob("shard-*.json")):
         try:
             meta = json.loads(index.read_text())
-        except (OSError, json.JSONDecodeError) as e:  # not ours, or damaged by hand: its files are decoded anew
+        except (
+            OSError,
+            json.JSONDecodeError,
+        ) as e:  # not ours, or damaged by hand: its files are decoded anew
             log.warning("%s: unreadable store index (%s); its files will be decoded again", index, e)
             continue
         if meta.get("format") != STORE_FORMAT or not (folder / meta["shard"]).is_file():
@@ -186,8 +207,15 @@ def _remove_stale_tmp(folder: Path) -> None:
             pass
 
 
-def open_store(paths: list[str], cfg: AudioConfig, root: str | Path, *, workers: int | None = None,
-               progress: bool = True, shard_bytes: int = SHARD_BYTES) -> tuple[SignalStore, dict[str, str]]:
+def open_store(
+    paths: list[str],
+    cfg: AudioConfig,
+    root: str | Path,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+    shard_bytes: int = SHARD_BYTES,
+) -> tuple[SignalStore, dict[str, str]]:
     """The store of `paths` under `root`, decoding (in parallel) only the files it does not hold yet.
 
     Returns (store, failures by path → reason), like `load_signals`; the caller reports failures by name.
@@ -220,16 +248,25 @@ def open_store(paths: list[str], cfg: AudioConfig, root: str | Path, *, workers:
     return SignalStore(folder, entries), failures
 
 
-def _decode_into(folder: Path, paths: list[str], keys: dict[str, str], cfg: AudioConfig, workers: int | None,
-                 progress: bool, shard_bytes: int, tqdm) -> None:
+def _decode_into(
+    folder: Path,
+    paths: list[str],
+    keys: dict[str, str],
+    cfg: AudioConfig,
+    workers: int | None,
+    progress: bool,
+    shard_bytes: int,
+    tqdm,
+) -> None:
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     jobs = [(p, cfg) for p in paths]
     pool = ProcessPoolExecutor(workers) if workers > 1 and len(jobs) >= 64 else None
     results = pool.map(_decode, jobs, chunksize=16) if pool else map(_decode, jobs)
     writer = _ShardWriter(folder)
     try:
-        for path, x, failure in tqdm(results, total=len(jobs), desc="decoding to store", unit="file",
-                                     disable=not progress):
+        for path, x, failure in tqdm(
+            results, total=len(jobs), desc="decoding to store", unit="file", disable=not progress
+        ):
             writer.add(keys[path], x, failure)
             if writer.bytes >= shard_bytes:
                 writer.finish()
@@ -244,7 +281,8 @@ def _decode_into(folder: Path, paths: list[str], keys: dict[str, str], cfg: Audi
 
 
 def available_memory() -> int:
-    """Bytes the OS could give this process now (MemAvailable), or the physical total where that is unknown."""
+    """Bytes the OS could give this process now (MemAvailable), or the physical total where that is
+    unknown."""
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -256,7 +294,8 @@ def available_memory() -> int:
 
 
 def estimate_decoded_bytes(paths: list[str], cfg: AudioConfig, max_files: int = 100) -> int:
-    """float32 bytes of all signals decoded at the model's rate, from the headers of up to `max_files` files."""
+    """float32 bytes of all signals decoded at the model's rate, from the headers of up to `max_files`
+    files."""
     from learner.audio import probe
 
     if not paths:
@@ -272,8 +311,10 @@ def estimate_decoded_bytes(paths: list[str], cfg: AudioConfig, max_files: int = 
     return int(mean_s * cfg.sample_rate * 4 * len(paths))
 
 
-def pick_signals(mode: str, paths: list[str], cfg: AudioConfig, processes: int = 1, share: float = 0.5) -> str:
-    """"memory" or "disk": `mode` unless it is "auto"; then memory while the decoded signals of every local
+def pick_signals(
+    mode: str, paths: list[str], cfg: AudioConfig, processes: int = 1, share: float = 0.5
+) -> str:
+    """ "memory" or "disk": `mode` unless it is "auto"; then memory while the decoded signals of every local
     process fit in `share` of the available memory (in memory is a little faster and needs no disk)."""
     if mode not in ("auto", "memory", "disk"):
         raise ValueError(f"signals={mode}: expected auto, memory or disk")

@@ -1,9 +1,11 @@
 """`spoken-digits-synth`: the ten digits spoken by espeak-ng, so training, the demo and the tests have a real
 speech task without a download.
 
-espeak-ng comes from the pip package `espeakng-loader` (library + voice data in the wheel) and is driven through
+espeak-ng comes from the pip package `espeakng-loader` (library + voice data in the wheel) and is driven
+through
 ctypes; a system `libespeak-ng` (apt `espeak-ng`) is the fallback. Each "speaker" is one voice (an English
-dialect plus a voice-quality variant such as `+f3`); every clip draws its own rate, pitch, pitch range, padding,
+dialect plus a voice-quality variant such as `+f3`); every clip draws its own rate, pitch, pitch range,
+padding,
 gain and background noise, so a classifier must learn the words rather than one rendering of them.
 The manifest's `group` column is the voice, which lets a group-aware split hold whole speakers out.
 """
@@ -29,11 +31,27 @@ DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight"
 
 # English dialects × voice-quality variants; each entry is one "speaker" (the manifest's group).
 DEFAULT_VOICES = (
-    "en-us", "en-us+f2", "en-us+m3", "en-us+f4", "en-us+klatt4",
-    "en", "en+f3", "en+m2", "en+m7", "en+croak",
-    "en-gb-x-rp", "en-gb-x-rp+f5", "en-gb-scotland", "en-gb-scotland+f1",
-    "en-029", "en-029+m4", "en-us-nyc+m6", "en-gb-x-gbclan+f2", "en-gb-x-gbcwmd+m1", "en-us+whisperf",
-)  # fmt: skip
+    "en-us",
+    "en-us+f2",
+    "en-us+m3",
+    "en-us+f4",
+    "en-us+klatt4",
+    "en",
+    "en+f3",
+    "en+m2",
+    "en+m7",
+    "en+croak",
+    "en-gb-x-rp",
+    "en-gb-x-rp+f5",
+    "en-gb-scotland",
+    "en-gb-scotland+f1",
+    "en-029",
+    "en-029+m4",
+    "en-us-nyc+m6",
+    "en-gb-x-gbclan+f2",
+    "en-gb-x-gbcwmd+m1",
+    "en-us+whisperf",
+)
 SMALL_VOICES = ("en-us", "en+f3", "en-gb-scotland+m4")
 SYNTH_VERSION = 1  # bump when the recipe below changes, so cached builds are rebuilt
 
@@ -62,8 +80,16 @@ class _Espeak:
         lib.espeak_SetParameter.restype = ctypes.c_int
         lib.espeak_SetSynthCallback.argtypes = [_CALLBACK]
         lib.espeak_SetSynthCallback.restype = None
-        lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
-                                     ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]  # fmt: skip
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         lib.espeak_Synth.restype = ctypes.c_int
         lib.espeak_Info.argtypes = [ctypes.c_void_p]
         lib.espeak_Info.restype = ctypes.c_char_p
@@ -74,7 +100,9 @@ class _Espeak:
         path = data_path.encode() if data_path else None
         sr = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, path, 0)
         if sr <= 0:
-            raise EspeakUnavailableError(f"espeak-ng failed to initialise (data: {data_path}); {_INSTALL_HINT}")
+            raise EspeakUnavailableError(
+                f"espeak-ng failed to initialise (data: {data_path}); {_INSTALL_HINT}"
+            )
         self.lib, self.sample_rate = lib, int(sr)
         self.version = (lib.espeak_Info(None) or b"?").decode(errors="replace")
         self._chunks: list[np.ndarray] = []
@@ -87,7 +115,9 @@ class _Espeak:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
         return 0  # 0 = keep going
 
-    def say(self, text: str, voice: str, rate: int, pitch: int, pitch_range: int, seed: int = 0) -> np.ndarray:
+    def say(
+        self, text: str, voice: str, rate: int, pitch: int, pitch_range: int, seed: int = 0
+    ) -> np.ndarray:
         with self.lock:
             if self._seed is not None:
                 self._seed(seed)
@@ -205,7 +235,9 @@ def build_spoken_digits(
     """
     voices = tuple(voices) if voices is not None else DEFAULT_VOICES
     if not voices or per_voice < 1:
-        raise ValueError(f"need at least one voice and per_voice >= 1 (got {len(voices)} voices, {per_voice})")
+        raise ValueError(
+            f"need at least one voice and per_voice >= 1 (got {len(voices)} voices, {per_voice})"
+        )
     if len({_slug(v) for v in voices}) != len(voices):
         raise ValueError(f"voices must be distinct: {voices}")
     import soundfile as sf
@@ -218,14 +250,24 @@ def build_spoken_digits(
             (out / digit).mkdir(parents=True, exist_ok=True)
             for k in range(per_voice):
                 rng = np.random.default_rng([seed, vi, di, k])
-                clip = render_clip(digit, voice, rng, noise_snr_db=noise_snr_db, gain_db=gain_db,
-                                   sample_rate=sample_rate)  # fmt: skip
+                clip = render_clip(
+                    digit, voice, rng, noise_snr_db=noise_snr_db, gain_db=gain_db, sample_rate=sample_rate
+                )
                 rel = f"{digit}/{_slug(voice)}_{k:02d}.wav"
                 sf.write(out / rel, clip, sample_rate, subtype="PCM_16")
                 rows.append((rel, digit, voice))
-    info = dict(dataset="spoken-digits-synth", version=SYNTH_VERSION, espeak_ng=eng.version, voices=list(voices),
-                per_voice=per_voice, seed=seed, noise_snr_db=list(noise_snr_db), gain_db=list(gain_db),
-                sample_rate=sample_rate, clips=len(rows))  # fmt: skip
+    info = dict(
+        dataset="spoken-digits-synth",
+        version=SYNTH_VERSION,
+        espeak_ng=eng.version,
+        voices=list(voices),
+        per_voice=per_voice,
+        seed=seed,
+        noise_snr_db=list(noise_snr_db),
+        gain_db=list(gain_db),
+        sample_rate=sample_rate,
+        clips=len(rows),
+    )
     (out / "synth.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     tmp = out / f".manifest.csv.{os.getpid()}.tmp"
     with open(tmp, "w", newline="") as f:
@@ -251,5 +293,10 @@ def ensure_spoken_digits(out_dir: str | Path, **kwargs: Any) -> Path:
     """
     from learner.data.builds import build_once
 
-    return build_once(Path(out_dir), _build_ok, lambda tmp: build_spoken_digits(tmp, **kwargs), "synth.json",
-                      "spoken-digits-synth")
+    return build_once(
+        Path(out_dir),
+        _build_ok,
+        lambda tmp: build_spoken_digits(tmp, **kwargs),
+        "synth.json",
+        "spoken-digits-synth",
+    )

@@ -15,13 +15,23 @@ class Conv1dRaw(nn.Module):
     def __init__(self, n_classes: int, n_samples: int, p: float = 0.4) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv1d(1, 8, kernel_size=4096, stride=1000, padding=2047), nn.BatchNorm1d(8), nn.ReLU(inplace=True)
+            nn.Conv1d(1, 8, kernel_size=4096, stride=1000, padding=2047),
+            nn.BatchNorm1d(8),
+            nn.ReLU(inplace=True),
         )
         n_frames = (n_samples + 2 * 2047 - 4096) // 1000 + 1
         self.head = nn.Sequential(
-            nn.Flatten(), nn.Linear(8 * n_frames, 500), nn.ReLU(inplace=True), nn.Dropout(p),
-            nn.Linear(500, 50), nn.ReLU(inplace=True), nn.Dropout(p), nn.Linear(50, 25), nn.ReLU(inplace=True),
-            nn.Dropout(p), nn.Linear(25, n_classes),
+            nn.Flatten(),
+            nn.Linear(8 * n_frames, 500),
+            nn.ReLU(inplace=True),
+            nn.Dropout(p),
+            nn.Linear(500, 50),
+            nn.ReLU(inplace=True),
+            nn.Dropout(p),
+            nn.Linear(50, 25),
+            nn.ReLU(inplace=True),
+            nn.Dropout(p),
+            nn.Linear(25, n_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -41,11 +51,21 @@ class MFCCCNN1d(nn.Module):
         super().__init__()
 
         def block(ni: int, nf: int, k: int, p: float) -> list[nn.Module]:
-            return [nn.Conv1d(ni, nf, k, padding=k // 2), nn.BatchNorm1d(nf), nn.ReLU(inplace=True), nn.MaxPool1d(2), nn.Dropout(p)]
+            return [
+                nn.Conv1d(ni, nf, k, padding=k // 2),
+                nn.BatchNorm1d(nf),
+                nn.ReLU(inplace=True),
+                nn.MaxPool1d(2),
+                nn.Dropout(p),
+            ]
 
         self.features = nn.Sequential(*block(n_mfcc, 128, 5, 0.4), *block(128, 256, 3, 0.5))
         self.head = nn.Sequential(
-            nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(256, 128), nn.ReLU(inplace=True), nn.Dropout(0.6),
+            nn.AdaptiveAvgPool1d(1),
+            nn.Flatten(),
+            nn.Linear(256, 128),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.6),
             nn.Linear(128, n_classes),
         )
 

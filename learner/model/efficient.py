@@ -20,21 +20,31 @@ def _timm(name: str, n_classes: int) -> nn.Module:
     return timm.create_model(name, pretrained=False, in_chans=1, num_classes=n_classes)
 
 
-@register(input="spectrogram", weights="timm/mobilenetv3_large_100.ra_in1k", first_conv="conv_stem",
-          classifier="classifier")
+@register(
+    input="spectrogram",
+    weights="timm/mobilenetv3_large_100.ra_in1k",
+    first_conv="conv_stem",
+    classifier="classifier",
+)
 def mobilenetv3_large_100(n_classes: int, cfg: AudioConfig) -> nn.Module:
     """timm MobileNetV3-Large 1.0 on the log-mel spectrogram (4.2 M params), ImageNet via timm."""
     return _timm("mobilenetv3_large_100", n_classes)
 
 
-@register(input="spectrogram", weights="timm/efficientnet_b0.ra_in1k", first_conv="conv_stem",
-          classifier="classifier")
+@register(
+    input="spectrogram",
+    weights="timm/efficientnet_b0.ra_in1k",
+    first_conv="conv_stem",
+    classifier="classifier",
+)
 def efficientnet_b0(n_classes: int, cfg: AudioConfig) -> nn.Module:
     """timm EfficientNet-B0 on the log-mel spectrogram (4.0 M params), ImageNet via timm."""
     return _timm("efficientnet_b0", n_classes)
 
 
-def timm_to_model(sd: dict[str, torch.Tensor], model: nn.Module, first_conv: str, classifier: str) -> dict[str, torch.Tensor]:
+def timm_to_model(
+    sd: dict[str, torch.Tensor], model: nn.Module, first_conv: str, classifier: str
+) -> dict[str, torch.Tensor]:
     """A timm ImageNet state dict made to fit `model` (same timm network, other stem channels and head)."""
     from learner.model.pretrained import PretrainedError
 
@@ -42,10 +52,14 @@ def timm_to_model(sd: dict[str, torch.Tensor], model: nn.Module, first_conv: str
     out = {k: v for k, v in sd.items() if not k.startswith(classifier + ".")}
     stem = first_conv + ".weight"
     if stem in out and stem in own and out[stem].shape[1] != own[stem].shape[1]:
-        out[stem] = out[stem].sum(dim=1, keepdim=True).repeat(1, own[stem].shape[1], 1, 1) / own[stem].shape[1]
+        out[stem] = (
+            out[stem].sum(dim=1, keepdim=True).repeat(1, own[stem].shape[1], 1, 1) / own[stem].shape[1]
+        )
     missing = [k for k in own if k not in out and not k.startswith(classifier + ".")]
     unexpected = [k for k in out if k not in own]
     wrong = [k for k in out if k in own and out[k].shape != own[k].shape]
     if missing or unexpected or wrong:
-        raise PretrainedError(f"weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}")
+        raise PretrainedError(
+            f"weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}"
+        )
     return out

@@ -23,8 +23,16 @@ class LogMel(nn.Module):
     def __init__(self, cfg: AudioConfig) -> None:
         super().__init__()
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length, f_min=cfg.f_min,
-            f_max=cfg.f_max, n_mels=cfg.n_mels, power=2.0, center=True, pad_mode="reflect", norm="slaney",
+            sample_rate=cfg.sample_rate,
+            n_fft=cfg.n_fft,
+            hop_length=cfg.hop_length,
+            f_min=cfg.f_min,
+            f_max=cfg.f_max,
+            n_mels=cfg.n_mels,
+            power=2.0,
+            center=True,
+            pad_mode="reflect",
+            norm="slaney",
             mel_scale="slaney",
         )
         self.to_db = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=cfg.top_db)
@@ -92,7 +100,8 @@ class FrontEnd(nn.Module):
 
 
 class SpecMasking(nn.Module):
-    """SpecAugment's masking as a module (the fastai transform `learner.train.transforms.SpecAugment` wraps it):
+    """SpecAugment's masking as a module (the fastai transform `learner.train.transforms.SpecAugment` wraps
+    it):
     on (B, C, freq, frames), `n_masks` frequency and time masks, each example its own.
 
     Applied after normalisation, so a masked cell reads 0 = the dataset mean (not silence, not a loud band).
@@ -101,7 +110,9 @@ class SpecMasking(nn.Module):
     def __init__(self, freq_mask: int, time_mask: int, n_masks: int = 2) -> None:
         super().__init__()
         self.n_masks = n_masks
-        self.freq = torchaudio.transforms.FrequencyMasking(freq_mask, iid_masks=True) if freq_mask > 0 else None
+        self.freq = (
+            torchaudio.transforms.FrequencyMasking(freq_mask, iid_masks=True) if freq_mask > 0 else None
+        )
         self.time = torchaudio.transforms.TimeMasking(time_mask, iid_masks=True) if time_mask > 0 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

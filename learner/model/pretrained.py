@@ -20,8 +20,9 @@ from learner.hub import IMAGENET_FILE, PretrainedError, fetch_imagenet  # noqa: 
 log = logging.getLogger(__name__)
 
 
-def resnetd_to_xresnet(sd: dict[str, torch.Tensor], model: nn.Module, timm_name: str | None = None,
-                       classifier: str = "11") -> dict[str, torch.Tensor]:
+def resnetd_to_xresnet(
+    sd: dict[str, torch.Tensor], model: nn.Module, timm_name: str | None = None, classifier: str = "11"
+) -> dict[str, torch.Tensor]:
     """Map a timm resnet*d state dict onto fastai-layout XResNet keys, in order (same network).
 
     A safetensors file stores its tensors sorted by name, not in the network's order, so with `timm_name`
@@ -36,9 +37,14 @@ def resnetd_to_xresnet(sd: dict[str, torch.Tensor], model: nn.Module, timm_name:
         with torch.device("meta"):
             order = list(timm.create_model(timm_name, pretrained=False).state_dict())
         sd = {k: sd[k] for k in order if k in sd}
-    target = [(k, v) for k, v in model.state_dict().items()
-              if not k.startswith(classifier + ".") and not k.endswith("num_batches_tracked")]
-    source = [(k, v) for k, v in sd.items() if not k.startswith("fc.") and not k.endswith("num_batches_tracked")]
+    target = [
+        (k, v)
+        for k, v in model.state_dict().items()
+        if not k.startswith(classifier + ".") and not k.endswith("num_batches_tracked")
+    ]
+    source = [
+        (k, v) for k, v in sd.items() if not k.startswith("fc.") and not k.endswith("num_batches_tracked")
+    ]
     if len(source) != len(target):
         raise PretrainedError(f"weights do not fit: {len(source)} tensors for {len(target)} in the model")
     out: dict[str, torch.Tensor] = {}
@@ -48,12 +54,19 @@ def resnetd_to_xresnet(sd: dict[str, torch.Tensor], model: nn.Module, timm_name:
         if sv.shape != tv.shape:
             raise PretrainedError(f"weights do not fit: {sk} {tuple(sv.shape)} → {tk} {tuple(tv.shape)}")
         out[tk] = sv.clone()
-    out.update({k: v.clone() for k, v in model.state_dict().items()
-                if k.endswith("num_batches_tracked") and not k.startswith(classifier + ".")})
+    out.update(
+        {
+            k: v.clone()
+            for k, v in model.state_dict().items()
+            if k.endswith("num_batches_tracked") and not k.startswith(classifier + ".")
+        }
+    )
     return out
 
 
-def imagenet_to_model(sd: dict[str, torch.Tensor], model: nn.Module, spec: ArchSpec) -> dict[str, torch.Tensor]:
+def imagenet_to_model(
+    sd: dict[str, torch.Tensor], model: nn.Module, spec: ArchSpec
+) -> dict[str, torch.Tensor]:
     """timm ImageNet weights fitted to one of our networks: resnet-d → XResNet by position, timm's own
     families by name (stem folded to one channel, ImageNet head dropped)."""
     if any(k.startswith("conv1.") for k in sd) and not any(k.startswith(f"{spec.first_conv}.") for k in sd):
@@ -87,7 +100,9 @@ def load_pretrained(model: nn.Module, spec: ArchSpec, source: str) -> str:
     if source == "none":
         return "none (random init)"
     if source == "imagenet":
-        _load_without_head(model, spec, imagenet_to_model(_imagenet_state_dict(spec), model, spec), spec.weights or "")
+        _load_without_head(
+            model, spec, imagenet_to_model(_imagenet_state_dict(spec), model, spec), spec.weights or ""
+        )
         return f"imagenet ({spec.weights})"
     path = Path(source)
     if path.is_file():
@@ -110,13 +125,17 @@ def load_from_earshot(model: nn.Module, spec: ArchSpec, ref: str) -> str:
         raise PretrainedError(f"pretrained={ref}: {e}") from None
     cfg, sd = load_model_dir(folder)
     if cfg["arch"] != spec.name:
-        raise PretrainedError(f"pretrained={ref} is a {cfg['arch']} model; train with arch={cfg['arch']} to reuse it")
+        raise PretrainedError(
+            f"pretrained={ref} is a {cfg['arch']} model; train with arch={cfg['arch']} to reuse it"
+        )
     return _load_body(model, spec, sd, ref)
 
 
 def _head(spec: ArchSpec) -> str:
     if not spec.classifier:
-        raise PretrainedError(f"{spec.name} names no classifier in the registry: cannot tell its head from its body")
+        raise PretrainedError(
+            f"{spec.name} names no classifier in the registry: cannot tell its head from its body"
+        )
     return spec.classifier
 
 
@@ -134,8 +153,11 @@ def _load_without_head(model: nn.Module, spec: ArchSpec, sd: dict[str, torch.Ten
     result = model.load_state_dict(sd, strict=False)
     missing = [k for k in result.missing_keys if k not in head]
     if missing or result.unexpected_keys:
-        raise PretrainedError(f"{name} does not fit {spec.name}: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]} "
-                              f"(only the classifier {spec.classifier!r} may be left out)")
+        raise PretrainedError(
+            f"{name} does not fit {spec.name}: missing {missing[:3]}, unexpected "
+            f"{result.unexpected_keys[:3]} "
+            f"(only the classifier {spec.classifier!r} may be left out)"
+        )
 
 
 def _load_body(model: nn.Module, spec: ArchSpec, sd: dict[str, torch.Tensor], name: str) -> str:

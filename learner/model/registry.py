@@ -23,7 +23,9 @@ class ArchSpec:
     input: str  # "spectrogram" | "mfcc" | "waveform"
     weights: str | None = None  # Hub id of ImageNet weights (timm), if any
     first_conv: str | None = None
-    classifier: str | None = None  # the module name of the final layer (like timm): its keys are "<classifier>.*"
+    classifier: str | None = (
+        None  # the module name of the final layer (like timm): its keys are "<classifier>.*"
+    )
     description: str = ""
 
 
@@ -31,7 +33,11 @@ _REGISTRY: dict[str, ArchSpec] = {}
 
 
 def register(
-    name: str | None = None, *, input: str, weights: str | None = None, first_conv: str | None = None,
+    name: str | None = None,
+    *,
+    input: str,
+    weights: str | None = None,
+    first_conv: str | None = None,
     classifier: str | None = None,
 ) -> Callable:
     """Decorator filing a constructor `fn(n_classes, cfg) -> nn.Module` under `name` (default: its own)."""

@@ -32,7 +32,8 @@ MIN_CAM_CELLS = 4
 
 @dataclass
 class Saliency:
-    """`logmel` (n_mels, frames) in dB before normalisation — the model's input view — and `heat` (same shape, 0–1)."""
+    """`logmel` (n_mels, frames) in dB before normalisation — the model's input view — and `heat` (same shape,
+    0–1)."""
 
     logmel: np.ndarray
     heat: np.ndarray
@@ -94,12 +95,15 @@ class Explainer:
         return "gradcam" if min(self.cam_shape) >= MIN_CAM_CELLS else "gradient"
 
     def __call__(self, wave: np.ndarray, target: int | None = None, method: str = "auto") -> Saliency:
-        """`wave`: one prepared clip (n_samples,), as `Predictor.prepare` returns. `target` defaults to the top class."""
+        """`wave`: one prepared clip (n_samples,), as `Predictor.prepare` returns. `target` defaults to the
+        top class."""
         if method not in METHODS:
             raise ValueError(f"unknown saliency method {method!r}; choose one of {METHODS}")
         method = self.default_method() if method == "auto" else method
         if method == "gradcam" and not min(self.cam_shape):
-            raise ValueError(f"{type(self.model.net).__name__} has no 2-D conv stage for Grad-CAM; use method='gradient'")
+            raise ValueError(
+                f"{type(self.model.net).__name__} has no 2-D conv stage for Grad-CAM; use method='gradient'"
+            )
         x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)).reshape(1, 1, -1).to(self.device)
         with self._lock, torch.inference_mode(False), torch.enable_grad():
             return self._explain(x, target, method)
@@ -108,6 +112,7 @@ class Explainer:
         seen: dict[str, torch.Tensor] = {}
         hooks = []
         if self.view != "waveform":
+
             def grab_logmel(module, inputs, out):  # the log-mel becomes a leaf we can differentiate against
                 leaf = out.detach().requires_grad_(True)
                 seen["logmel"] = leaf
@@ -125,7 +130,9 @@ class Explainer:
                 h.remove()
         target = int(logits.argmax()) if target is None else int(target)
         if not 0 <= target < logits.numel():
-            raise ValueError(f"target class {target} is out of range (the model has {logits.numel()} classes)")
+            raise ValueError(
+                f"target class {target} is out of range (the model has {logits.numel()} classes)"
+            )
         if self.view == "waveform":
             with torch.no_grad():
                 logmel = self.logmel(x.detach())[0, 0]
@@ -142,7 +149,9 @@ class Explainer:
         if self.view == "waveform":
             (grad,) = torch.autograd.grad(logits[target], x)
             energy = F.avg_pool1d(grad.abs()[0], self.cfg.hop_length, self.cfg.hop_length, ceil_mode=True)[0]
-            energy = F.interpolate(energy[None, None], size=shape[1], mode="linear", align_corners=False)[0, 0]
+            energy = F.interpolate(energy[None, None], size=shape[1], mode="linear", align_corners=False)[
+                0, 0
+            ]
             heat = energy[None, :].expand(shape)
             return Saliency(logmel.detach().cpu().numpy(), _normalise(heat), target, "gradient (time only)")
         (grad,) = torch.autograd.grad(logits[target], seen["logmel"])

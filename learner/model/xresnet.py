@@ -12,7 +12,9 @@ from learner.model.registry import register
 # fastai's layout: stem ConvLayers, MaxPool, 4 stages of ResBlocks, pool, flatten, dropout, linear (index 11)
 
 
-def _conv_layer(ni: int, nf: int, ks: int = 3, stride: int = 1, act: bool = True, zero_bn: bool = False) -> nn.Sequential:
+def _conv_layer(
+    ni: int, nf: int, ks: int = 3, stride: int = 1, act: bool = True, zero_bn: bool = False
+) -> nn.Sequential:
     bn = nn.BatchNorm2d(nf)
     nn.init.constant_(bn.weight, 0.0 if zero_bn else 1.0)
     conv = nn.Conv2d(ni, nf, ks, stride=stride, padding=ks // 2, bias=False)
@@ -33,7 +35,11 @@ class ResBlock(nn.Module):
             path = [_conv_layer(ni, nf, 3, stride), _conv_layer(nf, nf, 3, act=False, zero_bn=True)]
         else:
             nh = nf // expansion
-            path = [_conv_layer(ni, nh, 1), _conv_layer(nh, nh, 3, stride), _conv_layer(nh, nf, 1, act=False, zero_bn=True)]
+            path = [
+                _conv_layer(ni, nh, 1),
+                _conv_layer(nh, nh, 3, stride),
+                _conv_layer(nh, nf, 1, act=False, zero_bn=True),
+            ]
         self.convpath = nn.Sequential(*path)
         idpath: list[nn.Module] = []
         if ni != nf:
@@ -48,13 +54,24 @@ class ResBlock(nn.Module):
 
 
 class XResNet(nn.Sequential):
-    def __init__(self, expansion: int, layers: list[int], c_in: int = 1, n_out: int = 1000, p: float = 0.0) -> None:
+    def __init__(
+        self, expansion: int, layers: list[int], c_in: int = 1, n_out: int = 1000, p: float = 0.0
+    ) -> None:
         stem_szs = [c_in, 32, 32, 64]
         stem = [_conv_layer(stem_szs[i], stem_szs[i + 1], 3, stride=2 if i == 0 else 1) for i in range(3)]
         szs = [64 // expansion, 64, 128, 256, 512]
         stages = [
-            nn.Sequential(*[ResBlock(expansion, szs[i] if j == 0 else szs[i + 1], szs[i + 1], (1 if i == 0 else 2) if j == 0 else 1)
-                            for j in range(n)])
+            nn.Sequential(
+                *[
+                    ResBlock(
+                        expansion,
+                        szs[i] if j == 0 else szs[i + 1],
+                        szs[i + 1],
+                        (1 if i == 0 else 2) if j == 0 else 1,
+                    )
+                    for j in range(n)
+                ]
+            )
             for i, n in enumerate(layers)
         ]
         head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(p), nn.Linear(szs[-1] * expansion, n_out)]

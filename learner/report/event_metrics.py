@@ -30,12 +30,17 @@ class EventScore:
         import numpy as np
 
         on, off = np.abs(self.onset_errors), np.abs(self.offset_errors)
-        return {"n_true": self.n_true, "n_found": self.n_found, "matched": self.matched,
-                "recall": round(self.recall, 4), "false_rate": round(self.false_rate, 4),
-                "onset_mae_s": round(float(on.mean()), 3) if on.size else None,
-                "offset_mae_s": round(float(off.mean()), 3) if off.size else None,
-                "onset_bias_s": round(float(np.mean(self.onset_errors)), 3) if on.size else None,
-                "offset_bias_s": round(float(np.mean(self.offset_errors)), 3) if off.size else None}
+        return {
+            "n_true": self.n_true,
+            "n_found": self.n_found,
+            "matched": self.matched,
+            "recall": round(self.recall, 4),
+            "false_rate": round(self.false_rate, 4),
+            "onset_mae_s": round(float(on.mean()), 3) if on.size else None,
+            "offset_mae_s": round(float(off.mean()), 3) if off.size else None,
+            "onset_bias_s": round(float(np.mean(self.onset_errors)), 3) if on.size else None,
+            "offset_bias_s": round(float(np.mean(self.offset_errors)), 3) if off.size else None,
+        }
 
 
 def match_events(found: Sequence[Any], truth: Sequence[Any], tolerance_s: float = 0.5) -> EventScore:

@@ -21,7 +21,8 @@ def confusion(targets: np.ndarray, preds: np.ndarray, n_classes: int) -> np.ndar
 
 
 def classification_report(probs: np.ndarray, targets: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    """accuracy, top-3 accuracy, MAP@3, macro precision/recall/F1, a per-class table and the confusion matrix."""
+    """accuracy, top-3 accuracy, MAP@3, macro precision/recall/F1, a per-class table and the confusion
+    matrix."""
     probs, targets = np.asarray(probs, dtype=np.float64), np.asarray(targets, dtype=np.int64)
     if len(targets) == 0:
         raise ValueError("no samples to evaluate")
@@ -38,9 +39,15 @@ def classification_report(probs: np.ndarray, targets: np.ndarray, classes: list[
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
     present = support > 0
     per_class = [
-        {"label": c, "support": int(support[i]), "top1": float(recall[i]),
-         "top3": float((r[targets == i] <= 3).mean()) if support[i] else 0.0,
-         "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i])}
+        {
+            "label": c,
+            "support": int(support[i]),
+            "top1": float(recall[i]),
+            "top3": float((r[targets == i] <= 3).mean()) if support[i] else 0.0,
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+        }
         for i, c in enumerate(classes)
     ]
     return {
@@ -58,5 +65,7 @@ def classification_report(probs: np.ndarray, targets: np.ndarray, classes: list[
 
 
 def summary_line(m: dict[str, Any]) -> str:
-    return (f"accuracy {m['accuracy']:.3f} · top-3 {m['top3_accuracy']:.3f} · MAP@3 {m['map3']:.3f} · "
-            f"macro F1 {m['macro_f1']:.3f} · n={m['n_samples']}")
+    return (
+        f"accuracy {m['accuracy']:.3f} · top-3 {m['top3_accuracy']:.3f} · MAP@3 {m['map3']:.3f} · "
+        f"macro F1 {m['macro_f1']:.3f} · n={m['n_samples']}"
+    )

@@ -40,8 +40,9 @@ def _prf(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, np
     return p, r, f
 
 
-def multilabel_report(probs: np.ndarray, targets: np.ndarray, classes: list[str],
-                      thresholds: dict[str, float]) -> dict[str, Any]:
+def multilabel_report(
+    probs: np.ndarray, targets: np.ndarray, classes: list[str], thresholds: dict[str, float]
+) -> dict[str, Any]:
     """macro mAP, macro AUROC, micro/macro F1 (precision, recall) at `thresholds`, exact-match accuracy and a
     per-class table; macro figures average the classes that have positives in `targets`."""
     probs, targets = np.asarray(probs, dtype=np.float64), np.asarray(targets) > 0.5
@@ -56,8 +57,16 @@ def multilabel_report(probs: np.ndarray, targets: np.ndarray, classes: list[str]
     roc = np.array([auroc(probs[:, j], targets[:, j]) for j in range(len(classes))])
     present = targets.sum(0) > 0
     per_class = [
-        {"label": c, "support": int(targets[:, j].sum()), "ap": _num(ap[j]), "auroc": _num(roc[j]),
-         "threshold": float(thr[j]), "precision": float(precision[j]), "recall": float(recall[j]), "f1": float(f1[j])}
+        {
+            "label": c,
+            "support": int(targets[:, j].sum()),
+            "ap": _num(ap[j]),
+            "auroc": _num(roc[j]),
+            "threshold": float(thr[j]),
+            "precision": float(precision[j]),
+            "recall": float(recall[j]),
+            "f1": float(f1[j]),
+        }
         for j, c in enumerate(classes)
     ]
     return {
@@ -65,7 +74,9 @@ def multilabel_report(probs: np.ndarray, targets: np.ndarray, classes: list[str]
         "n_samples": int(len(targets)),
         "macro_map": float(np.nanmean(ap)) if present.any() else None,
         "macro_auroc": float(np.nanmean(roc)) if np.isfinite(roc).any() else None,
-        "micro_precision": float(micro_p), "micro_recall": float(micro_r), "micro_f1": float(micro_f),
+        "micro_precision": float(micro_p),
+        "micro_recall": float(micro_r),
+        "micro_f1": float(micro_f),
         "macro_precision": float(precision[present].mean()) if present.any() else 0.0,
         "macro_recall": float(recall[present].mean()) if present.any() else 0.0,
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
@@ -82,8 +93,10 @@ def _num(x: float) -> float | None:
 
 def multilabel_summary(m: dict[str, Any]) -> str:
     mean_ap = "n/a" if m.get("macro_map") is None else f"{m['macro_map']:.3f}"
-    return (f"macro mAP {mean_ap} · macro F1 {m['macro_f1']:.3f} · micro F1 {m['micro_f1']:.3f} · "
-            f"exact match {m['exact_match']:.3f} · n={m['n_samples']}")
+    return (
+        f"macro mAP {mean_ap} · macro F1 {m['macro_f1']:.3f} · micro F1 {m['micro_f1']:.3f} · "
+        f"exact match {m['exact_match']:.3f} · n={m['n_samples']}"
+    )
 
 
 def per_class_csv(m: dict[str, Any]) -> str:
@@ -96,5 +109,7 @@ def per_class_csv(m: dict[str, Any]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
     for r in m["per_class"]:
-        w.writerow(["" if r[c] is None else (f"{r[c]:.6g}" if isinstance(r[c], float) else r[c]) for c in cols])
+        w.writerow(
+            ["" if r[c] is None else (f"{r[c]:.6g}" if isinstance(r[c], float) else r[c]) for c in cols]
+        )
     return buf.getvalue()

@@ -20,7 +20,9 @@ def _finish(fig, path: Path | None) -> None:
         plt.close(fig)
 
 
-def plot_confusion(cm: np.ndarray | list, classes: list[str], path: Path | None = None, title: str = "", ax=None):
+def plot_confusion(
+    cm: np.ndarray | list, classes: list[str], path: Path | None = None, title: str = "", ax=None
+):
     """Row-normalised confusion matrix with counts; saved to `path` when given."""
     cm = np.asarray(cm)
     own = ax is None
@@ -39,8 +41,15 @@ def plot_confusion(cm: np.ndarray | list, classes: list[str], path: Path | None 
         for i in range(len(classes)):
             for j in range(len(classes)):
                 if cm[i, j]:
-                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
-                            color="white" if norm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        int(cm[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
     if own:
         _finish(fig, path)
     return ax
@@ -49,7 +58,8 @@ def plot_confusion(cm: np.ndarray | list, classes: list[str], path: Path | None 
 def plot_curves(history: pd.DataFrame | dict[str, pd.DataFrame], path: Path | None = None, axes=None):
     """Learning curves from fastai's recorder history: loss per epoch (train solid, valid dashed) and the
     validation metrics. One run draws all its metrics; several (archs of a comparison, folds of a CV; a dict
-    name → history) draw one colour each and their accuracy. The one curves plot of training, CV and compare."""
+    name → history) draw one colour each and their accuracy. The one curves plot of training, CV and
+    compare."""
     runs = history if isinstance(history, dict) else {"": history}
     own = axes is None
     if own:
@@ -62,7 +72,11 @@ def plot_curves(history: pd.DataFrame | dict[str, pd.DataFrame], path: Path | No
         for j, m in enumerate(metrics if len(runs) == 1 else [m for m in metrics if m == "accuracy"]):
             axes[1].plot(ep, h[m], marker="o", color=c if len(runs) > 1 else f"C{j}", label=name or m)
     axes[0].set(xlabel="epoch", ylabel="loss", title="loss")
-    axes[1].set(xlabel="epoch", ylabel="validation", title="validation " + ("accuracy" if len(runs) > 1 else "metrics"))
+    axes[1].set(
+        xlabel="epoch",
+        ylabel="validation",
+        title="validation " + ("accuracy" if len(runs) > 1 else "metrics"),
+    )
     for ax in axes:
         ax.legend(fontsize=8)
     if own:
@@ -73,8 +87,16 @@ def plot_curves(history: pd.DataFrame | dict[str, pd.DataFrame], path: Path | No
 HZ_TICKS = (50, 100, 200, 500, 1000, 2000, 4000, 8000, 16000)
 
 
-def spectrogram_figure(spec: np.ndarray, sr: int, hop: int, title: str = "log-mel", overlay: np.ndarray | None = None,
-                       f_min: float = 0.0, f_max: float | None = None, padded_after_s: float | None = None):
+def spectrogram_figure(
+    spec: np.ndarray,
+    sr: int,
+    hop: int,
+    title: str = "log-mel",
+    overlay: np.ndarray | None = None,
+    f_min: float = 0.0,
+    f_max: float | None = None,
+    padded_after_s: float | None = None,
+):
     """A (mel bands, frames) log-mel image with a frequency axis in Hz and a colour bar (dB); `overlay`
     (same shape, 0–1) is drawn over it as a heat map with its own bar. `padded_after_s` shades the part
     of the clip that repeats the sound (repeat-padding of a short clip)."""
@@ -92,7 +114,9 @@ def spectrogram_figure(spec: np.ndarray, sr: int, hop: int, title: str = "log-me
     image = ax.imshow(spec, origin="lower", aspect="auto", cmap="magma", extent=extent)
     fig.colorbar(image, cax=fig.add_axes((right + 0.015, 0.155, 0.018, 0.745))).set_label("dB")
     if overlay is not None:
-        heat = ax.imshow(overlay, origin="lower", aspect="auto", cmap="jet", alpha=0.45, extent=extent, vmin=0, vmax=1)
+        heat = ax.imshow(
+            overlay, origin="lower", aspect="auto", cmap="jet", alpha=0.45, extent=extent, vmin=0, vmax=1
+        )
         fig.colorbar(heat, cax=fig.add_axes((right + 0.12, 0.155, 0.018, 0.745))).set_label("share of peak")
     # mel band i is centred on mel lo + (i + 1)·(hi − lo)/(n_mels + 1): place the Hz ticks on that scale
     ticks = [f for f in HZ_TICKS if f_min < f < top]
@@ -101,16 +125,29 @@ def spectrogram_figure(spec: np.ndarray, sr: int, hop: int, title: str = "log-me
     ax.set_ylim(-0.5, n_mels - 0.5)
     if padded_after_s is not None and 0 < padded_after_s < end:
         ax.axvspan(padded_after_s, end, facecolor="white", alpha=0.35, hatch="//", edgecolor="white", lw=0)
-        ax.text((padded_after_s + end) / 2, n_mels * 0.92, "repeat-padding", ha="center", va="top", fontsize=8,
-                color="white")
+        ax.text(
+            (padded_after_s + end) / 2,
+            n_mels * 0.92,
+            "repeat-padding",
+            ha="center",
+            va="top",
+            fontsize=8,
+            color="white",
+        )
     ax.set_xlabel("seconds")
     ax.set_ylabel("frequency (Hz)")
     ax.set_title(title, fontsize=10)
     return fig
 
 
-def plot_pr_curves(probs: np.ndarray, targets: np.ndarray, classes: list[str], thresholds: dict[str, float] | None = None,
-                   path: Path | None = None, title: str = ""):
+def plot_pr_curves(
+    probs: np.ndarray,
+    targets: np.ndarray,
+    classes: list[str],
+    thresholds: dict[str, float] | None = None,
+    path: Path | None = None,
+    title: str = "",
+):
     """Precision-recall curve of every class (AP in the legend), with a dot where its threshold sits."""
     from learner.report.multilabel import average_precision
     from learner.report.thresholds import pr_points
@@ -121,14 +158,26 @@ def plot_pr_curves(probs: np.ndarray, targets: np.ndarray, classes: list[str], t
         if not targets[:, j].any():
             continue
         thr, precision, recall = pr_points(probs[:, j], targets[:, j])
-        line, = ax.step(np.r_[0.0, recall], np.r_[1.0, precision], where="post", lw=1.2,
-                        label=f"{c} (AP {average_precision(probs[:, j], targets[:, j]):.2f})")
+        (line,) = ax.step(
+            np.r_[0.0, recall],
+            np.r_[1.0, precision],
+            where="post",
+            lw=1.2,
+            label=f"{c} (AP {average_precision(probs[:, j], targets[:, j]):.2f})",
+        )
         if thresholds and c in thresholds:
-            k = int(np.searchsorted(-thr, -thresholds[c], side="right")) - 1  # last point with score ≥ threshold
+            k = (
+                int(np.searchsorted(-thr, -thresholds[c], side="right")) - 1
+            )  # last point with score ≥ threshold
             if k >= 0:
                 ax.plot(recall[k], precision[k], "o", color=line.get_color(), ms=5)
-    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02),
-           title=title or "precision-recall per class (dot: threshold)")
+    ax.set(
+        xlabel="recall",
+        ylabel="precision",
+        xlim=(0, 1.02),
+        ylim=(0, 1.02),
+        title=title or "precision-recall per class (dot: threshold)",
+    )
     ax.legend(fontsize=7, loc="lower left", ncol=2 if len(classes) > 8 else 1)
     _finish(fig, path)
     return ax

@@ -33,7 +33,8 @@ def decision_scores(probs: np.ndarray, task: str) -> np.ndarray:
 
 
 def pr_points(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(thresholds descending, precision, recall) for "positive when score ≥ threshold", one point per distinct
+    """(thresholds descending, precision, recall) for "positive when score ≥ threshold", one point per
+    distinct
     score (as scikit-learn's precision_recall_curve, without its appended end point)."""
     order = np.argsort(-scores, kind="stable")
     s, t = scores[order], truth[order].astype(np.float64)
@@ -46,7 +47,9 @@ def pr_points(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.nda
     return s[last], precision, recall
 
 
-def calibrate_one(scores: np.ndarray, truth: np.ndarray, target_precision: float | None = None) -> float | None:
+def calibrate_one(
+    scores: np.ndarray, truth: np.ndarray, target_precision: float | None = None
+) -> float | None:
     """The threshold of one class: maximum F1 (default), or the lowest one whose precision reaches
     `target_precision` (most recall at that precision). It sits halfway to the next lower score, so the
     validation decisions are exactly those of the chosen point with a margin for new data. None when the
@@ -56,7 +59,9 @@ def calibrate_one(scores: np.ndarray, truth: np.ndarray, target_precision: float
         return None
     thr, precision, recall = pr_points(np.asarray(scores, dtype=np.float64), truth)
     if target_precision is None:
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+        f1 = np.where(
+            precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0
+        )
         i = int(np.argmax(f1))
     else:
         ok = np.flatnonzero(precision >= target_precision)
@@ -65,8 +70,13 @@ def calibrate_one(scores: np.ndarray, truth: np.ndarray, target_precision: float
     return float((thr[i] + below) / 2)
 
 
-def calibrate(probs: np.ndarray, targets: np.ndarray, classes: list[str], task: str,
-              target_precision: float | None = None) -> dict[str, float]:
+def calibrate(
+    probs: np.ndarray,
+    targets: np.ndarray,
+    classes: list[str],
+    task: str,
+    target_precision: float | None = None,
+) -> dict[str, float]:
     """{class: threshold} from validation scores and multi-hot `targets` (rows × classes); a class with no
     validation examples gets the task's default (DEFAULT_THRESHOLD) and a warning."""
     if target_precision is not None and not 0 < target_precision <= 1:
@@ -77,14 +87,23 @@ def calibrate(probs: np.ndarray, targets: np.ndarray, classes: list[str], task: 
     for j, c in enumerate(classes):
         t = calibrate_one(scores[:, j], targets[:, j], target_precision)
         if t is None:
-            log.warning("%s: no validation examples to calibrate its threshold on; using %g", c, DEFAULT_THRESHOLD[task])
+            log.warning(
+                "%s: no validation examples to calibrate its threshold on; using %g",
+                c,
+                DEFAULT_THRESHOLD[task],
+            )
             t = DEFAULT_THRESHOLD[task]
         out[c] = round(t, 6)
         if target_precision is not None and targets[:, j].any():
             _, precision, _ = pr_points(scores[:, j], targets[:, j] > 0.5)
             if precision.max() < target_precision:
-                log.warning("%s: no threshold reaches precision %.2f on validation (best %.2f); using the most "
-                            "precise one", c, target_precision, precision.max())
+                log.warning(
+                    "%s: no threshold reaches precision %.2f on validation (best %.2f); using the most "
+                    "precise one",
+                    c,
+                    target_precision,
+                    precision.max(),
+                )
     return out
 
 

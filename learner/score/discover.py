@@ -1,4 +1,5 @@
-"""What to score: folders (recursive), globs, manifests or single files → `FileRef`s, absolute and deduplicated,
+"""What to score: folders (recursive), globs, manifests or single files → `FileRef`s, absolute and
+deduplicated,
 plus what the walk passed over (reported, never silent)."""
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ class Discovery:
 
     files: list[FileRef] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # walked files without an audio extension
-    links_skipped: list[str] = field(default_factory=list)  # directory links back into a folder already walked
+    links_skipped: list[str] = field(
+        default_factory=list
+    )  # directory links back into a folder already walked
     unreadable_dirs: list[str] = field(default_factory=list)
     duplicates: int = 0
 
@@ -75,7 +78,8 @@ def _walk(root: str, found: list[str], d: Discovery, seen: set[tuple[int, int]])
 
 
 def read_manifest(path: Path) -> list[str]:
-    """A CSV/TSV with a `path` column, or a plain list (one path a line, # comments); relative to its folder."""
+    """A CSV/TSV with a `path` column, or a plain list (one path a line, # comments); relative to its
+    folder."""
     if path.suffix.lower() in (".csv", ".tsv"):
         with open(path, newline="", encoding="utf-8") as f:
             rows = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
@@ -89,7 +93,8 @@ def read_manifest(path: Path) -> list[str]:
 
 
 def discover(inputs: list[str | Path]) -> Discovery:
-    """Folders (recursive), globs (`**` recursive), manifests or single files → FileRefs, absolute, deduplicated.
+    """Folders (recursive), globs (`**` recursive), manifests or single files → FileRefs, absolute,
+    deduplicated.
 
     Walked folders and globs keep audio extensions only (others are listed in `ignored`); every entry of
     a manifest and every file named directly is scored, so a bad one becomes an error row.

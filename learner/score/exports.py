@@ -1,7 +1,10 @@
-"""Events of a scoring output → one Raven selection table and/or one Audacity label file per scored input file.
+"""Events of a scoring output → one Raven selection table and/or one Audacity label file per scored input
+file.
 
-    scores.events.parquet/ → RAVEN_DIR/<relative path>/<name>.earshot.selection.table.txt   (Raven Pro, BirdNET style)
-                           → AUDACITY_DIR/<relative path>/<name>.earshot.labels.txt          (Audacity label track)
+    scores.events.parquet/ → RAVEN_DIR/<relative path>/<name>.earshot.selection.table.txt   (Raven Pro,
+    BirdNET style)
+                           → AUDACITY_DIR/<relative path>/<name>.earshot.labels.txt          (Audacity label
+                           track)
 
 Every file scored without an error gets its files, also when it has no events (an empty table says "listened,
 heard nothing"; a missing one would be ambiguous). Paths below the inputs' common folder are kept, so two
@@ -38,7 +41,9 @@ def _relative_names(paths: list[str]) -> dict[str, Path]:
     return {p: Path(os.path.relpath(os.path.abspath(p), root)) for p in paths}
 
 
-def export_events(out: str | Path, raven_dir: str | Path | None = None, audacity_dir: str | Path | None = None) -> ExportSummary:
+def export_events(
+    out: str | Path, raven_dir: str | Path | None = None, audacity_dir: str | Path | None = None
+) -> ExportSummary:
     """Write the exports of scoring output `out` (made with windows); returns what was written."""
     files = read_results(out)
     if files.num_rows == 0:
@@ -48,10 +53,26 @@ def export_events(out: str | Path, raven_dir: str | Path | None = None, audacity
         raise ValueError(f"{out} has no events table; score with windows= to find events")
     by_path: dict[str, list[Event]] = {}
     for r in events_table.to_pylist():
-        by_path.setdefault(r["path"], []).append(Event(r["path"], r["label"], float(r["start_s"]), float(r["end_s"]),
-                                                       float(r["max_score"]), float(r["mean_score"])))
-    ok = [(p, rate) for p, rate, err in zip(files["path"].to_pylist(), files["sample_rate"].to_pylist(),
-                                            files["error"].to_pylist(), strict=True) if err is None]
+        by_path.setdefault(r["path"], []).append(
+            Event(
+                r["path"],
+                r["label"],
+                float(r["start_s"]),
+                float(r["end_s"]),
+                float(r["max_score"]),
+                float(r["mean_score"]),
+            )
+        )
+    ok = [
+        (p, rate)
+        for p, rate, err in zip(
+            files["path"].to_pylist(),
+            files["sample_rate"].to_pylist(),
+            files["error"].to_pylist(),
+            strict=True,
+        )
+        if err is None
+    ]
     names = _relative_names([p for p, _ in ok])
     summary = ExportSummary()
     for path, rate in ok:

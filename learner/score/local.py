@@ -1,9 +1,11 @@
-"""Batch scoring, the local engine: directories, globs or manifests of audio → one row per file, streamed into parts.
+"""Batch scoring, the local engine: directories, globs or manifests of audio → one row per file, streamed into
+parts.
 
 The steps that touch a file or a row are shared with the Ray engine (`learner.score.ray_engine`): `discover`
 lists the input, `load_item` decodes and prepares one file in a worker process under a time limit
 (`learner.score.pool`; a long file comes in parts, scored as they arrive: `learner.score.streamed`),
-`score_batch` runs the Predictor and builds the rows, `PartStore` commits them atomically (`learner.score.store`).
+`score_batch` runs the Predictor and builds the rows, `PartStore` commits them atomically
+(`learner.score.store`).
 """
 
 from __future__ import annotations
@@ -82,14 +84,18 @@ class ScoreSummary:
 
     def lines(self) -> list[str]:
         d = self.discovery
-        out = [f"scored {self.scored}, failed {self.failed}, skipped {self.skipped} (already in the output) "
-               f"in {self.seconds:.1f} s: {self.files_per_s:.1f} files/s → {self.output}"
-               + (f" (+ {self.windows_output}, {self.events_output})" if self.windows_output else "")]
+        out = [
+            f"scored {self.scored}, failed {self.failed}, skipped {self.skipped} (already in the output) "
+            f"in {self.seconds:.1f} s: {self.files_per_s:.1f} files/s → {self.output}"
+            + (f" (+ {self.windows_output}, {self.events_output})" if self.windows_output else "")
+        ]
         if self.dropped:
             out.append(f"replaced {self.dropped} earlier row(s) of files that changed or were retried")
-        for what, names in (("file(s) without an audio extension ignored", d.ignored),
-                            ("folder link(s) into folders already walked skipped", d.links_skipped),
-                            ("folder(s) could not be read", d.unreadable_dirs)):
+        for what, names in (
+            ("file(s) without an audio extension ignored", d.ignored),
+            ("folder link(s) into folders already walked skipped", d.links_skipped),
+            ("folder(s) could not be read", d.unreadable_dirs),
+        ):
             if names:
                 shown = ", ".join(one_line(n) for n in names[:3])
                 out.append(f"{len(names)} {what}: {shown}{' …' if len(names) > 3 else ''}")
@@ -99,7 +105,12 @@ class ScoreSummary:
 
 
 # the file each backend computes with: its sha256 tells whether --resume would mix two models
-BACKEND_FILES = {"torch": "model.safetensors", "pickle": "model.pkl", "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
+BACKEND_FILES = {
+    "torch": "model.safetensors",
+    "pickle": "model.pkl",
+    "onnx": "model.onnx",
+    "onnx-int8": "model.int8.onnx",
+}
 
 
 def weights_sha256(predictor: Predictor) -> str | None:
@@ -115,20 +126,38 @@ def weights_sha256(predictor: Predictor) -> str | None:
 
 def run_meta(predictor: Predictor, opts: ScoreOptions) -> dict[str, Any]:
     """What made the rows; `--resume` refuses to add rows made differently (`PartStore._recover`)."""
-    return {"format": opts.fmt, "model_id": predictor.model_id, "model_revision": predictor.revision or None,
-            "windows": list(opts.window) if opts.window else None, "threshold": opts.threshold if opts.window else None,
-            "events": {"gap_s": opts.event_gap_s, "min_length_s": opts.event_min_s} if opts.window else None,
-            "top_k": opts.top_k, "classes": predictor.classes, "backend": backend_name(predictor),
-            "weights_sha256": weights_sha256(predictor), "earshot_version": __version__}
+    return {
+        "format": opts.fmt,
+        "model_id": predictor.model_id,
+        "model_revision": predictor.revision or None,
+        "windows": list(opts.window) if opts.window else None,
+        "threshold": opts.threshold if opts.window else None,
+        "events": {"gap_s": opts.event_gap_s, "min_length_s": opts.event_min_s} if opts.window else None,
+        "top_k": opts.top_k,
+        "classes": predictor.classes,
+        "backend": backend_name(predictor),
+        "weights_sha256": weights_sha256(predictor),
+        "earshot_version": __version__,
+    }
 
 
-def plan(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) -> tuple[list[FileRef], PartStore, ScoreSummary]:
+def plan(
+    inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions
+) -> tuple[list[FileRef], PartStore, ScoreSummary]:
     """Discover the input, open the output (resume/overwrite rules) and decide what is left to score."""
-    class_thresholds(predictor.classes, predictor.config, opts.threshold)  # an unknown class fails before any work
+    class_thresholds(
+        predictor.classes, predictor.config, opts.threshold
+    )  # an unknown class fails before any work
     disc = discover(inputs)
-    store = PartStore(opts.output, opts.fmt, FILE_SCHEMA, WINDOW_SCHEMA if opts.window else None,
-                      part_rows=opts.part_rows, part_seconds=opts.part_seconds,
-                      event_schema=EVENT_SCHEMA if opts.window else None)
+    store = PartStore(
+        opts.output,
+        opts.fmt,
+        FILE_SCHEMA,
+        WINDOW_SCHEMA if opts.window else None,
+        part_rows=opts.part_rows,
+        part_seconds=opts.part_seconds,
+        event_schema=EVENT_SCHEMA if opts.window else None,
+    )
     done = store.open(run_meta(predictor, opts), resume=opts.resume, overwrite=opts.overwrite)
     todo, stale = [], set()
     for ref in disc.files:
@@ -138,9 +167,13 @@ def plan(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) -> 
         todo.append(ref)
         if prev is not None:
             stale.add(ref.path)
-    summary = ScoreSummary(opts.output, str(windows_output(opts.output)) if opts.window else None,
-                           str(events_output(opts.output)) if opts.window else None,
-                           skipped=len(disc.files) - len(todo), discovery=disc)
+    summary = ScoreSummary(
+        opts.output,
+        str(windows_output(opts.output)) if opts.window else None,
+        str(events_output(opts.output)) if opts.window else None,
+        skipped=len(disc.files) - len(todo),
+        discovery=disc,
+    )
     summary.dropped = store.drop(stale)
     return todo, store, summary
 
@@ -148,7 +181,9 @@ def plan(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) -> 
 def _progress(total: int, enabled: bool, unit: str = "file"):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit=unit, desc="scoring", disable=not enabled, smoothing=0.1, dynamic_ncols=True)
+    return tqdm(
+        total=total, unit=unit, desc="scoring", disable=not enabled, smoothing=0.1, dynamic_ncols=True
+    )
 
 
 def score(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) -> ScoreSummary:
@@ -175,13 +210,25 @@ def _score(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) -
     try:
         decode_args = (predictor.pipeline, opts.window, opts.min_duration_s, opts.stream)
         long_files = StreamedFiles(predictor, opts.window, opts.stream.chunk)
-        with DecodePool(load_item, decode_args, workers=workers, timeout_s=opts.decode_timeout_s,
-                        buffer=4 * opts.batch_size, stream=True) as pool:
+        with DecodePool(
+            load_item,
+            decode_args,
+            workers=workers,
+            timeout_s=opts.decode_timeout_s,
+            buffer=4 * opts.batch_size,
+            stream=True,
+        ) as pool:
             items = long_files.items(pool.imap_unordered(todo, on_error=error_item))
             for batch in batches(items, predictor, opts):
-                files, wins, events = score_items(predictor, batch, window=opts.window, top_k=opts.top_k,
-                                                  threshold=opts.threshold, events=opts.event_rule(),
-                                                  chunk=opts.stream.chunk)
+                files, wins, events = score_items(
+                    predictor,
+                    batch,
+                    window=opts.window,
+                    top_k=opts.top_k,
+                    threshold=opts.threshold,
+                    events=opts.event_rule(),
+                    chunk=opts.stream.chunk,
+                )
                 store.add(files, wins if opts.window else None, events if opts.window else None)
                 n_err = sum(it.error is not None for it in batch)
                 summary.failed += n_err

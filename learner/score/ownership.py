@@ -21,7 +21,8 @@ FOLDERS = ("files", "windows", "events")  # keys of meta["written"]: OUT, OUT.wi
 
 
 class NotOurOutputError(FileExistsError):
-    """OUT (or a side folder, OUT.windows / OUT.events) holds something this job cannot prove it wrote; nothing was deleted."""
+    """OUT (or a side folder, OUT.windows / OUT.events) holds something this job cannot prove it wrote;
+    nothing was deleted."""
 
 
 def is_meta_temp(p: Path) -> bool:
@@ -42,7 +43,8 @@ def read_meta(out: Path) -> dict[str, Any] | None:
 
 
 def written(meta: dict[str, Any] | None) -> dict[str, set[str]]:
-    """{"files": names in OUT, "windows": in OUT.windows, "events": in OUT.events} the job wrote (empty for older
+    """{"files": names in OUT, "windows": in OUT.windows, "events": in OUT.events} the job wrote (empty for
+    older
     outputs)."""
     listed = (meta or {}).get("written") or {}
     return {k: set(listed.get(k) or []) for k in FOLDERS}
@@ -84,7 +86,9 @@ def check_owned(out: Path, sides: dict[str, Path]) -> dict[str, set[str]]:
             foreign = _foreign(folder, names[key])
             if foreign:
                 more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
-                raise _refuse(folder, f"holds {foreign[0].name!r}{more}, which this scoring output did not write")
+                raise _refuse(
+                    folder, f"holds {foreign[0].name!r}{more}, which this scoring output did not write"
+                )
     return names
 
 
@@ -108,6 +112,10 @@ def check_resumable(out: Path, sides: dict[str, Path]) -> None:
         if f.is_symlink() and not f.is_dir():
             raise _refuse(f, "is a symbolic link that does not lead to a folder")
         if f.exists() and not f.is_dir():
-            raise NotOurOutputError(f"{f}: is a file, not an earshot scoring output folder; refusing to resume into it")
+            raise NotOurOutputError(
+                f"{f}: is a file, not an earshot scoring output folder; refusing to resume into it"
+            )
     if out.is_dir() and any(out.iterdir()) and read_meta(out) is None:
-        raise NotOurOutputError(f"{out}: not an earshot scoring output (no readable {META}); refusing to resume into it")
+        raise NotOurOutputError(
+            f"{out}: not an earshot scoring output (no readable {META}); refusing to resume into it"
+        )

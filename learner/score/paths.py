@@ -63,4 +63,3 @@ def one_line(path: str) -> str:
     for ch, esc in _LINE_BREAKERS.items():
         text = text.replace(ch, esc)
     return clean_text(text)
-

@@ -111,8 +111,18 @@ class DecodePool:
     running longer than `timeout_s` yields `on_error(task, "decode timed out after N s")`.
     """
 
-    def __init__(self, fn: Callable, args: tuple, workers: int = 1, timeout_s: float = 120.0, buffer: int = 64,
-                 depth: int = 4, stream: bool = False, part_buffer: int = 2, max_bytes: int = 256 * 2**20) -> None:
+    def __init__(
+        self,
+        fn: Callable,
+        args: tuple,
+        workers: int = 1,
+        timeout_s: float = 120.0,
+        buffer: int = 64,
+        depth: int = 4,
+        stream: bool = False,
+        part_buffer: int = 2,
+        max_bytes: int = 256 * 2**20,
+    ) -> None:
         self.fn, self.args, self.n, self.max_bytes = fn, args, max(1, workers), max_bytes
         self.stream, self.part_buffer = stream, max(1, part_buffer)
         self.timeout_s, self.buffer, self.depth = timeout_s, max(1, buffer), max(1, depth)
@@ -140,7 +150,9 @@ class DecodePool:
         self._freed: queue.SimpleQueue = queue.SimpleQueue()  # bytes of the results consumed
         taken_parts = threading.Semaphore(0)  # parts consumed: lets the dispatcher give go-aheads
         self._stop = threading.Event()  # one per call: the pool serves many calls (a Ray actor's batches)
-        t = threading.Thread(target=self._dispatch, args=(pending, out, on_error, taken, taken_parts), daemon=True)
+        t = threading.Thread(
+            target=self._dispatch, args=(pending, out, on_error, taken, taken_parts), daemon=True
+        )
         t.start()
         try:
             while True:
@@ -160,8 +172,14 @@ class DecodePool:
             self._stop.set()
             t.join()
 
-    def _dispatch(self, pending: collections.deque, out: queue.Queue, on_error: Callable, taken: threading.Semaphore,
-                  taken_parts: threading.Semaphore) -> None:
+    def _dispatch(
+        self,
+        pending: collections.deque,
+        out: queue.Queue,
+        on_error: Callable,
+        taken: threading.Semaphore,
+        taken_parts: threading.Semaphore,
+    ) -> None:
         try:
             waiting = parts = waiting_bytes = 0  # results (parts) produced but not yet consumed
             while not self._stop.is_set():
@@ -179,8 +197,12 @@ class DecodePool:
                 if not pending and not busy:
                     break
                 for s in self._slots:  # top up each worker while there is room downstream
-                    while (pending and len(s.inflight) < self.depth and busy + waiting < self.buffer
-                           and waiting_bytes < self.max_bytes):
+                    while (
+                        pending
+                        and len(s.inflight) < self.depth
+                        and busy + waiting < self.buffer
+                        and waiting_bytes < self.max_bytes
+                    ):
                         i, task = pending.popleft()
                         if not s.inflight:
                             s.since = time.monotonic()
@@ -190,7 +212,13 @@ class DecodePool:
                             s.conn.send((i, task))
                         except OSError:  # the worker died on its current file
                             busy -= len(s.inflight)
-                            self._replace(s, pending, out, on_error, f"decoder process died (exit code {s.proc.exitcode})")
+                            self._replace(
+                                s,
+                                pending,
+                                out,
+                                on_error,
+                                f"decoder process died (exit code {s.proc.exitcode})",
+                            )
                             waiting += 1
                             break
                 conns = {s.conn: s for s in self._slots if s.inflight}
@@ -243,7 +271,9 @@ class DecodePool:
             out.put(e)
         out.put(_DONE)
 
-    def _replace(self, s: _Slot, pending: collections.deque, out: queue.Queue, on_error: Callable, why: str) -> None:
+    def _replace(
+        self, s: _Slot, pending: collections.deque, out: queue.Queue, on_error: Callable, why: str
+    ) -> None:
         """Kill a stuck or dead worker: its current task becomes an error, the rest go back to the queue."""
         s.stop(kill=True)
         _, task = s.inflight.popleft()

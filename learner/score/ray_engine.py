@@ -32,13 +32,25 @@ from learner.score.local import ScoreOptions, ScoreSummary, plan
 from learner.score.rows import EVENT_SCHEMA, WINDOW_SCHEMA, Item, error_item, load_item, score_items
 from learner.serve.predictor import Predictor
 
-_ITEM_SCHEMA = pa.schema([
-    ("path", pa.string()), ("file_size", pa.int64()), ("file_mtime_ns", pa.int64()), ("error", pa.string()),
-    ("duration_s", pa.float64()), ("sample_rate", pa.int32()), ("channels", pa.int32()), ("decoder", pa.string()),
-    ("warning", pa.string()),
-    ("kind", pa.int8()), ("samples", pa.large_list(pa.float32())),  # kind: 0 error, 1 prepared clip, 2 signal
-])
-_NESTED = {"_windows": WINDOW_SCHEMA, "_events": EVENT_SCHEMA}  # side rows ride in a list column of their file's row
+_ITEM_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("file_size", pa.int64()),
+        ("file_mtime_ns", pa.int64()),
+        ("error", pa.string()),
+        ("duration_s", pa.float64()),
+        ("sample_rate", pa.int32()),
+        ("channels", pa.int32()),
+        ("decoder", pa.string()),
+        ("warning", pa.string()),
+        ("kind", pa.int8()),
+        ("samples", pa.large_list(pa.float32())),  # kind: 0 error, 1 prepared clip, 2 signal
+    ]
+)
+_NESTED = {
+    "_windows": WINDOW_SCHEMA,
+    "_events": EVENT_SCHEMA,
+}  # side rows ride in a list column of their file's row
 
 
 @dataclass
@@ -55,15 +67,21 @@ class RayOptions:
 
 def items_to_arrow(items: list[Item]) -> pa.Table:
     """Decoded items as one Arrow table (samples as a large list column: zero-copy back to NumPy)."""
-    arrays = [it.clip if it.clip is not None else it.signal if it.signal is not None else np.zeros(0, np.float32)
-              for it in items]
+    arrays = [
+        it.clip if it.clip is not None else it.signal if it.signal is not None else np.zeros(0, np.float32)
+        for it in items
+    ]
     offsets = np.concatenate([[0], np.cumsum([a.size for a in arrays])]).astype(np.int64)
     values = np.concatenate(arrays).astype(np.float32, copy=False) if arrays else np.zeros(0, np.float32)
     cols = {
-        "path": [it.ref.path for it in items], "file_size": [it.ref.size for it in items],
-        "file_mtime_ns": [it.ref.mtime_ns for it in items], "error": [it.error for it in items],
-        "duration_s": [it.duration_s for it in items], "sample_rate": [it.sample_rate for it in items],
-        "channels": [it.channels for it in items], "decoder": [it.decoder for it in items],
+        "path": [it.ref.path for it in items],
+        "file_size": [it.ref.size for it in items],
+        "file_mtime_ns": [it.ref.mtime_ns for it in items],
+        "error": [it.error for it in items],
+        "duration_s": [it.duration_s for it in items],
+        "sample_rate": [it.sample_rate for it in items],
+        "channels": [it.channels for it in items],
+        "decoder": [it.decoder for it in items],
         "warning": [it.warning for it in items],
         "kind": [0 if it.error is not None else 1 if it.clip is not None else 2 for it in items],
     }
@@ -79,10 +97,19 @@ def arrow_to_items(t: pa.Table) -> list[Item]:
     items = []
     for i, kind in enumerate(c["kind"]):
         x = values[offsets[i] : offsets[i + 1]]
-        items.append(Item(FileRef(c["path"][i], c["file_size"][i], c["file_mtime_ns"][i]), error=c["error"][i],
-                          clip=x if kind == 1 else None, signal=x if kind == 2 else None, duration_s=c["duration_s"][i],
-                          sample_rate=c["sample_rate"][i], channels=c["channels"][i], decoder=c["decoder"][i],
-                          warning=c["warning"][i]))
+        items.append(
+            Item(
+                FileRef(c["path"][i], c["file_size"][i], c["file_mtime_ns"][i]),
+                error=c["error"][i],
+                clip=x if kind == 1 else None,
+                signal=x if kind == 2 else None,
+                duration_s=c["duration_s"][i],
+                sample_rate=c["sample_rate"][i],
+                channels=c["channels"][i],
+                decoder=c["decoder"][i],
+                warning=c["warning"][i],
+            )
+        )
     return items
 
 
@@ -93,11 +120,16 @@ def _nested_type(schema: pa.Schema) -> pa.DataType:
 def nest_windows(files: pa.Table, windows: pa.Table, events: pa.Table | None = None) -> pa.Table:
     """Window (and event) rows as list columns of their file's row, so one Ray table carries all three."""
     paths = files["path"].to_pylist()
-    for column, rows in (("_windows", windows), ("_events", events if events is not None else EVENT_SCHEMA.empty_table())):
+    for column, rows in (
+        ("_windows", windows),
+        ("_events", events if events is not None else EVENT_SCHEMA.empty_table()),
+    ):
         by_path: dict[str, list[dict[str, Any]]] = {}
         for r in rows.to_pylist():
             by_path.setdefault(r.pop("path"), []).append(r)
-        files = files.append_column(column, pa.array([by_path.get(p, []) for p in paths], _nested_type(_NESTED[column])))
+        files = files.append_column(
+            column, pa.array([by_path.get(p, []) for p in paths], _nested_type(_NESTED[column]))
+        )
     return files
 
 
@@ -105,7 +137,9 @@ def _unnest(t: pa.Table, column: str) -> pa.Table:
     nested = t[column].combine_chunks()
     flat = pc.list_flatten(nested)
     paths = pc.take(t["path"], pc.list_parent_indices(nested))
-    return pa.table([paths] + [pc.struct_field(flat, [i]) for i in range(flat.type.num_fields)], schema=_NESTED[column])
+    return pa.table(
+        [paths] + [pc.struct_field(flat, [i]) for i in range(flat.type.num_fields)], schema=_NESTED[column]
+    )
 
 
 def unnest_windows(t: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
@@ -116,8 +150,13 @@ def unnest_windows(t: pa.Table) -> tuple[pa.Table, pa.Table, pa.Table]:
 class _Decode:
     """Decoding actor: one child process per actor, so a stuck decoder can be killed (time limit)."""
 
-    def __init__(self, config: dict[str, Any], window: tuple[float, float] | None, timeout_s: float,
-                 min_duration_s: float) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        window: tuple[float, float] | None,
+        timeout_s: float,
+        min_duration_s: float,
+    ) -> None:
         from learner.score.pool import DecodePool
 
         pipeline = ClipPipeline(AudioConfig.from_dict(config["audio"]))
@@ -125,22 +164,39 @@ class _Decode:
         self.pool.__enter__()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        refs = [FileRef(*r) for r in zip(*(batch[c].to_pylist() for c in ("path", "file_size", "file_mtime_ns")))]
+        refs = [
+            FileRef(*r) for r in zip(*(batch[c].to_pylist() for c in ("path", "file_size", "file_mtime_ns")))
+        ]
         return items_to_arrow(list(self.pool.imap_unordered(refs, on_error=error_item)))
 
 
 class _Score:
     """Model actor: loads the Predictor once; rows come from the same `score_batch` as the local engine."""
 
-    def __init__(self, folder: str, model_id: str, revision: str, ropts: RayOptions, opts: ScoreOptions) -> None:
-        self.p = Predictor.from_dir(folder, backend=ropts.backend, device=ropts.device, threads=ropts.threads,
-                                    model_id=model_id, revision=revision, batch_size=opts.batch_size)
+    def __init__(
+        self, folder: str, model_id: str, revision: str, ropts: RayOptions, opts: ScoreOptions
+    ) -> None:
+        self.p = Predictor.from_dir(
+            folder,
+            backend=ropts.backend,
+            device=ropts.device,
+            threads=ropts.threads,
+            model_id=model_id,
+            revision=revision,
+            batch_size=opts.batch_size,
+        )
         self.opts = opts
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         o = self.opts
-        files, wins, events = score_items(self.p, arrow_to_items(batch), window=o.window, top_k=o.top_k,
-                                          threshold=o.threshold, events=o.event_rule())
+        files, wins, events = score_items(
+            self.p,
+            arrow_to_items(batch),
+            window=o.window,
+            top_k=o.top_k,
+            threshold=o.threshold,
+            events=o.event_rule(),
+        )
         return nest_windows(files, wins, events)
 
 
@@ -151,7 +207,9 @@ def _init_ray(address: str | None) -> Any:
         import learner
         from learner.score import ray_reaper
 
-        env = {"py_modules": [os.path.dirname(learner.__file__)]} if address else None  # ship earshot's code to the nodes
+        env = (
+            {"py_modules": [os.path.dirname(learner.__file__)]} if address else None
+        )  # ship earshot's code to the nodes
         before = ray_reaper.children_of(os.getpid())
         ray.init(address=address, runtime_env=env, include_dashboard=False, logging_level="WARNING")
         started = ray_reaper.children_of(os.getpid()) - before  # GCS, raylet, …: what ray.init started here
@@ -160,11 +218,17 @@ def _init_ray(address: str | None) -> Any:
     return ray
 
 
-def score_ray(inputs: list[str | Path], model_ref: str, opts: ScoreOptions, ropts: RayOptions | None = None) -> ScoreSummary:
+def score_ray(
+    inputs: list[str | Path], model_ref: str, opts: ScoreOptions, ropts: RayOptions | None = None
+) -> ScoreSummary:
     """Score like `learner.score.local.score`, with decoding and the model spread over a Ray cluster."""
     ropts = ropts or RayOptions()
-    predictor = Predictor.from_pretrained(model_ref, backend=ropts.backend, device="cpu", batch_size=opts.batch_size)
-    folder = str(predictor.folder.resolve())  # actors load from here (a path every node sees, or the HF cache)
+    predictor = Predictor.from_pretrained(
+        model_ref, backend=ropts.backend, device="cpu", batch_size=opts.batch_size
+    )
+    folder = str(
+        predictor.folder.resolve()
+    )  # actors load from here (a path every node sees, or the HF cache)
     todo, store, summary = plan(inputs, predictor, opts)
     summary.engine = "ray"
     ray = _init_ray(ropts.address)
@@ -188,16 +252,32 @@ def score_ray(inputs: list[str | Path], model_ref: str, opts: ScoreOptions, ropt
     try:
         for lo in range(0, len(todo), max(1, ropts.chunk)):
             chunk = todo[lo : lo + ropts.chunk]
-            ds = ray.data.from_items([{"path": r.path, "file_size": r.size, "file_mtime_ns": r.mtime_ns} for r in chunk],
-                                     override_num_blocks=max(1, min(len(chunk) // 16, 4 * (decoders + actors))))
-            ds = ds.map_batches(_Decode, fn_constructor_args=(predictor.config, opts.window, opts.decode_timeout_s,
-                                                                    opts.min_duration_s),
-                                batch_size=16, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=decoders),
-                                num_cpus=1)
-            ds = ds.map_batches(_Score, fn_constructor_args=(folder, predictor.model_id, predictor.revision, ropts, opts),
-                                batch_size=opts.batch_size, batch_format="pyarrow",
-                                compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if gpus else 0,
-                                num_cpus=0 if gpus else ropts.actor_cpus)
+            ds = ray.data.from_items(
+                [{"path": r.path, "file_size": r.size, "file_mtime_ns": r.mtime_ns} for r in chunk],
+                override_num_blocks=max(1, min(len(chunk) // 16, 4 * (decoders + actors))),
+            )
+            ds = ds.map_batches(
+                _Decode,
+                fn_constructor_args=(
+                    predictor.config,
+                    opts.window,
+                    opts.decode_timeout_s,
+                    opts.min_duration_s,
+                ),
+                batch_size=16,
+                batch_format="pyarrow",
+                compute=ray.data.ActorPoolStrategy(size=decoders),
+                num_cpus=1,
+            )
+            ds = ds.map_batches(
+                _Score,
+                fn_constructor_args=(folder, predictor.model_id, predictor.revision, ropts, opts),
+                batch_size=opts.batch_size,
+                batch_format="pyarrow",
+                compute=ray.data.ActorPoolStrategy(size=actors),
+                num_gpus=1 if gpus else 0,
+                num_cpus=0 if gpus else ropts.actor_cpus,
+            )
             ds.write_parquet(str(staging))
             for f in sorted(staging.glob("*.parquet")):
                 files, wins, events = unnest_windows(pq.read_table(f))

@@ -33,10 +33,18 @@ class RayReaper:
     """The driver's side: start the watcher, tell it which staging folders to remove if the driver dies."""
 
     def __init__(self, roots: list[int]) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-        self.proc = subprocess.Popen([sys.executable, "-c", "from learner.score.ray_reaper import reaper_main; reaper_main()"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, cwd=ROOT,
-                                     start_new_session=True)  # Ctrl-C in the terminal reaches the driver, not this
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from learner.score.ray_reaper import reaper_main; reaper_main()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+        )  # Ctrl-C in the terminal reaches the driver, not this
         self._say({"roots": roots})
 
     def _say(self, message: dict[str, Any]) -> None:
@@ -111,7 +119,8 @@ def _follow(known: dict[int, int], table: dict[int, tuple[int, int, str]] | None
 
 
 def stop_processes(known: dict[int, int], grace_s: float = GRACE_S) -> list[int]:
-    """SIGTERM every known process still alive (same pid and start time), SIGKILL what is left after `grace_s`;
+    """SIGTERM every known process still alive (same pid and start time), SIGKILL what is left after
+    `grace_s`;
     returns the pids still alive at the end (none, unless a process cannot be killed)."""
     _follow(known)
     alive = _alive(known, _table())

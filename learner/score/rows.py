@@ -24,22 +24,55 @@ from learner.serve.predictor import Predictor
 
 TOP_K = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float32())]))
 EVENTS = pa.list_(pa.struct([("label", pa.string()), ("count", pa.int32())]))
+
+
 def backend_name(predictor: Predictor) -> str | None:
     return getattr(predictor.backend, "name", None)
 
 
-FILE_SCHEMA = pa.schema([
-    ("path", pa.string()), ("label", pa.string()), ("score", pa.float32()), ("top_k", TOP_K),
-    ("duration_s", pa.float64()), ("sample_rate", pa.int32()), ("channels", pa.int32()), ("n_windows", pa.int32()),
-    ("events", EVENTS), ("error", pa.string()), ("decoder", pa.string()), ("file_size", pa.int64()),
-    ("file_mtime_ns", pa.int64()), ("model_id", pa.string()), ("model_revision", pa.string()),
-    ("scored_at", pa.timestamp("us", tz="UTC")), ("backend", pa.string()), ("earshot_version", pa.string()),
-    ("path_hex", pa.string()), ("warning", pa.string()),
-])
-WINDOW_SCHEMA = pa.schema([("path", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()),
-                           ("label", pa.string()), ("score", pa.float32())])
-EVENT_SCHEMA = pa.schema([("path", pa.string()), ("label", pa.string()), ("start_s", pa.float64()),
-                          ("end_s", pa.float64()), ("max_score", pa.float32()), ("mean_score", pa.float32())])
+FILE_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("label", pa.string()),
+        ("score", pa.float32()),
+        ("top_k", TOP_K),
+        ("duration_s", pa.float64()),
+        ("sample_rate", pa.int32()),
+        ("channels", pa.int32()),
+        ("n_windows", pa.int32()),
+        ("events", EVENTS),
+        ("error", pa.string()),
+        ("decoder", pa.string()),
+        ("file_size", pa.int64()),
+        ("file_mtime_ns", pa.int64()),
+        ("model_id", pa.string()),
+        ("model_revision", pa.string()),
+        ("scored_at", pa.timestamp("us", tz="UTC")),
+        ("backend", pa.string()),
+        ("earshot_version", pa.string()),
+        ("path_hex", pa.string()),
+        ("warning", pa.string()),
+    ]
+)
+WINDOW_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("label", pa.string()),
+        ("score", pa.float32()),
+    ]
+)
+EVENT_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("label", pa.string()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("max_score", pa.float32()),
+        ("mean_score", pa.float32()),
+    ]
+)
 
 Window = tuple[float, float] | None  # (window s, hop s) to score every file in windows; None: only long files
 
@@ -75,8 +108,15 @@ def _plan(pipeline: ClipPipeline, window: Window) -> WindowPlan:
     return pipeline.window_plan(*(window or (None, None)))
 
 
-def load_item(ref: FileRef, pipeline: ClipPipeline, window: Window, min_duration_s: float = MIN_DURATION_S,
-              sizes: StreamSizes | None = None, *, emit: Callable[[Any], None] | None = None) -> Item:
+def load_item(
+    ref: FileRef,
+    pipeline: ClipPipeline,
+    window: Window,
+    min_duration_s: float = MIN_DURATION_S,
+    sizes: StreamSizes | None = None,
+    *,
+    emit: Callable[[Any], None] | None = None,
+) -> Item:
     """Decode and prepare one file; never raises (whatever happens becomes the item's `error`). Files
     holding less than `min_duration_s` of audio are errors ("too short to classify").
 
@@ -89,15 +129,29 @@ def load_item(ref: FileRef, pipeline: ClipPipeline, window: Window, min_duration
 
             d, streamed = decode_in_parts(ref, pipeline, window, sizes or StreamSizes(), emit)
         else:
-            d, streamed = pipeline.decode(ref.path, max_duration_s=SCORE_MAX_S, max_bytes=SCORE_MAX_BYTES), False
+            d, streamed = (
+                pipeline.decode(ref.path, max_duration_s=SCORE_MAX_S, max_bytes=SCORE_MAX_BYTES),
+                False,
+            )
     except AudioDecodeError as e:
         return Item(ref, error=e.reason)
-    except Exception as e:  # the decoders promise AudioDecodeError; a scorer of millions of files double-checks
+    except (
+        Exception
+    ) as e:  # the decoders promise AudioDecodeError; a scorer of millions of files double-checks
         return Item(ref, error=f"{type(e).__name__}: {e}")
-    item = Item(ref, duration_s=d.duration_s, sample_rate=d.orig_sample_rate, channels=d.channels, decoder=d.decoder,
-                warning=d.warning, streamed=streamed)
+    item = Item(
+        ref,
+        duration_s=d.duration_s,
+        sample_rate=d.orig_sample_rate,
+        channels=d.channels,
+        decoder=d.decoder,
+        warning=d.warning,
+        streamed=streamed,
+    )
     if d.duration_s < min_duration_s:
-        item.error = f"too short to classify: {d.duration_s:.3g} s of audio, the minimum is {min_duration_s:g} s"
+        item.error = (
+            f"too short to classify: {d.duration_s:.3g} s of audio, the minimum is {min_duration_s:g} s"
+        )
         return item
     if streamed or pipeline.wants_windows(d.samples.size, forced=window is not None):
         item.signal = d.samples
@@ -117,7 +171,9 @@ def item_cost(item: Item, pipeline: ClipPipeline, window: Window) -> int:
     return _plan(pipeline, window).count(item.signal.size)
 
 
-def count_events(top: np.ndarray, score: np.ndarray, n_classes: int, threshold: float | np.ndarray) -> np.ndarray:
+def count_events(
+    top: np.ndarray, score: np.ndarray, n_classes: int, threshold: float | np.ndarray
+) -> np.ndarray:
     """Events per class: runs of consecutive windows whose top class is that class with score ≥ threshold
     (one value, or one per class; one call spanning overlapping windows counts once)."""
     counts = np.zeros(n_classes, dtype=np.int64)
@@ -131,19 +187,36 @@ def count_events(top: np.ndarray, score: np.ndarray, n_classes: int, threshold: 
     return counts
 
 
-def score_batch(predictor: Predictor, items: list[Item], *, window: Window = None, top_k: int = 5,
-                threshold: float | dict[str, float] | None = None, scored_at: datetime | None = None,
-                chunk: int = 256) -> tuple[pa.Table, pa.Table]:
+def score_batch(
+    predictor: Predictor,
+    items: list[Item],
+    *,
+    window: Window = None,
+    top_k: int = 5,
+    threshold: float | dict[str, float] | None = None,
+    scored_at: datetime | None = None,
+    chunk: int = 256,
+) -> tuple[pa.Table, pa.Table]:
     """Items → (file rows, window rows) with FILE_SCHEMA / WINDOW_SCHEMA (`score_items` adds the events)."""
-    files, wins, _ = score_items(predictor, items, window=window, top_k=top_k, threshold=threshold,
-                                 scored_at=scored_at, chunk=chunk)
+    files, wins, _ = score_items(
+        predictor, items, window=window, top_k=top_k, threshold=threshold, scored_at=scored_at, chunk=chunk
+    )
     return files, wins
 
 
-def score_items(predictor: Predictor, items: list[Item], *, window: Window = None, top_k: int = 5,
-                threshold: float | dict[str, float] | None = None, events: EventRule | None = None,
-                scored_at: datetime | None = None, chunk: int = 256) -> tuple[pa.Table, pa.Table, pa.Table]:
-    """Items → (file rows, window rows, event rows) with FILE_SCHEMA / WINDOW_SCHEMA / EVENT_SCHEMA. Both engines
+def score_items(
+    predictor: Predictor,
+    items: list[Item],
+    *,
+    window: Window = None,
+    top_k: int = 5,
+    threshold: float | dict[str, float] | None = None,
+    events: EventRule | None = None,
+    scored_at: datetime | None = None,
+    chunk: int = 256,
+) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """Items → (file rows, window rows, event rows) with FILE_SCHEMA / WINDOW_SCHEMA / EVENT_SCHEMA. Both
+    engines
     build rows only here. `threshold` (one value or per class) overrides the model's thresholds (config.json,
     default 0.5) for event counts and events; `events` sets the gap and minimum length."""
     scored_at = scored_at or datetime.now(UTC)
@@ -168,13 +241,23 @@ def score_items(predictor: Predictor, items: list[Item], *, window: Window = Non
     wrows: dict[str, list] = {k: [] for k in WINDOW_SCHEMA.names}
     erows: list[dict[str, Any]] = []
     for j, it in enumerate(items):
-        row: dict[str, Any] = dict(path=stored_path(it.ref.path), path_hex=path_hex(it.ref.path),
-                                   file_size=it.ref.size, file_mtime_ns=it.ref.mtime_ns, error=clean_text(it.error),
-                                   warning=clean_text(it.warning),
-                                   duration_s=it.duration_s, sample_rate=it.sample_rate,
-                                   channels=it.channels, decoder=it.decoder, model_id=predictor.model_id,
-                                   model_revision=predictor.revision or None, scored_at=scored_at,
-                                   backend=backend_name(predictor), earshot_version=__version__)
+        row: dict[str, Any] = dict(
+            path=stored_path(it.ref.path),
+            path_hex=path_hex(it.ref.path),
+            file_size=it.ref.size,
+            file_mtime_ns=it.ref.mtime_ns,
+            error=clean_text(it.error),
+            warning=clean_text(it.warning),
+            duration_s=it.duration_s,
+            sample_rate=it.sample_rate,
+            channels=it.channels,
+            decoder=it.decoder,
+            model_id=predictor.model_id,
+            model_revision=predictor.revision or None,
+            scored_at=scored_at,
+            backend=backend_name(predictor),
+            earshot_version=__version__,
+        )
         if it.error is None:
             if it.clip is not None:
                 probs, n_win = allp[spans[j][0]], 1
@@ -196,11 +279,20 @@ def score_items(predictor: Predictor, items: list[Item], *, window: Window = Non
                     wrows["score"] += top_s.tolist()
                     counts = count_events(top, top_s, len(classes), thr)
                     row["events"] = [{"label": c, "count": int(n)} for c, n in zip(classes, counts.tolist())]
-                    erows += [e.as_dict() for e in predictor.events(starts, wp, window[0], rule, it.duration_s,
-                                                                     row["path"])]
+                    erows += [
+                        e.as_dict()
+                        for e in predictor.events(starts, wp, window[0], rule, it.duration_s, row["path"])
+                    ]
             order = pipe.top_k(probs, top_k)
-            row.update(label=classes[order[0]], score=float(probs[order[0]]), n_windows=n_win,
-                       top_k=[{"label": classes[i], "score": float(probs[i])} for i in order.tolist()])
+            row.update(
+                label=classes[order[0]],
+                score=float(probs[order[0]]),
+                n_windows=n_win,
+                top_k=[{"label": classes[i], "score": float(probs[i])} for i in order.tolist()],
+            )
         rows.append(row)
-    return (pa.Table.from_pylist(rows, schema=FILE_SCHEMA), pa.table(wrows, schema=WINDOW_SCHEMA),
-            pa.Table.from_pylist(erows, schema=EVENT_SCHEMA))
+    return (
+        pa.Table.from_pylist(rows, schema=FILE_SCHEMA),
+        pa.table(wrows, schema=WINDOW_SCHEMA),
+        pa.Table.from_pylist(erows, schema=EVENT_SCHEMA),
+    )

@@ -102,12 +102,15 @@ def out_of_space(out: Path | str, e: OSError) -> RuntimeError | None:
     if e.errno not in (errno.ENOSPC, errno.EDQUOT):
         return None
     where = f" writing {e.filename}" if e.filename else ""
-    return RuntimeError(f"{out}: no space left on the device{where}; the parts already committed are kept: "
-                        "free some space and run again with resume=True")
+    return RuntimeError(
+        f"{out}: no space left on the device{where}; the parts already committed are kept: "
+        "free some space and run again with resume=True"
+    )
 
 
 def read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
-    """One committed part of any format, as Arrow (CSV/JSONL nested columns come back as JSON text / lists)."""
+    """One committed part of any format, as Arrow (CSV/JSONL nested columns come back as JSON text /
+    lists)."""
     return WRITERS[path.suffix[1:]].read(path, columns)
 
 
@@ -124,15 +127,26 @@ class PartStore:
     """Streams rows into numbered parts under `out` (and `windows_output(out)`, `events_output(out)`); see the
     module docstring."""
 
-    def __init__(self, out: str | Path, fmt: str, file_schema: pa.Schema, window_schema: pa.Schema | None,
-                 part_rows: int = 2048, part_seconds: float = 60.0, event_schema: pa.Schema | None = None) -> None:
+    def __init__(
+        self,
+        out: str | Path,
+        fmt: str,
+        file_schema: pa.Schema,
+        window_schema: pa.Schema | None,
+        part_rows: int = 2048,
+        part_seconds: float = 60.0,
+        event_schema: pa.Schema | None = None,
+    ) -> None:
         if fmt not in WRITERS:
             raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(WRITERS)}")
         self.out, self.fmt = Path(out), fmt
         self.wout = windows_output(out) if window_schema is not None else None
         self.file_schema, self.window_schema = file_schema, window_schema
-        self.sides = {side: (side_output(out, side), schema) for side, schema in
-                      (("windows", window_schema), ("events", event_schema)) if schema is not None}
+        self.sides = {
+            side: (side_output(out, side), schema)
+            for side, schema in (("windows", window_schema), ("events", event_schema))
+            if schema is not None
+        }
         self.part_rows, self.part_seconds = max(1, part_rows), part_seconds
         self.next_index = 0
         self.committed_rows = 0
@@ -143,7 +157,9 @@ class PartStore:
 
     # --- opening -------------------------------------------------------------------------------------
 
-    def open(self, meta: dict[str, Any], resume: bool = False, overwrite: bool = False) -> dict[str, tuple[int, int, bool]]:
+    def open(
+        self, meta: dict[str, Any], resume: bool = False, overwrite: bool = False
+    ) -> dict[str, tuple[int, int, bool]]:
         """Prepare the folder. Returns what is already scored: path → (size, mtime_ns, had_error).
 
         `overwrite` deletes only what the old metadata lists (`learner.score.ownership`); `resume`
@@ -154,7 +170,9 @@ class PartStore:
         if exists and overwrite:
             remove_owned(self.out, side_folders)
         elif exists and not resume:
-            raise FileExistsError(f"{exists[0]} already exists; pass resume=True to continue it or overwrite=True to replace it")
+            raise FileExistsError(
+                f"{exists[0]} already exists; pass resume=True to continue it or overwrite=True to replace it"
+            )
         elif exists:
             check_resumable(self.out, side_folders)
         self._written = written(read_meta(self.out)) if exists and resume else written(None)
@@ -167,7 +185,9 @@ class PartStore:
         return done
 
     def _save_meta(self) -> None:
-        write_json(self.out / META, {**self._meta, "written": {k: sorted(v) for k, v in self._written.items()}})
+        write_json(
+            self.out / META, {**self._meta, "written": {k: sorted(v) for k, v in self._written.items()}}
+        )
 
     def claim(self, *names: str, side: str = "files") -> None:
         """List `names` (in OUT, or in the side folder `side`: "windows", "events") as written by this job,
@@ -178,7 +198,9 @@ class PartStore:
             self._save_meta()
 
     def _parts(self, folder: Path) -> dict[int, Path]:
-        return {i: p for p in folder.iterdir() if (i := _part_index(p)) is not None} if folder.is_dir() else {}
+        return (
+            {i: p for p in folder.iterdir() if (i := _part_index(p)) is not None} if folder.is_dir() else {}
+        )
 
     def _recover(self, meta: dict[str, Any]) -> dict[str, tuple[int, int, bool]]:
         old_meta = self.out / META
@@ -186,15 +208,26 @@ class PartStore:
             old = json.loads(old_meta.read_text())
             for key in ("format", "model_id", "model_revision", "windows", "threshold", "top_k"):
                 if old.get(key) != meta.get(key):
-                    raise ValueError(f"{self.out} was made with {key}={old.get(key)!r}, this run has {meta.get(key)!r}; "
-                                     "resume with the same settings or pass overwrite=True")
-            for key, what in (("backend", "backend"), ("weights_sha256", "model weights"), ("classes", "classes"),
-                              ("events", "event settings")):
+                    raise ValueError(
+                        f"{self.out} was made with {key}={old.get(key)!r}, this run has {meta.get(key)!r}; "
+                        "resume with the same settings or pass overwrite=True"
+                    )
+            for key, what in (
+                ("backend", "backend"),
+                ("weights_sha256", "model weights"),
+                ("classes", "classes"),
+                ("events", "event settings"),
+            ):
                 if key in old and old[key] != meta.get(key):  # outputs of older versions do not record them
-                    said = (f"{old[key]!r}, this run has {meta.get(key)!r}" if key != "weights_sha256" else
-                            f"sha256 {str(old[key])[:12]}…, this run's are {str(meta.get(key))[:12]}…")
-                    raise ValueError(f"{self.out} was made with other {what} ({key}={said}); resume with the same "
-                                     "model and backend, or pass overwrite=True")
+                    said = (
+                        f"{old[key]!r}, this run has {meta.get(key)!r}"
+                        if key != "weights_sha256"
+                        else f"sha256 {str(old[key])[:12]}…, this run's are {str(meta.get(key))[:12]}…"
+                    )
+                    raise ValueError(
+                        f"{self.out} was made with other {what} ({key}={said}); resume with the same "
+                        "model and backend, or pass overwrite=True"
+                    )
         for key, folder in (("files", self.out), *((s, side_output(self.out, s)) for s in SIDES)):
             if folder.is_dir():
                 for p in folder.iterdir():
@@ -207,10 +240,14 @@ class PartStore:
         for side in SIDES:
             sfolder = side_output(self.out, side)
             if side not in self.sides and self._parts(sfolder):
-                raise ValueError(f"{self.out} has {side} rows in {sfolder}; resume with the same windows= or pass overwrite=True")
+                raise ValueError(
+                    f"{self.out} has {side} rows in {sfolder}; resume with the same windows= or pass "
+                    "overwrite=True"
+                )
             for i, p in self._parts(sfolder).items():
                 if i not in parts and (legacy or p.name in self._written[side]):
-                    p.unlink()  # killed between the renames: its files are not in OUT, so they are scored again
+                    # killed between the renames: its files are not in OUT, so they are scored again
+                    p.unlink()
         done: dict[str, tuple[int, int, bool]] = {}
         for p in parts.values():
             try:
@@ -234,11 +271,15 @@ class PartStore:
         shown = pa.array(sorted({stored_path(p) for p in paths}), pa.string())  # side rows carry `path` only
         for i, p in sorted(self._parts(self.out).items()):
             t = read_part(p)
-            keep = pa.array([original_path(a, h) not in paths for a, h in zip(t["path"].to_pylist(), _hex_column(t))])
+            keep = pa.array(
+                [original_path(a, h) not in paths for a, h in zip(t["path"].to_pylist(), _hex_column(t))]
+            )
             n = t.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
             if not n:
                 continue
-            for wparts in sparts:  # sides first: a kill in between leaves stale file rows, which resume drops again
+            for (
+                wparts
+            ) in sparts:  # sides first: a kill in between leaves stale file rows, which resume drops again
                 if i in wparts:
                     wt = read_part(wparts[i])
                     self._rewrite(wparts[i], wt.filter(pc.invert(pc.is_in(wt["path"], shown))))
@@ -267,8 +308,10 @@ class PartStore:
             for side in self.sides:
                 self.claim(name, f".{name}.tmp", side=side)
             fw = _PartWriter(self.out / f".{name}.tmp", self.file_schema, self.fmt)
-            sides = {side: _PartWriter(folder / f".{name}.tmp", schema, self.fmt)
-                     for side, (folder, schema) in self.sides.items()}
+            sides = {
+                side: _PartWriter(folder / f".{name}.tmp", schema, self.fmt)
+                for side, (folder, schema) in self.sides.items()
+            }
             self._cur, self._opened = (fw, sides), time.monotonic()
         fw, sides = self._cur
         fw.write(files)

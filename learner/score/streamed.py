@@ -32,8 +32,9 @@ class Part:
     samples: np.ndarray
 
 
-def decode_in_parts(ref: FileRef, pipeline: ClipPipeline, window: Window, sizes: StreamSizes,
-                    emit: Callable[[Part], None]) -> tuple[Decoded, bool]:
+def decode_in_parts(
+    ref: FileRef, pipeline: ClipPipeline, window: Window, sizes: StreamSizes, emit: Callable[[Part], None]
+) -> tuple[Decoded, bool]:
     """Decode `ref` at the model's rate; past `stream_threshold` samples send them on as `Part`s.
 
     Returns (the `Decoded` with the samples not sent, whether any part was sent)."""
@@ -46,7 +47,9 @@ def decode_in_parts(ref: FileRef, pipeline: ClipPipeline, window: Window, sizes:
         state["held"] += x.size
         if state["held"] <= (sizes.part if state["sent"] else threshold):
             return
-        group: list[np.ndarray] = []  # parts of about `sizes.part` samples (never all that was held in one copy)
+        group: list[
+            np.ndarray
+        ] = []  # parts of about `sizes.part` samples (never all that was held in one copy)
         for i, y in enumerate(held):
             group.append(y)
             if sum(g.size for g in group) >= sizes.part or i == len(held) - 1:
@@ -55,8 +58,14 @@ def decode_in_parts(ref: FileRef, pipeline: ClipPipeline, window: Window, sizes:
         held.clear()
         state["held"], state["sent"] = 0, True
 
-    d = stream_decode(ref.path, pipeline.cfg.sample_rate, on_samples, max_duration_s=SCORE_MAX_S,
-                      max_bytes=SCORE_MAX_BYTES, block=sizes.block)
+    d = stream_decode(
+        ref.path,
+        pipeline.cfg.sample_rate,
+        on_samples,
+        max_duration_s=SCORE_MAX_S,
+        max_bytes=SCORE_MAX_BYTES,
+        block=sizes.block,
+    )
     rest = np.concatenate(held) if len(held) > 1 else held[0] if held else np.zeros(0, np.float32)
     return replace(d, samples=rest), state["sent"]
 
@@ -66,8 +75,9 @@ class _Scoring:
 
     def __init__(self, predictor: Predictor, window: Window, chunk: int) -> None:
         self.predictor = predictor
-        self.windows = WindowStream(predictor.pipeline, _plan(predictor.pipeline, window),
-                                    window_group(chunk, predictor.batch_size))
+        self.windows = WindowStream(
+            predictor.pipeline, _plan(predictor.pipeline, window), window_group(chunk, predictor.batch_size)
+        )
         self.probs: list[np.ndarray] = []
         self.starts: list[np.ndarray] = []
 

@@ -83,8 +83,15 @@ class ParquetWriter(Writer):
 
 class CsvWriter(Writer):
     name = "csv"
-    TYPES = {"path": pa.string(), "file_size": pa.int64(), "file_mtime_ns": pa.int64(), "error": pa.string(),
-             "label": pa.string(), "decoder": pa.string(), "model_revision": pa.string()}
+    TYPES = {
+        "path": pa.string(),
+        "file_size": pa.int64(),
+        "file_mtime_ns": pa.int64(),
+        "error": pa.string(),
+        "label": pa.string(),
+        "decoder": pa.string(),
+        "model_revision": pa.string(),
+    }
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         import pyarrow.csv as pcsv
@@ -99,7 +106,9 @@ class CsvWriter(Writer):
     def read(path: Path, columns: list[str] | None = None) -> pa.Table:
         import pyarrow.csv as pcsv
 
-        opts = pcsv.ConvertOptions(include_columns=columns or [], column_types=CsvWriter.TYPES, strings_can_be_null=True)
+        opts = pcsv.ConvertOptions(
+            include_columns=columns or [], column_types=CsvWriter.TYPES, strings_can_be_null=True
+        )
         return pcsv.read_csv(path, convert_options=opts)
 
     @staticmethod

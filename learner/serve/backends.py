@@ -45,8 +45,14 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, folder: Path, config: dict[str, Any], cfg: AudioConfig, device: str | None = None,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        config: dict[str, Any],
+        cfg: AudioConfig,
+        device: str | None = None,
+        threads: int | None = None,
+    ) -> None:
         try:
             import torch
         except ModuleNotFoundError:  # the lean serving install (requirements-serve.txt) has no torch
@@ -61,7 +67,9 @@ class TorchBackend:
             torch.set_num_threads(threads)
         net = self.load_net(folder, config)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = AudioClassifier(FrontEnd(cfg, get_arch(config["arch"]).input), net).to(self.device).eval()
+        self.model = (
+            AudioClassifier(FrontEnd(cfg, get_arch(config["arch"]).input), net).to(self.device).eval()
+        )
         self._torch = torch
 
     def load_net(self, folder: Path, config: dict[str, Any]) -> Any:
@@ -97,17 +105,27 @@ def _lazy(module: str, cls: str) -> Any:
     return make
 
 
-BACKENDS: dict[str, Any] = {"torch": TorchBackend, "pickle": PickleBackend,
-                            "onnx": _lazy("learner.serve.onnx_backend", "OnnxBackend"),
-                            "onnx-int8": _lazy("learner.serve.onnx_backend", "OnnxInt8Backend")}
+BACKENDS: dict[str, Any] = {
+    "torch": TorchBackend,
+    "pickle": PickleBackend,
+    "onnx": _lazy("learner.serve.onnx_backend", "OnnxBackend"),
+    "onnx-int8": _lazy("learner.serve.onnx_backend", "OnnxInt8Backend"),
+}
 #: What a command line offers: "auto" (ONNX when the folder has model.onnx, else torch) and BACKENDS, but for
-#: "pickle", which runs code from the file and is opt-in from Python only (`Predictor.from_dir(allow_pickle=True)`).
+# : "pickle", which runs code from the file and is opt-in from Python only
+# (`Predictor.from_dir(allow_pickle=True)`).
 BACKEND_CHOICES = ("auto", *(name for name in BACKENDS if name != "pickle"))
 
 
 def _no_torch(folder: Path) -> str:
     """One line for a model that needs torch where only ONNX Runtime is installed."""
     if (Path(folder) / "model.onnx").is_file():
-        return f"{folder}: the torch backend needs torch, which is not installed here; serve model.onnx (backend onnx)"
-    return (f"{folder}: no model.onnx, and torch (needed for model.safetensors) is not installed here; run "
-            f"`python -m jobs.export --model {folder}` where torch is installed (requirements.txt), then serve it here")
+        return (
+            f"{folder}: the torch backend needs torch, which is not installed here; "
+            "serve model.onnx (backend onnx)"
+        )
+    return (
+        f"{folder}: no model.onnx, and torch (needed for model.safetensors) is not installed here; run "
+        f"`python -m jobs.export --model {folder}` where torch is installed (requirements.txt), then serve "
+        "it here"
+    )

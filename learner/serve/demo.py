@@ -31,15 +31,30 @@ EXAMPLES_ENV = "EARSHOT_EXAMPLES"
 ROOT = Path(__file__).resolve().parents[2]  # the checkout (examples/ ships with the app, not the package)
 EXAMPLES_DIR = ROOT / "examples"
 DEFAULT_NAME = "spoken-digits"
-SHIPPED_NAME = "speech-words"  # the default: real speakers' command words, prebuilt (scripts/build_demo_model.py)
+SHIPPED_NAME = (
+    "speech-words"  # the default: real speakers' command words, prebuilt (scripts/build_demo_model.py)
+)
 SHIPPED_MODEL = ROOT / "assets" / SHIPPED_NAME
 DEFAULT_RECIPE_VERSION = 1  # bump when the fallback recipe below changes: cached fallback models are rebuilt
-# The fallback (no shipped folder): spoken digits, 1.0 s clips at 16 kHz, 64 mels, 16 ms hop, small SpecAugment.
-DEFAULT_AUDIO = dict(sample_rate=16000, duration=1.0, n_fft=512, hop_length=256, n_mels=64, f_max=8000.0,
-                     mixup=0.0, spec_freq_mask=8, spec_time_mask=8, spec_masks=2)
+# The fallback (no shipped folder): spoken digits, 1.0 s clips at 16 kHz, 64 mels, 16 ms hop, small
+# SpecAugment.
+DEFAULT_AUDIO = dict(
+    sample_rate=16000,
+    duration=1.0,
+    n_fft=512,
+    hop_length=256,
+    n_mels=64,
+    f_max=8000.0,
+    mixup=0.0,
+    spec_freq_mask=8,
+    spec_time_mask=8,
+    spec_masks=2,
+)
 DEFAULT_TRAIN = dict(arch="xresnet18", pretrained="none", epochs=5, bs=32, lr=3e-3, seed=42, pickle=False)
 
-_info = logging.getLogger(__name__).info  # a job or app.py shows these lines; a library user's logging decides
+_info = logging.getLogger(
+    __name__
+).info  # a job or app.py shows these lines; a library user's logging decides
 SALIENCY_FLOOR = 0.3  # saliency below this share of its peak is not drawn, so the log-mel stays readable
 Log = Callable[[str], Any]
 
@@ -74,15 +89,23 @@ def _synth_matches(folder: Path, want: dict[str, Any]) -> bool:
     return all(info.get(k) == v for k, v in want.items())
 
 
-def ensure_default_model(folder: str | Path | None = None, *, log: Log = _info, voices: list[str] | None = None,
-                         per_voice: int | None = None, epochs: int | None = None, progress: bool = True,
-                         threads: int | None = 1) -> Path:
+def ensure_default_model(
+    folder: str | Path | None = None,
+    *,
+    log: Log = _info,
+    voices: list[str] | None = None,
+    per_voice: int | None = None,
+    epochs: int | None = None,
+    progress: bool = True,
+    threads: int | None = 1,
+) -> Path:
     """The fallback model's directory, built on first use: espeak-ng spoken digits → xresnet18 from scratch.
 
     Validation holds whole voices out (the manifest's group column), so metrics.json reports accuracy on
     unseen voices. Built in a temporary sibling folder and renamed into place, so an interrupted or
     concurrent build never leaves half a model. `voices`/`per_voice`/`epochs` shrink it (tests).
-    `threads=1` (torch intra-op threads while training): on a shared 2-core machine two threads spinning against
+    `threads=1` (torch intra-op threads while training): on a shared 2-core machine two threads spinning
+    against
     other processes made the build 4× slower (16 min vs 3.8 min, load 4–8); None keeps torch's default.
     """
     out = Path(folder) if folder is not None else default_model_dir()
@@ -91,26 +114,37 @@ def ensure_default_model(folder: str | Path | None = None, *, log: Log = _info, 
     from learner.data.synth import DEFAULT_VOICES, EspeakUnavailableError, ensure_spoken_digits
 
     kw: dict[str, Any] = {"voices": list(voices or DEFAULT_VOICES), "per_voice": per_voice or 8, "seed": 0}
-    data_root = Path(os.environ["EARSHOT_DATA"]).expanduser() if os.environ.get("EARSHOT_DATA") else cache_home() / "datasets"
-    data = data_root / "spoken-digits-synth"  # shared with data=spoken-digits-synth, unless built differently there
+    data_root = (
+        Path(os.environ["EARSHOT_DATA"]).expanduser()
+        if os.environ.get("EARSHOT_DATA")
+        else cache_home() / "datasets"
+    )
+    data = (
+        data_root / "spoken-digits-synth"
+    )  # shared with data=spoken-digits-synth, unless built differently there
     if not _synth_matches(data, kw):
         data = data_root / f"spoken-digits-synth-{len(kw['voices'])}x{kw['per_voice']}"
     t0 = time.time()
-    log(f"no model configured ({MODEL_ENV} / model=); building the default spoken-digits model once "
-        f"into {out}")
+    log(
+        f"no model configured ({MODEL_ENV} / model=); building the default spoken-digits model once "
+        f"into {out}"
+    )
     log(f"[1/2] synthesising spoken digits with espeak-ng into {data} (about 30 s, first time only)")
     try:
         manifest = ensure_spoken_digits(data, **kw)
     except EspeakUnavailableError as e:
         raise DemoModelError(
             f"no model to serve: none configured, none cached in {out}, and the default one cannot be built "
-            f"({e}). Fix: `.venv/bin/pip install espeakng-loader` (or `apt-get install espeak-ng`) and run again, "
+            f"({e}). Fix: `.venv/bin/pip install espeakng-loader` (or `apt-get install espeak-ng`) and run "
+            "again, "
             f"or serve a model you have: model=DIR_OR_USER/NAME (or set {MODEL_ENV}); "
             f"train one with the train job: data=my_sounds out=models/my_sounds pretrained=none"
         ) from None
     n_epochs = epochs or DEFAULT_TRAIN["epochs"]
-    log(f"[2/2] training xresnet18 from scratch for {n_epochs} epochs on {manifest} "
-        f"(a few minutes on 2 CPU cores; validation = held-out voices)")
+    log(
+        f"[2/2] training xresnet18 from scratch for {n_epochs} epochs on {manifest} "
+        f"(a few minutes on 2 CPU cores; validation = held-out voices)"
+    )
     import torch
 
     from learner.config import AudioConfig
@@ -118,14 +152,24 @@ def ensure_default_model(folder: str | Path | None = None, *, log: Log = _info, 
 
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    args = TrainArgs(data=str(manifest), out=str(tmp), **{**DEFAULT_TRAIN, "epochs": n_epochs}, progress=progress)
+    args = TrainArgs(
+        data=str(manifest), out=str(tmp), **{**DEFAULT_TRAIN, "epochs": n_epochs}, progress=progress
+    )
     before = torch.get_num_threads()
     try:
         if threads:
             torch.set_num_threads(threads)
         result = train(args, AudioConfig(**DEFAULT_AUDIO))
-        (tmp / "earshot-default.json").write_text(json.dumps(
-            {"recipe_version": DEFAULT_RECIPE_VERSION, "data": str(manifest), "built_s": round(time.time() - t0, 1)}) + "\n")
+        (tmp / "earshot-default.json").write_text(
+            json.dumps(
+                {
+                    "recipe_version": DEFAULT_RECIPE_VERSION,
+                    "data": str(manifest),
+                    "built_s": round(time.time() - t0, 1),
+                }
+            )
+            + "\n"
+        )
         if not _default_ok(out):  # another process may have finished first: keep theirs
             shutil.rmtree(out, ignore_errors=True)
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -134,8 +178,10 @@ def ensure_default_model(folder: str | Path | None = None, *, log: Log = _info, 
         torch.set_num_threads(before)
         shutil.rmtree(tmp, ignore_errors=True)
     m = result.metrics
-    log(f"default model ready in {time.time() - t0:.0f} s: accuracy {m['accuracy']:.3f} on "
-        f"{m['n_valid']} clips of held-out voices → {out}")
+    log(
+        f"default model ready in {time.time() - t0:.0f} s: accuracy {m['accuracy']:.3f} on "
+        f"{m['n_valid']} clips of held-out voices → {out}"
+    )
     return out
 
 
@@ -159,14 +205,18 @@ def load_model(ref: str | None = None, *, backend: str = "auto", log: Log = _inf
     if ref:
         log(f"loading {ref}")
         folder = resolve(ref)
-        model_id = Path(folder).name if Path(ref).expanduser().exists() else ref.split("@")[0]  # no server paths
+        model_id = (
+            Path(folder).name if Path(ref).expanduser().exists() else ref.split("@")[0]
+        )  # no server paths
     elif (SHIPPED_MODEL / "config.json").is_file():
         folder, model_id = SHIPPED_MODEL, f"{SHIPPED_NAME} (shipped with earshot)"
     else:
         log(f"earshot: the shipped default model ({SHIPPED_MODEL.name}) is missing; building the fallback")
         folder = ensure_default_model(log=log)
         model_id = f"{DEFAULT_NAME} (built locally)"
-    return ServedModel(Predictor.from_pretrained(str(folder), model_id=model_id, backend=backend), Path(folder))
+    return ServedModel(
+        Predictor.from_pretrained(str(folder), model_id=model_id, backend=backend), Path(folder)
+    )
 
 
 @dataclass
@@ -202,14 +252,16 @@ def explainer_for(predictor: Predictor):
 
 
 def _display_logmel(predictor: Predictor, clip: np.ndarray) -> np.ndarray:
-    """The log-mel the model saw, in NumPy (`learner.melspec`, equal to the torch front end): drawn with any backend."""
+    """The log-mel the model saw, in NumPy (`learner.melspec`, equal to the torch front end): drawn with any
+    backend."""
     from learner.serve.melspec import logmel
 
     return logmel(clip, predictor.cfg)
 
 
 def _padded_after(signal: np.ndarray, cfg: Any) -> float | None:
-    """Where padding (silence or a repeat, `pad_mode`) starts in the prepared clip (seconds), or None when the sound fills it."""
+    """Where padding (silence or a repeat, `pad_mode`) starts in the prepared clip (seconds), or None when the
+    sound fills it."""
     kept = trim_silence(signal, cfg.trim_db, cfg.trim_mode).size
     return kept / cfg.sample_rate if 0 < kept < cfg.n_samples else None
 
@@ -217,11 +269,15 @@ def _padded_after(signal: np.ndarray, cfg: Any) -> float | None:
 def _close(fig: Any) -> Any:
     import matplotlib.pyplot as plt
 
-    plt.close(fig)  # drop pyplot's reference (a server would leak one figure per request); the figure still draws
+    plt.close(
+        fig
+    )  # drop pyplot's reference (a server would leak one figure per request); the figure still draws
     return fig
 
 
-def timeline_figure(starts: list[float], window_probs: np.ndarray, classes: list[str], window_s: float, k: int = 3):
+def timeline_figure(
+    starts: list[float], window_probs: np.ndarray, classes: list[str], window_s: float, k: int = 3
+):
     """Probability of the top `k` classes (by mean over windows) at each window's centre."""
     import matplotlib.pyplot as plt
 
@@ -229,7 +285,9 @@ def timeline_figure(starts: list[float], window_probs: np.ndarray, classes: list
     top = ClipPipeline.top_k(mean, k)
     centres = np.asarray(starts) + window_s / 2
     fig, ax = plt.subplots(figsize=(9, 2.6))
-    fig.subplots_adjust(left=0.07, right=0.8, bottom=0.19, top=0.88)  # fixed: tight_layout costs ~0.15 s a figure
+    fig.subplots_adjust(
+        left=0.07, right=0.8, bottom=0.19, top=0.88
+    )  # fixed: tight_layout costs ~0.15 s a figure
     for i in top:
         ax.plot(centres, window_probs[:, i], marker="o", ms=3, label=f"{classes[i]} (mean {mean[i]:.2f})")
     ax.set_ylim(0, 1.02)
@@ -240,9 +298,16 @@ def timeline_figure(starts: list[float], window_probs: np.ndarray, classes: list
     return fig
 
 
-def classify(predictor: Predictor, path: str | Path | None, *, top_k: int = 5, max_duration_s: float = DEMO_MAX_S,
-             saliency: bool = True) -> DemoOutput:
-    """One upload (any format `learner.audio.decode.decode` reads) → top-k labels, the log-mel the model saw, a
+def classify(
+    predictor: Predictor,
+    path: str | Path | None,
+    *,
+    top_k: int = 5,
+    max_duration_s: float = DEMO_MAX_S,
+    saliency: bool = True,
+) -> DemoOutput:
+    """One upload (any format `learner.audio.decode.decode` reads) → top-k labels, the log-mel the model saw,
+    a
     saliency overlay on it, a per-window timeline for long inputs, and a one-paragraph message.
 
     Raises `AudioDecodeError` (naming the file) for empty, corrupt, non-audio or too long uploads, and
@@ -262,13 +327,17 @@ def classify(predictor: Predictor, path: str | Path | None, *, top_k: int = 5, m
         s = pred.window_starts[int(pred.window_probs[:, top].argmax())]
         where = f"window {s:.2f}–{s + pred.window_s:.2f} s (the most '{pred.label}' one)"
         raw = None
-        scored = (f"scored in {len(pred.window_starts)} windows of {pred.window_s:g} s (hop {pred.hop_s:g} s); "
-                  f"labels = mean of window probabilities")
+        scored = (
+            f"scored in {len(pred.window_starts)} windows of {pred.window_s:g} s (hop {pred.hop_s:g} s); "
+            f"labels = mean of window probabilities"
+        )
     else:
         where = f"the {cfg.duration:g} s clip the model saw"
         raw = d.samples
         scored = f"scored as one {cfg.duration:g} s clip (silence trimmed, centre crop / repeat-pad)"
-    kept = _padded_after(raw, cfg) if raw is not None else None  # a short sound: repeated, or centred in silence
+    kept = (
+        _padded_after(raw, cfg) if raw is not None else None
+    )  # a short sound: repeated, or centred in silence
     padded = kept if cfg.pad_mode == "repeat" else None
     explainer = explainer_for(predictor) if saliency else None
     sal = explainer(clip, target=top) if explainer is not None else None
@@ -279,29 +348,51 @@ def classify(predictor: Predictor, path: str | Path | None, *, top_k: int = 5, m
     axes = dict(f_min=cfg.f_min, f_max=cfg.f_max, padded_after_s=padded)
     with _PLOT_LOCK:
         logmel = sal.logmel if sal is not None else _display_logmel(predictor, clip)
-        spec_fig = _close(spectrogram_figure(logmel, cfg.sample_rate, cfg.hop_length,
-                                             title=f"what the model heard: {where}", **axes))
+        spec_fig = _close(
+            spectrogram_figure(
+                logmel, cfg.sample_rate, cfg.hop_length, title=f"what the model heard: {where}", **axes
+            )
+        )
         sal_fig = None
         if sal is not None:
-            what = {"gradcam": "Grad-CAM", "gradient": "input gradient", "occlusion": "occlusion: bands muted in turn"}
+            what = {
+                "gradcam": "Grad-CAM",
+                "gradient": "input gradient",
+                "occlusion": "occlusion: bands muted in turn",
+            }
             shown = np.where(sal.heat >= SALIENCY_FLOOR, sal.heat, np.nan)  # NaN cells stay transparent
-            sal_fig = _close(spectrogram_figure(sal.logmel, cfg.sample_rate, cfg.hop_length, overlay=shown, **axes,
-                                                title=f"where the model listened for '{pred.label}' "
-                                                      f"({what.get(sal.method, sal.method)})"))
+            sal_fig = _close(
+                spectrogram_figure(
+                    sal.logmel,
+                    cfg.sample_rate,
+                    cfg.hop_length,
+                    overlay=shown,
+                    **axes,
+                    title=f"where the model listened for '{pred.label}' ({what.get(sal.method, sal.method)})",
+                )
+            )
         tl_fig = None
         if pred.window_probs is not None:
-            tl_fig = _close(timeline_figure(pred.window_starts, pred.window_probs, predictor.classes, pred.window_s))
+            tl_fig = _close(
+                timeline_figure(pred.window_starts, pred.window_probs, predictor.classes, pred.window_s)
+            )
     ch = {1: "mono", 2: "stereo"}.get(d.channels, f"{d.channels} channels")
-    msg = (f"**{pred.label}** ({pred.score:.0%}) · `{name}`: {d.duration_s:.2f} s, {d.orig_sample_rate} Hz {ch} "
-           f"({d.decoder}) → mono {cfg.sample_rate} Hz · {scored}.")
+    msg = (
+        f"**{pred.label}** ({pred.score:.0%}) · `{name}`: {d.duration_s:.2f} s, {d.orig_sample_rate} Hz {ch} "
+        f"({d.decoder}) → mono {cfg.sample_rate} Hz · {scored}."
+    )
     if padded is not None:
-        msg += f" The sound lasts {padded:.2f} s; the rest of the {cfg.duration:g} s clip repeats it (shaded in the plots)."
+        msg += (
+            f" The sound lasts {padded:.2f} s; the rest of the {cfg.duration:g} s clip repeats it "
+            "(shaded in the plots)."
+        )
     elif kept is not None:
         msg += f" The sound lasts {kept:.2f} s, centred in silence in the {cfg.duration:g} s clip."
     return DemoOutput(pred.as_dict(), spec_fig, sal_fig, tl_fig, msg)
 
 
-# --- the Model tab and the examples ------------------------------------------------------------------------------
+# --- the Model tab and the examples
+# ------------------------------------------------------------------------------
 
 
 def _read_json(folder: Path, name: str) -> dict[str, Any]:
@@ -335,16 +426,27 @@ def model_info(predictor: Predictor, folder: str | Path | None) -> ModelInfo:
     cfg = strip_local_paths(predictor.config)  # a public page shows no server paths
     metrics = _read_json(folder, "metrics.json") if folder else {}
     name = strip_local_paths(predictor.model_id) or "model"
-    parts = [f"### {name}" + (f" @ `{predictor.revision}`" if predictor.revision else ""),
-             f"**{predictor.arch}** on `{cfg.get('input', '?')}` input · {cfg.get('params', 0) / 1e6:.1f} M parameters · "
-             f"backend `{getattr(predictor.backend, 'name', '?')}` · pretrained: `{cfg.get('pretrained', '?')}`",
-             f"**{len(predictor.classes)} classes:** " + ", ".join(predictor.classes)]
+    parts = [
+        f"### {name}" + (f" @ `{predictor.revision}`" if predictor.revision else ""),
+        f"**{predictor.arch}** on `{cfg.get('input', '?')}` input · {cfg.get('params', 0) / 1e6:.1f} M "
+        "parameters · "
+        f"backend `{getattr(predictor.backend, 'name', '?')}` · pretrained: `{cfg.get('pretrained', '?')}`",
+        f"**{len(predictor.classes)} classes:** " + ", ".join(predictor.classes),
+    ]
     if metrics:
         parts.append(f"**Metrics ({metrics.get('split', 'valid')}):** " + summary_line(metrics))
         rows = metrics.get("per_class", [])
         if 0 < len(rows) <= 50:
-            parts.append("\n".join(["| class | n | recall | precision | F1 |", "|---|---|---|---|---|"] + [
-                f"| {r['label']} | {r['support']} | {r['recall']:.3f} | {r['precision']:.3f} | {r['f1']:.3f} |" for r in rows]))
+            parts.append(
+                "\n".join(
+                    ["| class | n | recall | precision | F1 |", "|---|---|---|---|---|"]
+                    + [
+                        f"| {r['label']} | {r['support']} | {r['recall']:.3f} | {r['precision']:.3f} | "
+                        f"{r['f1']:.3f} |"
+                        for r in rows
+                    ]
+                )
+            )
     else:
         parts.append("**Metrics:** this model directory has no metrics.json.")
     audio = "#### AudioConfig\n\n" + _table(cfg.get("audio", {}))
@@ -352,16 +454,21 @@ def model_info(predictor: Predictor, folder: str | Path | None) -> ModelInfo:
     if cfg.get("versions"):
         training += "\n\n#### Versions\n\n" + _table(cfg["versions"], ("library", "version"))
     png = folder / "confusion_matrix.png" if folder else None
-    return ModelInfo("\n\n".join(parts), audio, training, str(png) if png is not None and png.is_file() else None)
+    return ModelInfo(
+        "\n\n".join(parts), audio, training, str(png) if png is not None and png.is_file() else None
+    )
 
 
 def example_files(classes: list[str]) -> list[str]:
-    """Clips for the Examples widget: `$EARSHOT_EXAMPLES` if set, else the shipped folder whose words are classes."""
+    """Clips for the Examples widget: `$EARSHOT_EXAMPLES` if set, else the shipped folder whose words are
+    classes."""
     env = os.environ.get(EXAMPLES_ENV)
     folder = Path(env).expanduser() if env else None
     if folder is None:
         for cand in (EXAMPLES_DIR / SHIPPED_NAME, EXAMPLES_DIR / DEFAULT_NAME):
-            words = {p.stem for p in cand.glob("*.*") if p.suffix.lower() in AUDIO_EXTENSIONS and "-" not in p.stem}
+            words = {
+                p.stem for p in cand.glob("*.*") if p.suffix.lower() in AUDIO_EXTENSIONS and "-" not in p.stem
+            }
             if words and words <= set(classes):
                 folder = cand
                 break
@@ -383,7 +490,11 @@ def make_examples(out_dir: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     sr = 16000
     written = []
-    voices = (("three", "en-us+m1", 16000, 1), ("seven", "en+f4", 44100, 2), ("nine", "en-gb-x-rp+m5", 16000, 3))
+    voices = (
+        ("three", "en-us+m1", 16000, 1),
+        ("seven", "en+f4", 44100, 2),
+        ("nine", "en-gb-x-rp+m5", 16000, 3),
+    )
     for digit, voice, rate, seed in voices:
         x = render_clip(digit, voice, np.random.default_rng(seed), noise_snr_db=(30, 30), sample_rate=sr)
         path = out / f"{digit}.wav"
@@ -392,7 +503,10 @@ def make_examples(out_dir: str | Path) -> list[Path]:
     rng = np.random.default_rng(4)
     parts = []
     for digit in ("four", "one", "eight", "two", "six"):
-        parts += [render_clip(digit, "en-us+f1", rng, noise_snr_db=(35, 35), sample_rate=sr), np.zeros(int(0.5 * sr), np.float32)]
+        parts += [
+            render_clip(digit, "en-us+f1", rng, noise_snr_db=(35, 35), sample_rate=sr),
+            np.zeros(int(0.5 * sr), np.float32),
+        ]
     path = out / "counting-4-1-8-2-6.flac"
     sf.write(path, np.concatenate(parts), sr, subtype="PCM_16")
     return [*written, path]

@@ -1,9 +1,11 @@
-"""The demo's Events tab without Gradio: one recording → timestamped events, a timeline figure, a CSV to download.
+"""The demo's Events tab without Gradio: one recording → timestamped events, a timeline figure, a CSV to
+download.
 
 `find_events_in(predictor, path, threshold)` scores the recording in windows of the model's clip length every
 quarter clip (finer onsets than the Classify tab's half-clip hop), finds events with `learner.serve.events`
 (the model's thresholds and background classes; a `threshold` from the slider replaces them for every class),
-draws the waveform and the log-mel of the whole recording with a labelled band per event, and writes the events
+draws the waveform and the log-mel of the whole recording with a labelled band per event, and writes the
+events
 as CSV. For a multi-label model every label above its threshold is an event, so overlapping labels show as
 stacked bands.
 """
@@ -30,7 +32,8 @@ TABLE_COLUMNS = ["label", "start_s", "end_s", "max_score", "mean_score"]
 
 @dataclass
 class EventsOutput:
-    """What the Events tab shows: the events, their table rows, the timeline figure, the CSV file and a message."""
+    """What the Events tab shows: the events, their table rows, the timeline figure, the CSV file and a
+    message."""
 
     events: list[Event]
     rows: list[list[Any]]
@@ -43,16 +46,21 @@ class EventsOutput:
 
 
 def is_multi_label(predictor: Predictor) -> bool:
-    """A model trained with sigmoid outputs (`"task": "multi"` in config.json): several labels may hold at once."""
+    """A model trained with sigmoid outputs (`"task": "multi"` in config.json): several labels may hold at
+    once."""
     return predictor.config.get("task", "single") == "multi"
 
 
 def labels_shown(predictor: Predictor, scores: dict[str, float]) -> dict[str, float]:
-    """What the Classify tab lists: the top labels of a single-label model as they are; for a multi-label model
-    every label at or above its threshold (config.json), best first; none when nothing reaches its threshold."""
+    """What the Classify tab lists: the top labels of a single-label model as they are; for a multi-label
+    model
+    every label at or above its threshold (config.json), best first; none when nothing reaches its
+    threshold."""
     if not is_multi_label(predictor):
         return scores
-    thr = dict(zip(predictor.classes, class_thresholds(predictor.classes, predictor.config).tolist(), strict=True))
+    thr = dict(
+        zip(predictor.classes, class_thresholds(predictor.classes, predictor.config).tolist(), strict=True)
+    )
     return {k: v for k, v in sorted(scores.items(), key=lambda kv: -kv[1]) if v >= thr.get(k, 1.0)}
 
 
@@ -61,9 +69,16 @@ def default_threshold(predictor: Predictor) -> float:
     return float(np.median(class_thresholds(predictor.classes, predictor.config)))
 
 
-def find_events_in(predictor: Predictor, path: str | Path | None, threshold: float | None = None, *,
-                   max_gap_s: float = 0.0, min_length_s: float = 0.0, max_duration_s: float = DEMO_MAX_S,
-                   draw: bool = True) -> EventsOutput:
+def find_events_in(
+    predictor: Predictor,
+    path: str | Path | None,
+    threshold: float | None = None,
+    *,
+    max_gap_s: float = 0.0,
+    min_length_s: float = 0.0,
+    max_duration_s: float = DEMO_MAX_S,
+    draw: bool = True,
+) -> EventsOutput:
     """Events of one upload; `threshold` None = the model's per-class thresholds (config.json, else 0.5)."""
     if path is None or not str(path):
         raise ValueError("no audio: upload a recording or record with the microphone first")
@@ -72,7 +87,9 @@ def find_events_in(predictor: Predictor, path: str | Path | None, threshold: flo
     name = Path(path).name
     d = predictor.pipeline.decode(path, max_duration_s=max_duration_s, max_bytes=DEMO_MAX_BYTES, name=name)
     clip_s = predictor.cfg.duration
-    rule = EventRule(None if threshold is None else float(threshold), max_gap_s=max_gap_s, min_length_s=min_length_s)
+    rule = EventRule(
+        None if threshold is None else float(threshold), max_gap_s=max_gap_s, min_length_s=min_length_s
+    )
     pred = predictor.predict(d, window=clip_s, hop=clip_s * EVENT_HOP_FRACTION, events=rule)
     events = [Event(name, e.label, e.start_s, e.end_s, e.max_score, e.mean_score) for e in pred.events]
     out_dir = Path(tempfile.mkdtemp(prefix="earshot-events-"))
@@ -82,16 +99,25 @@ def find_events_in(predictor: Predictor, path: str | Path | None, threshold: flo
     if draw:
         with _PLOT_LOCK:
             fig = events_figure(d.samples, predictor, events, title=name)
-    said = "the model's thresholds" if threshold is None else f"threshold {float(threshold):.2f} for every class"
+    said = (
+        "the model's thresholds" if threshold is None else f"threshold {float(threshold):.2f} for every class"
+    )
     labels = sorted({e.label for e in events})
-    msg = (f"**{len(events)} event(s)** in `{name}` ({d.duration_s:.1f} s), {said}; windows of {clip_s:g} s every "
-           f"{clip_s * EVENT_HOP_FRACTION:g} s" + (f": {', '.join(labels)}." if labels else "."))
-    rows = [[e.label, round(e.start_s, 2), round(e.end_s, 2), round(e.max_score, 3), round(e.mean_score, 3)] for e in events]
+    msg = (
+        f"**{len(events)} event(s)** in `{name}` ({d.duration_s:.1f} s), {said}; windows of {clip_s:g} s "
+        "every "
+        f"{clip_s * EVENT_HOP_FRACTION:g} s" + (f": {', '.join(labels)}." if labels else ".")
+    )
+    rows = [
+        [e.label, round(e.start_s, 2), round(e.end_s, 2), round(e.max_score, 3), round(e.mean_score, 3)]
+        for e in events
+    ]
     return EventsOutput(events, rows, fig, str(csv_path), msg)
 
 
 def events_figure(signal: np.ndarray, predictor: Predictor, events: list[Event], title: str = ""):
-    """Waveform (top) and log-mel (bottom) of the whole recording on one time axis, a labelled band per event."""
+    """Waveform (top) and log-mel (bottom) of the whole recording on one time axis, a labelled band per
+    event."""
     import matplotlib.pyplot as plt
 
     from learner.serve.melspec import logmel
@@ -122,10 +148,26 @@ def events_figure(signal: np.ndarray, predictor: Predictor, events: list[Event],
         colour = colours(order.get(e.label, 0) % 10)
         wave_ax.axvspan(e.start_s, e.end_s, color=colour, alpha=0.3, lw=0)
         y0 = spec.shape[0] * (0.02 + 0.12 * (lane % 6))
-        spec_ax.add_patch(plt.Rectangle((e.start_s, y0), e.end_s - e.start_s, spec.shape[0] * 0.1, facecolor=colour,
-                                        edgecolor="white", lw=0.5, alpha=0.85))
-        spec_ax.text(e.start_s, y0 + spec.shape[0] * 0.05, f" {e.label}", color="white", fontsize=7, va="center",
-                     clip_on=True)
+        spec_ax.add_patch(
+            plt.Rectangle(
+                (e.start_s, y0),
+                e.end_s - e.start_s,
+                spec.shape[0] * 0.1,
+                facecolor=colour,
+                edgecolor="white",
+                lw=0.5,
+                alpha=0.85,
+            )
+        )
+        spec_ax.text(
+            e.start_s,
+            y0 + spec.shape[0] * 0.05,
+            f" {e.label}",
+            color="white",
+            fontsize=7,
+            va="center",
+            clip_on=True,
+        )
     wave_ax.set_title(f"{title}: {len(events)} event(s)" if title else f"{len(events)} event(s)", fontsize=10)
     spec_ax.set_xlim(0, seconds)
     fig.tight_layout()

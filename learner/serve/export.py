@@ -65,7 +65,9 @@ class DftLogMel(nn.Module):
         super().__init__()
         spec, mel_scale, to_db = logmel.mel.spectrogram, logmel.mel.mel_scale, logmel.to_db
         if spec.power != 2.0 or spec.normalized or not spec.center or spec.onesided is False:
-            raise ExportError("DftLogMel supports power=2, centred, one-sided, unnormalised spectrograms only")
+            raise ExportError(
+                "DftLogMel supports power=2, centred, one-sided, unnormalised spectrograms only"
+            )
         n, hop, win_len = spec.n_fft, spec.hop_length, spec.win_length
         R = phases or _phases(n, hop)
         if n % R or hop % R:
@@ -99,7 +101,9 @@ class DftLogMel(nn.Module):
                     seen.add(j)
                     fb_rows[q * K + kk] = fb[j]
         if len(seen) != n // 2 + 1:
-            raise ExportError(f"polyphase DFT with {R} phases misses {n // 2 + 1 - len(seen)} of the n_fft={n} bins")
+            raise ExportError(
+                f"polyphase DFT with {R} phases misses {n // 2 + 1 - len(seen)} of the n_fft={n} bins"
+            )
         self.register_buffer("fb_t", fb_rows.t().contiguous().float())  # (n_mels, R·K)
         self.n_fft, self.hop, self.phases, self.k, self.pad_mode = n, hop, R, K, spec.pad_mode
         self.multiplier, self.amin, self.db_multiplier = to_db.multiplier, to_db.amin, to_db.db_multiplier
@@ -116,7 +120,10 @@ class DftLogMel(nn.Module):
         y = torch.matmul(self.twiddle, y.reshape(B, 2 * R, K * frames))  # (B, 2R, K·T): X re/im per q
         power = (y * y).reshape(B, R, 2, K * frames).sum(dim=2).reshape(B, R * K, frames)
         mel = torch.matmul(self.fb_t, power)  # (B, n_mels, T)
-        db = self.multiplier * torch.log10(torch.clamp(mel, min=self.amin)) - self.multiplier * self.db_multiplier
+        db = (
+            self.multiplier * torch.log10(torch.clamp(mel, min=self.amin))
+            - self.multiplier * self.db_multiplier
+        )
         if self.top_db is not None:
             db = torch.maximum(db, db.amax(dim=(1, 2), keepdim=True) - self.top_db)
         return db.unsqueeze(1)
@@ -136,7 +143,9 @@ def load_torch_model(folder: Path) -> tuple[dict[str, Any], AudioClassifier]:
     """(config, eval-mode AudioClassifier) from a model directory, weights loaded strictly."""
     config = read_config(folder)
     cfg = AudioConfig.from_dict(config["audio"])
-    return config, AudioClassifier(FrontEnd(cfg, get_arch(config["arch"]).input), network_from_dir(folder, config)).eval()
+    return config, AudioClassifier(
+        FrontEnd(cfg, get_arch(config["arch"]).input), network_from_dir(folder, config)
+    ).eval()
 
 
 def generated_clips(cfg: AudioConfig, n: int, seed: int = 0) -> np.ndarray:
@@ -162,7 +171,9 @@ def generated_clips(cfg: AudioConfig, n: int, seed: int = 0) -> np.ndarray:
             x[int(rng.integers(0, period)) :: period] = 1.0
             x = np.convolve(x, np.hanning(64), mode="same")
         elif kind == 4:
-            x = np.sin(2 * np.pi * rng.uniform(100, 2000) * t) * (1 + np.sin(2 * np.pi * rng.uniform(2, 20) * t))
+            x = np.sin(2 * np.pi * rng.uniform(100, 2000) * t) * (
+                1 + np.sin(2 * np.pi * rng.uniform(2, 20) * t)
+            )
         else:
             x = rng.normal(0, 0.01, m)
         x = x / (np.abs(x).max() + 1e-9) * rng.uniform(0.05, 0.95)
@@ -192,7 +203,9 @@ def calibration_clips(folder: str | Path, calib_dir: str | Path, n: int = 128, s
         except AudioDecodeError as e:
             warnings.warn(f"calibration: skipped {e.path}: {e.reason}", stacklevel=2)
     if not clips:
-        raise FileNotFoundError(f"{root}: none of its {len(files)} audio file(s) could be decoded to calibrate on")
+        raise FileNotFoundError(
+            f"{root}: none of its {len(files)} audio file(s) could be decoded to calibrate on"
+        )
     return np.stack(clips).astype(np.float32)
 
 
@@ -207,7 +220,9 @@ def _session(path: Path, threads: int | None = None) -> Any:
 
 def _run(path: Path, waves: np.ndarray, batch: int = 16) -> np.ndarray:
     s = _session(path)
-    return np.concatenate([s.run(None, {INPUT_NAME: waves[i : i + batch]})[0] for i in range(0, len(waves), batch)])
+    return np.concatenate(
+        [s.run(None, {INPUT_NAME: waves[i : i + batch]})[0] for i in range(0, len(waves), batch)]
+    )
 
 
 FEATURES = "features"  # the internal tensor where the front end hands over to the network
@@ -234,9 +249,16 @@ def trace(model: AudioClassifier, cfg: AudioConfig, path: Path, opset: int = DEF
     raw = path.with_suffix(".raw.onnx")
     x = torch.from_numpy(generated_clips(cfg, 2, seed=1))
     with torch.no_grad(), _quiet():
-        torch.onnx.export(_Split(onnx_ready(model)), (x,), str(raw), dynamo=False, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME, FEATURES],
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}, FEATURES: {0: "batch"}})
+        torch.onnx.export(
+            _Split(onnx_ready(model)),
+            (x,),
+            str(raw),
+            dynamo=False,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME, FEATURES],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}, FEATURES: {0: "batch"}},
+        )
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     so.optimized_model_filepath = str(path)
@@ -254,7 +276,8 @@ def drop_features(src: Path, dst: Path) -> None:
 
 
 def front_end_nodes(graph: Any) -> list[str]:
-    """Names of the nodes computing the front end (ancestors of the `features` tensor); unnamed nodes get names."""
+    """Names of the nodes computing the front end (ancestors of the `features` tensor); unnamed nodes get
+    names."""
     for i, node in enumerate(graph.node):
         if not node.name:
             node.name = f"{node.op_type}_{i}"
@@ -292,7 +315,13 @@ def quantize_int8(split: Path, out: Path, calib: np.ndarray, method: str = "stat
     and last weighted layers (one input channel / the logits: little speed to gain, measurably less
     agreement on unfamiliar audio when quantized)."""
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if method not in INT8_METHODS:
@@ -302,11 +331,17 @@ def quantize_int8(split: Path, out: Path, calib: np.ndarray, method: str = "stat
         quant_pre_process(str(split), str(pre), skip_optimization=True, skip_symbolic_shape=True)
         graph = onnx.load(str(pre))
         front = front_end_nodes(graph.graph)
-        weighted = [n.name for n in graph.graph.node if n.op_type in ("Conv", "Gemm", "MatMul") and n.name not in front]
+        weighted = [
+            n.name
+            for n in graph.graph.node
+            if n.op_type in ("Conv", "Gemm", "MatMul") and n.name not in front
+        ]
         keep = front + ([weighted[0], weighted[-1]] if len(weighted) > 2 else [])
         onnx.save(graph, str(pre))
         if method == "dynamic":
-            quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=keep)
+            quantize_dynamic(
+                str(pre), str(out), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=keep
+            )
             return
 
         class Reader(CalibrationDataReader):
@@ -317,13 +352,29 @@ def quantize_int8(split: Path, out: Path, calib: np.ndarray, method: str = "stat
                 batch = next(self.it, None)
                 return None if batch is None else {INPUT_NAME: batch}
 
-        quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep,
-                        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False})
+        quantize_static(
+            str(pre),
+            str(out),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=keep,
+            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+        )
 
 
-def export_model_dir(folder: str | Path, *, int8: bool = False, opset: int = DEFAULT_OPSET, int8_method: str = "static",
-                     calib: np.ndarray | None = None, n_probe: int = 24, n_agree: int = 128) -> dict[str, Any]:
+def export_model_dir(
+    folder: str | Path,
+    *,
+    int8: bool = False,
+    opset: int = DEFAULT_OPSET,
+    int8_method: str = "static",
+    calib: np.ndarray | None = None,
+    n_probe: int = 24,
+    n_agree: int = 128,
+) -> dict[str, Any]:
     """Write model.onnx (and model.int8.onnx) into a model directory and record them in config.json.
 
     The fp32 graph must reproduce the torch model's probabilities within `PARITY_ATOL` on `n_probe`
@@ -339,9 +390,20 @@ def export_model_dir(folder: str | Path, *, int8: bool = False, opset: int = DEF
         ref = scores_from_logits(model(torch.from_numpy(probe)).numpy(), config.get("task", "single"))
     record: dict[str, Any] = {
         "opset": opset,
-        "exporter": f"torch {torch.__version__} TorchScript exporter; log-mel as a polyphase DFT; ONNX Runtime basic optimizations",
-        "input": {"name": INPUT_NAME, "shape": ["batch", cfg.n_samples], "dtype": "float32", "sample_rate": cfg.sample_rate},
-        "output": {"name": OUTPUT_NAME, "shape": ["batch", len(config["classes"])], "dtype": "float32", "kind": "logits"},
+        "exporter": f"torch {torch.__version__} TorchScript exporter; log-mel as a polyphase DFT; "
+        "ONNX Runtime basic optimizations",
+        "input": {
+            "name": INPUT_NAME,
+            "shape": ["batch", cfg.n_samples],
+            "dtype": "float32",
+            "sample_rate": cfg.sample_rate,
+        },
+        "output": {
+            "name": OUTPUT_NAME,
+            "shape": ["batch", len(config["classes"])],
+            "dtype": "float32",
+            "kind": "logits",
+        },
         "files": {},
         "source": {WEIGHTS: sha256_file(folder / WEIGHTS)},
     }
@@ -354,7 +416,9 @@ def export_model_dir(folder: str | Path, *, int8: bool = False, opset: int = DEF
             raise ExportError(f"{arch}: ONNX export failed: {_first_line(e)}") from None
         diff = float(np.abs(scores_from_logits(_run(fp32, probe), config.get("task", "single")) - ref).max())
         if not diff <= PARITY_ATOL:
-            raise ExportError(f"{arch}: exported graph differs from torch (max |Δp| = {diff:.2e} > {PARITY_ATOL:.0e})")
+            raise ExportError(
+                f"{arch}: exported graph differs from torch (max |Δp| = {diff:.2e} > {PARITY_ATOL:.0e})"
+            )
         record["parity"] = {"max_abs_prob_diff": diff, "clips": n_probe}
         if int8:
             cal = calib if calib is not None else generated_clips(cfg, 96, seed=3)
@@ -363,18 +427,26 @@ def export_model_dir(folder: str | Path, *, int8: bool = False, opset: int = DEF
                 drop_features(Path(tmp) / "q.onnx", int8_tmp)
             except Exception as e:
                 raise ExportError(f"{arch}: int8 quantization failed: {_first_line(e)}") from None
-            # int8 against the fp32 graph (= torch within 1e-4): on the user's clips when given, they are the real thing
+            # int8 against the fp32 graph (= torch within 1e-4): on the user's clips when given, they are the
+            # real thing
             given = calib is not None and len(calib) > 0
             agree_clips = calib.astype(np.float32) if given else generated_clips(cfg, n_agree, seed=9)
             agree = float(np.mean(_run(int8_tmp, agree_clips).argmax(1) == _run(fp32, agree_clips).argmax(1)))
-            record["int8"] = {"method": "static QDQ, per-channel int8 weights, uint8 activations" if int8_method == "static"
-                              else "dynamic (int8 weights, activations quantized at run time)",
-                              "calibration": ("none" if int8_method == "dynamic" else
-                                              f"{len(cal)} {'given' if calib is not None else 'generated'} clips"),
-                              "top1_agreement": agree, "agreement_clips": len(agree_clips),
-                              "agreement_on": "given" if given else "generated",
-                              **({} if given else {"top1_agreement_generated": agree}),
-                              "float32_parts": "front end, first and last weighted layers"}
+            record["int8"] = {
+                "method": "static QDQ, per-channel int8 weights, uint8 activations"
+                if int8_method == "static"
+                else "dynamic (int8 weights, activations quantized at run time)",
+                "calibration": (
+                    "none"
+                    if int8_method == "dynamic"
+                    else f"{len(cal)} {'given' if calib is not None else 'generated'} clips"
+                ),
+                "top1_agreement": agree,
+                "agreement_clips": len(agree_clips),
+                "agreement_on": "given" if given else "generated",
+                **({} if given else {"top1_agreement_generated": agree}),
+                "float32_parts": "front end, first and last weighted layers",
+            }
         for f in (fp32, int8_tmp):
             if f.exists():
                 os.replace(f, folder / f.name)

@@ -59,7 +59,8 @@ class LaneError(RuntimeError):
 
 
 class UploadRefused(ValueError):
-    """The worker refused the upload itself (undecodable, too long): its message, as the server would say it."""
+    """The worker refused the upload itself (undecodable, too long): its message, as the server would say
+    it."""
 
 
 def _send(stream: Any, obj: Any) -> None:
@@ -113,18 +114,26 @@ def worker_main() -> None:
 
 
 def _exit_with(server: int) -> None:
-    """End the worker within a second of the server's death (even by SIGKILL), not after a long read for nobody."""
+    """End the worker within a second of the server's death (even by SIGKILL), not after a long read for
+    nobody."""
     while os.getppid() == server:
         time.sleep(1.0)
     os._exit(0)
 
 
 class LaneWorker:
-    """One child process with its own Predictor (niced for the long lane), fed one request at a time, started on
+    """One child process with its own Predictor (niced for the long lane), fed one request at a time, started
+    on
     first use and replaced when it dies or overruns its budget. `serves` names it in messages."""
 
-    def __init__(self, recipe: dict[str, Any], *, budget_s: float = LONG_BUDGET_S, nice: int = LONG_NICE,
-                 serves: str = "long recordings") -> None:
+    def __init__(
+        self,
+        recipe: dict[str, Any],
+        *,
+        budget_s: float = LONG_BUDGET_S,
+        nice: int = LONG_NICE,
+        serves: str = "long recordings",
+    ) -> None:
         self.recipe = {**recipe, "nice": nice}
         self.serves = serves
         self.budget_s = budget_s
@@ -137,10 +146,19 @@ class LaneWorker:
         return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
 
     def _start(self) -> subprocess.Popen:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg",
-               "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-        proc = subprocess.Popen([sys.executable, "-c", "from learner.serve.lanes import worker_main; worker_main()"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd=ROOT)
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "MPLBACKEND": "Agg",
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from learner.serve.lanes import worker_main; worker_main()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            cwd=ROOT,
+        )
         self.started += 1
         try:
             _send(proc.stdin, {**self.recipe, "server": os.getpid()})
@@ -165,8 +183,10 @@ class LaneWorker:
         except EOFError:
             code = proc.wait(timeout=5)
             why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-            raise LaneError(f"the worker for {self.serves} stopped while {doing} ({why}"
-                            f"{', out of memory?' if code == -signal.SIGKILL else ''})") from None
+            raise LaneError(
+                f"the worker for {self.serves} stopped while {doing} ({why}"
+                f"{', out of memory?' if code == -signal.SIGKILL else ''})"
+            ) from None
 
     @staticmethod
     def _stop(proc: subprocess.Popen) -> None:
@@ -177,7 +197,8 @@ class LaneWorker:
             stream.close()
 
     def call(self, task: str, path: str, args: tuple, kwargs: dict[str, Any]) -> Any:
-        """`TASKS[task](predictor, path, *args, **kwargs)` in the worker; its result, or its error raised here."""
+        """`TASKS[task](predictor, path, *args, **kwargs)` in the worker; its result, or its error raised
+        here."""
         name = Path(path).name
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
@@ -188,8 +209,10 @@ class LaneWorker:
                 reply = self._reply(proc, self.budget_s, f"reading {name}")
             except TimeoutError:
                 self._stop(proc)
-                raise LaneError(f"{name}: stopped after {self.budget_s:g} s, this demo's budget for one "
-                                f"of its {self.serves}; try a shorter part of it") from None
+                raise LaneError(
+                    f"{name}: stopped after {self.budget_s:g} s, this demo's budget for one "
+                    f"of its {self.serves}; try a shorter part of it"
+                ) from None
             except (LaneError, BrokenPipeError) as e:
                 self._stop(proc)
                 raise LaneError(f"{name}: {e}") from None
@@ -237,9 +260,18 @@ def plan(path: str | Path, short_s: float) -> str:
 class Lanes:
     """Where a demo request runs: `run("classify" | "events", path, ...)` → what that function returns."""
 
-    def __init__(self, predictor: Predictor, *, short_s: float = SHORT_LANE_S, short_slots: int = SHORT_SLOTS,
-                 long_slots: int = LONG_SLOTS, budget_s: float = LONG_BUDGET_S, nice: int = LONG_NICE,
-                 enabled: bool | None = None, short_workers: int = 0) -> None:
+    def __init__(
+        self,
+        predictor: Predictor,
+        *,
+        short_s: float = SHORT_LANE_S,
+        short_slots: int = SHORT_SLOTS,
+        long_slots: int = LONG_SLOTS,
+        budget_s: float = LONG_BUDGET_S,
+        nice: int = LONG_NICE,
+        enabled: bool | None = None,
+        short_workers: int = 0,
+    ) -> None:
         """`short_workers` > 0 serves short requests in that many worker processes (at the server's priority)
         instead of threads of the server process: the server then only does Gradio's share of a request, and
         two short clips are classified on two cores at once instead of taking turns with the GIL."""
@@ -248,7 +280,9 @@ class Lanes:
         self._short = threading.BoundedSemaphore(short_slots)
         self._admit = threading.Lock()
         self.long_admitted = 0
-        self.gradio_slots = short_slots + long_slots  # Gradio's limit: long ones waiting never block short ones
+        self.gradio_slots = (
+            short_slots + long_slots
+        )  # Gradio's limit: long ones waiting never block short ones
         if enabled is None:
             enabled = os.environ.get(LANES_ENV, "on").lower() not in ("off", "0", "false", "no")
         recipe = self.recipe(predictor)
@@ -258,8 +292,10 @@ class Lanes:
         self.short_workers: queue.SimpleQueue = queue.SimpleQueue()  # idle short-lane workers
         self._all_short: list[LaneWorker] = []
         if self.worker is not None and short_workers > 0:
-            self._all_short = [LaneWorker(recipe, budget_s=SHORT_BUDGET_S, nice=0, serves="short clips")
-                               for _ in range(min(short_workers, short_slots))]
+            self._all_short = [
+                LaneWorker(recipe, budget_s=SHORT_BUDGET_S, nice=0, serves="short clips")
+                for _ in range(min(short_workers, short_slots))
+            ]
             for w in self._all_short:
                 self.short_workers.put(w)
         atexit.register(self.close)
@@ -270,8 +306,14 @@ class Lanes:
         backend = getattr(predictor.backend, "name", None)
         if predictor.folder is None or backend not in ("torch", "onnx", "onnx-int8"):
             return None
-        return {"folder": str(predictor.folder), "backend": backend, "threads": 1, "model_id": predictor.model_id,
-                "revision": predictor.revision, "batch_size": predictor.batch_size}
+        return {
+            "folder": str(predictor.folder),
+            "backend": backend,
+            "threads": 1,
+            "model_id": predictor.model_id,
+            "revision": predictor.revision,
+            "batch_size": predictor.batch_size,
+        }
 
     def warm(self) -> None:
         """Start the workers in the background now, so the first uploads do not wait for them."""
@@ -313,8 +355,10 @@ class Lanes:
                 pass  # longer than its header said (or it said nothing): the long lane's turn
         with self._admit:
             if self.long_admitted >= self.long_slots:
-                raise LaneError(f"{Path(path).name}: {self.long_admitted} long recordings are already being read or "
-                                f"waiting; try again in a minute, or send up to {self.short_s:g} s")
+                raise LaneError(
+                    f"{Path(path).name}: {self.long_admitted} long recordings are already being read or "
+                    f"waiting; try again in a minute, or send up to {self.short_s:g} s"
+                )
             self.long_admitted += 1
         t0 = time.perf_counter()
         try:

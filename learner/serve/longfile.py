@@ -48,8 +48,9 @@ class _Windows:
             self.n_held += x.size
             if self.n_held <= self.threshold:
                 return
-            self.stream = WindowStream(self.predictor.pipeline, self.plan,
-                                       window_group(self.chunk, self.predictor.batch_size))
+            self.stream = WindowStream(
+                self.predictor.pipeline, self.plan, window_group(self.chunk, self.predictor.batch_size)
+            )
             held, self.held = self.held, None
             while held:  # piece by piece: never all that was held in one more copy
                 self._push(held.pop(0))
@@ -81,9 +82,17 @@ class _Windows:
         self.n_windows += len(p)
 
 
-def predict_long(predictor: Predictor, src: Source, top_k: int, window: str | float, hop: float | None,
-                 max_duration_s: float | None, max_bytes: int | None, events: EventRule | None,
-                 sizes: StreamSizes = StreamSizes()) -> Prediction:
+def predict_long(
+    predictor: Predictor,
+    src: Source,
+    top_k: int,
+    window: str | float,
+    hop: float | None,
+    max_duration_s: float | None,
+    max_bytes: int | None,
+    events: EventRule | None,
+    sizes: StreamSizes = StreamSizes(),
+) -> Prediction:
     """The prediction for a file (path or bytes): decoded block by block at the model's rate, so even a file
     short in seconds but high in rate × channels never sits whole in memory at its own rate."""
     pipe, sr = predictor.pipeline, predictor.cfg.sample_rate

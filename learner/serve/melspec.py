@@ -41,7 +41,8 @@ def f_max_of(cfg: AudioConfig) -> float:
 
 @functools.lru_cache(maxsize=8)
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> np.ndarray:
-    """(n_fft // 2 + 1, n_mels) triangular filters with Slaney area normalisation (torchaudio's melscale_fbanks)."""
+    """(n_fft // 2 + 1, n_mels) triangular filters with Slaney area normalisation (torchaudio's
+    melscale_fbanks)."""
     freqs = np.linspace(0, sample_rate // 2, n_fft // 2 + 1)
     f_pts = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))
     f_diff = np.diff(f_pts)
@@ -64,7 +65,8 @@ def power_spectrogram(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
 
 
 def logmel(x: np.ndarray, cfg: AudioConfig) -> np.ndarray:
-    """One clip (samples,) → its log-mel (n_mels, frames) in dB, exactly as the model's front end computes it."""
+    """One clip (samples,) → its log-mel (n_mels, frames) in dB, exactly as the model's front end computes
+    it."""
     fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, float(cfg.f_min), f_max_of(cfg))
     mel = fb.T @ power_spectrogram(x, cfg.n_fft, cfg.hop_length)
     db = 10.0 * np.log10(np.maximum(mel, AMIN))
@@ -85,8 +87,14 @@ class Occlusion:
     segments: int = 0
 
 
-def occlusion(predict_waves: Callable[[np.ndarray], np.ndarray], clip: np.ndarray, cfg: AudioConfig, target: int,
-              bands: int = 8, segments: int | None = None) -> Occlusion:
+def occlusion(
+    predict_waves: Callable[[np.ndarray], np.ndarray],
+    clip: np.ndarray,
+    cfg: AudioConfig,
+    target: int,
+    bands: int = 8,
+    segments: int | None = None,
+) -> Occlusion:
     """How much the `target` probability falls when one mel-spaced frequency band is removed during one
     stretch of the clip, for every band × stretch (one batch through the model, any backend).
 
@@ -100,7 +108,9 @@ def occlusion(predict_waves: Callable[[np.ndarray], np.ndarray], clip: np.ndarra
     freqs = np.fft.rfftfreq(n, 1.0 / cfg.sample_rate)
     edges = mel_to_hz(np.linspace(hz_to_mel(cfg.f_min), hz_to_mel(f_max_of(cfg)), bands + 1))
     edges[0], edges[-1] = 0.0, cfg.sample_rate / 2 + 1  # the lowest and highest bands reach the ends
-    parts = [np.fft.irfft(spectrum * ((freqs >= lo) & (freqs < hi)), n) for lo, hi in zip(edges[:-1], edges[1:])]
+    parts = [
+        np.fft.irfft(spectrum * ((freqs >= lo) & (freqs < hi)), n) for lo, hi in zip(edges[:-1], edges[1:])
+    ]
     ramp = max(1, int(0.01 * cfg.sample_rate))
     taper = np.hanning(2 * ramp + 1)
     taper /= taper.sum()
@@ -116,7 +126,9 @@ def occlusion(predict_waves: Callable[[np.ndarray], np.ndarray], clip: np.ndarra
     spec = logmel(clip, cfg)
     n_mels, frames = spec.shape
     band_of_row = np.minimum((np.arange(n_mels) * bands) // n_mels, bands - 1)
-    seg_of_frame = np.minimum(np.searchsorted(cuts, np.arange(frames) * cfg.hop_length, side="right") - 1, segments - 1)
+    seg_of_frame = np.minimum(
+        np.searchsorted(cuts, np.arange(frames) * cfg.hop_length, side="right") - 1, segments - 1
+    )
     heat = drop[band_of_row][:, seg_of_frame]
     peak = float(heat.max())
     heat = (heat / peak if peak > 0 else np.zeros_like(heat)).astype(np.float32)

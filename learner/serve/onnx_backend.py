@@ -36,16 +36,22 @@ def verified_path(folder: Path, config: dict[str, Any], filename: str) -> Path:
     path = Path(folder) / filename
     record = config.get("onnx")
     if not isinstance(record, dict) or filename not in record.get("files", {}):
-        raise ModelDirError(f"{path}: not recorded in {Path(folder) / 'config.json'}; export the model first "
-                            f"(the export job{', int8=True' if filename == INT8_FILE else ''})")
+        raise ModelDirError(
+            f"{path}: not recorded in {Path(folder) / 'config.json'}; export the model first "
+            f"(the export job{', int8=True' if filename == INT8_FILE else ''})"
+        )
     if not path.is_file():
         raise ModelDirError(f"{path}: missing (config.json records it; export the model again)")
     if sha256_file(path) != record["files"][filename]:
-        raise ModelDirError(f"{path}: sha256 does not match config.json (corrupt or replaced file; export the model again)")
+        raise ModelDirError(
+            f"{path}: sha256 does not match config.json (corrupt or replaced file; export the model again)"
+        )
     weights = Path(folder) / WEIGHTS
     src = record.get("source", {}).get(WEIGHTS)
     if src and weights.is_file() and sha256_file(weights) != src:
-        raise ModelDirError(f"{path}: exported from other weights than {weights} (stale export; export the model again)")
+        raise ModelDirError(
+            f"{path}: exported from other weights than {weights} (stale export; export the model again)"
+        )
     return path
 
 
@@ -55,15 +61,23 @@ class OnnxBackend:
     name = "onnx"
     filename = ONNX_FILE
 
-    def __init__(self, folder: Path, config: dict[str, Any], cfg: AudioConfig, device: str | None = None,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        config: dict[str, Any],
+        cfg: AudioConfig,
+        device: str | None = None,
+        threads: int | None = None,
+    ) -> None:
         import onnxruntime as ort
 
         path = verified_path(folder, config, self.filename)
         providers = ["CPUExecutionProvider"]
         if device and device.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise ModelDirError(f"{path}: device {device!r} asked for, but this onnxruntime has no CUDA provider")
+                raise ModelDirError(
+                    f"{path}: device {device!r} asked for, but this onnxruntime has no CUDA provider"
+                )
             providers.insert(0, "CUDAExecutionProvider")
         so = ort.SessionOptions()
         if threads:
@@ -77,7 +91,9 @@ class OnnxBackend:
         self.input_name = inp.name
         self.n_samples = inp.shape[-1] if isinstance(inp.shape[-1], int) else cfg.n_samples
         if self.n_samples != cfg.n_samples:
-            raise ModelDirError(f"{path}: graph takes {self.n_samples} samples, config.json says {cfg.n_samples}")
+            raise ModelDirError(
+                f"{path}: graph takes {self.n_samples} samples, config.json says {cfg.n_samples}"
+            )
         self.device = providers[0]
 
     def __call__(self, waves: np.ndarray) -> np.ndarray:
@@ -86,7 +102,8 @@ class OnnxBackend:
 
 
 class OnnxInt8Backend(OnnxBackend):
-    """The int8-quantized graph (`jobs.export --int8`): smaller and faster, top-1 agreement recorded at export."""
+    """The int8-quantized graph (`jobs.export --int8`): smaller and faster, top-1 agreement recorded at
+    export."""
 
     name = "onnx-int8"
     filename = INT8_FILE

@@ -46,7 +46,9 @@ class Prediction:
     window_s: float = 0.0
     hop_s: float = 0.0
     detected: list[str] = field(default_factory=list)  # labels at or above their thresholds, best first
-    events: list[Event] = field(default_factory=list)  # windowed only: timestamped events (learner.serve.events)
+    events: list[Event] = field(
+        default_factory=list
+    )  # windowed only: timestamped events (learner.serve.events)
 
     @property
     def known(self) -> bool:
@@ -72,8 +74,14 @@ class Prediction:
 class Predictor:
     """Load once (`from_dir` / `from_pretrained`), then `predict`, `predict_many` or `predict_waves`."""
 
-    def __init__(self, config: dict[str, Any], backend: Any, model_id: str = "", revision: str = "",
-                 batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        backend: Any,
+        model_id: str = "",
+        revision: str = "",
+        batch_size: int = 32,
+    ) -> None:
         self.config = config
         self.cfg = AudioConfig.from_dict(config["audio"])
         self.pipeline = ClipPipeline(self.cfg)
@@ -87,8 +95,15 @@ class Predictor:
         self.thresholds = threshold_vector(config, self.classes)
 
     @classmethod
-    def from_dir(cls, path: str | Path, backend: str = "auto", allow_pickle: bool = False,
-                 device: str | None = None, threads: int | None = None, **kw: Any) -> Predictor:
+    def from_dir(
+        cls,
+        path: str | Path,
+        backend: str = "auto",
+        allow_pickle: bool = False,
+        device: str | None = None,
+        threads: int | None = None,
+        **kw: Any,
+    ) -> Predictor:
         """A local model directory. `allow_pickle=True` is the only way model.pkl is ever read."""
         folder = Path(path)
         config = read_config(folder)
@@ -96,12 +111,18 @@ class Predictor:
         name = backend
         if backend == "auto":
             name = "onnx" if "onnx" in BACKENDS and (folder / "model.onnx").is_file() else "torch"
-            if name == "torch" and not (folder / "model.safetensors").is_file() and (folder / "model.int8.onnx").is_file():
+            if (
+                name == "torch"
+                and not (folder / "model.safetensors").is_file()
+                and (folder / "model.int8.onnx").is_file()
+            ):
                 name = "onnx-int8"  # a shipped int8-only folder (the demo's default model)
             if not (folder / "model.safetensors").is_file() and (folder / "model.pkl").is_file():
                 name = "pickle"
         if name == "pickle" and not allow_pickle:
-            raise ModelDirError(f"{folder}: loading model.pkl unpickles code; allow_pickle=True only if you trust it")
+            raise ModelDirError(
+                f"{folder}: loading model.pkl unpickles code; allow_pickle=True only if you trust it"
+            )
         if name not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; available: auto, {', '.join(BACKENDS)}")
         impl = BACKENDS[name](folder, config, cfg, device=device, threads=threads)
@@ -111,7 +132,9 @@ class Predictor:
         return p
 
     @classmethod
-    def from_pretrained(cls, ref: str, *, token: str | None = None, endpoint: str | None = None, **kw: Any) -> Predictor:
+    def from_pretrained(
+        cls, ref: str, *, token: str | None = None, endpoint: str | None = None, **kw: Any
+    ) -> Predictor:
         """A local directory or a Hub id `user/name[@revision]` (downloaded once into the HF cache)."""
         folder = resolve(ref, include_pickle=bool(kw.get("allow_pickle")), token=token, endpoint=endpoint)
         kw.setdefault("model_id", ref.split("@")[0] if not Path(ref).exists() else str(folder))
@@ -119,8 +142,13 @@ class Predictor:
 
     # --- item pipeline (NumPy, shared by every backend): `self.pipeline` ------------------------------------
 
-    def decode(self, src: Source | Decoded | Signal, max_duration_s: float | None = None, max_bytes: int | None = None,
-               sample_rate: int | None = None) -> Decoded:
+    def decode(
+        self,
+        src: Source | Decoded | Signal,
+        max_duration_s: float | None = None,
+        max_bytes: int | None = None,
+        sample_rate: int | None = None,
+    ) -> Decoded:
         """Decoded mono float32 at the model's rate; limits (duration, file size) are the caller's choice.
 
         `src` is a path or bytes (`ClipPipeline.decode`), or a signal already in memory: a NumPy array
@@ -143,12 +171,17 @@ class Predictor:
         """Fixed-length waveforms (B, n_samples) → class probabilities (B, n_classes), in batches (softmax, or
         a sigmoid per class for multi-label models)."""
         waves = np.asarray(waves, dtype=np.float32).reshape(len(waves), -1)
-        out = [scores_from_logits(self.backend(waves[i : i + self.batch_size]), self.task)
-               for i in range(0, len(waves), self.batch_size)]
+        out = [
+            scores_from_logits(self.backend(waves[i : i + self.batch_size]), self.task)
+            for i in range(0, len(waves), self.batch_size)
+        ]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), dtype=np.float32)
 
-    def predict_windows(self, signal: np.ndarray, plan: WindowPlan, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
-        """(window probabilities (k, n_classes), window starts in s) over a decoded signal, `chunk` windows at a
+    def predict_windows(
+        self, signal: np.ndarray, plan: WindowPlan, chunk: int = 256
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(window probabilities (k, n_classes), window starts in s) over a decoded signal, `chunk` windows at
+        a
         time, so a four-hour file needs the memory of one chunk."""
         probs, starts = [], []
         for wins, st in self.pipeline.chunks(signal, plan, chunk):
@@ -165,9 +198,17 @@ class Predictor:
         order = self.pipeline.top_k(probs, k)
         return [self.classes[i] for i in order], [float(probs[i]) for i in order]
 
-    def predict(self, src: Source | Decoded | Signal, top_k: int = 5, window: str | float | None = "auto",
-                hop: float | None = None, max_duration_s: float | None = None, max_bytes: int | None = None,
-                sample_rate: int | None = None, events: EventRule | None = None) -> Prediction:
+    def predict(
+        self,
+        src: Source | Decoded | Signal,
+        top_k: int = 5,
+        window: str | float | None = "auto",
+        hop: float | None = None,
+        max_duration_s: float | None = None,
+        max_bytes: int | None = None,
+        sample_rate: int | None = None,
+        events: EventRule | None = None,
+    ) -> Prediction:
         """Classify one input (a file, bytes, or a signal with its `sample_rate`: see `decode`).
         `window="auto"` scores inputs longer than twice the clip length in windows (mean of window
         probabilities); a number forces windows of that many seconds; None = one centre crop.
@@ -179,11 +220,19 @@ class Predictor:
             from learner.serve.longfile import predict_long
 
             return predict_long(self, src, top_k, window, hop, max_duration_s, max_bytes, events)
-        return self.predict_decoded(self.decode(src, max_duration_s, max_bytes, sample_rate), top_k, window, hop,
-                                    events, path)
+        return self.predict_decoded(
+            self.decode(src, max_duration_s, max_bytes, sample_rate), top_k, window, hop, events, path
+        )
 
-    def predict_decoded(self, d: Decoded, top_k: int = 5, window: str | float | None = "auto", hop: float | None = None,
-                        events: EventRule | None = None, path: str = "") -> Prediction:
+    def predict_decoded(
+        self,
+        d: Decoded,
+        top_k: int = 5,
+        window: str | float | None = "auto",
+        hop: float | None = None,
+        events: EventRule | None = None,
+        path: str = "",
+    ) -> Prediction:
         """`predict` on a decoded signal held whole."""
         pipe = self.pipeline
         if window is not None and pipe.wants_windows(d.samples.size, forced=window != "auto"):
@@ -198,30 +247,68 @@ class Predictor:
         clip = pipe.prepare(d.samples)
         probs = self.predict_waves(clip[None])[0]
         labels, scores = self._top(probs, top_k)
-        return Prediction(labels, scores, probs, d.duration_s, d.orig_sample_rate, d.channels, d.decoder, clip=clip,
-                          detected=self.detect(probs))
+        return Prediction(
+            labels,
+            scores,
+            probs,
+            d.duration_s,
+            d.orig_sample_rate,
+            d.channels,
+            d.decoder,
+            clip=clip,
+            detected=self.detect(probs),
+        )
 
-    def windowed(self, d: Decoded, plan: WindowPlan, wp: np.ndarray, starts: np.ndarray,
-                 clip_at: Callable[[int], np.ndarray], top_k: int = 5, events: EventRule | None = None,
-                 path: str = "") -> Prediction:
+    def windowed(
+        self,
+        d: Decoded,
+        plan: WindowPlan,
+        wp: np.ndarray,
+        starts: np.ndarray,
+        clip_at: Callable[[int], np.ndarray],
+        top_k: int = 5,
+        events: EventRule | None = None,
+        path: str = "",
+    ) -> Prediction:
         """The prediction of window probabilities `wp` (mean over windows); `clip_at(k)` gives window k, asked
         only for the window where the top class scored highest."""
         probs = wp.mean(axis=0)
         clip = clip_at(int(wp[:, int(probs.argmax())].argmax()))
         window_s, hop_s = plan.size / self.cfg.sample_rate, plan.hop / self.cfg.sample_rate
         labels, scores = self._top(probs, top_k)
-        return Prediction(labels, scores, probs, d.duration_s, d.orig_sample_rate, d.channels, d.decoder,
-                          window_starts=[float(s) for s in starts], window_probs=wp, clip=clip, window_s=window_s,
-                          hop_s=hop_s, events=self.events(starts, wp, window_s, events, d.duration_s, path),
-                          detected=self.detect(probs))
+        return Prediction(
+            labels,
+            scores,
+            probs,
+            d.duration_s,
+            d.orig_sample_rate,
+            d.channels,
+            d.decoder,
+            window_starts=[float(s) for s in starts],
+            window_probs=wp,
+            clip=clip,
+            window_s=window_s,
+            hop_s=hop_s,
+            events=self.events(starts, wp, window_s, events, d.duration_s, path),
+            detected=self.detect(probs),
+        )
 
-    def events(self, starts: np.ndarray, window_probs: np.ndarray, window_s: float, rule: EventRule | None = None,
-               duration_s: float | None = None, path: str = "") -> list[Event]:
-        """Window scores → events with this model's thresholds and background classes (config.json), `rule` overriding."""
+    def events(
+        self,
+        starts: np.ndarray,
+        window_probs: np.ndarray,
+        window_s: float,
+        rule: EventRule | None = None,
+        duration_s: float | None = None,
+        path: str = "",
+    ) -> list[Event]:
+        """Window scores → events with this model's thresholds and background classes (config.json), `rule`
+        overriding."""
         return events_for(starts, window_probs, self.classes, window_s, self.config, rule, duration_s, path)
 
-    def __call__(self, inputs: Any, *, top_k: int = 5, sampling_rate: int | None = None,
-                 sample_rate: int | None = None) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
+    def __call__(
+        self, inputs: Any, *, top_k: int = 5, sampling_rate: int | None = None, sample_rate: int | None = None
+    ) -> list[dict[str, Any]] | list[list[dict[str, Any]]]:
         """`[{"label", "score"}, ...]`, best first, like Hugging Face's audio-classification pipeline.
 
         `inputs` is one input (path, bytes, NumPy signal with `sampling_rate`, `(rate, array)` or a dict
@@ -233,7 +320,8 @@ class Predictor:
         return [{"label": lab, "score": score} for lab, score in zip(pred.labels, pred.scores, strict=True)]
 
     def predict_many(self, srcs: list[Source], top_k: int = 5) -> list[Prediction | AudioDecodeError]:
-        """Many short inputs (one centre crop each) batched through the model; bad files come back as errors."""
+        """Many short inputs (one centre crop each) batched through the model; bad files come back as
+        errors."""
         results: list[Prediction | AudioDecodeError] = []
         for i in range(0, len(srcs), self.batch_size):
             chunk = srcs[i : i + self.batch_size]
@@ -252,8 +340,19 @@ class Predictor:
                     continue
                 p = next(probs)
                 labels, scores = self._top(p, top_k)
-                results.append(Prediction(labels, scores, p, d.duration_s, d.orig_sample_rate, d.channels, d.decoder,
-                                          clip=next(clip_it), detected=self.detect(p)))
+                results.append(
+                    Prediction(
+                        labels,
+                        scores,
+                        p,
+                        d.duration_s,
+                        d.orig_sample_rate,
+                        d.channels,
+                        d.decoder,
+                        clip=next(clip_it),
+                        detected=self.detect(p),
+                    )
+                )
         return results
 
 
@@ -261,21 +360,31 @@ Signal = np.ndarray | tuple | dict
 
 
 def _signal_of(src: Any, sample_rate: int | None) -> tuple[np.ndarray | None, int | None]:
-    """(array, rate) when `src` is a signal in memory (array, (rate, array) or {"array"|"raw", "sampling_rate"}),
+    """(array, rate) when `src` is a signal in memory (array, (rate, array) or {"array"|"raw",
+    "sampling_rate"}),
     else (None, None) for a path or bytes."""
     if isinstance(src, dict):
         key = "array" if "array" in src else "raw" if "raw" in src else None
         if key is None:
-            raise ValueError(f"an audio dict needs 'array' (or 'raw') and 'sampling_rate'; got keys {sorted(src)}")
+            raise ValueError(
+                f"an audio dict needs 'array' (or 'raw') and 'sampling_rate'; got keys {sorted(src)}"
+            )
         return np.asarray(src[key]), src.get("sampling_rate", sample_rate)
-    if isinstance(src, tuple) and len(src) == 2 and isinstance(src[0], (int, np.integer)) and isinstance(src[1], np.ndarray):
+    if (
+        isinstance(src, tuple)
+        and len(src) == 2
+        and isinstance(src[0], (int, np.integer))
+        and isinstance(src[1], np.ndarray)
+    ):
         return src[1], int(src[0])
     if isinstance(src, np.ndarray):
         return src, sample_rate
     return None, None
 
 
-def decode_array(x: np.ndarray, rate: int | None, target_sr: int, max_duration_s: float | None = None) -> Decoded:
+def decode_array(
+    x: np.ndarray, rate: int | None, target_sr: int, max_duration_s: float | None = None
+) -> Decoded:
     """A signal in memory → `Decoded`, as if read from a file: integer PCM scaled to [-1, 1], channels
     averaged, resampled to `target_sr`. (samples, channels) and (channels, samples) are both taken: the
     shorter axis, when it has at most 8 entries, is the channels."""
@@ -283,7 +392,9 @@ def decode_array(x: np.ndarray, rate: int | None, target_sr: int, max_duration_s
 
     label = "<array>"
     if rate is None:
-        raise AudioDecodeError(label, "a NumPy signal needs its sample rate (sample_rate=..., or a (rate, array) pair)")
+        raise AudioDecodeError(
+            label, "a NumPy signal needs its sample rate (sample_rate=..., or a (rate, array) pair)"
+        )
     if int(rate) <= 0:
         raise AudioDecodeError(label, f"sample rate must be positive, got {rate}")
     x = np.asarray(x)

@@ -49,14 +49,19 @@ def _number(value: Any, types: tuple[type, ...]) -> bool:
 
 def check_classes(path: Path, classes: Any) -> None:
     if not isinstance(classes, list):
-        raise _error(path, f"'classes' must be a list of class names, got {type(classes).__name__} {_short(classes)}")
+        raise _error(
+            path, f"'classes' must be a list of class names, got {type(classes).__name__} {_short(classes)}"
+        )
     if not 1 <= len(classes) <= MAX_CLASSES:
         raise _error(path, f"'classes' must hold 1 to {MAX_CLASSES} names, it holds {len(classes)}")
     seen: set[str] = set()
     for i, name in enumerate(classes):
         if not isinstance(name, str) or not name.strip() or len(name) > MAX_CLASS_NAME:
-            raise _error(path, f"'classes'[{i}] must be a non-empty name of at most {MAX_CLASS_NAME} characters, "
-                               f"got {_short(name)}")
+            raise _error(
+                path,
+                f"'classes'[{i}] must be a non-empty name of at most {MAX_CLASS_NAME} characters, "
+                f"got {_short(name)}",
+            )
         if name in seen:
             raise _error(path, f"'classes' names {name!r} twice; every class needs its own name")
         seen.add(name)
@@ -67,8 +72,11 @@ def check_audio(path: Path, audio: Any) -> None:
         raise _error(path, f"'audio' must be an object of preprocessing settings, got {_short(audio)}")
     sr = audio.get("sample_rate")
     if "sample_rate" in audio and not (_number(sr, (int,)) and SAMPLE_RATES[0] <= sr <= SAMPLE_RATES[1]):
-        raise _error(path, f"'audio.sample_rate' must be a whole number of Hz from {SAMPLE_RATES[0]} to "
-                           f"{SAMPLE_RATES[1]}, got {_short(sr)}")
+        raise _error(
+            path,
+            f"'audio.sample_rate' must be a whole number of Hz from {SAMPLE_RATES[0]} to "
+            f"{SAMPLE_RATES[1]}, got {_short(sr)}",
+        )
     for key, (types, low, high, nullable) in AUDIO_NUMBERS.items():
         if key not in audio or (audio[key] is None and nullable):
             continue
@@ -76,11 +84,22 @@ def check_audio(path: Path, audio: Any) -> None:
         if not (_number(v, types) and low <= v <= high):
             kind = "a whole number" if types == (int,) else "a number"
             raise _error(path, f"'audio.{key}' must be {kind} from {low:g} to {high:g}, got {_short(v)}")
-    if isinstance(sr, int) and isinstance(audio.get("duration"), (int, float)) and sr * audio["duration"] > MAX_CLIP_SAMPLES:
-        raise _error(path, f"'audio': a clip of {audio['duration']:g} s at {sr} Hz is more than {MAX_CLIP_SAMPLES} samples")
+    if (
+        isinstance(sr, int)
+        and isinstance(audio.get("duration"), (int, float))
+        and sr * audio["duration"] > MAX_CLIP_SAMPLES
+    ):
+        raise _error(
+            path,
+            f"'audio': a clip of {audio['duration']:g} s at {sr} Hz is more than {MAX_CLIP_SAMPLES} samples",
+        )
     stats = audio.get("norm_stats")
-    if stats is not None and not (isinstance(stats, list) and len(stats) == 2 and all(_number(v, (int, float)) for v in stats)):
-        raise _error(path, f"'audio.norm_stats' must be [mean, std] (two finite numbers), got {_short(stats)}")
+    if stats is not None and not (
+        isinstance(stats, list) and len(stats) == 2 and all(_number(v, (int, float)) for v in stats)
+    ):
+        raise _error(
+            path, f"'audio.norm_stats' must be [mean, std] (two finite numbers), got {_short(stats)}"
+        )
     from learner.config import AudioConfig
 
     try:
@@ -106,7 +125,9 @@ def check_config(config: Any, path: Path) -> None:
     thresholds = config.get("thresholds")
     if thresholds is not None:
         if not isinstance(thresholds, dict):
-            raise _error(path, f"'thresholds' must map class names to numbers from 0 to 1, got {_short(thresholds)}")
+            raise _error(
+                path, f"'thresholds' must map class names to numbers from 0 to 1, got {_short(thresholds)}"
+            )
         known = set(config["classes"])
         for name, t in thresholds.items():
             if name not in known:

@@ -38,29 +38,48 @@ _LABELS = {"accuracy": "accuracy", "top3_accuracy": "top-3", "map3": "MAP@3", "m
 
 def plan_starts(archs: list[str], pretrained: str) -> dict[str, tuple[str, str]]:
     """arch → (source passed to training, why). `pretrained`: "imagenet", "none", one source (a weights file
-    or an earshot model dir/Hub id, used by the archs it fits), or "ARCH=SRC,ARCH=SRC" (unnamed archs: none)."""
+    or an earshot model dir/Hub id, used by the archs it fits), or "ARCH=SRC,ARCH=SRC" (unnamed archs:
+    none)."""
     for a in archs:
         get_arch(a)
     if "=" in pretrained:
         pairs = dict(p.split("=", 1) for p in pretrained.split(",") if p.strip())
         stray = sorted(set(pairs) - set(archs))
         if stray:
-            raise ValueError(f"pretrained={pretrained} names {', '.join(stray)}, which are not in archs={','.join(archs)}")
-        return {a: (pairs[a], "as asked") if a in pairs else ("none", "not named in --pretrained: from scratch")
-                for a in archs}
+            raise ValueError(
+                f"pretrained={pretrained} names {', '.join(stray)}, which are not in archs={','.join(archs)}"
+            )
+        return {
+            a: (pairs[a], "as asked") if a in pairs else ("none", "not named in --pretrained: from scratch")
+            for a in archs
+        }
     if pretrained == "none":
         return {a: ("none", "as asked") for a in archs}
     if pretrained == "imagenet":
-        return {a: ("imagenet", "as asked") if get_arch(a).weights else ("none", "no ImageNet weights: from scratch")
-                for a in archs}
+        return {
+            a: ("imagenet", "as asked")
+            if get_arch(a).weights
+            else ("none", "no ImageNet weights: from scratch")
+            for a in archs
+        }
     if Path(pretrained).is_file():  # a timm weights file: the ImageNet-pretrainable archs
-        return {a: (pretrained, "as asked") if get_arch(a).weights else ("none", "weights file is for xresnet: from scratch")
-                for a in archs}
+        return {
+            a: (pretrained, "as asked")
+            if get_arch(a).weights
+            else ("none", "weights file is for xresnet: from scratch")
+            for a in archs
+        }
     src_arch = read_config(resolve(pretrained))["arch"]
     if src_arch not in archs:
-        raise ValueError(f"pretrained={pretrained} is a {src_arch} model and {src_arch} is not in archs={','.join(archs)}")
-    return {a: (pretrained, "as asked") if a == src_arch else ("none", f"{pretrained} is a {src_arch} model: from scratch")
-            for a in archs}
+        raise ValueError(
+            f"pretrained={pretrained} is a {src_arch} model and {src_arch} is not in archs={','.join(archs)}"
+        )
+    return {
+        a: (pretrained, "as asked")
+        if a == src_arch
+        else ("none", f"{pretrained} is a {src_arch} model: from scratch")
+        for a in archs
+    }
 
 
 def _check_imagenet(starts: dict[str, tuple[str, str]], cfg: AudioConfig) -> None:
@@ -70,7 +89,9 @@ def _check_imagenet(starts: dict[str, tuple[str, str]], cfg: AudioConfig) -> Non
 
     for a, (src, _) in starts.items():
         if src == "imagenet":
-            load_pretrained(create_model(a, 2, cfg), get_arch(a), "imagenet")  # PretrainedError: one clear line
+            load_pretrained(
+                create_model(a, 2, cfg), get_arch(a), "imagenet"
+            )  # PretrainedError: one clear line
 
 
 def inference_speed(model_dir: Path, data: str, repeats: int = 1) -> dict[str, Any]:
@@ -87,15 +108,23 @@ def inference_speed(model_dir: Path, data: str, repeats: int = 1) -> dict[str, A
         res = p.predict_many(paths)
     e2e = time.perf_counter() - t
     ok = [(r, lab) for r, lab in zip(res, labels, strict=True) if not isinstance(r, Exception)]
-    waves = np.stack([p.prepare(p.decode(path).samples) for path, r in zip(paths, res, strict=True)
-                      if not isinstance(r, Exception)])
+    waves = np.stack(
+        [
+            p.prepare(p.decode(path).samples)
+            for path, r in zip(paths, res, strict=True)
+            if not isinstance(r, Exception)
+        ]
+    )
     t = time.perf_counter()
     for _ in range(repeats):
         p.predict_waves(waves)
     model = time.perf_counter() - t
-    return {"clips": len(ok), "clips_per_s": round(repeats * len(paths) / e2e, 1),
-            "model_clips_per_s": round(repeats * len(waves) / model, 1),
-            "predictor_accuracy": float(np.mean([r.labels[0] == lab for r, lab in ok])) if ok else 0.0}
+    return {
+        "clips": len(ok),
+        "clips_per_s": round(repeats * len(paths) / e2e, 1),
+        "model_clips_per_s": round(repeats * len(waves) / model, 1),
+        "predictor_accuracy": float(np.mean([r.labels[0] == lab for r, lab in ok])) if ok else 0.0,
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -104,18 +133,33 @@ def machine() -> dict[str, Any]:
 
     cpu = platform.processor() or platform.machine()
     try:
-        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                 if ln.startswith("model name")]
+        names = [
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ]
         cpu = names[0] if names else cpu
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "torch": torch.__version__}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+    }
 
 
-def compare(archs: list[str], targs: TrainArgs, cfg: AudioConfig | None = None, *, cv: bool = False,
-            n_folds: int | None = None) -> dict[str, Any]:
-    """Train every arch in `archs` on the same split (or folds with `cv`) and write the report to `targs.out`."""
+def compare(
+    archs: list[str],
+    targs: TrainArgs,
+    cfg: AudioConfig | None = None,
+    *,
+    cv: bool = False,
+    n_folds: int | None = None,
+) -> dict[str, Any]:
+    """Train every arch in `archs` on the same split (or folds with `cv`) and write the report to
+    `targs.out`."""
     if not archs:
         raise ValueError("no archs to compare")
     if len(set(archs)) != len(archs):
@@ -131,35 +175,74 @@ def compare(archs: list[str], targs: TrainArgs, cfg: AudioConfig | None = None, 
         log.info("[%d/%d] %s (start: %s)", i + 1, len(archs), a, src)
         a_args = dataclasses.replace(targs, data=data, arch=a, out=str(out / a), pretrained=src)
         t = time.time()
-        row: dict[str, Any] = {"arch": a, "input": get_arch(a).input, "start_requested": targs.pretrained, "start_note": why}
+        row: dict[str, Any] = {
+            "arch": a,
+            "input": get_arch(a).input,
+            "start_requested": targs.pretrained,
+            "start_note": why,
+        }
         if cv:
             rep = cross_validate(a_args, cfg)
-            row.update({k: rep["mean"][k] for k in CV_METRICS}, **{f"{k}_std": rep["std"][k] for k in CV_METRICS},
-                       train_time_s=round(sum(f["train_time_s"] for f in rep["folds"]), 3), folds=rep["folds"],
-                       n_valid=sum(f["n_valid"] for f in rep["folds"]))
+            row.update(
+                {k: rep["mean"][k] for k in CV_METRICS},
+                **{f"{k}_std": rep["std"][k] for k in CV_METRICS},
+                train_time_s=round(sum(f["train_time_s"] for f in rep["folds"]), 3),
+                folds=rep["folds"],
+                n_valid=sum(f["n_valid"] for f in rep["folds"]),
+            )
             model_dir = Path(rep["folds"][0]["model_dir"])
-            curves[a] = pd.read_csv(out / a / "cv_history.csv").groupby("epoch", as_index=False).mean(numeric_only=True)
+            curves[a] = (
+                pd.read_csv(out / a / "cv_history.csv")
+                .groupby("epoch", as_index=False)
+                .mean(numeric_only=True)
+            )
             confusions[a] = rep["confusion"]
         else:
             res = train(a_args, cfg.replace())
             m = res.metrics
-            row.update({k: m[k] for k in CV_METRICS}, train_time_s=m["train_time_s"], n_train=m["n_train"],
-                       n_valid=m["n_valid"], best_epoch=m["best_epoch"], excluded_files=m["excluded_files"])
+            row.update(
+                {k: m[k] for k in CV_METRICS},
+                train_time_s=m["train_time_s"],
+                n_train=m["n_train"],
+                n_valid=m["n_valid"],
+                best_epoch=m["best_epoch"],
+                excluded_files=m["excluded_files"],
+            )
             model_dir, curves[a], confusions[a] = res.model_dir, res.history, m["confusion"]
             del res
         config = read_config(model_dir)
-        row.update(start=config.get("pretrained", src), params=int(config["params"]), model_dir=str(model_dir),
-                   duration_s=config["audio"]["duration"],
-                   wall_time_s=round(time.time() - t, 1), **inference_speed(model_dir, a_args.data))
+        row.update(
+            start=config.get("pretrained", src),
+            params=int(config["params"]),
+            model_dir=str(model_dir),
+            duration_s=config["audio"]["duration"],
+            wall_time_s=round(time.time() - t, 1),
+            **inference_speed(model_dir, a_args.data),
+        )
         rows.append(row)
     classes = read_config(Path(rows[0]["model_dir"]))["classes"]
     audio = cfg.to_dict()
-    if len({r["duration_s"] for r in rows}) == 1:  # picked from the data (jobs without --duration): the one used
+    if (
+        len({r["duration_s"] for r in rows}) == 1
+    ):  # picked from the data (jobs without --duration): the one used
         audio["duration"] = rows[0]["duration_s"]
-    report = {"data": str(targs.data), "split": split, "cv": cv, "epochs": targs.epochs, "lr": targs.lr,
-              "bs": targs.bs, "seed": targs.seed, "archs": rows, "classes": classes, "audio": audio,
-              "machine": machine(), "total_time_s": round(time.time() - started, 1)}
-    plot_confusions({a: c for a, c in confusions.items() if c is not None}, classes, out / "confusion_matrices.png")
+    report = {
+        "data": str(targs.data),
+        "split": split,
+        "cv": cv,
+        "epochs": targs.epochs,
+        "lr": targs.lr,
+        "bs": targs.bs,
+        "seed": targs.seed,
+        "archs": rows,
+        "classes": classes,
+        "audio": audio,
+        "machine": machine(),
+        "total_time_s": round(time.time() - started, 1),
+    }
+    plot_confusions(
+        {a: c for a, c in confusions.items() if c is not None}, classes, out / "confusion_matrices.png"
+    )
     plot_curves(curves, out / "learning_curves.png")
     write_json(out / "report.json", report)
     (out / "report.md").write_text(report_markdown(report))
@@ -204,34 +287,59 @@ def report_markdown(r: dict[str, Any]) -> str:
     head += " | params | train time | clips/s (end to end) | clips/s (model) |"
     au = r["audio"]
     clips = sorted({a["duration_s"] for a in r["archs"]})
-    lines = [f"# Comparison on {r['data']}", "",
-             f"Split: {r['split']}. {r['epochs']} epochs, lr {r['lr']}, batch {r['bs']}, seed {r['seed']}"
-             + (" — metrics are mean ± std over folds." if cv else " — metrics on the validation clips."),
-             f"Audio: {au['sample_rate']} Hz, {' / '.join(f'{d:g}' for d in clips)} s clips, {au['n_mels']} mels "
-             f"(n_fft {au['n_fft']}, hop {au['hop_length']}), mixup {au['mixup']}, SpecAugment {au['spec_masks']}× "
-             f"(freq ≤ {au['spec_freq_mask']}, time ≤ {au['spec_time_mask']}, capped at a fifth of the input).", "",
-             head, "|---|---|---|" + "---:|" * (len(cols) + 4)]
+    lines = [
+        f"# Comparison on {r['data']}",
+        "",
+        f"Split: {r['split']}. {r['epochs']} epochs, lr {r['lr']}, batch {r['bs']}, seed {r['seed']}"
+        + (" — metrics are mean ± std over folds." if cv else " — metrics on the validation clips."),
+        f"Audio: {au['sample_rate']} Hz, {' / '.join(f'{d:g}' for d in clips)} s clips, {au['n_mels']} mels "
+        f"(n_fft {au['n_fft']}, hop {au['hop_length']}), mixup {au['mixup']}, SpecAugment "
+        f"{au['spec_masks']}× "
+        f"(freq ≤ {au['spec_freq_mask']}, time ≤ {au['spec_time_mask']}, capped at a fifth of the input).",
+        "",
+        head,
+        "|---|---|---|" + "---:|" * (len(cols) + 4),
+    ]
     for a in r["archs"]:
+
         def cell(c: str, a: dict = a) -> str:
             return f"{a[c]:.3f} ± {a[c + '_std']:.3f}" if cv else f"{a[c]:.3f}"
 
         speed = f"{a['clips_per_s']:.0f} | {a['model_clips_per_s']:.0f}"
-        lines.append(f"| {a['arch']} | {a['input']} | {a['start']} | " + " | ".join(cell(c) for c in cols)
-                     + f" | {a['params'] / 1e6:.2f} M | {a['train_time_s']:.0f} s | {speed} |")
+        lines.append(
+            f"| {a['arch']} | {a['input']} | {a['start']} | "
+            + " | ".join(cell(c) for c in cols)
+            + f" | {a['params'] / 1e6:.2f} M | {a['train_time_s']:.0f} s | {speed} |"
+        )
     m = r["machine"]
-    lines += ["", "Start: the weights each model began from (from its config.json). "
-              + "; ".join(f"{a['arch']}: {a['start_note']}" for a in r["archs"]) + ".", "",
-              f"Train time is the fit alone{' summed over folds' if cv else ''}; clips/s are measured through the "
-              "Predictor on the validation clips (end to end = decode + trim + crop + model; model = prepared "
-              f"waveforms → probabilities){', on the fold ' + str(r['archs'][0]['folds'][0]['fold']) + ' models' if cv else ''}. "
-              "Predictor accuracy (a cross-check: the same clips through the inference path"
-              f"{', fold ' + str(r['archs'][0]['folds'][0]['fold']) + ' only' if cv else ''}): "
-              + ", ".join(f"{a['arch']} {a['predictor_accuracy']:.3f}" for a in r["archs"]) + ".", "",
-              f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} (threads: {m['torch_threads']}), "
-              f"GPU: {m['gpu'] or 'none'}. Total {r['total_time_s'] / 60:.1f} min.", "",
-              "![confusion matrices](confusion_matrices.png)", "", "![learning curves](learning_curves.png)"]
-    excluded = {p: why for a in r["archs"] for part in a.get("folds", [a])
-                for p, why in part.get("excluded_files", {}).items()}
+    lines += [
+        "",
+        "Start: the weights each model began from (from its config.json). "
+        + "; ".join(f"{a['arch']}: {a['start_note']}" for a in r["archs"])
+        + ".",
+        "",
+        f"Train time is the fit alone{' summed over folds' if cv else ''}; clips/s are measured through the "
+        "Predictor on the validation clips (end to end = decode + trim + crop + model; model = prepared "
+        "waveforms → probabilities)"
+        f"{', on the fold ' + str(r['archs'][0]['folds'][0]['fold']) + ' models' if cv else ''}. "
+        "Predictor accuracy (a cross-check: the same clips through the inference path"
+        f"{', fold ' + str(r['archs'][0]['folds'][0]['fold']) + ' only' if cv else ''}): "
+        + ", ".join(f"{a['arch']} {a['predictor_accuracy']:.3f}" for a in r["archs"])
+        + ".",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} (threads: {m['torch_threads']}), "
+        f"GPU: {m['gpu'] or 'none'}. Total {r['total_time_s'] / 60:.1f} min.",
+        "",
+        "![confusion matrices](confusion_matrices.png)",
+        "",
+        "![learning curves](learning_curves.png)",
+    ]
+    excluded = {
+        p: why
+        for a in r["archs"]
+        for part in a.get("folds", [a])
+        for p, why in part.get("excluded_files", {}).items()
+    }
     if excluded:
         lines += ["", f"{len(excluded)} file(s) could not be read and were excluded:"]
         lines += [f"- `{p}`: {why}" for p, why in sorted(excluded.items())]

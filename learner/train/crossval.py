@@ -1,6 +1,8 @@
-"""Cross-validation: one model per value of the manifest's `fold` column, then per-fold and mean ± std metrics.
+"""Cross-validation: one model per value of the manifest's `fold` column, then per-fold and mean ± std
+metrics.
 
-Each fold is an ordinary training run (`learner.train.fit.train` with `valid_fold=K`) written to `OUT/fold-K/`, so
+Each fold is an ordinary training run (`learner.train.fit.train` with `valid_fold=K`) written to
+`OUT/fold-K/`, so
 every fold is a complete model directory that the Predictor, `jobs.evaluate` and the Hub tools accept.
 `OUT/cv_report.json` and `OUT/cv_report.md` summarise them, `OUT/cv_curves.png` draws every fold's curves. A
 manifest without a fold column is given folds by `learner.data.manifest.plan_folds` (whole groups per fold
@@ -31,9 +33,14 @@ CV_METRICS = ("accuracy", "top3_accuracy", "map3", "macro_f1")
 _LABELS = {"accuracy": "accuracy", "top3_accuracy": "top-3", "map3": "MAP@3", "macro_f1": "macro F1"}
 
 
-def cross_validate(targs: TrainArgs, cfg: AudioConfig | None = None, n_folds: int | None = None,
-                   folds: list[int] | None = None) -> dict[str, Any]:
-    """Train one model per fold into `targs.out/fold-K/`; write cv_report.json + cv_report.md; return the report.
+def cross_validate(
+    targs: TrainArgs,
+    cfg: AudioConfig | None = None,
+    n_folds: int | None = None,
+    folds: list[int] | None = None,
+) -> dict[str, Any]:
+    """Train one model per fold into `targs.out/fold-K/`; write cv_report.json + cv_report.md; return the
+    report.
 
     `folds` restricts the run to some fold values (all by default). Every fold starts from its own copy of
     `cfg` (training measures normalisation statistics on its own training folds).
@@ -43,23 +50,38 @@ def cross_validate(targs: TrainArgs, cfg: AudioConfig | None = None, n_folds: in
     df = add_groups(load_manifest(targs.data), targs.group_col, targs.group_regex)
     from learner.data.multilabel import resolve_task
 
-    if resolve_task(df, targs.task, str(targs.data)) == "multi":  # its report is built from single-label metrics
-        raise ManifestError(f"{targs.data}: cross-validation of multi-label models is not supported yet; "
-                            "train one model on one split")
+    if (
+        resolve_task(df, targs.task, str(targs.data)) == "multi"
+    ):  # its report is built from single-label metrics
+        raise ManifestError(
+            f"{targs.data}: cross-validation of multi-label models is not supported yet; "
+            "train one model on one split"
+        )
     plan = plan_folds(df, targs.data, out, n_folds, targs.seed)
     data, all_folds, source = plan.data, plan.folds, plan.source
     todo = all_folds if folds is None else [f for f in all_folds if f in set(folds)]
     if folds is not None and len(todo) != len(set(folds)):
-        raise ManifestError(f"folds {sorted(set(folds) - set(all_folds))} are not in {targs.data} (folds: {all_folds})")
+        raise ManifestError(
+            f"folds {sorted(set(folds) - set(all_folds))} are not in {targs.data} (folds: {all_folds})"
+        )
     rows, histories, confusion, classes, started = [], [], None, None, time.time()
     for i, k in enumerate(todo):
         log.info("fold %s (%d/%d)", k, i + 1, len(todo))
         fold_args = dataclasses.replace(targs, data=data, out=str(out / f"fold-{k}"), valid_fold=k)
         res = train(fold_args, cfg.replace())
         m = res.metrics
-        rows.append({"fold": k, "model_dir": str(res.model_dir), **{key: m[key] for key in CV_METRICS},
-                     "n_train": m["n_train"], "n_valid": m["n_valid"], "best_epoch": m["best_epoch"],
-                     "train_time_s": m["train_time_s"], "excluded_files": m["excluded_files"]})
+        rows.append(
+            {
+                "fold": k,
+                "model_dir": str(res.model_dir),
+                **{key: m[key] for key in CV_METRICS},
+                "n_train": m["n_train"],
+                "n_valid": m["n_valid"],
+                "best_epoch": m["best_epoch"],
+                "train_time_s": m["train_time_s"],
+                "excluded_files": m["excluded_files"],
+            }
+        )
         histories.append(res.history.assign(fold=k))
         cm = np.asarray(m["confusion"])
         if classes is None:
@@ -69,16 +91,27 @@ def cross_validate(targs: TrainArgs, cfg: AudioConfig | None = None, n_folds: in
         else:  # a fold whose training part lacks a class: the pooled confusion is not defined
             confusion = None
     report = summarise(rows)
-    report.update(data=str(targs.data), arch=targs.arch, pretrained=targs.pretrained, epochs=targs.epochs,
-                  fold_source=source, classes=classes, confusion=None if confusion is None else confusion.tolist(),
-                  wall_time_s=round(time.time() - started, 1))
+    report.update(
+        data=str(targs.data),
+        arch=targs.arch,
+        pretrained=targs.pretrained,
+        epochs=targs.epochs,
+        fold_source=source,
+        classes=classes,
+        confusion=None if confusion is None else confusion.tolist(),
+        wall_time_s=round(time.time() - started, 1),
+    )
     pd.concat(histories).to_csv(out / "cv_history.csv", index=False)
     plot_curves({f"fold {h['fold'].iloc[0]}": h for h in histories}, out / "cv_curves.png")
     write_json(out / "cv_report.json", report)
     (out / "cv_report.md").write_text(report_markdown(report))
     if confusion is not None:
-        plot_confusion(confusion, classes, out / "cv_confusion_matrix.png",
-                       title=f"{len(rows)} folds pooled · accuracy {report['mean']['accuracy']:.3f}")
+        plot_confusion(
+            confusion,
+            classes,
+            out / "cv_confusion_matrix.png",
+            title=f"{len(rows)} folds pooled · accuracy {report['mean']['accuracy']:.3f}",
+        )
     return report
 
 
@@ -88,25 +121,38 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         raise ValueError("no folds to summarise")
     vals = {k: np.array([r[k] for r in rows], dtype=float) for k in (*CV_METRICS, "train_time_s")}
     ddof = 1 if len(rows) > 1 else 0
-    return {"folds": rows, "mean": {k: float(v.mean()) for k, v in vals.items()},
-            "std": {k: float(v.std(ddof=ddof)) for k, v in vals.items()}}
+    return {
+        "folds": rows,
+        "mean": {k: float(v.mean()) for k, v in vals.items()},
+        "std": {k: float(v.std(ddof=ddof)) for k, v in vals.items()},
+    }
 
 
 def report_markdown(report: dict[str, Any]) -> str:
     """The single human-readable CV report: a row per fold and the mean ± std."""
     cols = list(CV_METRICS)
-    lines = [f"# Cross-validation: {report.get('arch', '?')} on {report.get('data', '?')}", "",
-             f"{len(report['folds'])} folds ({report.get('fold_source', 'fold column')}); start: "
-             f"{report.get('pretrained', '?')}; {report.get('epochs', '?')} epochs per fold. "
-             "Std is over folds (ddof=1).", "",
-             "| fold | " + " | ".join(_LABELS[c] for c in cols) + " | train / valid clips | train time |",
-             "|---|" + "---:|" * (len(cols) + 2)]
+    lines = [
+        f"# Cross-validation: {report.get('arch', '?')} on {report.get('data', '?')}",
+        "",
+        f"{len(report['folds'])} folds ({report.get('fold_source', 'fold column')}); start: "
+        f"{report.get('pretrained', '?')}; {report.get('epochs', '?')} epochs per fold. "
+        "Std is over folds (ddof=1).",
+        "",
+        "| fold | " + " | ".join(_LABELS[c] for c in cols) + " | train / valid clips | train time |",
+        "|---|" + "---:|" * (len(cols) + 2),
+    ]
     for r in report["folds"]:
-        lines.append(f"| {r['fold']} | " + " | ".join(f"{r[c]:.3f}" for c in cols)
-                     + f" | {r['n_train']} / {r['n_valid']} | {r['train_time_s']:.0f} s |")
+        lines.append(
+            f"| {r['fold']} | "
+            + " | ".join(f"{r[c]:.3f}" for c in cols)
+            + f" | {r['n_train']} / {r['n_valid']} | {r['train_time_s']:.0f} s |"
+        )
     mean, std = report["mean"], report["std"]
-    lines.append("| **mean ± std** | " + " | ".join(f"**{mean[c]:.3f} ± {std[c]:.3f}**" for c in cols)
-                 + f" | | {mean['train_time_s']:.0f} s |")
+    lines.append(
+        "| **mean ± std** | "
+        + " | ".join(f"**{mean[c]:.3f} ± {std[c]:.3f}**" for c in cols)
+        + f" | | {mean['train_time_s']:.0f} s |"
+    )
     excluded = {p: why for r in report["folds"] for p, why in r.get("excluded_files", {}).items()}
     if excluded:
         lines += ["", f"{len(excluded)} file(s) could not be read and were excluded:"]

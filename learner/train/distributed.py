@@ -122,7 +122,9 @@ def accelerated(learn: Any, precision: str = "fp32", channels_last: bool = False
     try:
         import accelerate  # noqa: F401
     except ImportError as e:
-        raise RuntimeError("training in several processes needs Hugging Face Accelerate: pip install accelerate") from e
+        raise RuntimeError(
+            "training in several processes needs Hugging Face Accelerate: pip install accelerate"
+        ) from e
     from fastai.callback.progress import ProgressCallback
 
     init_distributed()

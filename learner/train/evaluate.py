@@ -19,8 +19,12 @@ SUBSETS = ("auto", "all", "valid", "test")
 
 def _split(df, train_cfg: dict[str, Any]):
     df = add_groups(df, train_cfg.get("group_col"), train_cfg.get("group_regex"))
-    train, valid = split_indices(df, valid_pct=train_cfg.get("valid_pct", 0.2), seed=train_cfg.get("seed", 42),
-                                 valid_fold=train_cfg.get("valid_fold"))
+    train, valid = split_indices(
+        df,
+        valid_pct=train_cfg.get("valid_pct", 0.2),
+        seed=train_cfg.get("seed", 42),
+        valid_fold=train_cfg.get("valid_fold"),
+    )
     return df, train, valid
 
 
@@ -54,8 +58,15 @@ def select_rows(df, subset: str, train_cfg: dict[str, Any], config: dict[str, An
     raise ValueError(f"unknown subset {subset!r}; use one of {', '.join(SUBSETS)}")
 
 
-def evaluate(model: str | Path, data: str | Path, *, subset: str = "auto", out: str | Path | None = None,
-             predictor: Predictor | None = None, progress: bool = True) -> dict[str, Any]:
+def evaluate(
+    model: str | Path,
+    data: str | Path,
+    *,
+    subset: str = "auto",
+    out: str | Path | None = None,
+    predictor: Predictor | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Metrics (and plots when `out` is given) for `model` on `data`. Unreadable files are listed, not scored.
 
     `subset="auto"` never scores a model on the clips it trained on without saying so: on the training data
@@ -72,13 +83,20 @@ def evaluate(model: str | Path, data: str | Path, *, subset: str = "auto", out: 
     sets = label_sets(df) if multi else [[lab] for lab in df["label"]]
     unknown = sorted({lab for s in sets for lab in s} - set(p.classes))
     if unknown:
-        raise ValueError(f"{data}: labels the model does not know: {', '.join(unknown)} (model classes: {', '.join(p.classes)})")
+        raise ValueError(
+            f"{data}: labels the model does not know: {', '.join(unknown)} (model classes: "
+            f"{', '.join(p.classes)})"
+        )
     paths, labels = list(df["path"]), sets
     probs, targets, failures = [], [], {}
     bar = tqdm(total=len(paths), desc="evaluating", unit="file", disable=not progress)
     for i in range(0, len(paths), p.batch_size):
-        for path, label, res in zip(paths[i : i + p.batch_size], labels[i : i + p.batch_size],
-                                    p.predict_many(paths[i : i + p.batch_size]), strict=True):
+        for path, label, res in zip(
+            paths[i : i + p.batch_size],
+            labels[i : i + p.batch_size],
+            p.predict_many(paths[i : i + p.batch_size]),
+            strict=True,
+        ):
             if isinstance(res, Exception):
                 failures[path] = res.reason
             else:
@@ -91,8 +109,14 @@ def evaluate(model: str | Path, data: str | Path, *, subset: str = "auto", out: 
         metrics = multilabel_report(np.stack(probs), np.stack(targets), p.classes, thresholds)
     else:
         metrics = classification_report(np.stack(probs), np.asarray(targets), p.classes)
-    metrics.update(split=chosen, data=str(data), model=str(model), excluded_files=failures, training_data=seen,
-                   n_rows_in_data=len(full))
+    metrics.update(
+        split=chosen,
+        data=str(data),
+        model=str(model),
+        excluded_files=failures,
+        training_data=seen,
+        n_rows_in_data=len(full),
+    )
     if out:
         from learner.report.plots import plot_confusion
 
@@ -104,6 +128,10 @@ def evaluate(model: str | Path, data: str | Path, *, subset: str = "auto", out: 
 
             write_multilabel_outputs(out, metrics, np.stack(probs), np.stack(targets), p.classes, thresholds)
             return metrics
-        plot_confusion(metrics["confusion"], p.classes, out / "confusion_matrix.png",
-                       title=f"{chosen} · accuracy {metrics['accuracy']:.3f}")
+        plot_confusion(
+            metrics["confusion"],
+            p.classes,
+            out / "confusion_matrix.png",
+            title=f"{chosen} · accuracy {metrics['accuracy']:.3f}",
+        )
     return metrics

@@ -34,7 +34,14 @@ from learner.model.registry import ArchSpec, classifier_keys
 from learner.modeldir import PICKLE, ModelDirError, save_model_dir, strip_local_paths, write_json
 from learner.train.distributed import accelerated, is_main_process
 from learner.train.multilabel import decide, threshold_rule, write_multilabel_outputs
-from learner.train.settings import adopt_front_end, batch_size, epochs_for, pick_hop, pick_sample_rate, transfers_from_earshot
+from learner.train.settings import (
+    adopt_front_end,
+    batch_size,
+    epochs_for,
+    pick_hop,
+    pick_sample_rate,
+    transfers_from_earshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +71,17 @@ class TrainArgs:
     pickle: bool = True
     progress: bool = True
     auto_duration: bool = False  # pick the clip length from the training data (jobs.train without --duration)
-    auto_sample_rate: bool = False  # the training files' own rate, at most 22.05 kHz (jobs.train without --sample-rate)
+    auto_sample_rate: bool = (
+        False  # the training files' own rate, at most 22.05 kHz (jobs.train without --sample-rate)
+    )
     auto_hop: bool = False  # a hop that gives a clip ~100 frames (jobs.train without --hop)
     task: str = "auto"  # "single", "multi" (sigmoid outputs, BCE), or "auto": multi when a row has ≠ 1 label
     target_precision: float | None = None  # thresholds: precision to reach per class instead of maximum F1
     signals: str = "auto"  # decoded signals in "memory" or in the "disk" store; auto: by size vs free memory
     store: str | None = None  # the on-disk store's folder (default: learner.train.loading.default_store_dir)
-    loader_workers: int | None = None  # DataLoader processes that crop (default: 0 in memory, spare cores on disk)
+    loader_workers: int | None = (
+        None  # DataLoader processes that crop (default: 0 in memory, spare cores on disk)
+    )
     precision: str = "fp32"  # fp16 / bf16 mixed precision (GPU only)
     channels_last: bool = False  # GPU memory layout for the 2-D convolutions
 
@@ -91,18 +102,27 @@ def versions() -> dict[str, str]:
     import fastai
     import torchaudio
 
-    return {"earshot": __version__, "torch": torch.__version__, "torchaudio": torchaudio.__version__,
-            "fastai": fastai.__version__, "numpy": np.__version__}
+    return {
+        "earshot": __version__,
+        "torch": torch.__version__,
+        "torchaudio": torchaudio.__version__,
+        "fastai": fastai.__version__,
+        "numpy": np.__version__,
+    }
 
 
-def dataset_stats(frontend: FrontEnd, signals: list[np.ndarray], cfg: AudioConfig, max_clips: int = 512) -> tuple[float, float]:
+def dataset_stats(
+    frontend: FrontEnd, signals: list[np.ndarray], cfg: AudioConfig, max_clips: int = 512
+) -> tuple[float, float]:
     """Mean and std of the un-normalised features over (up to `max_clips`) centre-cropped training clips."""
     rng = np.random.default_rng(0)
     pick = rng.permutation(len(signals))[:max_clips]
     total, total_sq, count = 0.0, 0.0, 0
     with torch.inference_mode():
         for i in range(0, len(pick), 64):
-            batch = np.stack([crop_pad(signals[j], cfg.n_samples, pad=cfg.pad_mode) for j in pick[i : i + 64]])
+            batch = np.stack(
+                [crop_pad(signals[j], cfg.n_samples, pad=cfg.pad_mode) for j in pick[i : i + 64]]
+            )
             feats = frontend.raw(torch.from_numpy(batch).unsqueeze(1)).double()
             total += feats.sum().item()
             total_sq += (feats**2).sum().item()
@@ -149,10 +169,18 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
 
     df = add_groups(load_manifest(args.data), args.group_col, args.group_regex)
     task = resolve_task(df, args.task, args.data)
-    train_idx, valid_idx = split_indices(df, valid_pct=args.valid_pct, seed=args.seed, valid_fold=args.valid_fold)
+    train_idx, valid_idx = split_indices(
+        df, valid_pct=args.valid_pct, seed=args.seed, valid_fold=args.valid_fold
+    )
     if len(train_idx) == 0 or len(valid_idx) == 0:
-        raise ValueError(f"{args.data}: the split left {len(train_idx)} training and {len(valid_idx)} validation files")
-    split = {"train_files_sha256": files_digest(df.iloc[train_idx]), "n_train": len(train_idx), "n_valid": len(valid_idx)}
+        raise ValueError(
+            f"{args.data}: the split left {len(train_idx)} training and {len(valid_idx)} validation files"
+        )
+    split = {
+        "train_files_sha256": files_digest(df.iloc[train_idx]),
+        "n_train": len(train_idx),
+        "n_valid": len(valid_idx),
+    }
     used = df.iloc[np.concatenate([train_idx, valid_idx])].copy()
     used["is_valid"] = [False] * len(train_idx) + [True] * len(valid_idx)
     if args.auto_sample_rate:
@@ -161,10 +189,13 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
 
     paths = list(used["path"])
     if signals_mode(args.signals, paths, cfg, args.store) == "memory":
-        signals, failures = load_signals(paths, cfg, cache_dir=args.cache_dir, workers=args.workers,
-                                         progress=args.progress)
+        signals, failures = load_signals(
+            paths, cfg, cache_dir=args.cache_dir, workers=args.workers, progress=args.progress
+        )
     else:
-        signals, failures = store_signals(paths, cfg, args.store or args.cache_dir, args.workers, args.progress)
+        signals, failures = store_signals(
+            paths, cfg, args.store or args.cache_dir, args.workers, args.progress
+        )
     if failures:
         lines = "\n".join(f"  {p}: {why}" for p, why in failures.items())
         log.warning("%d file(s) could not be read and are excluded from training:\n%s", len(failures), lines)
@@ -177,7 +208,9 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
         classes = sorted(used.loc[~used["is_valid"], "label"].unique())
         unseen = sorted(set(used.loc[used["is_valid"], "label"]) - set(classes))
         if unseen:
-            raise ValueError(f"{args.data}: validation has labels with no training files: {', '.join(unseen)}")
+            raise ValueError(
+                f"{args.data}: validation has labels with no training files: {', '.join(unseen)}"
+            )
     if len(classes) < 2:
         raise ValueError(f"{args.data}: need at least 2 classes to train, found {classes}")
     used = used.reset_index(drop=True)
@@ -196,7 +229,9 @@ def check_start(args: TrainArgs) -> None:
         fetch_imagenet(spec.name, spec.weights)
 
 
-def build_learner(args: TrainArgs, cfg: AudioConfig, used: pd.DataFrame, signals: dict, classes: list[str], out: Path):
+def build_learner(
+    args: TrainArgs, cfg: AudioConfig, used: pd.DataFrame, signals: dict, classes: list[str], out: Path
+):
     import fastai.callback.schedule  # noqa: F401  (adds fit_one_cycle, fine_tune, lr_find to Learner)
     from fastai.callback.progress import ProgressCallback
     from fastai.data.block import CategoryBlock, DataBlock
@@ -222,11 +257,20 @@ def build_learner(args: TrainArgs, cfg: AudioConfig, used: pd.DataFrame, signals
         y_block, get_y, loss, metrics = multi_label_parts(classes)
     else:
         y_block, get_y, loss, metrics = CategoryBlock(vocab=classes), ColReader("label"), None, None
-    dblock = DataBlock(blocks=(block, y_block), get_x=ColReader("path"), get_y=get_y, splitter=ColSplitter("is_valid"))
+    dblock = DataBlock(
+        blocks=(block, y_block), get_x=ColReader("path"), get_y=get_y, splitter=ColSplitter("is_valid")
+    )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     workers = loader_workers(args.loader_workers, "disk" if isinstance(signals, SignalStore) else "memory")
-    dls = dblock.dataloaders(used, bs=batch_size(args.bs, int((~used["is_valid"]).sum())), device=device,
-                             shuffle=True, drop_last=True, create_batch=numpy_collate, **loader_options(workers))
+    dls = dblock.dataloaders(
+        used,
+        bs=batch_size(args.bs, int((~used["is_valid"]).sum())),
+        device=device,
+        shuffle=True,
+        drop_last=True,
+        create_batch=numpy_collate,
+        **loader_options(workers),
+    )
     net = create_model(args.arch, len(classes), cfg)
     loaded = load_pretrained(net, spec, args.pretrained)
     k3 = min(3, len(classes))
@@ -235,10 +279,21 @@ def build_learner(args: TrainArgs, cfg: AudioConfig, used: pd.DataFrame, signals
         return top_k_accuracy(inp, targ, k=k3)
 
     if loss is None:
-        loss = LabelSmoothingCrossEntropyFlat(eps=args.label_smoothing) if args.label_smoothing else CrossEntropyLossFlat()
+        loss = (
+            LabelSmoothingCrossEntropyFlat(eps=args.label_smoothing)
+            if args.label_smoothing
+            else CrossEntropyLossFlat()
+        )
         metrics = [accuracy, top3]
-    learn = Learner(dls, net, loss_func=loss, metrics=metrics, path=out,
-                    model_dir=".checkpoints", splitter=partial(param_groups, spec=spec))
+    learn = Learner(
+        dls,
+        net,
+        loss_func=loss,
+        metrics=metrics,
+        path=out,
+        model_dir=".checkpoints",
+        splitter=partial(param_groups, spec=spec),
+    )
     if not args.progress:
         learn.remove_cb(ProgressCallback)
     return learn, frontend, loaded
@@ -251,7 +306,9 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
     from fastai.callback.tracker import SaveModelCallback
     from fastai.torch_core import set_seed
 
-    cfg = (cfg or AudioConfig()).replace()  # a copy: norm_stats and a picked duration are this run's, not the caller's
+    cfg = (
+        cfg or AudioConfig()
+    ).replace()  # a copy: norm_stats and a picked duration are this run's, not the caller's
     out = Path(args.out).absolute()  # fastai joins its own paths to learn.path: a relative out would nest
     out.mkdir(parents=True, exist_ok=True)
     set_seed(args.seed, reproducible=True)
@@ -265,7 +322,12 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
     if args.auto_hop:
         cfg.hop_length = pick_hop(cfg)
     if args.auto_sample_rate or args.auto_hop:
-        log.info("%d Hz, hop %d → %d frames per clip (from the data)", cfg.sample_rate, cfg.hop_length, cfg.n_frames)
+        log.info(
+            "%d Hz, hop %d → %d frames per clip (from the data)",
+            cfg.sample_rate,
+            cfg.hop_length,
+            cfg.n_frames,
+        )
     learn, frontend, loaded = build_learner(args, cfg, used, signals, classes, out)
     spec = get_arch(args.arch)
 
@@ -274,7 +336,9 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
         lr = float(learn.lr_find(show_plot=False).valley)
         log.info("lr_find suggests %.2e", lr)
     lr = float(lr)
-    cbs = [CSVLogger(fname=str(out / "history.csv"))] if is_main_process() else []  # one history, by the first process
+    cbs = (
+        [CSVLogger(fname=str(out / "history.csv"))] if is_main_process() else []
+    )  # one history, by the first process
     if args.keep_best:  # opt-in: picking the epoch on the validation split makes its figures optimistic
         cbs.append(SaveModelCallback(monitor="valid_loss", fname="best"))
     if cfg.mixup > 0:
@@ -289,22 +353,35 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
         else:
             learn.fit_one_cycle(epochs, lr, cbs=cbs)
         train_time, train_cpu = time.time() - start, time.process_time() - start_cpu
-        # from every process (the whole validation set); softmax, or sigmoid for multi-label (the loss's activation)
+        # from every process (the whole validation set); softmax, or sigmoid for multi-label (the loss's
+        # activation)
         probs, targets = learn.get_preds(ds_idx=1)
     task = used.attrs["task"]
     thresholds, metrics = decide(task, probs.numpy(), targets.numpy(), classes, args.target_precision)
-    metrics.update(split="valid", train_time_s=round(train_time, 3), train_cpu_s=round(train_cpu, 3),
-                   n_train=int((~used["is_valid"]).sum()), n_valid=int(used["is_valid"].sum()),
-                   excluded_files=failures)
+    metrics.update(
+        split="valid",
+        train_time_s=round(train_time, 3),
+        train_cpu_s=round(train_cpu, 3),
+        n_train=int((~used["is_valid"]).sum()),
+        n_valid=int(used["is_valid"].sum()),
+        excluded_files=failures,
+    )
     if not is_main_process():  # only the first process writes the model directory
         return TrainResult(out, metrics, pd.DataFrame(), failures, learn)
     history = pd.read_csv(out / "history.csv")
     metrics["best_epoch"] = int(history["valid_loss"].idxmin())
 
     config = {
-        "earshot_version": __version__, "arch": args.arch, "input": spec.input, "classes": classes, "task": task,
-        "thresholds": thresholds, "thresholds_rule": threshold_rule(args.target_precision),
-        "audio": cfg.to_dict(), "params": n_params(learn.model), "pretrained": strip_local_paths(loaded),
+        "earshot_version": __version__,
+        "arch": args.arch,
+        "input": spec.input,
+        "classes": classes,
+        "task": task,
+        "thresholds": thresholds,
+        "thresholds_rule": threshold_rule(args.target_precision),
+        "audio": cfg.to_dict(),
+        "params": n_params(learn.model),
+        "pretrained": strip_local_paths(loaded),
         "split": used.attrs.get("split"),  # no local paths: config.json is published with the model
         "train": strip_local_paths({k: v for k, v in asdict(args).items() if k not in MACHINE_ARGS}),
         "versions": versions(),
@@ -328,8 +405,12 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
 def _plots(out: Path, metrics: dict, history: pd.DataFrame, classes: list[str]) -> None:
     from learner.report.plots import plot_confusion, plot_curves
 
-    plot_confusion(metrics["confusion"], classes, out / "confusion_matrix.png",
-                   title=f"validation · accuracy {metrics['accuracy']:.3f}")
+    plot_confusion(
+        metrics["confusion"],
+        classes,
+        out / "confusion_matrix.png",
+        title=f"validation · accuracy {metrics['accuracy']:.3f}",
+    )
     plot_curves(history, out / "curves.png")
 
 
@@ -351,7 +432,9 @@ def load_pickle(folder: Path) -> Any:
     path = Path(folder) / PICKLE
     if not path.is_file():
         raise ModelDirError(f"{folder}: no {PICKLE} (training writes it unless told not to)")
-    warnings.warn(f"unpickling {path}: this runs code from the file; only load models you trust", stacklevel=2)
+    warnings.warn(
+        f"unpickling {path}: this runs code from the file; only load models you trust", stacklevel=2
+    )
     from fastai.learner import load_learner
 
     return load_learner(path, cpu=True)

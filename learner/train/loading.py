@@ -28,15 +28,17 @@ def default_store_dir() -> Path:
 
 
 def signals_mode(mode: str, paths: list[str], cfg: AudioConfig, store: str | None) -> str:
-    """"memory" or "disk". Naming a store folder means disk unless memory is asked for."""
+    """ "memory" or "disk". Naming a store folder means disk unless memory is asked for."""
     if mode == "auto" and store:
         return "disk"
     return pick_signals(mode, paths, cfg, processes=local_world_size())
 
 
-def store_signals(paths: list[str], cfg: AudioConfig, store: str | None, workers: int | None,
-                  progress: bool) -> tuple[Mapping[str, np.ndarray], dict[str, str]]:
-    """The signals from the on-disk store; under a launcher the first process decodes, the others then read."""
+def store_signals(
+    paths: list[str], cfg: AudioConfig, store: str | None, workers: int | None, progress: bool
+) -> tuple[Mapping[str, np.ndarray], dict[str, str]]:
+    """The signals from the on-disk store; under a launcher the first process decodes, the others then
+    read."""
     root = Path(store) if store else default_store_dir()
     return main_first(lambda: open_store(paths, cfg, root, workers=workers, progress=progress))
 
@@ -69,8 +71,12 @@ def reseed_worker_transforms() -> None:
 
 def loader_options(workers: int) -> dict[str, Any]:
     """Keyword arguments for fastai's `dataloaders`: workers, their reseeding, pinned memory on a GPU."""
-    return {"num_workers": workers, "wif": reseed_worker_transforms, "pin_memory": torch.cuda.is_available() and workers > 0,
-            "persistent_workers": False}
+    return {
+        "num_workers": workers,
+        "wif": reseed_worker_transforms,
+        "pin_memory": torch.cuda.is_available() and workers > 0,
+        "persistent_workers": False,
+    }
 
 
 class SignalList:

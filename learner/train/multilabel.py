@@ -34,8 +34,12 @@ def multi_label_parts(classes: list[str]) -> tuple[Any, Any, Any, list[Any]]:
     from fastai.losses import BCEWithLogitsLossFlat
     from fastai.metrics import APScoreMulti, accuracy_multi
 
-    return (MultiCategoryBlock(encoded=True, vocab=list(classes)), LabelsToMultiHot(classes), BCEWithLogitsLossFlat(),
-            [APScoreMulti(), accuracy_multi])
+    return (
+        MultiCategoryBlock(encoded=True, vocab=list(classes)),
+        LabelsToMultiHot(classes),
+        BCEWithLogitsLossFlat(),
+        [APScoreMulti(), accuracy_multi],
+    )
 
 
 def training_classes(used: pd.DataFrame, source: str) -> list[str]:
@@ -45,7 +49,9 @@ def training_classes(used: pd.DataFrame, source: str) -> list[str]:
     sets = label_sets(used)
     train = [s for s, v in zip(sets, used["is_valid"], strict=True) if not v]
     classes = sorted({lab for s in train for lab in s})
-    unseen = sorted({lab for s, v in zip(sets, used["is_valid"], strict=True) if v for lab in s} - set(classes))
+    unseen = sorted(
+        {lab for s, v in zip(sets, used["is_valid"], strict=True) if v for lab in s} - set(classes)
+    )
     if unseen:
         raise ValueError(f"{source}: validation has labels with no training files: {', '.join(unseen)}")
     return classes
@@ -61,8 +67,13 @@ def targets_matrix(targets: np.ndarray, n_classes: int) -> np.ndarray:
     return out
 
 
-def decide(task: str, probs: np.ndarray, targets: np.ndarray, classes: list[str],
-           target_precision: float | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+def decide(
+    task: str,
+    probs: np.ndarray,
+    targets: np.ndarray,
+    classes: list[str],
+    target_precision: float | None = None,
+) -> tuple[dict[str, float], dict[str, Any]]:
     """(thresholds, metrics) on the validation predictions. Single-label metrics are exactly
     `classification_report`'s; thresholds are calibrated for both tasks (see learner.report.thresholds)."""
     from learner.report.thresholds import calibrate
@@ -85,13 +96,26 @@ def threshold_rule(target_precision: float | None) -> str:
     return f"lowest threshold with precision ≥ {target_precision:g} per class on the validation split"
 
 
-def write_multilabel_outputs(out: Path, metrics: dict[str, Any], probs: np.ndarray, targets: np.ndarray,
-                             classes: list[str], thresholds: dict[str, float]) -> None:
-    """per_class.csv and pr_curves.png beside the model (the multi-label counterpart of the confusion matrix)."""
+def write_multilabel_outputs(
+    out: Path,
+    metrics: dict[str, Any],
+    probs: np.ndarray,
+    targets: np.ndarray,
+    classes: list[str],
+    thresholds: dict[str, float],
+) -> None:
+    """per_class.csv and pr_curves.png beside the model (the multi-label counterpart of the confusion
+    matrix)."""
     from learner.report.multilabel import per_class_csv
     from learner.report.plots import plot_pr_curves
 
     (Path(out) / "per_class.csv").write_text(per_class_csv(metrics), encoding="utf-8")
     mean_ap = metrics.get("macro_map")
-    plot_pr_curves(probs, targets, classes, thresholds, Path(out) / "pr_curves.png",
-                   title=f"validation · macro mAP {mean_ap:.3f}" if mean_ap is not None else "validation")
+    plot_pr_curves(
+        probs,
+        targets,
+        classes,
+        thresholds,
+        Path(out) / "pr_curves.png",
+        title=f"validation · macro mAP {mean_ap:.3f}" if mean_ap is not None else "validation",
+    )

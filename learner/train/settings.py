@@ -41,8 +41,21 @@ def pick_hop(cfg: AudioConfig, frames: int = 100, min_hop_s: float = 0.010, max_
     return int(min(max_hop, max(round(min_hop_s * cfg.sample_rate), cfg.n_samples // frames)))
 
 
-FRONT_END_FIELDS = ("sample_rate", "n_fft", "hop_length", "n_mels", "f_min", "f_max", "top_db", "n_mfcc", "norm",
-                    "norm_stats", "trim_db", "trim_mode", "pad_mode")
+FRONT_END_FIELDS = (
+    "sample_rate",
+    "n_fft",
+    "hop_length",
+    "n_mels",
+    "f_min",
+    "f_max",
+    "top_db",
+    "n_mfcc",
+    "norm",
+    "norm_stats",
+    "trim_db",
+    "trim_mode",
+    "pad_mode",
+)
 
 
 def transfers_from_earshot(source: str) -> bool:

@@ -1,7 +1,8 @@
 """fastaudio's ideas rebuilt on fastai 2.8 (fasttransform): typed audio tensors, small Transforms, AudioBlock.
 
 Item transforms (CPU, per clip) wrap the NumPy steps of `learner.audio`; batch transforms wrap the torch
-modules in `learner.model.frontend` and run on whatever device the batch is on. Every transform that changes the
+modules in `learner.model.frontend` and run on whatever device the batch is on. Every transform that changes
+the
 kind of its input says so in its return annotation, so the type tests can catch a silent no-op.
 """
 
@@ -72,7 +73,8 @@ class AudioSpectrogram(TensorBase):
 
 
 class LoadAudio(Transform):
-    """Path → decoded, resampled, trimmed AudioTensor; from `signals` (the decoded-signal cache) when there."""
+    """Path → decoded, resampled, trimmed AudioTensor; from `signals` (the decoded-signal cache) when
+    there."""
 
     def __init__(self, cfg: AudioConfig, signals: dict[str, np.ndarray] | None = None) -> None:
         super().__init__()
@@ -127,8 +129,16 @@ class WaveAugment(RandTransform):
 
     split_idx, order = 0, 3
 
-    def __init__(self, pitch: float = 0.0, stretch: float = 0.0, noise_snr: tuple[float, float] | None = None,
-                 gain_db: float = 0.0, p: float = 0.5, seed: int | None = None, pad: str = "repeat") -> None:
+    def __init__(
+        self,
+        pitch: float = 0.0,
+        stretch: float = 0.0,
+        noise_snr: tuple[float, float] | None = None,
+        gain_db: float = 0.0,
+        p: float = 0.5,
+        seed: int | None = None,
+        pad: str = "repeat",
+    ) -> None:
         super().__init__(p=p)
         self.pad = pad
         self.pitch, self.stretch, self.noise_snr, self.gain_db = pitch, stretch, noise_snr, gain_db
@@ -156,7 +166,8 @@ def _pitch_shift(y: torch.Tensor, sr: int, semitones: float, step: int = 50) -> 
     """Resample (pitch and tempo × 2^(semitones/12)), then time-stretch back to the original tempo.
 
     The resampling rate is rounded to a multiple of `step` Hz (≤ 0.03 semitone at 16 kHz): torchaudio's
-    `pitch_shift` resamples between int(sr / rate) and sr, whose gcd is usually tiny, which makes its polyphase
+    `pitch_shift` resamples between int(sr / rate) and sr, whose gcd is usually tiny, which makes its
+    polyphase
     kernel huge (≈ 18 s per 1 s clip at 16 kHz instead of ≈ 30 ms).
     """
     import torchaudio.functional as AF
@@ -204,17 +215,32 @@ class SpecAugment(RandTransform):
         return self.module(torch.as_tensor(x))
 
 
-def AudioBlock(cfg: AudioConfig, frontend: FrontEnd, signals: dict[str, np.ndarray] | None = None,
-               seed: int | None = None) -> TransformBlock:
-    """fastai block: path → AudioTensor → fixed-length (random crop when training) → features (+ SpecAugment)."""
+def AudioBlock(
+    cfg: AudioConfig,
+    frontend: FrontEnd,
+    signals: dict[str, np.ndarray] | None = None,
+    seed: int | None = None,
+) -> TransformBlock:
+    """fastai block: path → AudioTensor → fixed-length (random crop when training) → features (+
+    SpecAugment)."""
     item_tfms = [CropPad(cfg.duration, seed=seed, pad=cfg.pad_mode)]
     if cfg.aug_pitch or cfg.aug_stretch or cfg.aug_noise_snr or cfg.aug_gain_db:
-        item_tfms.append(WaveAugment(cfg.aug_pitch, cfg.aug_stretch, cfg.aug_noise_snr, cfg.aug_gain_db, seed=seed,
-                                     pad=cfg.pad_mode))
+        item_tfms.append(
+            WaveAugment(
+                cfg.aug_pitch,
+                cfg.aug_stretch,
+                cfg.aug_noise_snr,
+                cfg.aug_gain_db,
+                seed=seed,
+                pad=cfg.pad_mode,
+            )
+        )
     batch_tfms = [AudioToFeatures(frontend)]
     if frontend.view != "waveform" and (cfg.spec_freq_mask or cfg.spec_time_mask):
         # masks never wider than a fifth of the clip, so short clips (spoken words) keep most of their content
         time_mask = min(cfg.spec_time_mask, max(1, cfg.n_frames // 5))
-        freq_mask = min(cfg.spec_freq_mask, max(1, (cfg.n_mfcc if frontend.view == "mfcc" else cfg.n_mels) // 5))
+        freq_mask = min(
+            cfg.spec_freq_mask, max(1, (cfg.n_mfcc if frontend.view == "mfcc" else cfg.n_mels) // 5)
+        )
         batch_tfms.append(SpecAugment(freq_mask, time_mask, cfg.spec_masks))
     return TransformBlock(type_tfms=[LoadAudio(cfg, signals)], item_tfms=item_tfms, batch_tfms=batch_tfms)
