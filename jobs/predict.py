@@ -72,6 +72,7 @@ def result_row(path: str, r=None, error: str | None = None) -> dict:
             "duration_s": None,
             "n_windows": 0,
             "error": clean_text(error),
+            "warning": None,
         }
     return {
         **name,
@@ -81,6 +82,7 @@ def result_row(path: str, r=None, error: str | None = None) -> dict:
         "duration_s": round(r.duration_s, 3),
         "n_windows": len(r.window_starts) or 1,
         "error": None,
+        "warning": clean_text(r.warning) if r.warning else None,
     }
 
 
@@ -128,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             line = json.dumps(result_row(path, r))
         else:
-            line = f"{one_line(path)}\t" + "  ".join(f"{lab} {s:.3f}" for lab, s in zip(r.labels, r.scores))
+            shown = (f"{one_line(lab)} {s:.3f}" for lab, s in zip(r.labels, r.scores))
+            line = f"{one_line(path)}\t" + "  ".join(shown)
         print(line, flush=True)
     if failed and not args.quiet:
         print(f"earshot: {failed} of {len(files)} file(s) failed", file=sys.stderr)

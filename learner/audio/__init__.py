@@ -17,6 +17,7 @@ from learner.audio.decode import (
     NotAudioError,
     Source,
     TooLongError,
+    TooShortError,
     UnsupportedCodecError,
     decode,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "NotAudioError",
     "Source",
     "TooLongError",
+    "TooShortError",
     "UnsupportedCodecError",
     "WindowPlan",
     "crop_pad",

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from learner import __version__
 from learner.audio import SCORE_MAX_BYTES, SCORE_MAX_S, AudioDecodeError, ClipPipeline, WindowPlan
+from learner.audio.limits import MIN_DURATION_S, too_short
 from learner.audio.stream import StreamSizes
 from learner.score.discover import FileRef
 from learner.score.paths import clean_text, path_hex, stored_path
@@ -97,9 +98,6 @@ class Item:
     scored: tuple[np.ndarray, np.ndarray] | None = None
 
 
-MIN_DURATION_S = 0.05  # less audio than this is an error row: a few samples say nothing about any class
-
-
 def error_item(ref: FileRef, reason: str) -> Item:
     return Item(ref, error=reason)
 
@@ -148,10 +146,8 @@ def load_item(
         warning=d.warning,
         streamed=streamed,
     )
-    if d.duration_s < min_duration_s:
-        item.error = (
-            f"too short to classify: {d.duration_s:.3g} s of audio, the minimum is {min_duration_s:g} s"
-        )
+    if reason := too_short(d.duration_s, min_duration_s):
+        item.error = reason
         return item
     if streamed or pipeline.wants_windows(d.samples.size, forced=window is not None):
         item.signal = d.samples

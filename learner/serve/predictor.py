@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from learner.audio import AudioDecodeError, ClipPipeline, Decoded, Source, WindowPlan
+from learner.audio import AudioDecodeError, ClipPipeline, Decoded, Source, TooShortError, WindowPlan
+from learner.audio.limits import MIN_DURATION_S, too_short
 from learner.config import AudioConfig
 from learner.hub import resolve
 from learner.modeldir import ModelDirError, read_config
@@ -49,6 +50,7 @@ class Prediction:
     events: list[Event] = field(
         default_factory=list
     )  # windowed only: timestamped events (learner.serve.events)
+    warning: str | None = None  # decoded, but something is off (a file cut short of what its header says)
 
     @property
     def known(self) -> bool:
@@ -93,6 +95,7 @@ class Predictor:
         self.folder: Path | None = None
         self.task: str = config.get("task", "single")  # absent in folders written before multi-label
         self.thresholds = threshold_vector(config, self.classes)
+        self.min_duration_s = MIN_DURATION_S  # less audio is refused, as jobs.score refuses it
 
     @classmethod
     def from_dir(
@@ -233,7 +236,8 @@ class Predictor:
         events: EventRule | None = None,
         path: str = "",
     ) -> Prediction:
-        """`predict` on a decoded signal held whole."""
+        """`predict` on a decoded signal held whole; too little audio is a `TooShortError`."""
+        self.check_long_enough(d, path)
         pipe = self.pipeline
         if window is not None and pipe.wants_windows(d.samples.size, forced=window != "auto"):
             plan = pipe.window_plan(None if window == "auto" else float(window), hop)
@@ -257,7 +261,13 @@ class Predictor:
             d.decoder,
             clip=clip,
             detected=self.detect(probs),
+            warning=d.warning,
         )
+
+    def check_long_enough(self, d: Decoded, path: str = "") -> None:
+        """Refuse what jobs.score refuses (`learner.audio.limits.too_short`): one rule for every caller."""
+        if reason := too_short(d.duration_s, self.min_duration_s):
+            raise TooShortError(path or "<input>", reason)
 
     def windowed(
         self,
@@ -291,6 +301,7 @@ class Predictor:
             hop_s=hop_s,
             events=self.events(starts, wp, window_s, events, d.duration_s, path),
             detected=self.detect(probs),
+            warning=d.warning,
         )
 
     def events(
@@ -328,7 +339,9 @@ class Predictor:
             decoded: list[Decoded | AudioDecodeError] = []
             for s in chunk:
                 try:
-                    decoded.append(self.decode(s))
+                    d = self.decode(s)
+                    self.check_long_enough(d, str(s) if isinstance(s, (str, Path)) else "")
+                    decoded.append(d)
                 except AudioDecodeError as e:
                     decoded.append(e)
             clips = [self.pipeline.prepare(d.samples) for d in decoded if isinstance(d, Decoded)]
@@ -351,6 +364,7 @@ class Predictor:
                         d.decoder,
                         clip=next(clip_it),
                         detected=self.detect(p),
+                        warning=d.warning,
                     )
                 )
         return results

@@ -56,11 +56,13 @@ def check_classes(path: Path, classes: Any) -> None:
         raise _error(path, f"'classes' must hold 1 to {MAX_CLASSES} names, it holds {len(classes)}")
     seen: set[str] = set()
     for i, name in enumerate(classes):
-        if not isinstance(name, str) or not name.strip() or len(name) > MAX_CLASS_NAME:
+        from learner.modeldir import class_name_problem
+
+        if problem := class_name_problem(name, MAX_CLASS_NAME):
             raise _error(
                 path,
-                f"'classes'[{i}] must be a non-empty name of at most {MAX_CLASS_NAME} characters, "
-                f"got {_short(name)}",
+                f"'classes'[{i}] must be a non-empty name of at most {MAX_CLASS_NAME} printable characters; "
+                f"{_short(name)} {problem}",
             )
         if name in seen:
             raise _error(path, f"'classes' names {name!r} twice; every class needs its own name")

@@ -176,11 +176,7 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
         raise ValueError(
             f"{args.data}: the split left {len(train_idx)} training and {len(valid_idx)} validation files"
         )
-    split = {
-        "train_files_sha256": files_digest(df.iloc[train_idx]),
-        "n_train": len(train_idx),
-        "n_valid": len(valid_idx),
-    }
+    split = {"train_files_sha256": files_digest(df.iloc[train_idx])}  # the split's files, readable or not
     used = df.iloc[np.concatenate([train_idx, valid_idx])].copy()
     used["is_valid"] = [False] * len(train_idx) + [True] * len(valid_idx)
     if args.auto_sample_rate:
@@ -200,6 +196,7 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
         lines = "\n".join(f"  {p}: {why}" for p, why in failures.items())
         log.warning("%d file(s) could not be read and are excluded from training:\n%s", len(failures), lines)
         used = used[~used["path"].isin(failures)]
+    split.update(n_train=int((~used["is_valid"]).sum()), n_valid=int(used["is_valid"].sum()))  # files used
     if task == "multi":
         from learner.train.multilabel import training_classes
 
@@ -366,6 +363,14 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
         n_valid=int(used["is_valid"].sum()),
         excluded_files=failures,
     )
+    if metrics.get("not_evaluated"):
+        log.warning(
+            "no validation clips for %d of %d classes (%s): the figures leave them out; give them more "
+            "groups or files, or a split column",
+            len(metrics["not_evaluated"]),
+            len(classes),
+            ", ".join(metrics["not_evaluated"]),
+        )
     if not is_main_process():  # only the first process writes the model directory
         return TrainResult(out, metrics, pd.DataFrame(), failures, learn)
     history = pd.read_csv(out / "history.csv")
