@@ -148,6 +148,8 @@ def plan(
     class_thresholds(
         predictor.classes, predictor.config, opts.threshold
     )  # an unknown class fails before any work
+    if opts.window:
+        predictor.pipeline.window_plan(*opts.window)  # windows shorter than the clip: refused here, once
     disc = discover(inputs)
     store = PartStore(
         opts.output,
