@@ -123,9 +123,10 @@ class Predictor:
             if not (folder / "model.safetensors").is_file() and (folder / "model.pkl").is_file():
                 name = "pickle"
         if name == "pickle" and not allow_pickle:
-            raise ModelDirError(
-                f"{folder}: loading model.pkl unpickles code; allow_pickle=True only if you trust it"
-            )
+            problem = f"{folder}: loading model.pkl runs code from the file (it is a pickle)"
+            e = ModelDirError(f"{problem}; pass allow_pickle=True only if you trust it")
+            e.problem, e.field = problem, "allow_pickle"  # a job says what to do instead (jobs._cli)
+            raise e
         if name not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; available: auto, {', '.join(BACKENDS)}")
         impl = BACKENDS[name](folder, config, cfg, device=device, threads=threads)

@@ -221,11 +221,7 @@ def compare(
         )
         rows.append(row)
     classes = read_config(Path(rows[0]["model_dir"]))["classes"]
-    audio = cfg.to_dict()
-    if (
-        len({r["duration_s"] for r in rows}) == 1
-    ):  # picked from the data (jobs without --duration): the one used
-        audio["duration"] = rows[0]["duration_s"]
+    audio = models_audio([read_config(Path(r["model_dir"]))["audio"] for r in rows])
     report = {
         "data": str(targs.data),
         "split": split,
@@ -247,6 +243,17 @@ def compare(
     write_json(out / "report.json", report)
     (out / "report.md").write_text(report_markdown(report))
     return report
+
+
+def models_audio(audios: list[dict[str, Any]]) -> dict[str, Any]:
+    """The audio settings the models used (rate, clip, hop picked from the data unless given), not the
+    defaults the run started from; a setting that differs between models reads `a / b`."""
+    audio = dict(audios[0])
+    for key in ("sample_rate", "duration", "hop_length", "n_fft", "n_mels"):
+        values = sorted({a[key] for a in audios})
+        if len(values) > 1:
+            audio[key] = " / ".join(f"{v:g}" for v in values)
+    return audio
 
 
 def _shared_split(targs: TrainArgs, out: Path, cv: bool, n_folds: int | None) -> tuple[str, str]:

@@ -32,7 +32,7 @@ from learner.model.frontend import FrontEnd
 from learner.model.pretrained import load_pretrained
 from learner.model.registry import ArchSpec, classifier_keys
 from learner.modeldir import PICKLE, ModelDirError, save_model_dir, strip_local_paths, write_json
-from learner.train.distributed import accelerated, is_main_process
+from learner.train.distributed import accelerated, check_precision, is_main_process, world_size
 from learner.train.multilabel import decide, threshold_rule, write_multilabel_outputs
 from learner.train.settings import (
     adopt_front_end,
@@ -293,7 +293,18 @@ def build_learner(
     )
     if not args.progress:
         learn.remove_cb(ProgressCallback)
+        learn.logger = partial(_epoch_line, learn)  # fastai would print each epoch as a raw Python list
     return learn, frontend, loaded
+
+
+def _epoch_line(learn, values: list) -> None:
+    """One epoch as a note (`epoch 1: train_loss 0.6931, valid_loss 0.6812, accuracy 0.5500, time 00:03`),
+    shown as the job's other notes are (none with --quiet)."""
+    names = list(learn.recorder.metric_names)
+    if len(names) != len(values):
+        names = [f"value {i}" for i in range(len(values))]
+    shown = [f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(names, values)]
+    log.info("%s", ", ".join(shown))
 
 
 def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
@@ -303,6 +314,9 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
     from fastai.callback.tracker import SaveModelCallback
     from fastai.torch_core import set_seed
 
+    check_precision(
+        args.precision, args.channels_last
+    )  # --fp16 on a CPU: refused before any folder or decoding
     cfg = (
         cfg or AudioConfig()
     ).replace()  # a copy: norm_stats and a picked duration are this run's, not the caller's
@@ -388,7 +402,12 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
         "params": n_params(learn.model),
         "pretrained": strip_local_paths(loaded),
         "split": used.attrs.get("split"),  # no local paths: config.json is published with the model
-        "train": strip_local_paths({k: v for k, v in asdict(args).items() if k not in MACHINE_ARGS}),
+        "train": {
+            **strip_local_paths({k: v for k, v in asdict(args).items() if k not in MACHINE_ARGS}),
+            # `accelerate launch --num_processes N` trains N copies on bs each: record what reproduces it
+            "processes": world_size(),
+            "effective_bs": int(learn.dls.bs) * world_size(),
+        },
         "versions": versions(),
     }
     learn.model.eval()
