@@ -78,6 +78,7 @@ def result_row(path: str, r=None, error: str | None = None) -> dict:
             "n_windows": 0,
             "error": clean_text(error),
             "warning": None,
+            "detected": None,
         }
     return {
         **name,
@@ -88,6 +89,7 @@ def result_row(path: str, r=None, error: str | None = None) -> dict:
         "n_windows": len(r.window_starts) or 1,
         "error": None,
         "warning": clean_text(r.warning) if r.warning else None,
+        "detected": list(r.detected),
     }
 
 

@@ -165,3 +165,31 @@ def test_metrics_name_the_classes_not_evaluated():
     probs = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1]])
     m = classification_report(probs, np.array([0, 1]), ["a", "b", "c"])
     assert m["not_evaluated"] == ["c"]
+
+
+# --- item 21: a scores table that is easy to analyse --------------------------------------------------------
+def test_scores_have_per_class_columns_detected_and_integer_columns(model_dir, fragment, tmp_path):
+    import pandas as pd
+
+    from learner.score.local import ScoreOptions, score
+
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(2):
+        sf.write(d / f"{i}.wav", make_sound("tone", SR, 1.0, np.random.default_rng(i)), SR)
+    (d / "notes.wav").write_text("not audio")  # an error row: nulls in the integer columns
+    p = Predictor.from_dir(model_dir)
+    out = tmp_path / "s.parquet"
+    score([d], p, ScoreOptions(str(out), workers=1, progress=False, wide=True))
+    df = pd.read_parquet(out).sort_values("path").reset_index(drop=True)
+    assert str(df["sample_rate"].dtype) == "Int32" and str(df["file_size"].dtype) == "Int64"
+    ok = df[df["error"].isna()]
+    assert len(ok) == 2 and np.allclose(ok["score_high"] + ok["score_low"], 1.0, atol=1e-5)
+    assert all(list(v) == [lab] for v, lab in zip(ok["detected"], ok["label"]))  # no thresholds: the top
+    assert df.loc[df["error"].notna(), "detected"].isna().all()
+    narrow = tmp_path / "n.csv"
+    score([d], p, ScoreOptions(str(narrow), fmt="csv", workers=1, progress=False))
+    csv = pd.read_csv(next(narrow.glob("part-*.csv")))
+    assert "score_high" not in csv and json.loads(csv["detected"].dropna().iloc[0]) in (["high"], ["low"])
+    with pytest.raises(ValueError, match="wide=False, this run has wide=True"):
+        score([d], p, ScoreOptions(str(narrow), fmt="csv", workers=1, progress=False, resume=True, wide=True))

@@ -53,8 +53,39 @@ FILE_SCHEMA = pa.schema(
         ("earshot_version", pa.string()),
         ("path_hex", pa.string()),
         ("warning", pa.string()),
+        ("detected", pa.list_(pa.string())),
     ]
 )
+WIDE_PREFIX = "score_"  # `--wide`: one column per class, `score_<class>`, its probability
+
+
+def pandas_ints(schema: pa.Schema) -> pa.Schema:
+    """`schema` with the pandas metadata that makes `pd.read_parquet` give integer columns holding nulls
+    (error rows) as nullable integers (Int32 / Int64), not float64."""
+    import json
+
+    columns = [
+        {
+            "name": f.name,
+            "field_name": f.name,
+            "pandas_type": str(f.type),
+            "numpy_type": {pa.int32(): "Int32", pa.int64(): "Int64"}.get(f.type, "object"),
+            "metadata": None,
+        }
+        for f in schema
+        if f.type in (pa.int32(), pa.int64())
+    ]
+    meta = {"index_columns": [], "column_indexes": [], "columns": columns, "pandas_version": "2.0.0"}
+    return schema.with_metadata({b"pandas": json.dumps(meta).encode()})
+
+
+def file_schema(classes: list[str] | None = None) -> pa.Schema:
+    """The file rows' schema; with `classes` (`--wide`) one float column per class after the others."""
+    wide = [(f"{WIDE_PREFIX}{c}", pa.float32()) for c in classes or []]
+    taken = set(FILE_SCHEMA.names) & {n for n, _ in wide}
+    if taken:
+        raise ValueError(f"wide=True: class column {sorted(taken)[0]!r} clashes with a column of its own")
+    return pandas_ints(pa.schema([*FILE_SCHEMA, *wide]))
 WINDOW_SCHEMA = pa.schema(
     [
         ("path", pa.string()),
@@ -210,11 +241,12 @@ def score_items(
     events: EventRule | None = None,
     scored_at: datetime | None = None,
     chunk: int = 256,
+    wide: bool = False,
 ) -> tuple[pa.Table, pa.Table, pa.Table]:
     """Items → (file rows, window rows, event rows) with FILE_SCHEMA / WINDOW_SCHEMA / EVENT_SCHEMA. Both
-    engines
-    build rows only here. `threshold` (one value or per class) overrides the model's thresholds (config.json,
-    default 0.5) for event counts and events; `events` sets the gap and minimum length."""
+    engines build rows only here. `threshold` (one value or per class) overrides the model's thresholds
+    (config.json, default 0.5) for event counts and events; `events` sets the gap and minimum length.
+    `detected` lists the labels at or above the model's thresholds; `wide` adds `score_<class>` columns."""
     scored_at = scored_at or datetime.now(UTC)
     thr = class_thresholds(predictor.classes, predictor.config, threshold)
     rule = replace(events or EventRule(), thresholds=threshold)
@@ -285,10 +317,13 @@ def score_items(
                 score=float(probs[order[0]]),
                 n_windows=n_win,
                 top_k=[{"label": classes[i], "score": float(probs[i])} for i in order.tolist()],
+                detected=predictor.detect(probs),
             )
+            if wide:
+                row.update(zip([f"{WIDE_PREFIX}{c}" for c in classes], probs.tolist()))
         rows.append(row)
     return (
-        pa.Table.from_pylist(rows, schema=FILE_SCHEMA),
+        pa.Table.from_pylist(rows, schema=file_schema(classes if wide else None)),
         pa.table(wrows, schema=WINDOW_SCHEMA),
         pa.Table.from_pylist(erows, schema=EVENT_SCHEMA),
     )
