@@ -20,13 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from learner.audio.header import (
+from learner.audio.header import (  # noqa: F401 (AudioInfo, probe: re-exported)
+    AudioInfo,
     decode_chain,
     ogg_is_chained,
     ogg_links,
+    probe,
     truncation_warning,
     wav_claimed_s,
-)  # noqa: F401 (AudioInfo, probe: re-exported)
+)
 from learner.audio.limits import check_samples
 from learner.audio.signal import duration_to_samples, resample, to_mono
 
