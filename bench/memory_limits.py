@@ -152,7 +152,7 @@ pipe = ClipPipeline(AudioConfig())
 limits = (DEMO_MAX_S, DEMO_MAX_BYTES) if sys.argv[2] == "demo" else (SCORE_MAX_S, SCORE_MAX_BYTES)
 t = time.perf_counter()
 try:
-    pipe.decode(sys.argv[1], max_duration_s=limits[0], max_bytes=limits[1])  # as learner.serve.demo.classify
+    pipe.decode(sys.argv[1], max_duration_s=limits[0], max_bytes=limits[1])  # as the demo
     print(f"decoded in {time.perf_counter() - t:.3f} s")
 except AudioDecodeError as e:
     print(f"refused in {(time.perf_counter() - t) * 1000:.1f} ms: {e.reason}")

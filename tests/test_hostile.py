@@ -436,7 +436,7 @@ def test_demo_deletes_old_uploads(model_dir, monkeypatch):
     import importlib
     import sys
 
-    from learner.serve.demo import ServedModel
+    from learner.demo.models import ServedModel
 
     monkeypatch.setenv("EARSHOT_MODEL", str(model_dir))
     sys.modules.pop("app", None)
