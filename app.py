@@ -63,7 +63,7 @@ from learner.demo.examples import example_files  # noqa: E402
 from learner.demo.lanes import LaneError, Lanes  # noqa: E402
 from learner.demo.model_tab import model_info  # noqa: E402
 from learner.demo.models import ServedModel, load_model  # noqa: E402
-from learner.modeldir import strip_local_paths  # noqa: E402
+from learner.folder import strip_local_paths  # noqa: E402
 
 log = logging.getLogger("earshot.app")
 # Tables in the Model tab: a setting name or value is one word (`sample_rate`, `timm/resnet18d.ra2_in1k`);

@@ -58,8 +58,8 @@ def make_flac(path: Path, sr: int, channels: int, seconds: float) -> Path:
 
 def make_model(folder: Path) -> Path:
     from learner.config import AudioConfig
+    from learner.folder import save_model_dir
     from learner.model import create_model, get_arch
-    from learner.modeldir import save_model_dir
 
     if not (folder / "config.json").exists():
         import torch

@@ -213,7 +213,7 @@ def test_default_model_is_built_once_and_cached(tmp_path, monkeypatch):
         and any("[2/2]" in s for s in lines)
         and "default model ready" in lines[-1]
     )
-    from learner.modeldir import read_config
+    from learner.folder import read_config
 
     assert read_config(folder)["classes"] == sorted(DIGITS)
     assert not list(folder.parent.glob(".*.tmp"))  # built aside, renamed into place

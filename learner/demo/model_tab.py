@@ -3,19 +3,19 @@ metrics.json, the confusion matrix), with no server paths shown."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from learner.folder import METRICS, ModelDirError, read_json
 from learner.serve.predictor import Predictor
 
 
-def _read_json(folder: Path, name: str) -> dict[str, Any]:
+def _metrics(folder: Path) -> dict[str, Any]:
     try:
-        return json.loads((folder / name).read_text())
-    except (OSError, ValueError):
-        return {}
+        return read_json(folder / METRICS)
+    except ModelDirError:
+        return {}  # a broken metrics.json hides the metrics, not the model
 
 
 def _table(rows: dict[str, Any], header: tuple[str, str] = ("setting", "value")) -> str:
@@ -35,12 +35,12 @@ class ModelInfo:
 
 def model_info(predictor: Predictor, folder: str | Path | None) -> ModelInfo:
     """Classes, validation metrics (metrics.json), AudioConfig, training args and versions (config.json)."""
-    from learner.modeldir import strip_local_paths
+    from learner.folder import strip_local_paths
     from learner.report.metrics import summary_line
 
     folder = Path(folder) if folder is not None else None
     cfg = strip_local_paths(predictor.config)  # a public page shows no server paths
-    metrics = _read_json(folder, "metrics.json") if folder else {}
+    metrics = _metrics(folder) if folder else {}
     name = strip_local_paths(predictor.model_id) or "model"
     parts = [
         f"### {name}" + (f" @ `{predictor.revision}`" if predictor.revision else ""),
