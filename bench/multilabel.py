@@ -147,7 +147,7 @@ def main() -> None:
 
     # the same validation predictions at a fixed 0.5, side by side with the calibrated thresholds
     from learner.data.manifest import load_manifest
-    from learner.data.multilabel import label_sets, multi_hot
+    from learner.data.labels import label_sets, multi_hot
     from learner.serve.predictor import Predictor
     from learner.train.evaluate import select_rows
 

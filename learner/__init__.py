@@ -21,7 +21,7 @@ _PUBLIC = {
     "Prediction": "learner.serve.predictor",
     "Predictor": "learner.serve.predictor",
     "BACKENDS": "learner.serve.backends",
-    "TrainArgs": "learner.train.fit",
+    "TrainArgs": "learner.train.args",
     "evaluate": "learner.train.evaluate",
     "resolve": "learner.hub",
     "push": "learner.hub",

@@ -237,8 +237,8 @@ def plan(path: str | Path, short_s: float) -> str:
     """From the file's size and header alone (no decoding): "refuse" (over the demo's own limits, or not a
     readable file: the decoder says why at once), "long" (over the short lane's limit) or "try" (short, or the
     header cannot tell: the short lane finds out while decoding)."""
-    from learner.audio.decode import _SF_MAGIC
     from learner.audio.limits import SAMPLES_PER_LIMIT_S, header_samples
+    from learner.audio.readers import SF_MAGIC
 
     try:
         st = os.stat(path)
@@ -248,7 +248,7 @@ def plan(path: str | Path, short_s: float) -> str:
         return "refuse"
     with open(path, "rb") as f:
         head = f.read(64)
-    stated = header_samples(str(path), head, _SF_MAGIC)
+    stated = header_samples(str(path), head, SF_MAGIC)
     if stated is None:
         return "try"
     rate, channels, seconds = stated

@@ -388,7 +388,8 @@ def decode_array(
     """A signal in memory → `Decoded`, as if read from a file: integer PCM scaled to [-1, 1], channels
     averaged, resampled to `target_sr`. (samples, channels) and (channels, samples) are both taken: the
     shorter axis, when it has at most 8 entries, is the channels."""
-    from learner.audio.decode import _clean, resample, to_mono
+    from learner.audio.readers import clean
+    from learner.audio.signal import resample, to_mono
 
     label = "<array>"
     if rate is None:
@@ -405,11 +406,11 @@ def decode_array(
     channels = 1 if x.ndim == 1 else x.shape[1]
     if np.issubdtype(x.dtype, np.unsignedinteger):
         half = float(2 ** (8 * x.dtype.itemsize - 1))
-        x = _clean(x, offset=half, scale=1.0 / half)
+        x = clean(x, offset=half, scale=1.0 / half)
     elif np.issubdtype(x.dtype, np.integer):
-        x = _clean(x, scale=1.0 / float(2 ** (8 * x.dtype.itemsize - 1)))
+        x = clean(x, scale=1.0 / float(2 ** (8 * x.dtype.itemsize - 1)))
     elif np.issubdtype(x.dtype, np.floating):
-        x = _clean(x)
+        x = clean(x)
     else:
         raise AudioDecodeError(label, f"cannot read samples of dtype {x.dtype}")
     mono = to_mono(x).astype(np.float32, copy=False)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from learner.data.multilabel import multi_hot, split_labels
+from learner.data.labels import multi_hot, split_labels
 
 
 class LabelsToMultiHot:
@@ -44,7 +44,7 @@ def multi_label_parts(classes: list[str]) -> tuple[Any, Any, Any, list[Any]]:
 
 def training_classes(used: pd.DataFrame, source: str) -> list[str]:
     """Every label of the training rows, sorted; validation labels never seen in training are an error."""
-    from learner.data.multilabel import label_sets
+    from learner.data.labels import label_sets
 
     sets = label_sets(used)
     train = [s for s, v in zip(sets, used["is_valid"], strict=True) if not v]
