@@ -22,7 +22,7 @@ _PUBLIC = {
     "Predictor": "learner.serve.predictor",
     "BACKENDS": "learner.serve.backends",
     "TrainArgs": "learner.train.args",
-    "evaluate": "learner.train.evaluate",
+    "evaluate": "learner.score.evaluate",
     "resolve": "learner.hub",
     "push": "learner.hub",
 }

@@ -29,10 +29,11 @@ from learner.audio.limits import check_samples
 from learner.audio.readers import (  # noqa: F401 (SEEK_MIN_S: re-exported)
     SEEK_MIN_S,
     SF_MAGIC,
+    clean,
     decode_raw,
     prepare_source,
 )
-from learner.audio.signal import resample
+from learner.audio.signal import resample, to_mono
 
 AUDIO_EXTENSIONS = frozenset(
     ".wav .wave .flac .ogg .oga .opus .mp3 .m4a .aac .mp4 .m4v .mov .webm .mkv .aif .aiff .au .caf "
@@ -145,3 +146,38 @@ def decode_chain(
         "soundfile",
         next((p.warning for p in parts if p.warning), None),
     )
+
+
+def decode_array(
+    x: np.ndarray, rate: int | None, target_sr: int, max_duration_s: float | None = None
+) -> Decoded:
+    """A signal in memory → `Decoded`, as if read from a file: integer PCM scaled to [-1, 1], channels
+    averaged, resampled to `target_sr`. (samples, channels) and (channels, samples) are both taken: the
+    shorter axis, when it has at most 8 entries, is the channels."""
+    label = "<array>"
+    if rate is None:
+        raise AudioDecodeError(
+            label, "a NumPy signal needs its sample rate (sample_rate=..., or a (rate, array) pair)"
+        )
+    if int(rate) <= 0:
+        raise AudioDecodeError(label, f"sample rate must be positive, got {rate}")
+    x = np.asarray(x)
+    if x.ndim == 2 and x.shape[0] < x.shape[1] and x.shape[0] <= 8:
+        x = x.T  # (channels, samples) as torchaudio and librosa hold it
+    if x.ndim not in (1, 2) or x.size == 0:
+        raise AudioDecodeError(label, f"expected a 1-D signal or (samples, channels), got shape {x.shape}")
+    channels = 1 if x.ndim == 1 else x.shape[1]
+    if np.issubdtype(x.dtype, np.unsignedinteger):
+        half = float(2 ** (8 * x.dtype.itemsize - 1))
+        x = clean(x, offset=half, scale=1.0 / half)
+    elif np.issubdtype(x.dtype, np.integer):
+        x = clean(x, scale=1.0 / float(2 ** (8 * x.dtype.itemsize - 1)))
+    elif np.issubdtype(x.dtype, np.floating):
+        x = clean(x)
+    else:
+        raise AudioDecodeError(label, f"cannot read samples of dtype {x.dtype}")
+    mono = to_mono(x).astype(np.float32, copy=False)
+    seconds = mono.size / int(rate)
+    if max_duration_s is not None and seconds > max_duration_s:
+        raise TooLongError(label, f"{seconds:.1f} s is longer than the {max_duration_s:g} s limit")
+    return Decoded(resample(mono, int(rate), target_sr), target_sr, int(rate), channels, seconds, "array")

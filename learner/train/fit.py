@@ -32,9 +32,9 @@ from learner.model import create_model, get_arch, n_params
 from learner.model.frontend import FrontEnd
 from learner.model.pretrained import load_pretrained
 from learner.model.registry import ArchSpec, classifier_keys
+from learner.report.validation import decide, threshold_rule, write_multilabel_outputs
 from learner.train.args import MACHINE_ARGS, TrainArgs, TrainResult
 from learner.train.distributed import accelerated, is_main_process
-from learner.train.multilabel import decide, threshold_rule, write_multilabel_outputs
 from learner.train.settings import (
     adopt_front_end,
     batch_size,

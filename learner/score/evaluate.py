@@ -124,7 +124,7 @@ def evaluate(
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "metrics.json", metrics)
         if multi:
-            from learner.train.multilabel import write_multilabel_outputs
+            from learner.report.validation import write_multilabel_outputs
 
             write_multilabel_outputs(out, metrics, np.stack(probs), np.stack(targets), p.classes, thresholds)
             return metrics
