@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "AudioConfig": "learner.config",
     "ClipPipeline": "learner.audio.pipeline",
-    "Prediction": "learner.serve.predictor",
+    "Prediction": "learner.serve.prediction",
     "Predictor": "learner.serve.predictor",
     "BACKENDS": "learner.serve.backends",
     "TrainArgs": "learner.train.args",

@@ -18,13 +18,13 @@ LEARNER = ROOT / "learner"
 LAYERS = {
     "config": 0, "folder": 0, "workers": 0,
     "audio": 1,
-    "model": 2, "data": 2, "report": 2, "hub": 2, "card": 2,
+    "model": 2, "data": 2, "report": 2, "hub": 2, "card": 2, "weights": 2,
     "train": 3,
     "serve": 4,
     "score": 5, "embed": 5,
     "demo": 6,
 }  # fmt: skip
-FLAT = {"config", "hub", "card", "workers"}  # the rest lives in a room
+FLAT = {"config", "hub", "card", "weights", "workers"}  # the rest lives in a room
 SOURCES = sorted(LEARNER.rglob("*.py"))
 
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # torch stays out of the import, so a job can check the weigh
 
     from learner.model.registry import ArchSpec
 
-from learner.hub import IMAGENET_FILE, PretrainedError, fetch_imagenet  # noqa: F401  (torch-free: jobs check first)
+from learner.weights import IMAGENET_FILE, PretrainedError, fetch_imagenet  # noqa: F401  (torch-free)
 
 log = logging.getLogger(__name__)
 
