@@ -65,7 +65,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.pretrained == "imagenet":  # before torch is even imported: offline fails in seconds, in one line
-        from learner.hub import fetch_imagenet
+        from learner.weights import fetch_imagenet
 
         fetch_imagenet(args.arch, archs()[args.arch])
     from learner.train.threads import configure_threads
