@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from learner.score.store import read_results
 from learner.serve.events import Event, audacity_labels, raven_table
 
 RAVEN_SUFFIX = ".earshot.selection.table.txt"
@@ -77,6 +76,8 @@ def export_events(out: str | Path, dirs: dict[str, str | Path]) -> ExportSummary
     unknown = sorted(set(dirs) - set(EVENT_WRITERS))
     if unknown:
         raise ValueError(f"no event format {', '.join(unknown)}; known: {', '.join(EVENT_WRITERS)}")
+    from learner.score.store import read_results  # pyarrow: not needed to list the formats (--help)
+
     files = read_results(out)
     if files.num_rows == 0:
         return ExportSummary()
