@@ -231,7 +231,8 @@ def env_for(ws: Path) -> dict[str, str]:
 
 def start(ws: Path, command: str) -> subprocess.Popen:
     """`command` as the page shows it (plus its RUN_WITH flags), through bash, in the workspace `ws`."""
-    line = f"{COMMANDS[command][0]} {RUN_WITH.get(command, ('', ''))[0]}"
+    extra = RUN_WITH.get(command, ("", ""))[0]
+    line = f"{command} {extra}" if extra else COMMANDS[command][0]  # flags go before the line's comment
     pipe = subprocess.PIPE
     return subprocess.Popen(
         ["bash", "-c", line], cwd=ws, env=env_for(ws), stdout=pipe, stderr=pipe, text=True
