@@ -282,7 +282,7 @@ def _parts(task, emit=None):
 
 
 def test_pool_waits_for_the_consumer_without_timing_out():
-    from learner.score.pool import DecodePool
+    from learner.workers import DecodePool
 
     with DecodePool(_parts, (), workers=1, timeout_s=0.3, stream=True, part_buffer=1) as pool:
         got = []
@@ -308,7 +308,7 @@ def _big_result(task, folder):
 def test_pool_bounds_the_bytes_waiting_not_only_their_count(tmp_path):
     """Ten-minute recordings are ~50 MB each at the model's rate: 4 × a batch of them waiting for a slow model
     would be gigabytes. With `max_bytes`, decoding pauses once that much waits unconsumed."""
-    from learner.score.pool import DecodePool
+    from learner.workers import DecodePool
 
     waiting = []
     with DecodePool(
