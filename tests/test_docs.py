@@ -215,11 +215,7 @@ RUN: dict[str, Callable[[Path, str], None]] = {
 }
 FIXTURE_RUN = (TRAIN, TRAIN_CSV, EXPORT)  # run once, in this order, by the `trained` fixture
 # A command whose run shows a bug that is not the docs' to fix (strict: the entry must go once it is fixed).
-KNOWN_BUGS = {
-    ".venv/bin/python -m jobs.datasets build mixtures-synth": (
-        "jobs/datasets.py _summary reads a 'label' column; a multi-label manifest has 'labels' (KeyError)"
-    ),
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 def env_for(ws: Path) -> dict[str, str]:

@@ -68,7 +68,8 @@ def adapt(sd, model, spec):
 @register(input="mfcc", classifier="1", adapter=adapt)
 def tiny_mlp(n_classes, cfg):
     """A two-layer MLP on pooled MFCCs."""
-    return nn.Sequential(nn.Sequential(nn.AdaptiveAvgPool1d(1), nn.Flatten()), nn.Linear(cfg.n_mfcc, n_classes))
+    pool = nn.Sequential(nn.AdaptiveAvgPool1d(1), nn.Flatten())
+    return nn.Sequential(pool, nn.Linear(cfg.n_mfcc, n_classes))
 '''
 
 
