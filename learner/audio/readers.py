@@ -294,9 +294,8 @@ def _av_decode(
                     raise _Broken("the decoder made no progress")
                 for frame in frames:
                     if span is None:
-                        sr = int(
-                            frame.sample_rate
-                        )  # the first frame knows best (HE-AAC doubles the header's)
+                        # the first frame knows best (HE-AAC doubles the header's)
+                        sr = int(frame.sample_rate)
                         _check_rate(label, sr)
                         span = _Span(label, sr, offset_s, dur_s, max_s, sink)
                         if seeked:

@@ -69,9 +69,8 @@ def _padded_after(signal: np.ndarray, cfg: Any) -> float | None:
 def _close(fig: Any) -> Any:
     import matplotlib.pyplot as plt
 
-    plt.close(
-        fig
-    )  # drop pyplot's reference (a server would leak one figure per request); the figure still draws
+    # drop pyplot's reference (a server would leak one figure per request); the figure still draws
+    plt.close(fig)
     return fig
 
 
@@ -85,9 +84,8 @@ def timeline_figure(
     top = ClipPipeline.top_k(mean, k)
     centres = np.asarray(starts) + window_s / 2
     fig, ax = plt.subplots(figsize=(9, 2.6))
-    fig.subplots_adjust(
-        left=0.07, right=0.8, bottom=0.19, top=0.88
-    )  # fixed: tight_layout costs ~0.15 s a figure
+    # fixed: tight_layout costs ~0.15 s a figure
+    fig.subplots_adjust(left=0.07, right=0.8, bottom=0.19, top=0.88)
     for i in top:
         ax.plot(centres, window_probs[:, i], marker="o", ms=3, label=f"{classes[i]} (mean {mean[i]:.2f})")
     ax.set_ylim(0, 1.02)
@@ -135,9 +133,8 @@ def classify(
         where = f"the {cfg.duration:g} s clip the model saw"
         raw = d.samples
         scored = f"scored as one {cfg.duration:g} s clip (silence trimmed, centre crop / repeat-pad)"
-    kept = (
-        _padded_after(raw, cfg) if raw is not None else None
-    )  # a short sound: repeated, or centred in silence
+    # a short sound: repeated, or centred in silence
+    kept = _padded_after(raw, cfg) if raw is not None else None
     padded = kept if cfg.pad_mode == "repeat" else None
     explainer = explainer_for(predictor) if saliency else None
     sal = explainer(clip, target=top) if explainer is not None else None

@@ -89,9 +89,8 @@ def _check_imagenet(starts: dict[str, tuple[str, str]], cfg: AudioConfig) -> Non
 
     for a, (src, _) in starts.items():
         if src == "imagenet":
-            load_pretrained(
-                create_model(a, 2, cfg), get_arch(a), "imagenet"
-            )  # PretrainedError: one clear line
+            # PretrainedError: one clear line
+            load_pretrained(create_model(a, 2, cfg), get_arch(a), "imagenet")
 
 
 def inference_speed(model_dir: Path, data: str, repeats: int = 1) -> dict[str, Any]:
@@ -222,9 +221,8 @@ def compare(
         rows.append(row)
     classes = read_config(Path(rows[0]["model_dir"]))["classes"]
     audio = cfg.to_dict()
-    if (
-        len({r["duration_s"] for r in rows}) == 1
-    ):  # picked from the data (jobs without --duration): the one used
+    # picked from the data (jobs without --duration): the one used
+    if len({r["duration_s"] for r in rows}) == 1:
         audio["duration"] = rows[0]["duration_s"]
     report = {
         "data": str(targs.data),

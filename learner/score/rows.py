@@ -103,9 +103,8 @@ def load_item(
             )
     except AudioDecodeError as e:
         return Item(ref, error=e.reason)
-    except (
-        Exception
-    ) as e:  # the decoders promise AudioDecodeError; a scorer of millions of files double-checks
+    # the decoders promise AudioDecodeError; a scorer of millions of files double-checks
+    except Exception as e:
         return Item(ref, error=f"{type(e).__name__}: {e}")
     item = Item(
         ref,

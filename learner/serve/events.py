@@ -62,9 +62,8 @@ class EventRule:
     max_gap_s: float = 0.0
     min_length_s: float = 0.0
     boundary: str = "centre"
-    background: Sequence[str] | None = (
-        None  # None: the config's "background_classes", else DEFAULT_BACKGROUND names
-    )
+    # None: the config's "background_classes", else DEFAULT_BACKGROUND names
+    background: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         if self.boundary not in BOUNDARIES:

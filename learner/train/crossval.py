@@ -50,9 +50,8 @@ def cross_validate(
     df = add_groups(load_manifest(targs.data), targs.group_col, targs.group_regex)
     from learner.data.labels import resolve_task
 
-    if (
-        resolve_task(df, targs.task, str(targs.data)) == "multi"
-    ):  # its report is built from single-label metrics
+    # its report is built from single-label metrics
+    if resolve_task(df, targs.task, str(targs.data)) == "multi":
         raise ManifestError(
             f"{targs.data}: cross-validation of multi-label models is not supported yet; "
             "train one model on one split"

@@ -94,9 +94,8 @@ def ensure_default_model(
         if os.environ.get("EARSHOT_DATA")
         else cache_home() / "datasets"
     )
-    data = (
-        data_root / "spoken-digits-synth"
-    )  # shared with data=spoken-digits-synth, unless built differently there
+    # shared with data=spoken-digits-synth, unless built differently there
+    data = data_root / "spoken-digits-synth"
     if not _synth_matches(data, kw):
         data = data_root / f"spoken-digits-synth-{len(kw['voices'])}x{kw['per_voice']}"
     t0 = time.time()

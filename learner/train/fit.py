@@ -255,9 +255,8 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
     from fastai.callback.tracker import SaveModelCallback
     from fastai.torch_core import set_seed
 
-    cfg = (
-        cfg or AudioConfig()
-    ).replace()  # a copy: norm_stats and a picked duration are this run's, not the caller's
+    # a copy: norm_stats and a picked duration are this run's, not the caller's
+    cfg = (cfg or AudioConfig()).replace()
     out = Path(args.out).absolute()  # fastai joins its own paths to learn.path: a relative out would nest
     out.mkdir(parents=True, exist_ok=True)
     set_seed(args.seed, reproducible=True)
@@ -285,9 +284,8 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
         lr = float(learn.lr_find(show_plot=False).valley)
         log.info("lr_find suggests %.2e", lr)
     lr = float(lr)
-    cbs = (
-        [CSVLogger(fname=str(out / "history.csv"))] if is_main_process() else []
-    )  # one history, by the first process
+    # one history, by the first process
+    cbs = [CSVLogger(fname=str(out / "history.csv"))] if is_main_process() else []
     if args.keep_best:  # opt-in: picking the epoch on the validation split makes its figures optimistic
         cbs.append(SaveModelCallback(monitor="valid_loss", fname="best"))
     if cfg.mixup > 0:
