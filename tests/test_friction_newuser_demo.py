@@ -85,7 +85,7 @@ def test_the_threshold_box_starts_at_two_decimals(server):
 
 
 def test_model_path_given_relative_still_reaches_the_demo_workers(tmp_path, monkeypatch):
-    from learner.serve.lanes import Lanes
+    from learner.demo.lanes import Lanes
     from learner.serve.predictor import Predictor
 
     folder = save_untrained(tmp_path / "m", ["high", "low"])

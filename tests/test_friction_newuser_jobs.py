@@ -144,7 +144,7 @@ def test_build_demo_model_without_the_devset_is_one_line(tmp_path):
 
 
 def test_threshold_box_starts_at_two_decimals(model_dir, tmp_path):
-    from learner.serve import demo_events
+    from learner.demo import events as demo_events
     from learner.serve.predictor import Predictor
 
     folder = tmp_path / "calibrated"
@@ -157,7 +157,7 @@ def test_threshold_box_starts_at_two_decimals(model_dir, tmp_path):
 
 # --- item 22 -----------------------------------------------------------------------------------------------
 def test_an_unknown_arch_in_config_json_names_the_file(model_dir, tmp_path):
-    from learner.modeldir import ModelDirError
+    from learner.folder import ModelDirError
     from learner.serve.predictor import Predictor
 
     folder = tmp_path / "arch"

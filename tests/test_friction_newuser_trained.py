@@ -72,7 +72,7 @@ def test_config_counts_used_files_and_keeps_the_regex(model):
 
 
 def test_evaluate_recognises_the_training_data(model, data):
-    from learner.train.evaluate import evaluate
+    from learner.score.evaluate import evaluate
 
     m = evaluate(model.model_dir, data, progress=False)
     assert m["training_data"] is True and m["split"] == "valid"

@@ -157,7 +157,7 @@ class _Decode:
         timeout_s: float,
         min_duration_s: float,
     ) -> None:
-        from learner.score.pool import DecodePool
+        from learner.workers import DecodePool
 
         pipeline = ClipPipeline(AudioConfig.from_dict(config["audio"]))
         self.pool = DecodePool(load_item, (pipeline, window, min_duration_s), workers=1, timeout_s=timeout_s)
@@ -208,9 +208,8 @@ def _init_ray(address: str | None) -> Any:
         import learner
         from learner.score import ray_reaper
 
-        env = (
-            {"py_modules": [os.path.dirname(learner.__file__)]} if address else None
-        )  # ship earshot's code to the nodes
+        # ship earshot's code to the nodes
+        env = {"py_modules": [os.path.dirname(learner.__file__)]} if address else None
         before = ray_reaper.children_of(os.getpid())
         ray.init(address=address, runtime_env=env, include_dashboard=False, logging_level="WARNING")
         started = ray_reaper.children_of(os.getpid()) - before  # GCS, raylet, …: what ray.init started here
@@ -227,9 +226,8 @@ def score_ray(
     predictor = Predictor.from_pretrained(
         model_ref, backend=ropts.backend, device="cpu", batch_size=opts.batch_size
     )
-    folder = str(
-        predictor.folder.resolve()
-    )  # actors load from here (a path every node sees, or the HF cache)
+    # actors load from here (a path every node sees, or the HF cache)
+    folder = str(predictor.folder.resolve())
     todo, store, summary = plan(inputs, predictor, opts)
     summary.engine = "ray"
     ray = _init_ray(ropts.address)

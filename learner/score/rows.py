@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,10 +15,11 @@ import numpy as np
 import pyarrow as pa
 
 from learner import __version__
-from learner.audio import SCORE_MAX_BYTES, SCORE_MAX_S, AudioDecodeError, ClipPipeline, WindowPlan
-from learner.audio.limits import MIN_DURATION_S, too_short
+from learner.audio import SCORE_MAX_BYTES, SCORE_MAX_S, AudioDecodeError, ClipPipeline
+from learner.audio.limits import too_short
 from learner.audio.stream import StreamSizes
 from learner.score.discover import FileRef
+from learner.score.items import MIN_DURATION_S, Item, Window, error_item, window_plan  # noqa: F401 (re-exported)
 from learner.score.paths import clean_text, path_hex, stored_path
 from learner.serve.events import EventRule, class_thresholds
 from learner.serve.predictor import Predictor
@@ -86,6 +87,8 @@ def file_schema(classes: list[str] | None = None) -> pa.Schema:
     if taken:
         raise ValueError(f"wide=True: class column {sorted(taken)[0]!r} clashes with a column of its own")
     return pandas_ints(pa.schema([*FILE_SCHEMA, *wide]))
+
+
 WINDOW_SCHEMA = pa.schema(
     [
         ("path", pa.string()),
@@ -105,36 +108,6 @@ EVENT_SCHEMA = pa.schema(
         ("mean_score", pa.float32()),
     ]
 )
-
-Window = tuple[float, float] | None  # (window s, hop s) to score every file in windows; None: only long files
-
-
-@dataclass
-class Item:
-    """A decoded file: a prepared `clip`, or the whole `signal` when it is scored in windows, or an `error`.
-
-    A long file comes in parts (`learner.score.streamed`): its item then holds the last samples in `signal`
-    with `streamed` set, and the main process fills `scored` (window probabilities, starts in s)."""
-
-    ref: FileRef
-    error: str | None = None
-    clip: np.ndarray | None = None
-    signal: np.ndarray | None = None
-    duration_s: float | None = None
-    sample_rate: int | None = None
-    channels: int | None = None
-    decoder: str | None = None
-    warning: str | None = None  # decoded, but something is off (a file cut short of what its header says)
-    streamed: bool = False
-    scored: tuple[np.ndarray, np.ndarray] | None = None
-
-
-def error_item(ref: FileRef, reason: str) -> Item:
-    return Item(ref, error=reason)
-
-
-def _plan(pipeline: ClipPipeline, window: Window) -> WindowPlan:
-    return pipeline.window_plan(*(window or (None, None)))
 
 
 def load_item(
@@ -164,9 +137,8 @@ def load_item(
             )
     except AudioDecodeError as e:
         return Item(ref, error=e.reason)
-    except (
-        Exception
-    ) as e:  # the decoders promise AudioDecodeError; a scorer of millions of files double-checks
+    # the decoders promise AudioDecodeError; a scorer of millions of files double-checks
+    except Exception as e:
         return Item(ref, error=f"{type(e).__name__}: {e}")
     item = Item(
         ref,
@@ -195,7 +167,7 @@ def item_cost(item: Item, pipeline: ClipPipeline, window: Window) -> int:
         return len(item.scored[1])
     if item.signal is None:
         return 0
-    return _plan(pipeline, window).count(item.signal.size)
+    return window_plan(pipeline, window).count(item.signal.size)
 
 
 def count_events(
@@ -251,7 +223,7 @@ def score_items(
     thr = class_thresholds(predictor.classes, predictor.config, threshold)
     rule = replace(events or EventRule(), thresholds=threshold)
     classes, pipe = predictor.classes, predictor.pipeline
-    plan = _plan(pipe, window)
+    plan = window_plan(pipe, window)
     # one forward pass for the clips and the windows of every file that is not long (those go in chunks)
     inputs, spans, starts_of, offset = [], {}, {}, 0
     for j, it in enumerate(items):

@@ -27,7 +27,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from learner.modeldir import write_json
+from learner.folder import write_json
 from learner.score.ownership import META, check_resumable, is_meta_temp, read_meta, remove_owned, written
 from learner.score.paths import original_path, stored_path
 from learner.score.writers import WRITERS
@@ -289,9 +289,8 @@ class PartStore:
             n = t.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
             if not n:
                 continue
-            for (
-                wparts
-            ) in sparts:  # sides first: a kill in between leaves stale file rows, which resume drops again
+            # sides first: a kill in between leaves stale file rows, which resume drops again
+            for wparts in sparts:
                 if i in wparts:
                     wt = read_part(wparts[i])
                     self._rewrite(wparts[i], wt.filter(pc.invert(pc.is_in(wt["path"], shown))))

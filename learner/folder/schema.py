@@ -12,6 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from learner.folder.errors import ModelDirError
+
 MAX_CLASSES = 20_000
 MAX_CLASS_NAME = 200  # characters
 SAMPLE_RATES = (1_000, 768_000)  # Hz
@@ -33,8 +35,6 @@ AUDIO_NUMBERS: dict[str, tuple[tuple[type, ...], float, float, bool]] = {
 
 
 def _error(path: Path, message: str) -> Exception:
-    from learner.modeldir import ModelDirError
-
     return ModelDirError(f"{path}: {message}")
 
 
@@ -56,7 +56,7 @@ def check_classes(path: Path, classes: Any) -> None:
         raise _error(path, f"'classes' must hold 1 to {MAX_CLASSES} names, it holds {len(classes)}")
     seen: set[str] = set()
     for i, name in enumerate(classes):
-        from learner.modeldir import class_name_problem
+        from learner.folder.files import class_name_problem
 
         if problem := class_name_problem(name, MAX_CLASS_NAME):
             raise _error(

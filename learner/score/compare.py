@@ -24,12 +24,12 @@ import pandas as pd
 
 from learner.config import AudioConfig
 from learner.data.manifest import add_groups, load_manifest, plan_folds
+from learner.folder import read_config, write_json
 from learner.hub import resolve
 from learner.model.registry import get_arch
-from learner.modeldir import read_config, write_json
 from learner.report.plots import plot_confusion, plot_curves
+from learner.score.evaluate import select_rows
 from learner.train.crossval import CV_METRICS, cross_validate
-from learner.train.evaluate import select_rows
 from learner.train.fit import TrainArgs, train
 
 log = logging.getLogger(__name__)
@@ -89,9 +89,8 @@ def _check_imagenet(starts: dict[str, tuple[str, str]], cfg: AudioConfig) -> Non
 
     for a, (src, _) in starts.items():
         if src == "imagenet":
-            load_pretrained(
-                create_model(a, 2, cfg), get_arch(a), "imagenet"
-            )  # PretrainedError: one clear line
+            # PretrainedError: one clear line
+            load_pretrained(create_model(a, 2, cfg), get_arch(a), "imagenet")
 
 
 def inference_speed(model_dir: Path, data: str, repeats: int = 1) -> dict[str, Any]:
