@@ -12,9 +12,9 @@ import pytest
 import soundfile as sf
 
 from learner.data.manifest import ManifestError, add_groups, load_manifest, split_indices
+from learner.data.sounds import make_sound
 from learner.folder import ModelDirError, strip_local_paths
 from learner.serve.predictor import Predictor
-from tests.synthetic import make_sound
 from tests.test_hostile import save_untrained
 
 SR = 16000

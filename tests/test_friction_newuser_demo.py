@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.synthetic import make_sound
+from learner.data.sounds import make_sound
 from tests.test_hostile import save_untrained
 
 SR = 16000

@@ -63,7 +63,7 @@ def test_train_help_says_rate_hop_and_clip_come_from_the_data():
     text = " ".join(parser().format_help().split())
     for flag in ("--sample-rate SAMPLE_RATE", "--hop HOP", "--duration DURATION"):
         after = text.rsplit(flag, 1)[1].split(" --")[0]  # the option's help, not the usage line
-        assert "picked from the" in after and "default: 22050" not in after and "default: 512" not in after
+        assert "jobs.train" in after and "default: 22050" not in after and "default: 512" not in after
 
 
 def test_quiet_training_prints_no_python_lists_and_records_processes(tiny_data, tmp_path):
