@@ -116,10 +116,10 @@ def _where(df: pd.DataFrame, i: int, source: Path) -> str:
 
 
 def check_labels(df: pd.DataFrame, source: Path) -> None:
-    """Every class name printable (`learner.folder.files.class_name_problem`, the rule config.json is read
+    """Every class name printable (`learner.folder.schema.class_name_problem`, the rule config.json is read
     with), so training never makes a model earshot then refuses, nor labels that forge lines in predict's
     output."""
-    from learner.folder.files import class_name_problem
+    from learner.folder.schema import class_name_problem
 
     column = "labels" if "labels" in df else "label"
     for i, cell in enumerate(df[column]):

@@ -46,24 +46,6 @@ def strip_local_paths(value: Any) -> Any:
     return value
 
 
-def class_name_problem(name: Any, max_chars: int = 200) -> str | None:
-    """Why `name` cannot be a class name (the one rule for training data and config.json), or None.
-
-    A class name is printed in tab-separated lines, tables and the demo: blank names, names with control
-    characters (newline, tab, ...) or surrounding spaces would be invisible or forge lines."""
-    if not isinstance(name, str):
-        return f"is not text ({type(name).__name__})"
-    if not name.strip():
-        return "is blank"
-    if len(name) > max_chars:
-        return f"is longer than {max_chars} characters"
-    if any(ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029" for c in name):
-        return "holds a control character (newline, tab, ...)"
-    if name != name.strip():
-        return "starts or ends with a space"
-    return None
-
-
 def write_json(path: Path, obj: Any) -> None:
     """Sorted, indented JSON written atomically (temp file + rename), so a crash never leaves half a file."""
     path = Path(path)

@@ -47,6 +47,24 @@ def _number(value: Any, types: tuple[type, ...]) -> bool:
     return isinstance(value, types) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def class_name_problem(name: Any, max_chars: int = 200) -> str | None:
+    """Why `name` cannot be a class name (the one rule for training data and config.json), or None.
+
+    A class name is printed in tab-separated lines, tables and the demo: blank names, names with control
+    characters (newline, tab, ...) or surrounding spaces would be invisible or forge lines."""
+    if not isinstance(name, str):
+        return f"is not text ({type(name).__name__})"
+    if not name.strip():
+        return "is blank"
+    if len(name) > max_chars:
+        return f"is longer than {max_chars} characters"
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029" for c in name):
+        return "holds a control character (newline, tab, ...)"
+    if name != name.strip():
+        return "starts or ends with a space"
+    return None
+
+
 def check_classes(path: Path, classes: Any) -> None:
     if not isinstance(classes, list):
         raise _error(
@@ -56,8 +74,6 @@ def check_classes(path: Path, classes: Any) -> None:
         raise _error(path, f"'classes' must hold 1 to {MAX_CLASSES} names, it holds {len(classes)}")
     seen: set[str] = set()
     for i, name in enumerate(classes):
-        from learner.folder.files import class_name_problem
-
         if problem := class_name_problem(name, MAX_CLASS_NAME):
             raise _error(
                 path,

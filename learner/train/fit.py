@@ -35,6 +35,7 @@ from learner.model.registry import ArchSpec, classifier_keys
 from learner.report.validation import decide, threshold_rule, write_multilabel_outputs
 from learner.train.args import MACHINE_ARGS, TrainArgs, TrainResult
 from learner.train.distributed import accelerated, check_precision, is_main_process, world_size
+from learner.train.notes import epoch_line, warn_not_evaluated
 from learner.train.settings import (
     adopt_front_end,
     batch_size,
@@ -242,18 +243,8 @@ def build_learner(
     )
     if not args.progress:
         learn.remove_cb(ProgressCallback)
-        learn.logger = partial(_epoch_line, learn)  # fastai would print each epoch as a raw Python list
+        learn.logger = partial(epoch_line, learn)  # fastai would print each epoch as a raw Python list
     return learn, frontend, loaded
-
-
-def _epoch_line(learn, values: list) -> None:
-    """One epoch as a note (`epoch 1: train_loss 0.6931, valid_loss 0.6812, accuracy 0.5500, time 00:03`),
-    shown as the job's other notes are (none with --quiet)."""
-    names = list(learn.recorder.metric_names)
-    if len(names) != len(values):
-        names = [f"value {i}" for i in range(len(values))]
-    shown = [f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(names, values)]
-    log.info("%s", ", ".join(shown))
 
 
 def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
@@ -322,14 +313,7 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
         n_valid=int(used["is_valid"].sum()),
         excluded_files=failures,
     )
-    if metrics.get("not_evaluated"):
-        log.warning(
-            "no validation clips for %d of %d classes (%s): the figures leave them out; give them more "
-            "groups or files, or a split column",
-            len(metrics["not_evaluated"]),
-            len(classes),
-            ", ".join(metrics["not_evaluated"]),
-        )
+    warn_not_evaluated(metrics, classes)
     if not is_main_process():  # only the first process writes the model directory
         return TrainResult(out, metrics, pd.DataFrame(), failures, learn)
     history = pd.read_csv(out / "history.csv")
