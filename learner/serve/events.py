@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from learner.data.events import Event
 
 DEFAULT_THRESHOLD = 0.5  # a class's threshold when neither the model's config nor the caller gives one
 DEFAULT_BACKGROUND = ("background", "_background_noise_", "silence", "_silence_")
@@ -48,21 +50,6 @@ RAVEN_COLUMNS = (
     "Confidence",
     "Mean Score",
 )
-
-
-@dataclass(frozen=True)
-class Event:
-    """One sound event: `label` heard from `start_s` to `end_s` (seconds into `path`)."""
-
-    path: str
-    label: str
-    start_s: float
-    end_s: float
-    max_score: float
-    mean_score: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
