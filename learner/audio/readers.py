@@ -336,34 +336,7 @@ def _av_decode(
             except Exception as e:
                 raise _Reseek from e
         try:
-<<<<<<< HEAD
-            for packet in c.demux(st):
-                frames = packet.decode()
-                idle = 0 if frames else idle + 1
-                if idle > 100_000:
-                    raise _Broken("the decoder made no progress")
-                for frame in frames:
-                    if span is None:
-                        # the first frame knows best (HE-AAC doubles the header's)
-                        sr = int(frame.sample_rate)
-                        _check_rate(label, sr)
-                        span = _Span(label, sr, offset_s, dur_s, max_s, sink)
-                        if seeked:
-                            pos = -1 if frame.pts is None else round(float((frame.pts - t0) * tb) * sr)
-                            if not 0 <= pos <= span.start:
-                                raise _Reseek
-                    elif frame.sample_rate != span.sr:
-                        raise UnsupportedCodecError(
-                            label, f"sample rate changes mid-stream ({span.sr} → {frame.sample_rate} Hz)"
-                        )
-                    ch = max(ch, frame.layout.nb_channels)
-                    more = span.add(pos, _av_mono(frame, label))
-                    pos += frame.samples
-                    if not more:
-                        return _Raw(span, ch, "pyav", pos, header_s)
-=======
             span, pos, ch, early = _av_read(c, st, label, offset_s, dur_s, max_s, sink, seeked)
->>>>>>> funcs
         except (AudioDecodeError, _Reseek, _Broken):
             raise
         except av.error.DecoderNotFoundError as e:

@@ -106,16 +106,6 @@ def _what_was_scored(pred: Any, top: int, d: Any, cfg: Any) -> tuple[str, np.nda
             f"scored in {len(pred.window_starts)} windows of {pred.window_s:g} s (hop {pred.hop_s:g} s); "
             f"labels = mean of window probabilities"
         )
-<<<<<<< HEAD
-    else:
-        where = f"the {cfg.duration:g} s clip the model saw"
-        raw = d.samples
-        scored = f"scored as one {cfg.duration:g} s clip (silence trimmed, centre crop / repeat-pad)"
-    # a short sound: repeated, or centred in silence
-    kept = _padded_after(raw, cfg) if raw is not None else None
-    padded = kept if cfg.pad_mode == "repeat" else None
-    explainer = explainer_for(predictor) if saliency else None
-=======
         return where, None, scored
     where = f"the {cfg.duration:g} s clip the model saw"
     scored = f"scored as one {cfg.duration:g} s clip (silence trimmed, centre crop / repeat-pad)"
@@ -125,7 +115,6 @@ def _what_was_scored(pred: Any, top: int, d: Any, cfg: Any) -> tuple[str, np.nda
 def _saliency(predictor: Predictor, clip: np.ndarray, top: int) -> Any:
     """Gradients when the backend has a torch model; otherwise (ONNX) ask the model with occluded copies."""
     explainer = explainer_for(predictor)
->>>>>>> funcs
     sal = explainer(clip, target=top) if explainer is not None else None
     if sal is None:
         from learner.audio.melspec import occlusion

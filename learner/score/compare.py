@@ -253,29 +253,7 @@ def compare(
         row.update(quality)
         row.update(_measured(model_dir, src, a_args.data, t))
         rows.append(row)
-<<<<<<< HEAD
-    classes = read_config(Path(rows[0]["model_dir"]))["classes"]
-    audio = cfg.to_dict()
-    # picked from the data (jobs without --duration): the one used
-    if len({r["duration_s"] for r in rows}) == 1:
-        audio["duration"] = rows[0]["duration_s"]
-    report = {
-        "data": str(targs.data),
-        "split": split,
-        "cv": cv,
-        "epochs": targs.epochs,
-        "lr": targs.lr,
-        "bs": targs.bs,
-        "seed": targs.seed,
-        "archs": rows,
-        "classes": classes,
-        "audio": audio,
-        "machine": machine(),
-        "total_time_s": round(time.time() - started, 1),
-    }
-=======
     report = _report(targs, cfg, split, cv, rows, started)
->>>>>>> funcs
     plot_confusions(
         {a: c for a, c in confusions.items() if c is not None},
         report["classes"],

@@ -114,26 +114,7 @@ def cross_validate(
     """
     cfg = cfg or AudioConfig()
     out = Path(targs.out)
-<<<<<<< HEAD
-    df = add_groups(load_manifest(targs.data), targs.group_col, targs.group_regex)
-    from learner.data.labels import resolve_task
-
-    # its report is built from single-label metrics
-    if resolve_task(df, targs.task, str(targs.data)) == "multi":
-        raise ManifestError(
-            f"{targs.data}: cross-validation of multi-label models is not supported yet; "
-            "train one model on one split"
-        )
-    plan = plan_folds(df, targs.data, out, n_folds, targs.seed)
-    data, all_folds, source = plan.data, plan.folds, plan.source
-    todo = all_folds if folds is None else [f for f in all_folds if f in set(folds)]
-    if folds is not None and len(todo) != len(set(folds)):
-        raise ManifestError(
-            f"folds {sorted(set(folds) - set(all_folds))} are not in {targs.data} (folds: {all_folds})"
-        )
-=======
     data, todo, source = _fold_plan(targs, out, n_folds, folds)
->>>>>>> funcs
     rows, histories, confusion, classes, started = [], [], None, None, time.time()
     for i, k in enumerate(todo):
         log.info("fold %s (%d/%d)", k, i + 1, len(todo))
