@@ -77,6 +77,26 @@ def mixture(
     return x.astype(np.float32), sorted(events, key=lambda e: e[1])
 
 
+def _checked_classes(classes: tuple[str, ...] | None, n_sources: tuple[int, int]) -> tuple[str, ...]:
+    """The classes to mix (all by default), refused before any file is written if a clip cannot be built."""
+    classes = tuple(classes or SOURCES)
+    unknown = sorted(set(classes) - set(SOURCES))
+    if unknown or len(classes) < 2:
+        raise ValueError(f"classes: need at least 2 of {', '.join(SOURCES)}; got {list(classes)}")
+    lo, hi = n_sources
+    if not 0 <= lo <= hi <= len(classes):
+        raise ValueError(f"n_sources=({lo}, {hi}): need 0 ≤ low ≤ high ≤ {len(classes)} classes")
+    return classes
+
+
+def _sites(seed: int, n_sites: int) -> list[tuple[float, float]]:
+    """(noise exponent, noise dBFS) per site, from their own stream: the clips' draws never shift them."""
+    site_rng = np.random.default_rng([seed, 0])
+    return [
+        (float(site_rng.choice([0.0, 1.0, 2.0])), float(site_rng.uniform(-50, -35))) for _ in range(n_sites)
+    ]
+
+
 def build_mixtures(
     out_dir: str | Path,
     *,
@@ -94,19 +114,11 @@ def build_mixtures(
     `manifest.csv` → its path. Deterministic for a given seed and parameters."""
     import soundfile as sf
 
-    classes = tuple(classes or SOURCES)
-    unknown = sorted(set(classes) - set(SOURCES))
-    if unknown or len(classes) < 2:
-        raise ValueError(f"classes: need at least 2 of {', '.join(SOURCES)}; got {list(classes)}")
+    classes = _checked_classes(classes, n_sources)
     lo, hi = n_sources
-    if not 0 <= lo <= hi <= len(classes):
-        raise ValueError(f"n_sources=({lo}, {hi}): need 0 ≤ low ≤ high ≤ {len(classes)} classes")
     out = Path(out_dir)
     (out / "clips").mkdir(parents=True, exist_ok=True)
-    site_rng = np.random.default_rng([seed, 0])
-    sites = [
-        (float(site_rng.choice([0.0, 1.0, 2.0])), float(site_rng.uniform(-50, -35))) for _ in range(n_sites)
-    ]
+    sites = _sites(seed, n_sites)
     rows, events = [], []
     for i in range(n_clips):
         site = i % n_sites
