@@ -247,6 +247,13 @@ def build_learner(
     return learn, frontend, loaded
 
 
+def train_record(args: TrainArgs, learn: Any) -> dict[str, Any]:
+    """config.json's `train`: the arguments (no local paths, no machine settings) and how many processes
+    trained on `bs` each (`accelerate launch --num_processes N`): what reproduces the run."""
+    record = strip_local_paths({k: v for k, v in asdict(args).items() if k not in MACHINE_ARGS})
+    return {**record, "processes": world_size(), "effective_bs": int(learn.dls.bs) * world_size()}
+
+
 def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
     """Train one model and write its directory to `args.out`."""
     from fastai.callback.mixup import MixUp
@@ -331,12 +338,7 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
         "params": n_params(learn.model),
         "pretrained": strip_local_paths(loaded),
         "split": used.attrs.get("split"),  # no local paths: config.json is published with the model
-        "train": {
-            **strip_local_paths({k: v for k, v in asdict(args).items() if k not in MACHINE_ARGS}),
-            # `accelerate launch --num_processes N` trains N copies on bs each: record what reproduces it
-            "processes": world_size(),
-            "effective_bs": int(learn.dls.bs) * world_size(),
-        },
+        "train": train_record(args, learn),
         "versions": versions(),
     }
     learn.model.eval()
