@@ -247,7 +247,7 @@ def make_workspace(root: Path) -> Path:
     import numpy as np
     import soundfile as sf
 
-    from tests.synthetic import make_dataset, make_sound
+    from learner.data.sounds import make_dataset, make_sound
 
     root.mkdir()
     for name in ("assets", "examples"):
