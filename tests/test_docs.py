@@ -202,8 +202,8 @@ RUN: dict[str, Callable[[Path, str], None]] = {
     ".venv/bin/python -m jobs.predict clip.wav --model models/my_sounds": check_one_clip,
     ".venv/bin/python -m jobs.predict clip.wav clips/ --model models/my_sounds": check_clip_and_folder,
     ".venv/bin/python -m jobs.score recordings --model models/my_sounds --out scores.parquet": check_scores,
-    ".venv/bin/python -m jobs.score site-a --model models/night-sounds --out night.parquet --windows 1,0.25 "
-    "--event-gap 0.25 --raven raven/ --audacity labels/": check_events,
+    ".venv/bin/python -m jobs.score site-a --model models/night-sounds --out night.parquet "
+    "--windows clip,0.25 --event-gap 0.25 --raven raven/ --audacity labels/": check_events,
     EXPORT: check_export,
     EVALUATE: check_evaluation,
     ".venv/bin/python -m jobs.datasets list": check_recipes,

@@ -45,7 +45,7 @@ class ScoreOptions:
 
     output: str
     fmt: str = "parquet"
-    window: tuple[float, float] | None = None
+    window: tuple[float, float] | None = None  # (window s, hop s); window None: the model's clip length
     threshold: float | dict[str, float] | None = None  # None: the model's thresholds (config.json), else 0.5
     event_gap_s: float = 0.0  # events of one class closer than this are joined (learner.serve.events)
     event_min_s: float = 0.0  # shorter events are dropped
@@ -170,6 +170,8 @@ def plan(
         predictor.classes, predictor.config, opts.threshold
     )  # an unknown class fails before any work
     if opts.window:
+        if opts.window[0] is None:  # `--windows clip,HOP`: the model's own clip length
+            opts.window = (predictor.cfg.duration, opts.window[1])
         predictor.pipeline.window_plan(*opts.window)  # windows shorter than the clip: refused here, once
     disc = discover(inputs)
     _check_same_width(opts)
