@@ -56,7 +56,13 @@ from jobs._cli import as_flags  # noqa: E402
 from learner.audio import DEMO_MAX_BYTES, DEMO_MAX_S, AudioDecodeError  # noqa: E402
 from learner.modeldir import strip_local_paths  # noqa: E402
 from learner.serve import demo_events  # noqa: E402
-from learner.serve.demo import ServedModel, example_files, load_model, model_info  # noqa: E402
+from learner.serve.demo import (  # noqa: E402
+    ServedModel,
+    confusion_html,
+    example_files,
+    load_model,
+    model_info,
+)
 from learner.serve.lanes import LaneError, Lanes  # noqa: E402
 
 log = logging.getLogger("earshot.app")
@@ -206,8 +212,8 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
                 with gr.Column(scale=3):
                     gr.Markdown(info.summary)
                 with gr.Column(scale=2):
-                    if info.confusion_png:
-                        gr.Image(info.confusion_png, label="Confusion matrix (validation)", interactive=False)
+                    if info.confusion_png:  # inline bytes: no file route, no server path in /config
+                        gr.HTML(confusion_html(info.confusion_png), label="Confusion matrix (validation)")
             with gr.Row():  # settings tables side by side at half width each; cells never wrap inside a word
                 gr.Markdown(info.audio)
                 gr.Markdown(info.training)

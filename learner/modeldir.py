@@ -84,9 +84,41 @@ def save_model_dir(folder: Path, state_dict: dict, config: dict[str, Any]) -> Pa
     return folder
 
 
+def refuse_links(folder: Path) -> None:
+    """A model folder is read as regular files only: a symbolic link anywhere in it (to a file, a folder or
+    nothing) is refused, so neither a push, a load nor the demo can publish or serve what it points to.
+
+    The one exception is a Hugging Face cache snapshot, whose files are links into the same repo's `blobs/`
+    folder (`models--USER--NAME/snapshots/REV/x` → `../../blobs/HASH`); a link leaving it is refused too."""
+    folder = Path(folder)
+    blobs = _snapshot_blobs(folder)
+    for root, dirs, files in os.walk(folder):  # never follows a linked folder: it is listed, not entered
+        for name in dirs + files:
+            entry = Path(root) / name
+            if not entry.is_symlink():
+                continue
+            target = os.path.realpath(entry)
+            if blobs is not None and os.path.isfile(target) and target.startswith(blobs + os.sep):
+                continue
+            raise ModelDirError(
+                f"{entry}: a symbolic link in a model folder (to {os.readlink(entry)}); "
+                "model folders are read as regular files only: copy the file in instead"
+            )
+
+
+def _snapshot_blobs(folder: Path) -> str | None:
+    """The real path of the repo's blobs/ folder when `folder` is a Hugging Face cache snapshot, else None."""
+    if folder.parent.name != "snapshots" or not folder.parent.parent.name.startswith("models--"):
+        return None
+    blobs = folder.parent.parent / "blobs"
+    return os.path.realpath(blobs) if blobs.is_dir() and not blobs.is_symlink() else None
+
+
 def read_config(folder: Path) -> dict[str, Any]:
     folder = Path(folder)
     path = folder / CONFIG
+    if folder.is_dir():
+        refuse_links(folder)
     if not path.is_file():
         raise ModelDirError(f"{folder}: not an earshot model directory (no {CONFIG})")
     try:

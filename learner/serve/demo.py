@@ -8,10 +8,12 @@ decode path (`learner.audio.decode.decode`), so a microphone recording and an up
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
 import shutil
+import stat
 import threading
 import time
 import weakref
@@ -397,9 +399,26 @@ def classify(
 
 def _read_json(folder: Path, name: str) -> dict[str, Any]:
     try:
-        return json.loads((folder / name).read_text())
-    except (OSError, ValueError):
+        return json.loads(read_regular(folder / name) or b"")
+    except ValueError:
         return {}
+
+
+MAX_SHOWN_BYTES = 8 * 1024 * 1024  # a confusion matrix or metrics.json bigger than this is not shown
+
+
+def read_regular(path: Path, limit: int = MAX_SHOWN_BYTES) -> bytes | None:
+    """The bytes of `path` if it is a regular file (never through a link) of at most `limit` bytes, else None:
+    the demo shows only what lies in the model folder itself."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        return f.read(limit)
 
 
 def _table(rows: dict[str, Any], header: tuple[str, str] = ("setting", "value")) -> str:
@@ -409,12 +428,13 @@ def _table(rows: dict[str, Any], header: tuple[str, str] = ("setting", "value"))
 
 @dataclass
 class ModelInfo:
-    """The Model tab in three Markdown columns, plus the confusion-matrix PNG (None if the model has none)."""
+    """The Model tab in three Markdown columns, plus the confusion-matrix PNG's bytes (None if the model has
+    none): bytes, not a path, so the page is built from them and /config names no file on the server."""
 
     summary: str
     audio: str
     training: str
-    confusion_png: str | None
+    confusion_png: bytes | None
 
 
 def model_info(predictor: Predictor, folder: str | Path | None) -> ModelInfo:
@@ -453,9 +473,16 @@ def model_info(predictor: Predictor, folder: str | Path | None) -> ModelInfo:
     training = "#### Training arguments\n\n" + _table(cfg.get("train", {})) if cfg.get("train") else ""
     if cfg.get("versions"):
         training += "\n\n#### Versions\n\n" + _table(cfg["versions"], ("library", "version"))
-    png = folder / "confusion_matrix.png" if folder else None
-    return ModelInfo(
-        "\n\n".join(parts), audio, training, str(png) if png is not None and png.is_file() else None
+    png = read_regular(folder / "confusion_matrix.png") if folder else None
+    return ModelInfo("\n\n".join(parts), audio, training, png)
+
+
+def confusion_html(png: bytes) -> str:
+    """The confusion matrix inline (a data: URL): no file route, no server path in the page's config."""
+    data = base64.b64encode(png).decode("ascii")
+    return (
+        f'<img src="data:image/png;base64,{data}" alt="Confusion matrix (validation)" '
+        'style="max-width: 100%; height: auto;">'
     )
 
 
