@@ -358,7 +358,7 @@ def run(main: Callable[[], int | None]) -> None:
     """Run a job: user errors become one line on stderr and exit code 1 (no traceback); library messages
     that name fields (`pretrained=none`) are said as flags (`--pretrained none`)."""
     from learner.audio.decode import AudioDecodeError
-    from learner.modeldir import ModelDirError
+    from learner.folder import ModelDirError
 
     # learner.data.manifest.ManifestError is a ValueError too; importing it here would load pandas into every
     # job

@@ -4,8 +4,17 @@ the scorer and evaluation rebuild exactly the pipeline the model was trained wit
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+CACHE_ENV = "EARSHOT_CACHE"
+
+
+def cache_home() -> Path:
+    """`$EARSHOT_CACHE`, default `~/.cache/earshot`: models/, datasets/ and converted weights."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "earshot").expanduser()
 
 
 @dataclass

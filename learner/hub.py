@@ -8,7 +8,6 @@ one `HubError` with a one-line message; jobs print it instead of a traceback.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
@@ -17,7 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from learner.modeldir import (
+from learner import folder
+from learner.folder import (
     CARD,
     CONFIG,
     METRICS,
@@ -67,14 +67,11 @@ def parse_hub_ref(ref: str) -> tuple[str, str | None] | None:
 
 
 def check_model_dir(model_dir: str | Path, required: tuple[str, ...] = REQUIRED_FILES) -> Path:
-    """The folder as a Path, or a HubError naming what is missing (before any network call)."""
-    path = Path(model_dir).expanduser()
-    if not path.is_dir():
-        raise HubError(f"{path}: no such model directory")
-    missing = [name for name in required if not (path / name).is_file()]
-    if missing:
-        raise HubError(f"{path} is not a complete earshot model directory: missing {', '.join(missing)}")
-    return path
+    """`learner.folder.check_model_dir` as a HubError (what jobs.push prints), before any network call."""
+    try:
+        return folder.check_model_dir(model_dir, required)
+    except ModelDirError as e:
+        raise HubError(str(e)) from None
 
 
 def push(
@@ -334,9 +331,9 @@ def _hub_errors(
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except ValueError as e:
-        raise HubError(f"{path} is not valid JSON ({e})") from e
+        return folder.read_json(path)
+    except ModelDirError as e:
+        raise HubError(str(e)) from None
 
 
 # ---- ImageNet starting weights: fetched (or found in the cache) before any audio is decoded, torch-free ----

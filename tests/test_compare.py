@@ -13,9 +13,9 @@ import torch
 import learner.train.compare
 import learner.train.fit
 from learner.config import AudioConfig
+from learner.folder import load_model_dir, read_config
 from learner.model.pretrained import PretrainedError
 from learner.model.registry import get_arch
-from learner.modeldir import load_model_dir, read_config
 from learner.serve.predictor import Predictor
 from learner.train.transforms import AudioTensor, WaveAugment
 from tests.synthetic import make_dataset

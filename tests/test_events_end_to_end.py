@@ -259,7 +259,7 @@ def test_multilabel_model_holds_overlapping_events_in_all_three_paths(multi_even
     """Where one event hands over to another, a sigmoid model keeps both: the overlapping pair is found whole,
     and the Predictor, `jobs.score --windows` and the demo's events function give the same events."""
     from jobs.score import main
-    from learner.serve.demo_events import find_events_in
+    from learner.demo.events import find_events_in
 
     path, truth = recording
     p = Predictor.from_dir(multi_event_model)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from learner.hub import HubError, push, resolve
-from learner.modeldir import ModelDirError
+from learner.folder import ModelDirError
 from learner.serve.predictor import Predictor
 from tests.conftest import app_serving
 from tests.hub_server import HubServer, isolate_hf
@@ -138,7 +138,7 @@ def _free_port() -> int:
 
 
 def test_demo_config_names_no_server_file_and_links_are_never_served(tmp_path, secret):
-    from learner.serve.demo import model_info
+    from learner.demo.model_tab import model_info
 
     d = save_untrained(tmp_path / "m", ["a", "b"])
     (d / "confusion_matrix.png").write_bytes(_png())

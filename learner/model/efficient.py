@@ -46,7 +46,7 @@ def timm_to_model(
     sd: dict[str, torch.Tensor], model: nn.Module, first_conv: str, classifier: str
 ) -> dict[str, torch.Tensor]:
     """A timm ImageNet state dict made to fit `model` (same timm network, other stem channels and head)."""
-    from learner.model.pretrained import PretrainedError
+    from learner.hub import PretrainedError
 
     own = model.state_dict()
     out = {k: v for k, v in sd.items() if not k.startswith(classifier + ".")}

@@ -116,8 +116,8 @@ def load_pretrained(model: nn.Module, spec: ArchSpec, source: str) -> str:
 
 def load_from_earshot(model: nn.Module, spec: ArchSpec, ref: str) -> str:
     """Transfer from an earlier earshot model (directory or Hub id): same arch, body only."""
+    from learner.folder import load_model_dir
     from learner.hub import resolve
-    from learner.modeldir import load_model_dir
 
     try:
         folder = resolve(ref)

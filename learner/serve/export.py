@@ -26,9 +26,10 @@ import torch
 from torch import nn
 
 from learner.config import AudioConfig
+from learner.folder import CONFIG, WEIGHTS, ModelDirError, read_config, write_json
 from learner.model.frontend import AudioClassifier, FrontEnd, LogMel
+from learner.model.loading import network_from_dir
 from learner.model.registry import get_arch
-from learner.modeldir import CONFIG, WEIGHTS, ModelDirError, network_from_dir, read_config, write_json
 from learner.serve.backends import scores_from_logits
 from learner.serve.onnx_backend import INPUT_NAME, INT8_FILE, ONNX_FILE, OUTPUT_NAME, sha256_file
 

@@ -17,8 +17,8 @@ import numpy as np
 
 from learner.audio import AudioDecodeError, ClipPipeline, Decoded, Source, WindowPlan
 from learner.config import AudioConfig
+from learner.folder import ModelDirError, read_config
 from learner.hub import resolve
-from learner.modeldir import ModelDirError, read_config
 from learner.report.thresholds import detected, threshold_vector
 from learner.serve.backends import BACKENDS, scores_from_logits
 from learner.serve.events import Event, EventRule, events_for

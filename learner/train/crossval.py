@@ -22,7 +22,7 @@ import pandas as pd
 
 from learner.config import AudioConfig
 from learner.data.manifest import ManifestError, add_groups, load_manifest, plan_folds
-from learner.modeldir import write_json
+from learner.folder import write_json
 from learner.report.plots import plot_confusion, plot_curves
 from learner.train.fit import TrainArgs, train
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from learner.data.manifest import add_groups, files_digest, load_manifest, split_indices
 from learner.data.multilabel import label_sets, multi_hot
-from learner.modeldir import write_json
+from learner.folder import write_json
 from learner.report.metrics import classification_report
 from learner.report.multilabel import multilabel_report
 from learner.serve.predictor import Predictor

@@ -27,11 +27,11 @@ from learner.config import AudioConfig
 from learner.data.manifest import add_groups, files_digest, load_manifest, split_indices
 from learner.data.signals import load_signals
 from learner.data.store import signal_size
+from learner.folder import PICKLE, ModelDirError, save_model_dir, strip_local_paths, write_json
 from learner.model import create_model, get_arch, n_params
 from learner.model.frontend import FrontEnd
 from learner.model.pretrained import load_pretrained
 from learner.model.registry import ArchSpec, classifier_keys
-from learner.modeldir import PICKLE, ModelDirError, save_model_dir, strip_local_paths, write_json
 from learner.train.distributed import accelerated, is_main_process
 from learner.train.multilabel import decide, threshold_rule, write_multilabel_outputs
 from learner.train.settings import (

@@ -68,9 +68,9 @@ def adopt_front_end(args: TrainArgs, cfg: AudioConfig) -> tuple[TrainArgs, Audio
     (rate, STFT, mels, normalisation and its statistics); the clip length still follows the new data."""
     if not transfers_from_earshot(args.pretrained):
         return args, cfg
+    from learner.folder import read_config
     from learner.hub import resolve
     from learner.model.pretrained import PretrainedError
-    from learner.modeldir import read_config
 
     try:
         src = read_config(resolve(args.pretrained))["audio"]

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from learner.audio import DEMO_MAX_BYTES, DEMO_MAX_S, AudioDecodeError, TooLongError
-from learner.serve.demo import classify
-from learner.serve.demo_events import find_events_in
+from learner.demo.classify import classify
+from learner.demo.events import find_events_in
 from learner.serve.predictor import Predictor
 
 SHORT_LANE_S = 30.0  # at most this much audio (as 48 kHz stereo samples) is served in the server process
@@ -153,7 +153,7 @@ class LaneWorker:
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
         }
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from learner.serve.lanes import worker_main; worker_main()"],
+            [sys.executable, "-c", "from learner.demo.lanes import worker_main; worker_main()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
