@@ -22,6 +22,11 @@ def parser() -> argparse.ArgumentParser:
         help="folder-per-class, CSV manifest (path,label or path,labels[,fold|split|group]) or recipe name",
     )
     p.add_argument("--out", "--output", dest="out", required=True, help="model directory to write")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the model an earlier run wrote in --out (a folder earshot did not write is refused)",
+    )
     p.add_argument("--arch", default="xresnet18", choices=list(archs()))
     p.add_argument(
         "--pretrained",
@@ -76,7 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     from learner.train.distributed import is_main_process
 
     targs = train_args(
-        args, arch=args.arch, pickle=args.pickle, task=args.task, target_precision=args.target_precision
+        args,
+        arch=args.arch,
+        pickle=args.pickle,
+        task=args.task,
+        target_precision=args.target_precision,
+        overwrite=args.overwrite,
     )
     cfg = audio_config(args)
     if args.cv:

@@ -38,6 +38,7 @@ SERVING_FILES = [CONFIG, WEIGHTS, "model*.onnx", CARD, METRICS, "*.png"]
 PICKLE_FILES = [PICKLE]
 # Left behind by interrupted writes, editors and caches; never part of a model.
 PUSH_IGNORE = [
+    ".earshot-train.json",  # learner.train.outdir marks its folders with it; means nothing on the Hub
     "*.tmp",
     "*.incomplete",
     "*.lock",

@@ -84,9 +84,11 @@ class TrainArgs:
     )
     precision: str = "fp32"  # fp16 / bf16 mixed precision (GPU only)
     channels_last: bool = False  # GPU memory layout for the 2-D convolutions
+    overwrite: bool = False  # replace a model an earlier run wrote at `out` (never anything else)
 
 
-MACHINE_ARGS = ("progress", "workers", "out", "cache_dir", "store", "loader_workers")  # not in config.json
+# not in config.json
+MACHINE_ARGS = ("progress", "workers", "out", "cache_dir", "store", "loader_workers", "overwrite")
 
 
 @dataclass
@@ -300,7 +302,22 @@ def build_learner(
 
 
 def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
-    """Train one model and write its directory to `args.out`."""
+    """Train one model and write its directory to `args.out`: a new folder, or with `overwrite` one an earlier
+    run wrote (`learner.train.outdir`); a run that fails leaves no partial model folder behind."""
+    from learner.train.outdir import claim_output, remove_unfinished
+
+    out = Path(args.out).absolute()  # fastai joins its own paths to learn.path: a relative out would nest
+    main = is_main_process()  # only the first process checks and writes the folder
+    created = claim_output(out, args.overwrite) if main else False
+    try:
+        return _train(args, cfg, out)
+    except BaseException:
+        if main:
+            remove_unfinished(out, remove_folder=created)
+        raise
+
+
+def _train(args: TrainArgs, cfg: AudioConfig | None, out: Path) -> TrainResult:
     from fastai.callback.mixup import MixUp
     from fastai.callback.progress import CSVLogger
     from fastai.callback.tracker import SaveModelCallback
@@ -309,7 +326,6 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
     cfg = (
         cfg or AudioConfig()
     ).replace()  # a copy: norm_stats and a picked duration are this run's, not the caller's
-    out = Path(args.out).absolute()  # fastai joins its own paths to learn.path: a relative out would nest
     out.mkdir(parents=True, exist_ok=True)
     set_seed(args.seed, reproducible=True)
     check_start(args)
