@@ -2,59 +2,31 @@
 
 python -m jobs.train --data PATH --out DIR [--arch xresnet18] [--epochs N] [--lr X|auto] [--bs N]
                      [--pretrained imagenet|none|PATH] [split options] [audio options]
-torchrun --nproc_per_node N -m jobs.train ...      (or accelerate launch -m jobs.train ...: README "Scaling
-up")
+torchrun --nproc_per_node N -m jobs.train ...
+    (or accelerate launch -m jobs.train ...: README "Scaling up")
 """
 
 from __future__ import annotations
 
 import argparse
 
-from jobs._cli import add_audio_args, add_fit_args, add_split_args, archs, audio_config, run, train_args
+from jobs._cli import (
+    add_audio_args,
+    add_fit_args,
+    add_run_args,
+    add_split_args,
+    archs,
+    audio_config,
+    run,
+    train_args,
+)
 from jobs._cli import parser as new_parser
 
 
 def parser() -> argparse.ArgumentParser:
     p = new_parser("python -m jobs.train", __doc__)
-    p.add_argument(
-        "--data",
-        required=True,
-        help="folder-per-class, CSV manifest (path,label or path,labels[,fold|split|group]) or recipe name",
-    )
-    p.add_argument("--out", "--output", dest="out", required=True, help="model directory to write")
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the model an earlier run wrote in --out (a folder earshot did not write is refused)",
-    )
-    p.add_argument("--arch", default="xresnet18", choices=list(archs()))
-    p.add_argument(
-        "--pretrained",
-        default="imagenet",
-        help="imagenet (timm resnet-d weights, needs the network), none, a weights file, "
-        "or an earshot model dir/Hub id",
-    )
-    p.add_argument(
-        "--pickle",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also write the fastai model.pkl export (--no-pickle skips it)",
-    )
+    add_run_args(p)
     p.add_argument("--cv", action="store_true", help="cross-validate: one model per value of the fold column")
-    p.add_argument(
-        "--task",
-        default="auto",
-        choices=("auto", "single", "multi"),
-        help="multi = several labels per clip (sigmoid outputs); auto = multi when a manifest row has "
-        "more or fewer than one label (a `labels` column or 0/1 class columns)",
-    )
-    p.add_argument(
-        "--target-precision",
-        type=float,
-        default=None,
-        metavar="P",
-        help="per-class thresholds that reach precision P on validation (default: maximum F1)",
-    )
     p.add_argument(
         "--threads",
         default="auto",
@@ -70,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.pretrained == "imagenet":  # before torch is even imported: offline fails in seconds, in one line
-        from learner.hub import fetch_imagenet
+        from learner.weights import fetch_imagenet
 
         fetch_imagenet(args.arch, archs()[args.arch])
     from learner.train.threads import configure_threads
@@ -80,14 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from learner.train import train
     from learner.train.distributed import is_main_process
 
-    targs = train_args(
-        args,
-        arch=args.arch,
-        pickle=args.pickle,
-        task=args.task,
-        target_precision=args.target_precision,
-        overwrite=args.overwrite,
-    )
+    targs = train_args(args)
     cfg = audio_config(args)
     if args.cv:
         from learner.train.crossval import cross_validate

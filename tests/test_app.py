@@ -16,6 +16,8 @@ import soundfile as sf
 
 from tests.synthetic import make_sound
 
+ROOT = Path(__file__).resolve().parents[1]
+
 SR = 16000
 
 
@@ -133,10 +135,11 @@ def test_model_tab_and_examples(app_module, trained_model):
     )
     assert "| sample_rate | `16000` |" in info.audio and "| epochs | `2` |" in info.training
     assert info.confusion_png is not None and info.confusion_png.startswith(b"\x89PNG")
-    assert example_files(served.predictor.classes) == []  # digits examples are not offered to a 4-class model
+    examples = ROOT / "examples"
+    assert example_files(served.predictor.classes, examples) == []  # no digits examples for a 4-class model
     from learner.data.synth import DIGITS
 
-    shipped = example_files(list(DIGITS))
+    shipped = example_files(list(DIGITS), examples)
     assert len(shipped) >= 3 and all(Path(p).stat().st_size < 200_000 for p in shipped)
 
 

@@ -94,8 +94,8 @@ def test_generated_recording_has_the_events_it_says(recording):
 def test_multilabel_event_clips_hold_zero_one_or_two_known_sounds(tmp_path):
     import soundfile as sf
 
+    from learner.data.labels import label_sets, resolve_task
     from learner.data.manifest import load_manifest
-    from learner.data.multilabel import label_sets, resolve_task
     from tests.soundscape import EVENT_CLASSES, make_multilabel_event_dataset
 
     manifest = make_multilabel_event_dataset(tmp_path / "a", n_clips=60, seed=4)

@@ -387,7 +387,7 @@ def test_model_files_follow_the_umask(tmp_path, umask):
 def test_disk_full_mid_run_and_at_the_start(predictor, tone_bytes, tmp_path, monkeypatch):
     import errno
 
-    import learner.folder
+    import learner.folder.files
     from learner.score import store as store_mod
     from learner.score.store import read_results
 
@@ -421,7 +421,7 @@ def test_disk_full_mid_run_and_at_the_start(predictor, tone_bytes, tmp_path, mon
     def dump_nothing(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(learner.folder.json, "dump", dump_nothing)  # full at the start: the metadata
+    monkeypatch.setattr(learner.folder.files.json, "dump", dump_nothing)  # full at the start: the metadata
     with pytest.raises(RuntimeError, match="no space left on the device"):
         score([src], predictor, ScoreOptions(str(out), overwrite=True, **opts))
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]

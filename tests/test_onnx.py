@@ -73,7 +73,7 @@ def test_dft_logmel_equals_torchaudio(audio, phases):
 
     from learner.config import AudioConfig
     from learner.model.frontend import LogMel
-    from learner.serve.export import DftLogMel
+    from learner.model.frontend_onnx import DftLogMel
 
     cfg = AudioConfig(**{k: v for k, v in audio.items() if k != "mixup"})
     ref = LogMel(cfg).eval()

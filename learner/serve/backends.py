@@ -90,10 +90,11 @@ class PickleBackend(TorchBackend):
 
     name = "pickle"
 
-    def load_net(self, folder: Path, config: dict[str, Any]) -> Any:
-        from learner.train.fit import load_pickle
+    loader = "learner.train.fit:load_pickle"  # by name: serving never imports the training room itself
 
-        return load_pickle(folder).model
+    def load_net(self, folder: Path, config: dict[str, Any]) -> Any:
+        module, name = self.loader.split(":")
+        return getattr(importlib.import_module(module), name)(folder).model
 
 
 def _lazy(module: str, cls: str) -> Any:

@@ -48,7 +48,7 @@ def cross_validate(
     cfg = cfg or AudioConfig()
     out = Path(targs.out)
     df = add_groups(load_manifest(targs.data), targs.group_col, targs.group_regex)
-    from learner.data.multilabel import resolve_task
+    from learner.data.labels import resolve_task
 
     if (
         resolve_task(df, targs.task, str(targs.data)) == "multi"

@@ -12,7 +12,7 @@ import numpy as np
 from learner.config import AudioConfig
 
 if TYPE_CHECKING:
-    from learner.train.fit import TrainArgs
+    from learner.train.args import TrainArgs
 
 
 def pick_sample_rate(paths: list[str], cap: int = 22050, max_files: int = 200) -> int:

@@ -28,8 +28,8 @@ from learner.folder import read_config, write_json
 from learner.hub import resolve
 from learner.model.registry import get_arch
 from learner.report.plots import plot_confusion, plot_curves
+from learner.score.evaluate import select_rows
 from learner.train.crossval import CV_METRICS, cross_validate
-from learner.train.evaluate import select_rows
 from learner.train.fit import TrainArgs, train
 
 log = logging.getLogger(__name__)
