@@ -4,6 +4,7 @@ while a long file streams. Each test fails on the code before the fix."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +160,50 @@ def test_a_failed_run_leaves_no_partial_model_folder(tmp_path):
     with pytest.raises(ValueError, match="at least 2 classes"):
         _train(data, out)
     assert not out.exists()
+
+
+# --- item 11: parts are committed on time while a long file streams ------------------------------------
+
+
+def test_parts_are_committed_while_a_long_file_streams_and_survive_a_kill(model_dir, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from learner.score.store import read_results
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("a1.wav", "a2.wav"):
+        sf.write(src / name, (0.1 * rng.standard_normal(2 * SR)).astype("float32"), SR)
+    sf.write(src / "z_long.wav", (0.1 * rng.standard_normal(480 * SR)).astype("float32"), SR, "PCM_16")
+    out = tmp_path / "s.parquet"
+    args = [str(src), "--model", str(model_dir), "--out", str(out), "--windows", "1,0.5", "--workers", "1"]
+    args += ["--part-rows", "2", "--part-seconds", "1", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs.score", *args], env=env, cwd=Path(__file__).parents[1]
+    )
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / "part-00000.parquet").exists() and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the long file was scored before any part was committed"
+        assert (out / "part-00000.parquet").exists()
+        proc.send_signal(signal.SIGKILL)  # mid-way through the long file
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    committed = sorted(Path(p).name for p in read_results(out)["path"].to_pylist())
+    assert committed == ["a1.wav", "a2.wav"]
+    from jobs.score import main
+
+    main([*args, "--resume"])
+    assert sorted(Path(p).name for p in read_results(out)["path"].to_pylist()) == [
+        "a1.wav",
+        "a2.wav",
+        "z_long.wav",
+    ]

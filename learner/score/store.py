@@ -338,6 +338,12 @@ class PartStore:
         if fw.rows >= self.part_rows or time.monotonic() - self._opened >= self.part_seconds:
             self.commit()
 
+    def tick(self) -> None:
+        """Commit the part in flight once it is `part_seconds` old (called while a long file streams, when
+        no rows arrive to trigger it)."""
+        if self._cur is not None and time.monotonic() - self._opened >= self.part_seconds:
+            self.commit()
+
     def commit(self) -> None:
         """Close the current part and make it visible (windows and events parts first, then the file part)."""
         if self._cur is None:

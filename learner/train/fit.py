@@ -114,10 +114,11 @@ def numpy_collate(items: list[tuple]) -> tuple:
 
 def prepare_data(args: TrainArgs, cfg: AudioConfig):
     """Manifest → split → decoded signals. Unreadable files are reported by name and left out."""
-    from learner.data.labels import resolve_task
+    from learner.data.labels import check_class_count, resolve_task
 
     df = add_groups(load_manifest(args.data), args.group_col, args.group_regex)
     task = resolve_task(df, args.task, args.data)
+    check_class_count(df, args.data)  # before decoding: minutes for a large set
     train_idx, valid_idx = split_indices(
         df, valid_pct=args.valid_pct, seed=args.seed, valid_fold=args.valid_fold
     )
@@ -171,11 +172,12 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
 def check_start(args: TrainArgs) -> None:
     """Make sure the starting weights can be had before any audio is decoded (minutes, for a large set):
     ImageNet weights come from the cache or are downloaded now, and an offline machine fails fast."""
-    if args.pretrained == "imagenet":
-        from learner.model.pretrained import fetch_imagenet
+    from learner.model.pretrained import check_pretrained, fetch_imagenet
 
-        spec = get_arch(args.arch)
+    spec = get_arch(args.arch)
+    if args.pretrained == "imagenet":
         fetch_imagenet(spec.name, spec.weights)
+    check_pretrained(args.pretrained, spec)  # a weights file or an earlier model: read now
 
 
 def build_learner(
@@ -251,17 +253,11 @@ def build_learner(
 def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
     """Train one model and write its directory to `args.out`: a new folder, or with `overwrite` one an earlier
     run wrote (`learner.train.outdir`); a run that fails leaves no partial model folder behind."""
-    from learner.train.outdir import claim_output, remove_unfinished
+    from learner.train.outdir import owned_output
 
     out = Path(args.out).absolute()  # fastai joins its own paths to learn.path: a relative out would nest
-    main = is_main_process()  # only the first process checks and writes the folder
-    created = claim_output(out, args.overwrite) if main else False
-    try:
+    with owned_output(out, args.overwrite, is_main_process()):  # only the first process writes the folder
         return _train(args, cfg, out)
-    except BaseException:
-        if main:
-            remove_unfinished(out, remove_folder=created)
-        raise
 
 
 def _train(args: TrainArgs, cfg: AudioConfig | None, out: Path) -> TrainResult:
@@ -270,9 +266,8 @@ def _train(args: TrainArgs, cfg: AudioConfig | None, out: Path) -> TrainResult:
     from fastai.callback.tracker import SaveModelCallback
     from fastai.torch_core import set_seed
 
-    cfg = (
-        cfg or AudioConfig()
-    ).replace()  # a copy: norm_stats and a picked duration are this run's, not the caller's
+    # a copy: norm_stats and a picked duration are this run's, not the caller's
+    cfg = (cfg or AudioConfig()).replace()
     out.mkdir(parents=True, exist_ok=True)
     set_seed(args.seed, reproducible=True)
     check_start(args)
@@ -299,9 +294,8 @@ def _train(args: TrainArgs, cfg: AudioConfig | None, out: Path) -> TrainResult:
         lr = float(learn.lr_find(show_plot=False).valley)
         log.info("lr_find suggests %.2e", lr)
     lr = float(lr)
-    cbs = (
-        [CSVLogger(fname=str(out / "history.csv"))] if is_main_process() else []
-    )  # one history, by the first process
+    # one history, by the first process
+    cbs = [CSVLogger(fname=str(out / "history.csv"))] if is_main_process() else []
     if args.keep_best:  # opt-in: picking the epoch on the validation split makes its figures optimistic
         cbs.append(SaveModelCallback(monitor="valid_loss", fname="best"))
     if cfg.mixup > 0:

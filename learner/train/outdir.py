@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from learner.folder import CARD, CONFIG, METRICS, PICKLE, WEIGHTS, write_json
@@ -119,3 +121,16 @@ def remove_unfinished(out: Path, remove_folder: bool) -> None:
         out.rmdir()
     except OSError:
         pass  # something else appeared in it: left as it is
+
+
+@contextmanager
+def owned_output(out: Path, overwrite: bool, writes: bool = True) -> Iterator[Path]:
+    """`claim_output` before the run, `remove_unfinished` if it fails. `writes` False (a launcher's other
+    processes): neither, the first process owns the folder."""
+    created = claim_output(out, overwrite) if writes else False
+    try:
+        yield out
+    except BaseException:
+        if writes:
+            remove_unfinished(out, remove_folder=created)
+        raise
