@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from learner.hub import HubError, push, resolve
 from learner.folder import ModelDirError
+from learner.hub import HubError, push, resolve
 from learner.serve.predictor import Predictor
 from tests.conftest import app_serving
 from tests.hub_server import HubServer, isolate_hf

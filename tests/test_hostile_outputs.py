@@ -114,7 +114,7 @@ def test_train_overwrites_only_its_own_model_and_leaves_no_stale_export(tiny_set
     out = tmp_path / "model"
     _train(tiny_set, out)
     first = (out / "config.json").read_text()
-    with pytest.raises(FileExistsError, match="already holds a trained model; pass --overwrite"):
+    with pytest.raises(FileExistsError, match="already holds a trained model; pass overwrite=True"):
         _train(tiny_set, out)
     assert (out / "config.json").read_text() == first
     (out / "model.onnx").write_bytes(b"an export of the first model")

@@ -210,6 +210,17 @@ class PartStore:
             {i: p for p in folder.iterdir() if (i := _part_index(p)) is not None} if folder.is_dir() else {}
         )
 
+    def _refuse_unlisted(self, folders: tuple[tuple[str, Path], ...]) -> None:
+        """A part the metadata does not list is not provably this output's: never read, replaced or
+        deleted; resuming is refused in one line naming it."""
+        for key, folder in folders:
+            stray = sorted(p for p in self._parts(folder).values() if p.name not in self._written[key])
+            if stray:
+                raise NotOurOutputError(
+                    f"{stray[0]}: a part this scoring output did not write; refusing to resume into "
+                    f"{folder} (nothing was deleted)"
+                )
+
     def _recover(self, meta: dict[str, Any]) -> dict[str, tuple[int, int, bool]]:
         old_meta = self.out / META
         if old_meta.is_file():
@@ -238,14 +249,8 @@ class PartStore:
                     )
         folders = (("files", self.out), *((s, side_output(self.out, s)) for s in SIDES))
         legacy = not any(self._written.values())  # an output of an earshot that did not list its files
-        if not legacy:  # a part it did not list is not provably its own: never read, replaced or deleted
-            for key, folder in folders:
-                stray = sorted(p for p in self._parts(folder).values() if p.name not in self._written[key])
-                if stray:
-                    raise NotOurOutputError(
-                        f"{stray[0]}: a part this scoring output did not write; refusing to resume into "
-                        f"{folder} (nothing was deleted)"
-                    )
+        if not legacy:
+            self._refuse_unlisted(folders)
         for key, folder in folders:
             if folder.is_dir():
                 for p in folder.iterdir():

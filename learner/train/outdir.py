@@ -86,11 +86,11 @@ def claim_output(out: Path, overwrite: bool = False) -> bool:
         if not _marked(out):
             raise TrainOutputError(
                 f"{out}: holds files but is not a model folder earshot trained (no {MARKER}); refusing to "
-                "write into it (nothing was changed): choose a new --out"
+                "write into it (nothing was changed): give another out="
             )
         if not overwrite:
             raise TrainOutputError(
-                f"{out}: already holds a trained model; pass --overwrite to replace it, or choose a new --out"
+                f"{out}: already holds a trained model; pass overwrite=True to replace it, or another out="
             )
         foreign = [p for p in entries if not _is_output(p)]
         if foreign:
