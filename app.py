@@ -126,9 +126,8 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
     predictor = served.predictor
     lanes = lanes or Lanes(predictor)
     disk = DiskBudget.from_env()  # uploads and outputs, in total and per client (learner/demo/disk.py)
-    heavy = dict(
-        concurrency_id="audio", concurrency_limit=lanes.gradio_slots
-    )  # one queue for every audio request
+    # one queue for every audio request
+    heavy = dict(concurrency_id="audio", concurrency_limit=lanes.gradio_slots)
 
     def run(path: str | None):
         try:
@@ -136,9 +135,8 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
             labels, spectrogram, saliency, timeline, message = lanes.run(
                 "classify", path, top_k=top_k
             ).as_tuple()
-            labels = demo_events.labels_shown(
-                predictor, labels
-            )  # multi-label: every label above its threshold
+            # multi-label: every label above its threshold
+            labels = demo_events.labels_shown(predictor, labels)
             return (
                 labels,
                 spectrogram,
@@ -231,9 +229,8 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
             ev_button.click(run_events, [ev_audio, ev_threshold], ev_outputs, api_name="events", **heavy)
             ev_threshold.release(run_events, [ev_audio, ev_threshold], ev_outputs, api_name=False, **heavy)
         with gr.Tab("Model", elem_classes=["earshot-model"]):
-            gr.HTML(
-                f"<style>{MODEL_TAB_CSS}</style>", padding=False, container=False
-            )  # applies however it is launched
+            # applies however it is launched
+            gr.HTML(f"<style>{MODEL_TAB_CSS}</style>", padding=False, container=False)
             info = model_info(predictor, served.folder)
             with gr.Row():
                 with gr.Column(scale=3):

@@ -145,9 +145,8 @@ def plan(
     inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions
 ) -> tuple[list[FileRef], PartStore, ScoreSummary]:
     """Discover the input, open the output (resume/overwrite rules) and decide what is left to score."""
-    class_thresholds(
-        predictor.classes, predictor.config, opts.threshold
-    )  # an unknown class fails before any work
+    # an unknown class fails before any work
+    class_thresholds(predictor.classes, predictor.config, opts.threshold)
     disc = discover(inputs)
     store = PartStore(
         opts.output,
