@@ -73,7 +73,7 @@ def test_resume_refuses_a_part_its_metadata_does_not_list(model_dir, clips, tmp_
 
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory) -> Path:
-    from tests.synthetic import make_dataset
+    from learner.data.sounds import make_dataset
 
     return make_dataset(tmp_path_factory.mktemp("tiny"), n_per_class=5, sr=SR, duration=0.5)
 
@@ -149,7 +149,7 @@ def test_train_never_writes_through_links(tiny_set, tmp_path):
 
 
 def test_a_failed_run_leaves_no_partial_model_folder(tmp_path):
-    from tests.synthetic import make_dataset
+    from learner.data.sounds import make_dataset
 
     data = make_dataset(tmp_path / "one", n_per_class=4, sr=SR, duration=0.5)
     for extra in sorted(p for p in data.iterdir() if p.is_dir())[1:]:

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from learner.data.sounds import make_sound
 from learner.score.local import ScoreOptions, score
 from learner.serve.predictor import Predictor
-from tests.synthetic import make_sound
 from tests.test_hostile import save_untrained
 
 SR = 16000
@@ -128,7 +128,7 @@ def _train_main(argv: list[str]) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory) -> Path:
-    from tests.synthetic import make_dataset
+    from learner.data.sounds import make_dataset
 
     return make_dataset(tmp_path_factory.mktemp("tiny"), n_per_class=4, sr=SR, duration=0.5)
 

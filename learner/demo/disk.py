@@ -68,7 +68,7 @@ class DiskBudget:
         return path
 
     def _files(self) -> list[tuple[float, int, Path]]:
-        """(age reference mtime, size, path) of every regular file under the root, oldest first."""
+        """(mtime, size, path) of every file under the root, oldest first."""
         found = []
         for dirpath, _, names in os.walk(self.root):
             for name in names:
@@ -77,7 +77,7 @@ class DiskBudget:
                     st = p.lstat()
                 except OSError:
                     continue  # deleted meanwhile (Gradio's own sweep, a finished request)
-                found.append((max(st.st_mtime, st.st_ctime), st.st_size, p))
+                found.append((st.st_mtime, st.st_size, p))  # Gradio touches a cached file it hands out again
         return sorted(found)
 
     def usage(self) -> int:

@@ -55,7 +55,10 @@ def _load_weights_file(path: Path) -> dict[str, torch.Tensor]:
 
 def check_pretrained(source: str, spec: ArchSpec) -> None:
     """Read starting weights that are a file or an earlier earshot model now, before any audio is decoded
-    (minutes, for a large set), so a wrong --pretrained fails in seconds with one line."""
+    (minutes, for a large set), so a wrong source fails in seconds with one line; ImageNet weights are
+    fetched now (or found in the cache)."""
+    if source == "imagenet":
+        fetch_imagenet(spec.name, spec.weights)
     if source in ("none", "imagenet"):
         return
     path = Path(source).expanduser()

@@ -169,14 +169,10 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
 
 
 def check_start(args: TrainArgs) -> None:
-    """Make sure the starting weights can be had before any audio is decoded (minutes, for a large set):
-    ImageNet weights come from the cache or are downloaded now, and an offline machine fails fast."""
-    from learner.model.pretrained import check_pretrained, fetch_imagenet
+    """The starting weights, had before any audio is decoded (minutes for a large set): `check_pretrained`."""
+    from learner.model.pretrained import check_pretrained
 
-    spec = get_arch(args.arch)
-    if args.pretrained == "imagenet":
-        fetch_imagenet(spec.name, spec.weights)
-    check_pretrained(args.pretrained, spec)  # a weights file or an earlier model: read now
+    check_pretrained(args.pretrained, get_arch(args.arch))
 
 
 def build_learner(
@@ -261,8 +257,8 @@ def _single_label_loss(label_smoothing: float, n_classes: int) -> tuple[Any, lis
 
 
 def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
-    """Train one model and write its directory to `args.out`: a new folder, or with `overwrite` one an earlier
-    run wrote (`learner.train.outdir`); a run that fails leaves no partial model folder behind."""
+    """Train one model into `args.out`: a new folder, or (`overwrite`) one an earlier run wrote; a failed run
+    leaves no partial model folder behind (`learner.train.outdir`)."""
     from learner.train.outdir import owned_output
 
     out = Path(args.out).absolute()  # fastai joins its own paths to learn.path: a relative out would nest
