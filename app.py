@@ -15,7 +15,9 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent  # the Space: assets/ and examples/ ship beside app.py
 SHIPPED_MODEL = ROOT / "assets" / "speech-words"
@@ -52,15 +54,18 @@ def _args() -> argparse.Namespace | None:
 
 ARGS = _args()
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home from an offline demo
+# uploads and outputs in a folder of the demo's own, so its disk budget and sweeps touch no other Gradio app
+os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(tempfile.gettempdir(), "earshot-gradio"))
 
 import gradio as gr  # noqa: E402
 
 from jobs._cli import as_flags  # noqa: E402
 from learner.audio import DEMO_MAX_BYTES, DEMO_MAX_S, AudioDecodeError  # noqa: E402
 from learner.demo import events as demo_events  # noqa: E402
+from learner.demo.disk import DiskBudget, UploadBudget  # noqa: E402
 from learner.demo.examples import example_files  # noqa: E402
 from learner.demo.lanes import LaneError, Lanes  # noqa: E402
-from learner.demo.model_tab import model_info  # noqa: E402
+from learner.demo.model_tab import confusion_html, model_info  # noqa: E402
 from learner.demo.models import ServedModel, load_model  # noqa: E402
 from learner.folder import strip_local_paths  # noqa: E402
 
@@ -94,11 +99,30 @@ def _served() -> ServedModel:
 UPLOAD_CACHE_S = (600, 900)  # gr.Blocks(delete_cache=(every s, older than s))
 
 
+class BudgetedBlocks(gr.Blocks):
+    """gr.Blocks whose server admits uploads only within the demo's disk budget, however it is launched
+    (`python app.py`, a Space, a test), and sweeps the cache at start and on a timer."""
+
+    def __init__(self, disk: DiskBudget, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.disk = disk
+
+    def launch(self, *args: Any, app_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        from starlette.middleware import Middleware
+
+        app_kwargs = dict(app_kwargs or {})
+        budget = Middleware(UploadBudget, budget=self.disk)
+        app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), budget]
+        self.disk.start()
+        return super().launch(*args, app_kwargs=app_kwargs, **kwargs)
+
+
 def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
     """The page for one loaded model (tests build it around their own model). Long uploads are read in a
     worker process of their own, one at a time, so they never hold up short ones (learner/demo/lanes.py)."""
     predictor = served.predictor
     lanes = lanes or Lanes(predictor)
+    disk = DiskBudget.from_env()  # uploads and outputs, in total and per client (learner/demo/disk.py)
     # one queue for every audio request
     heavy = dict(concurrency_id="audio", concurrency_limit=lanes.gradio_slots)
 
@@ -128,7 +152,7 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
 
     def run_events(path: str | None, threshold: float):
         try:
-            return lanes.run("events", path, threshold).as_tuple()
+            return lanes.run("events", path, threshold, out_dir=str(disk.outputs)).as_tuple()
         except (AudioDecodeError, ValueError, LaneError) as e:
             raise gr.Error(str(e), duration=None, print_exception=False) from None
         except Exception as e:
@@ -141,7 +165,7 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
     n = len(predictor.classes)
     shown = ", ".join(predictor.classes[:12]) + (" …" if n > 12 else "")
     # uploads (refused ones too) live in Gradio's temp folder: every 10 min, delete those older than 15 min
-    with gr.Blocks(title="earshot", analytics_enabled=False, delete_cache=UPLOAD_CACHE_S) as demo:
+    with BudgetedBlocks(disk, title="earshot", analytics_enabled=False, delete_cache=UPLOAD_CACHE_S) as demo:
         invite = f"Say {', '.join(predictor.classes[:-1])} or {predictor.classes[-1]}." if n <= 12 else ""
         gr.Markdown(
             f"# earshot · audio classifier\n`{strip_local_paths(predictor.model_id)}` · {predictor.arch} · "
@@ -209,8 +233,8 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
                 with gr.Column(scale=3):
                     gr.Markdown(info.summary)
                 with gr.Column(scale=2):
-                    if info.confusion_png:
-                        gr.Image(info.confusion_png, label="Confusion matrix (validation)", interactive=False)
+                    if info.confusion_png:  # inline bytes: no file route, no server path in /config
+                        gr.HTML(confusion_html(info.confusion_png), label="Confusion matrix (validation)")
             with gr.Row():  # settings tables side by side at half width each; cells never wrap inside a word
                 gr.Markdown(info.audio)
                 gr.Markdown(info.training)

@@ -21,6 +21,8 @@ from jobs._cli import add_backend_arg, add_inputs_arg, add_quiet_arg, add_top_k_
 from jobs._cli import parser as new_parser
 from learner.score.event_writers import EVENT_WRITERS
 
+MAX_WINDOW_S = 600.0  # the longest model input (learner.folder.schema.MAX_CLIP_S)
+MIN_HOP_S = 0.001  # a millisecond: finer hops are a typo (or a million windows per second)
 DEFAULT_THRESHOLD = 0.5  # when the model's config.json has no thresholds (learner.serve.events)
 
 
@@ -29,9 +31,21 @@ def _windows(text: str) -> tuple[float, float]:
         win, hop = (float(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected WIN,HOP in seconds (e.g. 5,2.5), got {text!r}") from None
-    if win <= 0 or hop <= 0:
-        raise argparse.ArgumentTypeError(f"window and hop must be positive, got {text!r}")
+    if not (MIN_HOP_S <= hop and 0 < win <= MAX_WINDOW_S):  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(
+            f"window must be from 0 to {MAX_WINDOW_S:g} s and hop at least {MIN_HOP_S:g} s, got {text!r}"
+        )
     return win, hop
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 up, got {text!r}")
+    return value
 
 
 def _threshold(text: str) -> float | dict[str, float]:
@@ -103,7 +117,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--retry-errors", action="store_true", help="with --resume: score files that failed before again"
     )
-    p.add_argument("--batch-size", type=int, default=32, help="model inputs per forward pass")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="model inputs per forward pass")
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPU count - 1)")
     p.add_argument("--decode-timeout", type=float, default=120.0, help="seconds one file may take to decode")
     p.add_argument(

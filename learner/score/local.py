@@ -219,6 +219,9 @@ def _score(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) -
         ) as pool:
             items = long_files.items(pool.imap_unordered(todo, on_error=error_item))
             for batch in batches(items, predictor, opts):
+                if not batch:  # a long file is streaming: commit the part in flight once its time is up
+                    store.tick()
+                    continue
                 files, wins, events = score_items(
                     predictor,
                     batch,
@@ -245,10 +248,20 @@ def _score(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) -
     return summary
 
 
-def batches(items: Iterator[Item], predictor: Predictor, opts: ScoreOptions) -> Iterator[list[Item]]:
-    """Group items until they hold `batch_size` model inputs."""
-    batch, cost = [], 0
+def batches(items: Iterator[Item | None], predictor: Predictor, opts: ScoreOptions) -> Iterator[list[Item]]:
+    """Group items until they hold `batch_size` model inputs. On a tick (None: a long file is streaming)
+    the batch waiting since `part_seconds` is handed on, else an empty one, so the output's parts keep
+    being committed on time."""
+    batch, cost, since = [], 0, time.monotonic()
     for it in items:
+        if it is None:
+            due = batch and time.monotonic() - since >= opts.part_seconds
+            yield batch if due else []
+            if due:
+                batch, cost = [], 0
+            continue
+        if not batch:
+            since = time.monotonic()
         batch.append(it)
         cost += item_cost(it, predictor.pipeline, opts.window)
         if cost >= opts.batch_size or len(batch) >= 4 * opts.batch_size:

@@ -38,6 +38,8 @@ class Predictor:
         revision: str = "",
         batch_size: int = 32,
     ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number from 1 up, got {batch_size!r}")
         self.config = config
         self.cfg = AudioConfig.from_dict(config["audio"])
         self.pipeline = ClipPipeline(self.cfg)

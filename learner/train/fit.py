@@ -113,10 +113,11 @@ def numpy_collate(items: list[tuple]) -> tuple:
 
 def prepare_data(args: TrainArgs, cfg: AudioConfig):
     """Manifest → split → decoded signals. Unreadable files are reported by name and left out."""
-    from learner.data.labels import resolve_task
+    from learner.data.labels import check_class_count, resolve_task
 
     df = add_groups(load_manifest(args.data), args.group_col, args.group_regex)
     task = resolve_task(df, args.task, args.data)
+    check_class_count(df, args.data)  # before decoding: minutes for a large set
     train_idx, valid_idx = split_indices(
         df, valid_pct=args.valid_pct, seed=args.seed, valid_fold=args.valid_fold
     )
@@ -168,13 +169,10 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
 
 
 def check_start(args: TrainArgs) -> None:
-    """Make sure the starting weights can be had before any audio is decoded (minutes, for a large set):
-    ImageNet weights come from the cache or are downloaded now, and an offline machine fails fast."""
-    if args.pretrained == "imagenet":
-        from learner.model.pretrained import fetch_imagenet
+    """The starting weights, had before any audio is decoded (minutes for a large set): `check_pretrained`."""
+    from learner.model.pretrained import check_pretrained
 
-        spec = get_arch(args.arch)
-        fetch_imagenet(spec.name, spec.weights)
+    check_pretrained(args.pretrained, get_arch(args.arch))
 
 
 def build_learner(
@@ -259,12 +257,20 @@ def _single_label_loss(label_smoothing: float, n_classes: int) -> tuple[Any, lis
 
 
 def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
-    """Train one model and write its directory to `args.out`."""
+    """Train one model into `args.out`: a new folder, or (`overwrite`) one an earlier run wrote; a failed run
+    leaves no partial model folder behind (`learner.train.outdir`)."""
+    from learner.train.outdir import owned_output
+
+    out = Path(args.out).absolute()  # fastai joins its own paths to learn.path: a relative out would nest
+    with owned_output(out, args.overwrite, is_main_process()):  # only the first process writes the folder
+        return _train(args, cfg, out)
+
+
+def _train(args: TrainArgs, cfg: AudioConfig | None, out: Path) -> TrainResult:
     from fastai.torch_core import set_seed
 
     # a copy: norm_stats and a picked duration are this run's, not the caller's
     cfg = (cfg or AudioConfig()).replace()
-    out = Path(args.out).absolute()  # fastai joins its own paths to learn.path: a relative out would nest
     out.mkdir(parents=True, exist_ok=True)
     set_seed(args.seed, reproducible=True)
     check_start(args)
