@@ -213,7 +213,7 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
                         0.05,
                         0.95,
                         value=demo_events.default_threshold(predictor),
-                        step=0.05,
+                        step=0.01,
                         label="event threshold (every class)",
                     )
                     ev_button = gr.Button("Find events", variant="primary")
@@ -243,6 +243,14 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
         audio.stop_recording(run, audio, outputs, api_name=False, **heavy)
     demo.queue(default_concurrency_limit=2, max_size=64)
     demo.lanes = lanes  # tests and app.py's main reach the long lane's worker here
+    launch = demo.launch
+
+    def launch_saying_errors(*args, show_error: bool = True, **kwargs):
+        """A refused request (a path the server never handed out, missing inputs) says why, never
+        `{"error": null}`; our own handlers already turn every failure into one line (gr.Error)."""
+        return launch(*args, show_error=show_error, **kwargs)
+
+    demo.launch = launch_saying_errors
     return demo
 
 

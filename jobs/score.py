@@ -109,6 +109,11 @@ def parser() -> argparse.ArgumentParser:
     for writer in EVENT_WRITERS.values():  # one flag per event format
         e.add_argument(f"--{writer.name}", default=None, metavar="DIR", help=f"also write {writer.help} here")
     add_top_k_arg(p)
+    p.add_argument(
+        "--wide",
+        action="store_true",
+        help="also one score_<class> column per class: every class's probability (docs/scoring.md)",
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument(
         "--resume", action="store_true", help="continue OUT: skip files already scored (path, size, mtime)"
@@ -185,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         overwrite=args.overwrite,
         retry_errors=args.retry_errors,
         progress=not args.quiet,
+        wide=args.wide,
     )
     if args.engine == "ray":
         from learner.score.ray_engine import RayOptions, score_ray

@@ -21,6 +21,7 @@ from learner.audio.errors import (
     NotAudioError,
     Source,
     TooLongError,
+    TooShortError,
     UnsupportedCodecError,
 )
 from learner.audio.header import AudioInfo
@@ -43,6 +44,7 @@ __all__ = [
     "NotAudioError",
     "Source",
     "TooLongError",
+    "TooShortError",
     "UnsupportedCodecError",
     "WindowPlan",
     "crop_pad",

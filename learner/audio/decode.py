@@ -14,7 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from learner.audio.errors import AudioDecodeError, Decoded, EmptyAudioError, Source, TooLongError
+from learner.audio.errors import (
+    AudioDecodeError,
+    Decoded,
+    EmptyAudioError,
+    Source,
+    TooLongError,
+)
 from learner.audio.header import AudioInfo, ogg_is_chained, ogg_links, truncation_warning, wav_claimed_s
 from learner.audio.limits import check_samples
 from learner.audio.readers import (  # noqa: F401 (SEEK_MIN_S: re-exported)

@@ -10,6 +10,7 @@ lists the input, `load_item` decodes and prepares one file in a worker process u
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -23,12 +24,12 @@ from learner.score.discover import Discovery, FileRef, discover
 from learner.score.paths import one_line
 from learner.score.rows import (
     EVENT_SCHEMA,
-    FILE_SCHEMA,
     MIN_DURATION_S,
     WINDOW_SCHEMA,
     Item,
     backend_name,
     error_item,
+    file_schema,
     item_cost,
     load_item,
     score_items,
@@ -60,6 +61,7 @@ class ScoreOptions:
     retry_errors: bool = False
     progress: bool = True
     stream: StreamSizes = field(default_factory=StreamSizes)  # long files in parts (learner.score.streamed)
+    wide: bool = False  # one `score_<class>` column per class (every class's probability)
 
     def event_rule(self) -> EventRule:
         return EventRule(self.threshold, max_gap_s=self.event_gap_s, min_length_s=self.event_min_s)
@@ -134,6 +136,7 @@ def run_meta(predictor: Predictor, opts: ScoreOptions) -> dict[str, Any]:
         "threshold": opts.threshold if opts.window else None,
         "events": {"gap_s": opts.event_gap_s, "min_length_s": opts.event_min_s} if opts.window else None,
         "top_k": opts.top_k,
+        "wide": opts.wide,
         "classes": predictor.classes,
         "backend": backend_name(predictor),
         "weights_sha256": weights_sha256(predictor),
@@ -141,17 +144,39 @@ def run_meta(predictor: Predictor, opts: ScoreOptions) -> dict[str, Any]:
     }
 
 
+def _check_same_width(opts: ScoreOptions) -> None:
+    """`resume` adds rows only as wide (or narrow) as those already written (`wide` in the run's record)."""
+    from learner.score.ownership import META
+
+    record = Path(opts.output) / META
+    if not opts.resume or not record.is_file():
+        return
+    try:
+        old = bool(json.loads(record.read_text()).get("wide", False))
+    except (OSError, ValueError):
+        return  # the store says what is wrong with its record
+    if old != opts.wide:
+        raise ValueError(
+            f"{opts.output} was made with wide={old}, this run has wide={opts.wide}; resume with the same "
+            "settings or pass overwrite=True"
+        )
+
+
 def plan(
     inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions
 ) -> tuple[list[FileRef], PartStore, ScoreSummary]:
     """Discover the input, open the output (resume/overwrite rules) and decide what is left to score."""
-    # an unknown class fails before any work
-    class_thresholds(predictor.classes, predictor.config, opts.threshold)
+    class_thresholds(
+        predictor.classes, predictor.config, opts.threshold
+    )  # an unknown class fails before any work
+    if opts.window:
+        predictor.pipeline.window_plan(*opts.window)  # windows shorter than the clip: refused here, once
     disc = discover(inputs)
+    _check_same_width(opts)
     store = PartStore(
         opts.output,
         opts.fmt,
-        FILE_SCHEMA,
+        file_schema(predictor.classes if opts.wide else None),
         WINDOW_SCHEMA if opts.window else None,
         part_rows=opts.part_rows,
         part_seconds=opts.part_seconds,
@@ -230,6 +255,7 @@ def _score(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) -
                     threshold=opts.threshold,
                     events=opts.event_rule(),
                     chunk=opts.stream.chunk,
+                    wide=opts.wide,
                 )
                 store.add(files, wins if opts.window else None, events if opts.window else None)
                 n_err = sum(it.error is not None for it in batch)

@@ -216,6 +216,7 @@ class _Score:
             top_k=o.top_k,
             threshold=o.threshold,
             events=o.event_rule(),
+            wide=o.wide,
         )
         return nest_windows(files, wins, events)
 
