@@ -20,21 +20,11 @@ from typing import Any
 from learner import __version__
 from learner.audio.stream import StreamSizes
 from learner.score.discover import Discovery, FileRef, discover
+from learner.score.kinds import kind_of
 from learner.score.paths import one_line
-from learner.score.rows import (
-    EVENT_SCHEMA,
-    FILE_SCHEMA,
-    MIN_DURATION_S,
-    WINDOW_SCHEMA,
-    Item,
-    backend_name,
-    error_item,
-    item_cost,
-    load_item,
-    score_items,
-)
+from learner.score.rows import MIN_DURATION_S, Item, backend_name, error_item, item_cost, load_item
 from learner.score.store import PartStore, events_output, out_of_space, windows_output
-from learner.serve.events import EventRule, class_thresholds
+from learner.serve.events import EventRule
 from learner.serve.predictor import Predictor
 
 
@@ -60,6 +50,7 @@ class ScoreOptions:
     retry_errors: bool = False
     progress: bool = True
     stream: StreamSizes = field(default_factory=StreamSizes)  # long files in parts (learner.score.streamed)
+    kind: str = "scores"  # what is written: "scores" or "embeddings" (learner.score.kinds)
 
     def event_rule(self) -> EventRule:
         return EventRule(self.threshold, max_gap_s=self.event_gap_s, min_length_s=self.event_min_s)
@@ -144,21 +135,22 @@ def run_meta(predictor: Predictor, opts: ScoreOptions) -> dict[str, Any]:
 def plan(
     inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions
 ) -> tuple[list[FileRef], PartStore, ScoreSummary]:
-    """Discover the input, open the output (resume/overwrite rules) and decide what is left to score."""
-    class_thresholds(
-        predictor.classes, predictor.config, opts.threshold
-    )  # an unknown class fails before any work
+    """Discover the input, open the output (resume/overwrite rules) and decide what is left to score.
+    `predictor` is whatever `opts.kind` runs (a Predictor for scores, an Embedder for embeddings)."""
+    kind = kind_of(opts.kind)
+    kind.check(predictor, opts)  # an unknown class fails before any work
     disc = discover(inputs)
+    file_schema, window_schema, event_schema = kind.schemas(predictor, opts)
     store = PartStore(
         opts.output,
         opts.fmt,
-        FILE_SCHEMA,
-        WINDOW_SCHEMA if opts.window else None,
+        file_schema,
+        window_schema,
         part_rows=opts.part_rows,
         part_seconds=opts.part_seconds,
-        event_schema=EVENT_SCHEMA if opts.window else None,
+        event_schema=event_schema,
     )
-    done = store.open(run_meta(predictor, opts), resume=opts.resume, overwrite=opts.overwrite)
+    done = store.open(kind.meta(predictor, opts), resume=opts.resume, overwrite=opts.overwrite)
     todo, stale = [], set()
     for ref in disc.files:
         prev = done.get(ref.path)
@@ -169,8 +161,8 @@ def plan(
             stale.add(ref.path)
     summary = ScoreSummary(
         opts.output,
-        str(windows_output(opts.output)) if opts.window else None,
-        str(events_output(opts.output)) if opts.window else None,
+        str(windows_output(opts.output)) if window_schema else None,
+        str(events_output(opts.output)) if event_schema else None,
         skipped=len(disc.files) - len(todo),
         discovery=disc,
     )
@@ -219,17 +211,9 @@ def _score(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) -
             stream=True,
         ) as pool:
             items = long_files.items(pool.imap_unordered(todo, on_error=error_item))
+            rows = kind_of(opts.kind).rows
             for batch in batches(items, predictor, opts):
-                files, wins, events = score_items(
-                    predictor,
-                    batch,
-                    window=opts.window,
-                    top_k=opts.top_k,
-                    threshold=opts.threshold,
-                    events=opts.event_rule(),
-                    chunk=opts.stream.chunk,
-                )
-                store.add(files, wins if opts.window else None, events if opts.window else None)
+                store.add(*rows(predictor, batch, opts))
                 n_err = sum(it.error is not None for it in batch)
                 summary.failed += n_err
                 summary.scored += len(batch) - n_err
