@@ -1,0 +1,204 @@
+"""Nearest windows by cosine similarity over an embeddings parquet (`earshot embed`'s output).
+
+Small indexes are searched exactly (NumPy: one matrix-vector product over unit vectors). Past
+`EXACT_MAX` vectors an approximate HNSW index (usearch, vectors stored as float16: chosen by
+bench/search.py against faiss and hnswlib) is built once and stored next to the parquet, in
+`OUT.index/` (`emb.parquet` → `emb.index/`), with the fingerprint of the parts it was built from
+(names, sizes, mtimes): when the parquet changes (a resumed run added parts) it is rebuilt, never mixed.
+Row ids are positions in the parquet read in part order, error rows (no vector) left out: the same ids
+whichever way the index is searched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+EXACT_MAX = 50_000  # vectors searched exactly; above, the stored approximate index (bench/RESULTS.md)
+HNSW = {"connectivity": 16, "expansion_add": 128, "expansion_search": 64, "dtype": "f16"}
+INDEX_FILE, INDEX_META = "hnsw.usearch", "index.json"
+META_COLUMNS = ["path", "start_s", "end_s"]
+
+
+def parts_of(parquet: str | Path) -> list[Path]:
+    """The parquet files of an embeddings output: a folder of parts (sorted) or one file."""
+    p = Path(parquet)
+    if p.is_dir():
+        parts = sorted(f for f in p.glob("*.parquet") if not f.name.startswith((".", "_")))
+        if not parts:
+            raise FileNotFoundError(f"{p}: no parquet parts (not an `earshot embed` output?)")
+        return parts
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such embeddings parquet")
+    return [p]
+
+
+def index_folder(parquet: str | Path) -> Path:
+    p = Path(parquet)
+    return p.with_name(f"{p.stem if p.suffix == '.parquet' else p.name}.index")
+
+
+def fingerprint(parquet: str | Path) -> str:
+    """What the index was built from: every part's name, size and mtime."""
+    h = hashlib.sha256()
+    for f in parts_of(parquet):
+        st = f.stat()
+        h.update(f"{f.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _read(parquet: str | Path, columns: list[str]) -> pa.Table:
+    tables = []
+    for f in parts_of(parquet):
+        t = pq.read_table(f, columns=[*columns, "vector"] if "vector" not in columns else columns)
+        tables.append(t.filter(pc.is_valid(t["vector"])))  # error rows carry no vector
+    return pa.concat_tables(tables)
+
+
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
+    return (matrix / np.where(norms > 0, norms, 1.0)).astype(np.float32, copy=False)
+
+
+def vectors_of(table: pa.Table) -> np.ndarray:
+    """The `vector` column (fixed-size float32 list) as an (n, dim) array, unit length, without copies
+    per row."""
+    col = table["vector"].combine_chunks()
+    dim = col.type.list_size
+    return unit_rows(col.values.to_numpy(zero_copy_only=False).reshape(-1, dim))
+
+
+def write_vectors(path: str | Path, vectors: np.ndarray, paths: list[str] | None = None) -> Path:
+    """A parquet of the embeddings schema's core columns (benchmarks and tests: no audio needed)."""
+    n, dim = vectors.shape
+    flat = pa.array(np.ascontiguousarray(vectors, np.float32).reshape(-1))
+    t = pa.table(
+        {
+            "path": paths or [f"v{i:07d}.wav" for i in range(n)],
+            "start_s": np.zeros(n),
+            "end_s": np.ones(n),
+            "vector": pa.FixedSizeListArray.from_arrays(flat, dim),
+            "error": pa.nulls(n, pa.string()),
+        }
+    )
+    pq.write_table(t, path, row_group_size=65536)
+    return Path(path)
+
+
+@dataclass
+class Hit:
+    row: int
+    similarity: float
+    path: str
+    start_s: float | None
+    end_s: float | None
+
+
+class EmbeddingIndex:
+    """`EmbeddingIndex.open(parquet)`, then `search(vector, k)` → (row ids, similarities) best first,
+    and `hits(...)` with each hit's path and times."""
+
+    def __init__(self, parquet: Path, meta: pa.Table, dim: int, method: str) -> None:
+        self.parquet, self.meta, self.dim, self.method = parquet, meta, dim, method
+        self._matrix: np.ndarray | None = None
+        self._ann: Any = None
+
+    def __len__(self) -> int:
+        return self.meta.num_rows
+
+    @classmethod
+    def open(cls, parquet: str | Path, exact_max: int = EXACT_MAX) -> EmbeddingIndex:
+        parquet = Path(parquet)
+        meta = _read(parquet, META_COLUMNS)
+        dim = meta.schema.field("vector").type.list_size
+        if meta.num_rows <= exact_max:
+            index = cls(parquet, meta.drop_columns(["vector"]), dim, "exact")
+            index._matrix = vectors_of(meta)
+            return index
+        index = cls(parquet, meta.drop_columns(["vector"]), dim, "hnsw")
+        del meta
+        index._ann = index._load_or_build()
+        return index
+
+    def _load_or_build(self) -> Any:
+        from usearch.index import Index
+
+        folder = index_folder(self.parquet)
+        stamp = {"fingerprint": fingerprint(self.parquet), "rows": len(self), "dim": self.dim, **HNSW}
+        meta_path = folder / INDEX_META
+        if meta_path.is_file() and json.loads(meta_path.read_text()) == stamp:
+            return Index.restore(str(folder / INDEX_FILE), view=True)
+        log.info("building the search index of %d vectors in %s (once)", len(self), folder)
+        p = {k: v for k, v in HNSW.items() if k != "expansion_search"}
+        ann = Index(ndim=self.dim, metric="cos", **p)
+        for lo, vectors in self._blocks():
+            ann.add(np.arange(lo, lo + len(vectors)), vectors)
+        tmp = folder.with_name(f".{folder.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        ann.save(str(tmp / INDEX_FILE))
+        (tmp / INDEX_META).write_text(json.dumps(stamp, indent=2, sort_keys=True))
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+        ann.expansion_search = HNSW["expansion_search"]
+        return ann
+
+    def _blocks(self, rows: int = 65536):
+        """(first row id, unit vectors) a block at a time: building never holds every float32 vector."""
+        lo = 0
+        for f in parts_of(self.parquet):
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=rows, columns=["vector"]):
+                t = pa.table({"vector": batch.column(0)})
+                t = t.filter(pc.is_valid(t["vector"]))
+                if t.num_rows:
+                    yield lo, vectors_of(t)
+                    lo += t.num_rows
+
+    def index_bytes(self) -> int:
+        f = index_folder(self.parquet) / INDEX_FILE
+        return f.stat().st_size if self.method == "hnsw" and f.is_file() else 0
+
+    def vector(self, row: int) -> np.ndarray:
+        """The stored (unit) vector of a row id: a query by example from the index itself."""
+        if not 0 <= row < len(self):
+            raise ValueError(f"row {row} is not in {self.parquet} (rows 0 to {len(self) - 1})")
+        if self._matrix is not None:
+            return self._matrix[row]
+        return unit_rows(np.asarray(self._ann.get(row), np.float32))
+
+    def search(self, query: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """(row ids, cosine similarities) of the `k` nearest rows, best first."""
+        q = unit_rows(np.asarray(query, np.float32).reshape(-1))
+        if q.size != self.dim:
+            raise ValueError(f"query has {q.size} values, the index {self.dim} (another embedder?)")
+        k = max(1, min(int(k), len(self)))
+        if self._matrix is not None:
+            sims = self._matrix @ q
+            top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
+            top = top[np.argsort(-sims[top], kind="stable")]
+            return top, sims[top]
+        m = self._ann.search(q, k)
+        return np.asarray(m.keys, np.int64), 1.0 - np.asarray(m.distances, np.float32)
+
+    def hits(self, query: np.ndarray, k: int = 10, exclude: int | None = None) -> list[Hit]:
+        """The nearest rows with their path and times (`exclude`: the query's own row)."""
+        rows, sims = self.search(query, k + (exclude is not None))
+        out = []
+        for r, s in zip(rows.tolist(), sims.tolist()):
+            if r == exclude or r < 0:
+                continue
+            m = self.meta.slice(r, 1).to_pylist()[0]
+            out.append(Hit(r, float(s), m["path"], m["start_s"], m["end_s"]))
+        return out[:k]
