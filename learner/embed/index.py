@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 EXACT_MAX = 50_000  # vectors searched exactly; above, the stored approximate index (bench/RESULTS.md)
 HNSW = {"connectivity": 16, "expansion_add": 128, "expansion_search": 64, "dtype": "f16"}
-INDEX_FILE, INDEX_META = "hnsw.usearch", "index.json"
+INDEX_FILE, INDEX_META, ROWS_FILE = "hnsw.usearch", "index.json", "rows.parquet"
 META_COLUMNS = ["path", "start_s", "end_s"]
 
 
@@ -65,6 +65,16 @@ def _read(parquet: str | Path, columns: list[str]) -> pa.Table:
         t = pq.read_table(f, columns=[*columns, "vector"] if "vector" not in columns else columns)
         tables.append(t.filter(pc.is_valid(t["vector"])))  # error rows carry no vector
     return pa.concat_tables(tables)
+
+
+def _blocks(parquet: str | Path, rows: int = 65536):
+    """(path/time rows, unit vectors) of the rows that have a vector, a block at a time."""
+    for f in parts_of(parquet):
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=rows, columns=[*META_COLUMNS, "vector"]):
+            t = pa.Table.from_batches([batch])
+            t = t.filter(pc.is_valid(t["vector"]))
+            if t.num_rows:
+                yield t.select(META_COLUMNS), vectors_of(t)
 
 
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
@@ -120,51 +130,54 @@ class EmbeddingIndex:
 
     @classmethod
     def open(cls, parquet: str | Path, exact_max: int = EXACT_MAX) -> EmbeddingIndex:
+        """Exact when the parquet holds at most `exact_max` rows; else the stored approximate index (built
+        now if missing or made from other parts)."""
         parquet = Path(parquet)
-        meta = _read(parquet, META_COLUMNS)
-        dim = meta.schema.field("vector").type.list_size
-        if meta.num_rows <= exact_max:
-            index = cls(parquet, meta.drop_columns(["vector"]), dim, "exact")
-            index._matrix = vectors_of(meta)
+        parts = parts_of(parquet)
+        dim = pq.read_schema(parts[0]).field("vector").type.list_size
+        if sum(pq.ParquetFile(f).metadata.num_rows for f in parts) <= exact_max:
+            t = _read(parquet, META_COLUMNS)
+            index = cls(parquet, t.drop_columns(["vector"]), dim, "exact")
+            index._matrix = vectors_of(t)
             return index
-        index = cls(parquet, meta.drop_columns(["vector"]), dim, "hnsw")
-        del meta
-        index._ann = index._load_or_build()
-        return index
-
-    def _load_or_build(self) -> Any:
-        from usearch.index import Index
-
-        folder = index_folder(self.parquet)
-        stamp = {"fingerprint": fingerprint(self.parquet), "rows": len(self), "dim": self.dim, **HNSW}
+        stamp = {"fingerprint": fingerprint(parquet), "dim": dim, **HNSW}
+        folder = index_folder(parquet)
         meta_path = folder / INDEX_META
         if meta_path.is_file() and json.loads(meta_path.read_text()) == stamp:
-            return Index.restore(str(folder / INDEX_FILE), view=True)
-        log.info("building the search index of %d vectors in %s (once)", len(self), folder)
-        p = {k: v for k, v in HNSW.items() if k != "expansion_search"}
-        ann = Index(ndim=self.dim, metric="cos", **p)
-        for lo, vectors in self._blocks():
+            from usearch.index import Index
+
+            index = cls(parquet, pq.read_table(folder / ROWS_FILE), dim, "hnsw")
+            index._ann = Index.restore(str(folder / INDEX_FILE), view=True)
+        else:
+            index = cls._build(parquet, dim, folder, stamp)
+        index._ann.expansion_search = HNSW["expansion_search"]
+        return index
+
+    @classmethod
+    def _build(cls, parquet: Path, dim: int, folder: Path, stamp: dict[str, Any]) -> EmbeddingIndex:
+        """One pass over the parts, a block at a time (never every float32 vector at once); the folder
+        appears whole (temp folder, then rename) with the rows' path and times beside the graph."""
+        from usearch.index import Index
+
+        log.info("building the search index of %s in %s (once)", parquet, folder)
+        ann = Index(ndim=dim, metric="cos", **{k: v for k, v in HNSW.items() if k != "expansion_search"})
+        rows, lo = [], 0
+        for meta, vectors in _blocks(parquet):
             ann.add(np.arange(lo, lo + len(vectors)), vectors)
+            rows.append(meta)
+            lo += len(vectors)
         tmp = folder.with_name(f".{folder.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         ann.save(str(tmp / INDEX_FILE))
+        table = pa.concat_tables(rows)
+        pq.write_table(table, tmp / ROWS_FILE)
         (tmp / INDEX_META).write_text(json.dumps(stamp, indent=2, sort_keys=True))
         shutil.rmtree(folder, ignore_errors=True)
         tmp.rename(folder)
-        ann.expansion_search = HNSW["expansion_search"]
-        return ann
-
-    def _blocks(self, rows: int = 65536):
-        """(first row id, unit vectors) a block at a time: building never holds every float32 vector."""
-        lo = 0
-        for f in parts_of(self.parquet):
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=rows, columns=["vector"]):
-                t = pa.table({"vector": batch.column(0)})
-                t = t.filter(pc.is_valid(t["vector"]))
-                if t.num_rows:
-                    yield lo, vectors_of(t)
-                    lo += t.num_rows
+        index = cls(parquet, table, dim, "hnsw")
+        index._ann = Index.restore(str(folder / INDEX_FILE), view=True)  # mapped, as when reopened
+        return index
 
     def index_bytes(self) -> int:
         f = index_folder(self.parquet) / INDEX_FILE
