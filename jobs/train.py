@@ -10,7 +10,16 @@ from __future__ import annotations
 
 import argparse
 
-from jobs._cli import add_audio_args, add_fit_args, add_split_args, archs, audio_config, run, train_args
+from jobs._cli import (
+    add_audio_args,
+    add_fit_args,
+    add_split_args,
+    archs,
+    audio_config,
+    backbone_archs,
+    run,
+    train_args,
+)
 from jobs._cli import parser as new_parser
 
 
@@ -64,7 +73,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.pretrained == "imagenet":  # before torch is even imported: offline fails in seconds, in one line
+    # before torch is even imported: offline fails in seconds, in one line (a backbone arch starts from its
+    # own weights, installed by make)
+    if args.pretrained == "imagenet" and args.arch not in backbone_archs():
         from learner.hub import fetch_imagenet
 
         fetch_imagenet(args.arch, archs()[args.arch])

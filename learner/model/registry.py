@@ -27,6 +27,7 @@ class ArchSpec:
         None  # the module name of the final layer (like timm): its keys are "<classifier>.*"
     )
     description: str = ""
+    backbone: str | None = None  # a pretrained audio backbone (learner.model.backbones) the network wraps
 
 
 _REGISTRY: dict[str, ArchSpec] = {}
@@ -39,13 +40,16 @@ def register(
     weights: str | None = None,
     first_conv: str | None = None,
     classifier: str | None = None,
+    backbone: str | None = None,
 ) -> Callable:
     """Decorator filing a constructor `fn(n_classes, cfg) -> nn.Module` under `name` (default: its own)."""
 
     def deco(fn: Callable[[int, AudioConfig], nn.Module]) -> Callable:
         key = name or fn.__name__
         doc = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[key] = ArchSpec(key, fn, input, weights, first_conv, classifier, doc[0] if doc else "")
+        _REGISTRY[key] = ArchSpec(
+            key, fn, input, weights, first_conv, classifier, doc[0] if doc else "", backbone
+        )
         return fn
 
     return deco

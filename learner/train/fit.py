@@ -222,10 +222,16 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
 def check_start(args: TrainArgs) -> None:
     """Make sure the starting weights can be had before any audio is decoded (minutes, for a large set):
     ImageNet weights come from the cache or are downloaded now, and an offline machine fails fast."""
-    if args.pretrained == "imagenet":
+    spec = get_arch(args.arch)
+    if spec.backbone and args.pretrained != "none" and not transfers_from_earshot(args.pretrained):
+        from learner.model.backbone_weights import backbone_state_dict
+        from learner.model.backbones import get_backbone
+
+        path = None if args.pretrained in ("imagenet", "backbone", spec.backbone) else Path(args.pretrained)
+        backbone_state_dict(get_backbone(spec.backbone), path)  # missing weights: one line, before decoding
+    elif args.pretrained == "imagenet":
         from learner.model.pretrained import fetch_imagenet
 
-        spec = get_arch(args.arch)
         fetch_imagenet(spec.name, spec.weights)
 
 
