@@ -54,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         from learner.score.local import score
 
         embedder = load_embedder(
-            args.model, device=args.device, threads=args.threads, batch_size=args.batch_size
+            args.model,
+            device=args.device,
+            threads=args.threads,
+            batch_size=args.batch_size,
+            clip_s=args.windows[0] if args.windows else None,
         )
         summary = score(inputs, embedder, opts)
     for line in summary.lines():

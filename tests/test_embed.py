@@ -193,3 +193,28 @@ def test_ray_engine_gives_the_local_vectors(model_dir, embedder, audio_dir, tmp_
     va, vb = (np.stack([v for v, k in zip(x["vector"].to_pylist(), ok) if k]) for x in (a, b))
     np.testing.assert_allclose(va, vb, rtol=1e-4, atol=1e-5)
     assert pq.read_schema(next(remote.glob("part-*.parquet"))).field("vector").type.list_size == 512
+
+
+def test_a_backbone_embeds_windows_at_its_own_rate(tmp_path):
+    """aisfx with random weights of the real shapes: 44.1 kHz windows, 1024-d (mean ‖ max of blocks)."""
+    import torch
+
+    from learner.embed.backbones import BackboneEmbedder
+    from learner.model.backbones import build_backbone
+
+    torch.manual_seed(0)
+    emb = BackboneEmbedder(build_backbone("aisfx"), clip_s=2.5, batch_size=4)
+    assert (emb.name, emb.dim, emb.sample_rate, emb.clip_s) == ("aisfx", 1024, 44100, 2.5)
+    rng = np.random.default_rng(4)
+    sf.write(tmp_path / "a.wav", make_sound("chirp", 22050, 3.0, rng), 22050)
+    opts = ScoreOptions(str(tmp_path / "b.parquet"), kind="embeddings", window=(2.5, 2.5), progress=False)
+    s = score([tmp_path / "a.wav"], emb, opts)
+    t = read_results(tmp_path / "b.parquet")
+    assert (s.scored, t.num_rows) == (1, 2) and t["start_s"].to_pylist() == pytest.approx([0.0, 0.5])
+    x = emb.pipeline.decode(tmp_path / "a.wav").samples  # resampled to 44.1 kHz
+    with torch.inference_mode():
+        n = int(2.5 * 44100)
+        direct = emb.backbone(torch.from_numpy(np.stack([x[:n], x[-n:]])))
+    np.testing.assert_allclose(_vectors(t), direct.numpy(), rtol=1e-4, atol=1e-5)
+    meta = emb.meta()
+    assert meta["licence"] and "Ma" in meta["citation"]

@@ -126,10 +126,12 @@ def load_embedder(
     device: str | None = None,
     threads: int | None = None,
     batch_size: int = 32,
+    clip_s: float | None = None,
 ) -> Embedder:
     """An embedder by reference: a pretrained backbone's name (when the backbone registry knows it), else
-    an earshot model folder or Hub id (its penultimate features)."""
-    backbone = _backbone(ref, device=device, threads=threads, batch_size=batch_size)
+    an earshot model folder or Hub id (its penultimate features). `clip_s`: a backbone's input length (the
+    window's, when embedding windows); a model's is fixed by its config."""
+    backbone = _backbone(ref, device=device, threads=threads, batch_size=batch_size, clip_s=clip_s)
     if backbone is not None:
         return backbone
     from learner.serve.predictor import Predictor
@@ -144,8 +146,6 @@ def _backbone(ref: str, **kw: Any) -> Embedder | None:
     """The pretrained-backbone embedder named `ref`, or None (no such name, or no backbone registry)."""
     if Path(ref).exists():
         return None
-    try:
-        from learner.embed.backbones import backbone_embedder
-    except ImportError:
-        return None
+    from learner.embed.backbones import backbone_embedder
+
     return backbone_embedder(ref, **kw)

@@ -29,7 +29,7 @@ class OutputKind:
     meta: Callable[[Any, Any], dict[str, Any]]
     rows: Callable[[Any, list[Item], Any], Tables]
     check: Callable[[Any, Any], None]  # fails before any work (an unknown class in a threshold, say)
-    load: Callable[..., Any]  # (ref, backend=, device=, threads=, batch_size=, **kw) → the model
+    load: Callable[..., Any]  # (ref, opts, backend=, device=, threads=, batch_size=, **kw) → the model
 
 
 def _score_schemas(predictor: Any, opts: Any) -> tuple[pa.Schema, pa.Schema | None, pa.Schema | None]:
@@ -61,7 +61,7 @@ def _score_meta(predictor: Any, opts: Any) -> dict[str, Any]:
     return run_meta(predictor, opts)
 
 
-def _load_predictor(ref: str, **kw: Any) -> Any:
+def _load_predictor(ref: str, opts: Any, **kw: Any) -> Any:
     from learner.serve.predictor import Predictor
 
     if "model_id" in kw:
@@ -97,12 +97,12 @@ def _embed_meta(embedder: Any, opts: Any) -> dict[str, Any]:
     }
 
 
-def _load_embedder(ref: str, *, backend: str = "torch", **kw: Any) -> Any:
+def _load_embedder(ref: str, opts: Any, *, backend: str = "torch", **kw: Any) -> Any:
     from learner.embed.embedder import load_embedder
 
     name = kw.pop("model_id", None)  # a Ray actor loads from the resolved folder: keep the driver's name
     kw.pop("revision", None)
-    embedder = load_embedder(ref, **kw)
+    embedder = load_embedder(ref, clip_s=opts.window[0] if opts.window else None, **kw)
     if name:
         embedder.name = name
     return embedder

@@ -179,6 +179,7 @@ class _Score:
     ) -> None:
         self.p = kind_of(opts.kind).load(
             folder,
+            opts,
             backend=ropts.backend,
             device=ropts.device,
             threads=ropts.threads,
@@ -217,7 +218,7 @@ def score_ray(
     """Score like `learner.score.local.score`, with decoding and the model spread over a Ray cluster."""
     ropts = ropts or RayOptions()
     predictor = kind_of(opts.kind).load(
-        model_ref, backend=ropts.backend, device="cpu", batch_size=opts.batch_size
+        model_ref, opts, backend=ropts.backend, device="cpu", batch_size=opts.batch_size
     )
     # actors load from here (a path every node sees, or the HF cache; a backbone by its name)
     folder = str(predictor.folder.resolve()) if getattr(predictor, "folder", None) else model_ref
