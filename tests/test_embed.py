@@ -137,7 +137,7 @@ def test_resume_refuses_another_embedder(embedder, audio_dir, tmp_path, model_di
 def test_sigkill_then_resume_gives_one_row_per_window(model_dir, tmp_path):
     src = tmp_path / "many"
     rng = np.random.default_rng(3)
-    for i in range(200):
+    for i in range(80):
         (src / f"d{i % 5}").mkdir(parents=True, exist_ok=True)
         sf.write(src / f"d{i % 5}" / f"{i:03d}.wav", make_sound(("tone", "noise")[i % 2], SR, 1.4, rng), SR)
     (src / "d0" / "broken.wav").write_bytes(b"RIFF....WAVEfmt")
@@ -154,19 +154,19 @@ def test_sigkill_then_resume_gives_one_row_per_window(model_dir, tmp_path):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
     first = read_results(out)
-    assert 0 < len(set(first["path"].to_pylist())) < 201, "the kill should land mid-run"
+    assert 0 < len(set(first["path"].to_pylist())) < 81, "the kill should land mid-run"
     r = subprocess.run(cmd + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "embedded " in r.stdout and " skipped " in r.stdout
     t = read_results(out)
     keys = list(zip(t["path"].to_pylist(), t["start_s"].to_pylist()))
-    assert len(keys) == len(set(keys)) == 200 * 2 + 1  # 1.4 s: windows at 0 and 0.5 s; one error row
+    assert len(keys) == len(set(keys)) == 80 * 2 + 1  # 1.4 s: windows at 0 and 0.5 s; one error row
     assert {p for p, _ in keys} == {f.path for f in discover([src]).files}
     assert t.filter(t["error"].is_valid())["path"].to_pylist() == [str(src / "d0" / "broken.wav")]
     assert not list(out.glob(".*tmp"))
 
 
-@pytest.mark.timeout(120)  # Ray start-up is slow on 2 loaded cores
+@pytest.mark.timeout(600)  # Ray start-up is slow on 2 loaded cores (~30 s; minutes at load 10)
 def test_ray_engine_gives_the_local_vectors(model_dir, embedder, audio_dir, tmp_path):
     ray = pytest.importorskip("ray")
     from learner.score.ray_engine import RayOptions, score_ray

@@ -62,7 +62,7 @@ def test_approximate_index_recall_storage_and_rebuild(tmp_path):
     write_vectors(tmp_path / "v.parquet" / "part-00000.parquet", data)
     index = EmbeddingIndex.open(tmp_path / "v.parquet", exact_max=100)
     stored = index_folder(tmp_path / "v.parquet") / INDEX_FILE
-    assert index.method == "hnsw" and stored.is_file() and stored.parent.name == "v.index"
+    assert index.method == "ivf" and stored.is_file() and stored.parent.name == "v.index"
     queries = clustered(50, seed=5)
     found = [index.search(q, 10)[0] for q in queries]
     truth = [_exact(data, q, 10) for q in queries]
@@ -78,6 +78,8 @@ def test_approximate_index_recall_storage_and_rebuild(tmp_path):
     grown = EmbeddingIndex.open(tmp_path / "v.parquet", exact_max=100)
     assert len(grown) == 3200 and stored.stat().st_mtime_ns != built
     assert grown.search(more[3], 1)[0][0] == 3003
+    np.testing.assert_allclose(grown.vector(3003), more[3], atol=0.02)  # 8-bit codes: close, not equal
+    assert 3003 not in [h.row for h in grown.hits(grown.vector(3003), 5, exclude=3003)]
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +142,17 @@ def test_search_job_prints_hits_and_names_bad_input(embedded, tmp_path, capsys):
         run(lambda: main(["99", "--index", str(out)]))
     assert e.value.code == 1
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("earshot: row 99 is not in")
+
+
+def test_demo_find_similar_gives_a_table_and_playable_hits(embedded):
+    from learner.demo.similar import COLUMNS, PLAYERS, find_similar, open_similar
+
+    out, audio = embedded
+    sim = open_similar(out)
+    x, rate = sf.read(audio / "5_chirp.wav", dtype="int16")  # what gr.Audio hands over: (rate, int16)
+    table, clips = find_similar(sim, (rate, x[:rate]), k=4)  # its first second: the first window
+    assert len(table) == 4 and len(table[0]) == len(COLUMNS) and table[0][2:] == ["5_chirp.wav", 0.0, 1.0]
+    assert [r[0] for r in table] == [1, 2, 3, 4] and table[0][1] >= table[-1][1]
+    assert len(clips) == PLAYERS and all(c[0] == sim.embedder.sample_rate for c in clips)
+    assert clips[0][1].size == sim.embedder.sample_rate  # a 1 s window
+    assert find_similar(sim, None) == ([], [None] * PLAYERS)

@@ -16,6 +16,7 @@ from learner.config import AudioConfig
 from learner.embed.embedder import Embedder
 
 DEFAULT_CLIP_S = 5.0  # one vector per file: files up to twice this are one centred clip, longer ones windowed
+FORWARD_CLIPS = 8  # clips per forward pass: a block CNN's activations are ~30 MB per 5 s clip (aisfx)
 
 
 class BackboneEmbedder(Embedder):
@@ -31,7 +32,7 @@ class BackboneEmbedder(Embedder):
         self.cfg = AudioConfig(
             sample_rate=int(backbone.sample_rate), duration=clip, trim_db=None, pad_mode="repeat"
         )
-        self.batch_size = batch_size
+        self.batch_size = max(1, min(batch_size, FORWARD_CLIPS))  # the scorer still batches files as asked
         self.device = torch.device(device or "cpu")
         self.backbone.to(self.device)
         w = backbone.spec.weights

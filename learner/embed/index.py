@@ -1,8 +1,9 @@
 """Nearest windows by cosine similarity over an embeddings parquet (`earshot embed`'s output).
 
 Small indexes are searched exactly (NumPy: one matrix-vector product over unit vectors). Past
-`EXACT_MAX` vectors an approximate HNSW index (usearch, vectors stored as float16: chosen by
-bench/search.py against faiss and hnswlib) is built once and stored next to the parquet, in
+`EXACT_MAX` rows an approximate index (faiss IVF, vectors as 8-bit scalar codes: chosen by bench/search.py
+against usearch, hnswlib and faiss HNSW, which reach the same recall but build 3-7x slower on one core in
+3-4x the memory) is built once and stored next to the parquet, in
 `OUT.index/` (`emb.parquet` → `emb.index/`), with the fingerprint of the parts it was built from
 (names, sizes, mtimes): when the parquet changes (a resumed run added parts) it is rebuilt, never mixed.
 Row ids are positions in the parquet read in part order, error rows (no vector) left out: the same ids
@@ -26,9 +27,10 @@ import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 
-EXACT_MAX = 50_000  # vectors searched exactly; above, the stored approximate index (bench/RESULTS.md)
-HNSW = {"connectivity": 16, "expansion_add": 128, "expansion_search": 64, "dtype": "f16"}
-INDEX_FILE, INDEX_META, ROWS_FILE = "hnsw.usearch", "index.json", "rows.parquet"
+EXACT_MAX = 50_000  # rows searched exactly; above, the stored approximate index (bench/RESULTS.md)
+# inverted lists: 2·√n of them (k-means on 32 vectors a list), `nprobe` lists scanned per query
+IVF = {"lists_per_sqrt_n": 2, "train_per_list": 32, "nprobe": 32, "codes": "SQ8"}
+INDEX_FILE, INDEX_META, ROWS_FILE = "ivf.faiss", "index.json", "rows.parquet"
 META_COLUMNS = ["path", "start_s", "end_s"]
 
 
@@ -107,6 +109,38 @@ def write_vectors(path: str | Path, vectors: np.ndarray, paths: list[str] | None
     return Path(path)
 
 
+def _ivf(dim: int, n: int) -> Any:
+    import faiss
+
+    lists = int(np.clip(IVF["lists_per_sqrt_n"] * np.sqrt(n), 16, 65536))
+    return faiss.index_factory(dim, f"IVF{lists},{IVF['codes']}", faiss.METRIC_INNER_PRODUCT)
+
+
+def _build(parquet: Path, dim: int, folder: Path, stamp: dict[str, Any]) -> None:
+    """Two passes over the parts, a block at a time (never every float32 vector at once): a strided sample
+    trains the lists, then every vector is added. The folder appears whole (temp folder, then rename), with
+    the rows' path and times beside the index."""
+    import faiss
+
+    n = sum(pq.ParquetFile(f).metadata.num_rows for f in parts_of(parquet))
+    log.info("building the search index of %d rows in %s (once)", n, folder)
+    index = _ivf(dim, n)
+    stride = max(1, n // (IVF["train_per_list"] * index.nlist))
+    index.train(np.concatenate([v[::stride] for _, v in _blocks(parquet)]))
+    rows = []
+    for meta, vectors in _blocks(parquet):
+        index.add(vectors)
+        rows.append(meta)
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    faiss.write_index(index, str(tmp / INDEX_FILE))
+    pq.write_table(pa.concat_tables(rows), tmp / ROWS_FILE)
+    (tmp / INDEX_META).write_text(json.dumps(stamp, indent=2, sort_keys=True))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
 @dataclass
 class Hit:
     row: int
@@ -140,48 +174,21 @@ class EmbeddingIndex:
             index = cls(parquet, t.drop_columns(["vector"]), dim, "exact")
             index._matrix = vectors_of(t)
             return index
-        stamp = {"fingerprint": fingerprint(parquet), "dim": dim, **HNSW}
+        stamp = {"fingerprint": fingerprint(parquet), "dim": dim, **IVF}
         folder = index_folder(parquet)
         meta_path = folder / INDEX_META
-        if meta_path.is_file() and json.loads(meta_path.read_text()) == stamp:
-            from usearch.index import Index
+        if not (meta_path.is_file() and json.loads(meta_path.read_text()) == stamp):
+            _build(parquet, dim, folder, stamp)
+        import faiss
 
-            index = cls(parquet, pq.read_table(folder / ROWS_FILE), dim, "hnsw")
-            index._ann = Index.restore(str(folder / INDEX_FILE), view=True)
-        else:
-            index = cls._build(parquet, dim, folder, stamp)
-        index._ann.expansion_search = HNSW["expansion_search"]
-        return index
-
-    @classmethod
-    def _build(cls, parquet: Path, dim: int, folder: Path, stamp: dict[str, Any]) -> EmbeddingIndex:
-        """One pass over the parts, a block at a time (never every float32 vector at once); the folder
-        appears whole (temp folder, then rename) with the rows' path and times beside the graph."""
-        from usearch.index import Index
-
-        log.info("building the search index of %s in %s (once)", parquet, folder)
-        ann = Index(ndim=dim, metric="cos", **{k: v for k, v in HNSW.items() if k != "expansion_search"})
-        rows, lo = [], 0
-        for meta, vectors in _blocks(parquet):
-            ann.add(np.arange(lo, lo + len(vectors)), vectors)
-            rows.append(meta)
-            lo += len(vectors)
-        tmp = folder.with_name(f".{folder.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        ann.save(str(tmp / INDEX_FILE))
-        table = pa.concat_tables(rows)
-        pq.write_table(table, tmp / ROWS_FILE)
-        (tmp / INDEX_META).write_text(json.dumps(stamp, indent=2, sort_keys=True))
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
-        index = cls(parquet, table, dim, "hnsw")
-        index._ann = Index.restore(str(folder / INDEX_FILE), view=True)  # mapped, as when reopened
+        index = cls(parquet, pq.read_table(folder / ROWS_FILE), dim, "ivf")
+        index._ann = faiss.read_index(str(folder / INDEX_FILE), faiss.IO_FLAG_MMAP)  # lists stay on disk
+        index._ann.nprobe = IVF["nprobe"]
         return index
 
     def index_bytes(self) -> int:
         f = index_folder(self.parquet) / INDEX_FILE
-        return f.stat().st_size if self.method == "hnsw" and f.is_file() else 0
+        return f.stat().st_size if self.method == "ivf" and f.is_file() else 0
 
     def vector(self, row: int) -> np.ndarray:
         """The stored (unit) vector of a row id: a query by example from the index itself."""
@@ -189,7 +196,9 @@ class EmbeddingIndex:
             raise ValueError(f"row {row} is not in {self.parquet} (rows 0 to {len(self) - 1})")
         if self._matrix is not None:
             return self._matrix[row]
-        return unit_rows(np.asarray(self._ann.get(row), np.float32))
+        if not self._ann.direct_map.type:  # the first query by row: where each id sits in the lists
+            self._ann.make_direct_map()
+        return unit_rows(self._ann.reconstruct(row))
 
     def search(self, query: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """(row ids, cosine similarities) of the `k` nearest rows, best first."""
@@ -202,8 +211,9 @@ class EmbeddingIndex:
             top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
             top = top[np.argsort(-sims[top], kind="stable")]
             return top, sims[top]
-        m = self._ann.search(q, k)
-        return np.asarray(m.keys, np.int64), 1.0 - np.asarray(m.distances, np.float32)
+        sims, rows = self._ann.search(q[None], k)
+        keep = rows[0] >= 0  # fewer than k vectors in the lists scanned
+        return rows[0][keep].astype(np.int64), sims[0][keep]
 
     def hits(self, query: np.ndarray, k: int = 10, exclude: int | None = None) -> list[Hit]:
         """The nearest rows with their path and times (`exclude`: the query's own row)."""

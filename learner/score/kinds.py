@@ -17,7 +17,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from learner.score.rows import EVENT_SCHEMA, FILE_SCHEMA, WINDOW_SCHEMA, Item, score_items
+from learner import __version__
+from learner.score.rows import EVENT_SCHEMA, FILE_SCHEMA, WINDOW_SCHEMA, Item, backend_name, score_items
 
 Tables = tuple[pa.Table, pa.Table | None, pa.Table | None]  # file rows, window rows, event rows
 
@@ -55,10 +56,41 @@ def _score_check(predictor: Any, opts: Any) -> None:
     class_thresholds(predictor.classes, predictor.config, opts.threshold)
 
 
-def _score_meta(predictor: Any, opts: Any) -> dict[str, Any]:
-    from learner.score.local import run_meta
+# the file each backend computes with: its sha256 tells whether --resume would mix two models
+BACKEND_FILES = {
+    "torch": "model.safetensors",
+    "pickle": "model.pkl",
+    "onnx": "model.onnx",
+    "onnx-int8": "model.int8.onnx",
+}
 
-    return run_meta(predictor, opts)
+
+def weights_sha256(predictor: Any) -> str | None:
+    """sha256 of the weights file the predictor's backend runs (None when it has no folder or file)."""
+    name = BACKEND_FILES.get(backend_name(predictor) or "")
+    path = predictor.folder / name if predictor.folder is not None and name else None
+    if path is None or not path.is_file():
+        return None
+    from learner.serve.onnx_backend import sha256_file
+
+    return sha256_file(path)
+
+
+def run_meta(predictor: Any, opts: Any) -> dict[str, Any]:
+    """What made the rows; `--resume` refuses to add rows made differently (`PartStore._recover`)."""
+    return {
+        "format": opts.fmt,
+        "model_id": predictor.model_id,
+        "model_revision": predictor.revision or None,
+        "windows": list(opts.window) if opts.window else None,
+        "threshold": opts.threshold if opts.window else None,
+        "events": {"gap_s": opts.event_gap_s, "min_length_s": opts.event_min_s} if opts.window else None,
+        "top_k": opts.top_k,
+        "classes": predictor.classes,
+        "backend": backend_name(predictor),
+        "weights_sha256": weights_sha256(predictor),
+        "earshot_version": __version__,
+    }
 
 
 def _load_predictor(ref: str, opts: Any, **kw: Any) -> Any:
@@ -82,8 +114,6 @@ def _embed_rows(embedder: Any, batch: list[Item], opts: Any) -> Tables:
 
 
 def _embed_meta(embedder: Any, opts: Any) -> dict[str, Any]:
-    from learner import __version__
-
     return {
         "kind": "embeddings",
         "format": opts.fmt,
@@ -109,7 +139,7 @@ def _load_embedder(ref: str, opts: Any, *, backend: str = "torch", **kw: Any) ->
 
 
 KINDS: dict[str, OutputKind] = {
-    "scores": OutputKind("scores", _score_schemas, _score_meta, _score_rows, _score_check, _load_predictor),
+    "scores": OutputKind("scores", _score_schemas, run_meta, _score_rows, _score_check, _load_predictor),
     "embeddings": OutputKind(
         "embeddings", _embed_schemas, _embed_meta, _embed_rows, lambda _m, _o: None, _load_embedder
     ),

@@ -15,14 +15,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from learner import __version__
 from learner.audio.stream import StreamSizes
 from learner.score.discover import Discovery, FileRef, discover
-from learner.score.kinds import kind_of
+from learner.score.kinds import BACKEND_FILES, kind_of, run_meta, weights_sha256  # noqa: F401 (re-exported)
 from learner.score.paths import one_line
-from learner.score.rows import MIN_DURATION_S, Item, backend_name, error_item, item_cost, load_item
+from learner.score.rows import MIN_DURATION_S, Item, error_item, item_cost, load_item
 from learner.score.store import PartStore, events_output, out_of_space, windows_output
 from learner.serve.events import EventRule
 from learner.serve.predictor import Predictor
@@ -93,43 +91,6 @@ class ScoreSummary:
         if d.duplicates:
             out.append(f"{d.duplicates} duplicate path(s) in the input scored once")
         return out
-
-
-# the file each backend computes with: its sha256 tells whether --resume would mix two models
-BACKEND_FILES = {
-    "torch": "model.safetensors",
-    "pickle": "model.pkl",
-    "onnx": "model.onnx",
-    "onnx-int8": "model.int8.onnx",
-}
-
-
-def weights_sha256(predictor: Predictor) -> str | None:
-    """sha256 of the weights file the predictor's backend runs (None when it has no folder or file)."""
-    name = BACKEND_FILES.get(backend_name(predictor) or "")
-    path = predictor.folder / name if predictor.folder is not None and name else None
-    if path is None or not path.is_file():
-        return None
-    from learner.serve.onnx_backend import sha256_file
-
-    return sha256_file(path)
-
-
-def run_meta(predictor: Predictor, opts: ScoreOptions) -> dict[str, Any]:
-    """What made the rows; `--resume` refuses to add rows made differently (`PartStore._recover`)."""
-    return {
-        "format": opts.fmt,
-        "model_id": predictor.model_id,
-        "model_revision": predictor.revision or None,
-        "windows": list(opts.window) if opts.window else None,
-        "threshold": opts.threshold if opts.window else None,
-        "events": {"gap_s": opts.event_gap_s, "min_length_s": opts.event_min_s} if opts.window else None,
-        "top_k": opts.top_k,
-        "classes": predictor.classes,
-        "backend": backend_name(predictor),
-        "weights_sha256": weights_sha256(predictor),
-        "earshot_version": __version__,
-    }
 
 
 def plan(
