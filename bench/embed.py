@@ -64,8 +64,8 @@ def make_inputs(work: Path, clips: int, long_min: list[float]) -> dict[str, Path
 
 def make_model(folder: Path) -> Path:
     from learner.config import AudioConfig
+    from learner.folder import save_model_dir
     from learner.model.registry import create_model, get_arch
-    from learner.modeldir import save_model_dir
 
     cfg = AudioConfig()
     if not (folder / "config.json").exists():

@@ -180,6 +180,11 @@ def one_index(n: int, work: Path) -> dict:
     truth = exact_top(data, queries)
     pq_path = work / f"v{n}.parquet"
     write_vectors(pq_path, data)
+    exact_ms = []
+    for q in queries[:50]:  # what exact NumPy search would cost at this size, for comparison
+        t0 = time.perf_counter()
+        np.argpartition(-(data @ q), K)[:K]
+        exact_ms.append(1000 * (time.perf_counter() - t0))
     del data
     t0, c0 = time.perf_counter(), time.process_time()
     index = EmbeddingIndex.open(pq_path)
@@ -188,7 +193,15 @@ def one_index(n: int, work: Path) -> dict:
     index = EmbeddingIndex.open(pq_path)  # the second open reads what the first one stored
     reopen = time.perf_counter() - t0
     found, ms = _timed_queries(lambda q: index.search(q[0], K)[0], queries)
+    sweep = {}
+    if index.method == "ivf":  # the same index, fewer or more lists scanned per query
+        for nprobe in (8, 16, 64):
+            index._ann.nprobe = nprobe
+            f, m = _timed_queries(lambda q: index.search(q[0], K)[0], queries)
+            sweep[nprobe] = {"recall@10": round(recall(f, truth), 4), "p50_ms": round(float(np.median(m)), 3)}
     return {
+        "exact_numpy_p50_ms": round(float(np.median(exact_ms)), 2),
+        "nprobe_sweep": sweep,
         "n": n,
         "method": index.method,
         "build_cpu_s": round(build_cpu, 1),

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
         summary = score_ray(inputs, args.model, opts, ray_options(args))
     else:
-        from learner.embed.embedder import load_embedder
+        from learner.embed.load import load_embedder
         from learner.score.local import score
 
         embedder = load_embedder(

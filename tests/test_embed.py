@@ -16,7 +16,8 @@ import pytest
 import soundfile as sf
 
 from learner.audio.stream import StreamSizes
-from learner.embed.embedder import PredictorEmbedder, load_embedder
+from learner.embed.embedder import PredictorEmbedder
+from learner.embed.load import load_embedder
 from learner.score.discover import discover
 from learner.score.local import ScoreOptions, score
 from learner.score.store import read_results

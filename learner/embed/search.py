@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from learner.embed.embedder import Embedder, load_embedder
+from learner.embed.embedder import Embedder
 from learner.embed.index import EmbeddingIndex, Hit
+from learner.embed.load import load_embedder
 
 RUN_META = "_earshot_score.json"  # written by the scorer beside the parts (learner.score.ownership)
 MANIFEST_COLUMNS = ["path", "label", "start_s", "end_s", "similarity", "row"]
@@ -44,7 +45,7 @@ def embed_query(
     sample_rate: int | None = None,
 ) -> np.ndarray:
     """One vector for a file, bytes or (rate, array) signal, cut to [start_s, end_s) when given."""
-    from learner.serve.predictor import decode_array
+    from learner.audio.decode import decode_array
 
     pipe = embedder.pipeline
     if isinstance(src, tuple) and len(src) == 2:

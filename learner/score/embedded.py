@@ -15,8 +15,9 @@ import numpy as np
 import pyarrow as pa
 
 from learner import __version__
+from learner.score.items import Item, Window, window_plan
 from learner.score.paths import clean_text, path_hex, stored_path
-from learner.score.rows import Item, Window, _plan, item_cost
+from learner.score.rows import item_cost
 
 
 def embed_schema(dim: int) -> pa.Schema:
@@ -46,7 +47,7 @@ def _vectors_of(embedder: Any, items: list[Item], window: Window, chunk: int) ->
     """Item index → (vectors (k, dim), window starts s or None for a clip), one forward pass for all clips
     and short files' windows; long files' windows in chunks (or already computed while streaming)."""
     pipe = embedder.pipeline
-    plan = _plan(pipe, window)
+    plan = window_plan(pipe, window)
     inputs, spans, starts_of, offset = [], {}, {}, 0
     for j, it in enumerate(items):
         if it.error is not None:

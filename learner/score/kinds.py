@@ -128,7 +128,7 @@ def _embed_meta(embedder: Any, opts: Any) -> dict[str, Any]:
 
 
 def _load_embedder(ref: str, opts: Any, *, backend: str = "torch", **kw: Any) -> Any:
-    from learner.embed.embedder import load_embedder
+    from learner.embed.load import load_embedder
 
     name = kw.pop("model_id", None)  # a Ray actor loads from the resolved folder: keep the driver's name
     kw.pop("revision", None)

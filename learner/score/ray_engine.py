@@ -157,7 +157,7 @@ class _Decode:
         timeout_s: float,
         min_duration_s: float,
     ) -> None:
-        from learner.score.pool import DecodePool
+        from learner.workers import DecodePool
 
         pipeline = ClipPipeline(AudioConfig.from_dict(config["audio"]))
         self.pool = DecodePool(load_item, (pipeline, window, min_duration_s), workers=1, timeout_s=timeout_s)

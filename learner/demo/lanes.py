@@ -26,7 +26,6 @@ import queue
 import select
 import signal
 import stat
-import struct
 import subprocess
 import sys
 import threading
@@ -37,9 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from learner.audio import DEMO_MAX_BYTES, DEMO_MAX_S, AudioDecodeError, TooLongError
-from learner.serve.demo import classify
-from learner.serve.demo_events import find_events_in
+from learner.demo.classify import classify
+from learner.demo.events import find_events_in
 from learner.serve.predictor import Predictor
+from learner.workers import exit_with_parent, receive_frame, send_frame, stop_process
 
 SHORT_LANE_S = 30.0  # at most this much audio (as 48 kHz stereo samples) is served in the server process
 SHORT_SLOTS = 2  # short requests computing at once (the Space has 2 cores)
@@ -63,24 +63,6 @@ class UploadRefused(ValueError):
     it."""
 
 
-def _send(stream: Any, obj: Any) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(struct.pack("<Q", len(data)) + data)
-    stream.flush()
-
-
-def _receive(stream: Any) -> Any:
-    """One message from our own worker (length-prefixed pickle); EOFError when the other side is gone."""
-    head = stream.read(8)
-    if len(head) < 8:
-        raise EOFError("worker closed its pipe")
-    n = struct.unpack("<Q", head)[0]
-    data = stream.read(n)
-    if len(data) < n:
-        raise EOFError("worker closed its pipe mid-message")
-    return pickle.loads(data)  # noqa: S301 (our own child process, started below, never a user's bytes)
-
-
 def worker_main() -> None:
     """The long lane's process: read the model recipe, load it, then answer one request after another.
 
@@ -89,14 +71,14 @@ def worker_main() -> None:
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     requests = sys.stdin.buffer
-    recipe = _receive(requests)
-    threading.Thread(target=_exit_with, args=(recipe.pop("server"),), daemon=True).start()
+    recipe = receive_frame(requests)
+    exit_with_parent(recipe.pop("server"))
     os.nice(recipe.pop("nice"))
     predictor = Predictor.from_dir(recipe.pop("folder"), **recipe)
-    _send(replies, ("ready", os.getpid()))
+    send_frame(replies, ("ready", os.getpid()))
     while True:
         try:
-            task, path, args, kwargs = _receive(requests)
+            task, path, args, kwargs = receive_frame(requests)
         except EOFError:
             return
         try:
@@ -108,17 +90,9 @@ def worker_main() -> None:
         except Exception as e:
             reply = ("failed", f"{type(e).__name__}: {e}", traceback.format_exc())
         try:
-            _send(replies, reply)
+            send_frame(replies, reply)
         except (pickle.PicklingError, TypeError, AttributeError) as e:  # a result that cannot travel
-            _send(replies, ("failed", f"{type(e).__name__}: {e}", traceback.format_exc()))
-
-
-def _exit_with(server: int) -> None:
-    """End the worker within a second of the server's death (even by SIGKILL), not after a long read for
-    nobody."""
-    while os.getppid() == server:
-        time.sleep(1.0)
-    os._exit(0)
+            send_frame(replies, ("failed", f"{type(e).__name__}: {e}", traceback.format_exc()))
 
 
 class LaneWorker:
@@ -153,7 +127,7 @@ class LaneWorker:
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
         }
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from learner.serve.lanes import worker_main; worker_main()"],
+            [sys.executable, "-c", "from learner.demo.lanes import worker_main; worker_main()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -161,7 +135,7 @@ class LaneWorker:
         )
         self.started += 1
         try:
-            _send(proc.stdin, {**self.recipe, "server": os.getpid()})
+            send_frame(proc.stdin, {**self.recipe, "server": os.getpid()})
             kind, _ = self._reply(proc, WORKER_START_S, "loading the model")
         except TimeoutError as e:
             self._stop(proc)
@@ -179,7 +153,7 @@ class LaneWorker:
         if not ready:
             raise TimeoutError(f"{doing} took over {timeout_s:g} s")
         try:
-            return _receive(proc.stdout)
+            return receive_frame(proc.stdout)
         except EOFError:
             code = proc.wait(timeout=5)
             why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
@@ -190,11 +164,7 @@ class LaneWorker:
 
     @staticmethod
     def _stop(proc: subprocess.Popen) -> None:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            stream.close()
+        stop_process(proc)
 
     def call(self, task: str, path: str, args: tuple, kwargs: dict[str, Any]) -> Any:
         """`TASKS[task](predictor, path, *args, **kwargs)` in the worker; its result, or its error raised
@@ -205,7 +175,7 @@ class LaneWorker:
                 self._proc = self._start()
             proc = self._proc
             try:
-                _send(proc.stdin, (task, path, args, kwargs))
+                send_frame(proc.stdin, (task, path, args, kwargs))
                 reply = self._reply(proc, self.budget_s, f"reading {name}")
             except TimeoutError:
                 self._stop(proc)
@@ -237,8 +207,8 @@ def plan(path: str | Path, short_s: float) -> str:
     """From the file's size and header alone (no decoding): "refuse" (over the demo's own limits, or not a
     readable file: the decoder says why at once), "long" (over the short lane's limit) or "try" (short, or the
     header cannot tell: the short lane finds out while decoding)."""
-    from learner.audio.decode import _SF_MAGIC
     from learner.audio.limits import SAMPLES_PER_LIMIT_S, header_samples
+    from learner.audio.readers import SF_MAGIC
 
     try:
         st = os.stat(path)
@@ -248,7 +218,7 @@ def plan(path: str | Path, short_s: float) -> str:
         return "refuse"
     with open(path, "rb") as f:
         head = f.read(64)
-    stated = header_samples(str(path), head, _SF_MAGIC)
+    stated = header_samples(str(path), head, SF_MAGIC)
     if stated is None:
         return "try"
     rate, channels, seconds = stated
