@@ -242,9 +242,7 @@ def _similar_tab(parquet: str) -> None:
             headers=similar.COLUMNS, label=f"nearest windows in {parquet}", interactive=False
         )
         players = [gr.Audio(label=f"hit {i + 1}", interactive=False) for i in range(similar.PLAYERS)]
-        query.change(
-            lambda a: (lambda t, c: [t, *c])(*similar.find_similar(sim, a)), query, [table, *players]
-        )
+        query.change(lambda clip: similar.outputs(sim, clip), query, [table, *players], api_name="similar")
 
 
 served = _served()

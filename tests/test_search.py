@@ -145,12 +145,12 @@ def test_search_job_prints_hits_and_names_bad_input(embedded, tmp_path, capsys):
 
 
 def test_demo_find_similar_gives_a_table_and_playable_hits(embedded):
-    from learner.demo.similar import COLUMNS, PLAYERS, find_similar, open_similar
+    from learner.demo.similar import COLUMNS, PLAYERS, find_similar, open_similar, outputs
 
     out, audio = embedded
     sim = open_similar(out)
     x, rate = sf.read(audio / "5_chirp.wav", dtype="int16")  # what gr.Audio hands over: (rate, int16)
-    table, clips = find_similar(sim, (rate, x[:rate]), k=4)  # its first second: the first window
+    table, *clips = outputs(sim, (rate, x[:rate]), k=4)  # its first second: the first window
     assert len(table) == 4 and len(table[0]) == len(COLUMNS) and table[0][2:] == ["5_chirp.wav", 0.0, 1.0]
     assert [r[0] for r in table] == [1, 2, 3, 4] and table[0][1] >= table[-1][1]
     assert len(clips) == PLAYERS and all(c[0] == sim.embedder.sample_rate for c in clips)

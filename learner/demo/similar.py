@@ -58,3 +58,9 @@ def find_similar(
     hits = sim.index.hits(embed_query(sim.embedder, audio), k)
     clips: list[tuple[int, np.ndarray] | None] = [hit_audio(sim, h) for h in hits[:PLAYERS]]
     return hits_table(hits), clips + [None] * (PLAYERS - len(clips))
+
+
+def outputs(sim: SimilarIndex, audio: tuple[int, np.ndarray] | str | None, k: int = 10) -> list[Any]:
+    """`find_similar` as the tab's outputs in order: the table, then one clip per player."""
+    table, clips = find_similar(sim, audio, k)
+    return [table, *clips]
