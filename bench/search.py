@@ -10,6 +10,8 @@ Queries are 200 fresh draws of the same mixture. Recall@10 = share of the exact 
 index returns. `libs` compares usearch, faiss (HNSW and IVF) and hnswlib on the same data; `index` measures
 earshot's own `EmbeddingIndex` (the library and settings chosen from `libs`), whose size threshold decides
 exact or approximate. Each measurement runs in its own child process (peak RSS is the child's).
+`libs` needs the libraries compared: `.venv/bin/pip install usearch hnswlib` (faiss-cpu is in
+requirements.txt); a library that is not installed is reported as an error line and skipped.
 """
 
 from __future__ import annotations
