@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 taskset -c 0 .venv/bin/python bench/search.py libs [--n 100000]
     OMP_NUM_THREADS=1 taskset -c 0 .venv/bin/python bench/search.py index [--sizes 10000,100000,1000000]
+    OMP_NUM_THREADS=1 taskset -c 0 .venv/bin/python bench/search.py build WORK/v1000000.parquet
 
 The vectors are random but clustered, as embeddings are: 1,000 centres in 512-d, each cluster spread along
 its own random 16-d subspace plus a little isotropic noise (real embeddings have low intrinsic dimension;
@@ -217,6 +218,25 @@ def one_index(n: int, work: Path) -> dict:
     }
 
 
+def build_only(parquet: Path, reopen: bool) -> dict:
+    """Peak memory of building the stored index from an existing parquet (no data generated in this
+    process), or with `reopen` of opening it and answering 200 queries."""
+    import shutil
+
+    from learner.embed.index import EmbeddingIndex, index_folder
+
+    if not reopen:
+        shutil.rmtree(index_folder(parquet), ignore_errors=True)
+    c0 = time.process_time()
+    index = EmbeddingIndex.open(parquet)
+    cpu = time.process_time() - c0
+    out = {"n": len(index), "what": "reopen + 200 queries" if reopen else "build", "cpu_s": round(cpu, 1)}
+    if reopen:
+        _, ms = _timed_queries(lambda q: index.search(q[0], K)[0], clustered(QUERIES, seed=99))
+        out["p50_ms"] = round(float(np.median(ms)), 3)
+    return {**out, "peak_rss_mb": round(rss_mb())}
+
+
 def _child(args: list[str]) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     out = subprocess.run(
@@ -229,7 +249,7 @@ def _child(args: list[str]) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["libs", "index", "_one"])
+    p.add_argument("what", choices=["libs", "index", "build", "_one"])
     p.add_argument("rest", nargs="*")
     p.add_argument("--n", type=int, default=100_000)
     p.add_argument("--libs", default=",".join(LIBS))
@@ -238,13 +258,19 @@ def main() -> None:
     a = p.parse_args()
     if a.what == "_one":
         kind, *rest = a.rest
-        r = one_lib(rest[0], int(rest[1])) if kind == "lib" else one_index(int(rest[0]), Path(rest[1]))
+        if kind == "build":
+            r = build_only(Path(rest[0]), rest[1] == "reopen")
+        else:
+            r = one_lib(rest[0], int(rest[1])) if kind == "lib" else one_index(int(rest[0]), Path(rest[1]))
         print(json.dumps(r))
         return
     print(f"# load before: {os.getloadavg()}", flush=True)
     if a.what == "libs":
         for name in a.libs.split(","):
             print(json.dumps(_child(["lib", name, str(a.n)])), flush=True)
+    elif a.what == "build":  # the parquet of `index` at one size: build memory, then search memory
+        for step in ("build", "reopen"):
+            print(json.dumps(_child(["build", a.rest[0], step])), flush=True)
     else:
         work = Path(a.work or tempfile.mkdtemp(prefix="earshot-search-"))
         work.mkdir(parents=True, exist_ok=True)

@@ -277,8 +277,8 @@ def score_ray(
                 t = pq.read_table(f)
                 files, wins, events = unnest_windows(t) if "_windows" in t.column_names else (t, None, None)
                 n_err = pc.sum(pc.is_valid(files["error"]).cast(pa.int64())).as_py() or 0
-                summary.failed += n_err
-                summary.scored += files.num_rows - n_err
+                summary.failed += n_err  # a failed file is one row; a file embedded per window is many
+                summary.scored += pc.count_distinct(files.filter(pc.is_null(files["error"]))["path"]).as_py()
                 store.add(files, wins, events)  # the store keeps only the sides it was opened with
             store.commit()
             shutil.rmtree(staging)
