@@ -5,8 +5,8 @@
 QUERY is an audio file (from --start to --end seconds when given), embedded by the embedder that made the
 index, or a row id of the index (query by example; that row itself is left out). Small indexes are searched
 exactly; large ones through an approximate index built once and stored beside the parquet (EMB.index/),
-rebuilt when the parquet changes. `--out` writes path,label,start_s,end_s,similarity,row: fill in the
-labels and train on it.
+rebuilt when the parquet changes. `--out` writes path,label,start_s,end_s,similarity,row to label (jobs.train
+reads path and label; it does not cut the windows yet).
 """
 
 from __future__ import annotations
