@@ -70,13 +70,18 @@ def _read(parquet: str | Path, columns: list[str]) -> pa.Table:
 
 
 def _blocks(parquet: str | Path, rows: int = 65536):
-    """(path/time rows, unit vectors) of the rows that have a vector, a block at a time."""
+    """(path/time rows, unit vectors) of the rows that have a vector, a row group at a time (`iter_batches`
+    read ahead: 2.9 GB for a 2 GB parquet, against 0.7 GB this way)."""
     for f in parts_of(parquet):
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=rows, columns=[*META_COLUMNS, "vector"]):
-            t = pa.Table.from_batches([batch])
-            t = t.filter(pc.is_valid(t["vector"]))
-            if t.num_rows:
-                yield t.select(META_COLUMNS), vectors_of(t)
+        pf = pq.ParquetFile(f)
+        for i in range(pf.metadata.num_row_groups):
+            group = pf.read_row_group(i, columns=[*META_COLUMNS, "vector"])
+            for lo in range(0, group.num_rows, rows):
+                t = group.slice(lo, rows)
+                t = t.filter(pc.is_valid(t["vector"]))
+                if t.num_rows:
+                    yield t.select(META_COLUMNS), vectors_of(t)
+            del group
 
 
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
