@@ -103,9 +103,8 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
     worker process of their own, one at a time, so they never hold up short ones (learner/demo/lanes.py)."""
     predictor = served.predictor
     lanes = lanes or Lanes(predictor)
-    heavy = dict(
-        concurrency_id="audio", concurrency_limit=lanes.gradio_slots
-    )  # one queue for every audio request
+    # one queue for every audio request
+    heavy = dict(concurrency_id="audio", concurrency_limit=lanes.gradio_slots)
 
     def run(path: str | None):
         try:
@@ -113,9 +112,8 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
             labels, spectrogram, saliency, timeline, message = lanes.run(
                 "classify", path, top_k=top_k
             ).as_tuple()
-            labels = demo_events.labels_shown(
-                predictor, labels
-            )  # multi-label: every label above its threshold
+            # multi-label: every label above its threshold
+            labels = demo_events.labels_shown(predictor, labels)
             return (
                 labels,
                 spectrogram,
@@ -210,9 +208,8 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
         if ARGS and ARGS.index:
             _similar_tab(ARGS.index)
         with gr.Tab("Model", elem_classes=["earshot-model"]):
-            gr.HTML(
-                f"<style>{MODEL_TAB_CSS}</style>", padding=False, container=False
-            )  # applies however it is launched
+            # applies however it is launched
+            gr.HTML(f"<style>{MODEL_TAB_CSS}</style>", padding=False, container=False)
             info = model_info(predictor, served.folder)
             with gr.Row():
                 with gr.Column(scale=3):

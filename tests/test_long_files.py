@@ -14,6 +14,7 @@ import pytest
 from learner.audio import AudioDecodeError, ClipPipeline, decode, resample
 from learner.audio.stream import Resampler, StreamSizes, WindowStream, stream_decode, stream_threshold
 from learner.config import AudioConfig
+from learner.data.sounds import make_sound
 from learner.score.discover import FileRef
 from learner.score.items import window_plan
 from learner.score.local import ScoreOptions, score
@@ -22,7 +23,6 @@ from learner.score.streamed import Part, StreamedFiles, decode_in_parts
 from learner.serve.predictor import Predictor
 from tests.audio_corpus import write_av, write_sf
 from tests.conftest import SMALL_AUDIO
-from tests.synthetic import make_sound
 
 SR = 16000
 SMALL = StreamSizes(chunk=4, part=3000, block=5000)  # 1 s windows, 0.5 s hop: a file past 3 s streams

@@ -250,9 +250,8 @@ class Lanes:
         self._short = threading.BoundedSemaphore(short_slots)
         self._admit = threading.Lock()
         self.long_admitted = 0
-        self.gradio_slots = (
-            short_slots + long_slots
-        )  # Gradio's limit: long ones waiting never block short ones
+        # Gradio's limit: long ones waiting never block short ones
+        self.gradio_slots = short_slots + long_slots
         if enabled is None:
             enabled = os.environ.get(LANES_ENV, "on").lower() not in ("off", "0", "false", "no")
         recipe = self.recipe(predictor)
