@@ -38,7 +38,7 @@ print(json.dumps({"rc": r.returncode, "cpu_s": u.ru_utime + u.ru_stime, "peak_mb
 
 
 def make_inputs(work: Path, clips: int, long_min: list[float]) -> dict[str, Path]:
-    from tests.synthetic import make_sound
+    from learner.data.sounds import make_sound
 
     rng = np.random.default_rng(0)
     sr = 44100

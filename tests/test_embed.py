@@ -16,13 +16,13 @@ import pytest
 import soundfile as sf
 
 from learner.audio.stream import StreamSizes
+from learner.data.sounds import make_sound
 from learner.embed.embedder import PredictorEmbedder
 from learner.embed.load import load_embedder
 from learner.score.discover import discover
 from learner.score.local import ScoreOptions, score
 from learner.score.store import read_results
 from learner.serve.predictor import Predictor
-from tests.synthetic import make_sound
 
 ROOT = Path(__file__).resolve().parent.parent
 SR = 16000

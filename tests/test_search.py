@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from learner.data.sounds import make_sound
 from learner.embed.index import INDEX_FILE, EmbeddingIndex, index_folder, write_vectors
 from learner.embed.search import embed_query, search, write_manifest
-from tests.synthetic import make_sound
 
 SR = 16000
 
