@@ -6,8 +6,7 @@ front matter).
                   [--host 127.0.0.1] [--port 7860]
 
 The model comes from `--model`, else `$EARSHOT_MODEL`, else the shipped speech-words model (ten command
-words, trained on real speakers: assets/speech-words), else the spoken-digits fallback (built once,
-offline, cached in `$EARSHOT_CACHE`, default ~/.cache/earshot). Only widgets live here: see learner/demo/.
+words, trained on real speakers: assets/speech-words). Only widgets live here: see learner/demo/.
 """
 
 from __future__ import annotations
@@ -84,9 +83,7 @@ def _say(line: str) -> None:
 
 def _served() -> ServedModel:
     try:
-        from learner.train.fallback import ensure_default_model
-
-        where = dict(log=_say, shipped=SHIPPED_MODEL, fallback=ensure_default_model)
+        where = dict(log=_say, shipped=SHIPPED_MODEL)  # the demo serves models; it never trains one
         return load_model(ARGS.model, backend=ARGS.backend, **where) if ARGS else load_model(**where)
     except (RuntimeError, ValueError, OSError) as e:
         if __name__ == "__main__":  # a user running the app gets one line, not a traceback

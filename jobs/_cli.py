@@ -229,6 +229,13 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     add_field_args(parser, TrainArgs, ("data", "run"), extra={"arch": {"choices": list(archs())}})
 
 
+def add_training_args(parser: argparse.ArgumentParser) -> None:
+    """The fit, split and audio flags of every training job (jobs.train and jobs.compare)."""
+    add_fit_args(parser)
+    add_split_args(parser)
+    add_audio_args(parser)
+
+
 def train_args(args: argparse.Namespace, **extra: Any):
     """A `TrainArgs` from the parsed flags; `extra` adds or overrides what only one job has."""
     from learner.train.args import TrainArgs
@@ -322,7 +329,7 @@ def log_to_console(quiet: bool = False) -> None:
 def run(main: Callable[[], int | None]) -> None:
     """Run a job: user errors become one line on stderr and exit code 1 (no traceback); library messages
     that name fields (`pretrained=none`) are said as flags (`--pretrained none`)."""
-    from learner.audio.decode import AudioDecodeError
+    from learner.audio.errors import AudioDecodeError
     from learner.folder import ModelDirError
 
     # learner.data.manifest.ManifestError is a ValueError too; importing it here would load pandas into every

@@ -193,7 +193,7 @@ def resolve(
                 endpoint=endpoint,
                 token=token,
                 allow_patterns=patterns,
-                local_files_only=_offline(),
+                local_files_only=offline(),
             )
         )
     if not (folder / CONFIG).is_file():
@@ -207,7 +207,7 @@ resolve_model = resolve  # the name earlier releases exported
 # ---- errors -------------------------------------------------------------------------------------------
 
 
-def _offline() -> bool:
+def offline() -> bool:
     """HF_HUB_OFFLINE as huggingface_hub read it at import, or as set since (tests, notebooks)."""
     from huggingface_hub import constants
 
@@ -294,7 +294,7 @@ def _translate(
                 f"{where}: the cached copy is incomplete and the Hub cannot be reached; connect and retry"
             )
         if isinstance(e, offline_types):
-            reason = "offline mode: HF_HUB_OFFLINE=1" if _offline() else _one_line(chain[-1], 100)
+            reason = "offline mode: HF_HUB_OFFLINE=1" if offline() else _one_line(chain[-1], 100)
             if pulling:
                 return HubError(
                     f"{where}: cannot reach the Hub ({reason}) and {repo_id} is not in the local cache; "

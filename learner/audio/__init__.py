@@ -10,6 +10,10 @@ from learner.audio.decode import (
     SCORE_MAX_BYTES,
     SCORE_MAX_S,
     SEEK_MIN_S,
+    decode,
+    probe,
+)
+from learner.audio.errors import (
     AudioDecodeError,
     CorruptAudioError,
     Decoded,
@@ -18,8 +22,6 @@ from learner.audio.decode import (
     Source,
     TooLongError,
     UnsupportedCodecError,
-    decode,
-    probe,
 )
 from learner.audio.header import AudioInfo
 from learner.audio.pipeline import ClipPipeline, WindowPlan

@@ -14,16 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from learner.audio.errors import (  # noqa: F401 (the errors are re-exported: `learner.audio` names them)
-    AudioDecodeError,
-    CorruptAudioError,
-    Decoded,
-    EmptyAudioError,
-    NotAudioError,
-    Source,
-    TooLongError,
-    UnsupportedCodecError,
-)
+from learner.audio.errors import AudioDecodeError, Decoded, EmptyAudioError, Source, TooLongError
 from learner.audio.header import AudioInfo, ogg_is_chained, ogg_links, truncation_warning, wav_claimed_s
 from learner.audio.limits import check_samples
 from learner.audio.readers import (  # noqa: F401 (SEEK_MIN_S: re-exported)
