@@ -49,6 +49,7 @@ def _args() -> argparse.Namespace | None:
         default=2,
         help="processes classifying short clips (0: threads of the server process; default 2)",
     )
+    p.add_argument("--index", default=None, help="an `earshot embed` output: adds a Find similar tab")
     return p.parse_args()
 
 
@@ -225,6 +226,8 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
             ev_outputs = [ev_table, ev_plot, ev_csv, ev_message]
             ev_button.click(run_events, [ev_audio, ev_threshold], ev_outputs, api_name="events", **heavy)
             ev_threshold.release(run_events, [ev_audio, ev_threshold], ev_outputs, api_name=False, **heavy)
+        if ARGS and ARGS.index:
+            _similar_tab(ARGS.index)
         with gr.Tab("Model", elem_classes=["earshot-model"]):
             # applies however it is launched
             gr.HTML(f"<style>{MODEL_TAB_CSS}</style>", padding=False, container=False)
@@ -252,6 +255,20 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
 
     demo.launch = launch_saying_errors
     return demo
+
+
+def _similar_tab(parquet: str) -> None:
+    """Find similar: a clip → the nearest windows of an embedded folder (learner/demo/similar.py)."""
+    from learner.demo import similar
+
+    sim = similar.open_similar(parquet)
+    with gr.Tab("Find similar"):
+        query = gr.Audio(sources=["upload", "microphone"], type="numpy", label="A clip to look for")
+        table = gr.Dataframe(
+            headers=similar.COLUMNS, label=f"nearest windows in {parquet}", interactive=False
+        )
+        players = [gr.Audio(label=f"hit {i + 1}", interactive=False) for i in range(similar.PLAYERS)]
+        query.change(lambda clip: similar.outputs(sim, clip), query, [table, *players], api_name="similar")
 
 
 served = _served()

@@ -15,6 +15,7 @@ from jobs._cli import (
     add_training_args,
     archs,
     audio_config,
+    backbone_archs,
     run,
     train_args,
 )
@@ -37,7 +38,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.pretrained == "imagenet":  # before torch is even imported: offline fails in seconds, in one line
+    # before torch is even imported: offline fails in seconds, in one line (a backbone arch starts from its
+    # own weights, installed by make)
+    if args.pretrained == "imagenet" and args.arch not in backbone_archs():
         from learner.weights import fetch_imagenet
 
         fetch_imagenet(args.arch, archs()[args.arch])

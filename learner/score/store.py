@@ -236,6 +236,8 @@ class PartStore:
                 ("weights_sha256", "model weights"),
                 ("classes", "classes"),
                 ("events", "event settings"),
+                ("kind", "output kind"),
+                ("dim", "vector size"),
             ):
                 if key in old and old[key] != meta.get(key):  # outputs of older versions do not record them
                     said = (

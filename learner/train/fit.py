@@ -166,10 +166,20 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
 
 
 def check_start(args: TrainArgs) -> None:
-    """The starting weights, had before any audio is decoded (minutes for a large set): `check_pretrained`."""
+    """Make sure the starting weights can be had before any audio is decoded (minutes, for a large set):
+    a backbone's weights, or ImageNet's from the cache or downloaded now (`check_pretrained`); an offline
+    machine fails fast."""
+    spec = get_arch(args.arch)
+    if spec.backbone and args.pretrained != "none" and not transfers_from_earshot(args.pretrained):
+        from learner.model.backbone_weights import backbone_state_dict
+        from learner.model.backbones import get_backbone
+
+        path = None if args.pretrained in ("imagenet", "backbone", spec.backbone) else Path(args.pretrained)
+        backbone_state_dict(get_backbone(spec.backbone), path)  # missing weights: one line, before decoding
+        return
     from learner.model.pretrained import check_pretrained
 
-    check_pretrained(args.pretrained, get_arch(args.arch))
+    check_pretrained(args.pretrained, spec)
 
 
 def build_learner(
