@@ -71,11 +71,21 @@ def archs() -> dict[str, str | None]:
     Read, not imported: the registry module builds torch networks, and importing torch takes seconds,
     while `--help` and `--arch` checks should answer at once. A test keeps this equal to `list_archs()`.
     """
+    return {name: kw.get("weights") for name, kw in _registered().items()}
+
+
+def backbone_archs() -> dict[str, str]:
+    """Architecture name → the pretrained audio backbone it wraps (`@register(..., backbone=...)`), read
+    like `archs()`: their starting weights are the backbone's, not ImageNet's."""
+    return {name: kw["backbone"] for name, kw in _registered().items() if kw.get("backbone")}
+
+
+def _registered() -> dict[str, dict]:
     import ast
     import importlib.util
 
     spec = importlib.util.find_spec("learner.model")
-    found: dict[str, str | None] = {}
+    found: dict[str, dict] = {}
     for source in sorted(Path(spec.origin).parent.glob("*.py")):
         for node in ast.parse(source.read_text(encoding="utf-8")).body:
             if not isinstance(node, ast.FunctionDef):
@@ -90,11 +100,11 @@ def archs() -> dict[str, str | None]:
                     first = (
                         deco.args[0].value if deco.args and isinstance(deco.args[0], ast.Constant) else None
                     )
-                    found[kw.get("name") or first or node.name] = kw.get("weights")
+                    found[kw.get("name") or first or node.name] = kw
     if not found:  # an unusual layout: ask the registry itself
         from learner.model import get_arch, list_archs
 
-        found = {a: get_arch(a).weights for a in list_archs()}
+        found = {a: {"weights": get_arch(a).weights, "backbone": get_arch(a).backbone} for a in list_archs()}
     return dict(sorted(found.items()))
 
 
@@ -240,6 +250,13 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     add_field_args(parser, TrainArgs, ("data", "run"), extra={"arch": {"choices": list(archs())}})
 
 
+def add_training_args(parser: argparse.ArgumentParser) -> None:
+    """The fit, split and audio flags of every training job (jobs.train and jobs.compare)."""
+    add_fit_args(parser)
+    add_split_args(parser)
+    add_audio_args(parser)
+
+
 def train_args(args: argparse.Namespace, **extra: Any):
     """A `TrainArgs` from the parsed flags; `extra` adds or overrides what only one job has."""
     from learner.train.args import TrainArgs
@@ -337,7 +354,7 @@ def log_to_console(quiet: bool = False) -> None:
 def run(main: Callable[[], int | None]) -> None:
     """Run a job: user errors become one line on stderr and exit code 1 (no traceback); library messages
     that name fields (`pretrained=none`) are said as flags (`--pretrained none`)."""
-    from learner.audio.decode import AudioDecodeError
+    from learner.audio.errors import AudioDecodeError
     from learner.folder import ModelDirError
 
     # learner.data.manifest.ManifestError is a ValueError too; importing it here would load pandas into every

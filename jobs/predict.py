@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
     if args.max_duration is not None and not args.max_duration > 0:
         raise ValueError(f"--max-duration must be positive seconds, got {args.max_duration}")
-    from learner.audio.decode import SCORE_MAX_BYTES, SCORE_MAX_S, AudioDecodeError
+    from learner.audio import SCORE_MAX_BYTES, SCORE_MAX_S, AudioDecodeError
     from learner.score.paths import one_line
     from learner.serve.predictor import Predictor
 

@@ -10,6 +10,10 @@ from learner.audio.decode import (
     SCORE_MAX_BYTES,
     SCORE_MAX_S,
     SEEK_MIN_S,
+    decode,
+    probe,
+)
+from learner.audio.errors import (
     AudioDecodeError,
     CorruptAudioError,
     Decoded,
@@ -19,8 +23,6 @@ from learner.audio.decode import (
     TooLongError,
     TooShortError,
     UnsupportedCodecError,
-    decode,
-    probe,
 )
 from learner.audio.header import AudioInfo
 from learner.audio.pipeline import ClipPipeline, WindowPlan

@@ -20,6 +20,7 @@ from learner.config import AudioConfig
 
 #: Inputs longer than this many clip lengths are scored in windows when the caller leaves it to us.
 AUTO_WINDOW_FACTOR = 2
+MAX_WINDOW_S = 600.0  # the longest model input a config may ask for (learner.folder.schema.MAX_CLIP_S)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,13 @@ class ClipPipeline:
         of noise "b" at 0.94). Longer windows are centre-cropped to the clip, as any long input."""
         win = window_s or self.cfg.duration
         sr = self.cfg.sample_rate
-        plan = WindowPlan(int(round(win * sr)), int(round((hop_s or win / 2) * sr)))
+        hop = hop_s or win / 2
+        if not (1 / sr <= win <= MAX_WINDOW_S and 1 / sr <= hop):  # also refuses nan and inf
+            raise ValueError(
+                f"window {win:g} s and hop {hop:g} s: each must be at least one sample (1/{sr} s), "
+                f"the window at most {MAX_WINDOW_S:g} s"
+            )
+        plan = WindowPlan(int(round(win * sr)), int(round(hop * sr)))
         if plan.size < self.cfg.n_samples:
             raise ValueError(
                 f"windows={win:g} s is shorter than the model's {self.cfg.duration:g} s clip (each window "

@@ -99,6 +99,7 @@ def load_manifest(data: str | Path) -> pd.DataFrame:
 
         path = Path(resolve_data(str(data)))
     df = manifest_from_folder(path) if path.is_dir() else manifest_from_csv(path)
+    df.attrs["source"] = str(path)  # what a later error about one row names
     missing = [p for p in df["path"] if not os.path.exists(p)]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
@@ -156,6 +157,7 @@ def add_groups(
     if group_col:
         if group_col not in df:
             raise ManifestError(f"group_col={group_col}: no such column (columns: {', '.join(df.columns)})")
+        _refuse_blank_groups(df, group_col)
         df["group"] = df[group_col].astype(str)
     elif group_regex:
         rx = re.compile(group_regex)
@@ -166,7 +168,23 @@ def add_groups(
                 raise ManifestError(f"{p}: file name does not match group_regex={group_regex}")
             groups.append(m.group(1) if m.groups() else m.group(0))
         df["group"] = groups
+    if "group" in df:
+        _refuse_blank_groups(df, "group")
     return df
+
+
+def _refuse_blank_groups(df: pd.DataFrame, column: str) -> None:
+    """A file with no group would sit on both sides of a group split (or crash sorting the groups): the
+    first empty cell is refused, naming the manifest, its line and the file."""
+    cells = df[column]
+    blank = cells.isna().to_numpy() | np.array([not str(c).strip() for c in cells], dtype=bool)
+    if blank.any():
+        i = int(np.flatnonzero(blank)[0])
+        source = df.attrs.get("source", "the manifest")
+        raise ManifestError(
+            f"{source}: the {column!r} cell of {df['path'].iloc[i]} (row {i + 1}) is empty; every file needs "
+            "a group for a group split: fill it in or drop the row"
+        )
 
 
 def split_indices(

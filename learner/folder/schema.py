@@ -152,3 +152,20 @@ def check_config(config: Any, path: Path) -> None:
                 raise _error(path, f"'thresholds' names {name!r}, which is not one of 'classes'")
             if not (_number(t, (int, float)) and 0.0 <= t <= 1.0):
                 raise _error(path, f"'thresholds'[{name!r}] must be a number from 0 to 1, got {_short(t)}")
+    check_onnx_record(path, config.get("onnx"))
+
+
+def check_onnx_record(path: Path, record: Any) -> None:
+    """config.json's "onnx" record (written by the export job): files and source map names to sha256s."""
+    if record is None:
+        return
+    if not isinstance(record, dict):
+        raise _error(path, f"'onnx' must be the export job's record (an object), got {_short(record)}")
+    for key in ("files", "source"):
+        value = record.get(key, {})
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise _error(
+                path, f"'onnx.{key}' must map file names to sha256 digests, got {_short(value)}; export again"
+            )

@@ -39,6 +39,8 @@ class Predictor:
         revision: str = "",
         batch_size: int = 32,
     ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number from 1 up, got {batch_size!r}")
         self.config = config
         self.cfg = AudioConfig.from_dict(config["audio"])
         self.pipeline = ClipPipeline(self.cfg)
@@ -218,20 +220,7 @@ class Predictor:
 
             return self.windowed(d, plan, wp, starts, clip_at, top_k, events, path)
         clip = pipe.prepare(d.samples)
-        probs = self.predict_waves(clip[None])[0]
-        labels, scores = self._top(probs, top_k)
-        return Prediction(
-            labels,
-            scores,
-            probs,
-            d.duration_s,
-            d.orig_sample_rate,
-            d.channels,
-            d.decoder,
-            clip=clip,
-            detected=self.detect(probs),
-            warning=d.warning,
-        )
+        return self._prediction(d, self.predict_waves(clip[None])[0], top_k, clip=clip)
 
     def check_long_enough(self, d: Decoded, path: str = "") -> None:
         """Refuse what jobs.score refuses (`learner.audio.limits.too_short`): one rule for every caller."""
@@ -254,6 +243,20 @@ class Predictor:
         probs = wp.mean(axis=0)
         clip = clip_at(int(wp[:, int(probs.argmax())].argmax()))
         window_s, hop_s = plan.size / self.cfg.sample_rate, plan.hop / self.cfg.sample_rate
+        return self._prediction(
+            d,
+            probs,
+            top_k,
+            window_starts=[float(s) for s in starts],
+            window_probs=wp,
+            clip=clip,
+            window_s=window_s,
+            hop_s=hop_s,
+            events=self.events(starts, wp, window_s, events, d.duration_s, path),
+        )
+
+    def _prediction(self, d: Decoded, probs: np.ndarray, top_k: int, **more: Any) -> Prediction:
+        """A Prediction of `probs` for the decoded input `d` (windows, clip and events in `more`)."""
         labels, scores = self._top(probs, top_k)
         return Prediction(
             labels,
@@ -263,14 +266,9 @@ class Predictor:
             d.orig_sample_rate,
             d.channels,
             d.decoder,
-            window_starts=[float(s) for s in starts],
-            window_probs=wp,
-            clip=clip,
-            window_s=window_s,
-            hop_s=hop_s,
-            events=self.events(starts, wp, window_s, events, d.duration_s, path),
             detected=self.detect(probs),
             warning=d.warning,
+            **more,
         )
 
     def events(
@@ -320,22 +318,7 @@ class Predictor:
                 if isinstance(d, AudioDecodeError):
                     results.append(d)
                     continue
-                p = next(probs)
-                labels, scores = self._top(p, top_k)
-                results.append(
-                    Prediction(
-                        labels,
-                        scores,
-                        p,
-                        d.duration_s,
-                        d.orig_sample_rate,
-                        d.channels,
-                        d.decoder,
-                        clip=next(clip_it),
-                        detected=self.detect(p),
-                        warning=d.warning,
-                    )
-                )
+                results.append(self._prediction(d, next(probs), top_k, clip=next(clip_it)))
         return results
 
 

@@ -141,9 +141,17 @@ class TrainArgs:
     channels_last: bool = field(
         default=False, metadata=flag("channels_last memory layout (GPU only)", group=SCALING)
     )
+    overwrite: bool = field(
+        default=False,
+        metadata=flag(
+            "replace the model an earlier run wrote in --out (a folder earshot did not write is refused)",
+            group=RUN,
+        ),
+    )
 
 
-MACHINE_ARGS = ("progress", "workers", "out", "cache_dir", "store", "loader_workers")  # not in config.json
+# not in config.json
+MACHINE_ARGS = ("progress", "workers", "out", "cache_dir", "store", "loader_workers", "overwrite")
 
 
 @dataclass

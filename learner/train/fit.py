@@ -113,10 +113,11 @@ def numpy_collate(items: list[tuple]) -> tuple:
 
 def prepare_data(args: TrainArgs, cfg: AudioConfig):
     """Manifest → split → decoded signals. Unreadable files are reported by name and left out."""
-    from learner.data.labels import resolve_task
+    from learner.data.labels import check_class_count, resolve_task
 
     df = add_groups(load_manifest(args.data), args.group_col, args.group_regex)
     task = resolve_task(df, args.task, args.data)
+    check_class_count(df, args.data)  # before decoding: minutes for a large set
     train_idx, valid_idx = split_indices(
         df, valid_pct=args.valid_pct, seed=args.seed, valid_fold=args.valid_fold
     )
@@ -166,12 +167,19 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
 
 def check_start(args: TrainArgs) -> None:
     """Make sure the starting weights can be had before any audio is decoded (minutes, for a large set):
-    ImageNet weights come from the cache or are downloaded now, and an offline machine fails fast."""
-    if args.pretrained == "imagenet":
-        from learner.model.pretrained import fetch_imagenet
+    a backbone's weights, or ImageNet's from the cache or downloaded now (`check_pretrained`); an offline
+    machine fails fast."""
+    spec = get_arch(args.arch)
+    if spec.backbone and args.pretrained != "none" and not transfers_from_earshot(args.pretrained):
+        from learner.model.backbone_weights import backbone_state_dict
+        from learner.model.backbones import get_backbone
 
-        spec = get_arch(args.arch)
-        fetch_imagenet(spec.name, spec.weights)
+        path = None if args.pretrained in ("imagenet", "backbone", spec.backbone) else Path(args.pretrained)
+        backbone_state_dict(get_backbone(spec.backbone), path)  # missing weights: one line, before decoding
+        return
+    from learner.model.pretrained import check_pretrained
+
+    check_pretrained(args.pretrained, spec)
 
 
 def build_learner(
@@ -257,13 +265,21 @@ def _single_label_loss(label_smoothing: float, n_classes: int) -> tuple[Any, lis
 
 
 def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
-    """Train one model and write its directory to `args.out`."""
+    """Train one model into `args.out`: a new folder, or (`overwrite`) one an earlier run wrote; a failed run
+    leaves no partial model folder behind (`learner.train.outdir`)."""
+    from learner.train.outdir import owned_output
+
+    out = Path(args.out).absolute()  # fastai joins its own paths to learn.path: a relative out would nest
+    with owned_output(out, args.overwrite, is_main_process()):  # only the first process writes the folder
+        return _train(args, cfg, out)
+
+
+def _train(args: TrainArgs, cfg: AudioConfig | None, out: Path) -> TrainResult:
     from fastai.torch_core import set_seed
 
     check_precision(args.precision, args.channels_last)  # --fp16 on a CPU: refused before any folder
     # a copy: norm_stats and a picked duration are this run's, not the caller's
     cfg = (cfg or AudioConfig()).replace()
-    out = Path(args.out).absolute()  # fastai joins its own paths to learn.path: a relative out would nest
     out.mkdir(parents=True, exist_ok=True)
     set_seed(args.seed, reproducible=True)
     check_start(args)
