@@ -35,8 +35,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pretrained",
         default="imagenet",
-        help="imagenet (timm resnet-d weights, needs the network), none, a weights file, "
-        "or an earshot model dir/Hub id",
+        help="imagenet (timm resnet-d weights, needs the network; for a backbone arch: the backbone's own "
+        "published weights), none, a weights file, or an earshot model dir/Hub id",
+    )
+    p.add_argument(
+        "--head",
+        default="auto",
+        choices=("auto", "frozen", "finetune"),
+        help="with a backbone arch (aisfx, panns_cnn10): frozen = a linear head on cached embeddings "
+        "(seconds), finetune = head first, then the whole network; auto = frozen when inner CV on the "
+        "training split shows the backbone helps, else xresnet18 from scratch",
+    )
+    p.add_argument(
+        "--head-views",
+        type=int,
+        default=1,
+        help="frozen head: crops/time shifts embedded per training clip (augmentation, 1-5)",
     )
     p.add_argument(
         "--pickle",
@@ -87,7 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     from learner.train.distributed import is_main_process
 
     targs = train_args(
-        args, arch=args.arch, pickle=args.pickle, task=args.task, target_precision=args.target_precision
+        args,
+        arch=args.arch,
+        pickle=args.pickle,
+        task=args.task,
+        target_precision=args.target_precision,
+        head=args.head,
+        head_views=args.head_views,
     )
     cfg = audio_config(args)
     if args.cv:

@@ -113,12 +113,30 @@ def _thresholds_section(cfg: dict[str, Any], classes: list[str]) -> list[str]:
     return ["## Thresholds", "", f"Chosen by {rule}; {what}.", "", _table(rows, ("Class", "Threshold")), ""]
 
 
+def _backbone_section(backbone: dict[str, Any]) -> list[str]:
+    """Attribution the backbone's licence asks for: whose weights, under which licence, what to cite."""
+    weights = backbone.get("weights") or {}
+    where = weights.get("package") or weights.get("url") or ""
+    return [
+        "## Pretrained backbone",
+        "",
+        f"Built on `{backbone.get('name')}` ({backbone.get('use', 'fine-tuned')}), weights from {where}"
+        + (f" (sha256 `{weights['sha256']}`)" if weights.get("sha256") else "")
+        + ".",
+        "",
+        f"- Licence: {backbone.get('licence', 'see the backbone')}",
+        f"- Please cite: {backbone.get('citation', '')}",
+        "",
+    ]
+
+
 def _card_body(path: Path, cfg: dict[str, Any], metrics: dict[str, Any], repo_id: str | None) -> str:
     name, ref = (repo_id or path.name).split("/")[-1], repo_id or "USER/NAME"
     arch, classes, audio = cfg.get("arch", "unknown"), list(cfg.get("classes", [])), cfg.get("audio", {})
     multi = cfg.get("task") == "multi"
     sr, dur, dataset = audio.get("sample_rate", "?"), audio.get("duration", "?"), _dataset_name(cfg)
     start = str(strip_local_paths(cfg["pretrained"])) if cfg.get("pretrained") else None
+    backbone = cfg.get("backbone") or {}
     how = (
         "trained with fastai"
         if start is None
@@ -126,6 +144,8 @@ def _card_body(path: Path, cfg: dict[str, Any], metrics: dict[str, Any], repo_id
         if start.startswith("none")
         else f"fine-tuned with fastai from {start}"
     )
+    if backbone.get("use") == "frozen":
+        how = f"a linear head on the frozen pretrained `{backbone.get('name')}` audio backbone"
     out = [
         f"# {name}",
         "",
@@ -222,6 +242,8 @@ def _card_body(path: Path, cfg: dict[str, Any], metrics: dict[str, Any], repo_id
         _table([(f"`{k}`", _fmt(v)) for k, v in audio.items() if k != "extra" or v], ("Field", "Value")),
         "",
     ]
+    if backbone:
+        out += _backbone_section(backbone)
     train = cfg.get("train", {})
     if train:
         out += [

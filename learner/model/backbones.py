@@ -159,7 +159,7 @@ def to_blocks(feats: torch.Tensor, front: BlockFrontEnd) -> torch.Tensor:
     need = b + step * (count - 1)
     if need > feats.shape[1]:
         feats = nn.functional.pad(feats, (0, 0, 0, need - feats.shape[1]))
-    return feats.unfold(1, b, step).transpose(-1, -2)[:, :count]
+    return torch.stack([feats[:, i * step : i * step + b] for i in range(count)], dim=1)  # ONNX: no Unfold
 
 
 class AudioBackbone(nn.Module):

@@ -82,6 +82,8 @@ class TrainArgs:
     loader_workers: int | None = (
         None  # DataLoader processes that crop (default: 0 in memory, spare cores on disk)
     )
+    head: str = "auto"  # a backbone arch: "frozen" head on cached embeddings, "finetune", or "auto" (below)
+    head_views: int = 1  # crops / time shifts embedded per training clip for a frozen head
     precision: str = "fp32"  # fp16 / bf16 mixed precision (GPU only)
     channels_last: bool = False  # GPU memory layout for the 2-D convolutions
 
@@ -235,6 +237,14 @@ def check_start(args: TrainArgs) -> None:
         fetch_imagenet(spec.name, spec.weights)
 
 
+def uses_frozen_head(args: TrainArgs, used: pd.DataFrame) -> bool:
+    """A backbone arch with head "frozen" or "auto" on a single-label task (multi-label fine-tunes)."""
+    spec = get_arch(args.arch)
+    if not spec.backbone or args.head == "finetune" or transfers_from_earshot(args.pretrained):
+        return False
+    return used.attrs.get("task") == "single" and args.pretrained != "none"
+
+
 def build_learner(
     args: TrainArgs, cfg: AudioConfig, used: pd.DataFrame, signals: dict, classes: list[str], out: Path
 ):
@@ -319,12 +329,17 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     set_seed(args.seed, reproducible=True)
     check_start(args)
+    asked = (args, cfg.replace())
     args, cfg = adopt_front_end(args, cfg)
     used, signals, failures, classes = prepare_data(args, cfg)
     if args.auto_duration:
         lengths = [signal_size(signals, p) / cfg.sample_rate for p in used.loc[~used["is_valid"], "path"]]
         cfg.duration = pick_duration(lengths)
         log.info("clip length %g s (90th percentile of the trimmed training sounds)", cfg.duration)
+    if uses_frozen_head(args, used):
+        from learner.train.frozen import run_frozen_or_scratch
+
+        return run_frozen_or_scratch(args, cfg, used, signals, failures, classes, asked, train)
     if args.auto_hop:
         cfg.hop_length = pick_hop(cfg)
     if args.auto_sample_rate or args.auto_hop:
@@ -392,6 +407,10 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
         "train": strip_local_paths({k: v for k, v in asdict(args).items() if k not in MACHINE_ARGS}),
         "versions": versions(),
     }
+    if spec.backbone and args.pretrained != "none":  # the card's attribution (licence, citation)
+        from learner.train.heads import backbone_record
+
+        config["backbone"] = backbone_record(spec.backbone, "fine-tuned")
     learn.model.eval()
     save_model_dir(out, learn.model.state_dict(), config)
     write_json(out / "metrics.json", metrics)
