@@ -6,13 +6,19 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint system-deps serve-check install-check
+.PHONY: demo test lint system-deps serve-check install-check backbone-weights
 
 $(STAMP): requirements.txt
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements.txt
+	$(MAKE) backbone-weights
 	touch $(STAMP)
+
+# The aisfx backbone's weights (CC BY 4.0) ship inside its PyPI wheel; --no-deps, because the wheel pins old
+# numpy and librosa that earshot never imports (it reads the checkpoint only, checked by its sha256).
+backbone-weights:
+	$(VENV)/bin/pip install -q --no-deps aisfx==0.1.2
 
 demo: $(STAMP)
 	$(VENV)/bin/python app.py

@@ -81,7 +81,7 @@ def run_set(name: str, seed: int, views: list[int], out: Path) -> list[dict]:
         e_tr = cached_embeddings(list(tr["path"]), signals, cfg, embed, "aisfx-499ea759", v, cache)
         e_va = cached_embeddings(list(va["path"]), signals, cfg, embed, "aisfx-499ea759", 1, cache)
         cost = time.process_time() - c0
-        for l2 in (False, True):
+        for l2 in (False, True, None):  # None: chosen by inner CV (the default)
             c1 = time.process_time()
             fit = choose_head(e_tr, y_tr, groups, l2=l2, seed=seed)
             head_cpu = time.process_time() - c1
@@ -90,7 +90,8 @@ def run_set(name: str, seed: int, views: list[int], out: Path) -> list[dict]:
                 "set": name,
                 "seed": seed,
                 "views": v,
-                "l2": l2,
+                "l2": "cv" if l2 is None else l2,
+                "l2_chosen": fit.l2,
                 "duration": cfg.duration,
                 "n_train": len(tr),
                 "n_valid": len(va),

@@ -23,7 +23,8 @@ from learner.config import AudioConfig
 
 log = logging.getLogger(__name__)
 
-C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+L2_GRID = (False, True)  # L2-normalised embeddings or not: also chosen by inner CV
 MARGIN = 0.10  # frozen head only when its inner-CV accuracy beats the log-mel reference by this much
 
 
@@ -103,18 +104,23 @@ def inner_cv_accuracy(
 
 
 def choose_head(
-    views: np.ndarray, y: np.ndarray, groups: np.ndarray, l2: bool = False, seed: int = 0
+    views: np.ndarray, y: np.ndarray, groups: np.ndarray, l2: bool | None = None, seed: int = 0
 ) -> HeadFit:
-    """C by inner cross-validation (ties → the stronger regularisation), then fitted on every clip."""
-    scores = {C: inner_cv_accuracy(views, y, groups, C, l2, seed) for C in C_GRID}
+    """C (and L2 normalisation, unless given) by inner cross-validation on the training split, two
+    shuffles of the folds averaged (ties → stronger regularisation, no L2), then fitted on every clip."""
+    grid = [(n, C) for n in ((l2,) if l2 is not None else L2_GRID) for C in C_GRID]
+    scores: dict[tuple[bool, float], float | None] = {}
+    for n, C in grid:
+        runs = [inner_cv_accuracy(views, y, groups, C, n, seed + r) for r in range(2)]
+        scores[(n, C)] = None if None in runs else float(np.mean(runs))
     if any(s is None for s in scores.values()):
-        best = 0.1
+        best = (bool(l2), 0.1)
     else:
-        best = max(C_GRID, key=lambda C: (scores[C], -C))
+        best = max(grid, key=lambda k: (round(scores[k], 6), -k[1], not k[0]))
     v = views.shape[1]
-    fit = fit_linear(views.reshape(len(y) * v, -1), np.repeat(y, v), best, l2, seed)
+    fit = fit_linear(views.reshape(len(y) * v, -1), np.repeat(y, v), best[1], best[0], seed)
     fit.inner_accuracy = scores[best]
-    fit.scores = {str(C): s for C, s in scores.items() if s is not None}
+    fit.scores = {f"l2={n} C={C}": s for (n, C), s in scores.items() if s is not None}
     return fit
 
 
