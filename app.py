@@ -1,14 +1,13 @@
-"""earshot's Gradio demo: upload or record a clip, see the top-5 labels, the log-mel the model saw, what drove
-the prediction, and a per-window timeline for long recordings. Also a Hugging Face Space (README front
-matter).
+"""earshot's Gradio demo: upload or record a clip, see the top-5 labels, the log-mel the model saw, what
+drove the prediction, and a per-window timeline for long recordings. Also a Hugging Face Space (README
+front matter).
 
-    python app.py [--model DIR_OR_USER/NAME[@rev]] [--backend auto|torch|onnx] [--host 127.0.0.1] [--port
-    7860]
+    python app.py [--model DIR_OR_USER/NAME[@rev]] [--backend auto|torch|onnx]
+                  [--host 127.0.0.1] [--port 7860]
 
-The model comes from `--model`, else `$EARSHOT_MODEL`, else the shipped speech-words model (ten command words,
-trained on real speakers: assets/speech-words), else the spoken-digits fallback (built once, offline, cached
-in
-`$EARSHOT_CACHE`, default ~/.cache/earshot). Only widgets live here: see learner/serve/demo.py.
+The model comes from `--model`, else `$EARSHOT_MODEL`, else the shipped speech-words model (ten command
+words, trained on real speakers: assets/speech-words), else the spoken-digits fallback (built once,
+offline, cached in `$EARSHOT_CACHE`, default ~/.cache/earshot). Only widgets live here: see learner/demo/.
 """
 
 from __future__ import annotations
@@ -17,6 +16,11 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent  # the Space: assets/ and examples/ ship beside app.py
+SHIPPED_MODEL = ROOT / "assets" / "speech-words"
+EXAMPLES_DIR = ROOT / "examples"
 
 
 def _args() -> argparse.Namespace | None:
@@ -54,10 +58,12 @@ import gradio as gr  # noqa: E402
 
 from jobs._cli import as_flags  # noqa: E402
 from learner.audio import DEMO_MAX_BYTES, DEMO_MAX_S, AudioDecodeError  # noqa: E402
-from learner.modeldir import strip_local_paths  # noqa: E402
-from learner.serve import demo_events  # noqa: E402
-from learner.serve.demo import ServedModel, example_files, load_model, model_info  # noqa: E402
-from learner.serve.lanes import LaneError, Lanes  # noqa: E402
+from learner.demo import events as demo_events  # noqa: E402
+from learner.demo.examples import example_files  # noqa: E402
+from learner.demo.lanes import LaneError, Lanes  # noqa: E402
+from learner.demo.model_tab import model_info  # noqa: E402
+from learner.demo.models import ServedModel, load_model  # noqa: E402
+from learner.folder import strip_local_paths  # noqa: E402
 
 log = logging.getLogger("earshot.app")
 # Tables in the Model tab: a setting name or value is one word (`sample_rate`, `timm/resnet18d.ra2_in1k`);
@@ -77,7 +83,10 @@ def _say(line: str) -> None:
 
 def _served() -> ServedModel:
     try:
-        return load_model(ARGS.model, backend=ARGS.backend, log=_say) if ARGS else load_model(log=_say)
+        from learner.train.fallback import ensure_default_model
+
+        where = dict(log=_say, shipped=SHIPPED_MODEL, fallback=ensure_default_model)
+        return load_model(ARGS.model, backend=ARGS.backend, **where) if ARGS else load_model(**where)
     except (RuntimeError, ValueError, OSError) as e:
         if __name__ == "__main__":  # a user running the app gets one line, not a traceback
             print(f"earshot: {as_flags(str(e))}", file=sys.stderr)
@@ -90,7 +99,7 @@ UPLOAD_CACHE_S = (600, 900)  # gr.Blocks(delete_cache=(every s, older than s))
 
 def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
     """The page for one loaded model (tests build it around their own model). Long uploads are read in a
-    worker process of their own, one at a time, so they never hold up short ones (learner/serve/lanes.py)."""
+    worker process of their own, one at a time, so they never hold up short ones (learner/demo/lanes.py)."""
     predictor = served.predictor
     lanes = lanes or Lanes(predictor)
     heavy = dict(
@@ -163,7 +172,7 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
                 saliency = gr.Plot(label="where the model listened", show_label=False, format="png")
             timeline = gr.Plot(label="timeline", show_label=False, visible=False, format="png")
             outputs = [labels, spectrogram, saliency, timeline, message]
-            examples = example_files(predictor.classes)
+            examples = example_files(predictor.classes, EXAMPLES_DIR)
             if examples:
                 with left:  # beside the input, so they are in view
                     gr.Examples(
@@ -175,7 +184,7 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
                         cache_examples=False,
                         label="Examples",
                     )
-        with gr.Tab("Events"):  # long recordings → timestamped events (learner/serve/demo_events.py)
+        with gr.Tab("Events"):  # long recordings → timestamped events (learner/demo/events.py)
             with gr.Row():
                 with gr.Column():
                     ev_audio = gr.Audio(

@@ -11,7 +11,7 @@ and talks to it through its HTTP API with gradio_client, as a user's script woul
   header-inflated,
   random bytes, …), and `--long-users` users keep sending, in turn, the 590 s 384 kHz 8-channel FLAC (refused
   from its header) and a 9-minute 48 kHz stereo FLAC (allowed) until the good clips are done.
-Modes: `lanes` (long files in their own worker process, learner/serve/lanes.py) and `off`
+Modes: `lanes` (long files in their own worker process, learner/demo/lanes.py) and `off`
 (EARSHOT_LONG_LANE=off:
 every request in the server's two slots, as before). Prints p50/p95 of the good clips' latency, unloaded and
 loaded, their ratio (acceptance: loaded p95 < 3× unloaded), and what the long and hostile requests got.

@@ -159,8 +159,8 @@ def score_job_pass(model: Path, rec: Path, truth: list, work: Path, threshold) -
 
 def demo_pass(pred, rec: Path, truth: list, threshold) -> tuple[dict, list]:
     """The same through the demo's Events tab function (`/events` API), without drawing."""
+    from learner.demo.events import find_events_in
     from learner.report.event_metrics import match_events
-    from learner.serve.demo_events import find_events_in
 
     rule = _chosen()
     t, cpu = time.perf_counter(), time.process_time()

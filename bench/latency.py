@@ -139,8 +139,8 @@ def build_model(root: Path) -> Path:
     import torch
 
     from learner.config import AudioConfig
+    from learner.folder import save_model_dir
     from learner.model.registry import create_model
-    from learner.modeldir import save_model_dir
     from learner.serve.export import export_model_dir
 
     torch.manual_seed(0)

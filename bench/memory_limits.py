@@ -58,8 +58,8 @@ def make_flac(path: Path, sr: int, channels: int, seconds: float) -> Path:
 
 def make_model(folder: Path) -> Path:
     from learner.config import AudioConfig
+    from learner.folder import save_model_dir
     from learner.model import create_model, get_arch
-    from learner.modeldir import save_model_dir
 
     if not (folder / "config.json").exists():
         import torch
@@ -152,7 +152,7 @@ pipe = ClipPipeline(AudioConfig())
 limits = (DEMO_MAX_S, DEMO_MAX_BYTES) if sys.argv[2] == "demo" else (SCORE_MAX_S, SCORE_MAX_BYTES)
 t = time.perf_counter()
 try:
-    pipe.decode(sys.argv[1], max_duration_s=limits[0], max_bytes=limits[1])  # as learner.serve.demo.classify
+    pipe.decode(sys.argv[1], max_duration_s=limits[0], max_bytes=limits[1])  # as the demo
     print(f"decoded in {time.perf_counter() - t:.3f} s")
 except AudioDecodeError as e:
     print(f"refused in {(time.perf_counter() - t) * 1000:.1f} ms: {e.reason}")

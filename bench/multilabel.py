@@ -146,10 +146,10 @@ def main() -> None:
     assert config["task"] == "multi", config["task"]
 
     # the same validation predictions at a fixed 0.5, side by side with the calibrated thresholds
+    from learner.data.labels import label_sets, multi_hot
     from learner.data.manifest import load_manifest
-    from learner.data.multilabel import label_sets, multi_hot
+    from learner.score.evaluate import select_rows
     from learner.serve.predictor import Predictor
-    from learner.train.evaluate import select_rows
 
     pred = Predictor.from_dir(model)
     rows = select_rows(load_manifest(manifest), "valid", config["train"], config)

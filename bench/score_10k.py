@@ -68,8 +68,8 @@ def make_files(folder: Path, n: int, bad_every: int) -> dict[str, str | None]:
 
 def make_model(folder: Path) -> Path:
     from learner.config import AudioConfig
+    from learner.folder import save_model_dir
     from learner.model.registry import create_model
-    from learner.modeldir import save_model_dir
 
     cfg = AudioConfig(sample_rate=SR, duration=1.0, n_mels=64, hop_length=256, n_fft=512)
     if not (folder / "config.json").exists():

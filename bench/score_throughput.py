@@ -53,8 +53,8 @@ def make_clips(folder: Path, n: int, sr: int, seconds: float) -> list[Path]:
 
 def make_model(folder: Path) -> Path:
     from learner.config import AudioConfig
+    from learner.folder import save_model_dir
     from learner.model.registry import create_model
-    from learner.modeldir import save_model_dir
 
     cfg = AudioConfig()
     if not (folder / "config.json").exists():
@@ -129,9 +129,9 @@ def fastai_learner(model_dir: Path, paths: list[Path]):
     from fastai.learner import Learner
 
     from learner.config import AudioConfig
+    from learner.folder import load_model_dir
     from learner.model.frontend import FrontEnd
     from learner.model.registry import create_model
-    from learner.modeldir import load_model_dir
     from learner.train.transforms import AudioBlock
 
     config, sd = load_model_dir(model_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import logging
 import re
@@ -12,28 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from learner.config import AudioConfig
-
-AUDIO_FLAGS = {  # flag → (AudioConfig field, type)
-    "--sample-rate": ("sample_rate", int),
-    "--duration": ("duration", float),
-    "--n-fft": ("n_fft", int),
-    "--hop": ("hop_length", int),
-    "--n-mels": ("n_mels", int),
-    "--f-min": ("f_min", float),
-    "--f-max": ("f_max", float),
-    "--top-db": ("top_db", float),
-    "--trim-db": ("trim_db", float),
-    "--norm": ("norm", str),
-    "--mixup": ("mixup", float),
-    "--spec-freq-mask": ("spec_freq_mask", int),
-    "--spec-time-mask": ("spec_time_mask", int),
-    "--spec-masks": ("spec_masks", int),
-    "--pad": ("pad_mode", str),
-    "--aug-pitch": ("aug_pitch", float),
-    "--aug-stretch": ("aug_stretch", float),
-    "--aug-gain-db": ("aug_gain_db", float),
-}
-
 
 TOP_K = 5  # labels per file in every job and the demo
 
@@ -157,136 +136,112 @@ def inputs_of(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]
     return items
 
 
+GROUPS = {  # group name in a field's `flag(...)` metadata → its title in --help ("" = the job's own options)
+    "": "",
+    "data": "",
+    "run": "",
+    "split": "validation split (first that applies: --valid-fold, split column, groups, random)",
+    "scaling": "scaling up (README: Scaling up)",
+    "audio": "audio and augmentation (defaults: learner.config.AudioConfig)",
+}
+
+
+def flag_fields(cls: type) -> list[tuple[dataclasses.Field, dict[str, Any]]]:
+    """The fields of a settings dataclass that a job offers as flags, with their `flag(...)` metadata."""
+    return [(f, f.metadata["flag"]) for f in dataclasses.fields(cls) if "flag" in f.metadata]
+
+
+def flag_name(f: dataclasses.Field, spec: dict[str, Any]) -> str:
+    return spec.get("name") or "--" + f.name.replace("_", "-")
+
+
+def add_field_args(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    groups: tuple[str, ...],
+    *,
+    unset: bool = False,
+    extra: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """One flag per field of `cls` whose metadata group is in `groups` (`extra`: argparse settings known
+    only at run time, by field). With `unset`, every flag defaults to None ("not given": the dataclass
+    default, or what the job picks from the data, applies)."""
+    titled: dict[str, Any] = {}
+    for f, spec in flag_fields(cls):
+        group = spec.get("group", "")
+        if group not in groups:
+            continue
+        target = parser
+        if GROUPS.get(group):
+            target = titled.setdefault(group, parser.add_argument_group(GROUPS[group]))
+        kw = {k: v for k, v in spec.items() if k not in ("name", "group", "aliases", "auto")}
+        kw.update((extra or {}).get(f.name, {}))
+        default = None if f.default is dataclasses.MISSING else f.default
+        if f.default is dataclasses.MISSING:
+            kw["required"] = True
+        elif isinstance(default, bool) and not unset:
+            kw["action"] = argparse.BooleanOptionalAction if default else "store_true"
+        elif "type" not in kw and default is not None and "choices" not in kw:
+            kw["type"] = type(default)
+        if unset and "auto" not in spec and default is not None:
+            kw["help"] = f"{kw['help']} (default: {default})"
+        kw["default"] = None if unset else default
+        target.add_argument(flag_name(f, spec), *spec.get("aliases", ()), dest=f.name, **kw)
+
+
+def field_values(args: argparse.Namespace, cls: type, *, given_only: bool = False) -> dict[str, Any]:
+    """The parsed flags of `cls`'s fields (only those given on the command line, with `given_only`)."""
+    values = {f.name: getattr(args, f.name) for f, _ in flag_fields(cls) if hasattr(args, f.name)}
+    if given_only:
+        values = {k: v for k, v in values.items() if v is not None}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
 def add_audio_args(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("audio and augmentation (defaults: learner.config.AudioConfig)")
-    defaults = AudioConfig()
-    for flag, (name, typ) in AUDIO_FLAGS.items():
-        default = getattr(defaults, name)
-        hint = (
-            f"default: {default}"
-            if flag != "--duration"
-            else "seconds; jobs.train picks it from the data by default"
-        )
-        g.add_argument(flag, type=typ, default=None, help=hint)
-    g.add_argument(
-        "--aug-noise-snr",
-        type=float,
-        nargs=2,
-        metavar=("LO", "HI"),
-        default=None,
-        help="additive noise at a random SNR in [LO, HI] dB while training",
-    )
+    add_field_args(parser, AudioConfig, ("audio",), unset=True)
 
 
 def audio_config(args: argparse.Namespace, base: AudioConfig | None = None) -> AudioConfig:
-    changes: dict[str, Any] = {
-        name: getattr(args, flag[2:].replace("-", "_"))
-        for flag, (name, _) in AUDIO_FLAGS.items()
-        if getattr(args, flag[2:].replace("-", "_")) is not None
-    }
-    if args.aug_noise_snr is not None:
-        changes["aug_noise_snr"] = tuple(args.aug_noise_snr)
-    return (base or AudioConfig()).replace(**changes)
+    return (base or AudioConfig()).replace(**field_values(args, AudioConfig, given_only=True))
 
 
 def add_split_args(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group(
-        "validation split (first that applies: --valid-fold, split column, groups, random)"
-    )
-    g.add_argument("--valid-pct", type=float, default=0.2, help="share held out (random or by group)")
-    g.add_argument("--valid-fold", type=int, default=None, help="hold out this value of the fold column")
-    g.add_argument("--group-col", default=None, help="column naming a speaker/recording; never on both sides")
-    g.add_argument("--group-regex", default=None, help="regex on the file name; its first group is the group")
-    g.add_argument("--seed", type=int, default=42, help="random split and training seed")
+    from learner.train.args import TrainArgs
+
+    add_field_args(parser, TrainArgs, ("split",))
 
 
 def add_fit_args(parser: argparse.ArgumentParser) -> None:
     """What every training job takes besides data, arch and output (jobs.train and jobs.compare)."""
+    from learner.train.args import TrainArgs
+
+    add_field_args(parser, TrainArgs, ("", "scaling"))
     parser.add_argument(
-        "--epochs", type=int, default=15, help="chosen on held-out real speakers (bench/RESULTS.md)"
-    )
-    parser.add_argument("--lr", default="3e-3", help="learning rate, or 'auto' for fastai's lr_find")
-    parser.add_argument("--bs", type=int, default=32, help="batch size")
-    parser.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing ε of the loss")
-    parser.add_argument(
-        "--min-steps",
-        type=int,
-        default=0,
-        help="small training sets get more epochs until they take this many optimiser steps",
-    )
-    parser.add_argument(
-        "--keep-best",
-        action="store_true",
-        help="keep the epoch with the lowest validation loss (its validation figures are then optimistic)",
-    )
-    parser.add_argument(
-        "--freeze-epochs", type=int, default=1, help="epochs training only the new head (pretrained runs)"
-    )
-    parser.add_argument("--cache-dir", default=None, help="also cache decoded signals on disk here")
-    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPU count)")
-    g = parser.add_argument_group("scaling up (README: Scaling up)")
-    g.add_argument(
-        "--signals",
-        default="auto",
-        choices=["auto", "memory", "disk"],
-        help="keep decoded signals in memory or in the on-disk store; auto: disk when they would not fit",
-    )
-    g.add_argument(
-        "--store",
-        default=None,
-        metavar="DIR",
-        help="on-disk signal store folder, reused across runs (implies --signals disk; "
-        "default: $EARSHOT_STORE or ~/.cache/earshot/signals)",
-    )
-    g.add_argument(
-        "--loader-workers",
-        type=int,
-        default=None,
-        help="DataLoader processes that crop and augment (default: 0 in memory, spare cores with the store)",
-    )
-    g.add_argument(
-        "--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="mixed precision (GPU only)"
-    )
-    g.add_argument(
         "--fp16", dest="precision", action="store_const", const="fp16", help="same as --precision fp16"
     )
-    g.add_argument("--channels-last", action="store_true", help="channels_last memory layout (GPU only)")
     add_quiet_arg(parser, "no progress bars")
 
 
-def train_args(args: argparse.Namespace, **extra: Any):
-    """A `TrainArgs` from the parsed fit, split and audio flags; `extra` adds what only one job has."""
-    from learner.train.fit import TrainArgs
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """What jobs.train offers itself: --data, --out, --arch, --pretrained, --pickle, --task, ..."""
+    from learner.train.args import TrainArgs
 
-    return TrainArgs(
-        data=args.data,
-        out=args.out,
-        epochs=args.epochs,
-        lr=args.lr if args.lr == "auto" else float(args.lr),
-        bs=args.bs,
-        pretrained=args.pretrained,
-        valid_pct=args.valid_pct,
-        valid_fold=args.valid_fold,
-        group_col=args.group_col,
-        group_regex=args.group_regex,
-        seed=args.seed,
-        freeze_epochs=args.freeze_epochs,
-        label_smoothing=args.label_smoothing,
-        keep_best=args.keep_best,
-        min_steps=args.min_steps,
-        workers=args.workers,
-        cache_dir=args.cache_dir,
+    add_field_args(parser, TrainArgs, ("data", "run"), extra={"arch": {"choices": list(archs())}})
+
+
+def train_args(args: argparse.Namespace, **extra: Any):
+    """A `TrainArgs` from the parsed flags; `extra` adds or overrides what only one job has."""
+    from learner.train.args import TrainArgs
+
+    values = field_values(args, TrainArgs)
+    values.update(
         progress=not args.quiet,
         auto_duration=args.duration is None,
         auto_sample_rate=args.sample_rate is None,
-        auto_hop=args.hop is None,
-        signals=args.signals,
-        store=args.store,
-        loader_workers=args.loader_workers,
-        precision=args.precision,
-        channels_last=args.channels_last,
+        auto_hop=args.hop_length is None,
         **extra,
     )
+    return TrainArgs(**values)
 
 
 # learner/ errors name the setting (`field`); a job names its flag instead
@@ -305,7 +260,7 @@ def cli_message(e: BaseException) -> str:
 
 # learner/ names the fields of its calls in errors (`pretrained=none`, `resume=True`); a job says them as
 # flags.
-FIELD_FLAGS = {name: flag for flag, (name, _) in AUDIO_FLAGS.items()} | {
+FIELD_FLAGS = {f.name: flag_name(f, spec) for f, spec in flag_fields(AudioConfig)} | {
     "source": "--from",
     "data": "--data",
     "n_folds": "--n-folds",
@@ -368,7 +323,7 @@ def run(main: Callable[[], int | None]) -> None:
     """Run a job: user errors become one line on stderr and exit code 1 (no traceback); library messages
     that name fields (`pretrained=none`) are said as flags (`--pretrained none`)."""
     from learner.audio.decode import AudioDecodeError
-    from learner.modeldir import ModelDirError
+    from learner.folder import ModelDirError
 
     # learner.data.manifest.ManifestError is a ValueError too; importing it here would load pandas into every
     # job

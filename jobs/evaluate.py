@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from learner.report.metrics import summary_line
     from learner.report.multilabel import multilabel_summary
+    from learner.score.evaluate import evaluate
     from learner.serve.predictor import Predictor
-    from learner.train.evaluate import evaluate
 
     predictor = Predictor.from_pretrained(args.model, backend=args.backend)
     m = evaluate(

@@ -19,6 +19,7 @@ import argparse
 
 from jobs._cli import add_backend_arg, add_inputs_arg, add_quiet_arg, add_top_k_arg, inputs_of, run
 from jobs._cli import parser as new_parser
+from learner.score.event_writers import EVENT_WRITERS
 
 DEFAULT_THRESHOLD = 0.5  # when the model's config.json has no thresholds (learner.serve.events)
 
@@ -91,18 +92,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--event-min", type=_seconds, default=0.0, metavar="S", help="drop events shorter than S s"
     )
-    e.add_argument(
-        "--raven",
-        default=None,
-        metavar="DIR",
-        help="also write one Raven selection table per input file here",
-    )
-    e.add_argument(
-        "--audacity",
-        default=None,
-        metavar="DIR",
-        help="also write one Audacity label file per input file here",
-    )
+    for writer in EVENT_WRITERS.values():  # one flag per event format
+        e.add_argument(f"--{writer.name}", default=None, metavar="DIR", help=f"also write {writer.help} here")
     add_top_k_arg(p)
     g = p.add_mutually_exclusive_group()
     g.add_argument(
@@ -154,8 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         ("--threshold", args.threshold is not None),
         ("--event-gap", args.event_gap > 0),
         ("--event-min", args.event_min > 0),
-        ("--raven", args.raven),
-        ("--audacity", args.audacity),
+        *((f"--{name}", getattr(args, name)) for name in EVENT_WRITERS),
     ):
         if given and args.windows is None:
             raise ValueError(f"{flag} needs --windows WIN,HOP (events are found over windows)")
@@ -213,11 +203,12 @@ def main(argv: list[str] | None = None) -> int:
         summary = score(inputs, predictor, opts)
     for line in summary.lines():
         print(f"earshot: {line}")
-    if args.raven or args.audacity:
-        from learner.score.exports import export_events
+    dirs = {name: getattr(args, name) for name in EVENT_WRITERS if getattr(args, name)}
+    if dirs:
+        from learner.score.event_writers import export_events
 
-        ex = export_events(args.out, raven_dir=args.raven, audacity_dir=args.audacity)
-        where = " and ".join(d for d in (args.raven, args.audacity) if d)
+        ex = export_events(args.out, dirs)
+        where = " and ".join(str(d) for d in dirs.values())
         print(f"earshot: exported {ex.events} event(s) of {ex.files} file(s) → {where}")
     return 0
 

@@ -2,8 +2,8 @@
 
 python -m jobs.train --data PATH --out DIR [--arch xresnet18] [--epochs N] [--lr X|auto] [--bs N]
                      [--pretrained imagenet|none|PATH] [split options] [audio options]
-torchrun --nproc_per_node N -m jobs.train ...      (or accelerate launch -m jobs.train ...: README "Scaling
-up")
+torchrun --nproc_per_node N -m jobs.train ...
+    (or accelerate launch -m jobs.train ...: README "Scaling up")
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import argparse
 from jobs._cli import (
     add_audio_args,
     add_fit_args,
+    add_run_args,
     add_split_args,
     archs,
     audio_config,
@@ -25,54 +26,8 @@ from jobs._cli import parser as new_parser
 
 def parser() -> argparse.ArgumentParser:
     p = new_parser("python -m jobs.train", __doc__)
-    p.add_argument(
-        "--data",
-        required=True,
-        help="folder-per-class, CSV manifest (path,label or path,labels[,fold|split|group]) or recipe name",
-    )
-    p.add_argument("--out", "--output", dest="out", required=True, help="model directory to write")
-    p.add_argument("--arch", default="xresnet18", choices=list(archs()))
-    p.add_argument(
-        "--pretrained",
-        default="imagenet",
-        help="imagenet (timm resnet-d weights, needs the network; for a backbone arch: the backbone's own "
-        "published weights), none, a weights file, or an earshot model dir/Hub id",
-    )
-    p.add_argument(
-        "--head",
-        default="auto",
-        choices=("auto", "frozen", "finetune"),
-        help="with a backbone arch (aisfx, panns_cnn10): frozen = a linear head on cached embeddings "
-        "(seconds), finetune = head first, then the whole network; auto = frozen when inner CV on the "
-        "training split shows the backbone helps, else xresnet18 from scratch",
-    )
-    p.add_argument(
-        "--head-views",
-        type=int,
-        default=1,
-        help="frozen head: crops/time shifts embedded per training clip (augmentation, 1-5)",
-    )
-    p.add_argument(
-        "--pickle",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also write the fastai model.pkl export (--no-pickle skips it)",
-    )
+    add_run_args(p)
     p.add_argument("--cv", action="store_true", help="cross-validate: one model per value of the fold column")
-    p.add_argument(
-        "--task",
-        default="auto",
-        choices=("auto", "single", "multi"),
-        help="multi = several labels per clip (sigmoid outputs); auto = multi when a manifest row has "
-        "more or fewer than one label (a `labels` column or 0/1 class columns)",
-    )
-    p.add_argument(
-        "--target-precision",
-        type=float,
-        default=None,
-        metavar="P",
-        help="per-class thresholds that reach precision P on validation (default: maximum F1)",
-    )
     p.add_argument(
         "--threads",
         default="auto",
@@ -90,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     # before torch is even imported: offline fails in seconds, in one line (a backbone arch starts from its
     # own weights, installed by make)
     if args.pretrained == "imagenet" and args.arch not in backbone_archs():
-        from learner.hub import fetch_imagenet
+        from learner.weights import fetch_imagenet
 
         fetch_imagenet(args.arch, archs()[args.arch])
     from learner.train.threads import configure_threads
@@ -100,15 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     from learner.train import train
     from learner.train.distributed import is_main_process
 
-    targs = train_args(
-        args,
-        arch=args.arch,
-        pickle=args.pickle,
-        task=args.task,
-        target_precision=args.target_precision,
-        head=args.head,
-        head_views=args.head_views,
-    )
+    targs = train_args(args)
     cfg = audio_config(args)
     if args.cv:
         from learner.train.crossval import cross_validate

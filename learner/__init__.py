@@ -18,11 +18,11 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "AudioConfig": "learner.config",
     "ClipPipeline": "learner.audio.pipeline",
-    "Prediction": "learner.serve.predictor",
+    "Prediction": "learner.serve.prediction",
     "Predictor": "learner.serve.predictor",
     "BACKENDS": "learner.serve.backends",
-    "TrainArgs": "learner.train.fit",
-    "evaluate": "learner.train.evaluate",
+    "TrainArgs": "learner.train.args",
+    "evaluate": "learner.score.evaluate",
     "resolve": "learner.hub",
     "push": "learner.hub",
 }

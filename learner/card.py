@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from learner.hub import _read_json, check_model_dir
-from learner.modeldir import strip_local_paths
+from learner.folder import check_model_dir, read_json, strip_local_paths
 
 CARD_MARK = "<!-- earshot model card: written by learner/hub.py, refreshed on every push -->"
 
@@ -45,7 +44,7 @@ def write_model_card(model_dir: str | Path, *, repo_id: str | None = None, overw
 def model_card(model_dir: str | Path, *, repo_id: str | None = None) -> str:
     """The card text: YAML front matter the Hub indexes (library, task, tags, model-index), then the card."""
     path = check_model_dir(model_dir, required=("config.json",))
-    cfg, metrics = _read_json(path / "config.json"), _read_json(path / "metrics.json")
+    cfg, metrics = read_json(path / "config.json"), read_json(path / "metrics.json")
     return (
         f"---\n{_card_metadata(path, cfg, metrics, repo_id)}---\n\n{_card_body(path, cfg, metrics, repo_id)}"
     )

@@ -4,8 +4,29 @@ the scorer and evaluation rebuild exactly the pipeline the model was trained wit
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+CACHE_ENV = "EARSHOT_CACHE"
+
+
+def flag(help: str, *, name: str | None = None, group: str = "", **argparse: Any) -> dict[str, Any]:
+    """Field metadata saying how a job offers this setting on the command line (`jobs._cli` turns every
+    field that has it into a flag): its help, its flag (default `--field-name`), its group, and argparse
+    extras (`type`, `choices`, `metavar`, `aliases`). A new flag is one field with this metadata."""
+    return {"flag": {"help": help, "name": name, "group": group, **argparse}}
+
+
+def audio_flag(help: str, **kw: Any) -> dict[str, Any]:
+    """`flag` in the "audio" group: the preprocessing and augmentation settings every training job takes."""
+    return flag(help, group="audio", **kw)
+
+
+def cache_home() -> Path:
+    """`$EARSHOT_CACHE`, default `~/.cache/earshot`: models/, datasets/ and converted weights."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "earshot").expanduser()
 
 
 @dataclass
@@ -20,31 +41,74 @@ class AudioConfig:
     Augmentation settings (`spec_*`, `mixup`, waveform `aug_*`) act during training only.
     """
 
-    sample_rate: int = 22050
-    duration: float = 5.0
-    trim_db: float | None = 60.0
-    trim_mode: str = "edges"  # "edges" trims leading/trailing silence; "all" also drops silent gaps
-    pad_mode: str = "zeros"  # short clips: placed in silence ("zeros"; randomly while training) or "repeat"ed
-    n_fft: int = 512
-    hop_length: int = (
-        512  # jobs.train picks it from the clip length (about 100 frames a clip, 10 ms at least)
+    sample_rate: int = field(
+        default=22050,
+        metadata=audio_flag(
+            "Hz; jobs.train uses the files' own rate (at most 22.05 kHz) unless given", auto=True
+        ),
     )
-    n_mels: int = 64
-    f_min: float = 20.0
-    f_max: float | None = None
-    top_db: float | None = 80.0
+    duration: float = field(
+        default=5.0, metadata=audio_flag("seconds; jobs.train picks it from the data by default", auto=True)
+    )
+    trim_db: float | None = field(
+        default=60.0, metadata=audio_flag("trim silence quieter than this many dB below the peak")
+    )
+    trim_mode: str = "edges"  # "edges" trims leading/trailing silence; "all" also drops silent gaps
+    pad_mode: str = field(
+        default="zeros",
+        metadata=audio_flag(
+            "short clips: placed in silence (zeros) or repeated", name="--pad", choices=("zeros", "repeat")
+        ),
+    )
+    n_fft: int = field(default=512, metadata=audio_flag("FFT size of the log-mel"))
+    hop_length: int = field(
+        default=512,
+        metadata=audio_flag(
+            "STFT hop; jobs.train picks it from the clip length (about 100 frames a clip, 10 ms at least)",
+            name="--hop",
+            auto=True,
+        ),
+    )
+    n_mels: int = field(default=64, metadata=audio_flag("mel bands"))
+    f_min: float = field(default=20.0, metadata=audio_flag("lowest mel frequency (Hz)"))
+    f_max: float | None = field(
+        default=None,
+        metadata=audio_flag("highest mel frequency (Hz; default: half the sample rate)", type=float),
+    )
+    top_db: float | None = field(
+        default=80.0, metadata=audio_flag("dynamic range kept below each clip's loudest value (dB)")
+    )
     n_mfcc: int = 40
-    norm: str = "clip"
+    norm: str = field(
+        default="clip", metadata=audio_flag("feature normalisation", choices=("clip", "dataset", "none"))
+    )
     norm_stats: tuple[float, float] = (0.0, 1.0)
     # training-time augmentation
-    spec_freq_mask: int = 24
-    spec_time_mask: int = 40
-    spec_masks: int = 2
-    mixup: float = 0.0
-    aug_pitch: float = 0.0  # semitones (±); 0 disables
-    aug_stretch: float = 0.0  # rate spread (0.2 → 0.8–1.2); 0 disables
-    aug_noise_snr: tuple[float, float] | None = None  # dB range of additive noise
-    aug_gain_db: float = 0.0  # ± dB
+    spec_freq_mask: int = field(
+        default=24, metadata=audio_flag("SpecAugment: widest frequency mask (mel bands)")
+    )
+    spec_time_mask: int = field(default=40, metadata=audio_flag("SpecAugment: widest time mask (frames)"))
+    spec_masks: int = field(default=2, metadata=audio_flag("SpecAugment: masks of each kind per clip"))
+    mixup: float = field(default=0.0, metadata=audio_flag("MixUp α (0 disables)"))
+    aug_pitch: float = field(
+        default=0.0,
+        metadata=audio_flag("random pitch shift of ± this many semitones while training (0 disables)"),
+    )
+    aug_stretch: float = field(
+        default=0.0, metadata=audio_flag("random time stretch spread (0.2 → rates 0.8–1.2; 0 disables)")
+    )
+    aug_noise_snr: tuple[float, float] | None = field(
+        default=None,
+        metadata=audio_flag(
+            "additive noise at a random SNR in [LO, HI] dB while training",
+            type=float,
+            nargs=2,
+            metavar=("LO", "HI"),
+        ),
+    )
+    aug_gain_db: float = field(
+        default=0.0, metadata=audio_flag("random gain of ± this many dB while training (0 disables)")
+    )
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

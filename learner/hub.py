@@ -8,7 +8,6 @@ one `HubError` with a one-line message; jobs print it instead of a traceback.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
@@ -17,12 +16,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from learner.modeldir import (
+from learner import folder
+from learner.folder import (
     CARD,
     CONFIG,
     METRICS,
     PICKLE,
     WEIGHTS,
+    ModelDirError,
     read_config,
     strip_local_paths,
     write_json,
@@ -65,14 +66,11 @@ def parse_hub_ref(ref: str) -> tuple[str, str | None] | None:
 
 
 def check_model_dir(model_dir: str | Path, required: tuple[str, ...] = REQUIRED_FILES) -> Path:
-    """The folder as a Path, or a HubError naming what is missing (before any network call)."""
-    path = Path(model_dir).expanduser()
-    if not path.is_dir():
-        raise HubError(f"{path}: no such model directory")
-    missing = [name for name in required if not (path / name).is_file()]
-    if missing:
-        raise HubError(f"{path} is not a complete earshot model directory: missing {', '.join(missing)}")
-    return path
+    """`learner.folder.check_model_dir` as a HubError (what jobs.push prints), before any network call."""
+    try:
+        return folder.check_model_dir(model_dir, required)
+    except ModelDirError as e:
+        raise HubError(str(e)) from None
 
 
 def push(
@@ -321,97 +319,6 @@ def _hub_errors(
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except ValueError as e:
-        raise HubError(f"{path} is not valid JSON ({e})") from e
-
-
-# ---- ImageNet starting weights: fetched (or found in the cache) before any audio is decoded, torch-free ----
-
-IMAGENET_FILE = "model.safetensors"
-PROBE_TIMEOUT_S = 2.0  # one HEAD request: an offline machine answers in milliseconds (DNS) or after this
-
-
-class PretrainedError(RuntimeError):
-    """Starting weights could not be loaded; the message is one line that says what to do.
-
-    `problem` is what went wrong and `field` the setting that chose the weights, so a CLI can name its
-    own flag instead of the field (`jobs._cli.run`).
-    """
-
-    def __init__(self, problem: str, field: str | None = None) -> None:
-        self.problem, self.field = problem, field
-        fix = f"; set {field} to a weights file, an earlier earshot model or 'none'" if field else ""
-        super().__init__(problem + fix)
-
-
-def _weights_offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in {
-        "1",
-        "ON",
-        "YES",
-        "TRUE",
-    }
-
-
-def _unreachable(repo: str, filename: str, timeout_s: float) -> str | None:
-    """None when the Hub answers one HEAD request within `timeout_s`, else a short reason (one line).
-
-    huggingface_hub retries a failed request five times with back-off (about 20 s, one stderr line per
-    try); probing once first keeps an offline start fast and quiet.
-    """
-    import urllib.error
-    import urllib.request
-    from urllib.parse import urlsplit
-
-    from huggingface_hub import constants, hf_hub_url
-
-    url = hf_hub_url(repo, filename, endpoint=os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
-    slow = f"no answer from {urlsplit(url).netloc} within {timeout_s:g} s"
-    try:
-        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout_s).close()
-    except urllib.error.HTTPError:
-        return None  # the Hub answered; what it said is for the download to judge
-    except TimeoutError:
-        return slow
-    except OSError as e:  # URLError and socket errors
-        reason = getattr(e, "reason", e)
-        if isinstance(reason, TimeoutError):
-            return slow
-        text = " ".join(str(getattr(reason, "strerror", None) or reason).split())
-        return f"{urlsplit(url).netloc}: {text}" if text else type(e).__name__
-    return None
-
-
-def fetch_imagenet(arch: str, weights: str | None, timeout_s: float = PROBE_TIMEOUT_S) -> Path:
-    """The local path of `arch`'s ImageNet weights (Hub id `weights`): from the Hugging Face cache, else
-    downloaded now. Imports no torch.
-
-    Called before any audio is decoded (`learner.train.check_start`, and by jobs.train before it even
-    imports torch), so an offline run fails within `timeout_s` with one line instead of after decoding
-    the data and five retries.
-    """
-    if weights is None:
-        raise PretrainedError(f"{arch} has no ImageNet weights (pretrained='imagenet')", field="pretrained")
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
-
-    cached = try_to_load_from_cache(
-        weights, IMAGENET_FILE
-    )  # a look in the cache folder: no request, no headers
-    if isinstance(cached, str) and Path(cached).is_file():
-        return Path(cached)
-    where = f"ImageNet weights for {arch} ({weights} on the Hugging Face Hub) are not cached here"
-    if _weights_offline():
-        raise PretrainedError(f"{where} and HF_HUB_OFFLINE is set", field="pretrained")
-    reason = _unreachable(weights, IMAGENET_FILE, timeout_s)
-    if reason:
-        raise PretrainedError(f"{where} and the Hub cannot be reached ({reason})", field="pretrained")
-    try:
-        return Path(hf_hub_download(weights, IMAGENET_FILE))
-    except Exception as e:  # DNS, HTTP, a dropped connection: all mean the same thing to the user
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise PretrainedError(
-            f"{where} and the download failed ({' '.join(first.split())})", field="pretrained"
-        ) from None
+        return folder.read_json(path)
+    except ModelDirError as e:
+        raise HubError(str(e)) from None

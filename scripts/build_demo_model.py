@@ -89,7 +89,7 @@ def main() -> None:
         "--quiet",
     )
 
-    from learner.modeldir import strip_local_paths
+    from learner.folder import strip_local_paths
 
     DEST.mkdir(parents=True, exist_ok=True)
     config = strip_local_paths(json.loads((work / "config.json").read_text()))

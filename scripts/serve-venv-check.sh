@@ -42,7 +42,7 @@ import torch
 
 from learner.config import AudioConfig
 from learner.serve.export import export_model_dir
-from learner.modeldir import save_model_dir
+from learner.folder import save_model_dir
 from learner.model.registry import create_model
 from tests.synthetic import make_dataset
 

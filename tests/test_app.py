@@ -1,5 +1,5 @@
 """The Gradio demo: `app.demo` launched on 127.0.0.1 and driven through `gradio_client` and headless Chromium,
-plus its library side (learner.serve.demo, learner.model.saliency) on the session's trained model."""
+plus its library side (learner.demo, learner.model.saliency) on the session's trained model."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import pytest
 import soundfile as sf
 
 from tests.synthetic import make_sound
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SR = 16000
 
@@ -121,7 +123,8 @@ def test_bad_uploads_get_a_clear_error_and_the_server_keeps_serving(client, clip
 
 
 def test_model_tab_and_examples(app_module, trained_model):
-    from learner.serve.demo import example_files, model_info
+    from learner.demo.examples import example_files
+    from learner.demo.model_tab import model_info
 
     served = app_module.served
     info = model_info(served.predictor, served.folder)
@@ -132,17 +135,18 @@ def test_model_tab_and_examples(app_module, trained_model):
     )
     assert "| sample_rate | `16000` |" in info.audio and "| epochs | `2` |" in info.training
     assert info.confusion_png is not None and Path(info.confusion_png).is_file()
-    assert example_files(served.predictor.classes) == []  # digits examples are not offered to a 4-class model
+    examples = ROOT / "examples"
+    assert example_files(served.predictor.classes, examples) == []  # no digits examples for a 4-class model
     from learner.data.synth import DIGITS
 
-    shipped = example_files(list(DIGITS))
+    shipped = example_files(list(DIGITS), examples)
     assert len(shipped) >= 3 and all(Path(p).stat().st_size < 200_000 for p in shipped)
 
 
 def test_a_backend_without_torch_model_gets_occlusion_saliency(app_module, clips):
     import copy
 
-    from learner.serve.demo import classify
+    from learner.demo.classify import classify
 
     class Opaque:  # like ONNX Runtime: logits out, no torch model to differentiate
         name = "opaque"
@@ -192,14 +196,14 @@ def test_saliency_follows_the_tone(trained_model, clips):
 
 def test_default_model_is_built_once_and_cached(tmp_path, monkeypatch):
     from learner.data.synth import DIGITS, espeak_available
-    from learner.serve import demo
+    from learner.train import fallback
 
     if not espeak_available():
         pytest.skip("espeak-ng is not available (pip install espeakng-loader)")
     monkeypatch.setenv("EARSHOT_CACHE", str(tmp_path))
     monkeypatch.delenv("EARSHOT_DATA", raising=False)
     lines: list[str] = []
-    folder = demo.ensure_default_model(
+    folder = fallback.ensure_default_model(
         log=lines.append,
         voices=["en-us", "en+f3", "en-gb-scotland+m4"],
         per_voice=2,
@@ -212,27 +216,27 @@ def test_default_model_is_built_once_and_cached(tmp_path, monkeypatch):
         and any("[2/2]" in s for s in lines)
         and "default model ready" in lines[-1]
     )
-    from learner.modeldir import read_config
+    from learner.folder import read_config
 
     assert read_config(folder)["classes"] == sorted(DIGITS)
     assert not list(folder.parent.glob(".*.tmp"))  # built aside, renamed into place
     again: list[str] = []
     assert (
-        demo.ensure_default_model(log=again.append) == folder and again == []
+        fallback.ensure_default_model(log=again.append) == folder and again == []
     )  # cached: no rebuild, no output
 
 
 def test_no_espeak_says_what_to_do(tmp_path, monkeypatch):
     from learner.data import synth
-    from learner.serve import demo
+    from learner.train import fallback
 
     def unavailable(*a, **k):
         raise synth.EspeakUnavailableError("espeak-ng is not available (no system libespeak-ng)")
 
     monkeypatch.setenv("EARSHOT_CACHE", str(tmp_path))
     monkeypatch.setattr(synth, "ensure_spoken_digits", unavailable)
-    with pytest.raises(demo.DemoModelError) as err:
-        demo.ensure_default_model(log=lambda s: None)
+    with pytest.raises(fallback.DefaultModelError) as err:
+        fallback.ensure_default_model(log=lambda s: None)
     msg = str(err.value)
     assert "pip install espeakng-loader" in msg and "model=DIR_OR_USER/NAME" in msg and "EARSHOT_MODEL" in msg
     assert "--" not in msg  # the library names fields; app.py says them as flags (test_app_... below)

@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-import learner.train.compare
+import learner.score.compare
 import learner.train.fit
 from learner.config import AudioConfig
+from learner.folder import load_model_dir, read_config
 from learner.model.pretrained import PretrainedError
 from learner.model.registry import get_arch
-from learner.modeldir import load_model_dir, read_config
 from learner.serve.predictor import Predictor
 from learner.train.transforms import AudioTensor, WaveAugment
 from tests.synthetic import make_dataset
@@ -81,10 +81,10 @@ def compared(tiny_dir, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("compare")
     results, starts = {}, {}
-    real_train = learner.train.compare.train
+    real_train = learner.score.compare.train
     with pytest.MonkeyPatch.context() as mp:
         _spy_starts(mp, starts)
-        mp.setattr(learner.train.compare, "train", lambda a, c: results.setdefault(a.arch, real_train(a, c)))
+        mp.setattr(learner.score.compare, "train", lambda a, c: results.setdefault(a.arch, real_train(a, c)))
         assert (
             main(
                 [
@@ -166,13 +166,13 @@ def test_conv1d_raw_is_sized_by_the_configured_clip_and_predicts_longer_files(co
 
 
 def test_pretrained_imagenet_is_recorded_per_arch_and_offline_is_one_line(tiny_dir, tmp_path, monkeypatch):
-    starts = learner.train.compare.plan_starts(["xresnet18", "conv1d_raw", "mfcc_cnn1d"], "imagenet")
+    starts = learner.score.compare.plan_starts(["xresnet18", "conv1d_raw", "mfcc_cnn1d"], "imagenet")
     assert starts["xresnet18"][0] == "imagenet"
     assert (
         starts["conv1d_raw"] == ("none", "no ImageNet weights: from scratch")
         and starts["mfcc_cnn1d"][0] == "none"
     )
-    pairs = learner.train.compare.plan_starts(["xresnet18", "conv1d_raw"], "conv1d_raw=/some/model")
+    pairs = learner.score.compare.plan_starts(["xresnet18", "conv1d_raw"], "conv1d_raw=/some/model")
     assert pairs == {
         "xresnet18": ("none", "not named in --pretrained: from scratch"),
         "conv1d_raw": ("/some/model", "as asked"),
@@ -182,7 +182,7 @@ def test_pretrained_imagenet_is_recorded_per_arch_and_offline_is_one_line(tiny_d
 
     args = TrainArgs(data=str(tiny_dir), out=str(tmp_path / "c"), epochs=1, progress=False)
     with pytest.raises(PretrainedError, match="set pretrained to .* or 'none'") as e:
-        learner.train.compare.compare(["conv1d_raw", "xresnet18"], args, AudioConfig(**TINY))
+        learner.score.compare.compare(["conv1d_raw", "xresnet18"], args, AudioConfig(**TINY))
     assert (
         "\n" not in str(e.value) and not (tmp_path / "c" / "conv1d_raw").exists()
     )  # failed before any training
@@ -401,11 +401,11 @@ def test_crossval_and_compare_share_one_fold_planner(tmp_path):
         plan_folds(written, plan.data, tmp_path, 3)
     with pytest.raises(ManifestError, match="n_folds=K"):
         plan_folds(df, "data.csv", tmp_path, None)
-    import learner.train.compare
+    import learner.score.compare
     import learner.train.crossval
 
     for module in (
-        learner.train.compare,
+        learner.score.compare,
         learner.train.crossval,
     ):  # neither plans (or plots curves) on its own
         assert module.plan_folds is plan_folds and not hasattr(module, "assign_folds")

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from learner.audio.decode import AUDIO_EXTENSIONS, AudioDecodeError
+from learner.demo.classify import classify
 from learner.score.local import ScoreOptions, score
 from learner.score.rows import MIN_DURATION_S
-from learner.serve.demo import classify
 from learner.serve.predictor import Predictor
 from tests import audio_corpus
 

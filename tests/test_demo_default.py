@@ -8,32 +8,35 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "assets" / "speech-words"
 WORDS = ["down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes"]
 
 
 def test_the_default_demo_model_is_the_shipped_real_speech_model(monkeypatch):
-    from learner.serve import demo
+    from learner.demo import model_tab, models
 
-    monkeypatch.delenv(demo.MODEL_ENV, raising=False)
-    monkeypatch.setattr(
-        demo, "ensure_default_model", lambda **kw: pytest.fail("built a model instead of the shipped one")
+    monkeypatch.delenv(models.MODEL_ENV, raising=False)
+    served = models.load_model(
+        log=lambda s: None,
+        shipped=SHIPPED,
+        fallback=lambda **kw: pytest.fail("built a model instead of the shipped one"),
     )
-    served = demo.load_model(log=lambda s: None)
-    assert served.folder == demo.SHIPPED_MODEL
+    assert served.folder == SHIPPED
     assert served.predictor.classes == WORDS
     assert served.predictor.backend.name == "onnx-int8"  # auto picks the only weights the folder has
     metrics = json.loads((served.folder / "metrics.json").read_text())
     assert "real speakers not used in training" in metrics["split"] and metrics["accuracy"] >= 0.9
     assert metrics["n_samples"] >= 600
-    info = demo.model_info(served.predictor, served.folder)
+    info = model_tab.model_info(served.predictor, served.folder)
     assert "real speakers not used in training" in info.summary and "/work" not in info.summary
 
 
 def test_the_examples_are_real_held_out_speakers_and_mostly_recognised():
-    from learner.serve import demo
+    from learner.demo.examples import example_files
+    from learner.demo.models import load_model
 
-    served = demo.load_model(str(demo.SHIPPED_MODEL), log=lambda s: None)
-    files = demo.example_files(served.predictor.classes)
+    served = load_model(str(SHIPPED), log=lambda s: None)
+    files = example_files(served.predictor.classes, ROOT / "examples")
     words = sorted(Path(f).stem for f in files if "-" not in Path(f).stem)
     assert words == WORDS
     right = sum(
@@ -47,9 +50,9 @@ def test_the_examples_are_real_held_out_speakers_and_mostly_recognised():
 
 
 def test_a_long_recording_of_several_words_is_scored_in_windows():
-    from learner.serve import demo
+    from learner.demo.models import load_model
 
-    served = demo.load_model(str(demo.SHIPPED_MODEL), log=lambda s: None)
+    served = load_model(str(SHIPPED), log=lambda s: None)
     p = served.predictor.predict(
         ROOT / "examples" / "speech-words" / "sequence-yes-no-up-down-stop.flac", top_k=3
     )

@@ -1,5 +1,5 @@
 """Issue 13, item 2 (the demo's part): a long upload never starves short ones. Long requests go to a worker
-process of their own, one at a time, niced, under a budget (learner/serve/lanes.py); short ones are served at
+process of their own, one at a time, niced, under a budget (learner/demo/lanes.py); short ones are served at
 once in the server. Driven through the running app with gradio_client, and through `Lanes` on an ONNX copy
 of the session's model (its worker starts in about a second)."""
 
@@ -127,7 +127,7 @@ def test_over_the_limit_is_refused_at_once_without_the_long_lane(app_module, cli
 
 
 def test_short_uploads_never_start_the_worker(onnx_predictor, files):
-    from learner.serve.lanes import Lanes
+    from learner.demo.lanes import Lanes
 
     lanes = Lanes(onnx_predictor, short_s=10.0)
     try:
@@ -148,8 +148,8 @@ def test_short_workers_classify_as_the_server_would(onnx_predictor, files, tmp_p
     server's answers: the same labels and scores, the same refusals, and "too long" sends a file on its
     way."""
     from learner.audio import TooLongError
-    from learner.serve.demo import classify
-    from learner.serve.lanes import Lanes, UploadRefused
+    from learner.demo.classify import classify
+    from learner.demo.lanes import Lanes, UploadRefused
 
     lanes = Lanes(onnx_predictor, short_s=10.0, short_workers=2)
     try:
@@ -178,7 +178,7 @@ def test_short_workers_classify_as_the_server_would(onnx_predictor, files, tmp_p
 
 
 def test_long_lane_budget_busy_refusals_and_a_dead_worker(onnx_predictor, files):
-    from learner.serve.lanes import LaneError, Lanes, UploadRefused
+    from learner.demo.lanes import LaneError, Lanes, UploadRefused
 
     lanes = Lanes(onnx_predictor, short_s=2.0, long_slots=1, budget_s=120.0)
     try:
@@ -237,7 +237,7 @@ def test_long_lane_budget_busy_refusals_and_a_dead_worker(onnx_predictor, files)
 def test_a_model_not_loaded_from_a_folder_keeps_every_request_in_the_server(onnx_predictor, files):
     import copy
 
-    from learner.serve.lanes import Lanes
+    from learner.demo.lanes import Lanes
 
     p = copy.copy(onnx_predictor)
     p.folder = None
@@ -264,7 +264,7 @@ def _cpu_s(pid: int) -> float:
 
 SERVER = """
 import sys, threading, time
-from learner.serve.lanes import Lanes
+from learner.demo.lanes import Lanes
 from learner.serve.predictor import Predictor
 lanes = Lanes(Predictor.from_dir(sys.argv[1], backend="onnx"), short_s=2.0)
 threading.Thread(target=lanes.run, args=("classify", sys.argv[2]), daemon=True).start()

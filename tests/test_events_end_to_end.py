@@ -94,8 +94,8 @@ def test_generated_recording_has_the_events_it_says(recording):
 def test_multilabel_event_clips_hold_zero_one_or_two_known_sounds(tmp_path):
     import soundfile as sf
 
+    from learner.data.labels import label_sets, resolve_task
     from learner.data.manifest import load_manifest
-    from learner.data.multilabel import label_sets, resolve_task
     from tests.soundscape import EVENT_CLASSES, make_multilabel_event_dataset
 
     manifest = make_multilabel_event_dataset(tmp_path / "a", n_clips=60, seed=4)
@@ -259,7 +259,7 @@ def test_multilabel_model_holds_overlapping_events_in_all_three_paths(multi_even
     """Where one event hands over to another, a sigmoid model keeps both: the overlapping pair is found whole,
     and the Predictor, `jobs.score --windows` and the demo's events function give the same events."""
     from jobs.score import main
-    from learner.serve.demo_events import find_events_in
+    from learner.demo.events import find_events_in
 
     path, truth = recording
     p = Predictor.from_dir(multi_event_model)

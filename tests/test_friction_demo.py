@@ -31,7 +31,7 @@ def _hatched(ax) -> list:
 
 
 def test_plots_have_hz_axes_colour_bars_and_plain_titles(trained_model, clips):
-    from learner.serve.demo import classify
+    from learner.demo.classify import classify
     from learner.serve.predictor import Predictor
 
     out = classify(Predictor.from_dir(trained_model.model_dir), clips["full"])
@@ -43,7 +43,7 @@ def test_plots_have_hz_axes_colour_bars_and_plain_titles(trained_model, clips):
     ticks = [t.get_text() for t in ax.get_yticklabels()]
     assert {"100", "500", "1k", "2k", "4k"} <= set(ticks), ticks
     # the 1 kHz tick sits on the mel band whose centre is 1 kHz
-    from learner.serve.melspec import hz_to_mel
+    from learner.audio.melspec import hz_to_mel
 
     cfg = trained_model_cfg = Predictor.from_dir(trained_model.model_dir).cfg
     lo, hi = float(hz_to_mel(cfg.f_min)), float(hz_to_mel(cfg.f_max or cfg.sample_rate // 2))
@@ -56,7 +56,7 @@ def test_plots_have_hz_axes_colour_bars_and_plain_titles(trained_model, clips):
 
 
 def test_a_short_clip_shows_where_the_padding_starts(trained_model, clips):
-    from learner.serve.demo import classify
+    from learner.demo.classify import classify
     from learner.serve.predictor import Predictor
 
     predictor = Predictor.from_dir(trained_model.model_dir)
@@ -78,7 +78,7 @@ def test_a_short_clip_shows_where_the_padding_starts(trained_model, clips):
 
 
 def test_timeline_has_no_stray_labels():
-    from learner.serve.demo import timeline_figure
+    from learner.demo.classify import timeline_figure
 
     probs = np.full((6, 5), 0.05)
     probs[:, 0], probs[:, 1], probs[:, 2] = 0.5, 0.35, 0.3
@@ -94,7 +94,7 @@ def test_timeline_has_no_stray_labels():
 
 
 def test_model_tab_shows_no_server_paths_and_keeps_words_whole(app_module, trained_model):
-    from learner.serve.demo import model_info
+    from learner.demo.model_tab import model_info
 
     served = app_module.served
     assert served.predictor.model_id == trained_model.model_dir.name
@@ -107,10 +107,8 @@ def test_model_tab_shows_no_server_paths_and_keeps_words_whole(app_module, train
     tab = next(c for c in config["components"] if c.get("props", {}).get("label") == "Model")
     assert "earshot-model" in tab["props"]["elem_classes"]
     css = "".join(str(c["props"].get("value", "")) for c in config["components"] if c.get("type") == "html")
-    assert (
-        ".earshot-model td, .earshot-model th, .earshot-model code { white-space: nowrap; word-break: "
-        "keep-all;" in css
-    )
+    assert ".earshot-model td, .earshot-model th, .earshot-model code {" in css
+    assert "white-space: nowrap; word-break: keep-all;" in css
 
 
 def test_api_outputs_have_names(app_module):

@@ -158,9 +158,9 @@ def test_predictor_is_callable_like_an_audio_classification_pipeline(trained_mod
 def test_numpy_logmel_equals_the_torch_front_end(audio):
     import torch
 
+    from learner.audio.melspec import f_max_of, logmel, mel_filterbank
     from learner.config import AudioConfig
     from learner.model.frontend import LogMel
-    from learner.serve.melspec import f_max_of, logmel, mel_filterbank
 
     cfg = AudioConfig(**audio)
     rng = np.random.default_rng(0)
@@ -178,7 +178,7 @@ def test_numpy_logmel_equals_the_torch_front_end(audio):
 
 def test_demo_draws_log_mel_and_saliency_without_torch(exported_model, tone):
     code = f"""
-from learner.serve.demo import classify
+from learner.demo.classify import classify
 from learner.serve.predictor import Predictor
 p = Predictor.from_dir({str(exported_model)!r})
 out = classify(p, {str(tone)!r})
@@ -196,7 +196,7 @@ print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"torch", "torchaudio",
 
 
 def test_occlusion_finds_the_band_that_carries_the_tone(exported_model):
-    from learner.serve.melspec import hz_to_mel, occlusion
+    from learner.audio.melspec import hz_to_mel, occlusion
     from learner.serve.predictor import Predictor
 
     p = Predictor.from_dir(exported_model, backend="onnx")

@@ -25,8 +25,8 @@ def save_untrained(folder: Path, classes: list[str], arch: str = "xresnet18") ->
     import torch
 
     from learner.config import AudioConfig
+    from learner.folder import save_model_dir
     from learner.model import create_model, get_arch
-    from learner.modeldir import save_model_dir
     from tests.conftest import SMALL_AUDIO
 
     torch.manual_seed(0)
@@ -278,7 +278,7 @@ BAD_CONFIGS = {
 
 @pytest.mark.parametrize("case", list(BAD_CONFIGS))
 def test_bad_model_config_is_one_clear_error(model_dir, tmp_path, case):
-    from learner.modeldir import ModelDirError
+    from learner.folder import ModelDirError
 
     changes, message = BAD_CONFIGS[case]
     folder = _with_config(model_dir, tmp_path / case, **changes)
@@ -303,7 +303,7 @@ def test_nan_weights_are_refused(model_dir, tmp_path):
 
     from safetensors.torch import load_file, save_file
 
-    from learner.modeldir import ModelDirError
+    from learner.folder import ModelDirError
 
     folder = tmp_path / "nan"
     shutil.copytree(model_dir, folder)
@@ -387,7 +387,7 @@ def test_model_files_follow_the_umask(tmp_path, umask):
 def test_disk_full_mid_run_and_at_the_start(predictor, tone_bytes, tmp_path, monkeypatch):
     import errno
 
-    import learner.modeldir
+    import learner.folder.files
     from learner.score import store as store_mod
     from learner.score.store import read_results
 
@@ -421,7 +421,7 @@ def test_disk_full_mid_run_and_at_the_start(predictor, tone_bytes, tmp_path, mon
     def dump_nothing(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(learner.modeldir.json, "dump", dump_nothing)  # full at the start: the metadata
+    monkeypatch.setattr(learner.folder.files.json, "dump", dump_nothing)  # full at the start: the metadata
     with pytest.raises(RuntimeError, match="no space left on the device"):
         score([src], predictor, ScoreOptions(str(out), overwrite=True, **opts))
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
@@ -436,7 +436,7 @@ def test_demo_deletes_old_uploads(model_dir, monkeypatch):
     import importlib
     import sys
 
-    from learner.serve.demo import ServedModel
+    from learner.demo.models import ServedModel
 
     monkeypatch.setenv("EARSHOT_MODEL", str(model_dir))
     sys.modules.pop("app", None)

@@ -326,11 +326,11 @@ def test_push_cli(hub_server: HubServer, model_dir: Path) -> None:
 
 
 def test_one_resolver_checks_a_local_folders_config(tmp_path: Path, model_dir: Path) -> None:
-    import learner.modeldir
+    import learner.folder
+    from learner.folder import CARD, CONFIG, METRICS, WEIGHTS, ModelDirError
     from learner.hub import SERVING_FILES, resolve
-    from learner.modeldir import CARD, CONFIG, METRICS, WEIGHTS, ModelDirError
 
-    assert resolve_model is resolve and not hasattr(learner.modeldir, "resolve")
+    assert resolve_model is resolve and not hasattr(learner.folder, "resolve")
     assert {CONFIG, WEIGHTS, CARD, METRICS} <= set(SERVING_FILES)
     (model_dir / CONFIG).write_text('{"arch": "xresnet18"}')  # a config.json that is not an earshot model's
     with pytest.raises(ModelDirError, match="missing 'classes'"):
@@ -343,8 +343,9 @@ def test_network_from_dir_loads_strictly(tmp_path: Path) -> None:
     import torch
 
     from learner.config import AudioConfig
+    from learner.folder import ModelDirError, save_model_dir
     from learner.model import create_model
-    from learner.modeldir import ModelDirError, network_from_dir, save_model_dir
+    from learner.model.loading import network_from_dir
 
     cfg = AudioConfig(sample_rate=16000, duration=1.0, n_mels=32)
     net = create_model("mfcc_cnn1d", 3, cfg)

@@ -13,7 +13,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LEARNER = ROOT / "learner"
-ROOMS = ("audio", "model", "data", "train", "serve", "score", "report")
+# The rooms along the clip's path, lowest first: a module may import its own room and any room of a lower
+# layer, never one above it (README "Layout"). A new room or flat module is declared here.
+LAYERS = {
+    "config": 0, "folder": 0, "workers": 0,
+    "audio": 1,
+    "model": 2, "data": 2, "report": 2, "hub": 2, "card": 2, "weights": 2,
+    "train": 3,
+    "serve": 4,
+    "score": 5, "embed": 5,
+    "demo": 6,
+}  # fmt: skip
+FLAT = {"config", "hub", "card", "weights", "workers"}  # the rest lives in a room
 SOURCES = sorted(LEARNER.rglob("*.py"))
 
 
@@ -21,16 +32,113 @@ def _tree(path: Path) -> ast.Module:
     return ast.parse(path.read_text(encoding="utf-8"), str(path))
 
 
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module(p): p for p in SOURCES}
+
+
+def _learner_imports(path: Path) -> set[str]:
+    """The learner modules `path` imports, anywhere in it (inside functions and TYPE_CHECKING too)."""
+    found = set()
+    for node in ast.walk(_tree(path)):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        for name in names:
+            while name and name not in MODULES:
+                name = name.rpartition(".")[0]
+            if name and name != "learner":
+                found.add(name)
+    return found - {_module(path)}
+
+
+GRAPH = {m: _learner_imports(p) for m, p in MODULES.items()}
+
+
+def _room(module: str) -> str:
+    return module.split(".")[1] if "." in module else "learner"
+
+
 def test_rooms_and_no_flat_modules_left():
-    assert {p.name for p in LEARNER.iterdir() if (p / "__init__.py").is_file()} == set(ROOMS)
-    flat = {p.stem for p in LEARNER.glob("*.py")}
-    assert flat == {"__init__", "config", "modeldir", "hub", "card"}, flat  # the rest lives in a room
+    rooms = {p.name for p in LEARNER.iterdir() if (p / "__init__.py").is_file()}
+    assert rooms <= set(LAYERS), f"declare the new room in LAYERS: {rooms - set(LAYERS)}"
+    assert {"audio", "model", "data", "train", "serve", "score", "report", "demo", "folder"} <= rooms
+    flat = {p.stem for p in LEARNER.glob("*.py")} - {"__init__"}
+    assert flat <= FLAT, flat
     assert not (ROOT / "datasets" / "__init__.py").exists()  # recipes are data, never a package
+
+
+def test_imports_point_down_the_layers():
+    upward = [
+        f"{m} -> {o}"
+        for m, outs in GRAPH.items()
+        for o in outs
+        if m != "learner" and LAYERS[_room(o)] > LAYERS[_room(m)]
+    ]
+    assert not upward, "\n".join(sorted(upward))
+
+
+def test_serving_never_imports_training():
+    for m, outs in GRAPH.items():
+        if _room(m) in ("serve", "demo"):
+            assert not {o for o in outs if _room(o) == "train"}, m
+
+
+def test_no_import_circles():
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in GRAPH[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            part = []
+            while True:
+                w = stack.pop()
+                part.append(w)
+                if w == v:
+                    break
+            if len(part) > 1:
+                circles.append(sorted(part))
+
+    for v in GRAPH:
+        if v not in index:
+            visit(v)
+    assert not circles, circles
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_modules_stay_under_400_lines(path):
     assert len(path.read_text(encoding="utf-8").splitlines()) <= 400
+
+
+def test_no_function_over_60_lines():
+    long = [
+        f"{p.relative_to(ROOT)}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)"
+        for p in SOURCES
+        for n in ast.walk(_tree(p))
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 60
+    ]
+    assert not long, "\n".join(long)
+
+
+def test_lines_stay_short_without_packing():
+    """ruff checks the 110 limit; this keeps the limit itself from creeping back up."""
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert "line-length = 110" in text
 
 
 def test_public_entry_points():

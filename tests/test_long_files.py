@@ -15,8 +15,9 @@ from learner.audio import AudioDecodeError, ClipPipeline, decode, resample
 from learner.audio.stream import Resampler, StreamSizes, WindowStream, stream_decode, stream_threshold
 from learner.config import AudioConfig
 from learner.score.discover import FileRef
+from learner.score.items import window_plan
 from learner.score.local import ScoreOptions, score
-from learner.score.rows import _plan, load_item, score_items
+from learner.score.rows import load_item, score_items
 from learner.score.streamed import Part, StreamedFiles, decode_in_parts
 from learner.serve.predictor import Predictor
 from tests.audio_corpus import write_av, write_sf
@@ -224,14 +225,13 @@ def test_a_decoder_error_part_way_drops_what_was_scored_of_the_file(predictor):
 
 @pytest.mark.parametrize("batch_size", [3, 2])  # 2 tiles the chunk of 4: windows scored a batch at a time
 def test_predict_on_a_long_file_equals_the_whole_file_path(predictor, files, batch_size, monkeypatch):
-    from learner.serve.longfile import predict_long
-
     monkeypatch.setattr(predictor, "batch_size", batch_size)
+    monkeypatch.setattr(predictor, "stream_sizes", SMALL)
     for kind in ("flac", "mp3", "short"):
         whole = predictor.predict_decoded(
             decode(files[kind], SR), top_k=3, window=1.0, hop=0.5, path=str(files[kind])
         )
-        long = predict_long(predictor, files[kind], 3, 1.0, 0.5, None, None, None, sizes=SMALL)
+        long = predictor.predict(files[kind], top_k=3, window=1.0, hop=0.5)
         assert long.labels == whole.labels and long.windowed
         np.testing.assert_allclose(long.window_probs, whole.window_probs, rtol=1e-5, atol=1e-6)
         assert long.window_starts == whole.window_starts and long.duration_s == whole.duration_s
@@ -250,9 +250,8 @@ def test_predict_builds_each_window_once(predictor, files, monkeypatch):
     r = predictor.predict(files["flac"], window=1.0, hop=0.5)  # held whole: windows, then the best one again
     assert sum(built) == len(r.window_starts) + 1 == 15
     built.clear()
-    from learner.serve.longfile import predict_long
-
-    r = predict_long(predictor, files["flac"], 3, 1.0, 0.5, None, None, None, sizes=SMALL)  # in blocks
+    monkeypatch.setattr(predictor, "stream_sizes", SMALL)
+    r = predictor.predict(files["flac"], window=1.0, hop=0.5)  # in blocks
     assert sum(built) == len(r.window_starts) == 14
 
 
@@ -325,7 +324,7 @@ def test_pool_bounds_the_bytes_waiting_not_only_their_count(tmp_path):
 
 def test_long_file_threshold_is_where_whole_files_took_more_than_one_chunk():
     pipe = ClipPipeline(AudioConfig(**SMALL_AUDIO))
-    plan = _plan(pipe, (1.0, 0.5))
+    plan = window_plan(pipe, (1.0, 0.5))
     n = stream_threshold(pipe, plan, 4)
     assert n == SR + 4 * SR // 2
     assert (

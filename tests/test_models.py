@@ -137,12 +137,15 @@ def _timm_file(tmp_path):
 def test_imagenet_transfer_follows_the_specs_classifier(tmp_path):
     """An XResNet whose head sits elsewhere (no dropout: the Linear is module 10) takes the same weights."""
     from learner.model.registry import ArchSpec
+    from learner.model.xresnet import resnetd_adapter
 
     src, path = _timm_file(tmp_path)
     net = torch.nn.Sequential(
         *[m for m in XResNet(1, [2, 2, 2, 2], c_in=1, n_out=5) if not isinstance(m, torch.nn.Dropout)]
     )
-    spec = ArchSpec("xresnet18_nodrop", lambda n, c: net, "spectrogram", classifier="10")
+    spec = ArchSpec(
+        "xresnet18_nodrop", lambda n, c: net, "spectrogram", classifier="10", adapter=resnetd_adapter
+    )
     head_before = net[10].weight.detach().clone()
     assert load_pretrained(net, spec, str(path)) == f"imagenet file {path}"
     assert torch.equal(

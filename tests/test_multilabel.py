@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from learner.data.labels import label_sets, multi_hot, resolve_task
 from learner.data.manifest import ManifestError, load_manifest, split_indices
-from learner.data.multilabel import label_sets, multi_hot, resolve_task
 from learner.report.multilabel import auroc, average_precision, multilabel_report
 from learner.report.thresholds import calibrate, calibrate_one, decision_scores, detected, threshold_vector
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from learner.folder import ModelDirError
 from learner.model.registry import get_arch, list_archs
-from learner.modeldir import ModelDirError
 from learner.serve.predictor import Predictor
 from tests.conftest import SMALL_AUDIO
 from tests.synthetic import CLASSES, make_dataset, make_sound
@@ -27,8 +27,8 @@ def _random_model_dir(folder: Path, arch: str, seed: int = 0) -> Path:
     import torch
 
     from learner.config import AudioConfig
+    from learner.folder import save_model_dir
     from learner.model.registry import create_model
-    from learner.modeldir import save_model_dir
 
     torch.manual_seed(seed)
     cfg = AudioConfig(**SMALL_AUDIO, norm_stats=(-40.0, 20.0))
@@ -73,7 +73,7 @@ def test_dft_logmel_equals_torchaudio(audio, phases):
 
     from learner.config import AudioConfig
     from learner.model.frontend import LogMel
-    from learner.serve.export import DftLogMel
+    from learner.model.frontend_onnx import DftLogMel
 
     cfg = AudioConfig(**{k: v for k, v in audio.items() if k != "mixup"})
     ref = LogMel(cfg).eval()
@@ -305,7 +305,7 @@ print(json.dumps({{"exit": results, "heavy": heavy}}))
 
 def test_library_modules_stay_torch_free_at_import():
     code = (
-        "import sys, learner, learner.audio, learner.audio.pipeline, learner.config, learner.modeldir, "
+        "import sys, learner, learner.audio, learner.audio.pipeline, learner.config, learner.folder, "
         "learner.hub, "
         "learner.serve.predictor, learner.serve.onnx_backend, learner.score.rows, jobs.predict, jobs.export; "
         "from learner import Predictor, AudioConfig, ClipPipeline; "

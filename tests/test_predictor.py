@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 from learner.audio.decode import AudioDecodeError
-from learner.modeldir import ModelDirError
+from learner.folder import ModelDirError
 from learner.serve.predictor import Predictor
 from tests.synthetic import make_sound
 

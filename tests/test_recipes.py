@@ -296,8 +296,8 @@ def _fsdk2019_recipe_at(tmp_path: Path, url: str):
 
 
 def test_fsdkaggle2019_published_layout_downloads_to_a_multilabel_manifest(server, tmp_path):
+    from learner.data.labels import resolve_task
     from learner.data.manifest import load_manifest
-    from learner.data.multilabel import resolve_task
 
     real = recipes.get_recipe("fsdkaggle2019")
     assert [d.filename for d in real.downloads] == [f"FSDKaggle2019.{p}.zip" for p in FSDK19_PARTS]

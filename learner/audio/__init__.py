@@ -19,8 +19,9 @@ from learner.audio.decode import (
     TooLongError,
     UnsupportedCodecError,
     decode,
+    probe,
 )
-from learner.audio.header import AudioInfo, probe
+from learner.audio.header import AudioInfo
 from learner.audio.pipeline import ClipPipeline, WindowPlan
 from learner.audio.signal import crop_pad, resample, to_mono, trim_silence, windows
 

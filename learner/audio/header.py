@@ -1,7 +1,7 @@
-"""What a file says about itself, checked against what it holds: `probe` (header facts without a full
-decode), the length a WAV header claims (libsndfile quietly shortens it to the bytes there are), chained
-Ogg (libsndfile reads only the first stream of a chain), and the warning when a file holds less audio than
-its header promises. Pure byte parsing plus `decode`: NumPy-only like the rest of `learner.audio`.
+"""What a file says about itself, checked against what it holds: the length a WAV header claims
+(libsndfile quietly shortens it to the bytes there are), chained Ogg (libsndfile reads only the first
+stream of a chain), and the warning when a file holds less audio than its header promises. Pure byte
+parsing; `probe`, which also decodes a frame, lives in `learner.audio.decode`.
 """
 
 from __future__ import annotations
@@ -9,8 +9,6 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 HEAD_BYTES = 1 << 16  # WAV chunks before `data` (LIST, bext, JUNK) rarely pass 64 KiB
 TRUNCATED_TOLERANCE = (0.02, 0.05)  # fraction, seconds: less missing than both is codec padding, not loss
@@ -99,27 +97,6 @@ def truncation_warning(claimed_s: float | None, holds_s: float) -> str | None:
     return f"truncated: header says {claimed_s:.4g} s, file holds {holds_s:.4g} s"
 
 
-def probe(src: str | Path | bytes, *, name: str | None = None) -> AudioInfo:
-    """Rate, channels and length from the header plus the first decoded frame (everything only when the
-    container states no duration; for compressed formats `decode` may differ by a codec frame or two)."""
-    from learner.audio.decode import EmptyAudioError, _decode_raw, _prepare, decode
-
-    src, label, head = _prepare(src, name, None)
-    if head[:4] == b"OggS" and ogg_is_chained(src):  # each link's header knows only its own length
-        d = decode(src, name=label)
-        return AudioInfo(
-            d.orig_sample_rate, d.channels, round(d.duration_s * d.orig_sample_rate), d.duration_s, d.decoder
-        )
-    raw = _decode_raw(src, label, head, 0.0, 1e-3, None)
-    sr = raw.span.sr
-    if raw.span.kept == 0:
-        raise EmptyAudioError(label, "no audio frames")
-    if raw.header_s <= 0:
-        d = decode(src, name=label)
-        return AudioInfo(sr, d.channels, d.samples.size, d.duration_s, d.decoder)
-    return AudioInfo(sr, raw.channels, round(raw.header_s * sr), raw.header_s, raw.decoder)
-
-
 def ogg_links(data: bytes) -> list[bytes]:
     """A chained Ogg file cut into its links (each a complete Ogg stream), at every page that begins a
     stream after pages that did not; streams multiplexed side by side (BOS pages together) stay one link."""
@@ -134,39 +111,3 @@ def ogg_links(data: bytes) -> list[bytes]:
         prev_bos = bos
         pos += 27 + nseg + sum(data[pos + 27 : pos + 27 + nseg])
     return [data[a:b] for a, b in zip(starts, starts[1:] + [len(data)])]
-
-
-def decode_chain(
-    links: list[bytes],
-    sample_rate: int | None,
-    label: str,
-    max_duration_s: float | None,
-    offset_s: float,
-    duration_s: float | None,
-):
-    """Decode each link of a chained Ogg on its own (exact, unlike FFmpeg's chain, which keeps each new
-    link's pre-roll) and join them at the first link's rate; then cut the span that was asked for."""
-    from learner.audio.decode import Decoded, TooLongError, decode
-    from learner.audio.signal import resample
-
-    parts = [decode(link, None, name=label, max_duration_s=max_duration_s) for link in links]
-    sr = parts[0].orig_sample_rate
-    mono = np.concatenate([resample(p.samples, p.orig_sample_rate, sr) for p in parts])
-    if max_duration_s is not None and mono.size / sr > max_duration_s:
-        raise TooLongError(label, f"decoded {mono.size / sr:.1f} s, over the {max_duration_s:g} s limit")
-    start = round(offset_s * sr)
-    mono = mono[start : None if duration_s is None else start + max(1, round(duration_s * sr))]
-    if not mono.size:
-        from learner.audio.decode import EmptyAudioError
-
-        raise EmptyAudioError(label, f"no audio frames at {offset_s:g} s")
-    target = sr if sample_rate is None else int(sample_rate)
-    return Decoded(
-        resample(mono, sr, target),
-        target,
-        sr,
-        max(p.channels for p in parts),
-        mono.size / sr,
-        "soundfile",
-        next((p.warning for p in parts if p.warning), None),
-    )

@@ -53,7 +53,7 @@ def check_samples(
     rate, channels, seconds = stated
     budget = max_duration_s * SAMPLES_PER_LIMIT_S
     if rate * channels * seconds > budget:
-        from learner.audio.decode import TooLongError
+        from learner.audio.errors import TooLongError
 
         raise TooLongError(
             label,

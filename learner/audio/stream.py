@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from learner.audio.decode import Decoded, Source
+from learner.audio.errors import Decoded, Source
 from learner.audio.pipeline import AUTO_WINDOW_FACTOR, ClipPipeline, WindowPlan
 from learner.audio.signal import resample_ratio
 
@@ -111,7 +111,7 @@ class _ConsumerFailed(BaseException):
 
 
 class _Feed:
-    """The decoder's sink (`learner.audio.decode._Span`): file-rate mono blocks → Resampler → `on_samples`.
+    """The decoder's sink (`learner.audio.readers._Span`): file-rate mono blocks → Resampler → `on_samples`.
 
     When soundfile fails part way and PyAV starts again from frame 0, frames already passed on are skipped."""
 
@@ -127,7 +127,7 @@ class _Feed:
         if self.resampler is None:
             self.sr, self.resampler = sr, Resampler(sr, self.target or sr, self.block)
         elif sr != self.sr:
-            from learner.audio.decode import CorruptAudioError
+            from learner.audio.errors import CorruptAudioError
 
             raise CorruptAudioError(
                 self.label, f"its decoders disagree on the sample rate ({self.sr} vs {sr} Hz)"
@@ -165,21 +165,23 @@ def stream_decode(
     returning them: same samples, errors (every one an `AudioDecodeError` naming the file), limits and
     truncation warning. Returns the `Decoded` facts with empty `samples`. A chained Ogg file is decoded
     link by link as `decode` does it, whole (not bounded)."""
-    from learner.audio.decode import _SF_MAGIC, EmptyAudioError, _decode_raw, _prepare, decode
+    from learner.audio.decode import decode
+    from learner.audio.errors import EmptyAudioError
     from learner.audio.header import ogg_is_chained, truncation_warning, wav_claimed_s
     from learner.audio.limits import check_samples
+    from learner.audio.readers import SF_MAGIC, decode_raw, prepare_source
 
     if sample_rate is not None and sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-    src, label, head = _prepare(src, name, max_bytes)
-    check_samples(label, src, head, _SF_MAGIC, max_duration_s)
+    src, label, head = prepare_source(src, name, max_bytes)
+    check_samples(label, src, head, SF_MAGIC, max_duration_s)
     if head[:4] == b"OggS" and ogg_is_chained(src):
         d = decode(src, sample_rate, max_duration_s=max_duration_s, name=label)
         on_samples(d.samples)
         return replace(d, samples=_EMPTY)
     feed = _Feed(label, sample_rate, on_samples, block)
     try:
-        raw = _decode_raw(src, label, head, 0.0, None, max_duration_s, sink=feed)
+        raw = decode_raw(src, label, head, 0.0, None, max_duration_s, sink=feed)
         if raw.span.kept == 0:
             raise EmptyAudioError(label, "no audio frames")
         feed.finish()

@@ -17,13 +17,10 @@ import numpy as np
 import pandas as pd
 
 from learner.audio import AUDIO_EXTENSIONS
+from learner.data.labels import ManifestError, is_multilabel, multilabel_split, normalise_labels
 
 SPLITS = ("train", "valid", "test")
 CV_MANIFEST = "cv_manifest.csv"
-
-
-class ManifestError(ValueError):
-    """The data a user pointed at cannot be read as a labelled dataset; the message says where and why."""
 
 
 def _audio_files(root: Path) -> list[Path]:
@@ -68,7 +65,7 @@ def manifest_from_folder(root: Path) -> pd.DataFrame:
 def manifest_from_csv(csv: Path) -> pd.DataFrame:
     """CSV with `path,label` [+ `fold` int | `split` train/valid/test | any group column]; relative paths
     resolve against the CSV's folder. Multi-label: `path,labels` (`;`-separated, empty = background) or
-    `path` + one 0/1 column per class (see `learner.data.multilabel`)."""
+    `path` + one 0/1 column per class (see `learner.data.labels`)."""
     csv = Path(csv)
     try:
         df = pd.read_csv(csv, dtype={"path": str, "label": str, "labels": str, "group": str, "split": str})
@@ -77,8 +74,6 @@ def manifest_from_csv(csv: Path) -> pd.DataFrame:
     if "path" not in df:
         raise ManifestError(f"{csv}: missing column(s) path (need path,label)")
     if "label" not in df or "labels" in df:  # multi-label: a `labels` column or one 0/1 column per class
-        from learner.data.multilabel import normalise_labels
-
         df = normalise_labels(df, str(csv))
     bad = df[df["path"].isna() | df["label"].isna()]
     if len(bad):
@@ -160,7 +155,6 @@ def split_indices(
         return idx[(df["split"] == "train").to_numpy()], idx[(df["split"] == "valid").to_numpy()]
     pool = idx[(df["split"] != "test").to_numpy()] if "split" in df else idx
     rng = np.random.default_rng(seed)
-    from learner.data.multilabel import is_multilabel, multilabel_split
 
     if is_multilabel(df):
         return multilabel_split(df, pool, valid_pct, rng, by_group=by_group)

@@ -25,6 +25,7 @@ def _timm(name: str, n_classes: int) -> nn.Module:
     weights="timm/mobilenetv3_large_100.ra_in1k",
     first_conv="conv_stem",
     classifier="classifier",
+    adapter=lambda sd, model, spec: timm_to_model(sd, model, spec.first_conv, spec.classifier),
 )
 def mobilenetv3_large_100(n_classes: int, cfg: AudioConfig) -> nn.Module:
     """timm MobileNetV3-Large 1.0 on the log-mel spectrogram (4.2 M params), ImageNet via timm."""
@@ -36,6 +37,7 @@ def mobilenetv3_large_100(n_classes: int, cfg: AudioConfig) -> nn.Module:
     weights="timm/efficientnet_b0.ra_in1k",
     first_conv="conv_stem",
     classifier="classifier",
+    adapter=lambda sd, model, spec: timm_to_model(sd, model, spec.first_conv, spec.classifier),
 )
 def efficientnet_b0(n_classes: int, cfg: AudioConfig) -> nn.Module:
     """timm EfficientNet-B0 on the log-mel spectrogram (4.0 M params), ImageNet via timm."""
@@ -46,7 +48,7 @@ def timm_to_model(
     sd: dict[str, torch.Tensor], model: nn.Module, first_conv: str, classifier: str
 ) -> dict[str, torch.Tensor]:
     """A timm ImageNet state dict made to fit `model` (same timm network, other stem channels and head)."""
-    from learner.model.pretrained import PretrainedError
+    from learner.weights import PretrainedError
 
     own = model.state_dict()
     out = {k: v for k, v in sd.items() if not k.startswith(classifier + ".")}

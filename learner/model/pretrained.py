@@ -15,66 +15,21 @@ if TYPE_CHECKING:  # torch stays out of the import, so a job can check the weigh
 
     from learner.model.registry import ArchSpec
 
-from learner.hub import IMAGENET_FILE, PretrainedError, fetch_imagenet  # noqa: F401  (torch-free: jobs check first)
+from learner.model.xresnet import resnetd_to_xresnet  # noqa: F401 (re-exported)
+from learner.weights import IMAGENET_FILE, PretrainedError, fetch_imagenet  # noqa: F401  (torch-free)
 
 log = logging.getLogger(__name__)
-
-
-def resnetd_to_xresnet(
-    sd: dict[str, torch.Tensor], model: nn.Module, timm_name: str | None = None, classifier: str = "11"
-) -> dict[str, torch.Tensor]:
-    """Map a timm resnet*d state dict onto fastai-layout XResNet keys, in order (same network).
-
-    A safetensors file stores its tensors sorted by name, not in the network's order, so with `timm_name`
-    the source is first put in the order of timm's own module (BatchNorm counters are skipped both sides).
-    The classifier is dropped (new task); an RGB stem is folded into the model's input channels by
-    summing over colour (the one-channel spectrogram sees the sum of what the three filters saw).
-    """
-    if timm_name is not None:
-        import timm
-        import torch
-
-        with torch.device("meta"):
-            order = list(timm.create_model(timm_name, pretrained=False).state_dict())
-        sd = {k: sd[k] for k in order if k in sd}
-    target = [
-        (k, v)
-        for k, v in model.state_dict().items()
-        if not k.startswith(classifier + ".") and not k.endswith("num_batches_tracked")
-    ]
-    source = [
-        (k, v) for k, v in sd.items() if not k.startswith("fc.") and not k.endswith("num_batches_tracked")
-    ]
-    if len(source) != len(target):
-        raise PretrainedError(f"weights do not fit: {len(source)} tensors for {len(target)} in the model")
-    out: dict[str, torch.Tensor] = {}
-    for (sk, sv), (tk, tv) in zip(source, target, strict=True):
-        if sv.shape != tv.shape and sv.dim() == 4 and sv.shape[1] == 3 and tv.shape[1] != 3:
-            sv = sv.sum(dim=1, keepdim=True).repeat(1, tv.shape[1], 1, 1) / tv.shape[1]
-        if sv.shape != tv.shape:
-            raise PretrainedError(f"weights do not fit: {sk} {tuple(sv.shape)} → {tk} {tuple(tv.shape)}")
-        out[tk] = sv.clone()
-    out.update(
-        {
-            k: v.clone()
-            for k, v in model.state_dict().items()
-            if k.endswith("num_batches_tracked") and not k.startswith(classifier + ".")
-        }
-    )
-    return out
 
 
 def imagenet_to_model(
     sd: dict[str, torch.Tensor], model: nn.Module, spec: ArchSpec
 ) -> dict[str, torch.Tensor]:
-    """timm ImageNet weights fitted to one of our networks: resnet-d → XResNet by position, timm's own
-    families by name (stem folded to one channel, ImageNet head dropped)."""
-    if any(k.startswith("conv1.") for k in sd) and not any(k.startswith(f"{spec.first_conv}.") for k in sd):
-        timm_name = spec.weights.split("/")[-1].split(".")[0] if spec.weights else None
-        return resnetd_to_xresnet(sd, model, timm_name, _head(spec))
-    from learner.model.efficient import timm_to_model
-
-    return timm_to_model(sd, model, spec.first_conv or "", _head(spec))
+    """Pretrained weights fitted to one of our networks by the architecture's own adapter."""
+    if spec.adapter is None:
+        raise PretrainedError(
+            f"{spec.name} has no weight adapter in the registry, so it cannot start from pretrained weights"
+        )
+    return spec.adapter(sd, model, spec)
 
 
 def _load_weights_file(path: Path) -> dict[str, torch.Tensor]:
@@ -129,8 +84,8 @@ def load_backbone_weights(model: nn.Module, backbone: str, path: str | None = No
 
 def load_from_earshot(model: nn.Module, spec: ArchSpec, ref: str) -> str:
     """Transfer from an earlier earshot model (directory or Hub id): same arch, body only."""
+    from learner.folder import load_model_dir
     from learner.hub import resolve
-    from learner.modeldir import load_model_dir
 
     try:
         folder = resolve(ref)

@@ -1,7 +1,8 @@
 """The model registry (name → constructor + the input view it needs), like timm's `register_model`.
 
-The architectures live beside it (`xresnet.py`, `baselines.py`) and file themselves with `@register`;
-importing `learner.model` imports them, so the registry is complete whatever module asks first.
+The architectures live beside it (`xresnet.py`, `baselines.py`, `efficient.py`, ...) and file themselves
+with `@register`, each with its weight adapter; importing `learner.model` imports every module of the
+package, so a new architecture is one new module and the registry is complete whatever module asks first.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ class ArchSpec:
         None  # the module name of the final layer (like timm): its keys are "<classifier>.*"
     )
     description: str = ""
+    # The weight adapter (timm's filter_fn): (state dict of the pretrained network, our model, this spec) →
+    # a state dict that fits the model (keys renamed, stem folded to our channels, head dropped).
+    adapter: Callable[..., dict] | None = None
     backbone: str | None = None  # a pretrained audio backbone (learner.model.backbones) the network wraps
 
 
@@ -40,15 +44,17 @@ def register(
     weights: str | None = None,
     first_conv: str | None = None,
     classifier: str | None = None,
+    adapter: Callable[..., dict] | None = None,
     backbone: str | None = None,
 ) -> Callable:
-    """Decorator filing a constructor `fn(n_classes, cfg) -> nn.Module` under `name` (default: its own)."""
+    """Decorator filing a constructor `fn(n_classes, cfg) -> nn.Module` under `name` (default: its own),
+    with the adapter that fits its pretrained weights (`weights`) to it."""
 
     def deco(fn: Callable[[int, AudioConfig], nn.Module]) -> Callable:
         key = name or fn.__name__
         doc = (fn.__doc__ or "").strip().splitlines()
         _REGISTRY[key] = ArchSpec(
-            key, fn, input, weights, first_conv, classifier, doc[0] if doc else "", backbone
+            key, fn, input, weights, first_conv, classifier, doc[0] if doc else "", adapter, backbone
         )
         return fn
 

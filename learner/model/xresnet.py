@@ -8,6 +8,7 @@ from torch import nn
 
 from learner.config import AudioConfig
 from learner.model.registry import register
+from learner.weights import PretrainedError
 
 # fastai's layout: stem ConvLayers, MaxPool, 4 stages of ResBlocks, pool, flatten, dropout, linear (index 11)
 
@@ -79,7 +80,64 @@ class XResNet(nn.Sequential):
 
 
 CLASSIFIER = "11"  # the final Linear: what ImageNet transfer drops and fine-tuning trains first
-_XRES = dict(first_conv="0.0", classifier=CLASSIFIER)
+
+
+def resnetd_to_xresnet(
+    sd: dict[str, torch.Tensor], model: nn.Module, timm_name: str | None = None, classifier: str = "11"
+) -> dict[str, torch.Tensor]:
+    """Map a timm resnet*d state dict onto fastai-layout XResNet keys, in order (same network).
+
+    A safetensors file stores its tensors sorted by name, not in the network's order, so with `timm_name`
+    the source is first put in the order of timm's own module (BatchNorm counters are skipped both sides).
+    The classifier is dropped (new task); an RGB stem is folded into the model's input channels by
+    summing over colour (the one-channel spectrogram sees the sum of what the three filters saw).
+    """
+    if timm_name is not None:
+        import timm
+        import torch
+
+        with torch.device("meta"):
+            order = list(timm.create_model(timm_name, pretrained=False).state_dict())
+        sd = {k: sd[k] for k in order if k in sd}
+    target = [
+        (k, v)
+        for k, v in model.state_dict().items()
+        if not k.startswith(classifier + ".") and not k.endswith("num_batches_tracked")
+    ]
+    source = [
+        (k, v) for k, v in sd.items() if not k.startswith("fc.") and not k.endswith("num_batches_tracked")
+    ]
+    if len(source) != len(target):
+        raise PretrainedError(f"weights do not fit: {len(source)} tensors for {len(target)} in the model")
+    out: dict[str, torch.Tensor] = {}
+    for (sk, sv), (tk, tv) in zip(source, target, strict=True):
+        if sv.shape != tv.shape and sv.dim() == 4 and sv.shape[1] == 3 and tv.shape[1] != 3:
+            sv = sv.sum(dim=1, keepdim=True).repeat(1, tv.shape[1], 1, 1) / tv.shape[1]
+        if sv.shape != tv.shape:
+            raise PretrainedError(f"weights do not fit: {sk} {tuple(sv.shape)} → {tk} {tuple(tv.shape)}")
+        out[tk] = sv.clone()
+    out.update(
+        {
+            k: v.clone()
+            for k, v in model.state_dict().items()
+            if k.endswith("num_batches_tracked") and not k.startswith(classifier + ".")
+        }
+    )
+    return out
+
+
+def resnetd_adapter(sd: dict[str, torch.Tensor], model: nn.Module, spec) -> dict[str, torch.Tensor]:
+    """The registry's adapter for timm resnet*d weights: ordered as timm's own network, then by position (a
+    state dict already in our layout is matched by name)."""
+    if not any(k.startswith("conv1.") for k in sd):
+        from learner.model.efficient import timm_to_model
+
+        return timm_to_model(sd, model, spec.first_conv, spec.classifier)
+    timm_name = spec.weights.split("/")[-1].split(".")[0] if spec.weights else None
+    return resnetd_to_xresnet(sd, model, timm_name, spec.classifier)
+
+
+_XRES = dict(first_conv="0.0", classifier=CLASSIFIER, adapter=resnetd_adapter)
 
 
 @register(input="spectrogram", weights="timm/resnet18d.ra2_in1k", **_XRES)

@@ -100,7 +100,7 @@ def spectrogram_figure(
     """A (mel bands, frames) log-mel image with a frequency axis in Hz and a colour bar (dB); `overlay`
     (same shape, 0–1) is drawn over it as a heat map with its own bar. `padded_after_s` shades the part
     of the clip that repeats the sound (repeat-padding of a short clip)."""
-    from learner.serve.melspec import hz_to_mel
+    from learner.audio.melspec import hz_to_mel
 
     n_mels, frames = spec.shape
     top = float(f_max) if f_max is not None else float(sr // 2)

@@ -26,7 +26,7 @@ class NotOurOutputError(FileExistsError):
 
 
 def is_meta_temp(p: Path) -> bool:
-    """A temp copy of the metadata file (`learner.modeldir.write_json`): what a kill or a full disk leaves."""
+    """A temp copy of the metadata file (`learner.folder.write_json`): what a kill or a full disk leaves."""
     return p.name.startswith(f".{META}.") and p.name.endswith(".tmp") and p.is_file() and not p.is_symlink()
 
 

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,9 +15,10 @@ import numpy as np
 import pyarrow as pa
 
 from learner import __version__
-from learner.audio import SCORE_MAX_BYTES, SCORE_MAX_S, AudioDecodeError, ClipPipeline, WindowPlan
+from learner.audio import SCORE_MAX_BYTES, SCORE_MAX_S, AudioDecodeError, ClipPipeline
 from learner.audio.stream import StreamSizes
 from learner.score.discover import FileRef
+from learner.score.items import MIN_DURATION_S, Item, Window, error_item, window_plan  # noqa: F401 (re-exported)
 from learner.score.paths import clean_text, path_hex, stored_path
 from learner.serve.events import EventRule, class_thresholds
 from learner.serve.predictor import Predictor
@@ -73,39 +74,6 @@ EVENT_SCHEMA = pa.schema(
         ("mean_score", pa.float32()),
     ]
 )
-
-Window = tuple[float, float] | None  # (window s, hop s) to score every file in windows; None: only long files
-
-
-@dataclass
-class Item:
-    """A decoded file: a prepared `clip`, or the whole `signal` when it is scored in windows, or an `error`.
-
-    A long file comes in parts (`learner.score.streamed`): its item then holds the last samples in `signal`
-    with `streamed` set, and the main process fills `scored` (window probabilities, starts in s)."""
-
-    ref: FileRef
-    error: str | None = None
-    clip: np.ndarray | None = None
-    signal: np.ndarray | None = None
-    duration_s: float | None = None
-    sample_rate: int | None = None
-    channels: int | None = None
-    decoder: str | None = None
-    warning: str | None = None  # decoded, but something is off (a file cut short of what its header says)
-    streamed: bool = False
-    scored: tuple[np.ndarray, np.ndarray] | None = None
-
-
-MIN_DURATION_S = 0.05  # less audio than this is an error row: a few samples say nothing about any class
-
-
-def error_item(ref: FileRef, reason: str) -> Item:
-    return Item(ref, error=reason)
-
-
-def _plan(pipeline: ClipPipeline, window: Window) -> WindowPlan:
-    return pipeline.window_plan(*(window or (None, None)))
 
 
 def load_item(
@@ -168,7 +136,7 @@ def item_cost(item: Item, pipeline: ClipPipeline, window: Window) -> int:
         return len(item.scored[1])
     if item.signal is None:
         return 0
-    return _plan(pipeline, window).count(item.signal.size)
+    return window_plan(pipeline, window).count(item.signal.size)
 
 
 def count_events(
@@ -223,7 +191,7 @@ def score_items(
     thr = class_thresholds(predictor.classes, predictor.config, threshold)
     rule = replace(events or EventRule(), thresholds=threshold)
     classes, pipe = predictor.classes, predictor.pipeline
-    plan = _plan(pipe, window)
+    plan = window_plan(pipe, window)
     # one forward pass for the clips and the windows of every file that is not long (those go in chunks)
     inputs, spans, starts_of, offset = [], {}, {}, 0
     for j, it in enumerate(items):

@@ -27,7 +27,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from learner.modeldir import write_json
+from learner.folder import write_json
 from learner.score.ownership import META, check_resumable, is_meta_temp, read_meta, remove_owned, written
 from learner.score.paths import original_path, stored_path
 from learner.score.writers import WRITERS

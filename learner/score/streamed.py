@@ -18,10 +18,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from learner.audio import SCORE_MAX_BYTES, SCORE_MAX_S, ClipPipeline, Decoded
-from learner.audio.stream import StreamSizes, WindowStream, stream_decode, stream_threshold, window_group
+from learner.audio.stream import StreamSizes, stream_decode, stream_threshold
 from learner.score.discover import FileRef
-from learner.score.rows import Item, Window, _plan
+from learner.score.items import Item, Window, window_plan
 from learner.serve.predictor import Predictor
+from learner.serve.windows import WindowScorer
 
 
 @dataclass
@@ -38,7 +39,7 @@ def decode_in_parts(
     """Decode `ref` at the model's rate; past `stream_threshold` samples send them on as `Part`s.
 
     Returns (the `Decoded` with the samples not sent, whether any part was sent)."""
-    threshold = stream_threshold(pipeline, _plan(pipeline, window), sizes.chunk)
+    threshold = stream_threshold(pipeline, window_plan(pipeline, window), sizes.chunk)
     held: list[np.ndarray] = []
     state = {"held": 0, "sent": False}
 
@@ -70,28 +71,10 @@ def decode_in_parts(
     return replace(d, samples=rest), state["sent"]
 
 
-class _Scoring:
+def _scorer(predictor: Predictor, window: Window, chunk: int) -> WindowScorer:
     """One long file in the main process: its windows scored chunk by chunk as its parts arrive."""
-
-    def __init__(self, predictor: Predictor, window: Window, chunk: int) -> None:
-        self.predictor = predictor
-        self.windows = WindowStream(
-            predictor.pipeline, _plan(predictor.pipeline, window), window_group(chunk, predictor.batch_size)
-        )
-        self.probs: list[np.ndarray] = []
-        self.starts: list[np.ndarray] = []
-
-    def push(self, samples: np.ndarray) -> None:
-        for wins, starts in self.windows.push(samples):
-            self._score(wins, starts)
-
-    def finish(self) -> tuple[np.ndarray, np.ndarray]:
-        self._score(*self.windows.finish())
-        return np.concatenate(self.probs), np.concatenate(self.starts)
-
-    def _score(self, wins: np.ndarray, starts: np.ndarray) -> None:
-        self.probs.append(self.predictor.predict_waves(wins))
-        self.starts.append(starts)
+    plan = window_plan(predictor.pipeline, window)
+    return WindowScorer(predictor.pipeline, plan, predictor.predict_waves, chunk, predictor.batch_size)
 
 
 class StreamedFiles:
@@ -100,18 +83,18 @@ class StreamedFiles:
 
     def __init__(self, predictor: Predictor, window: Window, chunk: int = StreamSizes.chunk) -> None:
         self.predictor, self.window, self.chunk = predictor, window, chunk
-        self.open: dict[str, _Scoring] = {}
+        self.open: dict[str, WindowScorer] = {}
 
     def items(self, results: Iterator[Item | Part]) -> Iterator[Item]:
         for r in results:
             if isinstance(r, Part):
                 if r.path not in self.open:
-                    self.open[r.path] = _Scoring(self.predictor, self.window, self.chunk)
+                    self.open[r.path] = _scorer(self.predictor, self.window, self.chunk)
                 self.open[r.path].push(r.samples)
                 continue
             scoring = self.open.pop(r.ref.path, None)  # an error part way (decoder, time-out) drops it
             if r.streamed and r.error is None:
-                scoring = scoring or _Scoring(self.predictor, self.window, self.chunk)
+                scoring = scoring or _scorer(self.predictor, self.window, self.chunk)
                 scoring.push(r.signal if r.signal is not None else np.zeros(0, np.float32))
                 r.scored, r.signal = scoring.finish(), None
             yield r

@@ -56,7 +56,7 @@ class TorchBackend:
         try:
             import torch
         except ModuleNotFoundError:  # the lean serving install (requirements-serve.txt) has no torch
-            from learner.modeldir import ModelDirError
+            from learner.folder import ModelDirError
 
             raise ModelDirError(_no_torch(folder)) from None
 
@@ -74,7 +74,7 @@ class TorchBackend:
 
     def load_net(self, folder: Path, config: dict[str, Any]) -> Any:
         """The network from model.safetensors (never unpickles)."""
-        from learner.modeldir import network_from_dir
+        from learner.model.loading import network_from_dir
 
         return network_from_dir(folder, config)
 
@@ -90,10 +90,11 @@ class PickleBackend(TorchBackend):
 
     name = "pickle"
 
-    def load_net(self, folder: Path, config: dict[str, Any]) -> Any:
-        from learner.train.fit import load_pickle
+    loader = "learner.train.fit:load_pickle"  # by name: serving never imports the training room itself
 
-        return load_pickle(folder).model
+    def load_net(self, folder: Path, config: dict[str, Any]) -> Any:
+        module, name = self.loader.split(":")
+        return getattr(importlib.import_module(module), name)(folder).model
 
 
 def _lazy(module: str, cls: str) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from learner.config import AudioConfig
-from learner.modeldir import WEIGHTS, ModelDirError
+from learner.folder import WEIGHTS, ModelDirError
 
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"

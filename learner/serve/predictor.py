@@ -9,66 +9,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from learner.audio import AudioDecodeError, ClipPipeline, Decoded, Source, WindowPlan
+from learner.audio.decode import decode_array
+from learner.audio.stream import StreamSizes
 from learner.config import AudioConfig
+from learner.folder import ModelDirError, read_config
 from learner.hub import resolve
-from learner.modeldir import ModelDirError, read_config
 from learner.report.thresholds import detected, threshold_vector
 from learner.serve.backends import BACKENDS, scores_from_logits
 from learner.serve.events import Event, EventRule, events_for
-
-
-@dataclass
-class Prediction:
-    """Top-k for one input; `probs` over all classes (mean of window probabilities when windowed).
-
-    It carries what the model saw, so nobody cuts the input again: `clip` is the model input that stands
-    for the prediction (the prepared clip, or the window where the top class scored highest), and a windowed
-    prediction keeps its plan (`window_s`, `hop_s`), each window's start and probabilities.
-    """
-
-    labels: list[str]
-    scores: list[float]
-    probs: np.ndarray
-    duration_s: float = 0.0
-    sample_rate: int = 0
-    channels: int = 0
-    decoder: str = ""
-    window_starts: list[float] = field(default_factory=list)
-    window_probs: np.ndarray | None = None
-    clip: np.ndarray | None = None
-    window_s: float = 0.0
-    hop_s: float = 0.0
-    detected: list[str] = field(default_factory=list)  # labels at or above their thresholds, best first
-    events: list[Event] = field(
-        default_factory=list
-    )  # windowed only: timestamped events (learner.serve.events)
-
-    @property
-    def known(self) -> bool:
-        """False when no class reaches its threshold: "none of the known classes" (multi: background)."""
-        return bool(self.detected)
-
-    @property
-    def label(self) -> str:
-        return self.labels[0]
-
-    @property
-    def score(self) -> float:
-        return self.scores[0]
-
-    @property
-    def windowed(self) -> bool:
-        return self.window_probs is not None
-
-    def as_dict(self) -> dict[str, float]:
-        return dict(zip(self.labels, self.scores, strict=True))
+from learner.serve.longfile import stream_windows
+from learner.serve.prediction import Prediction
 
 
 class Predictor:
@@ -90,6 +46,7 @@ class Predictor:
         self.backend = backend
         self.model_id, self.revision = model_id, revision
         self.batch_size = batch_size
+        self.stream_sizes = StreamSizes()  # how a long file is decoded and windowed block by block
         self.folder: Path | None = None
         self.task: str = config.get("task", "single")  # absent in folders written before multi-label
         self.thresholds = threshold_vector(config, self.classes)
@@ -217,9 +174,21 @@ class Predictor:
         is decoded (`learner.serve.longfile`): same result, memory bounded by a batch of windows."""
         path = str(src) if isinstance(src, (str, Path)) else ""
         if window is not None and isinstance(src, (str, Path, bytes)):
-            from learner.serve.longfile import predict_long
-
-            return predict_long(self, src, top_k, window, hop, max_duration_s, max_bytes, events)
+            plan = self.pipeline.window_plan(None if window == "auto" else float(window), hop)
+            d, scored = stream_windows(
+                self.pipeline,
+                self.predict_waves,
+                src,
+                plan,
+                max_duration_s,
+                max_bytes,
+                self.batch_size,
+                self.stream_sizes,
+            )
+            if scored is None:  # not long: the whole-file path on its decoded samples
+                return self.predict_decoded(d, top_k, window, hop, events, path)
+            wp, starts, kept = scored
+            return self.windowed(d, plan, wp, starts, kept.__getitem__, top_k, events, path)
         return self.predict_decoded(
             self.decode(src, max_duration_s, max_bytes, sample_rate), top_k, window, hop, events, path
         )
@@ -380,45 +349,6 @@ def _signal_of(src: Any, sample_rate: int | None) -> tuple[np.ndarray | None, in
     if isinstance(src, np.ndarray):
         return src, sample_rate
     return None, None
-
-
-def decode_array(
-    x: np.ndarray, rate: int | None, target_sr: int, max_duration_s: float | None = None
-) -> Decoded:
-    """A signal in memory → `Decoded`, as if read from a file: integer PCM scaled to [-1, 1], channels
-    averaged, resampled to `target_sr`. (samples, channels) and (channels, samples) are both taken: the
-    shorter axis, when it has at most 8 entries, is the channels."""
-    from learner.audio.decode import _clean, resample, to_mono
-
-    label = "<array>"
-    if rate is None:
-        raise AudioDecodeError(
-            label, "a NumPy signal needs its sample rate (sample_rate=..., or a (rate, array) pair)"
-        )
-    if int(rate) <= 0:
-        raise AudioDecodeError(label, f"sample rate must be positive, got {rate}")
-    x = np.asarray(x)
-    if x.ndim == 2 and x.shape[0] < x.shape[1] and x.shape[0] <= 8:
-        x = x.T  # (channels, samples) as torchaudio and librosa hold it
-    if x.ndim not in (1, 2) or x.size == 0:
-        raise AudioDecodeError(label, f"expected a 1-D signal or (samples, channels), got shape {x.shape}")
-    channels = 1 if x.ndim == 1 else x.shape[1]
-    if np.issubdtype(x.dtype, np.unsignedinteger):
-        half = float(2 ** (8 * x.dtype.itemsize - 1))
-        x = _clean(x, offset=half, scale=1.0 / half)
-    elif np.issubdtype(x.dtype, np.integer):
-        x = _clean(x, scale=1.0 / float(2 ** (8 * x.dtype.itemsize - 1)))
-    elif np.issubdtype(x.dtype, np.floating):
-        x = _clean(x)
-    else:
-        raise AudioDecodeError(label, f"cannot read samples of dtype {x.dtype}")
-    mono = to_mono(x).astype(np.float32, copy=False)
-    seconds = mono.size / int(rate)
-    if max_duration_s is not None and seconds > max_duration_s:
-        from learner.audio import TooLongError
-
-        raise TooLongError(label, f"{seconds:.1f} s is longer than the {max_duration_s:g} s limit")
-    return Decoded(resample(mono, int(rate), target_sr), target_sr, int(rate), channels, seconds, "array")
 
 
 def _revision_of(folder: Path) -> str:

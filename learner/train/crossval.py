@@ -22,7 +22,7 @@ import pandas as pd
 
 from learner.config import AudioConfig
 from learner.data.manifest import ManifestError, add_groups, load_manifest, plan_folds
-from learner.modeldir import write_json
+from learner.folder import write_json
 from learner.report.plots import plot_confusion, plot_curves
 from learner.train.fit import TrainArgs, train
 
@@ -48,7 +48,7 @@ def cross_validate(
     cfg = cfg or AudioConfig()
     out = Path(targs.out)
     df = add_groups(load_manifest(targs.data), targs.group_col, targs.group_regex)
-    from learner.data.multilabel import resolve_task
+    from learner.data.labels import resolve_task
 
     if (
         resolve_task(df, targs.task, str(targs.data)) == "multi"

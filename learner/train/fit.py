@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,13 +27,14 @@ from learner.config import AudioConfig
 from learner.data.manifest import add_groups, files_digest, load_manifest, split_indices
 from learner.data.signals import load_signals
 from learner.data.store import signal_size
+from learner.folder import PICKLE, ModelDirError, save_model_dir, strip_local_paths, write_json
 from learner.model import create_model, get_arch, n_params
 from learner.model.frontend import FrontEnd
 from learner.model.pretrained import load_pretrained
 from learner.model.registry import ArchSpec, classifier_keys
-from learner.modeldir import PICKLE, ModelDirError, save_model_dir, strip_local_paths, write_json
+from learner.report.validation import decide, threshold_rule, write_multilabel_outputs
+from learner.train.args import MACHINE_ARGS, TrainArgs, TrainResult
 from learner.train.distributed import accelerated, is_main_process
-from learner.train.multilabel import decide, threshold_rule, write_multilabel_outputs
 from learner.train.settings import (
     adopt_front_end,
     batch_size,
@@ -44,60 +45,6 @@ from learner.train.settings import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainArgs:
-    """What a training run needs besides the AudioConfig. Defaults are the ones the README promises."""
-
-    data: str
-    out: str
-    arch: str = "xresnet18"
-    epochs: int = 15
-    lr: float | str = 3e-3
-    bs: int = 32
-    pretrained: str = "imagenet"
-    valid_pct: float = 0.2
-    valid_fold: int | None = None
-    group_col: str | None = None
-    group_regex: str | None = None
-    seed: int = 42
-    freeze_epochs: int = 1
-    label_smoothing: float = 0.1
-    min_steps: int = 0  # small sets train for more epochs until they take this many optimiser steps
-    keep_best: bool = False  # keep the lowest-valid-loss epoch instead of the last one
-    workers: int | None = None
-    cache_dir: str | None = None
-    pickle: bool = True
-    progress: bool = True
-    auto_duration: bool = False  # pick the clip length from the training data (jobs.train without --duration)
-    auto_sample_rate: bool = (
-        False  # the training files' own rate, at most 22.05 kHz (jobs.train without --sample-rate)
-    )
-    auto_hop: bool = False  # a hop that gives a clip ~100 frames (jobs.train without --hop)
-    task: str = "auto"  # "single", "multi" (sigmoid outputs, BCE), or "auto": multi when a row has ≠ 1 label
-    target_precision: float | None = None  # thresholds: precision to reach per class instead of maximum F1
-    signals: str = "auto"  # decoded signals in "memory" or in the "disk" store; auto: by size vs free memory
-    store: str | None = None  # the on-disk store's folder (default: learner.train.loading.default_store_dir)
-    loader_workers: int | None = (
-        None  # DataLoader processes that crop (default: 0 in memory, spare cores on disk)
-    )
-    head: str = "auto"  # a backbone arch: "frozen" head on cached embeddings, "finetune", or "auto" (below)
-    head_views: int = 1  # crops / time shifts embedded per training clip for a frozen head
-    precision: str = "fp32"  # fp16 / bf16 mixed precision (GPU only)
-    channels_last: bool = False  # GPU memory layout for the 2-D convolutions
-
-
-MACHINE_ARGS = ("progress", "workers", "out", "cache_dir", "store", "loader_workers")  # not in config.json
-
-
-@dataclass
-class TrainResult:
-    model_dir: Path
-    metrics: dict[str, Any]
-    history: pd.DataFrame
-    failures: dict[str, str] = field(default_factory=dict)
-    learner: Any = None
 
 
 def versions() -> dict[str, str]:
@@ -167,7 +114,7 @@ def numpy_collate(items: list[tuple]) -> tuple:
 
 def prepare_data(args: TrainArgs, cfg: AudioConfig):
     """Manifest → split → decoded signals. Unreadable files are reported by name and left out."""
-    from learner.data.multilabel import resolve_task
+    from learner.data.labels import resolve_task
 
     df = add_groups(load_manifest(args.data), args.group_col, args.group_regex)
     task = resolve_task(df, args.task, args.data)

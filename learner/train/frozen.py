@@ -19,8 +19,8 @@ import torch
 
 from learner import __version__
 from learner.config import AudioConfig
+from learner.folder import save_model_dir, strip_local_paths, write_json
 from learner.model import create_model, get_arch, n_params
-from learner.modeldir import save_model_dir, strip_local_paths, write_json
 from learner.train.heads import (
     MARGIN,
     backbone_record,
@@ -78,8 +78,8 @@ def scratch_args(args):
 
 def run_frozen_or_scratch(args, cfg, used, signals, failures, classes, asked, train):
     """Decide (frozen head or scratch) and run it; the scratch run records why in its config.json."""
+    from learner.folder import CONFIG, read_config
     from learner.model.backbones import load_backbone
-    from learner.modeldir import CONFIG, read_config
 
     backbone = load_backbone(get_arch(args.arch).backbone, _weights_file(args) or "pretrained")
     choice = choose(args, cfg, used, signals, classes, backbone)
@@ -106,8 +106,9 @@ def run_frozen_or_scratch(args, cfg, used, signals, failures, classes, asked, tr
 
 def train_frozen(args, cfg: AudioConfig, used: pd.DataFrame, signals, failures, classes, choice: dict):
     """Write the folder of a frozen backbone + fitted linear head; returns a TrainResult."""
-    from learner.train.fit import MACHINE_ARGS, TrainResult, versions
-    from learner.train.multilabel import decide, threshold_rule
+    from learner.report.validation import decide, threshold_rule
+    from learner.train.args import MACHINE_ARGS, TrainResult
+    from learner.train.fit import versions
 
     start, start_cpu = time.time(), time.process_time()
     spec = get_arch(args.arch)

@@ -12,7 +12,7 @@ import numpy as np
 from learner.config import AudioConfig
 
 if TYPE_CHECKING:
-    from learner.train.fit import TrainArgs
+    from learner.train.args import TrainArgs
 
 
 def pick_sample_rate(paths: list[str], cap: int = 22050, max_files: int = 200) -> int:
@@ -77,9 +77,9 @@ def adopt_front_end(args: TrainArgs, cfg: AudioConfig) -> tuple[TrainArgs, Audio
         return replace(args, auto_sample_rate=False, auto_hop=False), cfg.replace(sample_rate=rate)
     if not transfers_from_earshot(args.pretrained):
         return args, cfg
+    from learner.folder import read_config
     from learner.hub import resolve
     from learner.model.pretrained import PretrainedError
-    from learner.modeldir import read_config
 
     try:
         src = read_config(resolve(args.pretrained))["audio"]

@@ -2,8 +2,8 @@
 
 Item transforms (CPU, per clip) wrap the NumPy steps of `learner.audio`; batch transforms wrap the torch
 modules in `learner.model.frontend` and run on whatever device the batch is on. Every transform that changes
-the
-kind of its input says so in its return annotation, so the type tests can catch a silent no-op.
+the kind
+of its input says so in its return annotation, so the type tests can catch a silent no-op.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from fasttransform import Transform
 from learner.audio import ClipPipeline, crop_pad, decode, trim_silence
 from learner.config import AudioConfig
 from learner.model.frontend import FrontEnd, SpecMasking
+from learner.train import augment
 
 
 class AudioTensor(TensorBase):
@@ -122,7 +123,8 @@ class CropPad(RandTransform):
 
 
 class WaveAugment(RandTransform):
-    """Waveform augmentation while training: pitch shift, time stretch, additive noise at a random SNR, gain.
+    """Waveform augmentation while training: the enabled augmentations of `learner.train.augment`
+    (stretch and pitch before the crop to the clip length, noise and gain after), with one generator.
 
     Each part is off when its setting is 0/None; validation and inference never see this transform.
     """
@@ -141,50 +143,29 @@ class WaveAugment(RandTransform):
     ) -> None:
         super().__init__(p=p)
         self.pad = pad
-        self.pitch, self.stretch, self.noise_snr, self.gain_db = pitch, stretch, noise_snr, gain_db
+        settings = dict(aug_pitch=pitch, aug_stretch=stretch, aug_noise_snr=noise_snr, aug_gain_db=gain_db)
+        self.steps = augment.enabled(settings)
         self.rng = np.random.default_rng(seed)
+
+    @classmethod
+    def from_config(cls, cfg: AudioConfig, seed: int | None = None) -> WaveAugment | None:
+        """The config's augmentations, or None when it turns none on."""
+        steps = augment.enabled({f: getattr(cfg, f) for f in augment.AUGMENTATIONS})
+        if not steps:
+            return None
+        aug = cls(seed=seed, pad=cfg.pad_mode)
+        aug.steps = steps
+        return aug
 
     def encodes(self, x: AudioTensor) -> AudioTensor:
         sr, n = x.sr, x.shape[-1]
         y = torch.as_tensor(x).reshape(1, -1).float()
-        if self.stretch:
-            rate = float(self.rng.uniform(1 - self.stretch, 1 + self.stretch))
-            y = _time_stretch(y, rate)
-        if self.pitch:
-            y = _pitch_shift(y, sr, float(self.rng.uniform(-self.pitch, self.pitch)))
-        z = crop_pad(y.reshape(-1).numpy(), n, 0.5, pad=self.pad)
-        if self.noise_snr:
-            snr = self.rng.uniform(*self.noise_snr)
-            power = float(np.mean(z**2)) + 1e-12
-            z = z + self.rng.normal(0, np.sqrt(power / 10 ** (snr / 10)), z.shape).astype(np.float32)
-        if self.gain_db:
-            z = z * np.float32(10 ** (self.rng.uniform(-self.gain_db, self.gain_db) / 20))
-        return AudioTensor.create(z, sr=sr)
-
-
-def _pitch_shift(y: torch.Tensor, sr: int, semitones: float, step: int = 50) -> torch.Tensor:
-    """Resample (pitch and tempo × 2^(semitones/12)), then time-stretch back to the original tempo.
-
-    The resampling rate is rounded to a multiple of `step` Hz (≤ 0.03 semitone at 16 kHz): torchaudio's
-    `pitch_shift` resamples between int(sr / rate) and sr, whose gcd is usually tiny, which makes its
-    polyphase
-    kernel huge (≈ 18 s per 1 s clip at 16 kHz instead of ≈ 30 ms).
-    """
-    import torchaudio.functional as AF
-
-    src = max(step, int(round(sr * 2 ** (semitones / 12) / step)) * step)
-    return _time_stretch(AF.resample(y, src, sr), sr / src)
-
-
-def _time_stretch(y: torch.Tensor, rate: float, n_fft: int = 512) -> torch.Tensor:
-    """Phase-vocoder time stretch (pitch kept): STFT → torchaudio TimeStretch → iSTFT."""
-    import torchaudio
-
-    hop = n_fft // 4
-    window = torch.hann_window(n_fft)
-    spec = torch.stft(y, n_fft, hop, window=window, return_complex=True)
-    stretched = torchaudio.transforms.TimeStretch(hop_length=hop, n_freq=n_fft // 2 + 1)(spec, rate)
-    return torch.istft(stretched, n_fft, hop, window=window)
+        for step in (s for s in self.steps if s.before_crop):
+            y = step(y, sr, self.rng)
+        z = torch.from_numpy(crop_pad(y.reshape(-1).numpy(), n, 0.5, pad=self.pad))
+        for step in (s for s in self.steps if not s.before_crop):
+            z = step(z, sr, self.rng)
+        return AudioTensor.create(z.numpy().astype(np.float32, copy=False), sr=sr)
 
 
 class AudioToFeatures(Transform):
@@ -224,17 +205,9 @@ def AudioBlock(
     """fastai block: path → AudioTensor → fixed-length (random crop when training) → features (+
     SpecAugment)."""
     item_tfms = [CropPad(cfg.duration, seed=seed, pad=cfg.pad_mode)]
-    if cfg.aug_pitch or cfg.aug_stretch or cfg.aug_noise_snr or cfg.aug_gain_db:
-        item_tfms.append(
-            WaveAugment(
-                cfg.aug_pitch,
-                cfg.aug_stretch,
-                cfg.aug_noise_snr,
-                cfg.aug_gain_db,
-                seed=seed,
-                pad=cfg.pad_mode,
-            )
-        )
+    wave_aug = WaveAugment.from_config(cfg, seed=seed)
+    if wave_aug is not None:
+        item_tfms.append(wave_aug)
     batch_tfms = [AudioToFeatures(frontend)]
     if frontend.view != "waveform" and (cfg.spec_freq_mask or cfg.spec_time_mask):
         # masks never wider than a fifth of the clip, so short clips (spoken words) keep most of their content

@@ -12,6 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from learner.folder.errors import ModelDirError
+
 MAX_CLASSES = 20_000
 MAX_CLASS_NAME = 200  # characters
 SAMPLE_RATES = (1_000, 768_000)  # Hz
@@ -33,8 +35,6 @@ AUDIO_NUMBERS: dict[str, tuple[tuple[type, ...], float, float, bool]] = {
 
 
 def _error(path: Path, message: str) -> Exception:
-    from learner.modeldir import ModelDirError
-
     return ModelDirError(f"{path}: {message}")
 
 

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from learner.audio import DEMO_MAX_BYTES, DEMO_MAX_S, AudioDecodeError, TooLongError
-from learner.serve.demo import classify
-from learner.serve.demo_events import find_events_in
+from learner.demo.classify import classify
+from learner.demo.events import find_events_in
 from learner.serve.predictor import Predictor
 
 SHORT_LANE_S = 30.0  # at most this much audio (as 48 kHz stereo samples) is served in the server process
@@ -153,7 +153,7 @@ class LaneWorker:
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
         }
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from learner.serve.lanes import worker_main; worker_main()"],
+            [sys.executable, "-c", "from learner.demo.lanes import worker_main; worker_main()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -237,8 +237,8 @@ def plan(path: str | Path, short_s: float) -> str:
     """From the file's size and header alone (no decoding): "refuse" (over the demo's own limits, or not a
     readable file: the decoder says why at once), "long" (over the short lane's limit) or "try" (short, or the
     header cannot tell: the short lane finds out while decoding)."""
-    from learner.audio.decode import _SF_MAGIC
     from learner.audio.limits import SAMPLES_PER_LIMIT_S, header_samples
+    from learner.audio.readers import SF_MAGIC
 
     try:
         st = os.stat(path)
@@ -248,7 +248,7 @@ def plan(path: str | Path, short_s: float) -> str:
         return "refuse"
     with open(path, "rb") as f:
         head = f.read(64)
-    stated = header_samples(str(path), head, _SF_MAGIC)
+    stated = header_samples(str(path), head, SF_MAGIC)
     if stated is None:
         return "try"
     rate, channels, seconds = stated

@@ -14,15 +14,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from learner.folder.errors import ModelDirError
+
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 PICKLE = "model.pkl"
 METRICS = "metrics.json"
 CARD = "README.md"
-
-
-class ModelDirError(ValueError):
-    """A folder that is not a usable earshot model; the message names the folder and what is wrong."""
 
 
 _LOCAL_PATH = re.compile(r"(?<![\w.:/])(?:~|[A-Za-z]:)?(?:[/\\][^\s/\\`'\"|,;()]+)+[/\\]([^\s/\\`'\"|,;()]+)")
@@ -84,6 +82,34 @@ def save_model_dir(folder: Path, state_dict: dict, config: dict[str, Any]) -> Pa
     return folder
 
 
+def read_json(path: Path, *, missing_ok: bool = True) -> dict[str, Any]:
+    """A JSON object file of a model folder (metrics.json, earshot-default.json, ...): {} when it is absent
+    (unless `missing_ok` is False), one `ModelDirError` naming the file when it is not a JSON object."""
+    path = Path(path)
+    if not path.is_file():
+        if missing_ok:
+            return {}
+        raise ModelDirError(f"{path}: no such file")
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelDirError(f"{path}: invalid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise ModelDirError(f"{path}: must hold a JSON object, got {type(value).__name__}")
+    return value
+
+
+def check_model_dir(model_dir: str | Path, required: tuple[str, ...] = (WEIGHTS, CONFIG)) -> Path:
+    """The folder as a Path, or a ModelDirError naming what is missing (before anything is read)."""
+    path = Path(model_dir).expanduser()
+    if not path.is_dir():
+        raise ModelDirError(f"{path}: no such model directory")
+    missing = [name for name in required if not (path / name).is_file()]
+    if missing:
+        raise ModelDirError(f"{path} is not a complete earshot model directory: missing {', '.join(missing)}")
+    return path
+
+
 def read_config(folder: Path) -> dict[str, Any]:
     folder = Path(folder)
     path = folder / CONFIG
@@ -98,7 +124,7 @@ def read_config(folder: Path) -> dict[str, Any]:
     for key in ("arch", "classes", "audio"):
         if key not in cfg:
             raise ModelDirError(f"{path}: missing {key!r}")
-    from learner.serve.validate import check_config
+    from learner.folder.schema import check_config
 
     check_config(cfg, path)  # one clear error per broken value, before anything is built from it
     return cfg
@@ -126,23 +152,3 @@ def load_model_dir(folder: Path) -> tuple[dict[str, Any], dict]:
             f"{' …' if len(broken) > 3 else ''}); the model would predict nothing meaningful"
         )
     return cfg, sd
-
-
-def network_from_dir(folder: Path, config: dict[str, Any] | None = None) -> Any:
-    """The network of a model folder (no front end), its weights loaded strictly from model.safetensors: the
-    one
-    builder behind the torch backend and ONNX export. A wrong arch or class count fails loudly."""
-    from learner.config import AudioConfig
-    from learner.model import create_model
-
-    cfg, sd = load_model_dir(folder)
-    config = config or cfg
-    net = create_model(config["arch"], len(config["classes"]), AudioConfig.from_dict(config["audio"]))
-    try:
-        net.load_state_dict(sd, strict=True)
-    except RuntimeError as e:
-        raise ModelDirError(
-            f"{Path(folder) / WEIGHTS}: does not fit a {config['arch']} with "
-            f"{len(config['classes'])} classes ({str(e).splitlines()[0]})"
-        ) from None
-    return net

@@ -12,6 +12,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+
+class ManifestError(ValueError):
+    """The data a user pointed at cannot be read as a labelled dataset; the message says where and why."""
+
+
 SEP = ";"
 TASKS = ("auto", "single", "multi")
 KNOWN_COLUMNS = ("path", "label", "labels", "fold", "split", "group")
@@ -43,8 +48,6 @@ def class_columns(df: pd.DataFrame) -> list[str]:
 def normalise_labels(df: pd.DataFrame, source: str) -> pd.DataFrame:
     """A CSV read as-is → a copy with `labels` (and `label` = `labels`). From a `labels` column, or from 0/1
     class columns when there is neither `label` nor `labels`. `source` names the file in errors."""
-    from learner.data.manifest import ManifestError
-
     df = df.copy()
     if "labels" in df:
         sets = [split_labels(v) for v in df["labels"]]
@@ -77,8 +80,6 @@ def is_multilabel(df: pd.DataFrame) -> bool:
 
 def resolve_task(df: pd.DataFrame, task: str, source: str) -> str:
     """ "single" or "multi" for `task` in TASKS; single-label training of multi-label rows is an error."""
-    from learner.data.manifest import ManifestError
-
     if task not in TASKS:
         raise ValueError(f"task={task}: use one of {', '.join(TASKS)}")
     multi = is_multilabel(df)
@@ -158,8 +159,6 @@ def multilabel_split(
         groups = df["group"].astype(str).to_numpy()[pool]
         uniq, of_row = np.unique(groups, return_inverse=True)
         if len(uniq) < 2:
-            from learner.data.manifest import ManifestError
-
             raise ManifestError(f"a group split needs at least 2 groups; found {len(uniq)}")
         counts = np.zeros((len(uniq), len(classes)))
         np.add.at(counts, of_row, hot)

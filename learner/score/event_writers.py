@@ -1,5 +1,5 @@
-"""Events of a scoring output → one Raven selection table and/or one Audacity label file per scored input
-file.
+"""Events of a scoring output → one file per scored input file in each format asked for, from one table
+(`EVENT_WRITERS`, beside `WRITERS` for the rows): adding an event format is one entry here.
 
     scores.events.parquet/ → RAVEN_DIR/<relative path>/<name>.earshot.selection.table.txt   (Raven Pro,
     BirdNET style)
@@ -15,14 +15,43 @@ exports everything scored so far.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from learner.score.store import read_results
 from learner.serve.events import Event, audacity_labels, raven_table
 
 RAVEN_SUFFIX = ".earshot.selection.table.txt"
 AUDACITY_SUFFIX = ".earshot.labels.txt"
+
+
+@dataclass(frozen=True)
+class EventWriter:
+    """One event format: `render(events, sample_rate)` → the text of one input file's events."""
+
+    name: str
+    suffix: str
+    help: str
+    render: Callable[[list[Event], int], str]
+
+
+EVENT_WRITERS: dict[str, EventWriter] = {
+    w.name: w
+    for w in (
+        EventWriter(
+            "raven",
+            RAVEN_SUFFIX,
+            "one Raven Pro selection table per input file (BirdNET style)",
+            lambda events, rate: raven_table(events, high_freq_hz=(rate or 0) / 2),
+        ),
+        EventWriter(
+            "audacity",
+            AUDACITY_SUFFIX,
+            "one Audacity label file per input file",
+            lambda events, rate: audacity_labels(events),
+        ),
+    )
+}
 
 
 @dataclass
@@ -41,10 +70,14 @@ def _relative_names(paths: list[str]) -> dict[str, Path]:
     return {p: Path(os.path.relpath(os.path.abspath(p), root)) for p in paths}
 
 
-def export_events(
-    out: str | Path, raven_dir: str | Path | None = None, audacity_dir: str | Path | None = None
-) -> ExportSummary:
-    """Write the exports of scoring output `out` (made with windows); returns what was written."""
+def export_events(out: str | Path, dirs: dict[str, str | Path]) -> ExportSummary:
+    """Write the events of scoring output `out` (made with windows) in each format of `dirs` (an
+    `EVENT_WRITERS` name → its folder); returns what was written."""
+    unknown = sorted(set(dirs) - set(EVENT_WRITERS))
+    if unknown:
+        raise ValueError(f"no event format {', '.join(unknown)}; known: {', '.join(EVENT_WRITERS)}")
+    from learner.score.store import read_results  # pyarrow: not needed to list the formats (--help)
+
     files = read_results(out)
     if files.num_rows == 0:
         return ExportSummary()
@@ -78,13 +111,10 @@ def export_events(
     for path, rate in ok:
         events = by_path.get(path, [])
         rel = names[path]
-        if raven_dir is not None:
-            target = Path(raven_dir) / rel.parent / (rel.name + RAVEN_SUFFIX)
-            _write(target, raven_table(events, high_freq_hz=(rate or 0) / 2))
-            summary.written.append(target)
-        if audacity_dir is not None:
-            target = Path(audacity_dir) / rel.parent / (rel.name + AUDACITY_SUFFIX)
-            _write(target, audacity_labels(events))
+        for name, folder in dirs.items():
+            writer = EVENT_WRITERS[name]
+            target = Path(folder) / rel.parent / (rel.name + writer.suffix)
+            _write(target, writer.render(events, rate))
             summary.written.append(target)
         summary.files += 1
         summary.events += len(events)

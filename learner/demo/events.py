@@ -120,7 +120,7 @@ def events_figure(signal: np.ndarray, predictor: Predictor, events: list[Event],
     event."""
     import matplotlib.pyplot as plt
 
-    from learner.serve.melspec import logmel
+    from learner.audio.melspec import logmel
 
     cfg = predictor.cfg
     sr = cfg.sample_rate

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from learner.data.labels import label_sets, multi_hot
 from learner.data.manifest import add_groups, files_digest, load_manifest, split_indices
-from learner.data.multilabel import label_sets, multi_hot
-from learner.modeldir import write_json
+from learner.folder import write_json
 from learner.report.metrics import classification_report
 from learner.report.multilabel import multilabel_report
 from learner.serve.predictor import Predictor
@@ -124,7 +124,7 @@ def evaluate(
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "metrics.json", metrics)
         if multi:
-            from learner.train.multilabel import write_multilabel_outputs
+            from learner.report.validation import write_multilabel_outputs
 
             write_multilabel_outputs(out, metrics, np.stack(probs), np.stack(targets), p.classes, thresholds)
             return metrics

@@ -24,12 +24,12 @@ import pandas as pd
 
 from learner.config import AudioConfig
 from learner.data.manifest import add_groups, load_manifest, plan_folds
+from learner.folder import read_config, write_json
 from learner.hub import resolve
 from learner.model.registry import get_arch
-from learner.modeldir import read_config, write_json
 from learner.report.plots import plot_confusion, plot_curves
+from learner.score.evaluate import select_rows
 from learner.train.crossval import CV_METRICS, cross_validate
-from learner.train.evaluate import select_rows
 from learner.train.fit import TrainArgs, train
 
 log = logging.getLogger(__name__)

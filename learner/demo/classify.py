@@ -1,0 +1,191 @@
+"""What one upload becomes in the demo, without Gradio: top-k labels, the log-mel the model saw, a saliency
+overlay, a per-window timeline for long inputs and a one-paragraph message. Every upload goes through the
+Predictor's one decode path (`learner.audio.decode.decode`), so a microphone recording and an uploaded MP3 are
+treated alike."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from learner.audio import DEMO_MAX_BYTES, DEMO_MAX_S, ClipPipeline, trim_silence
+from learner.serve.predictor import Predictor
+
+SALIENCY_FLOOR = 0.3  # saliency below this share of its peak is not drawn, so the log-mel stays readable
+
+
+@dataclass
+class DemoOutput:
+    """What `classify` returns; `figures` are matplotlib figures (None = nothing to draw)."""
+
+    labels: dict[str, float]
+    spectrogram: Any
+    saliency: Any
+    timeline: Any
+    message: str
+
+    def as_tuple(self) -> tuple:
+        return self.labels, self.spectrogram, self.saliency, self.timeline, self.message
+
+
+_PLOT_LOCK = threading.Lock()  # pyplot's figure manager is global state; requests run concurrently
+_EXPLAINERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_EXPLAINERS_LOCK = threading.Lock()
+
+
+def explainer_for(predictor: Predictor):
+    """One saliency `Explainer` per Predictor (None when the backend has no torch model, e.g. ONNX)."""
+    model = getattr(predictor.backend, "model", None)
+    if model is None:
+        return None
+    with _EXPLAINERS_LOCK:
+        if predictor not in _EXPLAINERS:
+            from learner.model.saliency import Explainer
+
+            _EXPLAINERS[predictor] = Explainer(model, predictor.cfg)
+        return _EXPLAINERS[predictor]
+
+
+def _display_logmel(predictor: Predictor, clip: np.ndarray) -> np.ndarray:
+    """The log-mel the model saw, in NumPy (`learner.audio.melspec`, equal to the torch front end): drawn
+    with any backend."""
+    from learner.audio.melspec import logmel
+
+    return logmel(clip, predictor.cfg)
+
+
+def _padded_after(signal: np.ndarray, cfg: Any) -> float | None:
+    """Where padding (silence or a repeat, `pad_mode`) starts in the prepared clip (seconds), or None when the
+    sound fills it."""
+    kept = trim_silence(signal, cfg.trim_db, cfg.trim_mode).size
+    return kept / cfg.sample_rate if 0 < kept < cfg.n_samples else None
+
+
+def _close(fig: Any) -> Any:
+    import matplotlib.pyplot as plt
+
+    plt.close(
+        fig
+    )  # drop pyplot's reference (a server would leak one figure per request); the figure still draws
+    return fig
+
+
+def timeline_figure(
+    starts: list[float], window_probs: np.ndarray, classes: list[str], window_s: float, k: int = 3
+):
+    """Probability of the top `k` classes (by mean over windows) at each window's centre."""
+    import matplotlib.pyplot as plt
+
+    mean = window_probs.mean(axis=0)
+    top = ClipPipeline.top_k(mean, k)
+    centres = np.asarray(starts) + window_s / 2
+    fig, ax = plt.subplots(figsize=(9, 2.6))
+    fig.subplots_adjust(
+        left=0.07, right=0.8, bottom=0.19, top=0.88
+    )  # fixed: tight_layout costs ~0.15 s a figure
+    for i in top:
+        ax.plot(centres, window_probs[:, i], marker="o", ms=3, label=f"{classes[i]} (mean {mean[i]:.2f})")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("seconds (window centre)")
+    ax.set_ylabel("probability")
+    ax.set_title(f"per-window probabilities ({len(starts)} windows of {window_s:g} s)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return fig
+
+
+def classify(
+    predictor: Predictor,
+    path: str | Path | None,
+    *,
+    top_k: int = 5,
+    max_duration_s: float = DEMO_MAX_S,
+    saliency: bool = True,
+) -> DemoOutput:
+    """One upload (any format `learner.audio.decode.decode` reads) → top-k labels, the log-mel the model saw,
+    a
+    saliency overlay on it, a per-window timeline for long inputs, and a one-paragraph message.
+
+    Raises `AudioDecodeError` (naming the file) for empty, corrupt, non-audio or too long uploads, and
+    `ValueError` when there is no upload at all.
+    """
+    from learner.report.plots import spectrogram_figure
+
+    if path is None or not str(path):
+        raise ValueError("no audio: upload a file or record with the microphone first")
+    cfg = predictor.cfg
+    name = Path(path).name
+    d = predictor.pipeline.decode(path, max_duration_s=max_duration_s, max_bytes=DEMO_MAX_BYTES, name=name)
+    pred = predictor.predict(d, top_k=top_k, window="auto")
+    top = predictor.classes.index(pred.label)
+    clip = pred.clip  # what the model saw: the clip, or the window where the top label scored highest
+    if pred.windowed:
+        s = pred.window_starts[int(pred.window_probs[:, top].argmax())]
+        where = f"window {s:.2f}–{s + pred.window_s:.2f} s (the most '{pred.label}' one)"
+        raw = None
+        scored = (
+            f"scored in {len(pred.window_starts)} windows of {pred.window_s:g} s (hop {pred.hop_s:g} s); "
+            f"labels = mean of window probabilities"
+        )
+    else:
+        where = f"the {cfg.duration:g} s clip the model saw"
+        raw = d.samples
+        scored = f"scored as one {cfg.duration:g} s clip (silence trimmed, centre crop / repeat-pad)"
+    kept = (
+        _padded_after(raw, cfg) if raw is not None else None
+    )  # a short sound: repeated, or centred in silence
+    padded = kept if cfg.pad_mode == "repeat" else None
+    explainer = explainer_for(predictor) if saliency else None
+    sal = explainer(clip, target=top) if explainer is not None else None
+    if saliency and sal is None:  # no torch model to differentiate (ONNX): ask the model with occluded copies
+        from learner.audio.melspec import occlusion
+
+        sal = occlusion(predictor.predict_waves, clip, cfg, top)
+    axes = dict(f_min=cfg.f_min, f_max=cfg.f_max, padded_after_s=padded)
+    with _PLOT_LOCK:
+        logmel = sal.logmel if sal is not None else _display_logmel(predictor, clip)
+        spec_fig = _close(
+            spectrogram_figure(
+                logmel, cfg.sample_rate, cfg.hop_length, title=f"what the model heard: {where}", **axes
+            )
+        )
+        sal_fig = None
+        if sal is not None:
+            what = {
+                "gradcam": "Grad-CAM",
+                "gradient": "input gradient",
+                "occlusion": "occlusion: bands muted in turn",
+            }
+            shown = np.where(sal.heat >= SALIENCY_FLOOR, sal.heat, np.nan)  # NaN cells stay transparent
+            sal_fig = _close(
+                spectrogram_figure(
+                    sal.logmel,
+                    cfg.sample_rate,
+                    cfg.hop_length,
+                    overlay=shown,
+                    **axes,
+                    title=f"where the model listened for '{pred.label}' ({what.get(sal.method, sal.method)})",
+                )
+            )
+        tl_fig = None
+        if pred.window_probs is not None:
+            tl_fig = _close(
+                timeline_figure(pred.window_starts, pred.window_probs, predictor.classes, pred.window_s)
+            )
+    ch = {1: "mono", 2: "stereo"}.get(d.channels, f"{d.channels} channels")
+    msg = (
+        f"**{pred.label}** ({pred.score:.0%}) · `{name}`: {d.duration_s:.2f} s, {d.orig_sample_rate} Hz {ch} "
+        f"({d.decoder}) → mono {cfg.sample_rate} Hz · {scored}."
+    )
+    if padded is not None:
+        msg += (
+            f" The sound lasts {padded:.2f} s; the rest of the {cfg.duration:g} s clip repeats it "
+            "(shaded in the plots)."
+        )
+    elif kept is not None:
+        msg += f" The sound lasts {kept:.2f} s, centred in silence in the {cfg.duration:g} s clip."
+    return DemoOutput(pred.as_dict(), spec_fig, sal_fig, tl_fig, msg)

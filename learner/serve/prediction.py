@@ -1,0 +1,56 @@
+"""`Prediction`: what `Predictor.predict` answers for one input (labels, scores, windows, events)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from learner.serve.events import Event
+
+
+@dataclass
+class Prediction:
+    """Top-k for one input; `probs` over all classes (mean of window probabilities when windowed).
+
+    It carries what the model saw, so nobody cuts the input again: `clip` is the model input that stands
+    for the prediction (the prepared clip, or the window where the top class scored highest), and a windowed
+    prediction keeps its plan (`window_s`, `hop_s`), each window's start and probabilities.
+    """
+
+    labels: list[str]
+    scores: list[float]
+    probs: np.ndarray
+    duration_s: float = 0.0
+    sample_rate: int = 0
+    channels: int = 0
+    decoder: str = ""
+    window_starts: list[float] = field(default_factory=list)
+    window_probs: np.ndarray | None = None
+    clip: np.ndarray | None = None
+    window_s: float = 0.0
+    hop_s: float = 0.0
+    detected: list[str] = field(default_factory=list)  # labels at or above their thresholds, best first
+    events: list[Event] = field(
+        default_factory=list
+    )  # windowed only: timestamped events (learner.serve.events)
+
+    @property
+    def known(self) -> bool:
+        """False when no class reaches its threshold: "none of the known classes" (multi: background)."""
+        return bool(self.detected)
+
+    @property
+    def label(self) -> str:
+        return self.labels[0]
+
+    @property
+    def score(self) -> float:
+        return self.scores[0]
+
+    @property
+    def windowed(self) -> bool:
+        return self.window_probs is not None
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(zip(self.labels, self.scores, strict=True))

@@ -1,0 +1,170 @@
+"""`TrainArgs`: what a training run needs besides the `AudioConfig`, and what it returns.
+
+Each field that a job offers as a flag says so in its metadata (`learner.config.flag`: help, flag name,
+group), so `jobs._cli` builds the flags from here and every default is declared once. Its own module so
+that the settings that pick defaults from the data (`learner.train.settings`) and the fit itself both
+import it, and neither imports the other."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from learner.config import flag
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def learning_rate(text: str | float) -> float | str:
+    """A learning rate, or "auto" (fastai's lr_find picks it)."""
+    return "auto" if str(text).strip() == "auto" else float(text)
+
+
+SPLIT = "split"
+SCALING = "scaling"
+RUN = "run"  # what jobs.train offers itself (jobs.compare has its own --archs, --out and --pretrained)
+
+
+@dataclass
+class TrainArgs:
+    """What a training run needs besides the AudioConfig. Defaults are the ones the README promises."""
+
+    data: str = field(
+        metadata=flag(
+            "folder-per-class, CSV manifest (path,label or path,labels[,fold|split|group]) or recipe name",
+            group="data",
+        )
+    )
+    out: str = field(metadata=flag("model directory to write", aliases=("--output",), group=RUN))
+    arch: str = field(default="xresnet18", metadata=flag("architecture (the model registry)", group=RUN))
+    epochs: int = field(default=15, metadata=flag("chosen on held-out real speakers (bench/RESULTS.md)"))
+    lr: float | str = field(
+        default=3e-3,
+        metadata=flag("learning rate, or 'auto' for fastai's lr_find", type=learning_rate),
+    )
+    bs: int = field(default=32, metadata=flag("batch size"))
+    pretrained: str = field(
+        default="imagenet",
+        metadata=flag(
+            "imagenet (timm resnet-d weights, needs the network), none, a weights file, "
+            "or an earshot model dir/Hub id",
+            group=RUN,
+        ),
+    )
+    valid_pct: float = field(default=0.2, metadata=flag("share held out (random or by group)", group=SPLIT))
+    valid_fold: int | None = field(
+        default=None, metadata=flag("hold out this value of the fold column", type=int, group=SPLIT)
+    )
+    group_col: str | None = field(
+        default=None, metadata=flag("column naming a speaker/recording; never on both sides", group=SPLIT)
+    )
+    group_regex: str | None = field(
+        default=None, metadata=flag("regex on the file name; its first group is the group", group=SPLIT)
+    )
+    seed: int = field(default=42, metadata=flag("random split and training seed", group=SPLIT))
+    freeze_epochs: int = field(
+        default=1, metadata=flag("epochs training only the new head (pretrained runs)")
+    )
+    label_smoothing: float = field(default=0.1, metadata=flag("label smoothing ε of the loss"))
+    min_steps: int = field(
+        default=0,
+        metadata=flag("small training sets get more epochs until they take this many optimiser steps"),
+    )
+    keep_best: bool = field(
+        default=False,
+        metadata=flag(
+            "keep the epoch with the lowest validation loss (its validation figures are then optimistic)"
+        ),
+    )
+    workers: int | None = field(
+        default=None, metadata=flag("decoding processes (default: CPU count)", type=int)
+    )
+    cache_dir: str | None = field(default=None, metadata=flag("also cache decoded signals on disk here"))
+    pickle: bool = field(
+        default=True,
+        metadata=flag("also write the fastai model.pkl export (--no-pickle skips it)", group=RUN),
+    )
+    progress: bool = True  # progress bars (jobs: off with --quiet)
+    auto_duration: bool = False  # pick the clip length from the training data (jobs.train without --duration)
+    auto_sample_rate: bool = (
+        False  # the files' own rate, at most 22.05 kHz (jobs.train without --sample-rate)
+    )
+    auto_hop: bool = False  # a hop that gives a clip ~100 frames (jobs.train without --hop)
+    task: str = field(
+        default="auto",
+        metadata=flag(
+            "multi = several labels per clip (sigmoid outputs); auto = multi when a manifest row has "
+            "more or fewer than one label (a `labels` column or 0/1 class columns)",
+            choices=("auto", "single", "multi"),
+            group=RUN,
+        ),
+    )
+    target_precision: float | None = field(
+        default=None,
+        metadata=flag(
+            "per-class thresholds that reach precision P on validation (default: maximum F1)",
+            type=float,
+            metavar="P",
+            group=RUN,
+        ),
+    )
+    signals: str = field(
+        default="auto",
+        metadata=flag(
+            "keep decoded signals in memory or in the on-disk store; auto: disk when they would not fit",
+            choices=("auto", "memory", "disk"),
+            group=SCALING,
+        ),
+    )
+    store: str | None = field(
+        default=None,
+        metadata=flag(
+            "on-disk signal store folder, reused across runs (implies --signals disk; "
+            "default: $EARSHOT_STORE or ~/.cache/earshot/signals)",
+            metavar="DIR",
+            group=SCALING,
+        ),
+    )
+    loader_workers: int | None = field(
+        default=None,
+        metadata=flag(
+            "DataLoader processes that crop and augment (default: 0 in memory, spare cores with the store)",
+            type=int,
+            group=SCALING,
+        ),
+    )
+    head: str = field(
+        default="auto",
+        metadata=flag(
+            "with a backbone arch (aisfx, panns_cnn10): frozen = a linear head on cached embeddings "
+            "(seconds), finetune = head first, then the whole network; auto = frozen when inner CV on "
+            "the training split shows the backbone helps, else xresnet18 from scratch",
+            choices=("auto", "frozen", "finetune"),
+            group=RUN,
+        ),
+    )
+    head_views: int = field(
+        default=1,
+        metadata=flag("frozen head: crops/time shifts embedded per training clip (1-5)", group=RUN),
+    )
+    precision: str = field(
+        default="fp32",
+        metadata=flag("mixed precision (GPU only)", choices=("fp32", "fp16", "bf16"), group=SCALING),
+    )
+    channels_last: bool = field(
+        default=False, metadata=flag("channels_last memory layout (GPU only)", group=SCALING)
+    )
+
+
+MACHINE_ARGS = ("progress", "workers", "out", "cache_dir", "store", "loader_workers")  # not in config.json
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    metrics: dict[str, Any]
+    history: pd.DataFrame
+    failures: dict[str, str] = field(default_factory=dict)
+    learner: Any = None
