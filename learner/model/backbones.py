@@ -151,14 +151,18 @@ class BlockFeatures(nn.Module):
 
 
 def to_blocks(feats: torch.Tensor, front: BlockFrontEnd) -> torch.Tensor:
-    """(N, frames, n_mels) → (N, blocks, block_frames, n_mels), the last block zero-padded."""
+    """(N, frames, n_mels) → (N, blocks, block_frames, n_mels), the last block zero-padded.
+
+    The block count is plain arithmetic on the clip length, so it is fixed (a Python int) in an exported
+    graph, whose clip length is fixed too; traced, the ceiling division would be truncated instead."""
     if front.block_frames is None:
         return feats[:, None]
     b, step = front.block_frames, front.step_frames
-    count = front.n_blocks(feats.shape[1])
+    frames = int(feats.shape[1])
+    count = front.n_blocks(frames)
     need = b + step * (count - 1)
-    if need > feats.shape[1]:
-        feats = nn.functional.pad(feats, (0, 0, 0, need - feats.shape[1]))
+    if need > frames:
+        feats = nn.functional.pad(feats, (0, 0, 0, need - frames))
     return torch.stack([feats[:, i * step : i * step + b] for i in range(count)], dim=1)  # ONNX: no Unfold
 
 
