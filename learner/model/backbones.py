@@ -196,14 +196,24 @@ class AudioBackbone(nn.Module):
         """(N, samples) → (N, blocks, emb_dim)."""
         if waves.dim() == 3:
             waves = waves.squeeze(1)
-        blocks = to_blocks(self.features(waves), self.spec.front)  # (N, B, frames, mels)
+        return self._blocks_of(self.features(waves))
+
+    def _blocks_of(self, feats: torch.Tensor) -> torch.Tensor:
+        blocks = to_blocks(feats, self.spec.front)  # (N, B, frames, mels)
         n, count = blocks.shape[:2]
         out = self.net(blocks.reshape(n * count, *blocks.shape[2:]))
         return out.reshape(n, count, -1)
 
-    def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        e = self.block_embeddings(waves)
+    def from_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """(N, frames, n_mels) front-end features → (N, dim): what follows the front end (the ONNX export
+        keeps the front end in float32 and quantizes only this part)."""
+        e = self._blocks_of(feats)
         return torch.cat([e.mean(dim=1), e.amax(dim=1)], dim=1)
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        if waves.dim() == 3:
+            waves = waves.squeeze(1)
+        return self.from_features(self.features(waves))
 
     @torch.inference_mode()
     def embed(self, wave: np.ndarray, sr: int) -> np.ndarray:
