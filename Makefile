@@ -1,4 +1,5 @@
-# Two commands on a fresh machine: `make demo` (the Gradio app) and `make test` (lint, the lean-serving check
+# Two commands on a fresh machine: `make demo` (the Gradio app) and `make test` (lint, the docs site
+# (`mkdocs build --strict`: broken links and anchors fail), the lean-serving check
 # in a second torch-free venv, `pip install .` / `-e .` and the `earshot` command from outside the checkout,
 # then the test suite).
 # Both build .venv from requirements.txt first (≈6 GB: PyPI's torch wheels are CUDA builds that also run on CPU).
@@ -6,7 +7,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint system-deps serve-check install-check backbone-weights
+.PHONY: demo test lint docs system-deps serve-check install-check backbone-weights
 
 $(STAMP): requirements.txt
 	$(PY) -m venv $(VENV)
@@ -26,6 +27,9 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
 system-deps:
 	bash scripts/system-deps.sh
 
@@ -35,5 +39,5 @@ serve-check: $(STAMP)
 install-check: $(STAMP)
 	bash scripts/install-check.sh
 
-test: $(STAMP) system-deps lint serve-check install-check
+test: $(STAMP) system-deps lint docs serve-check install-check
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider

@@ -102,9 +102,8 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
     worker process of their own, one at a time, so they never hold up short ones (learner/demo/lanes.py)."""
     predictor = served.predictor
     lanes = lanes or Lanes(predictor)
-    heavy = dict(
-        concurrency_id="audio", concurrency_limit=lanes.gradio_slots
-    )  # one queue for every audio request
+    # one queue for every audio request
+    heavy = dict(concurrency_id="audio", concurrency_limit=lanes.gradio_slots)
 
     def run(path: str | None):
         try:
@@ -112,9 +111,8 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
             labels, spectrogram, saliency, timeline, message = lanes.run(
                 "classify", path, top_k=top_k
             ).as_tuple()
-            labels = demo_events.labels_shown(
-                predictor, labels
-            )  # multi-label: every label above its threshold
+            # multi-label: every label above its threshold
+            labels = demo_events.labels_shown(predictor, labels)
             return (
                 labels,
                 spectrogram,
@@ -207,9 +205,8 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
             ev_button.click(run_events, [ev_audio, ev_threshold], ev_outputs, api_name="events", **heavy)
             ev_threshold.release(run_events, [ev_audio, ev_threshold], ev_outputs, api_name=False, **heavy)
         with gr.Tab("Model", elem_classes=["earshot-model"]):
-            gr.HTML(
-                f"<style>{MODEL_TAB_CSS}</style>", padding=False, container=False
-            )  # applies however it is launched
+            # applies however it is launched
+            gr.HTML(f"<style>{MODEL_TAB_CSS}</style>", padding=False, container=False)
             info = model_info(predictor, served.folder)
             with gr.Row():
                 with gr.Column(scale=3):

@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python -m bench.events [--task multi|single|both] [--seeds 1,2] [--out DIR]
 
 Trains a small event model from scratch (mfcc_cnn1d, 1 s clips of tone / chirp / clicks over the recording's
-background; tests/soundscape.py): by default multi-label (sigmoid outputs, BCE; clips hold 0, 1 or 2
+background; learner/data/soundscape.py): by default multi-label (sigmoid outputs, BCE; clips hold 0, 1 or 2
 overlapping
 sounds, labels known), or single-label (softmax with a `background` class), or both side by side. Then, per
 recording seed, it finds the events three ways — the Predictor, `jobs.score --windows` and the demo's events
@@ -48,8 +48,8 @@ def train_event_model(
     class
     of tone / chirp / clicks / background)."""
     from learner.config import AudioConfig
+    from learner.data.soundscape import make_event_dataset, make_multilabel_event_dataset
     from learner.train.fit import TrainArgs, train
-    from tests.soundscape import make_event_dataset, make_multilabel_event_dataset
 
     if task == "multi":
         data = make_multilabel_event_dataset(root / "clips", n_clips=clips, seed=seed)
@@ -239,8 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="work folder (default: a temporary one)")
     args = p.parse_args(argv)
 
+    from learner.data.soundscape import write_soundscape
     from learner.serve.predictor import Predictor
-    from tests.soundscape import write_soundscape
 
     seeds = [int(s) for s in args.seeds.split(",")]
     work = Path(args.out or tempfile.mkdtemp(prefix="earshot-events-"))

@@ -181,19 +181,19 @@ def write_clips(root: Path, sr: int, seconds: float) -> tuple[Path, Path]:
 
 def agreement(model: Path, n: int = 512) -> dict[str, float]:
     """torch vs onnx max |Δp|, and int8 vs fp32 top-1 agreement, on generated clips (of the model's own
-    classes when it was trained on tests.synthetic's sounds)."""
+    classes when it was trained on learner.data.sounds's sounds)."""
     import numpy as np
 
+    from learner.data.sounds import CLASSES, make_sound
     from learner.serve.export import generated_clips
     from learner.serve.predictor import Predictor
-    from tests.synthetic import CLASSES, make_sound
 
     ps = {b: Predictor.from_dir(model, backend=b) for b in BACKENDS}
     cfg = ps["torch"].cfg
     waves = generated_clips(cfg, n, seed=21)
     if set(ps["torch"].classes) <= set(
         CLASSES
-    ):  # a model trained on tests.synthetic sounds: test on its own kind
+    ):  # a model trained on learner.data.sounds sounds: test on its own kind
         rng = np.random.default_rng(21)
         kinds = ps["torch"].classes
         waves = np.stack(

@@ -30,7 +30,7 @@ BAD_KINDS = ("empty", "text", "truncated_flac", "zero_frames", "random_mp3", "da
 
 def make_files(folder: Path, n: int, bad_every: int) -> dict[str, str | None]:
     """Write the corpus; returns path → expected bad kind (None for good files)."""
-    from tests.synthetic import make_sound
+    from learner.data.sounds import make_sound
 
     rng = np.random.default_rng(0)
     good = make_sound("tone", SR, 0.5, rng)

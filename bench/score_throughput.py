@@ -38,7 +38,7 @@ CLASSES = ["tone", "chirp", "noise", "clicks"]
 
 
 def make_clips(folder: Path, n: int, sr: int, seconds: float) -> list[Path]:
-    from tests.synthetic import make_sound
+    from learner.data.sounds import make_sound
 
     rng = np.random.default_rng(0)
     paths = []

@@ -31,8 +31,8 @@ def main() -> None:
     import torch
 
     from learner.config import AudioConfig
+    from learner.data.sounds import make_dataset
     from learner.train.fit import TrainArgs, build_learner, prepare_data
-    from tests.synthetic import make_dataset
 
     tmp = Path(tempfile.mkdtemp())
     per_class = args.clips // 4

@@ -101,7 +101,7 @@ def main() -> None:
     if args.child:
         child(*args.child, args.epochs)
         return
-    from tests.synthetic import make_dataset
+    from learner.data.sounds import make_dataset
 
     tmp = Path(tempfile.mkdtemp())
     data = make_dataset(tmp / "data", n_per_class=args.clips // 4, sr=16000, duration=1.0)

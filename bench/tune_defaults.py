@@ -80,7 +80,7 @@ def build_set(name: str, out: Path) -> Path:
         df["split"] = ["valid" if g in held else "train" for g in df["group"]]
     elif name == "generated":
         sys.path.insert(0, str(ROOT))
-        from tests.synthetic import make_dataset
+        from learner.data.sounds import make_dataset
 
         root = make_dataset(out / "data" / "generated", n_per_class=40, sr=22050, duration=5.0, seed=7)
         rows = [{"path": str(f), "label": f.parent.name} for f in sorted(root.glob("*/*.wav"))]

@@ -24,7 +24,9 @@ from jobs._cli import parser as new_parser
 def _summary(manifest: Path) -> str:
     with open(manifest, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    parts = [f"{len(rows)} clips", f"{len({r['label'] for r in rows})} classes"]
+    multi = bool(rows) and "labels" in rows[0]  # a multi-label manifest: `labels`, ";"-separated
+    classes = {c for r in rows for c in (r["labels"].split(";") if multi else [r["label"]]) if c}
+    parts = [f"{len(rows)} clips", f"{len(classes)} classes" + (" (multi-label)" if multi else "")]
     for col in ("fold", "split", "group"):
         if rows and col in rows[0]:
             counts = Counter(r[col] for r in rows)

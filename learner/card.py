@@ -112,8 +112,25 @@ def _thresholds_section(cfg: dict[str, Any], classes: list[str]) -> list[str]:
     return ["## Thresholds", "", f"Chosen by {rule}; {what}.", "", _table(rows, ("Class", "Threshold")), ""]
 
 
-def _backbone_section(backbone: dict[str, Any]) -> list[str]:
+def _card_body(path: Path, cfg: dict[str, Any], metrics: dict[str, Any], repo_id: str | None) -> str:
+    name, ref = (repo_id or path.name).split("/")[-1], repo_id or "USER/NAME"
+    classes, audio = list(cfg.get("classes", [])), cfg.get("audio", {})
+    multi = cfg.get("task") == "multi"
+    out = _intro(name, cfg, classes, multi)
+    out += _evaluation(metrics, multi)
+    out += _thresholds_section(cfg, classes)
+    out += _images(path)
+    out += _usage(path, ref, audio)
+    out += _backbone_section(cfg.get("backbone"))
+    out += _training(cfg)
+    out += _limitations(cfg, classes, multi)
+    return "\n".join(out)
+
+
+def _backbone_section(backbone: dict[str, Any] | None) -> list[str]:
     """Attribution the backbone's licence asks for: whose weights, under which licence, what to cite."""
+    if not backbone:
+        return []
     weights = backbone.get("weights") or {}
     where = weights.get("package") or weights.get("url") or ""
     return [
@@ -129,13 +146,11 @@ def _backbone_section(backbone: dict[str, Any]) -> list[str]:
     ]
 
 
-def _card_body(path: Path, cfg: dict[str, Any], metrics: dict[str, Any], repo_id: str | None) -> str:
-    name, ref = (repo_id or path.name).split("/")[-1], repo_id or "USER/NAME"
-    arch, classes, audio = cfg.get("arch", "unknown"), list(cfg.get("classes", [])), cfg.get("audio", {})
-    multi = cfg.get("task") == "multi"
-    sr, dur, dataset = audio.get("sample_rate", "?"), audio.get("duration", "?"), _dataset_name(cfg)
+def _intro(name: str, cfg: dict[str, Any], classes: list[str], multi: bool) -> list[str]:
+    """Title, what the model labels and how it was made, and its classes."""
+    arch, audio, dataset = cfg.get("arch", "unknown"), cfg.get("audio", {}), _dataset_name(cfg)
+    sr, dur = audio.get("sample_rate", "?"), audio.get("duration", "?")
     start = str(strip_local_paths(cfg["pretrained"])) if cfg.get("pretrained") else None
-    backbone = cfg.get("backbone") or {}
     how = (
         "trained with fastai"
         if start is None
@@ -143,20 +158,20 @@ def _card_body(path: Path, cfg: dict[str, Any], metrics: dict[str, Any], repo_id
         if start.startswith("none")
         else f"fine-tuned with fastai from {start}"
     )
+    backbone = cfg.get("backbone") or {}
     if backbone.get("use") == "frozen":
         how = f"a linear head on the frozen pretrained `{backbone.get('name')}` audio backbone"
-    out = [
+    labels = (
+        f"with any of {len(classes)} classes (multi-label)" if multi else f"as one of {len(classes)} classes"
+    )
+    return [
         f"# {name}",
         "",
         CARD_MARK,
         "",
         f"An earshot audio classifier (`{arch}`, {how}) that labels "
         f"{dur}-second clips (resampled to {sr} Hz, mono) "
-        + (
-            f"with any of {len(classes)} classes (multi-label)"
-            if multi
-            else f"as one of {len(classes)} classes"
-        )
+        + labels
         + (f", trained on `{dataset}`." if dataset else "."),
         "",
         "## Classes",
@@ -164,46 +179,50 @@ def _card_body(path: Path, cfg: dict[str, Any], metrics: dict[str, Any], repo_id
         ", ".join(f"`{c}`" for c in classes) or "(none listed in config.json)",
         "",
     ]
-    if metrics:
-        n = metrics.get("n_samples")
-        out += [
-            "## Evaluation",
-            "",
-            f"On the held-out split{f' ({n} clips)' if n else ''}:",
-            "",
-            _table(
-                [
-                    (label, f"{metrics[key]:.4f}")
-                    for key, _, label, _ in _CARD_METRICS
-                    if isinstance(metrics.get(key), (int, float))
-                ],
-                ("Metric", "Value"),
-            ),
-            "",
-        ]
-        per_class = metrics.get("per_class") or []
-        if per_class:
-            cols = (
-                ("support", "ap", "auroc", "threshold", "precision", "recall", "f1")
-                if multi
-                else ("support", "top1", "precision", "recall", "f1")
-            )
-            rows = [
-                (
-                    r.get("label"),
-                    *(r.get(c, "") if not isinstance(r.get(c), float) else f"{r[c]:.3f}" for c in cols),
-                )
-                for r in per_class
-            ]
-            out += [
-                "<details><summary>Per class</summary>",
-                "",
-                _table(rows, ("Class", *cols)),
-                "",
-                "</details>",
-                "",
-            ]
-    out += _thresholds_section(cfg, classes)
+
+
+def _evaluation(metrics: dict[str, Any], multi: bool) -> list[str]:
+    """The held-out figures of metrics.json, and a per-class table folded away."""
+    if not metrics:
+        return []
+    n = metrics.get("n_samples")
+    figures = [
+        (label, f"{metrics[key]:.4f}")
+        for key, _, label, _ in _CARD_METRICS
+        if isinstance(metrics.get(key), (int, float))
+    ]
+    out = [
+        "## Evaluation",
+        "",
+        f"On the held-out split{f' ({n} clips)' if n else ''}:",
+        "",
+        _table(figures, ("Metric", "Value")),
+        "",
+    ]
+    per_class = metrics.get("per_class") or []
+    if not per_class:
+        return out
+    cols = (
+        ("support", "ap", "auroc", "threshold", "precision", "recall", "f1")
+        if multi
+        else ("support", "top1", "precision", "recall", "f1")
+    )
+    rows = [
+        (r.get("label"), *(r.get(c, "") if not isinstance(r.get(c), float) else f"{r[c]:.3f}" for c in cols))
+        for r in per_class
+    ]
+    return out + [
+        "<details><summary>Per class</summary>",
+        "",
+        _table(rows, ("Class", *cols)),
+        "",
+        "</details>",
+        "",
+    ]
+
+
+def _images(path: Path) -> list[str]:
+    out = []
     for image, title in (
         ("confusion_matrix.png", "Confusion matrix"),
         ("pr_curves.png", "Precision-recall curves"),
@@ -211,7 +230,18 @@ def _card_body(path: Path, cfg: dict[str, Any], metrics: dict[str, Any], repo_id
     ):
         if (path / image).is_file():
             out += [f"![{title}]({image})", ""]
-    out += [
+    return out
+
+
+def _usage(path: Path, ref: str, audio: dict[str, Any]) -> list[str]:
+    """How to load and run it, and the preprocessing it carries."""
+    pickle_note = (
+        " `model.pkl` is a fastai export: unpickling runs code, so it is downloaded and loaded only on "
+        "explicit request (`allow_pickle=True`)."
+        if (path / "model.pkl").is_file()
+        else ""
+    )
+    return [
         "## How to use",
         "",
         "With earshot installed (`pip install -r requirements.txt` in a clone):",
@@ -228,58 +258,46 @@ def _card_body(path: Path, cfg: dict[str, Any], metrics: dict[str, Any], repo_id
         "```",
         "",
         "`model.safetensors` holds the weights and `config.json` the classes and the preprocessing, so the "
-        "demo, the scorer and this card rebuild exactly the training pipeline."
-        + (
-            " `model.pkl` is a fastai export: unpickling runs code, so it is downloaded and loaded only on "
-            "explicit request (`allow_pickle=True`)."
-            if (path / "model.pkl").is_file()
-            else ""
-        ),
+        "demo, the scorer and this card rebuild exactly the training pipeline." + pickle_note,
         "",
         "## Preprocessing (AudioConfig)",
         "",
         _table([(f"`{k}`", _fmt(v)) for k, v in audio.items() if k != "extra" or v], ("Field", "Value")),
         "",
     ]
-    if backbone:
-        out += _backbone_section(backbone)
+
+
+def _training(cfg: dict[str, Any]) -> list[str]:
+    """The training arguments (no local paths) and the library versions."""
+    out = []
     train = cfg.get("train", {})
     if train:
-        out += [
-            "## Training",
-            "",
-            _table([(f"`{k}`", _fmt(strip_local_paths(v))) for k, v in train.items()], ("Argument", "Value")),
-            "",
-        ]
+        rows = [(f"`{k}`", _fmt(strip_local_paths(v))) for k, v in train.items()]
+        out += ["## Training", "", _table(rows, ("Argument", "Value")), ""]
     versions = {"earshot": cfg.get("earshot_version"), **cfg.get("versions", {})}
-    out += [
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v),
-        "",
+    return out + ["Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v), ""]
+
+
+def _limitations(cfg: dict[str, Any], classes: list[str], multi: bool) -> list[str]:
+    dur, dataset = cfg.get("audio", {}).get("duration", "?"), _dataset_name(cfg)
+    use = (
+        f"- Meant for tagging short recordings with any of the {len(classes)} classes above (each class "
+        "scored on its own, a sigmoid per class), e.g. for sorting or search. A class is reported when its "
+        "score reaches its threshold above; sounds outside the list are not modelled."
+        if multi
+        else f"- Meant for tagging short recordings with one of the {len(classes)} classes above, "
+        "e.g. for sorting, search or a demo. Every input gets one of these labels: sounds outside the list "
+        "are still forced into one, so threshold the probability or add an `other` class if that matters."
+    )
+    return [
         "## Intended use and limitations",
         "",
-        (
-            f"- Meant for tagging short recordings with any of the {len(classes)} classes above (each class "
-            "scored "
-            "on its own, a sigmoid per class), e.g. for sorting or search. A class is reported when its "
-            "score "
-            "reaches its threshold above; sounds outside the list are not modelled."
-            if multi
-            else f"- Meant for tagging short recordings with one of the {len(classes)} classes above, "
-            "e.g. for sorting, "
-            "search or a demo. Every input gets one of these labels: sounds outside the list are still "
-            "forced into "
-            "one, so threshold the probability or add an `other` class if that matters."
-        ),
+        use,
         f"- Each clip is cut or padded to {dur} s after trimming silence; longer recordings should be scored "
-        "in "
-        "windows. Quality depends on how close the microphone, room and noise are to the training data"
+        "in windows. Quality depends on how close the microphone, room and noise are to the training data"
         + (f" (`{dataset}`)" if dataset else "")
         + ".",
-        (
-            "- The reported numbers come from one held-out split and carry its biases; measure on your own "
-            "data "
-            "before relying on the model. Not for safety-critical or surveillance use."
-        ),
+        "- The reported numbers come from one held-out split and carry its biases; measure on your own data "
+        "before relying on the model. Not for safety-critical or surveillance use.",
         "",
     ]
-    return "\n".join(out)

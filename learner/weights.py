@@ -76,9 +76,8 @@ def fetch_imagenet(arch: str, weights: str | None, timeout_s: float = PROBE_TIME
         raise PretrainedError(f"{arch} has no ImageNet weights (pretrained='imagenet')", field="pretrained")
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
-    cached = try_to_load_from_cache(
-        weights, IMAGENET_FILE
-    )  # a look in the cache folder: no request, no headers
+    # a look in the cache folder: no request, no headers
+    cached = try_to_load_from_cache(weights, IMAGENET_FILE)
     if isinstance(cached, str) and Path(cached).is_file():
         return Path(cached)
     where = f"ImageNet weights for {arch} ({weights} on the Hugging Face Hub) are not cached here"

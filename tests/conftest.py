@@ -21,7 +21,7 @@ SMALL_AUDIO = dict(sample_rate=16000, duration=1.0, n_mels=64, hop_length=256, n
 
 @pytest.fixture(scope="session")
 def four_class_dir(tmp_path_factory) -> Path:
-    from tests.synthetic import make_dataset
+    from learner.data.sounds import make_dataset
 
     return make_dataset(tmp_path_factory.mktemp("four_class"), n_per_class=40, sr=16000, duration=1.0)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.synthetic import make_sound
+from learner.data.sounds import make_sound
 
 ROOT = Path(__file__).resolve().parents[1]
 

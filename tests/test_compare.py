@@ -13,12 +13,12 @@ import torch
 import learner.score.compare
 import learner.train.fit
 from learner.config import AudioConfig
+from learner.data.sounds import make_dataset
 from learner.folder import load_model_dir, read_config
 from learner.model.pretrained import PretrainedError
 from learner.model.registry import get_arch
 from learner.serve.predictor import Predictor
 from learner.train.transforms import AudioTensor, WaveAugment
-from tests.synthetic import make_dataset
 
 TINY = dict(
     sample_rate=8000,

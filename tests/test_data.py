@@ -117,7 +117,7 @@ def test_signal_cache_decodes_once_and_reports_bad_files(tmp_path):
     signals, failures = load_signals(paths, CFG, cache_dir=cache, workers=1, progress=False)
     assert set(signals) == {str(p) for p in good}
     assert set(failures) == {str(tmp_path / "empty.wav"), str(tmp_path / "text.wav")}
-    assert len(list(cache.glob("*.npy"))) == 3
+    assert len(list(cache.glob("*/*.npy"))) == 3  # <settings key>/<file key>.npy, the store's keys
     again, _ = load_signals(paths[:3], CFG, cache_dir=cache, workers=1, progress=False)
     for p in signals:
         assert np.array_equal(signals[p], again[p])

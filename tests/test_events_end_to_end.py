@@ -3,7 +3,7 @@ table, Raven and Audacity exports, --threshold per class) and the demo's `/event
 
 The event model (mfcc_cnn1d) is trained here from scratch on tone / chirp / clicks + background 1 s clips,
 half of
-them holding only part of an event (tests/soundscape.py);
+them holding only part of an event (learner/data/soundscape.py);
 the 10-minute, 40-event measurement is bench/events.py.
 """
 
@@ -18,13 +18,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from learner.data.soundscape import write_soundscape
 from learner.report.event_metrics import match_events
 from learner.score.rows import EVENT_SCHEMA
 from learner.score.store import read_results
 from learner.serve.events import RAVEN_COLUMNS, Event, EventRule
 from learner.serve.predictor import Predictor
 from tests.conftest import app_serving
-from tests.soundscape import write_soundscape
 
 SECONDS, N_EVENTS, OVERLAPS = 60.0, 6, 1
 
@@ -56,7 +56,7 @@ def _train_event_model(data: Path, out: Path, epochs: int, **kw) -> Path:
 
 @pytest.fixture(scope="module")
 def event_model(tmp_path_factory) -> Path:
-    from tests.soundscape import make_event_dataset
+    from learner.data.soundscape import make_event_dataset
 
     root = tmp_path_factory.mktemp("event_model")
     return _train_event_model(
@@ -96,7 +96,7 @@ def test_multilabel_event_clips_hold_zero_one_or_two_known_sounds(tmp_path):
 
     from learner.data.labels import label_sets, resolve_task
     from learner.data.manifest import load_manifest
-    from tests.soundscape import EVENT_CLASSES, make_multilabel_event_dataset
+    from learner.data.soundscape import EVENT_CLASSES, make_multilabel_event_dataset
 
     manifest = make_multilabel_event_dataset(tmp_path / "a", n_clips=60, seed=4)
     df = load_manifest(manifest)
@@ -134,7 +134,7 @@ def test_jobs_score_writes_events_table_and_exports(event_model, recording, tmp_
     other = tmp_path / "quiet.wav"
     import soundfile as sf
 
-    from tests.soundscape import background
+    from learner.data.soundscape import background
 
     sf.write(other, background(16000 * 4, np.random.default_rng(0)), 16000)  # nothing happens in it
     main(
@@ -247,7 +247,7 @@ def test_events_table_in_csv_format(event_model, recording, tmp_path):
 def multi_event_model(tmp_path_factory) -> Path:
     """A multi-label (sigmoid) event model: 1 s clips holding 0, 1 or 2 overlapping sounds, no background
     class."""
-    from tests.soundscape import make_multilabel_event_dataset
+    from learner.data.soundscape import make_multilabel_event_dataset
 
     root = tmp_path_factory.mktemp("multi_event_model")
     data = make_multilabel_event_dataset(root / "clips", n_clips=240, seed=0)

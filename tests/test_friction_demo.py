@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.synthetic import make_sound
+from learner.data.sounds import make_sound
 
 SR = 16000
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.synthetic import make_dataset, make_sound
+from learner.data.sounds import make_dataset, make_sound
 
 ROOT = Path(__file__).resolve().parent.parent
 SR = 16000

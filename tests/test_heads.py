@@ -16,8 +16,8 @@ import torch
 
 from learner.config import AudioConfig
 from learner.data.embeddings import cached_embeddings, clip_views
+from learner.data.sounds import make_dataset
 from learner.train.heads import choose_head, decide_start, fit_linear, head_state_dict, predict_logits
-from tests.synthetic import make_dataset
 
 
 def _clusters(n_classes: int, per_class: int, dim: int = 1024, seed: int = 0):

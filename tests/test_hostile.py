@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
+from learner.data.sounds import make_sound
 from learner.score.local import ScoreOptions, score
 from learner.score.paths import one_line, original_path
 from learner.serve.predictor import Predictor
-from tests.synthetic import make_sound
 
 SR = 16000
 

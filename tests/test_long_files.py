@@ -14,6 +14,7 @@ import pytest
 from learner.audio import AudioDecodeError, ClipPipeline, decode, resample
 from learner.audio.stream import Resampler, StreamSizes, WindowStream, stream_decode, stream_threshold
 from learner.config import AudioConfig
+from learner.data.sounds import make_sound
 from learner.score.discover import FileRef
 from learner.score.items import window_plan
 from learner.score.local import ScoreOptions, score
@@ -22,7 +23,6 @@ from learner.score.streamed import Part, StreamedFiles, decode_in_parts
 from learner.serve.predictor import Predictor
 from tests.audio_corpus import write_av, write_sf
 from tests.conftest import SMALL_AUDIO
-from tests.synthetic import make_sound
 
 SR = 16000
 SMALL = StreamSizes(chunk=4, part=3000, block=5000)  # 1 s windows, 0.5 s hop: a file past 3 s streams
@@ -282,7 +282,7 @@ def _parts(task, emit=None):
 
 
 def test_pool_waits_for_the_consumer_without_timing_out():
-    from learner.score.pool import DecodePool
+    from learner.workers import DecodePool
 
     with DecodePool(_parts, (), workers=1, timeout_s=0.3, stream=True, part_buffer=1) as pool:
         got = []
@@ -308,7 +308,7 @@ def _big_result(task, folder):
 def test_pool_bounds_the_bytes_waiting_not_only_their_count(tmp_path):
     """Ten-minute recordings are ~50 MB each at the model's rate: 4 × a batch of them waiting for a slow model
     would be gigabytes. With `max_bytes`, decoding pauses once that much waits unconsumed."""
-    from learner.score.pool import DecodePool
+    from learner.workers import DecodePool
 
     waiting = []
     with DecodePool(

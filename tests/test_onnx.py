@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from learner.data.sounds import CLASSES, make_dataset, make_sound
 from learner.folder import ModelDirError
 from learner.model.registry import get_arch, list_archs
 from learner.serve.predictor import Predictor
 from tests.conftest import SMALL_AUDIO
-from tests.synthetic import CLASSES, make_dataset, make_sound
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "torchaudio", "fastai", "timm")

@@ -10,8 +10,8 @@ import soundfile as sf
 from learner.audio import ClipPipeline, WindowPlan, crop_pad, decode, trim_silence
 from learner.audio.signal import windows
 from learner.config import AudioConfig
+from learner.data.sounds import make_sound
 from tests.conftest import SMALL_AUDIO
-from tests.synthetic import make_sound
 
 CFG = AudioConfig(**SMALL_AUDIO)
 

@@ -6,9 +6,9 @@ import pytest
 import soundfile as sf
 
 from learner.audio.decode import AudioDecodeError
+from learner.data.sounds import make_sound
 from learner.folder import ModelDirError
 from learner.serve.predictor import Predictor
-from tests.synthetic import make_sound
 
 
 def test_predictor_matches_the_learners_own_validation_predictions(trained_model):

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from learner.data.sounds import make_sound
 from learner.score import ray_reaper
-from tests.synthetic import make_sound
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="the watcher reads Linux /proc")

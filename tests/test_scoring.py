@@ -15,13 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
+from learner.data.sounds import make_sound
 from learner.score.discover import discover
 from learner.score.local import ScoreOptions, score
-from learner.score.pool import DecodePool
 from learner.score.rows import FILE_SCHEMA, WINDOW_SCHEMA, count_events
 from learner.score.store import read_results
 from learner.serve.predictor import Predictor
-from tests.synthetic import make_sound
+from learner.workers import DecodePool
 
 ROOT = Path(__file__).resolve().parent.parent
 SR = 16000

@@ -14,8 +14,8 @@ import soundfile as sf
 import learner.data.store as store_mod
 from learner.config import AudioConfig
 from learner.data.signals import load_signal
+from learner.data.sounds import make_dataset
 from learner.data.store import SignalStore, open_store, pick_signals, settings_key, signal_size
-from tests.synthetic import make_dataset
 
 CFG = AudioConfig(sample_rate=16000, duration=1.0)
 DECODE = store_mod._decode

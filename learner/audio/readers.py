@@ -244,6 +244,73 @@ def _no_nested(url: str, flags: int, options: dict) -> None:
     raise PermissionError(f"refusing to open {url!r} from inside a media file")
 
 
+def _av_open(fh: Any) -> Any:
+    """FFmpeg on audio demuxers only, with a timeout and no nested opens: a file cannot open others."""
+    import av
+
+    return av.open(
+        fh,
+        "r",
+        container_options={"format_whitelist": _AV_FORMATS},
+        timeout=PYAV_TIMEOUT_S,
+        io_open=_no_nested,
+        buffer_size=1 << 16,
+    )
+
+
+def _av_stream(c: Any, label: str, head: bytes) -> Any:
+    """The audio stream to decode, or the error saying why there is none (a cut file or not audio at all)."""
+    if not c.streams.audio:
+        kinds = sorted({s.type for s in c.streams})  # an MP4 cut before its index shows only "data"
+        broken = _looks_like_audio(head) and not {"video", "subtitle"} & set(kinds)
+        kind = CorruptAudioError if broken else NotAudioError
+        raise kind(label, f"no audio stream ({c.format.name}: {', '.join(kinds) or 'no streams'})")
+    st = c.streams.best("audio") or c.streams.audio[0]
+    if st.codec_context is None or st.codec_context.codec is None:
+        raise UnsupportedCodecError(label, f"no decoder for its audio codec ({c.format.name})")
+    return st
+
+
+def _av_read(
+    c: Any,
+    st: Any,
+    label: str,
+    offset_s: float,
+    dur_s: float | None,
+    max_s: float | None,
+    sink: Sink | None,
+    seeked: bool,
+) -> tuple[_Span | None, int, int, bool]:
+    """Feeds decoded frames to a span until it has enough: (span, next frame, channels, stopped early).
+    After a seek, the first frame's timestamp says where decoding starts; an implausible one means re-read."""
+    tb, t0 = st.time_base, st.start_time or 0
+    span, pos, ch, idle = None, 0, 0, 0
+    for packet in c.demux(st):
+        frames = packet.decode()
+        idle = 0 if frames else idle + 1
+        if idle > 100_000:
+            raise _Broken("the decoder made no progress")
+        for frame in frames:
+            if span is None:
+                sr = int(frame.sample_rate)  # the first frame knows best (HE-AAC doubles the header's)
+                _check_rate(label, sr)
+                span = _Span(label, sr, offset_s, dur_s, max_s, sink)
+                if seeked:
+                    pos = -1 if frame.pts is None else round(float((frame.pts - t0) * tb) * sr)
+                    if not 0 <= pos <= span.start:
+                        raise _Reseek
+            elif frame.sample_rate != span.sr:
+                raise UnsupportedCodecError(
+                    label, f"sample rate changes mid-stream ({span.sr} → {frame.sample_rate} Hz)"
+                )
+            ch = max(ch, frame.layout.nb_channels)
+            more = span.add(pos, _av_mono(frame, label))
+            pos += frame.samples
+            if not more:
+                return span, pos, ch, True
+    return span, pos, ch, False
+
+
 def _av_decode(
     src: Source,
     label: str,
@@ -257,25 +324,8 @@ def _av_decode(
     import av
 
     fh = io.BytesIO(src) if isinstance(src, bytes) else open(src, "rb")  # noqa: SIM115 (closed below)
-    with (
-        fh,
-        av.open(
-            fh,
-            "r",
-            container_options={"format_whitelist": _AV_FORMATS},
-            timeout=PYAV_TIMEOUT_S,
-            io_open=_no_nested,
-            buffer_size=1 << 16,
-        ) as c,
-    ):
-        if not c.streams.audio:
-            kinds = sorted({s.type for s in c.streams})  # an MP4 cut before its index shows only "data"
-            broken = _looks_like_audio(head) and not {"video", "subtitle"} & set(kinds)
-            kind = CorruptAudioError if broken else NotAudioError
-            raise kind(label, f"no audio stream ({c.format.name}: {', '.join(kinds) or 'no streams'})")
-        st = c.streams.best("audio") or c.streams.audio[0]
-        if st.codec_context is None or st.codec_context.codec is None:
-            raise UnsupportedCodecError(label, f"no decoder for its audio codec ({c.format.name})")
+    with fh, _av_open(fh) as c:
+        st = _av_stream(c, label, head)
         tb, t0 = st.time_base, st.start_time or 0
         header_s = float(st.duration * tb) if st.duration and tb else max(c.duration or 0, 0) / 1e6
         _limit(label, header_s, max_s, "the header says")
@@ -285,39 +335,16 @@ def _av_decode(
                 c.seek(int((offset_s - PREROLL_S) / tb) + t0, stream=st, backward=True)
             except Exception as e:
                 raise _Reseek from e
-        span, pos, ch, idle = None, 0, 0, 0
         try:
-            for packet in c.demux(st):
-                frames = packet.decode()
-                idle = 0 if frames else idle + 1
-                if idle > 100_000:
-                    raise _Broken("the decoder made no progress")
-                for frame in frames:
-                    if span is None:
-                        sr = int(
-                            frame.sample_rate
-                        )  # the first frame knows best (HE-AAC doubles the header's)
-                        _check_rate(label, sr)
-                        span = _Span(label, sr, offset_s, dur_s, max_s, sink)
-                        if seeked:
-                            pos = -1 if frame.pts is None else round(float((frame.pts - t0) * tb) * sr)
-                            if not 0 <= pos <= span.start:
-                                raise _Reseek
-                    elif frame.sample_rate != span.sr:
-                        raise UnsupportedCodecError(
-                            label, f"sample rate changes mid-stream ({span.sr} → {frame.sample_rate} Hz)"
-                        )
-                    ch = max(ch, frame.layout.nb_channels)
-                    more = span.add(pos, _av_mono(frame, label))
-                    pos += frame.samples
-                    if not more:
-                        return _Raw(span, ch, "pyav", pos, header_s)
+            span, pos, ch, early = _av_read(c, st, label, offset_s, dur_s, max_s, sink, seeked)
         except (AudioDecodeError, _Reseek, _Broken):
             raise
         except av.error.DecoderNotFoundError as e:
             raise UnsupportedCodecError(label, f"pyav: {_msg(e)} ({st.codec_context.name})") from e
         except Exception as e:
             raise _Broken(_msg(e)) from e
+        if early:
+            return _Raw(span, ch, "pyav", pos, header_s)
     if span is None:
         if header_s > 0:
             raise _Broken(f"the header promises {header_s:.2f} s but nothing decodes")

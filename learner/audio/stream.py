@@ -59,9 +59,8 @@ class Resampler:
         ratio = resample_ratio(orig_sr, target_sr)
         self.up, self.down = ratio.numerator, ratio.denominator
         self.same = orig_sr == target_sr or self.up == self.down  # `resample` returns the input as is
-        reach = (
-            -(-(20 * max(self.up, self.down) + self.up + self.down) // self.up) + 2
-        )  # input samples, generous
+        # input samples, generous
+        reach = -(-(20 * max(self.up, self.down) + self.up + self.down) // self.up) + 2
         self.margin = -(-reach // self.down) * self.down
         self.block = max(self.margin, -(-int(block) // self.down) * self.down)
         self._buf, self._at = _EMPTY, 0  # held input and where it starts in the signal

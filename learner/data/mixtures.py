@@ -12,80 +12,23 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-MIXTURES_VERSION = 1  # bump when the recipe below changes, so cached builds are rebuilt
+from learner.data.sounds import raw_sound
+
+MIXTURES_VERSION = 2  # bump when the recipe below changes, so cached builds are rebuilt
 BUILD_INFO = "mixtures.json"
 
 
-def _tone(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    f = rng.uniform(250, 900)
-    return (
-        np.sin(2 * np.pi * f * t) + 0.5 * np.sin(2 * np.pi * 2 * f * t) + 0.25 * np.sin(2 * np.pi * 3 * f * t)
-    )
-
-
-def _chirp(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    f0, f1, dur = rng.uniform(400, 800), rng.uniform(2500, 4500), max(t[-1], 1e-3)
-    return np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * dur)))
-
-
-def _hiss(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Band-limited noise (≈ 4–7 kHz at 16 kHz), on and off in bursts."""
-    n = t.size
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.fft.rfftfreq(n, d=1 / 16000)
-    spec[(f < rng.uniform(3500, 4500)) | (f > rng.uniform(6000, 7500))] = 0
-    x = np.fft.irfft(spec, n)
-    return x * (np.sin(2 * np.pi * rng.uniform(3, 6) * t + rng.uniform(0, 6)) > -0.3)
-
-
-def _clicks(t: np.ndarray, rng: np.random.Generator, sr: int) -> np.ndarray:
-    x = np.zeros(t.size)
-    period = max(1, int(sr / rng.uniform(8, 20)))
-    kernel = np.hanning(40)[20:]
-    for s in range(int(rng.integers(0, period)), t.size - 20, period):
-        x[s : s + 20] = rng.choice([-1, 1]) * kernel
-    return x
-
-
-def _siren(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A warble: carrier 1–1.8 kHz swept ±250 Hz at 3–6 Hz."""
-    fc, dev, rate = rng.uniform(1000, 1800), rng.uniform(150, 300), rng.uniform(3, 6)
-    return np.sin(2 * np.pi * fc * t + dev / rate * np.sin(2 * np.pi * rate * t))
-
-
-def _knock(t: np.ndarray, rng: np.random.Generator, sr: int) -> np.ndarray:
-    """Two to five decaying low thumps (90–200 Hz)."""
-    x = np.zeros(t.size)
-    f, tau = rng.uniform(90, 200), rng.uniform(0.02, 0.05)
-    hits = np.sort(rng.uniform(0, max(t[-1] - 0.1, 0.01), size=int(rng.integers(2, 6))))
-    for h in hits:
-        s = int(h * sr)
-        k = np.arange(t.size - s) / sr
-        x[s:] += np.exp(-k / tau) * np.sin(2 * np.pi * f * k)
-    return x
-
-
-SOURCES: dict[str, Callable[..., np.ndarray]] = {
-    "chirp": _chirp,
-    "clicks": _clicks,
-    "hiss": _hiss,
-    "knock": _knock,
-    "siren": _siren,
-    "tone": _tone,
-}
-NEEDS_SR = ("clicks", "knock")
+SOURCES = ("chirp", "clicks", "hiss", "knock", "siren", "tone")  # from the one table, learner.data.sounds
 
 
 def source(kind: str, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
     """`n` samples of one source class at unit RMS, with 10 ms fades."""
-    t = np.arange(n) / sr
-    x = SOURCES[kind](t, rng, sr) if kind in NEEDS_SR else SOURCES[kind](t, rng)
+    x = raw_sound(kind, n, sr, rng)
     fade = min(n // 2, int(0.01 * sr))
     if fade:
         ramp = np.linspace(0, 1, fade)
@@ -134,6 +77,26 @@ def mixture(
     return x.astype(np.float32), sorted(events, key=lambda e: e[1])
 
 
+def _checked_classes(classes: tuple[str, ...] | None, n_sources: tuple[int, int]) -> tuple[str, ...]:
+    """The classes to mix (all by default), refused before any file is written if a clip cannot be built."""
+    classes = tuple(classes or SOURCES)
+    unknown = sorted(set(classes) - set(SOURCES))
+    if unknown or len(classes) < 2:
+        raise ValueError(f"classes: need at least 2 of {', '.join(SOURCES)}; got {list(classes)}")
+    lo, hi = n_sources
+    if not 0 <= lo <= hi <= len(classes):
+        raise ValueError(f"n_sources=({lo}, {hi}): need 0 ≤ low ≤ high ≤ {len(classes)} classes")
+    return classes
+
+
+def _sites(seed: int, n_sites: int) -> list[tuple[float, float]]:
+    """(noise exponent, noise dBFS) per site, from their own stream: the clips' draws never shift them."""
+    site_rng = np.random.default_rng([seed, 0])
+    return [
+        (float(site_rng.choice([0.0, 1.0, 2.0])), float(site_rng.uniform(-50, -35))) for _ in range(n_sites)
+    ]
+
+
 def build_mixtures(
     out_dir: str | Path,
     *,
@@ -151,19 +114,11 @@ def build_mixtures(
     `manifest.csv` → its path. Deterministic for a given seed and parameters."""
     import soundfile as sf
 
-    classes = tuple(classes or SOURCES)
-    unknown = sorted(set(classes) - set(SOURCES))
-    if unknown or len(classes) < 2:
-        raise ValueError(f"classes: need at least 2 of {', '.join(SOURCES)}; got {list(classes)}")
+    classes = _checked_classes(classes, n_sources)
     lo, hi = n_sources
-    if not 0 <= lo <= hi <= len(classes):
-        raise ValueError(f"n_sources=({lo}, {hi}): need 0 ≤ low ≤ high ≤ {len(classes)} classes")
     out = Path(out_dir)
     (out / "clips").mkdir(parents=True, exist_ok=True)
-    site_rng = np.random.default_rng([seed, 0])
-    sites = [
-        (float(site_rng.choice([0.0, 1.0, 2.0])), float(site_rng.uniform(-50, -35))) for _ in range(n_sites)
-    ]
+    sites = _sites(seed, n_sites)
     rows, events = [], []
     for i in range(n_clips):
         site = i % n_sites

@@ -78,9 +78,8 @@ class Recipe:
     title: str
     kind: str  # "download" | "synth"
     builder: str
-    info: dict = field(
-        default_factory=dict
-    )  # homepage, license, citation, size, splits (for `info` and docs)
+    # homepage, license, citation, size, splits (for `info` and docs)
+    info: dict = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
     downloads: tuple[Download, ...] = ()
     marker: str = ""
@@ -274,9 +273,8 @@ def fetch(
     extractions.
     """
     recipe = name if isinstance(name, Recipe) else get_recipe(name)
-    default = data_home() / (
-        f"{recipe.name}-small" if small else recipe.name
-    )  # never where --data NAME looks
+    # never where --data NAME looks
+    default = data_home() / (f"{recipe.name}-small" if small else recipe.name)
     to = Path(to).expanduser() if to is not None else default
     if recipe.kind == "synth":
         if source is not None or classes:

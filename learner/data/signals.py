@@ -3,7 +3,6 @@ on disk), so epochs only crop. The steps are `ClipPipeline.load`, the same the P
 
 from __future__ import annotations
 
-import hashlib
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -12,13 +11,12 @@ import numpy as np
 
 from learner.audio import AudioDecodeError, ClipPipeline
 from learner.config import AudioConfig
+from learner.data.keys import file_key, settings_key
 
 
-def _cache_key(path: str, cfg: AudioConfig) -> str:
-    st = os.stat(path)
-    parts = (os.path.abspath(path), st.st_size, st.st_mtime_ns, cfg.sample_rate, cfg.trim_db, cfg.trim_mode)
-    raw = "|".join(map(str, parts))
-    return hashlib.sha1(raw.encode()).hexdigest()
+def _cache_file(cache_dir: str, path: str, cfg: AudioConfig) -> Path:
+    """`<cache_dir>/<settings key>/<file key>.npy`: the keys of the on-disk store (`learner.data.keys`)."""
+    return Path(cache_dir) / settings_key(cfg) / f"{file_key(path)}.npy"
 
 
 def load_signal(path: str, cfg: AudioConfig) -> np.ndarray:
@@ -31,11 +29,12 @@ def _load_one(args: tuple[str, AudioConfig, str | None]) -> tuple[str, np.ndarra
     path, cfg, cache_dir = args
     try:
         if cache_dir:
-            f = Path(cache_dir) / f"{_cache_key(path, cfg)}.npy"
+            f = _cache_file(cache_dir, path, cfg)
             if f.is_file():
                 return path, np.load(f), None
         x = load_signal(path, cfg)
         if cache_dir:
+            f.parent.mkdir(parents=True, exist_ok=True)
             tmp = f.with_suffix(f".{os.getpid()}.tmp.npy")
             np.save(tmp, x)
             os.replace(tmp, f)

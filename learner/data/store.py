@@ -12,7 +12,6 @@ finished shards are kept: the next run resumes) and concurrent runs at worst dec
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -27,34 +26,13 @@ import numpy as np
 
 from learner.audio import AudioDecodeError, ClipPipeline
 from learner.config import AudioConfig
+from learner.data.keys import STORE_FORMAT, file_key, settings_key  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
-STORE_FORMAT = 1  # bump when the layout or the decoding steps change: old shards are then ignored
 SAMPLE_DTYPE = np.dtype("<f2")  # float16: int16's 2 bytes, but no clipping of decoded peaks above 1.0
 SHARD_BYTES = 256 * 2**20  # a finished shard is durable: an interrupted build loses at most this much work
 STALE_TMP_S = 24 * 3600  # temporary files older than this are from dead writers and are removed
-
-
-def settings_key(cfg: AudioConfig) -> str:
-    """What changes the decoded samples: the rate and the trimming (crop, features and augmentation do
-    not)."""
-    raw = json.dumps(
-        {
-            "format": STORE_FORMAT,
-            "sample_rate": cfg.sample_rate,
-            "trim_db": cfg.trim_db,
-            "trim_mode": cfg.trim_mode,
-        },
-        sort_keys=True,
-    )
-    return f"sr{cfg.sample_rate}-" + hashlib.sha1(raw.encode()).hexdigest()[:16]
-
-
-def file_key(path: str) -> str:
-    """The file's identity: absolute path, size and modification time (an edited file is decoded again)."""
-    st = os.stat(path)
-    return hashlib.sha1(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
 
 
 @dataclass(frozen=True)

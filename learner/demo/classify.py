@@ -69,9 +69,8 @@ def _padded_after(signal: np.ndarray, cfg: Any) -> float | None:
 def _close(fig: Any) -> Any:
     import matplotlib.pyplot as plt
 
-    plt.close(
-        fig
-    )  # drop pyplot's reference (a server would leak one figure per request); the figure still draws
+    # drop pyplot's reference (a server would leak one figure per request); the figure still draws
+    plt.close(fig)
     return fig
 
 
@@ -85,9 +84,8 @@ def timeline_figure(
     top = ClipPipeline.top_k(mean, k)
     centres = np.asarray(starts) + window_s / 2
     fig, ax = plt.subplots(figsize=(9, 2.6))
-    fig.subplots_adjust(
-        left=0.07, right=0.8, bottom=0.19, top=0.88
-    )  # fixed: tight_layout costs ~0.15 s a figure
+    # fixed: tight_layout costs ~0.15 s a figure
+    fig.subplots_adjust(left=0.07, right=0.8, bottom=0.19, top=0.88)
     for i in top:
         ax.plot(centres, window_probs[:, i], marker="o", ms=3, label=f"{classes[i]} (mean {mean[i]:.2f})")
     ax.set_ylim(0, 1.02)
@@ -98,53 +96,47 @@ def timeline_figure(
     return fig
 
 
-def classify(
-    predictor: Predictor,
-    path: str | Path | None,
-    *,
-    top_k: int = 5,
-    max_duration_s: float = DEMO_MAX_S,
-    saliency: bool = True,
-) -> DemoOutput:
-    """One upload (any format `learner.audio.decode.decode` reads) → top-k labels, the log-mel the model saw,
-    a
-    saliency overlay on it, a per-window timeline for long inputs, and a one-paragraph message.
-
-    Raises `AudioDecodeError` (naming the file) for empty, corrupt, non-audio or too long uploads, and
-    `ValueError` when there is no upload at all.
-    """
-    from learner.report.plots import spectrogram_figure
-
-    if path is None or not str(path):
-        raise ValueError("no audio: upload a file or record with the microphone first")
-    cfg = predictor.cfg
-    name = Path(path).name
-    d = predictor.pipeline.decode(path, max_duration_s=max_duration_s, max_bytes=DEMO_MAX_BYTES, name=name)
-    pred = predictor.predict(d, top_k=top_k, window="auto")
-    top = predictor.classes.index(pred.label)
-    clip = pred.clip  # what the model saw: the clip, or the window where the top label scored highest
+def _what_was_scored(pred: Any, top: int, d: Any, cfg: Any) -> tuple[str, np.ndarray | None, str]:
+    """(what the plots show, the decoded samples when one clip was scored, how it was scored): a long input
+    is shown by the window where the top label scored highest, so the plots explain the label."""
     if pred.windowed:
         s = pred.window_starts[int(pred.window_probs[:, top].argmax())]
         where = f"window {s:.2f}–{s + pred.window_s:.2f} s (the most '{pred.label}' one)"
-        raw = None
         scored = (
             f"scored in {len(pred.window_starts)} windows of {pred.window_s:g} s (hop {pred.hop_s:g} s); "
             f"labels = mean of window probabilities"
         )
-    else:
-        where = f"the {cfg.duration:g} s clip the model saw"
-        raw = d.samples
-        scored = f"scored as one {cfg.duration:g} s clip (silence trimmed, centre crop / repeat-pad)"
-    kept = (
-        _padded_after(raw, cfg) if raw is not None else None
-    )  # a short sound: repeated, or centred in silence
-    padded = kept if cfg.pad_mode == "repeat" else None
-    explainer = explainer_for(predictor) if saliency else None
+        return where, None, scored
+    where = f"the {cfg.duration:g} s clip the model saw"
+    scored = f"scored as one {cfg.duration:g} s clip (silence trimmed, centre crop / repeat-pad)"
+    return where, d.samples, scored
+
+
+def _saliency(predictor: Predictor, clip: np.ndarray, top: int) -> Any:
+    """Gradients when the backend has a torch model; otherwise (ONNX) ask the model with occluded copies."""
+    explainer = explainer_for(predictor)
     sal = explainer(clip, target=top) if explainer is not None else None
-    if saliency and sal is None:  # no torch model to differentiate (ONNX): ask the model with occluded copies
+    if sal is None:
         from learner.audio.melspec import occlusion
 
-        sal = occlusion(predictor.predict_waves, clip, cfg, top)
+        sal = occlusion(predictor.predict_waves, clip, predictor.cfg, top)
+    return sal
+
+
+_SALIENCY_METHODS = {
+    "gradcam": "Grad-CAM",
+    "gradient": "input gradient",
+    "occlusion": "occlusion: bands muted in turn",
+}
+
+
+def _figures(
+    predictor: Predictor, pred: Any, clip: np.ndarray, sal: Any, where: str, padded: float | None
+) -> tuple[Any, Any, Any]:
+    """(log-mel, saliency overlay, timeline) figures, drawn under one lock: pyplot's state is global."""
+    from learner.report.plots import spectrogram_figure
+
+    cfg = predictor.cfg
     axes = dict(f_min=cfg.f_min, f_max=cfg.f_max, padded_after_s=padded)
     with _PLOT_LOCK:
         logmel = sal.logmel if sal is not None else _display_logmel(predictor, clip)
@@ -155,11 +147,7 @@ def classify(
         )
         sal_fig = None
         if sal is not None:
-            what = {
-                "gradcam": "Grad-CAM",
-                "gradient": "input gradient",
-                "occlusion": "occlusion: bands muted in turn",
-            }
+            method = _SALIENCY_METHODS.get(sal.method, sal.method)
             shown = np.where(sal.heat >= SALIENCY_FLOOR, sal.heat, np.nan)  # NaN cells stay transparent
             sal_fig = _close(
                 spectrogram_figure(
@@ -168,7 +156,7 @@ def classify(
                     cfg.hop_length,
                     overlay=shown,
                     **axes,
-                    title=f"where the model listened for '{pred.label}' ({what.get(sal.method, sal.method)})",
+                    title=f"where the model listened for '{pred.label}' ({method})",
                 )
             )
         tl_fig = None
@@ -176,6 +164,13 @@ def classify(
             tl_fig = _close(
                 timeline_figure(pred.window_starts, pred.window_probs, predictor.classes, pred.window_s)
             )
+    return spec_fig, sal_fig, tl_fig
+
+
+def _message(
+    pred: Any, d: Any, name: str, cfg: Any, scored: str, padded: float | None, kept: float | None
+) -> str:
+    """The paragraph under the plots: the label, what was decoded, how it was scored, what is padding."""
     ch = {1: "mono", 2: "stereo"}.get(d.channels, f"{d.channels} channels")
     msg = (
         f"**{pred.label}** ({pred.score:.0%}) · `{name}`: {d.duration_s:.2f} s, {d.orig_sample_rate} Hz {ch} "
@@ -188,4 +183,35 @@ def classify(
         )
     elif kept is not None:
         msg += f" The sound lasts {kept:.2f} s, centred in silence in the {cfg.duration:g} s clip."
-    return DemoOutput(pred.as_dict(), spec_fig, sal_fig, tl_fig, msg)
+    return msg
+
+
+def classify(
+    predictor: Predictor,
+    path: str | Path | None,
+    *,
+    top_k: int = 5,
+    max_duration_s: float = DEMO_MAX_S,
+    saliency: bool = True,
+) -> DemoOutput:
+    """One upload (any format `learner.audio.decode.decode` reads) → top-k labels, the log-mel the model saw,
+    a saliency overlay on it, a per-window timeline for long inputs, and a one-paragraph message.
+
+    Raises `AudioDecodeError` (naming the file) for empty, corrupt, non-audio or too long uploads, and
+    `ValueError` when there is no upload at all.
+    """
+    if path is None or not str(path):
+        raise ValueError("no audio: upload a file or record with the microphone first")
+    cfg = predictor.cfg
+    name = Path(path).name
+    d = predictor.pipeline.decode(path, max_duration_s=max_duration_s, max_bytes=DEMO_MAX_BYTES, name=name)
+    pred = predictor.predict(d, top_k=top_k, window="auto")
+    top = predictor.classes.index(pred.label)
+    clip = pred.clip  # what the model saw: the clip, or the window where the top label scored highest
+    where, raw, scored = _what_was_scored(pred, top, d, cfg)
+    # a short sound is repeated, or centred in silence
+    kept = _padded_after(raw, cfg) if raw is not None else None
+    padded = kept if cfg.pad_mode == "repeat" else None
+    sal = _saliency(predictor, clip, top) if saliency else None
+    figures = _figures(predictor, pred, clip, sal, where, padded)
+    return DemoOutput(pred.as_dict(), *figures, _message(pred, d, name, cfg, scored, padded, kept))

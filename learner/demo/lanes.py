@@ -26,7 +26,6 @@ import queue
 import select
 import signal
 import stat
-import struct
 import subprocess
 import sys
 import threading
@@ -40,6 +39,7 @@ from learner.audio import DEMO_MAX_BYTES, DEMO_MAX_S, AudioDecodeError, TooLongE
 from learner.demo.classify import classify
 from learner.demo.events import find_events_in
 from learner.serve.predictor import Predictor
+from learner.workers import exit_with_parent, receive_frame, send_frame, stop_process
 
 SHORT_LANE_S = 30.0  # at most this much audio (as 48 kHz stereo samples) is served in the server process
 SHORT_SLOTS = 2  # short requests computing at once (the Space has 2 cores)
@@ -63,24 +63,6 @@ class UploadRefused(ValueError):
     it."""
 
 
-def _send(stream: Any, obj: Any) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(struct.pack("<Q", len(data)) + data)
-    stream.flush()
-
-
-def _receive(stream: Any) -> Any:
-    """One message from our own worker (length-prefixed pickle); EOFError when the other side is gone."""
-    head = stream.read(8)
-    if len(head) < 8:
-        raise EOFError("worker closed its pipe")
-    n = struct.unpack("<Q", head)[0]
-    data = stream.read(n)
-    if len(data) < n:
-        raise EOFError("worker closed its pipe mid-message")
-    return pickle.loads(data)  # noqa: S301 (our own child process, started below, never a user's bytes)
-
-
 def worker_main() -> None:
     """The long lane's process: read the model recipe, load it, then answer one request after another.
 
@@ -89,14 +71,14 @@ def worker_main() -> None:
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     requests = sys.stdin.buffer
-    recipe = _receive(requests)
-    threading.Thread(target=_exit_with, args=(recipe.pop("server"),), daemon=True).start()
+    recipe = receive_frame(requests)
+    exit_with_parent(recipe.pop("server"))
     os.nice(recipe.pop("nice"))
     predictor = Predictor.from_dir(recipe.pop("folder"), **recipe)
-    _send(replies, ("ready", os.getpid()))
+    send_frame(replies, ("ready", os.getpid()))
     while True:
         try:
-            task, path, args, kwargs = _receive(requests)
+            task, path, args, kwargs = receive_frame(requests)
         except EOFError:
             return
         try:
@@ -108,17 +90,9 @@ def worker_main() -> None:
         except Exception as e:
             reply = ("failed", f"{type(e).__name__}: {e}", traceback.format_exc())
         try:
-            _send(replies, reply)
+            send_frame(replies, reply)
         except (pickle.PicklingError, TypeError, AttributeError) as e:  # a result that cannot travel
-            _send(replies, ("failed", f"{type(e).__name__}: {e}", traceback.format_exc()))
-
-
-def _exit_with(server: int) -> None:
-    """End the worker within a second of the server's death (even by SIGKILL), not after a long read for
-    nobody."""
-    while os.getppid() == server:
-        time.sleep(1.0)
-    os._exit(0)
+            send_frame(replies, ("failed", f"{type(e).__name__}: {e}", traceback.format_exc()))
 
 
 class LaneWorker:
@@ -161,7 +135,7 @@ class LaneWorker:
         )
         self.started += 1
         try:
-            _send(proc.stdin, {**self.recipe, "server": os.getpid()})
+            send_frame(proc.stdin, {**self.recipe, "server": os.getpid()})
             kind, _ = self._reply(proc, WORKER_START_S, "loading the model")
         except TimeoutError as e:
             self._stop(proc)
@@ -179,7 +153,7 @@ class LaneWorker:
         if not ready:
             raise TimeoutError(f"{doing} took over {timeout_s:g} s")
         try:
-            return _receive(proc.stdout)
+            return receive_frame(proc.stdout)
         except EOFError:
             code = proc.wait(timeout=5)
             why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
@@ -190,11 +164,7 @@ class LaneWorker:
 
     @staticmethod
     def _stop(proc: subprocess.Popen) -> None:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            stream.close()
+        stop_process(proc)
 
     def call(self, task: str, path: str, args: tuple, kwargs: dict[str, Any]) -> Any:
         """`TASKS[task](predictor, path, *args, **kwargs)` in the worker; its result, or its error raised
@@ -205,7 +175,7 @@ class LaneWorker:
                 self._proc = self._start()
             proc = self._proc
             try:
-                _send(proc.stdin, (task, path, args, kwargs))
+                send_frame(proc.stdin, (task, path, args, kwargs))
                 reply = self._reply(proc, self.budget_s, f"reading {name}")
             except TimeoutError:
                 self._stop(proc)
@@ -280,9 +250,8 @@ class Lanes:
         self._short = threading.BoundedSemaphore(short_slots)
         self._admit = threading.Lock()
         self.long_admitted = 0
-        self.gradio_slots = (
-            short_slots + long_slots
-        )  # Gradio's limit: long ones waiting never block short ones
+        # Gradio's limit: long ones waiting never block short ones
+        self.gradio_slots = short_slots + long_slots
         if enabled is None:
             enabled = os.environ.get(LANES_ENV, "on").lower() not in ("off", "0", "false", "no")
         recipe = self.recipe(predictor)

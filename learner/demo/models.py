@@ -50,9 +50,8 @@ def load_model(
     if ref:
         log(f"loading {ref}")
         folder = resolve(ref)
-        model_id = (
-            Path(folder).name if Path(ref).expanduser().exists() else ref.split("@")[0]
-        )  # no server paths
+        # no server paths
+        model_id = Path(folder).name if Path(ref).expanduser().exists() else ref.split("@")[0]
     elif shipped is not None and (shipped / "config.json").is_file():
         folder, model_id = shipped, f"{shipped.name} (shipped with earshot)"
     elif fallback is not None:

@@ -1,7 +1,7 @@
 """The model directory: `model.safetensors` + `config.json` (+ metrics, plots, README.md, model.onnx).
 
 Loading never unpickles: weights are safetensors, config is JSON. A fastai `model.pkl` may sit beside
-them for fastai users, and is read only through `learner.train.fit.load_pickle` (explicit opt-in, with a
+them for fastai users, and is read only through `learner.train.pickled.load_pickle` (explicit opt-in, with a
 warning).
 """
 

@@ -24,9 +24,8 @@ class ArchSpec:
     input: str  # "spectrogram" | "mfcc" | "waveform"
     weights: str | None = None  # Hub id of ImageNet weights (timm), if any
     first_conv: str | None = None
-    classifier: str | None = (
-        None  # the module name of the final layer (like timm): its keys are "<classifier>.*"
-    )
+    # the module name of the final layer (like timm): its keys are "<classifier>.*"
+    classifier: str | None = None
     description: str = ""
     # The weight adapter (timm's filter_fn): (state dict of the pretrained network, our model, this spec) →
     # a state dict that fits the model (keys renamed, stem folded to our channels, head dropped).

@@ -166,9 +166,8 @@ def plot_pr_curves(
             label=f"{c} (AP {average_precision(probs[:, j], targets[:, j]):.2f})",
         )
         if thresholds and c in thresholds:
-            k = (
-                int(np.searchsorted(-thr, -thresholds[c], side="right")) - 1
-            )  # last point with score ≥ threshold
+            # last point with score ≥ threshold
+            k = int(np.searchsorted(-thr, -thresholds[c], side="right")) - 1
             if k >= 0:
                 ax.plot(recall[k], precision[k], "o", color=line.get_color(), ms=5)
     ax.set(

@@ -89,9 +89,8 @@ def _check_imagenet(starts: dict[str, tuple[str, str]], cfg: AudioConfig) -> Non
 
     for a, (src, _) in starts.items():
         if src == "imagenet":
-            load_pretrained(
-                create_model(a, 2, cfg), get_arch(a), "imagenet"
-            )  # PretrainedError: one clear line
+            # PretrainedError: one clear line
+            load_pretrained(create_model(a, 2, cfg), get_arch(a), "imagenet")
 
 
 def inference_speed(model_dir: Path, data: str, repeats: int = 1) -> dict[str, Any]:
@@ -150,6 +149,75 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _train_arch(a_args: TrainArgs, cfg: AudioConfig, cv: bool) -> tuple[dict[str, Any], Path, Any, Any]:
+    """One arch's training, plain or CV → (its quality columns, the model dir to time, learning curve,
+    validation confusion). Under CV the curve is the mean over folds and fold 1's model is timed."""
+    if cv:
+        rep = cross_validate(a_args, cfg)
+        quality = dict(
+            {k: rep["mean"][k] for k in CV_METRICS},
+            **{f"{k}_std": rep["std"][k] for k in CV_METRICS},
+            train_time_s=round(sum(f["train_time_s"] for f in rep["folds"]), 3),
+            folds=rep["folds"],
+            n_valid=sum(f["n_valid"] for f in rep["folds"]),
+        )
+        curve = (
+            pd.read_csv(Path(a_args.out) / "cv_history.csv")
+            .groupby("epoch", as_index=False)
+            .mean(numeric_only=True)
+        )
+        return quality, Path(rep["folds"][0]["model_dir"]), curve, rep["confusion"]
+    res = train(a_args, cfg.replace())
+    m = res.metrics
+    quality = dict(
+        {k: m[k] for k in CV_METRICS},
+        train_time_s=m["train_time_s"],
+        n_train=m["n_train"],
+        n_valid=m["n_valid"],
+        best_epoch=m["best_epoch"],
+        excluded_files=m["excluded_files"],
+    )
+    return quality, res.model_dir, res.history, m["confusion"]
+
+
+def _measured(model_dir: Path, src: str, data: str, t: float) -> dict[str, Any]:
+    """What the model folder says it is (start, size, clip length) and how fast the Predictor runs it."""
+    config = read_config(model_dir)
+    return dict(
+        start=config.get("pretrained", src),
+        params=int(config["params"]),
+        model_dir=str(model_dir),
+        duration_s=config["audio"]["duration"],
+        wall_time_s=round(time.time() - t, 1),
+        **inference_speed(model_dir, data),
+    )
+
+
+def _report(
+    targs: TrainArgs, cfg: AudioConfig, split: str, cv: bool, rows: list[dict], started: float
+) -> dict[str, Any]:
+    """report.json: the shared settings, one row per arch and the machine the timings were taken on."""
+    classes = read_config(Path(rows[0]["model_dir"]))["classes"]
+    audio = cfg.to_dict()
+    # picked from the data (jobs without --duration): the one used
+    if len({r["duration_s"] for r in rows}) == 1:
+        audio["duration"] = rows[0]["duration_s"]
+    return {
+        "data": str(targs.data),
+        "split": split,
+        "cv": cv,
+        "epochs": targs.epochs,
+        "lr": targs.lr,
+        "bs": targs.bs,
+        "seed": targs.seed,
+        "archs": rows,
+        "classes": classes,
+        "audio": audio,
+        "machine": machine(),
+        "total_time_s": round(time.time() - started, 1),
+    }
+
+
 def compare(
     archs: list[str],
     targs: TrainArgs,
@@ -181,67 +249,15 @@ def compare(
             "start_requested": targs.pretrained,
             "start_note": why,
         }
-        if cv:
-            rep = cross_validate(a_args, cfg)
-            row.update(
-                {k: rep["mean"][k] for k in CV_METRICS},
-                **{f"{k}_std": rep["std"][k] for k in CV_METRICS},
-                train_time_s=round(sum(f["train_time_s"] for f in rep["folds"]), 3),
-                folds=rep["folds"],
-                n_valid=sum(f["n_valid"] for f in rep["folds"]),
-            )
-            model_dir = Path(rep["folds"][0]["model_dir"])
-            curves[a] = (
-                pd.read_csv(out / a / "cv_history.csv")
-                .groupby("epoch", as_index=False)
-                .mean(numeric_only=True)
-            )
-            confusions[a] = rep["confusion"]
-        else:
-            res = train(a_args, cfg.replace())
-            m = res.metrics
-            row.update(
-                {k: m[k] for k in CV_METRICS},
-                train_time_s=m["train_time_s"],
-                n_train=m["n_train"],
-                n_valid=m["n_valid"],
-                best_epoch=m["best_epoch"],
-                excluded_files=m["excluded_files"],
-            )
-            model_dir, curves[a], confusions[a] = res.model_dir, res.history, m["confusion"]
-            del res
-        config = read_config(model_dir)
-        row.update(
-            start=config.get("pretrained", src),
-            params=int(config["params"]),
-            model_dir=str(model_dir),
-            duration_s=config["audio"]["duration"],
-            wall_time_s=round(time.time() - t, 1),
-            **inference_speed(model_dir, a_args.data),
-        )
+        quality, model_dir, curves[a], confusions[a] = _train_arch(a_args, cfg, cv)
+        row.update(quality)
+        row.update(_measured(model_dir, src, a_args.data, t))
         rows.append(row)
-    classes = read_config(Path(rows[0]["model_dir"]))["classes"]
-    audio = cfg.to_dict()
-    if (
-        len({r["duration_s"] for r in rows}) == 1
-    ):  # picked from the data (jobs without --duration): the one used
-        audio["duration"] = rows[0]["duration_s"]
-    report = {
-        "data": str(targs.data),
-        "split": split,
-        "cv": cv,
-        "epochs": targs.epochs,
-        "lr": targs.lr,
-        "bs": targs.bs,
-        "seed": targs.seed,
-        "archs": rows,
-        "classes": classes,
-        "audio": audio,
-        "machine": machine(),
-        "total_time_s": round(time.time() - started, 1),
-    }
+    report = _report(targs, cfg, split, cv, rows, started)
     plot_confusions(
-        {a: c for a, c in confusions.items() if c is not None}, classes, out / "confusion_matrices.png"
+        {a: c for a, c in confusions.items() if c is not None},
+        report["classes"],
+        out / "confusion_matrices.png",
     )
     plot_curves(curves, out / "learning_curves.png")
     write_json(out / "report.json", report)
@@ -279,27 +295,13 @@ def plot_confusions(confusions: dict[str, Any], classes: list[str], path: Path) 
     plt.close(fig)
 
 
-def report_markdown(r: dict[str, Any]) -> str:
-    """report.md: the table, where each model started, the machine, and the plots."""
+def _table(r: dict[str, Any]) -> list[str]:
+    """The comparison table: one row per arch, quality as mean ± std over folds under CV."""
     cv = r["cv"]
     cols = list(CV_METRICS)
     head = "| arch | input | start | " + " | ".join(_LABELS[c] for c in cols)
     head += " | params | train time | clips/s (end to end) | clips/s (model) |"
-    au = r["audio"]
-    clips = sorted({a["duration_s"] for a in r["archs"]})
-    lines = [
-        f"# Comparison on {r['data']}",
-        "",
-        f"Split: {r['split']}. {r['epochs']} epochs, lr {r['lr']}, batch {r['bs']}, seed {r['seed']}"
-        + (" — metrics are mean ± std over folds." if cv else " — metrics on the validation clips."),
-        f"Audio: {au['sample_rate']} Hz, {' / '.join(f'{d:g}' for d in clips)} s clips, {au['n_mels']} mels "
-        f"(n_fft {au['n_fft']}, hop {au['hop_length']}), mixup {au['mixup']}, SpecAugment "
-        f"{au['spec_masks']}× "
-        f"(freq ≤ {au['spec_freq_mask']}, time ≤ {au['spec_time_mask']}, capped at a fifth of the input).",
-        "",
-        head,
-        "|---|---|---|" + "---:|" * (len(cols) + 4),
-    ]
+    lines = [head, "|---|---|---|" + "---:|" * (len(cols) + 4)]
     for a in r["archs"]:
 
         def cell(c: str, a: dict = a) -> str:
@@ -311,8 +313,14 @@ def report_markdown(r: dict[str, Any]) -> str:
             + " | ".join(cell(c) for c in cols)
             + f" | {a['params'] / 1e6:.2f} M | {a['train_time_s']:.0f} s | {speed} |"
         )
+    return lines
+
+
+def _notes(r: dict[str, Any]) -> list[str]:
+    """What the table's columns mean for this run: where each model started, how the timings were taken."""
+    cv = r["cv"]
     m = r["machine"]
-    lines += [
+    return [
         "",
         "Start: the weights each model began from (from its config.json). "
         + "; ".join(f"{a['arch']}: {a['start_note']}" for a in r["archs"])
@@ -329,6 +337,26 @@ def report_markdown(r: dict[str, Any]) -> str:
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} (threads: {m['torch_threads']}), "
         f"GPU: {m['gpu'] or 'none'}. Total {r['total_time_s'] / 60:.1f} min.",
+    ]
+
+
+def report_markdown(r: dict[str, Any]) -> str:
+    """report.md: the table, where each model started, the machine, and the plots."""
+    cv = r["cv"]
+    au = r["audio"]
+    clips = sorted({a["duration_s"] for a in r["archs"]})
+    lines = [
+        f"# Comparison on {r['data']}",
+        "",
+        f"Split: {r['split']}. {r['epochs']} epochs, lr {r['lr']}, batch {r['bs']}, seed {r['seed']}"
+        + (" — metrics are mean ± std over folds." if cv else " — metrics on the validation clips."),
+        f"Audio: {au['sample_rate']} Hz, {' / '.join(f'{d:g}' for d in clips)} s clips, {au['n_mels']} mels "
+        f"(n_fft {au['n_fft']}, hop {au['hop_length']}), mixup {au['mixup']}, SpecAugment "
+        f"{au['spec_masks']}× "
+        f"(freq ≤ {au['spec_freq_mask']}, time ≤ {au['spec_time_mask']}, capped at a fifth of the input).",
+        "",
+        *_table(r),
+        *_notes(r),
         "",
         "![confusion matrices](confusion_matrices.png)",
         "",

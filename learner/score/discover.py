@@ -30,9 +30,8 @@ class Discovery:
 
     files: list[FileRef] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # walked files without an audio extension
-    links_skipped: list[str] = field(
-        default_factory=list
-    )  # directory links back into a folder already walked
+    # directory links back into a folder already walked
+    links_skipped: list[str] = field(default_factory=list)
     unreadable_dirs: list[str] = field(default_factory=list)
     duplicates: int = 0
 

@@ -58,36 +58,26 @@ def select_rows(df, subset: str, train_cfg: dict[str, Any], config: dict[str, An
     raise ValueError(f"unknown subset {subset!r}; use one of {', '.join(SUBSETS)}")
 
 
-def evaluate(
-    model: str | Path,
-    data: str | Path,
-    *,
-    subset: str = "auto",
-    out: str | Path | None = None,
-    predictor: Predictor | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Metrics (and plots when `out` is given) for `model` on `data`. Unreadable files are listed, not scored.
-
-    `subset="auto"` never scores a model on the clips it trained on without saying so: on the training data
-    it takes the held-out rows; `metrics["training_data"]` says whether `data` was recognised as such
-    (None: the model does not record its training files)."""
-    from tqdm.auto import tqdm
-
-    p = predictor or Predictor.from_pretrained(str(model))
-    full = load_manifest(data)
-    seen = is_training_data(full, p.config)
-    chosen = ("valid" if seen else "all") if subset == "auto" else subset
-    df = select_rows(full, chosen, p.config.get("train", {}))
-    multi = p.task == "multi"
-    sets = label_sets(df) if multi else [[lab] for lab in df["label"]]
+def _known_label_sets(df, p: Predictor, data: str | Path) -> list[list[str]]:
+    """Each row's labels, refused up front when the model does not know one (it could never be right)."""
+    sets = label_sets(df) if p.task == "multi" else [[lab] for lab in df["label"]]
     unknown = sorted({lab for s in sets for lab in s} - set(p.classes))
     if unknown:
         raise ValueError(
             f"{data}: labels the model does not know: {', '.join(unknown)} (model classes: "
             f"{', '.join(p.classes)})"
         )
-    paths, labels = list(df["path"]), sets
+    return sets
+
+
+def _score(
+    p: Predictor, paths: list[str], labels: list[list[str]], progress: bool
+) -> tuple[list[np.ndarray], list[Any], dict[str, str]]:
+    """(probabilities, targets) of the files that decode, batch by batch; the others land in `failures`
+    with their reason, so nothing is silently skipped."""
+    from tqdm.auto import tqdm
+
+    multi = p.task == "multi"
     probs, targets, failures = [], [], {}
     bar = tqdm(total=len(paths), desc="evaluating", unit="file", disable=not progress)
     for i in range(0, len(paths), p.batch_size):
@@ -104,9 +94,59 @@ def evaluate(
                 targets.append(multi_hot([label], p.classes)[0] if multi else p.classes.index(label[0]))
         bar.update(min(p.batch_size, len(paths) - i))
     bar.close()
-    if multi:
-        thresholds = dict(zip(p.classes, p.thresholds.tolist(), strict=True))
-        metrics = multilabel_report(np.stack(probs), np.stack(targets), p.classes, thresholds)
+    return probs, targets, failures
+
+
+def _thresholds(p: Predictor) -> dict[str, float]:
+    """Class → the model's decision threshold, the form the multi-label report and pictures take."""
+    return dict(zip(p.classes, p.thresholds.tolist(), strict=True))
+
+
+def _write_outputs(
+    out: str | Path, metrics: dict[str, Any], p: Predictor, probs: list, targets: list, chosen: str
+) -> None:
+    """metrics.json, and the pictures: a confusion matrix, or the multi-label curves and tables."""
+    from learner.report.plots import plot_confusion
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "metrics.json", metrics)
+    if p.task == "multi":
+        from learner.report.validation import write_multilabel_outputs
+
+        write_multilabel_outputs(out, metrics, np.stack(probs), np.stack(targets), p.classes, _thresholds(p))
+        return
+    plot_confusion(
+        metrics["confusion"],
+        p.classes,
+        out / "confusion_matrix.png",
+        title=f"{chosen} · accuracy {metrics['accuracy']:.3f}",
+    )
+
+
+def evaluate(
+    model: str | Path,
+    data: str | Path,
+    *,
+    subset: str = "auto",
+    out: str | Path | None = None,
+    predictor: Predictor | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Metrics (and plots when `out` is given) for `model` on `data`. Unreadable files are listed, not scored.
+
+    `subset="auto"` never scores a model on the clips it trained on without saying so: on the training data
+    it takes the held-out rows; `metrics["training_data"]` says whether `data` was recognised as such
+    (None: the model does not record its training files)."""
+    p = predictor or Predictor.from_pretrained(str(model))
+    full = load_manifest(data)
+    seen = is_training_data(full, p.config)
+    chosen = ("valid" if seen else "all") if subset == "auto" else subset
+    df = select_rows(full, chosen, p.config.get("train", {}))
+    sets = _known_label_sets(df, p, data)
+    probs, targets, failures = _score(p, list(df["path"]), sets, progress)
+    if p.task == "multi":
+        metrics = multilabel_report(np.stack(probs), np.stack(targets), p.classes, _thresholds(p))
     else:
         metrics = classification_report(np.stack(probs), np.asarray(targets), p.classes)
     metrics.update(
@@ -118,20 +158,5 @@ def evaluate(
         n_rows_in_data=len(full),
     )
     if out:
-        from learner.report.plots import plot_confusion
-
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "metrics.json", metrics)
-        if multi:
-            from learner.report.validation import write_multilabel_outputs
-
-            write_multilabel_outputs(out, metrics, np.stack(probs), np.stack(targets), p.classes, thresholds)
-            return metrics
-        plot_confusion(
-            metrics["confusion"],
-            p.classes,
-            out / "confusion_matrix.png",
-            title=f"{chosen} · accuracy {metrics['accuracy']:.3f}",
-        )
+        _write_outputs(out, metrics, p, probs, targets, chosen)
     return metrics

@@ -3,7 +3,7 @@ parts.
 
 The steps that touch a file or a row are shared with the Ray engine (`learner.score.ray_engine`): `discover`
 lists the input, `load_item` decodes and prepares one file in a worker process under a time limit
-(`learner.score.pool`; a long file comes in parts, scored as they arrive: `learner.score.streamed`),
+(`learner.workers`; a long file comes in parts, scored as they arrive: `learner.score.streamed`),
 `score_batch` runs the Predictor and builds the rows, `PartStore` commits them atomically
 (`learner.score.store`).
 """
@@ -145,9 +145,8 @@ def plan(
     inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions
 ) -> tuple[list[FileRef], PartStore, ScoreSummary]:
     """Discover the input, open the output (resume/overwrite rules) and decide what is left to score."""
-    class_thresholds(
-        predictor.classes, predictor.config, opts.threshold
-    )  # an unknown class fails before any work
+    # an unknown class fails before any work
+    class_thresholds(predictor.classes, predictor.config, opts.threshold)
     disc = discover(inputs)
     store = PartStore(
         opts.output,
@@ -199,8 +198,8 @@ def score(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) ->
 
 
 def _score(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) -> ScoreSummary:
-    from learner.score.pool import DecodePool
     from learner.score.streamed import StreamedFiles
+    from learner.workers import DecodePool
 
     todo, store, summary = plan(inputs, predictor, opts)
     workers = opts.workers or max(1, (os.cpu_count() or 2) - 1)

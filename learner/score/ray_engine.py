@@ -30,6 +30,7 @@ from learner.config import AudioConfig
 from learner.score.discover import FileRef
 from learner.score.local import ScoreOptions, ScoreSummary, plan
 from learner.score.rows import EVENT_SCHEMA, WINDOW_SCHEMA, Item, error_item, load_item, score_items
+from learner.score.store import PartStore
 from learner.serve.predictor import Predictor
 
 _ITEM_SCHEMA = pa.schema(
@@ -157,7 +158,7 @@ class _Decode:
         timeout_s: float,
         min_duration_s: float,
     ) -> None:
-        from learner.score.pool import DecodePool
+        from learner.workers import DecodePool
 
         pipeline = ClipPipeline(AudioConfig.from_dict(config["audio"]))
         self.pool = DecodePool(load_item, (pipeline, window, min_duration_s), workers=1, timeout_s=timeout_s)
@@ -207,15 +208,84 @@ def _init_ray(address: str | None) -> Any:
         import learner
         from learner.score import ray_reaper
 
-        env = (
-            {"py_modules": [os.path.dirname(learner.__file__)]} if address else None
-        )  # ship earshot's code to the nodes
+        # ship earshot's code to the nodes
+        env = {"py_modules": [os.path.dirname(learner.__file__)]} if address else None
         before = ray_reaper.children_of(os.getpid())
         ray.init(address=address, runtime_env=env, include_dashboard=False, logging_level="WARNING")
         started = ray_reaper.children_of(os.getpid()) - before  # GCS, raylet, …: what ray.init started here
         if address is None and started:  # Ray is ours: its processes and staging go if this driver is killed
             ray_reaper.start(sorted(started))
     return ray
+
+
+def _quiet(ray: Any, progress: bool) -> None:
+    """Ray Data's progress bars and info logs follow `--progress`, like the local engine's bar."""
+    ray.data.DataContext.get_current().enable_progress_bars = progress
+    if not progress:
+        import logging
+
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def _pool_sizes(ray: Any, ropts: RayOptions) -> tuple[int, int, int]:
+    """(decoding actors, model actors, GPUs): a quarter of the CPUs decode unless told, the model takes the
+    rest (or one actor per GPU)."""
+    res = ray.cluster_resources()
+    cpus, gpus = int(res.get("CPU", 1)), int(res.get("GPU", 0))
+    decoders = ropts.decoders or max(1, cpus // 4)
+    actors = ropts.actors or (gpus or max(1, int((cpus - decoders) // ropts.actor_cpus)))
+    return decoders, actors, gpus
+
+
+def _chunk_dataset(
+    ray: Any,
+    chunk: list[FileRef],
+    predictor: Predictor,
+    folder: str,
+    opts: ScoreOptions,
+    ropts: RayOptions,
+    sizes: tuple[int, int, int],
+) -> Any:
+    """One chunk's lazy Ray pipeline: file refs → decoding actors → model actors (rows, nested side rows)."""
+    decoders, actors, gpus = sizes
+    ds = ray.data.from_items(
+        [{"path": r.path, "file_size": r.size, "file_mtime_ns": r.mtime_ns} for r in chunk],
+        override_num_blocks=max(1, min(len(chunk) // 16, 4 * (decoders + actors))),
+    )
+    ds = ds.map_batches(
+        _Decode,
+        fn_constructor_args=(
+            predictor.config,
+            opts.window,
+            opts.decode_timeout_s,
+            opts.min_duration_s,
+        ),
+        batch_size=16,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=decoders),
+        num_cpus=1,
+    )
+    return ds.map_batches(
+        _Score,
+        fn_constructor_args=(folder, predictor.model_id, predictor.revision, ropts, opts),
+        batch_size=opts.batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_gpus=1 if gpus else 0,
+        num_cpus=0 if gpus else ropts.actor_cpus,
+    )
+
+
+def _add_staged(
+    staging: Path, store: PartStore, summary: ScoreSummary, window: tuple[float, float] | None
+) -> None:
+    """Hands the staged Parquet files to the store as parts and counts scored and failed files."""
+    for f in sorted(staging.glob("*.parquet")):
+        files, wins, events = unnest_windows(pq.read_table(f))
+        n_err = pc.sum(pc.is_valid(files["error"]).cast(pa.int64())).as_py() or 0
+        summary.failed += n_err
+        summary.scored += files.num_rows - n_err
+        store.add(files, wins if window else None, events if window else None)
 
 
 def score_ray(
@@ -226,21 +296,13 @@ def score_ray(
     predictor = Predictor.from_pretrained(
         model_ref, backend=ropts.backend, device="cpu", batch_size=opts.batch_size
     )
-    folder = str(
-        predictor.folder.resolve()
-    )  # actors load from here (a path every node sees, or the HF cache)
+    # actors load from here (a path every node sees, or the HF cache)
+    folder = str(predictor.folder.resolve())
     todo, store, summary = plan(inputs, predictor, opts)
     summary.engine = "ray"
     ray = _init_ray(ropts.address)
-    ray.data.DataContext.get_current().enable_progress_bars = opts.progress
-    if not opts.progress:
-        import logging
-
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
-    res = ray.cluster_resources()
-    cpus, gpus = int(res.get("CPU", 1)), int(res.get("GPU", 0))
-    decoders = ropts.decoders or max(1, cpus // 4)
-    actors = ropts.actors or (gpus or max(1, int((cpus - decoders) // ropts.actor_cpus)))
+    _quiet(ray, opts.progress)
+    sizes = _pool_sizes(ray, ropts)
     staging = store.out / f".ray-staging-{uuid.uuid4().hex[:8]}"
     store.claim(staging.name)  # listed before it exists: --overwrite / --resume may then remove it
     from learner.score import ray_reaper
@@ -252,39 +314,8 @@ def score_ray(
     try:
         for lo in range(0, len(todo), max(1, ropts.chunk)):
             chunk = todo[lo : lo + ropts.chunk]
-            ds = ray.data.from_items(
-                [{"path": r.path, "file_size": r.size, "file_mtime_ns": r.mtime_ns} for r in chunk],
-                override_num_blocks=max(1, min(len(chunk) // 16, 4 * (decoders + actors))),
-            )
-            ds = ds.map_batches(
-                _Decode,
-                fn_constructor_args=(
-                    predictor.config,
-                    opts.window,
-                    opts.decode_timeout_s,
-                    opts.min_duration_s,
-                ),
-                batch_size=16,
-                batch_format="pyarrow",
-                compute=ray.data.ActorPoolStrategy(size=decoders),
-                num_cpus=1,
-            )
-            ds = ds.map_batches(
-                _Score,
-                fn_constructor_args=(folder, predictor.model_id, predictor.revision, ropts, opts),
-                batch_size=opts.batch_size,
-                batch_format="pyarrow",
-                compute=ray.data.ActorPoolStrategy(size=actors),
-                num_gpus=1 if gpus else 0,
-                num_cpus=0 if gpus else ropts.actor_cpus,
-            )
-            ds.write_parquet(str(staging))
-            for f in sorted(staging.glob("*.parquet")):
-                files, wins, events = unnest_windows(pq.read_table(f))
-                n_err = pc.sum(pc.is_valid(files["error"]).cast(pa.int64())).as_py() or 0
-                summary.failed += n_err
-                summary.scored += files.num_rows - n_err
-                store.add(files, wins if opts.window else None, events if opts.window else None)
+            _chunk_dataset(ray, chunk, predictor, folder, opts, ropts, sizes).write_parquet(str(staging))
+            _add_staged(staging, store, summary, opts.window)
             store.commit()
             shutil.rmtree(staging)
     except BaseException:

@@ -103,9 +103,8 @@ def load_item(
             )
     except AudioDecodeError as e:
         return Item(ref, error=e.reason)
-    except (
-        Exception
-    ) as e:  # the decoders promise AudioDecodeError; a scorer of millions of files double-checks
+    # the decoders promise AudioDecodeError; a scorer of millions of files double-checks
+    except Exception as e:
         return Item(ref, error=f"{type(e).__name__}: {e}")
     item = Item(
         ref,
@@ -184,15 +183,44 @@ def score_items(
     chunk: int = 256,
 ) -> tuple[pa.Table, pa.Table, pa.Table]:
     """Items → (file rows, window rows, event rows) with FILE_SCHEMA / WINDOW_SCHEMA / EVENT_SCHEMA. Both
-    engines
-    build rows only here. `threshold` (one value or per class) overrides the model's thresholds (config.json,
-    default 0.5) for event counts and events; `events` sets the gap and minimum length."""
+    engines build rows only here. `threshold` (one value or per class) overrides the model's thresholds
+    (config.json, default 0.5) for event counts and events; `events` sets the gap and minimum length."""
     scored_at = scored_at or datetime.now(UTC)
-    thr = class_thresholds(predictor.classes, predictor.config, threshold)
-    rule = replace(events or EventRule(), thresholds=threshold)
-    classes, pipe = predictor.classes, predictor.pipeline
+    out = _Rows(predictor, window, threshold, replace(events or EventRule(), thresholds=threshold))
+    scored = _batched_scores(predictor, items, window, chunk)
+    for j, it in enumerate(items):
+        row = _file_row(predictor, it, scored_at)
+        if it.error is None:
+            if it.clip is not None:
+                probs, n_win = scored[j], 1
+            else:
+                wp, starts = (
+                    scored.get(j) or it.scored or predictor.predict_windows(it.signal, out.plan, chunk)
+                )
+                probs, n_win = wp.mean(axis=0), len(wp)
+                if window is not None:
+                    out.add_windows(row, it, wp, starts)
+            order = predictor.pipeline.top_k(probs, top_k)
+            classes = predictor.classes
+            row.update(
+                label=classes[order[0]],
+                score=float(probs[order[0]]),
+                n_windows=n_win,
+                top_k=[{"label": classes[i], "score": float(probs[i])} for i in order.tolist()],
+            )
+        out.files.append(row)
+    return (
+        pa.Table.from_pylist(out.files, schema=FILE_SCHEMA),
+        pa.table(out.windows, schema=WINDOW_SCHEMA),
+        pa.Table.from_pylist(out.events, schema=EVENT_SCHEMA),
+    )
+
+
+def _batched_scores(predictor: Predictor, items: list[Item], window: Window, chunk: int) -> dict[int, Any]:
+    """One forward pass for the clips and the windows of every file that is not long (long ones go in
+    chunks): item index → its clip's scores, or (window scores, window starts)."""
+    pipe = predictor.pipeline
     plan = window_plan(pipe, window)
-    # one forward pass for the clips and the windows of every file that is not long (those go in chunks)
     inputs, spans, starts_of, offset = [], {}, {}, 0
     for j, it in enumerate(items):
         if it.clip is not None:
@@ -204,63 +232,58 @@ def score_items(
             continue
         spans[j] = (offset, len(inputs[-1]))
         offset += len(inputs[-1])
-    allp = predictor.predict_waves(np.concatenate(inputs)) if inputs else None
-    rows: list[dict[str, Any]] = []
-    wrows: dict[str, list] = {k: [] for k in WINDOW_SCHEMA.names}
-    erows: list[dict[str, Any]] = []
-    for j, it in enumerate(items):
-        row: dict[str, Any] = dict(
-            path=stored_path(it.ref.path),
-            path_hex=path_hex(it.ref.path),
-            file_size=it.ref.size,
-            file_mtime_ns=it.ref.mtime_ns,
-            error=clean_text(it.error),
-            warning=clean_text(it.warning),
-            duration_s=it.duration_s,
-            sample_rate=it.sample_rate,
-            channels=it.channels,
-            decoder=it.decoder,
-            model_id=predictor.model_id,
-            model_revision=predictor.revision or None,
-            scored_at=scored_at,
-            backend=backend_name(predictor),
-            earshot_version=__version__,
-        )
-        if it.error is None:
-            if it.clip is not None:
-                probs, n_win = allp[spans[j][0]], 1
-            else:
-                if j in spans:
-                    wp, starts = allp[spans[j][0] : spans[j][0] + spans[j][1]], starts_of[j]
-                elif it.scored is not None:
-                    wp, starts = it.scored
-                else:
-                    wp, starts = predictor.predict_windows(it.signal, plan, chunk)
-                probs, n_win = wp.mean(axis=0), len(wp)
-                if window is not None:
-                    top, top_s = wp.argmax(axis=1), wp.max(axis=1)
-                    ends = np.minimum(starts + window[0], it.duration_s or 0.0)
-                    wrows["path"] += [row["path"]] * n_win
-                    wrows["start_s"] += starts.tolist()
-                    wrows["end_s"] += np.maximum(ends, starts).tolist()
-                    wrows["label"] += [classes[i] for i in top.tolist()]
-                    wrows["score"] += top_s.tolist()
-                    counts = count_events(top, top_s, len(classes), thr)
-                    row["events"] = [{"label": c, "count": int(n)} for c, n in zip(classes, counts.tolist())]
-                    erows += [
-                        e.as_dict()
-                        for e in predictor.events(starts, wp, window[0], rule, it.duration_s, row["path"])
-                    ]
-            order = pipe.top_k(probs, top_k)
-            row.update(
-                label=classes[order[0]],
-                score=float(probs[order[0]]),
-                n_windows=n_win,
-                top_k=[{"label": classes[i], "score": float(probs[i])} for i in order.tolist()],
-            )
-        rows.append(row)
-    return (
-        pa.Table.from_pylist(rows, schema=FILE_SCHEMA),
-        pa.table(wrows, schema=WINDOW_SCHEMA),
-        pa.Table.from_pylist(erows, schema=EVENT_SCHEMA),
+    if not inputs:
+        return {}
+    allp = predictor.predict_waves(np.concatenate(inputs))
+    return {
+        j: allp[a] if j not in starts_of else (allp[a : a + n], starts_of[j]) for j, (a, n) in spans.items()
+    }
+
+
+def _file_row(predictor: Predictor, it: Item, scored_at: datetime) -> dict[str, Any]:
+    """What a file's row says whatever its scores: the file, how it decoded, which model scored it."""
+    return dict(
+        path=stored_path(it.ref.path),
+        path_hex=path_hex(it.ref.path),
+        file_size=it.ref.size,
+        file_mtime_ns=it.ref.mtime_ns,
+        error=clean_text(it.error),
+        warning=clean_text(it.warning),
+        duration_s=it.duration_s,
+        sample_rate=it.sample_rate,
+        channels=it.channels,
+        decoder=it.decoder,
+        model_id=predictor.model_id,
+        model_revision=predictor.revision or None,
+        scored_at=scored_at,
+        backend=backend_name(predictor),
+        earshot_version=__version__,
     )
+
+
+class _Rows:
+    """The rows of one batch: files, windows (column lists) and events."""
+
+    def __init__(self, predictor: Predictor, window: Window, threshold: Any, rule: EventRule) -> None:
+        self.predictor, self.window, self.rule = predictor, window, rule
+        self.thr = class_thresholds(predictor.classes, predictor.config, threshold)
+        self.plan = window_plan(predictor.pipeline, window)
+        self.files: list[dict[str, Any]] = []
+        self.windows: dict[str, list] = {k: [] for k in WINDOW_SCHEMA.names}
+        self.events: list[dict[str, Any]] = []
+
+    def add_windows(self, row: dict[str, Any], it: Item, wp: np.ndarray, starts: np.ndarray) -> None:
+        """A file's window rows, its per-class event counts (in `row`) and its events."""
+        classes, win_s = self.predictor.classes, self.window[0]
+        top, top_s = wp.argmax(axis=1), wp.max(axis=1)
+        ends = np.minimum(starts + win_s, it.duration_s or 0.0)
+        w = self.windows
+        w["path"] += [row["path"]] * len(wp)
+        w["start_s"] += starts.tolist()
+        w["end_s"] += np.maximum(ends, starts).tolist()
+        w["label"] += [classes[i] for i in top.tolist()]
+        w["score"] += top_s.tolist()
+        counts = count_events(top, top_s, len(classes), self.thr)
+        row["events"] = [{"label": c, "count": int(n)} for c, n in zip(classes, counts.tolist())]
+        found = self.predictor.events(starts, wp, win_s, self.rule, it.duration_s, row["path"])
+        self.events += [e.as_dict() for e in found]

@@ -277,9 +277,8 @@ class PartStore:
             n = t.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
             if not n:
                 continue
-            for (
-                wparts
-            ) in sparts:  # sides first: a kill in between leaves stale file rows, which resume drops again
+            # sides first: a kill in between leaves stale file rows, which resume drops again
+            for wparts in sparts:
                 if i in wparts:
                     wt = read_part(wparts[i])
                     self._rewrite(wparts[i], wt.filter(pc.invert(pc.is_in(wt["path"], shown))))

@@ -48,9 +48,8 @@ def decode_in_parts(
         state["held"] += x.size
         if state["held"] <= (sizes.part if state["sent"] else threshold):
             return
-        group: list[
-            np.ndarray
-        ] = []  # parts of about `sizes.part` samples (never all that was held in one copy)
+        # parts of about `sizes.part` samples (never all that was held in one copy)
+        group: list[np.ndarray] = []
         for i, y in enumerate(held):
             group.append(y)
             if sum(g.size for g in group) >= sizes.part or i == len(held) - 1:

@@ -90,7 +90,7 @@ class PickleBackend(TorchBackend):
 
     name = "pickle"
 
-    loader = "learner.train.fit:load_pickle"  # by name: serving never imports the training room itself
+    loader = "learner.train.pickled:load_pickle"  # by name: serving never imports the training room itself
 
     def load_net(self, folder: Path, config: dict[str, Any]) -> Any:
         module, name = self.loader.split(":")

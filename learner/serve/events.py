@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from learner.data.events import Event
 
 DEFAULT_THRESHOLD = 0.5  # a class's threshold when neither the model's config nor the caller gives one
 DEFAULT_BACKGROUND = ("background", "_background_noise_", "silence", "_silence_")
@@ -51,21 +53,6 @@ RAVEN_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class Event:
-    """One sound event: `label` heard from `start_s` to `end_s` (seconds into `path`)."""
-
-    path: str
-    label: str
-    start_s: float
-    end_s: float
-    max_score: float
-    mean_score: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
 class EventRule:
     """How window scores become events; `thresholds` None = the model's own (config), else a value for every
     class
@@ -75,9 +62,8 @@ class EventRule:
     max_gap_s: float = 0.0
     min_length_s: float = 0.0
     boundary: str = "centre"
-    background: Sequence[str] | None = (
-        None  # None: the config's "background_classes", else DEFAULT_BACKGROUND names
-    )
+    # None: the config's "background_classes", else DEFAULT_BACKGROUND names
+    background: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         if self.boundary not in BOUNDARIES:

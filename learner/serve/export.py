@@ -289,11 +289,40 @@ def export_model_dir(
     folder = Path(folder)
     config, model = load_torch_model(folder)
     cfg = AudioConfig.from_dict(config["audio"])
-    arch = config["arch"]
+    arch, task = config["arch"], config.get("task", "single")
     probe = generated_clips(cfg, n_probe, seed=7)
     with torch.no_grad():
-        ref = scores_from_logits(model(torch.from_numpy(probe)).numpy(), config.get("task", "single"))
-    record: dict[str, Any] = {
+        ref = scores_from_logits(model(torch.from_numpy(probe)).numpy(), task)
+    record = _record(folder, config, cfg, opset)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as tmp:
+        split, fp32, int8_tmp = Path(tmp) / "split.onnx", Path(tmp) / ONNX_FILE, Path(tmp) / INT8_FILE
+        try:
+            trace(model, cfg, split, opset)
+            drop_features(split, fp32)
+        except Exception as e:  # the exporter's own errors run to many lines; keep the first
+            raise ExportError(f"{arch}: ONNX export failed: {_first_line(e)}") from None
+        diff = float(np.abs(scores_from_logits(_run(fp32, probe), task) - ref).max())
+        if not diff <= PARITY_ATOL:
+            raise ExportError(
+                f"{arch}: exported graph differs from torch (max |Δp| = {diff:.2e} > {PARITY_ATOL:.0e})"
+            )
+        record["parity"] = {"max_abs_prob_diff": diff, "clips": n_probe}
+        if int8:
+            record["int8"] = _quantized(split, fp32, int8_tmp, cfg, arch, int8_method, calib, n_agree)
+        for f in (fp32, int8_tmp):
+            if f.exists():
+                os.replace(f, folder / f.name)
+                record["files"][f.name] = sha256_file(folder / f.name)
+    if not int8 and (folder / INT8_FILE).exists():
+        (folder / INT8_FILE).unlink()  # it belonged to an earlier export
+    config["onnx"] = record
+    write_json(folder / CONFIG, config)
+    return record
+
+
+def _record(folder: Path, config: dict[str, Any], cfg: AudioConfig, opset: int) -> dict[str, Any]:
+    """config.json's "onnx" record before the files: exporter, input and output, the weights it came from."""
+    return {
         "opset": opset,
         "exporter": f"torch {torch.__version__} TorchScript exporter; log-mel as a polyphase DFT; "
         "ONNX Runtime basic optimizations",
@@ -312,55 +341,44 @@ def export_model_dir(
         "files": {},
         "source": {WEIGHTS: sha256_file(folder / WEIGHTS)},
     }
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as tmp:
-        split, fp32, int8_tmp = Path(tmp) / "split.onnx", Path(tmp) / ONNX_FILE, Path(tmp) / INT8_FILE
-        try:
-            trace(model, cfg, split, opset)
-            drop_features(split, fp32)
-        except Exception as e:  # the exporter's own errors run to many lines; keep the first
-            raise ExportError(f"{arch}: ONNX export failed: {_first_line(e)}") from None
-        diff = float(np.abs(scores_from_logits(_run(fp32, probe), config.get("task", "single")) - ref).max())
-        if not diff <= PARITY_ATOL:
-            raise ExportError(
-                f"{arch}: exported graph differs from torch (max |Δp| = {diff:.2e} > {PARITY_ATOL:.0e})"
-            )
-        record["parity"] = {"max_abs_prob_diff": diff, "clips": n_probe}
-        if int8:
-            cal = calib if calib is not None else generated_clips(cfg, 96, seed=3)
-            try:
-                quantize_int8(split, Path(tmp) / "q.onnx", cal.astype(np.float32), int8_method)
-                drop_features(Path(tmp) / "q.onnx", int8_tmp)
-            except Exception as e:
-                raise ExportError(f"{arch}: int8 quantization failed: {_first_line(e)}") from None
-            # int8 against the fp32 graph (= torch within 1e-4): on the user's clips when given, they are the
-            # real thing
-            given = calib is not None and len(calib) > 0
-            agree_clips = calib.astype(np.float32) if given else generated_clips(cfg, n_agree, seed=9)
-            agree = float(np.mean(_run(int8_tmp, agree_clips).argmax(1) == _run(fp32, agree_clips).argmax(1)))
-            record["int8"] = {
-                "method": "static QDQ, per-channel int8 weights, uint8 activations"
-                if int8_method == "static"
-                else "dynamic (int8 weights, activations quantized at run time)",
-                "calibration": (
-                    "none"
-                    if int8_method == "dynamic"
-                    else f"{len(cal)} {'given' if calib is not None else 'generated'} clips"
-                ),
-                "top1_agreement": agree,
-                "agreement_clips": len(agree_clips),
-                "agreement_on": "given" if given else "generated",
-                **({} if given else {"top1_agreement_generated": agree}),
-                "float32_parts": "front end, first and last weighted layers",
-            }
-        for f in (fp32, int8_tmp):
-            if f.exists():
-                os.replace(f, folder / f.name)
-                record["files"][f.name] = sha256_file(folder / f.name)
-    if not int8 and (folder / INT8_FILE).exists():
-        (folder / INT8_FILE).unlink()  # it belonged to an earlier export
-    config["onnx"] = record
-    write_json(folder / CONFIG, config)
-    return record
+
+
+def _quantized(
+    split: Path,
+    fp32: Path,
+    out: Path,
+    cfg: AudioConfig,
+    arch: str,
+    method: str,
+    calib: np.ndarray | None,
+    n_agree: int,
+) -> dict[str, Any]:
+    """Quantize the network into `out` and measure its top-1 agreement with the fp32 graph (= torch within
+    1e-4): on the user's clips when given (they are the real thing), else on generated ones."""
+    cal = calib if calib is not None else generated_clips(cfg, 96, seed=3)
+    try:
+        quantize_int8(split, out.with_name("q.onnx"), cal.astype(np.float32), method)
+        drop_features(out.with_name("q.onnx"), out)
+    except Exception as e:
+        raise ExportError(f"{arch}: int8 quantization failed: {_first_line(e)}") from None
+    given = calib is not None and len(calib) > 0
+    agree_clips = calib.astype(np.float32) if given else generated_clips(cfg, n_agree, seed=9)
+    agree = float(np.mean(_run(out, agree_clips).argmax(1) == _run(fp32, agree_clips).argmax(1)))
+    return {
+        "method": "static QDQ, per-channel int8 weights, uint8 activations"
+        if method == "static"
+        else "dynamic (int8 weights, activations quantized at run time)",
+        "calibration": (
+            "none"
+            if method == "dynamic"
+            else f"{len(cal)} {'given' if calib is not None else 'generated'} clips"
+        ),
+        "top1_agreement": agree,
+        "agreement_clips": len(agree_clips),
+        "agreement_on": "given" if given else "generated",
+        **({} if given else {"top1_agreement_generated": agree}),
+        "float32_parts": "front end, first and last weighted layers",
+    }
 
 
 def _first_line(e: BaseException) -> str:

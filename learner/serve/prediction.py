@@ -31,9 +31,8 @@ class Prediction:
     window_s: float = 0.0
     hop_s: float = 0.0
     detected: list[str] = field(default_factory=list)  # labels at or above their thresholds, best first
-    events: list[Event] = field(
-        default_factory=list
-    )  # windowed only: timestamped events (learner.serve.events)
+    # windowed only: timestamped events (learner.serve.events)
+    events: list[Event] = field(default_factory=list)
 
     @property
     def known(self) -> bool:

@@ -88,9 +88,8 @@ class TrainArgs:
     )
     progress: bool = True  # progress bars (jobs: off with --quiet)
     auto_duration: bool = False  # pick the clip length from the training data (jobs.train without --duration)
-    auto_sample_rate: bool = (
-        False  # the files' own rate, at most 22.05 kHz (jobs.train without --sample-rate)
-    )
+    # the files' own rate, at most 22.05 kHz (jobs.train without --sample-rate)
+    auto_sample_rate: bool = False
     auto_hop: bool = False  # a hop that gives a clip ~100 frames (jobs.train without --hop)
     task: str = field(
         default="auto",

@@ -33,6 +33,73 @@ CV_METRICS = ("accuracy", "top3_accuracy", "map3", "macro_f1")
 _LABELS = {"accuracy": "accuracy", "top3_accuracy": "top-3", "map3": "MAP@3", "macro_f1": "macro F1"}
 
 
+def _fold_plan(
+    targs: TrainArgs, out: Path, n_folds: int | None, folds: list[int] | None
+) -> tuple[str, list[int], str]:
+    """(the manifest with folds, the folds to train, where the folds come from). Multi-label data and fold
+    values the manifest lacks are refused before any training starts."""
+    df = add_groups(load_manifest(targs.data), targs.group_col, targs.group_regex)
+    from learner.data.labels import resolve_task
+
+    # its report is built from single-label metrics
+    if resolve_task(df, targs.task, str(targs.data)) == "multi":
+        raise ManifestError(
+            f"{targs.data}: cross-validation of multi-label models is not supported yet; "
+            "train one model on one split"
+        )
+    plan = plan_folds(df, targs.data, out, n_folds, targs.seed)
+    data, all_folds, source = plan.data, plan.folds, plan.source
+    todo = all_folds if folds is None else [f for f in all_folds if f in set(folds)]
+    if folds is not None and len(todo) != len(set(folds)):
+        raise ManifestError(
+            f"folds {sorted(set(folds) - set(all_folds))} are not in {targs.data} (folds: {all_folds})"
+        )
+    return data, todo, source
+
+
+def _fold_row(k: int, res: Any) -> dict[str, Any]:
+    """One fold's line of the report: where its model is and the numbers its training measured."""
+    m = res.metrics
+    return {
+        "fold": k,
+        "model_dir": str(res.model_dir),
+        **{key: m[key] for key in CV_METRICS},
+        "n_train": m["n_train"],
+        "n_valid": m["n_valid"],
+        "best_epoch": m["best_epoch"],
+        "train_time_s": m["train_time_s"],
+        "excluded_files": m["excluded_files"],
+    }
+
+
+def _pooled(classes: list[str] | None, confusion: Any, m: dict[str, Any]) -> tuple[list[str] | None, Any]:
+    """(classes, pooled confusion) with one more fold added; a fold whose training part lacks a class
+    makes the pooled confusion undefined (None)."""
+    cm = np.asarray(m["confusion"])
+    if classes is None:
+        return m["classes"], cm
+    if m["classes"] == classes:
+        return classes, confusion + cm
+    return classes, None
+
+
+def _write_outputs(
+    out: Path, report: dict[str, Any], histories: list[pd.DataFrame], confusion: Any, classes: Any
+) -> None:
+    """cv_history.csv and cv_curves.png (every fold), cv_report.json/.md, the pooled confusion if defined."""
+    pd.concat(histories).to_csv(out / "cv_history.csv", index=False)
+    plot_curves({f"fold {h['fold'].iloc[0]}": h for h in histories}, out / "cv_curves.png")
+    write_json(out / "cv_report.json", report)
+    (out / "cv_report.md").write_text(report_markdown(report))
+    if confusion is not None:
+        plot_confusion(
+            confusion,
+            classes,
+            out / "cv_confusion_matrix.png",
+            title=f"{len(report['folds'])} folds pooled · accuracy {report['mean']['accuracy']:.3f}",
+        )
+
+
 def cross_validate(
     targs: TrainArgs,
     cfg: AudioConfig | None = None,
@@ -47,49 +114,15 @@ def cross_validate(
     """
     cfg = cfg or AudioConfig()
     out = Path(targs.out)
-    df = add_groups(load_manifest(targs.data), targs.group_col, targs.group_regex)
-    from learner.data.labels import resolve_task
-
-    if (
-        resolve_task(df, targs.task, str(targs.data)) == "multi"
-    ):  # its report is built from single-label metrics
-        raise ManifestError(
-            f"{targs.data}: cross-validation of multi-label models is not supported yet; "
-            "train one model on one split"
-        )
-    plan = plan_folds(df, targs.data, out, n_folds, targs.seed)
-    data, all_folds, source = plan.data, plan.folds, plan.source
-    todo = all_folds if folds is None else [f for f in all_folds if f in set(folds)]
-    if folds is not None and len(todo) != len(set(folds)):
-        raise ManifestError(
-            f"folds {sorted(set(folds) - set(all_folds))} are not in {targs.data} (folds: {all_folds})"
-        )
+    data, todo, source = _fold_plan(targs, out, n_folds, folds)
     rows, histories, confusion, classes, started = [], [], None, None, time.time()
     for i, k in enumerate(todo):
         log.info("fold %s (%d/%d)", k, i + 1, len(todo))
         fold_args = dataclasses.replace(targs, data=data, out=str(out / f"fold-{k}"), valid_fold=k)
         res = train(fold_args, cfg.replace())
-        m = res.metrics
-        rows.append(
-            {
-                "fold": k,
-                "model_dir": str(res.model_dir),
-                **{key: m[key] for key in CV_METRICS},
-                "n_train": m["n_train"],
-                "n_valid": m["n_valid"],
-                "best_epoch": m["best_epoch"],
-                "train_time_s": m["train_time_s"],
-                "excluded_files": m["excluded_files"],
-            }
-        )
+        rows.append(_fold_row(k, res))
         histories.append(res.history.assign(fold=k))
-        cm = np.asarray(m["confusion"])
-        if classes is None:
-            classes, confusion = m["classes"], cm
-        elif m["classes"] == classes:
-            confusion = confusion + cm
-        else:  # a fold whose training part lacks a class: the pooled confusion is not defined
-            confusion = None
+        classes, confusion = _pooled(classes, confusion, res.metrics)
     report = summarise(rows)
     report.update(
         data=str(targs.data),
@@ -101,17 +134,7 @@ def cross_validate(
         confusion=None if confusion is None else confusion.tolist(),
         wall_time_s=round(time.time() - started, 1),
     )
-    pd.concat(histories).to_csv(out / "cv_history.csv", index=False)
-    plot_curves({f"fold {h['fold'].iloc[0]}": h for h in histories}, out / "cv_curves.png")
-    write_json(out / "cv_report.json", report)
-    (out / "cv_report.md").write_text(report_markdown(report))
-    if confusion is not None:
-        plot_confusion(
-            confusion,
-            classes,
-            out / "cv_confusion_matrix.png",
-            title=f"{len(rows)} folds pooled · accuracy {report['mean']['accuracy']:.3f}",
-        )
+    _write_outputs(out, report, histories, confusion, classes)
     return report
 
 

@@ -64,49 +64,27 @@ def _synth_matches(folder: Path, want: dict[str, Any]) -> bool:
     return all(info.get(k) == v for k, v in want.items())
 
 
-def ensure_default_model(
-    folder: str | Path | None = None,
-    *,
-    log: Log = _info,
-    voices: list[str] | None = None,
-    per_voice: int | None = None,
-    epochs: int | None = None,
-    progress: bool = True,
-    threads: int | None = 1,
-) -> Path:
-    """The fallback model's directory, built on first use: espeak-ng spoken digits → xresnet18 from scratch.
-
-    Validation holds whole voices out (the manifest's group column), so metrics.json reports accuracy on
-    unseen voices. Built in a temporary sibling folder and renamed into place, so an interrupted or
-    concurrent build never leaves half a model. `voices`/`per_voice`/`epochs` shrink it (tests).
-    `threads=1` (torch intra-op threads while training): on a shared 2-core machine two threads spinning
-    against
-    other processes made the build 4× slower (16 min vs 3.8 min, load 4–8); None keeps torch's default.
-    """
-    out = Path(folder) if folder is not None else default_model_dir()
-    if _default_ok(out):
-        return out
-    from learner.data.synth import DEFAULT_VOICES, EspeakUnavailableError, ensure_spoken_digits
-
-    kw: dict[str, Any] = {"voices": list(voices or DEFAULT_VOICES), "per_voice": per_voice or 8, "seed": 0}
+def _digits_folder(kw: dict[str, Any]) -> Path:
+    """Where the spoken digits go: shared with data=spoken-digits-synth, unless that one was built with
+    other voices, per_voice or seed (then a folder named after the size)."""
     data_root = (
         Path(os.environ["EARSHOT_DATA"]).expanduser()
         if os.environ.get("EARSHOT_DATA")
         else cache_home() / "datasets"
     )
-    data = (
-        data_root / "spoken-digits-synth"
-    )  # shared with data=spoken-digits-synth, unless built differently there
+    # shared with data=spoken-digits-synth, unless built differently there
+    data = data_root / "spoken-digits-synth"
     if not _synth_matches(data, kw):
         data = data_root / f"spoken-digits-synth-{len(kw['voices'])}x{kw['per_voice']}"
-    t0 = time.time()
-    log(
-        f"no model configured ({MODEL_ENV} / model=); building the default spoken-digits model once "
-        f"into {out}"
-    )
-    log(f"[1/2] synthesising spoken digits with espeak-ng into {data} (about 30 s, first time only)")
+    return data
+
+
+def _synthesise(data: Path, kw: dict[str, Any], out: Path) -> Path:
+    """The digits' manifest; without espeak-ng, one message saying how to get it or serve another model."""
+    from learner.data.synth import EspeakUnavailableError, ensure_spoken_digits
+
     try:
-        manifest = ensure_spoken_digits(data, **kw)
+        return ensure_spoken_digits(data, **kw)
     except EspeakUnavailableError as e:
         raise DefaultModelError(
             f"no model to serve: none configured, none cached in {out}, and the default one cannot be built "
@@ -115,11 +93,13 @@ def ensure_default_model(
             f"or serve a model you have: model=DIR_OR_USER/NAME (or set {MODEL_ENV}); "
             f"train one with the train job: data=my_sounds out=models/my_sounds pretrained=none"
         ) from None
-    n_epochs = epochs or DEFAULT_TRAIN["epochs"]
-    log(
-        f"[2/2] training xresnet18 from scratch for {n_epochs} epochs on {manifest} "
-        f"(a few minutes on 2 CPU cores; validation = held-out voices)"
-    )
+
+
+def _train_into(
+    out: Path, manifest: Path, n_epochs: int, progress: bool, threads: int | None, t0: float
+) -> dict[str, Any]:
+    """Trains in a temporary sibling folder renamed into place (unless another process finished first),
+    so an interrupted or concurrent build never leaves half a model → the run's metrics."""
     import torch
 
     from learner.config import AudioConfig
@@ -152,7 +132,48 @@ def ensure_default_model(
     finally:
         torch.set_num_threads(before)
         shutil.rmtree(tmp, ignore_errors=True)
-    m = result.metrics
+    return result.metrics
+
+
+def ensure_default_model(
+    folder: str | Path | None = None,
+    *,
+    log: Log = _info,
+    voices: list[str] | None = None,
+    per_voice: int | None = None,
+    epochs: int | None = None,
+    progress: bool = True,
+    threads: int | None = 1,
+) -> Path:
+    """The fallback model's directory, built on first use: espeak-ng spoken digits → xresnet18 from scratch.
+
+    Validation holds whole voices out (the manifest's group column), so metrics.json reports accuracy on
+    unseen voices. Built in a temporary sibling folder and renamed into place, so an interrupted or
+    concurrent build never leaves half a model. `voices`/`per_voice`/`epochs` shrink it (tests).
+    `threads=1` (torch intra-op threads while training): on a shared 2-core machine two threads spinning
+    against other processes made the build 4× slower (16 min vs 3.8 min, load 4–8); None keeps torch's
+    default.
+    """
+    out = Path(folder) if folder is not None else default_model_dir()
+    if _default_ok(out):
+        return out
+    from learner.data.synth import DEFAULT_VOICES
+
+    kw: dict[str, Any] = {"voices": list(voices or DEFAULT_VOICES), "per_voice": per_voice or 8, "seed": 0}
+    data = _digits_folder(kw)
+    t0 = time.time()
+    log(
+        f"no model configured ({MODEL_ENV} / model=); building the default spoken-digits model once "
+        f"into {out}"
+    )
+    log(f"[1/2] synthesising spoken digits with espeak-ng into {data} (about 30 s, first time only)")
+    manifest = _synthesise(data, kw, out)
+    n_epochs = epochs or DEFAULT_TRAIN["epochs"]
+    log(
+        f"[2/2] training xresnet18 from scratch for {n_epochs} epochs on {manifest} "
+        f"(a few minutes on 2 CPU cores; validation = held-out voices)"
+    )
+    m = _train_into(out, manifest, n_epochs, progress, threads, t0)
     log(
         f"default model ready in {time.time() - t0:.0f} s: accuracy {m['accuracy']:.3f} on "
         f"{m['n_valid']} clips of held-out voices → {out}"

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import time
-import warnings
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -21,13 +19,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+import learner.train.frozen as frozen
 from learner import __version__
 from learner.audio import crop_pad
 from learner.config import AudioConfig
 from learner.data.manifest import add_groups, files_digest, load_manifest, split_indices
 from learner.data.signals import load_signals
 from learner.data.store import signal_size
-from learner.folder import PICKLE, ModelDirError, save_model_dir, strip_local_paths, write_json
+from learner.folder import ModelConfig, save_model_dir, strip_local_paths, write_json
 from learner.model import create_model, get_arch, n_params
 from learner.model.frontend import FrontEnd
 from learner.model.pretrained import load_pretrained
@@ -35,6 +34,7 @@ from learner.model.registry import ArchSpec, classifier_keys
 from learner.report.validation import decide, threshold_rule, write_multilabel_outputs
 from learner.train.args import MACHINE_ARGS, TrainArgs, TrainResult
 from learner.train.distributed import accelerated, is_main_process
+from learner.train.pickled import export_pickle
 from learner.train.settings import (
     adopt_front_end,
     batch_size,
@@ -171,25 +171,11 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
 def check_start(args: TrainArgs) -> None:
     """Make sure the starting weights can be had before any audio is decoded (minutes, for a large set):
     ImageNet weights come from the cache or are downloaded now, and an offline machine fails fast."""
-    spec = get_arch(args.arch)
-    if spec.backbone and args.pretrained != "none" and not transfers_from_earshot(args.pretrained):
-        from learner.model.backbone_weights import backbone_state_dict
-        from learner.model.backbones import get_backbone
-
-        path = None if args.pretrained in ("imagenet", "backbone", spec.backbone) else Path(args.pretrained)
-        backbone_state_dict(get_backbone(spec.backbone), path)  # missing weights: one line, before decoding
-    elif args.pretrained == "imagenet":
+    # a backbone arch checks its own weights instead (one line saying how to get them when missing)
+    if args.pretrained == "imagenet" and not frozen.check_backbone_weights(args):
         from learner.model.pretrained import fetch_imagenet
 
-        fetch_imagenet(spec.name, spec.weights)
-
-
-def uses_frozen_head(args: TrainArgs, used: pd.DataFrame) -> bool:
-    """A backbone arch with head "frozen" or "auto" on a single-label task (multi-label fine-tunes)."""
-    spec = get_arch(args.arch)
-    if not spec.backbone or args.head == "finetune" or transfers_from_earshot(args.pretrained):
-        return False
-    return used.attrs.get("task") == "single" and args.pretrained != "none"
+        fetch_imagenet(args.arch, get_arch(args.arch).weights)
 
 
 def build_learner(
@@ -197,15 +183,9 @@ def build_learner(
 ):
     import fastai.callback.schedule  # noqa: F401  (adds fit_one_cycle, fine_tune, lr_find to Learner)
     from fastai.callback.progress import ProgressCallback
-    from fastai.data.block import CategoryBlock, DataBlock
-    from fastai.data.transforms import ColReader, ColSplitter
     from fastai.learner import Learner
-    from fastai.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat
-    from fastai.metrics import accuracy, top_k_accuracy
 
-    from learner.data.store import SignalStore
-    from learner.train.loading import SignalList, loader_options, loader_workers
-    from learner.train.transforms import AudioBlock
+    from learner.train.loading import SignalList
 
     spec = get_arch(args.arch)
     frontend = FrontEnd(cfg, spec.input)
@@ -213,41 +193,9 @@ def build_learner(
         train_sigs = SignalList(list(used.loc[~used["is_valid"], "path"]), signals)
         cfg.norm_stats = dataset_stats(frontend, train_sigs, cfg)
         frontend = FrontEnd(cfg, spec.input)
-    block = AudioBlock(cfg, frontend, signals, seed=args.seed)
-    if used.attrs.get("task") == "multi":
-        from learner.train.multilabel import multi_label_parts
-
-        y_block, get_y, loss, metrics = multi_label_parts(classes)
-    else:
-        y_block, get_y, loss, metrics = CategoryBlock(vocab=classes), ColReader("label"), None, None
-    dblock = DataBlock(
-        blocks=(block, y_block), get_x=ColReader("path"), get_y=get_y, splitter=ColSplitter("is_valid")
-    )
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    workers = loader_workers(args.loader_workers, "disk" if isinstance(signals, SignalStore) else "memory")
-    dls = dblock.dataloaders(
-        used,
-        bs=batch_size(args.bs, int((~used["is_valid"]).sum())),
-        device=device,
-        shuffle=True,
-        drop_last=True,
-        create_batch=numpy_collate,
-        **loader_options(workers),
-    )
+    dls, loss, metrics = _dataloaders(args, cfg, frontend, used, signals, classes)
     net = create_model(args.arch, len(classes), cfg)
     loaded = load_pretrained(net, spec, args.pretrained)
-    k3 = min(3, len(classes))
-
-    def top3(inp, targ):
-        return top_k_accuracy(inp, targ, k=k3)
-
-    if loss is None:
-        loss = (
-            LabelSmoothingCrossEntropyFlat(eps=args.label_smoothing)
-            if args.label_smoothing
-            else CrossEntropyLossFlat()
-        )
-        metrics = [accuracy, top3]
     learn = Learner(
         dls,
         net,
@@ -262,16 +210,61 @@ def build_learner(
     return learn, frontend, loaded
 
 
+def _dataloaders(
+    args: TrainArgs, cfg: AudioConfig, frontend: FrontEnd, used: pd.DataFrame, signals: dict, classes: list
+) -> tuple[Any, Any, list]:
+    """The fastai DataLoaders of the manifest's split, with the loss and metrics that suit the task."""
+    from fastai.data.block import CategoryBlock, DataBlock
+    from fastai.data.transforms import ColReader, ColSplitter
+
+    from learner.data.store import SignalStore
+    from learner.train.loading import loader_options, loader_workers
+    from learner.train.transforms import AudioBlock
+
+    block = AudioBlock(cfg, frontend, signals, seed=args.seed)
+    if used.attrs.get("task") == "multi":
+        from learner.train.multilabel import multi_label_parts
+
+        y_block, get_y, loss, metrics = multi_label_parts(classes)
+    else:
+        y_block, get_y = CategoryBlock(vocab=classes), ColReader("label")
+        loss, metrics = _single_label_loss(args.label_smoothing, len(classes))
+    dblock = DataBlock(
+        blocks=(block, y_block), get_x=ColReader("path"), get_y=get_y, splitter=ColSplitter("is_valid")
+    )
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    workers = loader_workers(args.loader_workers, "disk" if isinstance(signals, SignalStore) else "memory")
+    dls = dblock.dataloaders(
+        used,
+        bs=batch_size(args.bs, int((~used["is_valid"]).sum())),
+        device=device,
+        shuffle=True,
+        drop_last=True,
+        create_batch=numpy_collate,
+        **loader_options(workers),
+    )
+    return dls, loss, metrics
+
+
+def _single_label_loss(label_smoothing: float, n_classes: int) -> tuple[Any, list]:
+    from fastai.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat
+    from fastai.metrics import accuracy, top_k_accuracy
+
+    k3 = min(3, n_classes)
+
+    def top3(inp, targ):
+        return top_k_accuracy(inp, targ, k=k3)
+
+    loss = LabelSmoothingCrossEntropyFlat(eps=label_smoothing) if label_smoothing else CrossEntropyLossFlat()
+    return loss, [accuracy, top3]
+
+
 def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
     """Train one model and write its directory to `args.out`."""
-    from fastai.callback.mixup import MixUp
-    from fastai.callback.progress import CSVLogger
-    from fastai.callback.tracker import SaveModelCallback
     from fastai.torch_core import set_seed
 
-    cfg = (
-        cfg or AudioConfig()
-    ).replace()  # a copy: norm_stats and a picked duration are this run's, not the caller's
+    # a copy: norm_stats and a picked duration are this run's, not the caller's
+    cfg = (cfg or AudioConfig()).replace()
     out = Path(args.out).absolute()  # fastai joins its own paths to learn.path: a relative out would nest
     out.mkdir(parents=True, exist_ok=True)
     set_seed(args.seed, reproducible=True)
@@ -279,14 +272,47 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
     asked = (args, cfg.replace())
     args, cfg = adopt_front_end(args, cfg)
     used, signals, failures, classes = prepare_data(args, cfg)
+    _settings_from_data(args, cfg, used, signals)
+    if frozen.uses_frozen_head(args, used):  # a backbone arch: a head on frozen embeddings, or scratch
+        return frozen.run(args, cfg, used, signals, failures, classes, asked, train, versions())
+    learn, frontend, loaded = build_learner(args, cfg, used, signals, classes, out)
+    (probs, targets), timing = _fit(learn, args, cfg, used, out)
+    task = used.attrs["task"]
+    thresholds, metrics = decide(task, probs.numpy(), targets.numpy(), classes, args.target_precision)
+    metrics.update(
+        split="valid",
+        **timing,
+        n_train=int((~used["is_valid"]).sum()),
+        n_valid=int(used["is_valid"].sum()),
+        excluded_files=failures,
+    )
+    if not is_main_process():  # only the first process writes the model directory
+        return TrainResult(out, metrics, pd.DataFrame(), failures, learn)
+    history = pd.read_csv(out / "history.csv")
+    metrics["best_epoch"] = int(history["valid_loss"].idxmin())
+    config = model_config(args, cfg, learn, used, classes, loaded, thresholds)
+    learn.model.eval()
+    save_model_dir(out, learn.model.state_dict(), config.to_dict())
+    write_json(out / "metrics.json", metrics)
+    if task == "multi":
+        from learner.report.plots import plot_curves
+
+        write_multilabel_outputs(out, metrics, probs.numpy(), targets.numpy(), classes, thresholds)
+        plot_curves(history, out / "curves.png")
+    else:
+        _plots(out, metrics, history, classes)
+    if args.pickle:
+        export_pickle(learn, out)
+    shutil.rmtree(out / ".checkpoints", ignore_errors=True)
+    return TrainResult(out, metrics, history, failures, learn)
+
+
+def _settings_from_data(args: TrainArgs, cfg: AudioConfig, used: pd.DataFrame, signals: dict) -> None:
+    """The clip length, hop and rate a job left to the data (`auto_*`), picked from the training split."""
     if args.auto_duration:
         lengths = [signal_size(signals, p) / cfg.sample_rate for p in used.loc[~used["is_valid"], "path"]]
         cfg.duration = pick_duration(lengths)
         log.info("clip length %g s (90th percentile of the trimmed training sounds)", cfg.duration)
-    if uses_frozen_head(args, used):
-        from learner.train.frozen import run_frozen_or_scratch
-
-        return run_frozen_or_scratch(args, cfg, used, signals, failures, classes, asked, train)
     if args.auto_hop:
         cfg.hop_length = pick_hop(cfg)
     if args.auto_sample_rate or args.auto_hop:
@@ -296,17 +322,22 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
             cfg.hop_length,
             cfg.n_frames,
         )
-    learn, frontend, loaded = build_learner(args, cfg, used, signals, classes, out)
-    spec = get_arch(args.arch)
+
+
+def _fit(learn: Any, args: TrainArgs, cfg: AudioConfig, used: pd.DataFrame, out: Path) -> tuple:
+    """Fit (fine-tune from pretrained weights, else one cycle from scratch); then the validation
+    predictions from every process (the whole validation set) and the time it took."""
+    from fastai.callback.mixup import MixUp
+    from fastai.callback.progress import CSVLogger
+    from fastai.callback.tracker import SaveModelCallback
 
     lr = args.lr
     if lr == "auto":
         lr = float(learn.lr_find(show_plot=False).valley)
         log.info("lr_find suggests %.2e", lr)
     lr = float(lr)
-    cbs = (
-        [CSVLogger(fname=str(out / "history.csv"))] if is_main_process() else []
-    )  # one history, by the first process
+    # one history, by the first process
+    cbs = [CSVLogger(fname=str(out / "history.csv"))] if is_main_process() else []
     if args.keep_best:  # opt-in: picking the epoch on the validation split makes its figures optimistic
         cbs.append(SaveModelCallback(monitor="valid_loss", fname="best"))
     if cfg.mixup > 0:
@@ -320,58 +351,40 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
             learn.fine_tune(epochs, base_lr=lr, freeze_epochs=args.freeze_epochs, cbs=cbs)
         else:
             learn.fit_one_cycle(epochs, lr, cbs=cbs)
-        train_time, train_cpu = time.time() - start, time.process_time() - start_cpu
-        # from every process (the whole validation set); softmax, or sigmoid for multi-label (the loss's
-        # activation)
-        probs, targets = learn.get_preds(ds_idx=1)
-    task = used.attrs["task"]
-    thresholds, metrics = decide(task, probs.numpy(), targets.numpy(), classes, args.target_precision)
-    metrics.update(
-        split="valid",
-        train_time_s=round(train_time, 3),
-        train_cpu_s=round(train_cpu, 3),
-        n_train=int((~used["is_valid"]).sum()),
-        n_valid=int(used["is_valid"].sum()),
-        excluded_files=failures,
+        timing = dict(
+            train_time_s=round(time.time() - start, 3), train_cpu_s=round(time.process_time() - start_cpu, 3)
+        )
+        # softmax, or sigmoid for multi-label (the loss's activation)
+        return learn.get_preds(ds_idx=1), timing
+
+
+def model_config(
+    args: TrainArgs,
+    cfg: AudioConfig,
+    learn: Any,
+    used: pd.DataFrame,
+    classes: list[str],
+    loaded: str,
+    thresholds: dict[str, float],
+) -> ModelConfig:
+    """config.json of the trained model: no local paths (it is published with the model); a backbone
+    arch carries the backbone's record (licence, citation: the card's attribution)."""
+    return ModelConfig(
+        earshot_version=__version__,
+        arch=args.arch,
+        input=get_arch(args.arch).input,
+        classes=classes,
+        task=used.attrs["task"],
+        thresholds=thresholds,
+        thresholds_rule=threshold_rule(args.target_precision),
+        audio=cfg,
+        params=n_params(learn.model),
+        pretrained=strip_local_paths(loaded),
+        split=used.attrs.get("split"),
+        train=strip_local_paths({k: v for k, v in asdict(args).items() if k not in MACHINE_ARGS}),
+        versions=versions(),
+        backbone=frozen.fine_tuned_record(args),
     )
-    if not is_main_process():  # only the first process writes the model directory
-        return TrainResult(out, metrics, pd.DataFrame(), failures, learn)
-    history = pd.read_csv(out / "history.csv")
-    metrics["best_epoch"] = int(history["valid_loss"].idxmin())
-
-    config = {
-        "earshot_version": __version__,
-        "arch": args.arch,
-        "input": spec.input,
-        "classes": classes,
-        "task": task,
-        "thresholds": thresholds,
-        "thresholds_rule": threshold_rule(args.target_precision),
-        "audio": cfg.to_dict(),
-        "params": n_params(learn.model),
-        "pretrained": strip_local_paths(loaded),
-        "split": used.attrs.get("split"),  # no local paths: config.json is published with the model
-        "train": strip_local_paths({k: v for k, v in asdict(args).items() if k not in MACHINE_ARGS}),
-        "versions": versions(),
-    }
-    if spec.backbone and args.pretrained != "none":  # the card's attribution (licence, citation)
-        from learner.train.heads import backbone_record
-
-        config["backbone"] = backbone_record(spec.backbone, "fine-tuned")
-    learn.model.eval()
-    save_model_dir(out, learn.model.state_dict(), config)
-    write_json(out / "metrics.json", metrics)
-    if task == "multi":
-        from learner.report.plots import plot_curves
-
-        write_multilabel_outputs(out, metrics, probs.numpy(), targets.numpy(), classes, thresholds)
-        plot_curves(history, out / "curves.png")
-    else:
-        _plots(out, metrics, history, classes)
-    if args.pickle:
-        _export_pickle(learn, out)
-    shutil.rmtree(out / ".checkpoints", ignore_errors=True)
-    return TrainResult(out, metrics, history, failures, learn)
 
 
 def _plots(out: Path, metrics: dict, history: pd.DataFrame, classes: list[str]) -> None:
@@ -384,29 +397,3 @@ def _plots(out: Path, metrics: dict, history: pd.DataFrame, classes: list[str]) 
         title=f"validation · accuracy {metrics['accuracy']:.3f}",
     )
     plot_curves(history, out / "curves.png")
-
-
-def _export_pickle(learn, out: Path) -> None:
-    """fastai's export for fastai users; the decoded-signal cache is dropped first (it is data, not model)."""
-    from fastai.callback.progress import CSVLogger
-
-    learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, CSVLogger)])
-    load = learn.dls.train_ds.tfms[0].fs[0] if hasattr(learn.dls.train_ds, "tfms") else None
-    if load is not None and hasattr(load, "signals"):
-        load.signals = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        learn.export(Path(tmp) / "model.pkl")
-        shutil.move(str(Path(tmp) / "model.pkl"), out / "model.pkl")
-
-
-def load_pickle(folder: Path) -> Any:
-    """The fastai Learner exported beside the weights. Unpickling runs code: only for files you trust."""
-    path = Path(folder) / PICKLE
-    if not path.is_file():
-        raise ModelDirError(f"{folder}: no {PICKLE} (training writes it unless told not to)")
-    warnings.warn(
-        f"unpickling {path}: this runs code from the file; only load models you trust", stacklevel=2
-    )
-    from fastai.learner import load_learner
-
-    return load_learner(path, cpu=True)

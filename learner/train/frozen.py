@@ -32,11 +32,41 @@ from learner.train.heads import (
     logmel_summary,
     predict_logits,
 )
+from learner.train.settings import transfers_from_earshot
 
 log = logging.getLogger(__name__)
 
 SCRATCH_ARCH = "xresnet18"  # what "auto" trains when the backbone does not help (the README default)
 HEAD_CHOICES = ("auto", "frozen", "finetune")
+
+
+def uses_frozen_head(args, used: pd.DataFrame) -> bool:
+    """A backbone arch with head "frozen" or "auto" on a single-label task (multi-label fine-tunes)."""
+    spec = get_arch(args.arch)
+    if not spec.backbone or args.head == "finetune" or transfers_from_earshot(args.pretrained):
+        return False
+    return used.attrs.get("task") == "single" and args.pretrained != "none"
+
+
+def check_backbone_weights(args) -> bool:
+    """For a backbone arch, make sure its weights load before any audio is decoded (else one line saying
+    how to get them); False for every other arch."""
+    spec = get_arch(args.arch)
+    if not spec.backbone or args.pretrained == "none" or transfers_from_earshot(args.pretrained):
+        return False
+    from learner.model.backbone_weights import backbone_state_dict
+    from learner.model.backbones import get_backbone
+
+    backbone_state_dict(get_backbone(spec.backbone), Path(w) if (w := _weights_file(args)) else None)
+    return True
+
+
+def fine_tuned_record(args) -> dict | None:
+    """config.json's backbone record of a fine-tuned backbone arch (the card's attribution)."""
+    spec = get_arch(args.arch)
+    if not spec.backbone or args.pretrained == "none":
+        return None
+    return backbone_record(spec.backbone, "fine-tuned")
 
 
 def _weights_file(args) -> str | None:
@@ -76,7 +106,7 @@ def scratch_args(args):
     return replace(args, arch=SCRATCH_ARCH, pretrained="none", head="finetune", auto_sample_rate=True)
 
 
-def run_frozen_or_scratch(args, cfg, used, signals, failures, classes, asked, train):
+def run(args, cfg, used, signals, failures, classes, asked, train, versions: dict):
     """Decide (frozen head or scratch) and run it; the scratch run records why in its config.json."""
     from learner.folder import CONFIG, read_config
     from learner.model.backbones import load_backbone
@@ -84,10 +114,10 @@ def run_frozen_or_scratch(args, cfg, used, signals, failures, classes, asked, tr
     backbone = load_backbone(get_arch(args.arch).backbone, _weights_file(args) or "pretrained")
     choice = choose(args, cfg, used, signals, classes, backbone)
     if choice["decision"] == "frozen":
-        return train_frozen(args, cfg, used, signals, failures, classes, choice)
+        return train_frozen(args, cfg, used, signals, failures, classes, choice, versions)
     log.warning(
         "%s embeddings separate these sounds no better than log-mel statistics (inner CV %.3f vs %.3f): "
-        "training %s from scratch instead (--head frozen forces the backbone)",
+        "training %s from scratch instead (head=frozen forces the backbone)",
         args.arch,
         choice["inner_cv_accuracy"],
         choice["logmel_reference_inner_cv_accuracy"],
@@ -104,24 +134,17 @@ def run_frozen_or_scratch(args, cfg, used, signals, failures, classes, asked, tr
     return result
 
 
-def train_frozen(args, cfg: AudioConfig, used: pd.DataFrame, signals, failures, classes, choice: dict):
+def train_frozen(
+    args, cfg: AudioConfig, used: pd.DataFrame, signals, failures, classes, choice: dict, versions: dict
+):
     """Write the folder of a frozen backbone + fitted linear head; returns a TrainResult."""
-    from learner.report.validation import decide, threshold_rule
-    from learner.train.args import MACHINE_ARGS, TrainResult
-    from learner.train.fit import versions
+    from learner.report.plots import plot_confusion
+    from learner.report.validation import decide
+    from learner.train.args import TrainResult
 
     start, start_cpu = time.time(), time.process_time()
-    spec = get_arch(args.arch)
     fit = choice["fit"]
-    cfg.extra = {**cfg.extra, "head": {"hidden": 0, "l2": fit.l2}}
-    net = create_model(args.arch, len(classes), cfg)
-    from learner.model.pretrained import load_backbone_weights
-
-    loaded = load_backbone_weights(net, spec.backbone, _weights_file(args))
-    missing = net.load_state_dict(head_state_dict(fit), strict=False)
-    if missing.unexpected_keys or any(k.startswith("head.") for k in missing.missing_keys):
-        raise RuntimeError(f"head does not fit {args.arch}: {missing}")
-    net.eval()
+    net, loaded = _frozen_network(args, cfg, classes, fit)
     logits = predict_logits(fit, choice["valid_embeddings"])
     probs = torch.from_numpy(logits).softmax(-1).numpy()
     targets = used.loc[used["is_valid"], "label"].map(classes.index).to_numpy()
@@ -134,13 +157,45 @@ def train_frozen(args, cfg: AudioConfig, used: pd.DataFrame, signals, failures, 
         n_valid=int(used["is_valid"].sum()),
         excluded_files=failures,
     )
+    out = Path(args.out).absolute()
+    config = _frozen_config(args, cfg, used, classes, choice, net, loaded, thresholds, versions)
+    save_model_dir(out, net.state_dict(), config)
+    write_json(out / "metrics.json", metrics)
+    plot_confusion(
+        metrics["confusion"],
+        classes,
+        out / "confusion_matrix.png",
+        title=f"validation · accuracy {metrics['accuracy']:.3f}",
+    )
+    return TrainResult(out, metrics, pd.DataFrame(), failures, None)
+
+
+def _frozen_network(args, cfg: AudioConfig, classes: list[str], fit) -> tuple[torch.nn.Module, str]:
+    """The backbone arch with its pretrained body and the fitted head (its shape recorded in cfg.extra)."""
+    from learner.model.pretrained import load_backbone_weights
+
+    cfg.extra = {**cfg.extra, "head": {"hidden": 0, "l2": fit.l2}}
+    net = create_model(args.arch, len(classes), cfg)
+    loaded = load_backbone_weights(net, get_arch(args.arch).backbone, _weights_file(args))
+    missing = net.load_state_dict(head_state_dict(fit), strict=False)
+    if missing.unexpected_keys or any(k.startswith("head.") for k in missing.missing_keys):
+        raise RuntimeError(f"head does not fit {args.arch}: {missing}")
+    return net.eval(), loaded
+
+
+def _frozen_config(args, cfg, used, classes, choice, net, loaded, thresholds, versions) -> dict:
+    """config.json of a frozen-head model, with the backbone's record (licence, citation, the choice)."""
+    from learner.report.validation import threshold_rule
+    from learner.train.args import MACHINE_ARGS
+
+    spec, fit = get_arch(args.arch), choice["fit"]
     record = backbone_record(
         spec.backbone,
         "frozen",
         head={"kind": "logistic regression", "C": fit.C, "l2": fit.l2, "views": args.head_views},
         choice={k: v for k, v in choice.items() if k not in ("fit", "valid_embeddings")},
     )
-    config = {
+    return {
         "earshot_version": __version__,
         "arch": args.arch,
         "input": spec.input,
@@ -154,17 +209,5 @@ def train_frozen(args, cfg: AudioConfig, used: pd.DataFrame, signals, failures, 
         "backbone": record,
         "split": used.attrs.get("split"),
         "train": strip_local_paths({k: v for k, v in asdict(args).items() if k not in MACHINE_ARGS}),
-        "versions": versions(),
+        "versions": versions,
     }
-    out = Path(args.out).absolute()
-    save_model_dir(out, net.state_dict(), config)
-    write_json(out / "metrics.json", metrics)
-    from learner.report.plots import plot_confusion
-
-    plot_confusion(
-        metrics["confusion"],
-        classes,
-        out / "confusion_matrix.png",
-        title=f"validation · accuracy {metrics['accuracy']:.3f}",
-    )
-    return TrainResult(out, metrics, pd.DataFrame(), failures, None)

@@ -20,7 +20,7 @@ from fasttransform import Transform
 from learner.audio import ClipPipeline, crop_pad, decode, trim_silence
 from learner.config import AudioConfig
 from learner.model.frontend import FrontEnd, SpecMasking
-from learner.train import augment
+from learner.train.augment import AUGMENTATIONS, enabled
 
 
 class AudioTensor(TensorBase):
@@ -144,13 +144,13 @@ class WaveAugment(RandTransform):
         super().__init__(p=p)
         self.pad = pad
         settings = dict(aug_pitch=pitch, aug_stretch=stretch, aug_noise_snr=noise_snr, aug_gain_db=gain_db)
-        self.steps = augment.enabled(settings)
+        self.steps = enabled(settings)
         self.rng = np.random.default_rng(seed)
 
     @classmethod
     def from_config(cls, cfg: AudioConfig, seed: int | None = None) -> WaveAugment | None:
         """The config's augmentations, or None when it turns none on."""
-        steps = augment.enabled({f: getattr(cfg, f) for f in augment.AUGMENTATIONS})
+        steps = enabled({f: getattr(cfg, f) for f in AUGMENTATIONS})
         if not steps:
             return None
         aug = cls(seed=seed, pad=cfg.pad_mode)

@@ -1,4 +1,8 @@
-"""Worker processes that decode files under a per-file time limit.
+"""Supervised worker processes: the one place that starts children, feeds them, watches their time budget
+and replaces them when they die or overrun. The scorer's decoding pool (`DecodePool`) and the demo's lanes
+(`learner.demo.lanes`: `send_frame` / `receive_frame`, `exit_with_parent`, `stop_process`) use it.
+
+The pool decodes files under a per-file time limit.
 
 `concurrent.futures` cannot stop one stuck task: a decoder looping inside C (a hostile file, a hung network
 mount) keeps its worker forever, and killing that worker breaks the whole pool. Here each worker has its own
@@ -16,8 +20,12 @@ from __future__ import annotations
 
 import collections
 import multiprocessing as mp
+import os
+import pickle
 import queue
 import signal
+import struct
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -181,92 +189,9 @@ class DecodePool:
         taken_parts: threading.Semaphore,
     ) -> None:
         try:
-            waiting = parts = waiting_bytes = 0  # results (parts) produced but not yet consumed
-            while not self._stop.is_set():
-                while taken.acquire(blocking=False):
-                    waiting -= 1
-                while not self._freed.empty():
-                    waiting_bytes -= self._freed.get()
-                while taken_parts.acquire(blocking=False):
-                    parts -= 1
-                for s in self._slots:
-                    if s.owed and parts < self.part_buffer:
-                        s.owed, s.since = False, time.monotonic()
-                        _send(s.conn, _GO)
-                busy = sum(len(s.inflight) for s in self._slots)
-                if not pending and not busy:
-                    break
-                for s in self._slots:  # top up each worker while there is room downstream
-                    while (
-                        pending
-                        and len(s.inflight) < self.depth
-                        and busy + waiting < self.buffer
-                        and waiting_bytes < self.max_bytes
-                    ):
-                        i, task = pending.popleft()
-                        if not s.inflight:
-                            s.since = time.monotonic()
-                        s.inflight.append((i, task))
-                        busy += 1
-                        try:
-                            s.conn.send((i, task))
-                        except OSError:  # the worker died on its current file
-                            busy -= len(s.inflight)
-                            self._replace(
-                                s,
-                                pending,
-                                out,
-                                on_error,
-                                f"decoder process died (exit code {s.proc.exitcode})",
-                            )
-                            waiting += 1
-                            break
-                conns = {s.conn: s for s in self._slots if s.inflight}
-                sentinels = {s.proc.sentinel: s for s in self._slots if s.inflight}
-                ready = wait(list(conns) + list(sentinels), timeout=0.05) if conns else []
-                if not conns:
-                    time.sleep(0.005)
-                now = time.monotonic()
-                for r in ready:
-                    s = conns.get(r)
-                    if s is None or s not in self._slots:
-                        continue
-                    try:
-                        while s.conn.poll():
-                            i, result = s.conn.recv()
-                            if i == _READY:
-                                s.ready, s.since = True, time.monotonic()
-                                continue
-                            if i == _PART:
-                                out.put(_Part(result))
-                                parts += 1
-                                s.since, s.owed = time.monotonic(), True
-                                if parts <= self.part_buffer:
-                                    s.owed = False
-                                    _send(s.conn, _GO)
-                                continue
-                            s.inflight.popleft()
-                            s.since = time.monotonic()
-                            out.put(result)
-                            waiting += 1
-                            waiting_bytes += array_bytes(result)
-                    except (EOFError, OSError):
-                        pass  # died mid-send: the sentinel below handles it
-                for s in list(self._slots):
-                    if not s.inflight:
-                        continue
-                    if not s.proc.is_alive():
-                        why = f"decoder process died (exit code {s.proc.exitcode})"
-                    elif s.owed:
-                        continue
-                    elif s.ready and now - s.since > self.timeout_s:
-                        why = f"decode timed out after {self.timeout_s:g} s"
-                    elif not s.ready and now - s.since > max(self.timeout_s, 120.0):
-                        why = "decoder process did not start"
-                    else:
-                        continue
-                    self._replace(s, pending, out, on_error, why)
-                    waiting += 1
+            d = _Dispatch(self, pending, out, on_error, taken, taken_parts)
+            while not self._stop.is_set() and d.step():
+                pass
         except BaseException as e:  # surface dispatcher failures in the consumer instead of hanging it
             out.put(e)
         out.put(_DONE)
@@ -281,3 +206,163 @@ class DecodePool:
         pending.extendleft(reversed(s.inflight))
         s.inflight.clear()
         self._slots[self._slots.index(s)] = _Slot(self._ctx, self.fn, self.args, self.stream)
+
+
+class _Dispatch:
+    """One `imap_unordered` call's bookkeeping in the dispatcher thread: results and parts produced but not
+    consumed (back-pressure), then per step: go-aheads, top-ups, replies, and the time limit."""
+
+    def __init__(self, pool: DecodePool, pending, out, on_error, taken, taken_parts) -> None:
+        self.pool, self.pending, self.out, self.on_error = pool, pending, out, on_error
+        self.taken, self.taken_parts = taken, taken_parts
+        self.waiting = self.parts = self.waiting_bytes = 0
+
+    def step(self) -> bool:
+        """One round; False when every task is done."""
+        self._settle()
+        self._go_aheads()
+        busy = sum(len(s.inflight) for s in self.pool._slots)
+        if not self.pending and not busy:
+            return False
+        self._top_up(busy)
+        self._collect()
+        self._police(time.monotonic())
+        return True
+
+    def _settle(self) -> None:
+        while self.taken.acquire(blocking=False):
+            self.waiting -= 1
+        while not self.pool._freed.empty():
+            self.waiting_bytes -= self.pool._freed.get()
+        while self.taken_parts.acquire(blocking=False):
+            self.parts -= 1
+
+    def _go_aheads(self) -> None:
+        for s in self.pool._slots:
+            if s.owed and self.parts < self.pool.part_buffer:
+                s.owed, s.since = False, time.monotonic()
+                _send(s.conn, _GO)
+
+    def _room(self, s: _Slot, busy: int) -> bool:
+        pool = self.pool
+        return (
+            bool(self.pending)
+            and len(s.inflight) < pool.depth
+            and busy + self.waiting < pool.buffer
+            and self.waiting_bytes < pool.max_bytes
+        )
+
+    def _top_up(self, busy: int) -> None:
+        """Feed each worker while there is room downstream."""
+        for s in self.pool._slots:
+            while self._room(s, busy):
+                i, task = self.pending.popleft()
+                if not s.inflight:
+                    s.since = time.monotonic()
+                s.inflight.append((i, task))
+                busy += 1
+                try:
+                    s.conn.send((i, task))
+                except OSError:  # the worker died on its current file
+                    busy -= len(s.inflight)
+                    self._replace(s, f"decoder process died (exit code {s.proc.exitcode})")
+                    break
+
+    def _collect(self) -> None:
+        """Read every reply that is there (or wait a little for one)."""
+        slots = self.pool._slots
+        conns = {s.conn: s for s in slots if s.inflight}
+        sentinels = {s.proc.sentinel: s for s in slots if s.inflight}
+        ready = wait(list(conns) + list(sentinels), timeout=0.05) if conns else []
+        if not conns:
+            time.sleep(0.005)
+        for r in ready:
+            s = conns.get(r)
+            if s is None or s not in slots:
+                continue
+            try:
+                while s.conn.poll():
+                    self._receive(s, *s.conn.recv())
+            except (EOFError, OSError):
+                pass  # died mid-send: `_police` handles it
+
+    def _receive(self, s: _Slot, i: int, result: Any) -> None:
+        if i == _READY:
+            s.ready, s.since = True, time.monotonic()
+        elif i == _PART:
+            self.out.put(_Part(result))
+            self.parts += 1
+            s.since, s.owed = time.monotonic(), True
+            if self.parts <= self.pool.part_buffer:
+                s.owed = False
+                _send(s.conn, _GO)
+        else:
+            s.inflight.popleft()
+            s.since = time.monotonic()
+            self.out.put(result)
+            self.waiting += 1
+            self.waiting_bytes += array_bytes(result)
+
+    def _police(self, now: float) -> None:
+        """Replace a worker that died, overran the time limit, or never started."""
+        timeout = self.pool.timeout_s
+        for s in list(self.pool._slots):
+            if not s.inflight or (s.owed and s.proc.is_alive()):
+                continue
+            if not s.proc.is_alive():
+                why = f"decoder process died (exit code {s.proc.exitcode})"
+            elif s.ready and now - s.since > timeout:
+                why = f"decode timed out after {timeout:g} s"
+            elif not s.ready and now - s.since > max(timeout, 120.0):
+                why = "decoder process did not start"
+            else:
+                continue
+            self._replace(s, why)
+
+    def _replace(self, s: _Slot, why: str) -> None:
+        self.pool._replace(s, self.pending, self.out, self.on_error, why)
+        self.waiting += 1
+
+
+# --- the demo lanes' children: framed messages over a pipe, and an end tied to the server's -------------
+
+
+def send_frame(stream: Any, obj: Any) -> None:
+    """One message (length-prefixed pickle) to our own child process or parent."""
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(struct.pack("<Q", len(data)) + data)
+    stream.flush()
+
+
+def receive_frame(stream: Any) -> Any:
+    """One message from our own worker (length-prefixed pickle); EOFError when the other side is gone."""
+    head = stream.read(8)
+    if len(head) < 8:
+        raise EOFError("worker closed its pipe")
+    n = struct.unpack("<Q", head)[0]
+    data = stream.read(n)
+    if len(data) < n:
+        raise EOFError("worker closed its pipe mid-message")
+    return pickle.loads(data)  # noqa: S301 (our own child process, never a user's bytes)
+
+
+def exit_with_parent(parent: int) -> None:
+    """End this worker within a second of its parent's death (even by SIGKILL), not after a long read for
+    nobody: a daemon thread watching the parent's pid."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Kill a child now and reap it, closing its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            stream.close()

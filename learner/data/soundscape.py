@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from learner.serve.events import Event
-from tests.synthetic import make_sound
+from learner.data.events import Event
+from learner.data.sounds import make_sound
 
 EVENT_CLASSES = ("tone", "chirp", "clicks")
 BACKGROUND = "background"
