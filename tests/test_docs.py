@@ -60,6 +60,10 @@ NOT_RUN = {
         "git remote add space https://huggingface.co/spaces/USER/earshot",
         "git push space main",
     ],
+    "trains on the user's folder with the installed aisfx weights; tests/test_heads.py trains the same path"
+    " (train(arch='aisfx', head='frozen')) on generated audio with a random-weight backbone": [
+        ".venv/bin/python -m jobs.train --data my_sounds --out models/my_sounds --arch aisfx",
+    ],
     "the user's own recordings and model; the same job runs above on recordings/": [
         ".venv/bin/python -m jobs.score /data/recorders --model models/birds --out scores.parquet",
     ],
