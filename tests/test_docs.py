@@ -26,7 +26,7 @@ PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 FENCE = re.compile(r"^( *)```(\w*)[^\n]*\n(.*?)^\1```", re.M | re.S)
 SHELL = ("bash", "sh", "shell", "console")
 
-TRAIN = ".venv/bin/python -m jobs.train --data my_sounds --out models/my_sounds"
+TRAIN = ".venv/bin/python -m jobs.train --data my_sounds --out models/my_sounds --arch aisfx"
 # Run with these flags appended, and why: the command as written trains xresnet18 from ImageNet for 15 epochs.
 FAST_TRAIN = "--pretrained none --epochs 1 --arch mfcc_cnn1d --no-pickle"
 EVALUATE = ".venv/bin/python -m jobs.evaluate --model models/my_sounds --data my_test_sounds --out eval/"
