@@ -4,6 +4,7 @@ Everything trains for one epoch on tiny generated clips (8 kHz, 0.5 s), through 
 """
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -436,3 +437,29 @@ def test_one_curves_plot_for_a_run_and_for_many(tmp_path):
     assert (
         list(metrics.lines[1].get_ydata()) == [0.4, 0.5, 0.6] and (tmp_path / "c.png").stat().st_size > 1000
     )
+
+
+def test_compare_decodes_the_data_once_for_every_arch_and_says_each_note_once(
+    tiny_dir, tmp_path, monkeypatch, caplog
+):
+    """Issue 25 item 20: the archs share one decoded-signal cache (removed afterwards), and a note about
+    the data (here: an undecodable file) is said once, not once per arch."""
+    import logging
+
+    import learner.data.signals as signals
+    from learner.train.fit import TrainArgs
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dir, data)
+    (data / "tone" / "broken.wav").write_bytes(b"RIFF not really a wave file")
+    decoded = []
+    real = signals.load_signal
+    monkeypatch.setattr(signals, "load_signal", lambda path, cfg: decoded.append(path) or real(path, cfg))
+    args = TrainArgs(data=str(data), out=str(tmp_path / "c"), epochs=1, pretrained="none", progress=False)
+    with caplog.at_level(logging.WARNING, logger="learner"):
+        learner.score.compare.compare(["mfcc_cnn1d", "conv1d_raw"], args, AudioConfig(**TINY))
+    good = [d for d in decoded if not d.endswith("broken.wav")]  # a failure is not cached: tried per arch
+    assert sorted(good) == sorted(set(good)) and len(good) == len(list(data.rglob("*.wav"))) - 1
+    assert not (tmp_path / "c" / ".signals").exists()
+    broken = [r for r in caplog.records if "broken.wav" in r.getMessage()]
+    assert len(broken) == 1, [r.getMessage() for r in broken]

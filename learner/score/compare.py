@@ -11,10 +11,12 @@ weights (xresnet*) start from them and the others (conv1d_raw, mfcc_cnn1d) from 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -27,13 +29,13 @@ from learner.data.manifest import add_groups, load_manifest, plan_folds
 from learner.folder import read_config, write_json
 from learner.hub import resolve
 from learner.model.registry import get_arch
-from learner.report.plots import plot_confusion, plot_curves
+from learner.report.comparison import plot_confusions, report_markdown  # noqa: F401 (re-exported)
+from learner.report.plots import plot_curves
 from learner.score.evaluate import select_rows
 from learner.train.crossval import CV_METRICS, cross_validate
 from learner.train.fit import TrainArgs, train
 
 log = logging.getLogger(__name__)
-_LABELS = {"accuracy": "accuracy", "top3_accuracy": "top-3", "map3": "MAP@3", "macro_f1": "macro F1"}
 
 
 def plan_starts(archs: list[str], pretrained: str) -> dict[str, tuple[str, str]]:
@@ -214,6 +216,61 @@ def _report(targs: TrainArgs, split: str, cv: bool, rows: list[dict], started: f
     }
 
 
+def _compare_one(
+    i: int,
+    a: str,
+    archs: list[str],
+    starts: dict[str, tuple[str, str]],
+    targs: TrainArgs,
+    data: str,
+    cache: str | None,
+    cfg: AudioConfig,
+    cv: bool,
+    curves: dict,
+    confusions: dict,
+) -> dict[str, Any]:
+    """Train and measure arch `a` (the i-th of `archs`): its report row; its curve and confusion go in."""
+    src, why = starts[a]
+    log.info("[%d/%d] %s (start: %s)", i + 1, len(archs), a, src)
+    a_args = dataclasses.replace(targs, data=data, arch=a, out=str(Path(targs.out) / a), pretrained=src)
+    a_args = dataclasses.replace(a_args, cache_dir=cache)
+    t = time.time()
+    row: dict[str, Any] = {"arch": a, "input": get_arch(a).input, "start_requested": targs.pretrained}
+    row["start_note"] = why
+    quality, model_dir, curves[a], confusions[a] = _train_arch(a_args, cfg, cv)
+    row.update(quality)
+    row.update(_measured(model_dir, src, a_args.data, t))
+    return row
+
+
+class _Once(logging.Filter):
+    """Lets each distinct warning through once: every arch trains on the same data, so its notes (excluded
+    files, small classes) would otherwise repeat once per arch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first: dict[str, logging.LogRecord] = {}  # every handler lets the first record of a text through
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        return self.first.setdefault(record.getMessage(), record) is record
+
+
+@contextlib.contextmanager
+def _said_once():
+    logger, once = logging.getLogger("learner"), _Once()
+    logger.addFilter(once)
+    for h in logging.getLogger().handlers:
+        h.addFilter(once)
+    try:
+        yield
+    finally:
+        logger.removeFilter(once)
+        for h in logging.getLogger().handlers:
+            h.removeFilter(once)
+
+
 def compare(
     archs: list[str],
     targs: TrainArgs,
@@ -233,22 +290,16 @@ def compare(
     starts = plan_starts(archs, targs.pretrained)
     _check_imagenet(starts, cfg)
     data, split = _shared_split(targs, out, cv, n_folds)
+    # every arch reads the same decoded signals: decoded once into this cache (keyed by the decoding settings)
+    shared_cache = targs.cache_dir is None
+    cache = str(out / ".signals") if shared_cache else targs.cache_dir
     started, rows, curves, confusions = time.time(), [], {}, {}
-    for i, a in enumerate(archs):
-        src, why = starts[a]
-        log.info("[%d/%d] %s (start: %s)", i + 1, len(archs), a, src)
-        a_args = dataclasses.replace(targs, data=data, arch=a, out=str(out / a), pretrained=src)
-        t = time.time()
-        row: dict[str, Any] = {
-            "arch": a,
-            "input": get_arch(a).input,
-            "start_requested": targs.pretrained,
-            "start_note": why,
-        }
-        quality, model_dir, curves[a], confusions[a] = _train_arch(a_args, cfg, cv)
-        row.update(quality)
-        row.update(_measured(model_dir, src, a_args.data, t))
-        rows.append(row)
+    with _said_once():
+        for i, a in enumerate(archs):
+            rows.append(_compare_one(i, a, archs, starts, targs, data, cache, cfg, cv, curves, confusions))
+    if shared_cache:
+        shutil.rmtree(out / ".signals", ignore_errors=True)
+    report = _report(targs, split, cv, rows, started)
     report = _report(targs, split, cv, rows, started)
     plot_confusions(
         {a: c for a, c in confusions.items() if c is not None},
@@ -285,97 +336,3 @@ def _shared_split(targs: TrainArgs, out: Path, cv: bool, n_folds: int | None) ->
         return targs.data, f"{targs.valid_pct:.0%} of {what} held out, seed {targs.seed}"
     plan = plan_folds(df, targs.data, out, n_folds, targs.seed)
     return plan.data, f"CV over {plan.source}"
-
-
-def plot_confusions(confusions: dict[str, Any], classes: list[str], path: Path) -> None:
-    """The archs' validation confusion matrices side by side (pooled over folds under CV)."""
-    import matplotlib.pyplot as plt
-
-    n = max(1, len(confusions))
-    size = max(4.0, 0.4 * len(classes) + 2)
-    fig, axes = plt.subplots(1, n, figsize=(size * n, size), squeeze=False)
-    for ax, (a, cm) in zip(axes[0], confusions.items()):
-        cm = np.asarray(cm)
-        plot_confusion(cm, classes, ax=ax, title=f"{a} · accuracy {np.trace(cm) / max(cm.sum(), 1):.3f}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _table(r: dict[str, Any]) -> list[str]:
-    """The comparison table: one row per arch, quality as mean ± std over folds under CV."""
-    cv = r["cv"]
-    cols = list(CV_METRICS)
-    head = "| arch | input | start | " + " | ".join(_LABELS[c] for c in cols)
-    head += " | params | train time | clips/s (end to end) | clips/s (model) |"
-    lines = [head, "|---|---|---|" + "---:|" * (len(cols) + 4)]
-    for a in r["archs"]:
-
-        def cell(c: str, a: dict = a) -> str:
-            return f"{a[c]:.3f} ± {a[c + '_std']:.3f}" if cv else f"{a[c]:.3f}"
-
-        speed = f"{a['clips_per_s']:.0f} | {a['model_clips_per_s']:.0f}"
-        lines.append(
-            f"| {a['arch']} | {a['input']} | {a['start']} | "
-            + " | ".join(cell(c) for c in cols)
-            + f" | {a['params'] / 1e6:.2f} M | {a['train_time_s']:.0f} s | {speed} |"
-        )
-    return lines
-
-
-def _notes(r: dict[str, Any]) -> list[str]:
-    """What the table's columns mean for this run: where each model started, how the timings were taken."""
-    cv = r["cv"]
-    m = r["machine"]
-    return [
-        "",
-        "Start: the weights each model began from (from its config.json). "
-        + "; ".join(f"{a['arch']}: {a['start_note']}" for a in r["archs"])
-        + ".",
-        "",
-        f"Train time is the fit alone{' summed over folds' if cv else ''}; clips/s are measured through the "
-        "Predictor on the validation clips (end to end = decode + trim + crop + model; model = prepared "
-        "waveforms → probabilities)"
-        f"{', on the fold ' + str(r['archs'][0]['folds'][0]['fold']) + ' models' if cv else ''}. "
-        "Predictor accuracy (a cross-check: the same clips through the inference path"
-        f"{', fold ' + str(r['archs'][0]['folds'][0]['fold']) + ' only' if cv else ''}): "
-        + ", ".join(f"{a['arch']} {a['predictor_accuracy']:.3f}" for a in r["archs"])
-        + ".",
-        "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} (threads: {m['torch_threads']}), "
-        f"GPU: {m['gpu'] or 'none'}. Total {r['total_time_s'] / 60:.1f} min.",
-    ]
-
-
-def report_markdown(r: dict[str, Any]) -> str:
-    """report.md: the table, where each model started, the machine, and the plots."""
-    cv = r["cv"]
-    au = r["audio"]
-    clips = sorted({a["duration_s"] for a in r["archs"]})
-    lines = [
-        f"# Comparison on {r['data']}",
-        "",
-        f"Split: {r['split']}. {r['epochs']} epochs, lr {r['lr']}, batch {r['bs']}, seed {r['seed']}"
-        + (" — metrics are mean ± std over folds." if cv else " — metrics on the validation clips."),
-        f"Audio: {au['sample_rate']} Hz, {' / '.join(f'{d:g}' for d in clips)} s clips, {au['n_mels']} mels "
-        f"(n_fft {au['n_fft']}, hop {au['hop_length']}), mixup {au['mixup']}, SpecAugment "
-        f"{au['spec_masks']}× "
-        f"(freq ≤ {au['spec_freq_mask']}, time ≤ {au['spec_time_mask']}, capped at a fifth of the input).",
-        "",
-        *_table(r),
-        *_notes(r),
-        "",
-        "![confusion matrices](confusion_matrices.png)",
-        "",
-        "![learning curves](learning_curves.png)",
-    ]
-    excluded = {
-        p: why
-        for a in r["archs"]
-        for part in a.get("folds", [a])
-        for p, why in part.get("excluded_files", {}).items()
-    }
-    if excluded:
-        lines += ["", f"{len(excluded)} file(s) could not be read and were excluded:"]
-        lines += [f"- `{p}`: {why}" for p, why in sorted(excluded.items())]
-    return "\n".join(lines) + "\n"

@@ -23,14 +23,13 @@ import pandas as pd
 from learner.config import AudioConfig
 from learner.data.manifest import ManifestError, add_groups, load_manifest, plan_folds
 from learner.folder import write_json
+from learner.report.comparison import CV_METRICS, METRIC_LABELS  # noqa: F401 (CV_METRICS: re-exported)
 from learner.report.plots import plot_confusion, plot_curves
 from learner.train.fit import TrainArgs, train
 
 log = logging.getLogger(__name__)
 
 #: The numbers every fold reports and the summary averages (keys of `classification_report`).
-CV_METRICS = ("accuracy", "top3_accuracy", "map3", "macro_f1")
-_LABELS = {"accuracy": "accuracy", "top3_accuracy": "top-3", "map3": "MAP@3", "macro_f1": "macro F1"}
 
 
 def _fold_plan(
@@ -161,7 +160,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"{report.get('pretrained', '?')}; {report.get('epochs', '?')} epochs per fold. "
         "Std is over folds (ddof=1).",
         "",
-        "| fold | " + " | ".join(_LABELS[c] for c in cols) + " | train / valid clips | train time |",
+        "| fold | " + " | ".join(METRIC_LABELS[c] for c in cols) + " | train / valid clips | train time |",
         "|---|" + "---:|" * (len(cols) + 2),
     ]
     for r in report["folds"]:
