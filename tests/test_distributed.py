@@ -88,6 +88,7 @@ def test_two_gloo_processes_train_like_one_and_write_one_model_dir(four_class_di
     assert list(history["epoch"]) == list(range(fit["epochs"]))  # one writer: no interleaved or repeated rows
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [
+            ".earshot-train.json",  # the run's own mark: only it may replace this folder (--overwrite)
             "config.json",
             "metrics.json",
             "history.csv",
