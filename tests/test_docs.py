@@ -33,7 +33,12 @@ EVALUATE = ".venv/bin/python -m jobs.evaluate --model models/my_sounds --data my
 EXPORT = ".venv/bin/python -m jobs.export --model models/my_sounds --int8"
 TRAIN_CSV = ".venv/bin/python -m jobs.train --data my_sounds.csv --out models/my_sounds --group-col speaker"
 RUN_WITH = {
-    TRAIN: (FAST_TRAIN, "ImageNet weights need the network, and 15 epochs of xresnet18 take minutes"),
+    TRAIN: (
+        FAST_TRAIN,
+        "the backbone path embeds every clip with the installed weights, and its scratch fallback trains for "
+        "minutes; tests/test_heads.py trains the same path (train(arch='aisfx', head='frozen')) on generated "
+        "audio with a random-weight backbone",
+    ),
     TRAIN_CSV: (FAST_TRAIN, "as above"),
     ".venv/bin/python -m jobs.datasets build mixtures-synth": ("--small", "the full set takes a minute"),
 }
@@ -60,9 +65,15 @@ NOT_RUN = {
         "git remote add space https://huggingface.co/spaces/USER/earshot",
         "git push space main",
     ],
-    "trains on the user's folder with the installed aisfx weights; tests/test_heads.py trains the same path"
-    " (train(arch='aisfx', head='frozen')) on generated audio with a random-weight backbone": [
-        ".venv/bin/python -m jobs.train --data my_sounds --out models/my_sounds --arch aisfx",
+    "the README's command without --arch: ImageNet weights need the network (the same job runs above)": [
+        ".venv/bin/python -m jobs.train --data my_sounds --out models/my_sounds",
+    ],
+    "the user's recordings with the installed backbone or a trained model; tests/test_embed.py and"
+    " tests/test_search.py run both jobs on generated audio (a random-weight aisfx and a trained model)": [
+        "earshot embed recordings/ --model aisfx --output emb.parquet --windows 5,2.5",
+        "earshot embed recordings/ --model models/birds --output emb.parquet",
+        "earshot search query.wav --index emb.parquet -k 20 --out hits.csv --label owl",
+        "earshot search 1234 --index emb.parquet",
     ],
     "the user's own recordings and model; the same job runs above on recordings/": [
         ".venv/bin/python -m jobs.score /data/recorders --model models/birds --out scores.parquet",
