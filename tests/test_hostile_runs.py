@@ -164,7 +164,9 @@ def test_absurd_class_counts_are_refused_before_decoding(tmp_path):
     with open(manifest, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "label"])
-        w.writerows([clip, f"class{i}"] for i in range(MAX_TRAIN_CLASSES + 1))
+        for i in range(MAX_TRAIN_CLASSES + 1):  # one file a class (hard links: one label per file)
+            os.link(clip, tmp_path / f"x{i}.wav")
+            w.writerow([tmp_path / f"x{i}.wav", f"class{i}"])
     out = tmp_path / "model"
     with pytest.raises(ValueError, match=f"{MAX_TRAIN_CLASSES + 1} classes; earshot trains at most"):
         _train_main(["--data", str(manifest), "--out", str(out), "--pretrained", "none"])
