@@ -6,8 +6,7 @@ front matter).
                   [--host 127.0.0.1] [--port 7860]
 
 The model comes from `--model`, else `$EARSHOT_MODEL`, else the shipped speech-words model (ten command
-words, trained on real speakers: assets/speech-words), else the spoken-digits fallback (built once,
-offline, cached in `$EARSHOT_CACHE`, default ~/.cache/earshot). Only widgets live here: see learner/demo/.
+words, trained on real speakers: assets/speech-words). Only widgets live here: see learner/demo/.
 """
 
 from __future__ import annotations
@@ -16,7 +15,9 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent  # the Space: assets/ and examples/ ship beside app.py
 SHIPPED_MODEL = ROOT / "assets" / "speech-words"
@@ -48,20 +49,24 @@ def _args() -> argparse.Namespace | None:
         default=2,
         help="processes classifying short clips (0: threads of the server process; default 2)",
     )
+    p.add_argument("--index", default=None, help="an `earshot embed` output: adds a Find similar tab")
     return p.parse_args()
 
 
 ARGS = _args()
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home from an offline demo
+# uploads and outputs in a folder of the demo's own, so its disk budget and sweeps touch no other Gradio app
+os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(tempfile.gettempdir(), "earshot-gradio"))
 
 import gradio as gr  # noqa: E402
 
 from jobs._cli import as_flags  # noqa: E402
 from learner.audio import DEMO_MAX_BYTES, DEMO_MAX_S, AudioDecodeError  # noqa: E402
 from learner.demo import events as demo_events  # noqa: E402
+from learner.demo.disk import DiskBudget, UploadBudget  # noqa: E402
 from learner.demo.examples import example_files  # noqa: E402
 from learner.demo.lanes import LaneError, Lanes  # noqa: E402
-from learner.demo.model_tab import model_info  # noqa: E402
+from learner.demo.model_tab import confusion_html, model_info  # noqa: E402
 from learner.demo.models import ServedModel, load_model  # noqa: E402
 from learner.folder import strip_local_paths  # noqa: E402
 
@@ -83,9 +88,7 @@ def _say(line: str) -> None:
 
 def _served() -> ServedModel:
     try:
-        from learner.train.fallback import ensure_default_model
-
-        where = dict(log=_say, shipped=SHIPPED_MODEL, fallback=ensure_default_model)
+        where = dict(log=_say, shipped=SHIPPED_MODEL)  # the demo serves models; it never trains one
         return load_model(ARGS.model, backend=ARGS.backend, **where) if ARGS else load_model(**where)
     except (RuntimeError, ValueError, OSError) as e:
         if __name__ == "__main__":  # a user running the app gets one line, not a traceback
@@ -97,11 +100,30 @@ def _served() -> ServedModel:
 UPLOAD_CACHE_S = (600, 900)  # gr.Blocks(delete_cache=(every s, older than s))
 
 
+class BudgetedBlocks(gr.Blocks):
+    """gr.Blocks whose server admits uploads only within the demo's disk budget, however it is launched
+    (`python app.py`, a Space, a test), and sweeps the cache at start and on a timer."""
+
+    def __init__(self, disk: DiskBudget, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.disk = disk
+
+    def launch(self, *args: Any, app_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        from starlette.middleware import Middleware
+
+        app_kwargs = dict(app_kwargs or {})
+        budget = Middleware(UploadBudget, budget=self.disk)
+        app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), budget]
+        self.disk.start()
+        return super().launch(*args, app_kwargs=app_kwargs, **kwargs)
+
+
 def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
     """The page for one loaded model (tests build it around their own model). Long uploads are read in a
     worker process of their own, one at a time, so they never hold up short ones (learner/demo/lanes.py)."""
     predictor = served.predictor
     lanes = lanes or Lanes(predictor)
+    disk = DiskBudget.from_env()  # uploads and outputs, in total and per client (learner/demo/disk.py)
     # one queue for every audio request
     heavy = dict(concurrency_id="audio", concurrency_limit=lanes.gradio_slots)
 
@@ -131,7 +153,7 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
 
     def run_events(path: str | None, threshold: float):
         try:
-            return lanes.run("events", path, threshold).as_tuple()
+            return lanes.run("events", path, threshold, out_dir=str(disk.outputs)).as_tuple()
         except (AudioDecodeError, ValueError, LaneError) as e:
             raise gr.Error(str(e), duration=None, print_exception=False) from None
         except Exception as e:
@@ -144,7 +166,7 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
     n = len(predictor.classes)
     shown = ", ".join(predictor.classes[:12]) + (" …" if n > 12 else "")
     # uploads (refused ones too) live in Gradio's temp folder: every 10 min, delete those older than 15 min
-    with gr.Blocks(title="earshot", analytics_enabled=False, delete_cache=UPLOAD_CACHE_S) as demo:
+    with BudgetedBlocks(disk, title="earshot", analytics_enabled=False, delete_cache=UPLOAD_CACHE_S) as demo:
         invite = f"Say {', '.join(predictor.classes[:-1])} or {predictor.classes[-1]}." if n <= 12 else ""
         gr.Markdown(
             f"# earshot · audio classifier\n`{strip_local_paths(predictor.model_id)}` · {predictor.arch} · "
@@ -192,7 +214,7 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
                         0.05,
                         0.95,
                         value=demo_events.default_threshold(predictor),
-                        step=0.05,
+                        step=0.01,
                         label="event threshold (every class)",
                     )
                     ev_button = gr.Button("Find events", variant="primary")
@@ -204,6 +226,8 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
             ev_outputs = [ev_table, ev_plot, ev_csv, ev_message]
             ev_button.click(run_events, [ev_audio, ev_threshold], ev_outputs, api_name="events", **heavy)
             ev_threshold.release(run_events, [ev_audio, ev_threshold], ev_outputs, api_name=False, **heavy)
+        if ARGS and ARGS.index:
+            _similar_tab(ARGS.index)
         with gr.Tab("Model", elem_classes=["earshot-model"]):
             # applies however it is launched
             gr.HTML(f"<style>{MODEL_TAB_CSS}</style>", padding=False, container=False)
@@ -212,8 +236,8 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
                 with gr.Column(scale=3):
                     gr.Markdown(info.summary)
                 with gr.Column(scale=2):
-                    if info.confusion_png:
-                        gr.Image(info.confusion_png, label="Confusion matrix (validation)", interactive=False)
+                    if info.confusion_png:  # inline bytes: no file route, no server path in /config
+                        gr.HTML(confusion_html(info.confusion_png), label="Confusion matrix (validation)")
             with gr.Row():  # settings tables side by side at half width each; cells never wrap inside a word
                 gr.Markdown(info.audio)
                 gr.Markdown(info.training)
@@ -222,7 +246,29 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
         audio.stop_recording(run, audio, outputs, api_name=False, **heavy)
     demo.queue(default_concurrency_limit=2, max_size=64)
     demo.lanes = lanes  # tests and app.py's main reach the long lane's worker here
+    launch = demo.launch
+
+    def launch_saying_errors(*args, show_error: bool = True, **kwargs):
+        """A refused request (a path the server never handed out, missing inputs) says why, never
+        `{"error": null}`; our own handlers already turn every failure into one line (gr.Error)."""
+        return launch(*args, show_error=show_error, **kwargs)
+
+    demo.launch = launch_saying_errors
     return demo
+
+
+def _similar_tab(parquet: str) -> None:
+    """Find similar: a clip → the nearest windows of an embedded folder (learner/demo/similar.py)."""
+    from learner.demo import similar
+
+    sim = similar.open_similar(parquet)
+    with gr.Tab("Find similar"):
+        query = gr.Audio(sources=["upload", "microphone"], type="numpy", label="A clip to look for")
+        table = gr.Dataframe(
+            headers=similar.COLUMNS, label=f"nearest windows in {parquet}", interactive=False
+        )
+        players = [gr.Audio(label=f"hit {i + 1}", interactive=False) for i in range(similar.PLAYERS)]
+        query.change(lambda clip: similar.outputs(sim, clip), query, [table, *players], api_name="similar")
 
 
 served = _served()

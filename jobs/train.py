@@ -11,10 +11,8 @@ from __future__ import annotations
 import argparse
 
 from jobs._cli import (
-    add_audio_args,
-    add_fit_args,
     add_run_args,
-    add_split_args,
+    add_training_args,
     archs,
     audio_config,
     backbone_archs,
@@ -34,9 +32,7 @@ def parser() -> argparse.ArgumentParser:
         help="CPU threads: auto (the cores shared among a launcher's processes, sleeping waits: "
         "no collapse when another program is busy; README: Scaling up) or a number",
     )
-    add_fit_args(p)
-    add_split_args(p)
-    add_audio_args(p)
+    add_training_args(p)
     return p
 
 

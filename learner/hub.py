@@ -25,6 +25,7 @@ from learner.folder import (
     WEIGHTS,
     ModelDirError,
     read_config,
+    refuse_links,
     strip_local_paths,
     write_json,
 )
@@ -37,6 +38,7 @@ SERVING_FILES = [CONFIG, WEIGHTS, "model*.onnx", CARD, METRICS, "*.png"]
 PICKLE_FILES = [PICKLE]
 # Left behind by interrupted writes, editors and caches; never part of a model.
 PUSH_IGNORE = [
+    ".earshot-train.json",  # learner.train.outdir marks its folders with it; means nothing on the Hub
     "*.tmp",
     "*.incomplete",
     "*.lock",
@@ -94,6 +96,10 @@ def push(
     from huggingface_hub import HfApi
 
     path = check_model_dir(model_dir)
+    try:
+        refuse_links(path)  # what a link points to (a key, ~/.ssh) must never be published
+    except ModelDirError as e:
+        raise HubError(str(e)) from None
     if parse_hub_ref(repo_id) is None or "@" in repo_id:
         raise HubError(f"{repo_id!r} is not a Hub repo id: use USER/NAME (and revision= for a branch)")
     from learner.card import is_earshot_card, model_card
@@ -126,17 +132,24 @@ def push(
 
 
 def _stage(src: Path, stage: Path, card: str) -> Path:
-    """What a push uploads: the folder's files (hard links where possible), this push's card, and config.json
-    without local paths (the training data folder, a weights file): they mean nothing on the Hub."""
+    """What a push uploads: the folder's regular files (hard links where possible), this push's card, and
+    config.json without local paths (the training data folder, a weights file): they mean nothing on the Hub.
+    Nothing is copied through a link: a link that appeared since the check is refused here too."""
     import shutil
 
-    def link(a: str, b: str) -> None:
-        try:
-            os.link(a, b)
-        except OSError:
-            shutil.copy2(a, b)
-
-    shutil.copytree(src, stage, ignore=shutil.ignore_patterns("README.md"), copy_function=link)
+    for root, dirs, files in os.walk(src):  # followlinks=False: a linked folder is never entered
+        rel = Path(root).relative_to(src)
+        (stage / rel).mkdir(parents=True, exist_ok=True)
+        for name in dirs + files:
+            entry = Path(root) / name
+            if entry.is_symlink():
+                raise HubError(f"{entry}: a symbolic link in a model folder; copy the file in instead")
+            if name in dirs or (name == CARD and rel == Path(".")):
+                continue
+            try:
+                os.link(entry, stage / rel / name, follow_symlinks=False)
+            except OSError:
+                shutil.copy2(entry, stage / rel / name, follow_symlinks=False)
     config = _read_json(src / "config.json")
     public = strip_local_paths(config)
     if public != config:
@@ -144,6 +157,27 @@ def _stage(src: Path, stage: Path, card: str) -> Path:
         write_json(stage / "config.json", public)
     (stage / "README.md").write_text(card, encoding="utf-8")
     return stage
+
+
+def looks_like_path(text: str) -> bool:
+    """A reference meant as a local folder, never a Hub id: `/…`, `./…`, `~/…`, backslashes, more than one
+    `/`, a trailing `/`, or a first part that is a folder here (`models/my_sonds` beside `models/`)."""
+    if text.startswith(("/", "./", "../", "~", ".\\")) or "\\" in text or text.endswith("/"):
+        return True
+    name = text.split("@")[0]
+    return name.count("/") > 1 or ("/" in name and Path(name.split("/")[0]).is_dir())
+
+
+def _did_you_mean(path: Path) -> str:
+    import difflib
+
+    try:
+        near = difflib.get_close_matches(
+            path.name, [p.name for p in path.parent.iterdir() if p.is_dir()], n=1
+        )
+    except OSError:
+        return ""
+    return f"; did you mean {path.parent / near[0]}?" if near else ""
 
 
 def resolve(
@@ -173,8 +207,9 @@ def resolve(
         raise HubError(
             f"{path} is a file: pass the model directory that holds config.json, or a Hub id USER/NAME"
         )
-    if isinstance(ref, Path):
-        raise HubError(f"{path}: no such model directory")
+    if isinstance(ref, Path) or looks_like_path(text):
+        hint = _did_you_mean(path)
+        raise HubError(f"{text}: no such model directory{hint} (a local path, not a Hub id: not looked up)")
     parsed = parse_hub_ref(text)
     if parsed is None:
         raise HubError(f"{text}: no such model directory, and not a Hub id (USER/NAME[@revision])")
@@ -193,7 +228,7 @@ def resolve(
                 endpoint=endpoint,
                 token=token,
                 allow_patterns=patterns,
-                local_files_only=_offline(),
+                local_files_only=offline(),
             )
         )
     if not (folder / CONFIG).is_file():
@@ -207,7 +242,7 @@ resolve_model = resolve  # the name earlier releases exported
 # ---- errors -------------------------------------------------------------------------------------------
 
 
-def _offline() -> bool:
+def offline() -> bool:
     """HF_HUB_OFFLINE as huggingface_hub read it at import, or as set since (tests, notebooks)."""
     from huggingface_hub import constants
 
@@ -294,7 +329,7 @@ def _translate(
                 f"{where}: the cached copy is incomplete and the Hub cannot be reached; connect and retry"
             )
         if isinstance(e, offline_types):
-            reason = "offline mode: HF_HUB_OFFLINE=1" if _offline() else _one_line(chain[-1], 100)
+            reason = "offline mode: HF_HUB_OFFLINE=1" if offline() else _one_line(chain[-1], 100)
             if pulling:
                 return HubError(
                     f"{where}: cannot reach the Hub ({reason}) and {repo_id} is not in the local cache; "

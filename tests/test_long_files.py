@@ -216,10 +216,12 @@ def test_a_decoder_error_part_way_drops_what_was_scored_of_the_file(predictor):
 
     parts = [Part(ref.path, np.zeros(SR * 2, np.float32)) for _ in range(2)]
     out = list(stream.items(iter([*parts, Item(ref, error="corrupt or truncated (lost sync)")])))
+    assert out[:2] == [None, None]  # a tick per part: the scorer may commit what is due meanwhile
+    out = [it for it in out if it is not None]
     assert [it.error for it in out] == ["corrupt or truncated (lost sync)"] and out[0].scored is None
     assert not stream.open  # nothing of it kept
     ok = Item(FileRef("/b.flac", 1, 1), signal=np.zeros(SR, np.float32), streamed=True, duration_s=5.0)
-    out = list(stream.items(iter([Part("/b.flac", np.zeros(SR * 4, np.float32)), ok])))
+    out = [it for it in stream.items(iter([Part("/b.flac", np.zeros(SR * 4, np.float32)), ok])) if it]
     assert out[0].signal is None and len(out[0].scored[1]) == 9  # 5 s in 1 s windows every 0.5 s
 
 

@@ -73,6 +73,21 @@ def label_sets(df: pd.DataFrame) -> list[list[str]]:
     return [[str(v)] for v in df["label"]]
 
 
+# A model folder may hold up to learner.folder.schema.MAX_CLASSES; training writes a class × class confusion
+# matrix, a threshold and a plot row per class, which past this many is gigabytes and minutes (issue 25).
+MAX_TRAIN_CLASSES = 1000
+
+
+def check_class_count(df: pd.DataFrame, source: str) -> None:
+    """Refuse an absurd number of classes in one line, from the manifest alone (before any decoding)."""
+    n = len({name for names in label_sets(df) for name in names})
+    if n > MAX_TRAIN_CLASSES:
+        raise ValueError(
+            f"{source}: {n} classes; earshot trains at most {MAX_TRAIN_CLASSES} (is the label column "
+            "really the class, not a file or recording id?)"
+        )
+
+
 def is_multilabel(df: pd.DataFrame) -> bool:
     """True when some row has more or fewer than one label (what `task="auto"` turns into "multi")."""
     return "labels" in df and any(len(s) != 1 for s in label_sets(df))

@@ -65,8 +65,9 @@ def labels_shown(predictor: Predictor, scores: dict[str, float]) -> dict[str, fl
 
 
 def default_threshold(predictor: Predictor) -> float:
-    """Where the slider starts: the model's threshold when all classes share one, else their median."""
-    return float(np.median(class_thresholds(predictor.classes, predictor.config)))
+    """Where the slider starts: the model's threshold when all classes share one, else their median, to two
+    decimals (a calibrated 0.4413515 shows as 0.44)."""
+    return round(float(np.median(class_thresholds(predictor.classes, predictor.config))), 2)
 
 
 def find_events_in(
@@ -78,8 +79,10 @@ def find_events_in(
     min_length_s: float = 0.0,
     max_duration_s: float = DEMO_MAX_S,
     draw: bool = True,
+    out_dir: str | Path | None = None,
 ) -> EventsOutput:
-    """Events of one upload; `threshold` None = the model's per-class thresholds (config.json, else 0.5)."""
+    """Events of one upload; `threshold` None = the model's per-class thresholds (config.json, else 0.5).
+    The CSV goes to a new folder inside `out_dir` (the demo's budgeted outputs), else inside the temp dir."""
     if path is None or not str(path):
         raise ValueError("no audio: upload a recording or record with the microphone first")
     if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
@@ -92,8 +95,8 @@ def find_events_in(
     )
     pred = predictor.predict(d, window=clip_s, hop=clip_s * EVENT_HOP_FRACTION, events=rule)
     events = [Event(name, e.label, e.start_s, e.end_s, e.max_score, e.mean_score) for e in pred.events]
-    out_dir = Path(tempfile.mkdtemp(prefix="earshot-events-"))
-    csv_path = out_dir / f"{Path(name).stem}.events.csv"
+    csv_dir = Path(tempfile.mkdtemp(prefix="earshot-events-", dir=out_dir))
+    csv_path = csv_dir / f"{Path(name).stem}.events.csv"
     csv_path.write_text(events_csv(events), encoding="utf-8")
     fig = None
     if draw:

@@ -3,11 +3,12 @@ metrics.json, the confusion matrix), with no server paths shown."""
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from learner.folder import METRICS, ModelDirError, read_json
+from learner.folder import METRICS, ModelDirError, read_json, read_regular
 from learner.serve.predictor import Predictor
 
 
@@ -25,12 +26,13 @@ def _table(rows: dict[str, Any], header: tuple[str, str] = ("setting", "value"))
 
 @dataclass
 class ModelInfo:
-    """The Model tab in three Markdown columns, plus the confusion-matrix PNG (None if the model has none)."""
+    """The Model tab in three Markdown columns, plus the confusion-matrix PNG's bytes (None if the model has
+    none): bytes, not a path, so the page is built from them and /config names no file on the server."""
 
     summary: str
     audio: str
     training: str
-    confusion_png: str | None
+    confusion_png: bytes | None
 
 
 def model_info(predictor: Predictor, folder: str | Path | None) -> ModelInfo:
@@ -69,7 +71,14 @@ def model_info(predictor: Predictor, folder: str | Path | None) -> ModelInfo:
     training = "#### Training arguments\n\n" + _table(cfg.get("train", {})) if cfg.get("train") else ""
     if cfg.get("versions"):
         training += "\n\n#### Versions\n\n" + _table(cfg["versions"], ("library", "version"))
-    png = folder / "confusion_matrix.png" if folder else None
-    return ModelInfo(
-        "\n\n".join(parts), audio, training, str(png) if png is not None and png.is_file() else None
+    png = read_regular(folder / "confusion_matrix.png") if folder else None
+    return ModelInfo("\n\n".join(parts), audio, training, png)
+
+
+def confusion_html(png: bytes) -> str:
+    """The confusion matrix inline (a data: URL): no file route, no server path in the page's config."""
+    data = base64.b64encode(png).decode("ascii")
+    return (
+        f'<img src="data:image/png;base64,{data}" alt="Confusion matrix (validation)" '
+        'style="max-width: 100%; height: auto;">'
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,16 +24,24 @@ METRICS = "metrics.json"
 CARD = "README.md"
 
 
-_LOCAL_PATH = re.compile(r"(?<![\w.:/])(?:~|[A-Za-z]:)?(?:[/\\][^\s/\\`'\"|,;()]+)+[/\\]([^\s/\\`'\"|,;()]+)")
+# a POSIX path (/a/b, ~/a/b), a Windows one with its drive (C:\a\b) or a UNC one (\\srv\share): a lone
+# backslash is a regex escape (`\d+\.wav`), never a path
+_PART = r"[^\s/\\`'\"|,;()]+"
+_LOCAL_PATH = re.compile(
+    rf"(?<![\w.:/\\])(?:~?(?:/{_PART})+/|[A-Za-z]:(?:[/\\]{_PART})+[/\\]|\\\\(?:{_PART}\\)+)({_PART})"
+)
+#: values stored exactly as the user gave them (patterns, not paths)
+KEEP_EXACT = frozenset({"group_regex"})
 
 
 def strip_local_paths(value: Any) -> Any:
     """`value` with every absolute local path reduced to its last part (`/home/me/data/dogs` → `dogs`), in
-    strings, lists and dicts: what a model card, a pushed config.json or a public demo may show."""
+    strings, lists and dicts: what a model card, a pushed config.json or a public demo may show. Keys in
+    `KEEP_EXACT` (a `--group-regex` such as `^(\\w+)-\\d+\\.wav$`) keep their value as given."""
     if isinstance(value, str):
         return _LOCAL_PATH.sub(r"\1", value)
     if isinstance(value, dict):
-        return {k: strip_local_paths(v) for k, v in value.items()}
+        return {k: v if k in KEEP_EXACT else strip_local_paths(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(strip_local_paths(v) for v in value)
     return value
@@ -86,6 +95,8 @@ def read_json(path: Path, *, missing_ok: bool = True) -> dict[str, Any]:
     """A JSON object file of a model folder (metrics.json, earshot-default.json, ...): {} when it is absent
     (unless `missing_ok` is False), one `ModelDirError` naming the file when it is not a JSON object."""
     path = Path(path)
+    if path.is_symlink():
+        raise ModelDirError(f"{path}: a symbolic link; model folders are read as regular files only")
     if not path.is_file():
         if missing_ok:
             return {}
@@ -110,9 +121,58 @@ def check_model_dir(model_dir: str | Path, required: tuple[str, ...] = (WEIGHTS,
     return path
 
 
+def refuse_links(folder: Path) -> None:
+    """A model folder is read as regular files only: a symbolic link anywhere in it (to a file, a folder or
+    nothing) is refused, so neither a push, a load nor the demo can publish or serve what it points to.
+
+    The one exception is a Hugging Face cache snapshot, whose files are links into the same repo's `blobs/`
+    folder (`models--USER--NAME/snapshots/REV/x` → `../../blobs/HASH`); a link leaving it is refused too."""
+    folder = Path(folder)
+    blobs = _snapshot_blobs(folder)
+    for root, dirs, files in os.walk(folder):  # never follows a linked folder: it is listed, not entered
+        for name in dirs + files:
+            entry = Path(root) / name
+            if not entry.is_symlink():
+                continue
+            target = os.path.realpath(entry)
+            if blobs is not None and os.path.isfile(target) and target.startswith(blobs + os.sep):
+                continue
+            raise ModelDirError(
+                f"{entry}: a symbolic link in a model folder (to {os.readlink(entry)}); "
+                "model folders are read as regular files only: copy the file in instead"
+            )
+
+
+MAX_SHOWN_BYTES = 8 * 1024 * 1024  # a confusion matrix bigger than this is not shown
+
+
+def read_regular(path: Path, limit: int = MAX_SHOWN_BYTES) -> bytes | None:
+    """The bytes of `path` if it is a regular file (never read through a link) of at most `limit` bytes,
+    else None: what the demo shows from a model folder lies in the folder itself."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            return None
+        return f.read(limit)
+
+
+def _snapshot_blobs(folder: Path) -> str | None:
+    """The real path of the repo's blobs/ folder when `folder` is a Hugging Face cache snapshot, else None."""
+    if folder.parent.name != "snapshots" or not folder.parent.parent.name.startswith("models--"):
+        return None
+    blobs = folder.parent.parent / "blobs"
+    return os.path.realpath(blobs) if blobs.is_dir() and not blobs.is_symlink() else None
+
+
 def read_config(folder: Path) -> dict[str, Any]:
     folder = Path(folder)
     path = folder / CONFIG
+    if folder.is_dir():
+        refuse_links(folder)
     if not path.is_file():
         raise ModelDirError(f"{folder}: not an earshot model directory (no {CONFIG})")
     try:

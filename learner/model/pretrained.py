@@ -33,13 +33,49 @@ def imagenet_to_model(
 
 
 def _load_weights_file(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a .safetensors file or a torch file (never unpickling code), else one line."""
     import torch
 
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    return torch.load(path, map_location="cpu", weights_only=True)
+            sd = load_file(str(path))
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # safetensors, pickle and zip errors alike: the file is not what was asked for
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise PretrainedError(
+            f"{path}: not a weights file (.safetensors or a torch state dict): {first}", field="pretrained"
+        ) from None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise PretrainedError(f"{path}: holds no state dict of tensors", field="pretrained")
+    return sd
+
+
+def check_pretrained(source: str, spec: ArchSpec) -> None:
+    """Read starting weights that are a file or an earlier earshot model now, before any audio is decoded
+    (minutes, for a large set), so a wrong source fails in seconds with one line; ImageNet weights are
+    fetched now (or found in the cache)."""
+    if source == "imagenet":
+        fetch_imagenet(spec.name, spec.weights)
+    if source in ("none", "imagenet"):
+        return
+    path = Path(source).expanduser()
+    if path.is_file():
+        _load_weights_file(path)
+        return
+    from learner.folder import read_config
+    from learner.hub import resolve
+
+    try:
+        cfg = read_config(resolve(source))
+    except Exception as e:
+        raise PretrainedError(f"pretrained={source}: {e}") from None
+    if cfg["arch"] != spec.name:
+        raise PretrainedError(
+            f"pretrained={source} is a {cfg['arch']} model; train with arch={cfg['arch']} to reuse it"
+        )
 
 
 def _imagenet_state_dict(spec: ArchSpec) -> dict[str, torch.Tensor]:

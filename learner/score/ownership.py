@@ -115,7 +115,14 @@ def check_resumable(out: Path, sides: dict[str, Path]) -> None:
             raise NotOurOutputError(
                 f"{f}: is a file, not an earshot scoring output folder; refusing to resume into it"
             )
-    if out.is_dir() and any(out.iterdir()) and read_meta(out) is None:
+    meta = read_meta(out) if out.is_dir() else None
+    if out.is_dir() and any(out.iterdir()) and meta is None:
         raise NotOurOutputError(
             f"{out}: not an earshot scoring output (no readable {META}); refusing to resume into it"
         )
+    for side in sides.values():  # a user's parts beside a missing OUT must never be taken for ours
+        if side.is_dir() and any(side.iterdir()) and meta is None:
+            raise NotOurOutputError(
+                f"{side}: holds files but {out} has no {META} that lists them; refusing to resume into it "
+                "(nothing was deleted)"
+            )

@@ -28,14 +28,17 @@ import pyarrow.parquet as pq
 from learner.audio import ClipPipeline
 from learner.config import AudioConfig
 from learner.score.discover import FileRef
+from learner.score.kinds import kind_of
 from learner.score.local import ScoreOptions, ScoreSummary, plan
-from learner.score.rows import EVENT_SCHEMA, WINDOW_SCHEMA, Item, error_item, load_item, score_items
+from learner.score.paths import clean_text, original_path, path_hex, stored_path
+from learner.score.rows import EVENT_SCHEMA, WINDOW_SCHEMA, Item, error_item, load_item
 from learner.score.store import PartStore
 from learner.serve.predictor import Predictor
 
 _ITEM_SCHEMA = pa.schema(
     [
-        ("path", pa.string()),
+        ("path", pa.string()),  # as stored (`learner.score.paths`): valid UTF-8 whatever the name's bytes
+        ("path_hex", pa.string()),  # the exact bytes of a name that is not UTF-8 (else null)
         ("file_size", pa.int64()),
         ("file_mtime_ns", pa.int64()),
         ("error", pa.string()),
@@ -75,19 +78,31 @@ def items_to_arrow(items: list[Item]) -> pa.Table:
     offsets = np.concatenate([[0], np.cumsum([a.size for a in arrays])]).astype(np.int64)
     values = np.concatenate(arrays).astype(np.float32, copy=False) if arrays else np.zeros(0, np.float32)
     cols = {
-        "path": [it.ref.path for it in items],
+        "path": [stored_path(it.ref.path) for it in items],
+        "path_hex": [path_hex(it.ref.path) for it in items],
         "file_size": [it.ref.size for it in items],
         "file_mtime_ns": [it.ref.mtime_ns for it in items],
-        "error": [it.error for it in items],
+        "error": [clean_text(it.error) for it in items],
         "duration_s": [it.duration_s for it in items],
         "sample_rate": [it.sample_rate for it in items],
         "channels": [it.channels for it in items],
-        "decoder": [it.decoder for it in items],
-        "warning": [it.warning for it in items],
+        "decoder": [clean_text(it.decoder) for it in items],
+        "warning": [clean_text(it.warning) for it in items],
         "kind": [0 if it.error is not None else 1 if it.clip is not None else 2 for it in items],
     }
     t = pa.table({k: pa.array(v, _ITEM_SCHEMA.field(k).type) for k, v in cols.items()})
     return t.append_column("samples", pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values)))
+
+
+def file_record(ref: FileRef) -> dict[str, Any]:
+    """What Ray carries for one file: its name as UTF-8 text plus the exact bytes of a name that is not
+    (Arrow refuses the lone surrogates Python uses for them), so a decoder opens the very same file."""
+    return {
+        "path": stored_path(ref.path),
+        "path_hex": path_hex(ref.path),
+        "file_size": ref.size,
+        "file_mtime_ns": ref.mtime_ns,
+    }
 
 
 def arrow_to_items(t: pa.Table) -> list[Item]:
@@ -100,7 +115,9 @@ def arrow_to_items(t: pa.Table) -> list[Item]:
         x = values[offsets[i] : offsets[i + 1]]
         items.append(
             Item(
-                FileRef(c["path"][i], c["file_size"][i], c["file_mtime_ns"][i]),
+                FileRef(
+                    original_path(c["path"][i], c["path_hex"][i]), c["file_size"][i], c["file_mtime_ns"][i]
+                ),
                 error=c["error"][i],
                 clip=x if kind == 1 else None,
                 signal=x if kind == 2 else None,
@@ -166,19 +183,24 @@ class _Decode:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         refs = [
-            FileRef(*r) for r in zip(*(batch[c].to_pylist() for c in ("path", "file_size", "file_mtime_ns")))
+            FileRef(original_path(p, raw), size, mtime)
+            for p, raw, size, mtime in zip(
+                *(batch[c].to_pylist() for c in ("path", "path_hex", "file_size", "file_mtime_ns"))
+            )
         ]
         return items_to_arrow(list(self.pool.imap_unordered(refs, on_error=error_item)))
 
 
 class _Score:
-    """Model actor: loads the Predictor once; rows come from the same `score_batch` as the local engine."""
+    """Model actor: loads the model of the output kind once (a Predictor, an Embedder); rows come from the
+    same function as in the local engine (`learner.score.kinds`)."""
 
     def __init__(
         self, folder: str, model_id: str, revision: str, ropts: RayOptions, opts: ScoreOptions
     ) -> None:
-        self.p = Predictor.from_dir(
+        self.p = kind_of(opts.kind).load(
             folder,
+            opts,
             backend=ropts.backend,
             device=ropts.device,
             threads=ropts.threads,
@@ -189,16 +211,8 @@ class _Score:
         self.opts = opts
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        o = self.opts
-        files, wins, events = score_items(
-            self.p,
-            arrow_to_items(batch),
-            window=o.window,
-            top_k=o.top_k,
-            threshold=o.threshold,
-            events=o.event_rule(),
-        )
-        return nest_windows(files, wins, events)
+        files, wins, events = kind_of(self.opts.kind).rows(self.p, arrow_to_items(batch), self.opts)
+        return nest_windows(files, wins, events) if wins is not None else files
 
 
 def _init_ray(address: str | None) -> Any:
@@ -249,7 +263,7 @@ def _chunk_dataset(
     """One chunk's lazy Ray pipeline: file refs → decoding actors → model actors (rows, nested side rows)."""
     decoders, actors, gpus = sizes
     ds = ray.data.from_items(
-        [{"path": r.path, "file_size": r.size, "file_mtime_ns": r.mtime_ns} for r in chunk],
+        [file_record(r) for r in chunk],
         override_num_blocks=max(1, min(len(chunk) // 16, 4 * (decoders + actors))),
     )
     ds = ds.map_batches(
@@ -267,7 +281,7 @@ def _chunk_dataset(
     )
     return ds.map_batches(
         _Score,
-        fn_constructor_args=(folder, predictor.model_id, predictor.revision, ropts, opts),
+        fn_constructor_args=(folder, _model_id(predictor), getattr(predictor, "revision", ""), ropts, opts),
         batch_size=opts.batch_size,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=actors),
@@ -281,11 +295,17 @@ def _add_staged(
 ) -> None:
     """Hands the staged Parquet files to the store as parts and counts scored and failed files."""
     for f in sorted(staging.glob("*.parquet")):
-        files, wins, events = unnest_windows(pq.read_table(f))
+        t = pq.read_table(f)
+        files, wins, events = unnest_windows(t) if "_windows" in t.column_names else (t, None, None)
         n_err = pc.sum(pc.is_valid(files["error"]).cast(pa.int64())).as_py() or 0
-        summary.failed += n_err
-        summary.scored += files.num_rows - n_err
+        summary.failed += n_err  # a failed file is one row; a file embedded per window is many
+        summary.scored += pc.count_distinct(files.filter(pc.is_null(files["error"]))["path"]).as_py()
         store.add(files, wins if window else None, events if window else None)
+
+
+def _model_id(model: Any) -> str:
+    """What rows name the model by: a Predictor's model id, an Embedder's name."""
+    return getattr(model, "model_id", None) or model.name
 
 
 def score_ray(
@@ -293,11 +313,11 @@ def score_ray(
 ) -> ScoreSummary:
     """Score like `learner.score.local.score`, with decoding and the model spread over a Ray cluster."""
     ropts = ropts or RayOptions()
-    predictor = Predictor.from_pretrained(
-        model_ref, backend=ropts.backend, device="cpu", batch_size=opts.batch_size
+    predictor = kind_of(opts.kind).load(
+        model_ref, opts, backend=ropts.backend, device="cpu", batch_size=opts.batch_size
     )
-    # actors load from here (a path every node sees, or the HF cache)
-    folder = str(predictor.folder.resolve())
+    # actors load from here (a path every node sees, or the HF cache; a backbone by its name)
+    folder = str(predictor.folder.resolve()) if getattr(predictor, "folder", None) else model_ref
     todo, store, summary = plan(inputs, predictor, opts)
     summary.engine = "ray"
     ray = _init_ray(ropts.address)

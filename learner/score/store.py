@@ -28,7 +28,15 @@ from typing import Any
 import pyarrow as pa
 
 from learner.folder import write_json
-from learner.score.ownership import META, check_resumable, is_meta_temp, read_meta, remove_owned, written
+from learner.score.ownership import (
+    META,
+    NotOurOutputError,
+    check_resumable,
+    is_meta_temp,
+    read_meta,
+    remove_owned,
+    written,
+)
 from learner.score.paths import original_path, stored_path
 from learner.score.writers import WRITERS
 
@@ -202,6 +210,17 @@ class PartStore:
             {i: p for p in folder.iterdir() if (i := _part_index(p)) is not None} if folder.is_dir() else {}
         )
 
+    def _refuse_unlisted(self, folders: tuple[tuple[str, Path], ...]) -> None:
+        """A part the metadata does not list is not provably this output's: never read, replaced or
+        deleted; resuming is refused in one line naming it."""
+        for key, folder in folders:
+            stray = sorted(p for p in self._parts(folder).values() if p.name not in self._written[key])
+            if stray:
+                raise NotOurOutputError(
+                    f"{stray[0]}: a part this scoring output did not write; refusing to resume into "
+                    f"{folder} (nothing was deleted)"
+                )
+
     def _recover(self, meta: dict[str, Any]) -> dict[str, tuple[int, int, bool]]:
         old_meta = self.out / META
         if old_meta.is_file():
@@ -217,6 +236,8 @@ class PartStore:
                 ("weights_sha256", "model weights"),
                 ("classes", "classes"),
                 ("events", "event settings"),
+                ("kind", "output kind"),
+                ("dim", "vector size"),
             ):
                 if key in old and old[key] != meta.get(key):  # outputs of older versions do not record them
                     said = (
@@ -228,7 +249,11 @@ class PartStore:
                         f"{self.out} was made with other {what} ({key}={said}); resume with the same "
                         "model and backend, or pass overwrite=True"
                     )
-        for key, folder in (("files", self.out), *((s, side_output(self.out, s)) for s in SIDES)):
+        folders = (("files", self.out), *((s, side_output(self.out, s)) for s in SIDES))
+        legacy = not any(self._written.values())  # an output of an earshot that did not list its files
+        if not legacy:
+            self._refuse_unlisted(folders)
+        for key, folder in folders:
             if folder.is_dir():
                 for p in folder.iterdir():
                     if _is_temp(p) and p.name in self._written[key]:  # what a killed run was writing
@@ -236,7 +261,6 @@ class PartStore:
                     elif is_meta_temp(p):
                         p.unlink()
         parts = self._parts(self.out)
-        legacy = not any(self._written.values())  # an output of an earshot that did not list its files
         for side in SIDES:
             sfolder = side_output(self.out, side)
             if side not in self.sides and self._parts(sfolder):
@@ -250,15 +274,27 @@ class PartStore:
                     p.unlink()
         done: dict[str, tuple[int, int, bool]] = {}
         for p in parts.values():
-            try:
-                t = read_part(p, list(KEY_COLUMNS) + ["path_hex"])
-            except (pa.ArrowInvalid, KeyError):  # a part written before `path_hex` existed
-                t = read_part(p, list(KEY_COLUMNS))
+            t = self._read_keys(p)
             for path, size, mtime, err, raw in zip(*(t[c].to_pylist() for c in KEY_COLUMNS), _hex_column(t)):
                 done[original_path(path, raw)] = (int(size), int(mtime), err is not None)
             self.committed_rows += t.num_rows
         self.next_index = max(parts, default=-1) + 1
         return done
+
+    def _read_keys(self, p: Path) -> pa.Table:
+        """The resume keys of a committed part; a file that is no part of ours is one line naming it."""
+        try:
+            return read_part(p, list(KEY_COLUMNS) + ["path_hex"])
+        except (pa.ArrowInvalid, KeyError):  # a part written before `path_hex` existed
+            pass
+        try:
+            return read_part(p, list(KEY_COLUMNS))
+        except (pa.ArrowException, KeyError, OSError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(
+                f"{p}: not a part of these scores ({reason}); move it out of {self.out} or pass "
+                "overwrite=True"
+            ) from None
 
     def drop(self, paths: set[str]) -> int:
         """Remove the rows of `paths` (files changed since, or errors to retry) from committed parts."""
@@ -318,6 +354,12 @@ class PartStore:
             if side in sides and table is not None:
                 sides[side].write(table)
         if fw.rows >= self.part_rows or time.monotonic() - self._opened >= self.part_seconds:
+            self.commit()
+
+    def tick(self) -> None:
+        """Commit the part in flight once it is `part_seconds` old (called while a long file streams, when
+        no rows arrive to trigger it)."""
+        if self._cur is not None and time.monotonic() - self._opened >= self.part_seconds:
             self.commit()
 
     def commit(self) -> None:

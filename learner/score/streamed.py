@@ -84,12 +84,15 @@ class StreamedFiles:
         self.predictor, self.window, self.chunk = predictor, window, chunk
         self.open: dict[str, WindowScorer] = {}
 
-    def items(self, results: Iterator[Item | Part]) -> Iterator[Item]:
+    def items(self, results: Iterator[Item | Part]) -> Iterator[Item | None]:
+        """Whole items; None after each part of a long file (a tick: what waits for the output may be
+        committed while the file streams, which can take minutes)."""
         for r in results:
             if isinstance(r, Part):
                 if r.path not in self.open:
                     self.open[r.path] = _scorer(self.predictor, self.window, self.chunk)
                 self.open[r.path].push(r.samples)
+                yield None
                 continue
             scoring = self.open.pop(r.ref.path, None)  # an error part way (decoder, time-out) drops it
             if r.streamed and r.error is None:

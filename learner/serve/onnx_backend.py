@@ -95,6 +95,19 @@ class OnnxBackend:
                 f"{path}: graph takes {self.n_samples} samples, config.json says {cfg.n_samples}"
             )
         self.device = providers[0]
+        self._check_width(path, len(config["classes"]))
+
+    def _check_width(self, path: Path, n_classes: int) -> None:
+        """One score per class of config.json, or a one-line error now (an IndexError, or a wrong label with
+        exit 0, later). The width is read from the graph, else from one silent clip."""
+        width = self.session.get_outputs()[0].shape[-1]
+        if not isinstance(width, int):
+            width = self(np.zeros((1, self.n_samples), np.float32)).shape[-1]
+        if width != n_classes:
+            raise ModelDirError(
+                f"{path}: the graph gives {width} scores per clip, config.json lists {n_classes} classes "
+                "(a model exported for other classes; export the model again)"
+            )
 
     def __call__(self, waves: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(waves, dtype=np.float32).reshape(len(waves), -1)

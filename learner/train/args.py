@@ -155,9 +155,17 @@ class TrainArgs:
     channels_last: bool = field(
         default=False, metadata=flag("channels_last memory layout (GPU only)", group=SCALING)
     )
+    overwrite: bool = field(
+        default=False,
+        metadata=flag(
+            "replace the model an earlier run wrote in --out (a folder earshot did not write is refused)",
+            group=RUN,
+        ),
+    )
 
 
-MACHINE_ARGS = ("progress", "workers", "out", "cache_dir", "store", "loader_workers")  # not in config.json
+# not in config.json
+MACHINE_ARGS = ("progress", "workers", "out", "cache_dir", "store", "loader_workers", "overwrite")
 
 
 @dataclass
@@ -167,3 +175,15 @@ class TrainResult:
     history: pd.DataFrame
     failures: dict[str, str] = field(default_factory=dict)
     learner: Any = None
+
+
+def train_record(args: TrainArgs, learn: Any) -> dict[str, Any]:
+    """config.json's `train`: the arguments (no local paths, no machine settings) and how many processes
+    trained on `bs` each (`accelerate launch --num_processes N`): what reproduces the run."""
+    from dataclasses import asdict
+
+    from learner.folder import strip_local_paths
+    from learner.train.distributed import world_size
+
+    record = strip_local_paths({k: v for k, v in asdict(args).items() if k not in MACHINE_ARGS})
+    return {**record, "processes": world_size(), "effective_bs": int(learn.dls.bs) * world_size()}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -32,8 +31,9 @@ from learner.model.frontend import FrontEnd
 from learner.model.pretrained import load_pretrained
 from learner.model.registry import ArchSpec, classifier_keys
 from learner.report.validation import decide, threshold_rule, write_multilabel_outputs
-from learner.train.args import MACHINE_ARGS, TrainArgs, TrainResult
-from learner.train.distributed import accelerated, is_main_process
+from learner.train.args import TrainArgs, TrainResult, train_record
+from learner.train.distributed import accelerated, check_precision, is_main_process
+from learner.train.notes import epoch_line, warn_not_evaluated
 from learner.train.pickled import export_pickle
 from learner.train.settings import (
     adopt_front_end,
@@ -43,21 +43,9 @@ from learner.train.settings import (
     pick_sample_rate,
     transfers_from_earshot,
 )
+from learner.train.versions import versions
 
 log = logging.getLogger(__name__)
-
-
-def versions() -> dict[str, str]:
-    import fastai
-    import torchaudio
-
-    return {
-        "earshot": __version__,
-        "torch": torch.__version__,
-        "torchaudio": torchaudio.__version__,
-        "fastai": fastai.__version__,
-        "numpy": np.__version__,
-    }
 
 
 def dataset_stats(
@@ -114,10 +102,11 @@ def numpy_collate(items: list[tuple]) -> tuple:
 
 def prepare_data(args: TrainArgs, cfg: AudioConfig):
     """Manifest → split → decoded signals. Unreadable files are reported by name and left out."""
-    from learner.data.labels import resolve_task
+    from learner.data.labels import check_class_count, resolve_task
 
     df = add_groups(load_manifest(args.data), args.group_col, args.group_regex)
     task = resolve_task(df, args.task, args.data)
+    check_class_count(df, args.data)  # before decoding: minutes for a large set
     train_idx, valid_idx = split_indices(
         df, valid_pct=args.valid_pct, seed=args.seed, valid_fold=args.valid_fold
     )
@@ -125,11 +114,7 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
         raise ValueError(
             f"{args.data}: the split left {len(train_idx)} training and {len(valid_idx)} validation files"
         )
-    split = {
-        "train_files_sha256": files_digest(df.iloc[train_idx]),
-        "n_train": len(train_idx),
-        "n_valid": len(valid_idx),
-    }
+    split = {"train_files_sha256": files_digest(df.iloc[train_idx])}  # the split's files, readable or not
     used = df.iloc[np.concatenate([train_idx, valid_idx])].copy()
     used["is_valid"] = [False] * len(train_idx) + [True] * len(valid_idx)
     if args.auto_sample_rate:
@@ -149,6 +134,7 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
         lines = "\n".join(f"  {p}: {why}" for p, why in failures.items())
         log.warning("%d file(s) could not be read and are excluded from training:\n%s", len(failures), lines)
         used = used[~used["path"].isin(failures)]
+    split.update(n_train=int((~used["is_valid"]).sum()), n_valid=int(used["is_valid"].sum()))  # files used
     if task == "multi":
         from learner.train.multilabel import training_classes
 
@@ -170,12 +156,13 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
 
 def check_start(args: TrainArgs) -> None:
     """Make sure the starting weights can be had before any audio is decoded (minutes, for a large set):
-    ImageNet weights come from the cache or are downloaded now, and an offline machine fails fast."""
-    # a backbone arch checks its own weights instead (one line saying how to get them when missing)
-    if args.pretrained == "imagenet" and not frozen.check_backbone_weights(args):
-        from learner.model.pretrained import fetch_imagenet
+    a backbone's weights, or ImageNet's from the cache or downloaded now (`check_pretrained`); an offline
+    machine fails fast."""
+    if frozen.check_backbone_weights(args):  # a backbone arch: one line saying how to get missing weights
+        return
+    from learner.model.pretrained import check_pretrained
 
-        fetch_imagenet(args.arch, get_arch(args.arch).weights)
+    check_pretrained(args.pretrained, get_arch(args.arch))
 
 
 def build_learner(
@@ -207,6 +194,7 @@ def build_learner(
     )
     if not args.progress:
         learn.remove_cb(ProgressCallback)
+        learn.logger = partial(epoch_line, learn)  # fastai would print each epoch as a raw Python list
     return learn, frontend, loaded
 
 
@@ -260,12 +248,21 @@ def _single_label_loss(label_smoothing: float, n_classes: int) -> tuple[Any, lis
 
 
 def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
-    """Train one model and write its directory to `args.out`."""
+    """Train one model into `args.out`: a new folder, or (`overwrite`) one an earlier run wrote; a failed run
+    leaves no partial model folder behind (`learner.train.outdir`)."""
+    from learner.train.outdir import owned_output
+
+    out = Path(args.out).absolute()  # fastai joins its own paths to learn.path: a relative out would nest
+    with owned_output(out, args.overwrite, is_main_process()):  # only the first process writes the folder
+        return _train(args, cfg, out)
+
+
+def _train(args: TrainArgs, cfg: AudioConfig | None, out: Path) -> TrainResult:
     from fastai.torch_core import set_seed
 
+    check_precision(args.precision, args.channels_last)  # --fp16 on a CPU: refused before any folder
     # a copy: norm_stats and a picked duration are this run's, not the caller's
     cfg = (cfg or AudioConfig()).replace()
-    out = Path(args.out).absolute()  # fastai joins its own paths to learn.path: a relative out would nest
     out.mkdir(parents=True, exist_ok=True)
     set_seed(args.seed, reproducible=True)
     check_start(args)
@@ -274,7 +271,7 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
     used, signals, failures, classes = prepare_data(args, cfg)
     _settings_from_data(args, cfg, used, signals)
     if frozen.uses_frozen_head(args, used):  # a backbone arch: a head on frozen embeddings, or scratch
-        return frozen.run(args, cfg, used, signals, failures, classes, asked, train, versions())
+        return frozen.run(args, cfg, used, signals, failures, classes, asked, lambda a, c: _train(a, c, out))
     learn, frontend, loaded = build_learner(args, cfg, used, signals, classes, out)
     (probs, targets), timing = _fit(learn, args, cfg, used, out)
     task = used.attrs["task"]
@@ -286,6 +283,7 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
         n_valid=int(used["is_valid"].sum()),
         excluded_files=failures,
     )
+    warn_not_evaluated(metrics, classes)
     if not is_main_process():  # only the first process writes the model directory
         return TrainResult(out, metrics, pd.DataFrame(), failures, learn)
     history = pd.read_csv(out / "history.csv")
@@ -367,8 +365,7 @@ def model_config(
     loaded: str,
     thresholds: dict[str, float],
 ) -> ModelConfig:
-    """config.json of the trained model: no local paths (it is published with the model); a backbone
-    arch carries the backbone's record (licence, citation: the card's attribution)."""
+    """config.json of the trained model: no local paths (it is published with the model)."""
     return ModelConfig(
         earshot_version=__version__,
         arch=args.arch,
@@ -381,7 +378,7 @@ def model_config(
         params=n_params(learn.model),
         pretrained=strip_local_paths(loaded),
         split=used.attrs.get("split"),
-        train=strip_local_paths({k: v for k, v in asdict(args).items() if k not in MACHINE_ARGS}),
+        train=train_record(args, learn),
         versions=versions(),
         backbone=frozen.fine_tuned_record(args),
     )

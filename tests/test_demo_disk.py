@@ -1,0 +1,137 @@
+"""Issue 25, item 5: the demo's disk. Uploads and outputs stay within a configured budget (total and per
+client) on a real server on 127.0.0.1, old files go at start and on a timer, and /events leaves nothing in
+/tmp. The budget is a few MB and uploads 1 MB, so the 100 uploads of the acceptance take seconds."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import app_serving
+from tests.test_hostile import save_untrained
+
+SR = 16000
+BUDGET_MB = 5
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _usage(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The app on 127.0.0.1 with a 5 MB budget, files kept 4 s (swept every 2 s) and no grace."""
+    tmp = tmp_path_factory.mktemp("disk")
+    cache = tmp / "cache"
+    stale = cache / "0123abcd" / "left-by-a-killed-demo.wav"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"x" * 1000)
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    env = {
+        "GRADIO_TEMP_DIR": str(cache),
+        "EARSHOT_DEMO_DISK_MB": str(BUDGET_MB),
+        "EARSHOT_DEMO_CLIENT_MB": "1000",
+        "EARSHOT_DEMO_KEEP_S": "4",
+        "EARSHOT_DEMO_GRACE_S": "0",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    model = save_untrained(tmp / "m", ["a", "b"])
+    try:
+        with app_serving(model) as app:
+            port = _free_port()
+            app.demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+            try:
+                yield app, f"http://127.0.0.1:{port}", cache, stale
+            finally:
+                app.demo.close()
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("clip") / "short.wav"
+    t = np.arange(SR) / SR
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype("float32"), SR)
+    return path
+
+
+HTTP = httpx.Client(timeout=60)
+
+
+def _upload(base: str, data: bytes, name: str = "big.wav") -> httpx.Response:
+    return HTTP.post(f"{base}/gradio_api/upload", files=[("files", (name, data))])
+
+
+def test_start_sweeps_what_a_killed_demo_left(served):
+    _, _, _, stale = served
+    assert not stale.exists()
+
+
+def test_100_uploads_stay_within_the_budget_and_short_clips_still_answer(served, clip):
+    from gradio_client import Client, handle_file
+
+    app, base, cache, _ = served
+    rng = np.random.default_rng(0)
+    peak = 0
+    for i in range(100):
+        r = _upload(base, rng.bytes(2**20), f"big{i}.wav")
+        assert r.status_code == 200, r.text  # room is made by evicting the oldest uploads
+        peak = max(peak, _usage(cache))
+    assert peak <= BUDGET_MB * 2**20  # never over, though 100 MB were sent
+    client = Client(base, verbose=False)
+    labels = client.predict(handle_file(str(clip)), api_name="/classify")[0]
+    assert labels["label"] in ("a", "b")
+    assert _usage(cache) <= BUDGET_MB * 2**20
+
+
+def test_one_client_gets_its_share_and_a_clear_line(served):
+    app, base, _, _ = served
+    disk = app.demo.disk
+    before = disk.client_bytes
+    disk.client_bytes = 3 * 2**20
+    disk._sent.clear()
+    try:
+        codes = [_upload(base, b"\0" * 2**20).status_code for _ in range(3)]
+        r = _upload(base, b"\0" * 2**20)
+    finally:
+        disk.client_bytes = before
+        disk._sent.clear()
+    assert codes[:2] == [200, 200] and r.status_code == 429
+    assert "this client sent" in r.text and "\n" not in r.text
+    big = _upload(base, b"\0" * (BUDGET_MB + 1) * 2**20)  # bigger than the whole budget
+    assert big.status_code == 507 and "disk space" in big.text
+
+
+def test_events_output_lives_in_the_budget_and_is_swept(served, clip):
+    from gradio_client import Client, handle_file
+
+    _, base, cache, _ = served
+    tmp = Path(tempfile.gettempdir())
+    before = set(tmp.glob("earshot-events-*"))
+    client = Client(base, verbose=False)
+    result = client.predict(handle_file(str(clip)), 0.5, api_name="/events")
+    assert set(tmp.glob("earshot-events-*")) == before  # nothing new in /tmp
+    csvs = list((cache / "earshot-outputs").rglob("*.events.csv"))
+    assert csvs and Path(result[2]).read_text().startswith(csvs[0].read_text()[:20])
+    deadline = time.time() + 15  # kept 4 s, swept every 2 s
+    while time.time() < deadline and any(p.exists() for p in csvs):
+        time.sleep(0.5)
+    assert not any(p.exists() for p in csvs)
