@@ -26,12 +26,16 @@ MIN_HOP_S = 0.001  # a millisecond: finer hops are a typo (or a million windows 
 DEFAULT_THRESHOLD = 0.5  # when the model's config.json has no thresholds (learner.serve.events)
 
 
-def _windows(text: str) -> tuple[float, float]:
+def _windows(text: str) -> tuple[float | None, float]:
+    """WIN,HOP in seconds; WIN `clip` is the model's clip length (shorter windows are refused)."""
     try:
-        win, hop = (float(v) for v in text.split(","))
+        first, second = text.split(",")
+        win, hop = None if first.strip() == "clip" else float(first), float(second)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIN,HOP in seconds (e.g. 5,2.5), got {text!r}") from None
-    if not (MIN_HOP_S <= hop and 0 < win <= MAX_WINDOW_S):  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(
+            f"expected WIN,HOP in seconds (e.g. clip,0.5 or 5,2.5), got {text!r}"
+        ) from None
+    if not (MIN_HOP_S <= hop and (win is None or 0 < win <= MAX_WINDOW_S)):  # also refuses nan and inf
         raise argparse.ArgumentTypeError(
             f"window must be from 0 to {MAX_WINDOW_S:g} s and hop at least {MIN_HOP_S:g} s, got {text!r}"
         )
@@ -84,8 +88,8 @@ def parser() -> argparse.ArgumentParser:
         type=_windows,
         default=None,
         metavar="WIN,HOP",
-        help="score every file in windows of WIN s every HOP s; writes OUT.windows.*, OUT.events.* and "
-        "event counts",
+        help="score every file in windows of WIN s (at least the model's clip; `clip`: exactly it) every "
+        "HOP s; writes OUT.windows.*, OUT.events.* and event counts",
     )
     e = p.add_argument_group("events (need --windows; docs/scoring.md)")
     e.add_argument(

@@ -26,7 +26,7 @@ PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 FENCE = re.compile(r"^( *)```(\w*)[^\n]*\n(.*?)^\1```", re.M | re.S)
 SHELL = ("bash", "sh", "shell", "console")
 
-TRAIN = ".venv/bin/python -m jobs.train --data my_sounds --out models/my_sounds"
+TRAIN = ".venv/bin/python -m jobs.train --data my_sounds --out models/my_sounds --arch aisfx"
 # Run with these flags appended, and why: the command as written trains xresnet18 from ImageNet for 15 epochs.
 FAST_TRAIN = "--pretrained none --epochs 1 --arch mfcc_cnn1d --no-pickle"
 EVALUATE = ".venv/bin/python -m jobs.evaluate --model models/my_sounds --data my_test_sounds --out eval/"
@@ -206,8 +206,8 @@ RUN: dict[str, Callable[[Path, str], None]] = {
     ".venv/bin/python -m jobs.predict clip.wav --model models/my_sounds": check_one_clip,
     ".venv/bin/python -m jobs.predict clip.wav clips/ --model models/my_sounds": check_clip_and_folder,
     ".venv/bin/python -m jobs.score recordings --model models/my_sounds --out scores.parquet": check_scores,
-    ".venv/bin/python -m jobs.score site-a --model models/night-sounds --out night.parquet --windows 1,0.25 "
-    "--event-gap 0.25 --raven raven/ --audacity labels/": check_events,
+    ".venv/bin/python -m jobs.score site-a --model models/night-sounds --out night.parquet "
+    "--windows clip,0.25 --event-gap 0.25 --raven raven/ --audacity labels/": check_events,
     EXPORT: check_export,
     EVALUATE: check_evaluation,
     ".venv/bin/python -m jobs.datasets list": check_recipes,

@@ -122,3 +122,15 @@ def test_clip_length_windows_find_every_tone(model, minute, tmp_path):
     events = [e for e in pq.read_table(events_output(out)).to_pylist() if e["label"] == "tone"]
     found = [t for t in onsets if any(abs(e["start_s"] - t) <= 0.75 for e in events)]
     assert len(found) == 6 and len(events) == 6, events
+
+
+def test_windows_of_the_clip_length_by_name(model, minute, tmp_path):
+    from jobs.score import _windows
+    from learner.score.local import ScoreOptions, score
+    from learner.serve.predictor import Predictor
+
+    assert _windows("clip,0.5") == (None, 0.5)
+    out = tmp_path / "s.parquet"
+    opts = ScoreOptions(str(out), window=_windows("clip,0.5"), workers=1, progress=False)
+    score([minute[0]], Predictor.from_dir(model.model_dir), opts)
+    assert opts.window == (CLIP_S, 0.5)

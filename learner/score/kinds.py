@@ -57,6 +57,8 @@ def _score_check(predictor: Any, opts: Any) -> None:
 
     class_thresholds(predictor.classes, predictor.config, opts.threshold)
     if opts.window:
+        if opts.window[0] is None:  # `--windows clip,HOP`: the model's own clip length
+            opts.window = (predictor.cfg.duration, opts.window[1])
         predictor.pipeline.window_plan(*opts.window)  # windows shorter than the clip: refused here, once
 
 

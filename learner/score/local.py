@@ -33,7 +33,7 @@ class ScoreOptions:
 
     output: str
     fmt: str = "parquet"
-    window: tuple[float, float] | None = None
+    window: tuple[float, float] | None = None  # (window s, hop s); window None: the model's clip length
     threshold: float | dict[str, float] | None = None  # None: the model's thresholds (config.json), else 0.5
     event_gap_s: float = 0.0  # events of one class closer than this are joined (learner.serve.events)
     event_min_s: float = 0.0  # shorter events are dropped
