@@ -43,21 +43,9 @@ from learner.train.settings import (
     pick_sample_rate,
     transfers_from_earshot,
 )
+from learner.train.versions import versions
 
 log = logging.getLogger(__name__)
-
-
-def versions() -> dict[str, str]:
-    import fastai
-    import torchaudio
-
-    return {
-        "earshot": __version__,
-        "torch": torch.__version__,
-        "torchaudio": torchaudio.__version__,
-        "fastai": fastai.__version__,
-        "numpy": np.__version__,
-    }
 
 
 def dataset_stats(
@@ -266,7 +254,7 @@ def _train(args: TrainArgs, cfg: AudioConfig | None, out: Path) -> TrainResult:
     used, signals, failures, classes = prepare_data(args, cfg)
     _settings_from_data(args, cfg, used, signals)
     if frozen.uses_frozen_head(args, used):  # a backbone arch: a head on frozen embeddings, or scratch
-        return frozen.run(args, cfg, used, signals, failures, classes, asked, train, versions())
+        return frozen.run(args, cfg, used, signals, failures, classes, asked, lambda a, c: _train(a, c, out))
     learn, frontend, loaded = build_learner(args, cfg, used, signals, classes, out)
     (probs, targets), timing = _fit(learn, args, cfg, used, out)
     task = used.attrs["task"]
@@ -360,8 +348,7 @@ def model_config(
     loaded: str,
     thresholds: dict[str, float],
 ) -> ModelConfig:
-    """config.json of the trained model: no local paths (it is published with the model); a backbone
-    arch carries the backbone's record (licence, citation: the card's attribution)."""
+    """config.json of the trained model: no local paths (it is published with the model)."""
     return ModelConfig(
         earshot_version=__version__,
         arch=args.arch,

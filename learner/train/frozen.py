@@ -106,7 +106,7 @@ def scratch_args(args):
     return replace(args, arch=SCRATCH_ARCH, pretrained="none", head="finetune", auto_sample_rate=True)
 
 
-def run(args, cfg, used, signals, failures, classes, asked, train, versions: dict):
+def run(args, cfg, used, signals, failures, classes, asked, train):
     """Decide (frozen head or scratch) and run it; the scratch run records why in its config.json."""
     from learner.folder import CONFIG, read_config
     from learner.model.backbones import load_backbone
@@ -114,7 +114,9 @@ def run(args, cfg, used, signals, failures, classes, asked, train, versions: dic
     backbone = load_backbone(get_arch(args.arch).backbone, _weights_file(args) or "pretrained")
     choice = choose(args, cfg, used, signals, classes, backbone)
     if choice["decision"] == "frozen":
-        return train_frozen(args, cfg, used, signals, failures, classes, choice, versions)
+        from learner.train.versions import versions
+
+        return train_frozen(args, cfg, used, signals, failures, classes, choice, versions())
     log.warning(
         "%s embeddings separate these sounds no better than log-mel statistics (inner CV %.3f vs %.3f): "
         "training %s from scratch instead (head=frozen forces the backbone)",
