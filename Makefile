@@ -9,10 +9,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint docs system-deps serve-check install-check
 
-$(STAMP): requirements.txt
+# pip lists every package as it goes (no -q on the big install: minutes of silence look like a hang); earshot
+# itself goes in editable, so `.venv/bin/python -m jobs.JOB` and `.venv/bin/earshot` work from any folder.
+$(STAMP): requirements.txt pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -r requirements.txt
+	@echo "make: installing requirements.txt into $(VENV) (about 6 GB the first time; pip shows each package)"
+	$(VENV)/bin/pip install --progress-bar on -r requirements.txt
+	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -6,8 +6,7 @@ front matter).
                   [--host 127.0.0.1] [--port 7860]
 
 The model comes from `--model`, else `$EARSHOT_MODEL`, else the shipped speech-words model (ten command
-words, trained on real speakers: assets/speech-words), else the spoken-digits fallback (built once,
-offline, cached in `$EARSHOT_CACHE`, default ~/.cache/earshot). Only widgets live here: see learner/demo/.
+words, trained on real speakers: assets/speech-words). Only widgets live here: see learner/demo/.
 """
 
 from __future__ import annotations
@@ -50,6 +49,7 @@ def _args() -> argparse.Namespace | None:
         default=2,
         help="processes classifying short clips (0: threads of the server process; default 2)",
     )
+    p.add_argument("--index", default=None, help="an `earshot embed` output: adds a Find similar tab")
     return p.parse_args()
 
 
@@ -88,9 +88,7 @@ def _say(line: str) -> None:
 
 def _served() -> ServedModel:
     try:
-        from learner.train.fallback import ensure_default_model
-
-        where = dict(log=_say, shipped=SHIPPED_MODEL, fallback=ensure_default_model)
+        where = dict(log=_say, shipped=SHIPPED_MODEL)  # the demo serves models; it never trains one
         return load_model(ARGS.model, backend=ARGS.backend, **where) if ARGS else load_model(**where)
     except (RuntimeError, ValueError, OSError) as e:
         if __name__ == "__main__":  # a user running the app gets one line, not a traceback
@@ -216,7 +214,7 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
                         0.05,
                         0.95,
                         value=demo_events.default_threshold(predictor),
-                        step=0.05,
+                        step=0.01,
                         label="event threshold (every class)",
                     )
                     ev_button = gr.Button("Find events", variant="primary")
@@ -228,6 +226,8 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
             ev_outputs = [ev_table, ev_plot, ev_csv, ev_message]
             ev_button.click(run_events, [ev_audio, ev_threshold], ev_outputs, api_name="events", **heavy)
             ev_threshold.release(run_events, [ev_audio, ev_threshold], ev_outputs, api_name=False, **heavy)
+        if ARGS and ARGS.index:
+            _similar_tab(ARGS.index)
         with gr.Tab("Model", elem_classes=["earshot-model"]):
             # applies however it is launched
             gr.HTML(f"<style>{MODEL_TAB_CSS}</style>", padding=False, container=False)
@@ -246,7 +246,29 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
         audio.stop_recording(run, audio, outputs, api_name=False, **heavy)
     demo.queue(default_concurrency_limit=2, max_size=64)
     demo.lanes = lanes  # tests and app.py's main reach the long lane's worker here
+    launch = demo.launch
+
+    def launch_saying_errors(*args, show_error: bool = True, **kwargs):
+        """A refused request (a path the server never handed out, missing inputs) says why, never
+        `{"error": null}`; our own handlers already turn every failure into one line (gr.Error)."""
+        return launch(*args, show_error=show_error, **kwargs)
+
+    demo.launch = launch_saying_errors
     return demo
+
+
+def _similar_tab(parquet: str) -> None:
+    """Find similar: a clip → the nearest windows of an embedded folder (learner/demo/similar.py)."""
+    from learner.demo import similar
+
+    sim = similar.open_similar(parquet)
+    with gr.Tab("Find similar"):
+        query = gr.Audio(sources=["upload", "microphone"], type="numpy", label="A clip to look for")
+        table = gr.Dataframe(
+            headers=similar.COLUMNS, label=f"nearest windows in {parquet}", interactive=False
+        )
+        players = [gr.Audio(label=f"hit {i + 1}", interactive=False) for i in range(similar.PLAYERS)]
+        query.change(lambda clip: similar.outputs(sim, clip), query, [table, *players], api_name="similar")
 
 
 served = _served()

@@ -230,7 +230,7 @@ def child(args: argparse.Namespace, counts, beat, current: str) -> None:
     """The fuzz loop (in its own process). Before each try, the input and call go to `current`."""
     import resource
 
-    from learner.audio.decode import AudioDecodeError
+    from learner.audio import AudioDecodeError
 
     resource.setrlimit(resource.RLIMIT_AS, (args.mem_gb * 2**30, args.mem_gb * 2**30))
     log = os.open(Path(current).with_name("child.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)

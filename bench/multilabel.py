@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -23,17 +22,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchkit import CHILD_ENV, child_cpu, job, train_job  # noqa: E402
 
 
-def child_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
+def evaluate_job(model: Path, data: Path, subset: str, out: Path) -> list[str]:
+    return job("evaluate", "--model", model, "--data", data, "--subset", subset, "--out", out, "--quiet")
 
 
 def run(cmd: list[str]) -> tuple[float, float]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     c0, t0 = child_cpu(), time.time()
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    r = subprocess.run(cmd, cwd=ROOT, env=CHILD_ENV, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)}\n{r.stderr[-2000:]}")
     print(r.stdout.strip())
@@ -79,41 +77,10 @@ def main() -> None:
     model = out / "model"
     train_wall = train_cpu = None
     if not (args.reuse_model and (model / "config.json").exists()):
-        train_wall, train_cpu = run(
-            [
-                sys.executable,
-                "-m",
-                "jobs.train",
-                "--data",
-                str(manifest),
-                "--out",
-                str(model),
-                "--pretrained",
-                "none",
-                "--epochs",
-                str(args.epochs),
-                "--quiet",
-                "--no-pickle",
-                *args.extra,
-            ]
-        )
+        extra = ["--epochs", args.epochs, *args.extra]
+        train_wall, train_cpu = run(train_job(manifest, model, seed=42, extra=map(str, extra)))
     ev = out / "evaluate"
-    eval_wall, eval_cpu = run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.evaluate",
-            "--model",
-            str(model),
-            "--data",
-            str(manifest),
-            "--subset",
-            "valid",
-            "--out",
-            str(ev),
-            "--quiet",
-        ]
-    )
+    eval_wall, eval_cpu = run(evaluate_job(model, manifest, "valid", ev))
     # held out: other sites and seeds, never seen by training nor by the threshold calibration (validation)
     heldout = ensure_mixtures(
         out / "heldout",
@@ -123,22 +90,7 @@ def main() -> None:
         source_s=source_s,
         seed=args.seed + 1000,
     )
-    run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.evaluate",
-            "--model",
-            str(model),
-            "--data",
-            str(heldout),
-            "--subset",
-            "all",
-            "--out",
-            str(out / "evaluate-heldout"),
-            "--quiet",
-        ]
-    )
+    run(evaluate_job(model, heldout, "all", out / "evaluate-heldout"))
     held = json.loads((out / "evaluate-heldout" / "metrics.json").read_text())
     config = json.loads((model / "config.json").read_text())
     trained = json.loads((model / "metrics.json").read_text())

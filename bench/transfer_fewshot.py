@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from benchkit import CHILD_ENV, child_cpu, train_job
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVSET = ROOT.parent / "shared" / "devsets" / "speech-dev" / "manifest.csv"
@@ -30,29 +28,9 @@ SOURCE_WORDS = ("yes", "no", "up", "down", "left")
 TARGET_WORDS = ("right", "on", "off", "stop", "go")
 
 
-def child_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
 def train(manifest: Path, out: Path, pretrained: str, seed: int, extra: list[str]) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "jobs.train",
-        "--data",
-        str(manifest),
-        "--out",
-        str(out),
-        "--pretrained",
-        pretrained,
-        "--seed",
-        str(seed),
-        "--quiet",
-        "--no-pickle",
-        *extra,
-    ]
+    env = CHILD_ENV
+    cmd = train_job(manifest, out, pretrained=pretrained, seed=seed, extra=extra)
     c0, t0 = child_cpu(), time.time()
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if r.returncode != 0:

@@ -23,7 +23,6 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import shlex
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from benchkit import CHILD_ENV, child_cpu, train_job
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVSET = ROOT.parent / "shared" / "devsets" / "speech-dev" / "manifest.csv"
@@ -92,15 +92,10 @@ def build_set(name: str, out: Path) -> Path:
     return path
 
 
-def child_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
 def run_one(set_name: str, setting: str, flags: str, seed: int, out: Path) -> dict:
     manifest = build_set(set_name, out)
     run_dir = out / "runs" / set_name / setting / f"seed{seed}"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env = CHILD_ENV
     if setting == "reference":
         cmd = [
             sys.executable,
@@ -113,22 +108,7 @@ def run_one(set_name: str, setting: str, flags: str, seed: int, out: Path) -> di
             str(seed),
         ]
     else:
-        cmd = [
-            sys.executable,
-            "-m",
-            "jobs.train",
-            "--data",
-            str(manifest),
-            "--out",
-            str(run_dir),
-            "--pretrained",
-            "none",
-            "--seed",
-            str(seed),
-            "--quiet",
-            "--no-pickle",
-            *shlex.split(flags),
-        ]
+        cmd = train_job(manifest, run_dir, seed=seed, extra=shlex.split(flags))
     c0, t0, load0 = child_cpu(), time.time(), os.getloadavg()[0]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     row = {

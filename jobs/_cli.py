@@ -35,11 +35,32 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
         return f"{text} (default: %(default)s)" if text else "default: %(default)s"
 
 
+#: how the user ran the job: "python" (`python -m jobs.JOB`, `python app.py`) or "earshot" (`earshot JOB`,
+#: set by jobs.cli), so that usage lines show the command that was typed
+COMMAND = "python"
+
+
 def parser(prog: str, doc: str) -> argparse.ArgumentParser:
-    """An argument parser with earshot's help format: the module docstring's first line as description."""
-    return argparse.ArgumentParser(
-        prog=prog, description=doc.strip().splitlines()[0], formatter_class=HelpFormatter
-    )
+    """An argument parser with earshot's help format: the module docstring's first paragraph as description,
+    and the usage named as the user ran it (`earshot train`, or `python -m jobs.train`)."""
+    if COMMAND == "earshot":
+        prog = "earshot demo" if prog == "python app.py" else prog.replace("python -m jobs.", "earshot ")
+    import textwrap
+
+    first = " ".join(doc.strip().split("\n\n")[0].split())
+    return Parser(prog=prog, description=textwrap.fill(first, 100), formatter_class=HelpFormatter)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the checks every job shares: an output is a path, never `-` (standard output: the jobs
+    write folders and tables, so `--out -` would quietly make a folder named `-`)."""
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        ns = super().parse_args(args, namespace)
+        for dest in ("out", "output"):
+            if getattr(ns, dest, None) == "-":
+                self.error(f"--{dest} -: earshot writes files, not standard output; name a path")
+        return ns
 
 
 @functools.cache
@@ -50,11 +71,21 @@ def archs() -> dict[str, str | None]:
     Read, not imported: the registry module builds torch networks, and importing torch takes seconds,
     while `--help` and `--arch` checks should answer at once. A test keeps this equal to `list_archs()`.
     """
+    return {name: kw.get("weights") for name, kw in _registered().items()}
+
+
+def backbone_archs() -> dict[str, str]:
+    """Architecture name → the pretrained audio backbone it wraps (`@register(..., backbone=...)`), read
+    like `archs()`: their starting weights are the backbone's, not ImageNet's."""
+    return {name: kw["backbone"] for name, kw in _registered().items() if kw.get("backbone")}
+
+
+def _registered() -> dict[str, dict]:
     import ast
     import importlib.util
 
     spec = importlib.util.find_spec("learner.model")
-    found: dict[str, str | None] = {}
+    found: dict[str, dict] = {}
     for source in sorted(Path(spec.origin).parent.glob("*.py")):
         for node in ast.parse(source.read_text(encoding="utf-8")).body:
             if not isinstance(node, ast.FunctionDef):
@@ -69,11 +100,11 @@ def archs() -> dict[str, str | None]:
                     first = (
                         deco.args[0].value if deco.args and isinstance(deco.args[0], ast.Constant) else None
                     )
-                    found[kw.get("name") or first or node.name] = kw.get("weights")
+                    found[kw.get("name") or first or node.name] = kw
     if not found:  # an unusual layout: ask the registry itself
         from learner.model import get_arch, list_archs
 
-        found = {a: get_arch(a).weights for a in list_archs()}
+        found = {a: {"weights": get_arch(a).weights, "backbone": get_arch(a).backbone} for a in list_archs()}
     return dict(sorted(found.items()))
 
 
@@ -219,6 +250,13 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     add_field_args(parser, TrainArgs, ("data", "run"), extra={"arch": {"choices": list(archs())}})
 
 
+def add_training_args(parser: argparse.ArgumentParser) -> None:
+    """The fit, split and audio flags of every training job (jobs.train and jobs.compare)."""
+    add_fit_args(parser)
+    add_split_args(parser)
+    add_audio_args(parser)
+
+
 def train_args(args: argparse.Namespace, **extra: Any):
     """A `TrainArgs` from the parsed flags; `extra` adds or overrides what only one job has."""
     from learner.train.args import TrainArgs
@@ -238,6 +276,10 @@ def train_args(args: argparse.Namespace, **extra: Any):
 FIELD_HINTS = {
     "pretrained": "use --pretrained PATH (a downloaded weights file or an earshot model) "
     "or --pretrained none",
+    # no job unpickles (there is no --allow-pickle flag): say how, if the user trusts the file
+    "allow_pickle": "no job unpickles (there is no flag for it): retrain or re-export to get "
+    "model.safetensors, or, trusting the file, load it in Python with "
+    "Predictor.from_dir(folder, backend='pickle', allow_pickle=True)",
 }
 
 
@@ -312,7 +354,7 @@ def log_to_console(quiet: bool = False) -> None:
 def run(main: Callable[[], int | None]) -> None:
     """Run a job: user errors become one line on stderr and exit code 1 (no traceback); library messages
     that name fields (`pretrained=none`) are said as flags (`--pretrained none`)."""
-    from learner.audio.decode import AudioDecodeError
+    from learner.audio.errors import AudioDecodeError
     from learner.folder import ModelDirError
 
     # learner.data.manifest.ManifestError is a ValueError too; importing it here would load pandas into every
@@ -326,7 +368,7 @@ def run(main: Callable[[], int | None]) -> None:
         FileExistsError,
         RuntimeError,
     )
-    log_to_console(quiet="--quiet" in sys.argv)
+    log_to_console(quiet=bool({"--quiet", "-q"} & set(sys.argv)))
     try:
         sys.exit(main() or 0)
     except KeyboardInterrupt:

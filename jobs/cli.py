@@ -15,10 +15,13 @@ JOBS = {
     "evaluate": "metrics of a model folder or Hub id on labelled data",
     "predict": "classify audio files, one line (or JSON object) per file",
     "score": "score folders, globs or manifests into parquet / CSV / JSONL, resumable",
+    "embed": "embed files or windows into a parquet of vectors (a backbone or a model's features), resumable",
+    "search": "nearest windows to a query clip (or row) in an embedded parquet; hits as a manifest",
     "push": "upload a model folder to the Hugging Face Hub",
     "export": "write model.onnx (and model.int8.onnx) for torch-free serving",
     "compare": "train several archs on the same split (or folds) and report side by side",
     "datasets": "list, describe and fetch dataset recipes",
+    "demo": "serve the Gradio demo on a model folder or Hub id (needs the demo extra)",
 }
 
 
@@ -47,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     if job not in JOBS:
         print(f"earshot: unknown job {job!r}\n\n{usage()}", file=sys.stderr)
         return 2
+    import jobs._cli
+
+    jobs._cli.COMMAND = "earshot"  # usage lines say `earshot JOB`, as typed
     module = importlib.import_module(f"jobs.{job}")
     run(lambda: module.main(rest))
     return 0  # run() exits; kept for callers that stub it

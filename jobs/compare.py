@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from jobs._cli import add_audio_args, add_fit_args, add_split_args, archs, audio_config, run, train_args
+from jobs._cli import add_training_args, archs, audio_config, run, train_args
 from jobs._cli import parser as new_parser
 
 
@@ -51,9 +51,7 @@ def parser() -> argparse.ArgumentParser:
         default=False,
         help="also write each model's fastai model.pkl",
     )
-    add_fit_args(p)
-    add_split_args(p)
-    add_audio_args(p)
+    add_training_args(p)
     return p
 
 

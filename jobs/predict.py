@@ -1,6 +1,7 @@
 """Classify audio files from the shell: one line (or one JSON object) per file, as each is done.
 
-    python -m jobs.predict FILE|DIR... [--model DIR|USER/NAME[@rev]] [--top-k K] [--json] [--backend B]
+    python -m jobs.predict FILE|DIR|GLOB|LIST... [--model DIR|USER/NAME[@rev]] [--top-k K] [--json]
+                           [--backend B]
 
 The model defaults to $EARSHOT_MODEL. A folder is read recursively (audio extensions only; for large
 folders, `python -m jobs.score` writes parquet, resumably). Files longer than twice the model's clip
@@ -41,13 +42,17 @@ def parser():
 
 
 def expand(items: list[str]) -> tuple[list[str], list[str]]:
-    """Files as named, folders as the audio files under them (the walk of jobs.score); also the folders
-    that held no audio (reported, never silently dropped)."""
+    """Files as named; folders, globs (quoted: `'clips/*.wav'`) and lists (.txt/.lst one path a line,
+    .csv/.tsv with a `path` column) as the files they name, read as jobs.score reads them; also the inputs
+    that named no audio (reported, never silently dropped)."""
+    import glob
+
+    from learner.score.discover import MANIFEST_SUFFIXES, discover
+
     files, empty = [], []
     for item in items:
-        if os.path.isdir(item):
-            from learner.score.discover import discover
-
+        listed = os.path.isfile(item) and os.path.splitext(item)[1].lower() in MANIFEST_SUFFIXES
+        if os.path.isdir(item) or listed or (not os.path.lexists(item) and glob.has_magic(item)):
             found = [f.path for f in discover([item]).files]
             files += found
             if not found:
@@ -72,6 +77,8 @@ def result_row(path: str, r=None, error: str | None = None) -> dict:
             "duration_s": None,
             "n_windows": 0,
             "error": clean_text(error),
+            "warning": None,
+            "detected": None,
         }
     return {
         **name,
@@ -81,6 +88,8 @@ def result_row(path: str, r=None, error: str | None = None) -> dict:
         "duration_s": round(r.duration_s, 3),
         "n_windows": len(r.window_starts) or 1,
         "error": None,
+        "warning": clean_text(r.warning) if r.warning else None,
+        "detected": list(r.detected),
     }
 
 
@@ -95,13 +104,14 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
     if args.max_duration is not None and not args.max_duration > 0:
         raise ValueError(f"--max-duration must be positive seconds, got {args.max_duration}")
-    from learner.audio.decode import SCORE_MAX_BYTES, SCORE_MAX_S, AudioDecodeError
+    from learner.audio import SCORE_MAX_BYTES, SCORE_MAX_S, AudioDecodeError
     from learner.score.paths import one_line
     from learner.serve.predictor import Predictor
 
     files, empty = expand(items)
     for folder in empty:
-        print(f"earshot: {folder}: no audio files in this folder", file=sys.stderr)
+        what = "folder" if os.path.isdir(folder) else "list" if os.path.isfile(folder) else "pattern"
+        print(f"earshot: {folder}: no audio files in this {what}", file=sys.stderr)
     predictor = Predictor.from_pretrained(model, backend=args.backend, threads=args.threads)
     failed = 0
     for path in files:
@@ -128,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             line = json.dumps(result_row(path, r))
         else:
-            line = f"{one_line(path)}\t" + "  ".join(f"{lab} {s:.3f}" for lab, s in zip(r.labels, r.scores))
+            shown = (f"{one_line(lab)} {s:.3f}" for lab, s in zip(r.labels, r.scores))
+            line = f"{one_line(path)}\t" + "  ".join(shown)
         print(line, flush=True)
     if failed and not args.quiet:
         print(f"earshot: {failed} of {len(files)} file(s) failed", file=sys.stderr)

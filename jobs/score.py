@@ -109,13 +109,27 @@ def parser() -> argparse.ArgumentParser:
     for writer in EVENT_WRITERS.values():  # one flag per event format
         e.add_argument(f"--{writer.name}", default=None, metavar="DIR", help=f"also write {writer.help} here")
     add_top_k_arg(p)
+    p.add_argument(
+        "--wide",
+        action="store_true",
+        help="also one score_<class> column per class: every class's probability (docs/scoring.md)",
+    )
+    add_run_args(p, "scored")
+    add_backend_arg(p)
+    add_quiet_arg(p, "no progress bar")
+    return p
+
+
+def add_run_args(p: argparse.ArgumentParser, done: str) -> None:
+    """Resume, batching, decoding, parts and engine flags: every job on the scorer takes them (score,
+    embed)."""
     g = p.add_mutually_exclusive_group()
     g.add_argument(
-        "--resume", action="store_true", help="continue OUT: skip files already scored (path, size, mtime)"
+        "--resume", action="store_true", help=f"continue OUT: skip files already {done} (path, size, mtime)"
     )
     g.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     p.add_argument(
-        "--retry-errors", action="store_true", help="with --resume: score files that failed before again"
+        "--retry-errors", action="store_true", help="with --resume: try files that failed before again"
     )
     p.add_argument("--batch-size", type=_positive_int, default=32, help="model inputs per forward pass")
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPU count - 1)")
@@ -130,7 +144,6 @@ def parser() -> argparse.ArgumentParser:
         "--part-rows", type=int, default=2048, help="rows per part file (a kill loses at most one part)"
     )
     p.add_argument("--part-seconds", type=float, default=60.0, help="commit a part at least this often")
-    add_backend_arg(p)
     p.add_argument("--device", default=None, help="torch device (default: cuda when present)")
     p.add_argument("--threads", type=int, default=None, help="torch threads for the model")
     p.add_argument("--engine", default="local", choices=["local", "ray"])
@@ -145,8 +158,37 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--ray-chunk", type=int, default=20000, help="files per Ray Dataset run (a kill loses at most one)"
     )
-    add_quiet_arg(p, "no progress bar")
-    return p
+
+
+def run_options(args: argparse.Namespace) -> dict:
+    """The ScoreOptions fields `add_run_args` sets."""
+    return dict(
+        output=args.out,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        decode_timeout_s=args.decode_timeout,
+        min_duration_s=args.min_duration,
+        part_rows=args.part_rows,
+        part_seconds=args.part_seconds,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        retry_errors=args.retry_errors,
+        progress=not args.quiet,
+    )
+
+
+def ray_options(args: argparse.Namespace):
+    from learner.score.ray_engine import RayOptions
+
+    return RayOptions(
+        address=args.ray_address,
+        actors=args.actors,
+        decoders=args.decoders,
+        chunk=args.ray_chunk,
+        backend=getattr(args, "backend", "torch"),
+        device=args.device,
+        threads=args.threads,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,41 +210,19 @@ def main(argv: list[str] | None = None) -> int:
     from learner.score.local import ScoreOptions
 
     opts = ScoreOptions(
-        output=args.out,
         fmt=args.format,
         window=args.windows,
         threshold=args.threshold,
         event_gap_s=args.event_gap,
         event_min_s=args.event_min,
         top_k=args.top_k,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        decode_timeout_s=args.decode_timeout,
-        min_duration_s=args.min_duration,
-        part_rows=args.part_rows,
-        part_seconds=args.part_seconds,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        retry_errors=args.retry_errors,
-        progress=not args.quiet,
+        **run_options(args),
+        wide=args.wide,
     )
     if args.engine == "ray":
-        from learner.score.ray_engine import RayOptions, score_ray
+        from learner.score.ray_engine import score_ray
 
-        summary = score_ray(
-            inputs,
-            args.model,
-            opts,
-            RayOptions(
-                address=args.ray_address,
-                actors=args.actors,
-                decoders=args.decoders,
-                chunk=args.ray_chunk,
-                backend=args.backend,
-                device=args.device,
-                threads=args.threads,
-            ),
-        )
+        summary = score_ray(inputs, args.model, opts, ray_options(args))
     else:
         from learner.score.local import score
         from learner.serve.predictor import Predictor

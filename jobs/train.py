@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 
 from jobs._cli import (
-    add_audio_args,
-    add_fit_args,
     add_run_args,
-    add_split_args,
+    add_training_args,
     archs,
     audio_config,
+    backbone_archs,
     run,
     train_args,
 )
@@ -33,15 +32,15 @@ def parser() -> argparse.ArgumentParser:
         help="CPU threads: auto (the cores shared among a launcher's processes, sleeping waits: "
         "no collapse when another program is busy; README: Scaling up) or a number",
     )
-    add_fit_args(p)
-    add_split_args(p)
-    add_audio_args(p)
+    add_training_args(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.pretrained == "imagenet":  # before torch is even imported: offline fails in seconds, in one line
+    # before torch is even imported: offline fails in seconds, in one line (a backbone arch starts from its
+    # own weights, installed by make)
+    if args.pretrained == "imagenet" and args.arch not in backbone_archs():
         from learner.weights import fetch_imagenet
 
         fetch_imagenet(args.arch, archs()[args.arch])

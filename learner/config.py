@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 CACHE_ENV = "EARSHOT_CACHE"
+#: frames × n_fft of one clip's STFT (float32 values): 2^28 is 1 GiB; 600 s at 48 kHz with hop 512 and a
+#: 2048-point FFT is 115 M, hop 1 with a 65536-point FFT 1.9 million M (what one prediction would allocate)
+MAX_STFT_VALUES = 2**28
 
 
 def flag(help: str, *, name: str | None = None, group: str = "", **argparse: Any) -> dict[str, Any]:
@@ -116,6 +119,15 @@ class AudioConfig:
             raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
         if self.duration <= 0:
             raise ValueError(f"duration must be positive, got {self.duration}")
+        if self.hop_length < 1 or self.n_fft < 2:
+            raise ValueError(f"hop_length must be >= 1 and n_fft >= 2, got {self.hop_length}, {self.n_fft}")
+        if self.n_frames * self.n_fft > MAX_STFT_VALUES:
+            raise ValueError(
+                f"a {self.duration:g} s clip at {self.sample_rate} Hz with hop {self.hop_length} and n_fft "
+                f"{self.n_fft} is {self.n_frames} frames × {self.n_fft} = "
+                f"{self.n_frames * self.n_fft / 1e6:.0f} M values per clip, over the "
+                f"{MAX_STFT_VALUES / 1e6:.0f} M limit: raise the hop, or lower n_fft or the duration"
+            )
         if self.f_max is not None and self.f_max <= self.f_min:
             raise ValueError(f"f_max ({self.f_max}) must be above f_min ({self.f_min})")
         if self.norm not in ("dataset", "clip", "none"):

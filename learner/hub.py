@@ -159,6 +159,27 @@ def _stage(src: Path, stage: Path, card: str) -> Path:
     return stage
 
 
+def looks_like_path(text: str) -> bool:
+    """A reference meant as a local folder, never a Hub id: `/…`, `./…`, `~/…`, backslashes, more than one
+    `/`, a trailing `/`, or a first part that is a folder here (`models/my_sonds` beside `models/`)."""
+    if text.startswith(("/", "./", "../", "~", ".\\")) or "\\" in text or text.endswith("/"):
+        return True
+    name = text.split("@")[0]
+    return name.count("/") > 1 or ("/" in name and Path(name.split("/")[0]).is_dir())
+
+
+def _did_you_mean(path: Path) -> str:
+    import difflib
+
+    try:
+        near = difflib.get_close_matches(
+            path.name, [p.name for p in path.parent.iterdir() if p.is_dir()], n=1
+        )
+    except OSError:
+        return ""
+    return f"; did you mean {path.parent / near[0]}?" if near else ""
+
+
 def resolve(
     ref: str | Path,
     *,
@@ -186,8 +207,9 @@ def resolve(
         raise HubError(
             f"{path} is a file: pass the model directory that holds config.json, or a Hub id USER/NAME"
         )
-    if isinstance(ref, Path):
-        raise HubError(f"{path}: no such model directory")
+    if isinstance(ref, Path) or looks_like_path(text):
+        hint = _did_you_mean(path)
+        raise HubError(f"{text}: no such model directory{hint} (a local path, not a Hub id: not looked up)")
     parsed = parse_hub_ref(text)
     if parsed is None:
         raise HubError(f"{text}: no such model directory, and not a Hub id (USER/NAME[@revision])")
@@ -206,7 +228,7 @@ def resolve(
                 endpoint=endpoint,
                 token=token,
                 allow_patterns=patterns,
-                local_files_only=_offline(),
+                local_files_only=offline(),
             )
         )
     if not (folder / CONFIG).is_file():
@@ -220,7 +242,7 @@ resolve_model = resolve  # the name earlier releases exported
 # ---- errors -------------------------------------------------------------------------------------------
 
 
-def _offline() -> bool:
+def offline() -> bool:
     """HF_HUB_OFFLINE as huggingface_hub read it at import, or as set since (tests, notebooks)."""
     from huggingface_hub import constants
 
@@ -307,7 +329,7 @@ def _translate(
                 f"{where}: the cached copy is incomplete and the Hub cannot be reached; connect and retry"
             )
         if isinstance(e, offline_types):
-            reason = "offline mode: HF_HUB_OFFLINE=1" if _offline() else _one_line(chain[-1], 100)
+            reason = "offline mode: HF_HUB_OFFLINE=1" if offline() else _one_line(chain[-1], 100)
             if pulling:
                 return HubError(
                     f"{where}: cannot reach the Hub ({reason}) and {repo_id} is not in the local cache; "

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from learner.hub import offline
+
 IMAGENET_FILE = "model.safetensors"
 PROBE_TIMEOUT_S = 2.0  # one HEAD request: an offline machine answers in milliseconds (DNS) or after this
 
@@ -22,17 +24,6 @@ class PretrainedError(RuntimeError):
         self.problem, self.field = problem, field
         fix = f"; set {field} to a weights file, an earlier earshot model or 'none'" if field else ""
         super().__init__(problem + fix)
-
-
-def _weights_offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in {
-        "1",
-        "ON",
-        "YES",
-        "TRUE",
-    }
 
 
 def _unreachable(repo: str, filename: str, timeout_s: float) -> str | None:
@@ -81,7 +72,7 @@ def fetch_imagenet(arch: str, weights: str | None, timeout_s: float = PROBE_TIME
     if isinstance(cached, str) and Path(cached).is_file():
         return Path(cached)
     where = f"ImageNet weights for {arch} ({weights} on the Hugging Face Hub) are not cached here"
-    if _weights_offline():
+    if offline():
         raise PretrainedError(f"{where} and HF_HUB_OFFLINE is set", field="pretrained")
     reason = _unreachable(weights, IMAGENET_FILE, timeout_s)
     if reason:

@@ -46,6 +46,11 @@ def main() -> None:
     p.add_argument("--from-model", default=None, help="skip training: a model trained by the same command")
     p.add_argument("--work", default="runs/demo-model", help="where the model is trained and exported")
     args = p.parse_args()
+    if not Path(args.data).is_file():  # the default lives beside the checkout (../shared), not in it
+        sys.exit(
+            f"build_demo_model: {args.data}: no such manifest; pass --data MANIFEST.csv "
+            "(a Speech Commands manifest with path,label,split columns: the ten command words)"
+        )
     work = (ROOT / args.work).absolute()
     df = pd.read_csv(args.data, dtype=str)
     df["path"] = [q if Path(q).is_absolute() else str(Path(args.data).parent / q) for q in df["path"]]

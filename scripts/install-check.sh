@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Part of `make test`: earshot installs (`pip install .` and `pip install -e .`) and its `earshot` command works
 # from outside the checkout: --help, a tiny `earshot train` on generated audio, `earshot score`, `earshot predict`,
-# and the fastai model.pkl loads from the installed package (the pickle names learner's module paths).
+# `import earshot`, `earshot demo` serving on 127.0.0.1, and the fastai model.pkl loads from the installed package
+# (the pickle names learner's module paths).
 # Cheap on purpose: the fresh venvs see the already-built .venv's packages through a .pth file (no second 6 GB
 # install) and earshot itself is installed with --no-deps; the build is pip's ordinary isolated PEP 517 build.
 set -euo pipefail
@@ -49,6 +50,22 @@ grep -q "accuracy" train.log && test -f model/model.safetensors && test -f model
 "$E" score --model model --input data --output scores.parquet --workers 1 --quiet | grep "scored 20, failed 0" > /dev/null
 "$E" predict data/tone/0.wav --model model | grep "data/tone/0.wav" > /dev/null
 "$WORK/venv/bin/python" -m jobs.predict data/noise/0.wav --model model > /dev/null
+"$WORK/venv/bin/python" -m jobs.train --help | grep -q "^usage: python -m jobs.train"  # the README's form
+"$E" train --help | grep -q "^usage: earshot train"
+"$WORK/venv/bin/python" -c 'import earshot; assert earshot.Predictor.from_dir("model").predict("data/tone/2.wav").labels'
+"$E" demo --help | grep -q "^usage: earshot demo"
+# the demo from the installed package (its own copy of app.py), answering on 127.0.0.1
+PORT=$("$WORK/venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$E" demo --model model --port "$PORT" --short-workers 0 > demo.log 2>&1 &
+DEMO=$!
+for _ in $(seq 120); do
+    "$WORK/venv/bin/python" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$PORT/config', timeout=2)" \
+        2> /dev/null && break
+    kill -0 "$DEMO" 2> /dev/null || { cat demo.log; exit 1; }
+    sleep 1
+done
+"$WORK/venv/bin/python" -c "import urllib.request as u; assert b'classify' in u.urlopen('http://127.0.0.1:$PORT/config').read()"
+kill "$DEMO"; wait "$DEMO" 2> /dev/null || true
 "$WORK/venv/bin/python" - <<PY
 import warnings
 warnings.simplefilter("ignore")

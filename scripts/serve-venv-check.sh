@@ -14,11 +14,11 @@ say() { echo "serve-venv-check: $*"; }
 
 stamp="$SERVE/.installed-$(sha256sum requirements-serve.txt | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  say "building $SERVE from requirements-serve.txt"
+  say "building $SERVE from requirements-serve.txt (1-4 min the first time; pip shows each package)"
   rm -rf "$SERVE"
   "$PY" -m venv "$SERVE"
   # (grep drops pip's notes about find-links folders this machine's pip.conf names but does not have)
-  { "$SERVE/bin/pip" install -q -r requirements-serve.txt 2>&1 || echo "PIP FAILED"; } \
+  { "$SERVE/bin/pip" install -r requirements-serve.txt 2>&1 || echo "PIP FAILED"; } \
     | { grep -v "is ignored: it is neither a file nor a directory" || true; } | tee "$SERVE/pip.log"
   if grep -q "PIP FAILED" "$SERVE/pip.log"; then say "FAIL: pip could not install requirements-serve.txt"; exit 1; fi
   rm -f "$SERVE/pip.log"

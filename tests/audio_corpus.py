@@ -20,7 +20,7 @@ import av
 import numpy as np
 import soundfile as sf
 
-from learner.audio.decode import (
+from learner.audio.errors import (
     AudioDecodeError,
     CorruptAudioError,
     EmptyAudioError,

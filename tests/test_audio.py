@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from learner.audio.decode import (
+from learner.audio import (
     AudioDecodeError,
     CorruptAudioError,
     EmptyAudioError,

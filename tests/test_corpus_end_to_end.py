@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from learner.audio.decode import AUDIO_EXTENSIONS, AudioDecodeError
+from learner.audio import AUDIO_EXTENSIONS, AudioDecodeError
 from learner.demo.classify import classify
 from learner.score.local import ScoreOptions, score
 from learner.score.rows import MIN_DURATION_S

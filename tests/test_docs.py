@@ -45,6 +45,7 @@ NOT_RUN = {
         "make test",
     ],
     "serves until stopped; tests/test_app.py drives app.py": [
+        ".venv/bin/earshot demo --model models/my_sounds",  # app.py; scripts/install-check.sh serves it
         ".venv/bin/python app.py --model models/my_sounds",
         ".venv/bin/python app.py --model models/my_sounds --backend onnx",
     ],

@@ -20,7 +20,7 @@ from learner.data.sounds import make_dataset, make_sound
 
 ROOT = Path(__file__).resolve().parent.parent
 SR = 16000
-JOBS = ("train", "evaluate", "predict", "score", "push", "export", "compare", "datasets")
+JOBS = ("train", "evaluate", "predict", "score", "embed", "search", "push", "export", "compare", "datasets")
 HEAVY = ("torch", "torchaudio", "fastai", "timm", "gradio", "pandas", "pyarrow", "onnxruntime")
 
 

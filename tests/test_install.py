@@ -24,8 +24,9 @@ def test_pyproject_lists_every_package_and_ships_the_recipes():
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())
     tool = cfg["tool"]["setuptools"]
     on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in ROOT.glob("learner/**/__init__.py")}
-    assert set(tool["packages"]) == on_disk | {"jobs", "learner._recipes"}
-    assert tool["package-dir"] == {"learner._recipes": "datasets"}
+    assert set(tool["packages"]) == on_disk | {"jobs", "learner._recipes", "earshot", "earshot._space"}
+    assert tool["package-dir"] == {"learner._recipes": "datasets", "earshot._space": "."}
+    assert [p.name for p in ROOT.glob("*.py")] == ["app.py"]  # earshot._space takes the top level's modules
     assert cfg["tool"]["setuptools"]["package-data"]["learner._recipes"] == ["*.toml"]
     assert not (ROOT / "datasets" / "__init__.py").exists() and list((ROOT / "datasets").glob("*.toml"))
     assert cfg["project"]["scripts"] == {"earshot": "jobs.cli:console"}
@@ -59,7 +60,10 @@ def test_earshot_job_is_python_m_jobs_job(job):
         [sys.executable, "-m", f"jobs.{job}", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert via.returncode == direct.returncode == 0, via.stderr
-    assert via.stdout == direct.stdout and "--quiet" in via.stdout
+    assert via.stdout.startswith(f"usage: earshot {job} ") and direct.stdout.startswith(
+        f"usage: python -m jobs.{job} "
+    )
+    assert via.stdout.split("\n\n", 1)[1] == direct.stdout.split("\n\n", 1)[1] and "--quiet" in via.stdout
 
 
 def test_earshot_errors_are_one_line(tmp_path):
@@ -71,3 +75,57 @@ def test_earshot_errors_are_one_line(tmp_path):
         timeout=300,
     )
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and out.stderr.startswith("earshot: ")
+
+
+def test_import_earshot_is_learners_public_api():
+    import earshot
+    import learner
+
+    assert earshot.__version__ == learner.__version__ and set(earshot.__all__) == set(learner.__all__)
+    assert earshot.Predictor is learner.Predictor and earshot.AudioConfig is learner.AudioConfig
+    with pytest.raises(AttributeError, match="module 'earshot' has no attribute 'nope'"):
+        earshot.nope  # noqa: B018
+
+
+def test_earshot_demo_is_a_job_running_app_py(capsys):
+    from jobs.demo import app_file
+
+    assert "demo" in JOBS and app_file() == ROOT / "app.py"
+    out = subprocess.run(
+        [sys.executable, "-m", "jobs", "demo", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0 and out.stdout.startswith("usage: earshot demo ") and "--model" in out.stdout
+
+
+def test_app_help_says_whole_sentences():
+    out = subprocess.run(
+        [sys.executable, "app.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    description = out.stdout.split("\n\n")[1]
+    assert out.returncode == 0 and description.rstrip().endswith("(README front matter).")
+
+
+def test_make_shows_pip_progress_and_installs_earshot_itself():
+    make = (ROOT / "Makefile").read_text()
+    big = [ln for ln in make.splitlines() if "-r requirements.txt" in ln]
+    assert big and all(" -q" not in ln for ln in big)
+    assert "pip install -q --no-deps -e ." in make  # `python -m jobs.X` from any folder
+    serve = (ROOT / "scripts" / "serve-venv-check.sh").read_text()
+    assert 'pip" install -r requirements-serve.txt' in serve
+
+
+def test_serving_requirements_pin_what_the_full_install_pins():
+    def specs(name: str) -> dict[str, str]:
+        lines = (ROOT / name).read_text().splitlines()
+        pairs = (ln.split("#")[0].strip() for ln in lines)
+        import re
+
+        return {re.split(r"[<>=\[ ]", ln, maxsplit=1)[0].lower(): ln for ln in pairs if ln}
+
+    full, serve = specs("requirements.txt"), specs("requirements-serve.txt")
+    assert serve["gradio"] == full["gradio"]
+    assert {k: v for k, v in serve.items() if k in full} == {k: full[k] for k in serve if k in full}

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from learner.audio.decode import AudioDecodeError
+from learner.audio import AudioDecodeError
 from learner.data.sounds import make_sound
 from learner.folder import ModelDirError
 from learner.serve.predictor import Predictor

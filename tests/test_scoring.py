@@ -214,7 +214,7 @@ def test_resume_after_sigkill_gives_one_row_per_file(trained_model, tmp_path):
     assert set(first["path"].to_pylist()) <= set(paths) and not list(out.glob(".*tmp"))
 
 
-@pytest.mark.timeout(90)  # Ray start-up is slow: ~30 s on 2 loaded cores; fail rather than hang the suite
+@pytest.mark.timeout(240)  # Ray start-up is slow: ~30 s on 2 quiet cores, minutes when loaded
 def test_ray_engine_gives_the_local_rows(predictor, trained_model, messy_dir, tmp_path):
     ray = pytest.importorskip("ray")
     from learner.score.ray_engine import RayOptions, score_ray

@@ -10,6 +10,10 @@ from learner.audio.decode import (
     SCORE_MAX_BYTES,
     SCORE_MAX_S,
     SEEK_MIN_S,
+    decode,
+    probe,
+)
+from learner.audio.errors import (
     AudioDecodeError,
     CorruptAudioError,
     Decoded,
@@ -17,9 +21,8 @@ from learner.audio.decode import (
     NotAudioError,
     Source,
     TooLongError,
+    TooShortError,
     UnsupportedCodecError,
-    decode,
-    probe,
 )
 from learner.audio.header import AudioInfo
 from learner.audio.pipeline import ClipPipeline, WindowPlan
@@ -41,6 +44,7 @@ __all__ = [
     "NotAudioError",
     "Source",
     "TooLongError",
+    "TooShortError",
     "UnsupportedCodecError",
     "WindowPlan",
     "crop_pad",

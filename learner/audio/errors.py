@@ -39,6 +39,10 @@ class TooLongError(AudioDecodeError):
     """Longer (or bigger) than the configured limit."""
 
 
+class TooShortError(AudioDecodeError):
+    """Less audio than `learner.audio.limits.MIN_DURATION_S`: a few samples say nothing about any class."""
+
+
 @dataclass
 class Decoded:
     """Mono float32 `samples` at `sample_rate`, plus what the original file was."""

@@ -9,6 +9,15 @@ import io
 from pathlib import Path
 
 SAMPLES_PER_LIMIT_S = 48_000 * 2  # one second of the limit: 48 kHz stereo
+MIN_DURATION_S = 0.05  # less audio than this is refused: a few samples say nothing about any class
+
+
+def too_short(duration_s: float, min_duration_s: float = MIN_DURATION_S) -> str | None:
+    """The one rule for too little audio (jobs.score's error rows, Predictor.predict, the demo): the reason,
+    or None when there is enough."""
+    if duration_s >= min_duration_s:
+        return None
+    return f"too short to classify: {duration_s:.3g} s of audio, the minimum is {min_duration_s:g} s"
 
 
 def header_samples(

@@ -70,7 +70,11 @@ class ClipPipeline:
         return crop_pad(self.trim(signal), self.cfg.n_samples, pad=self.cfg.pad_mode)
 
     def window_plan(self, window_s: float | None = None, hop_s: float | None = None) -> WindowPlan:
-        """Window and hop in samples: the clip length and half of it unless given (seconds)."""
+        """Window and hop in samples: the clip length and half of it unless given (seconds).
+
+        A window shorter than the clip is refused (ValueError): padded with silence to the clip and then
+        standardised, it is an input the model never saw (a 2 s model on 1 s windows called every window
+        of noise "b" at 0.94). Longer windows are centre-cropped to the clip, as any long input."""
         win = window_s or self.cfg.duration
         sr = self.cfg.sample_rate
         hop = hop_s or win / 2
@@ -79,7 +83,14 @@ class ClipPipeline:
                 f"window {win:g} s and hop {hop:g} s: each must be at least one sample (1/{sr} s), "
                 f"the window at most {MAX_WINDOW_S:g} s"
             )
-        return WindowPlan(int(round(win * sr)), int(round(hop * sr)))
+        plan = WindowPlan(int(round(win * sr)), int(round(hop * sr)))
+        if plan.size < self.cfg.n_samples:
+            raise ValueError(
+                f"windows={win:g} s is shorter than the model's {self.cfg.duration:g} s clip (each window "
+                f"would be padded with silence the model never heard); use windows of at least "
+                f"{self.cfg.duration:g} s (the default)"
+            )
+        return plan
 
     def wants_windows(self, n_samples: int, forced: bool = False) -> bool:
         """Windows when asked for, else for inputs longer than AUTO_WINDOW_FACTOR clip lengths."""

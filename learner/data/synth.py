@@ -198,7 +198,7 @@ def render_clip(
     sample_rate: int = 16000,
 ) -> np.ndarray:
     """One float32 clip: random rate/pitch/range, padding, gain and background noise (white/pink/brown)."""
-    from learner.audio.decode import resample
+    from learner.audio.signal import resample
 
     rate, pitch, prange = int(rng.integers(120, 241)), int(rng.integers(25, 76)), int(rng.integers(20, 81))
     raw, sr = synthesize(digit, voice, rate, pitch, pitch_range=prange, seed=int(rng.integers(2**31)))

@@ -17,7 +17,7 @@ def example_files(classes: list[str], examples_dir: Path | None = None) -> list[
     classes."""
     env = os.environ.get(EXAMPLES_ENV)
     folder = Path(env).expanduser() if env else None
-    if folder is None and examples_dir is not None:
+    if folder is None and examples_dir is not None and Path(examples_dir).is_dir():  # none beside an install
         for cand in sorted(p for p in Path(examples_dir).iterdir() if p.is_dir()):
             words = {
                 p.stem for p in cand.glob("*.*") if p.suffix.lower() in AUDIO_EXTENSIONS and "-" not in p.stem

@@ -276,7 +276,7 @@ class Lanes:
         if predictor.folder is None or backend not in ("torch", "onnx", "onnx-int8"):
             return None
         return {
-            "folder": str(predictor.folder),
+            "folder": os.path.abspath(predictor.folder),  # the worker runs in the package root
             "backend": backend,
             "threads": 1,
             "model_id": predictor.model_id,

@@ -1,6 +1,6 @@
 """Which model the demo serves: `--model` / `$EARSHOT_MODEL`, else the model shipped with the app, else a
-fallback the caller builds (app.py passes `learner.train.fallback.ensure_default_model`). The demo room
-serves models; it never trains one itself."""
+fallback the caller hands in (a library user may pass `learner.train.fallback.ensure_default_model`). The
+demo serves models; it never trains one (app.py passes no fallback)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,11 @@ def load_model(
         folder = fallback(log=log)
         model_id = f"{Path(folder).name} (built locally)"
     else:
-        raise DemoModelError(f"no model to serve: set model= (a model folder or Hub id) or {MODEL_ENV}")
+        raise DemoModelError(
+            f"no model to serve: set model= (a model folder or Hub id) or {MODEL_ENV}, or build the "
+            "shipped one (scripts/build_demo_model.py) or the offline fallback "
+            "(learner.train.fallback.ensure_default_model)"
+        )
     return ServedModel(
         Predictor.from_pretrained(str(folder), model_id=model_id, backend=backend), Path(folder)
     )

@@ -24,16 +24,24 @@ METRICS = "metrics.json"
 CARD = "README.md"
 
 
-_LOCAL_PATH = re.compile(r"(?<![\w.:/])(?:~|[A-Za-z]:)?(?:[/\\][^\s/\\`'\"|,;()]+)+[/\\]([^\s/\\`'\"|,;()]+)")
+# a POSIX path (/a/b, ~/a/b), a Windows one with its drive (C:\a\b) or a UNC one (\\srv\share): a lone
+# backslash is a regex escape (`\d+\.wav`), never a path
+_PART = r"[^\s/\\`'\"|,;()]+"
+_LOCAL_PATH = re.compile(
+    rf"(?<![\w.:/\\])(?:~?(?:/{_PART})+/|[A-Za-z]:(?:[/\\]{_PART})+[/\\]|\\\\(?:{_PART}\\)+)({_PART})"
+)
+#: values stored exactly as the user gave them (patterns, not paths)
+KEEP_EXACT = frozenset({"group_regex"})
 
 
 def strip_local_paths(value: Any) -> Any:
     """`value` with every absolute local path reduced to its last part (`/home/me/data/dogs` → `dogs`), in
-    strings, lists and dicts: what a model card, a pushed config.json or a public demo may show."""
+    strings, lists and dicts: what a model card, a pushed config.json or a public demo may show. Keys in
+    `KEEP_EXACT` (a `--group-regex` such as `^(\\w+)-\\d+\\.wav$`) keep their value as given."""
     if isinstance(value, str):
         return _LOCAL_PATH.sub(r"\1", value)
     if isinstance(value, dict):
-        return {k: strip_local_paths(v) for k, v in value.items()}
+        return {k: v if k in KEEP_EXACT else strip_local_paths(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(strip_local_paths(v) for v in value)
     return value

@@ -47,6 +47,24 @@ def _number(value: Any, types: tuple[type, ...]) -> bool:
     return isinstance(value, types) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def class_name_problem(name: Any, max_chars: int = 200) -> str | None:
+    """Why `name` cannot be a class name (the one rule for training data and config.json), or None.
+
+    A class name is printed in tab-separated lines, tables and the demo: blank names, names with control
+    characters (newline, tab, ...) or surrounding spaces would be invisible or forge lines."""
+    if not isinstance(name, str):
+        return f"is not text ({type(name).__name__})"
+    if not name.strip():
+        return "is blank"
+    if len(name) > max_chars:
+        return f"is longer than {max_chars} characters"
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 or c in "\u2028\u2029" for c in name):
+        return "holds a control character (newline, tab, ...)"
+    if name != name.strip():
+        return "starts or ends with a space"
+    return None
+
+
 def check_classes(path: Path, classes: Any) -> None:
     if not isinstance(classes, list):
         raise _error(
@@ -56,11 +74,11 @@ def check_classes(path: Path, classes: Any) -> None:
         raise _error(path, f"'classes' must hold 1 to {MAX_CLASSES} names, it holds {len(classes)}")
     seen: set[str] = set()
     for i, name in enumerate(classes):
-        if not isinstance(name, str) or not name.strip() or len(name) > MAX_CLASS_NAME:
+        if problem := class_name_problem(name, MAX_CLASS_NAME):
             raise _error(
                 path,
-                f"'classes'[{i}] must be a non-empty name of at most {MAX_CLASS_NAME} characters, "
-                f"got {_short(name)}",
+                f"'classes'[{i}] must be a non-empty name of at most {MAX_CLASS_NAME} printable characters; "
+                f"{_short(name)} {problem}",
             )
         if name in seen:
             raise _error(path, f"'classes' names {name!r} twice; every class needs its own name")

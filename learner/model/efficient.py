@@ -20,25 +20,21 @@ def _timm(name: str, n_classes: int) -> nn.Module:
     return timm.create_model(name, pretrained=False, in_chans=1, num_classes=n_classes)
 
 
-@register(
-    input="spectrogram",
-    weights="timm/mobilenetv3_large_100.ra_in1k",
-    first_conv="conv_stem",
-    classifier="classifier",
-    adapter=lambda sd, model, spec: timm_to_model(sd, model, spec.first_conv, spec.classifier),
-)
+def timm_adapter(sd: dict[str, torch.Tensor], model: nn.Module, spec) -> dict[str, torch.Tensor]:
+    """The registry's adapter for timm's own families: by name, stem folded, ImageNet head dropped."""
+    return timm_to_model(sd, model, spec.first_conv, spec.classifier)
+
+
+_TIMM = dict(input="spectrogram", first_conv="conv_stem", classifier="classifier", adapter=timm_adapter)
+
+
+@register(weights="timm/mobilenetv3_large_100.ra_in1k", **_TIMM)
 def mobilenetv3_large_100(n_classes: int, cfg: AudioConfig) -> nn.Module:
     """timm MobileNetV3-Large 1.0 on the log-mel spectrogram (4.2 M params), ImageNet via timm."""
     return _timm("mobilenetv3_large_100", n_classes)
 
 
-@register(
-    input="spectrogram",
-    weights="timm/efficientnet_b0.ra_in1k",
-    first_conv="conv_stem",
-    classifier="classifier",
-    adapter=lambda sd, model, spec: timm_to_model(sd, model, spec.first_conv, spec.classifier),
-)
+@register(weights="timm/efficientnet_b0.ra_in1k", **_TIMM)
 def efficientnet_b0(n_classes: int, cfg: AudioConfig) -> nn.Module:
     """timm EfficientNet-B0 on the log-mel spectrogram (4.0 M params), ImageNet via timm."""
     return _timm("efficientnet_b0", n_classes)

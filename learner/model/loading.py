@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from learner.config import AudioConfig
-from learner.folder import WEIGHTS, ModelDirError, load_model_dir
+from learner.folder import CONFIG, WEIGHTS, ModelDirError, load_model_dir
 from learner.model.registry import create_model
 
 
@@ -16,7 +16,10 @@ def network_from_dir(folder: Path, config: dict[str, Any] | None = None) -> Any:
     builder behind the torch backend and ONNX export. A wrong arch or class count fails loudly."""
     cfg, sd = load_model_dir(folder)
     config = config or cfg
-    net = create_model(config["arch"], len(config["classes"]), AudioConfig.from_dict(config["audio"]))
+    try:
+        net = create_model(config["arch"], len(config["classes"]), AudioConfig.from_dict(config["audio"]))
+    except (KeyError, ValueError) as e:  # an arch this earshot does not know, say: name the file
+        raise ModelDirError(f"{Path(folder) / CONFIG}: 'arch': {str(e).strip(chr(39))}") from None
     try:
         net.load_state_dict(sd, strict=True)
     except RuntimeError as e:

@@ -90,6 +90,8 @@ def load_pretrained(model: nn.Module, spec: ArchSpec, source: str) -> str:
     """
     if source == "none":
         return "none (random init)"
+    if spec.backbone and (source in ("imagenet", "backbone", spec.backbone) or Path(source).is_file()):
+        return load_backbone_weights(model, spec.backbone, None if not Path(source).is_file() else source)
     if source == "imagenet":
         _load_without_head(
             model, spec, imagenet_to_model(_imagenet_state_dict(spec), model, spec), spec.weights or ""
@@ -103,6 +105,17 @@ def load_pretrained(model: nn.Module, spec: ArchSpec, source: str) -> str:
             return f"imagenet file {path}"
         return _load_body(model, spec, sd, str(path))
     return load_from_earshot(model, spec, source)
+
+
+def load_backbone_weights(model: nn.Module, backbone: str, path: str | None = None) -> str:
+    """A backbone classifier's body from the backbone's published weights (or a file of them); the head
+    stays new. "imagenet" (the jobs' default) means this for a backbone arch: its own pretrained start."""
+    from learner.model.backbone_weights import backbone_state_dict
+    from learner.model.backbones import get_backbone
+
+    bspec = get_backbone(backbone)
+    model.backbone.net.load_state_dict(backbone_state_dict(bspec, Path(path) if path else None), strict=True)
+    return f"{backbone} ({path or bspec.weights.package or bspec.weights.url})"
 
 
 def load_from_earshot(model: nn.Module, spec: ArchSpec, ref: str) -> str:

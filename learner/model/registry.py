@@ -30,6 +30,7 @@ class ArchSpec:
     # The weight adapter (timm's filter_fn): (state dict of the pretrained network, our model, this spec) →
     # a state dict that fits the model (keys renamed, stem folded to our channels, head dropped).
     adapter: Callable[..., dict] | None = None
+    backbone: str | None = None  # a pretrained audio backbone (learner.model.backbones) the network wraps
 
 
 _REGISTRY: dict[str, ArchSpec] = {}
@@ -43,6 +44,7 @@ def register(
     first_conv: str | None = None,
     classifier: str | None = None,
     adapter: Callable[..., dict] | None = None,
+    backbone: str | None = None,
 ) -> Callable:
     """Decorator filing a constructor `fn(n_classes, cfg) -> nn.Module` under `name` (default: its own),
     with the adapter that fits its pretrained weights (`weights`) to it."""
@@ -51,7 +53,7 @@ def register(
         key = name or fn.__name__
         doc = (fn.__doc__ or "").strip().splitlines()
         _REGISTRY[key] = ArchSpec(
-            key, fn, input, weights, first_conv, classifier, doc[0] if doc else "", adapter
+            key, fn, input, weights, first_conv, classifier, doc[0] if doc else "", adapter, backbone
         )
         return fn
 

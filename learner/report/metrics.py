@@ -59,6 +59,7 @@ def classification_report(probs: np.ndarray, targets: np.ndarray, classes: list[
         "macro_recall": float(recall[present].mean()),
         "macro_f1": float(f1[present].mean()),
         "per_class": per_class,
+        "not_evaluated": [c for i, c in enumerate(classes) if not support[i]],  # no clip to measure them on
         "confusion": cm.tolist(),
         "classes": list(classes),
     }

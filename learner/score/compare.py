@@ -193,15 +193,11 @@ def _measured(model_dir: Path, src: str, data: str, t: float) -> dict[str, Any]:
     )
 
 
-def _report(
-    targs: TrainArgs, cfg: AudioConfig, split: str, cv: bool, rows: list[dict], started: float
-) -> dict[str, Any]:
+def _report(targs: TrainArgs, split: str, cv: bool, rows: list[dict], started: float) -> dict[str, Any]:
     """report.json: the shared settings, one row per arch and the machine the timings were taken on."""
     classes = read_config(Path(rows[0]["model_dir"]))["classes"]
-    audio = cfg.to_dict()
-    # picked from the data (jobs without --duration): the one used
-    if len({r["duration_s"] for r in rows}) == 1:
-        audio["duration"] = rows[0]["duration_s"]
+    # what the models used (rate, clip and hop picked from the data unless given), not `cfg`'s defaults
+    audio = models_audio([read_config(Path(r["model_dir"]))["audio"] for r in rows])
     return {
         "data": str(targs.data),
         "split": split,
@@ -253,7 +249,7 @@ def compare(
         row.update(quality)
         row.update(_measured(model_dir, src, a_args.data, t))
         rows.append(row)
-    report = _report(targs, cfg, split, cv, rows, started)
+    report = _report(targs, split, cv, rows, started)
     plot_confusions(
         {a: c for a, c in confusions.items() if c is not None},
         report["classes"],
@@ -263,6 +259,17 @@ def compare(
     write_json(out / "report.json", report)
     (out / "report.md").write_text(report_markdown(report))
     return report
+
+
+def models_audio(audios: list[dict[str, Any]]) -> dict[str, Any]:
+    """The audio settings the models used (rate, clip, hop picked from the data unless given), not the
+    defaults the run started from; a setting that differs between models reads `a / b`."""
+    audio = dict(audios[0])
+    for key in ("sample_rate", "duration", "hop_length", "n_fft", "n_mels"):
+        values = sorted({a[key] for a in audios})
+        if len(values) > 1:
+            audio[key] = " / ".join(f"{v:g}" for v in values)
+    return audio
 
 
 def _shared_split(targs: TrainArgs, out: Path, cv: bool, n_folds: int | None) -> tuple[str, str]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from learner.audio import ClipPipeline, WindowPlan
+from learner.audio.limits import MIN_DURATION_S  # noqa: F401 (the one too-short rule lives there)
 from learner.score.discover import FileRef
 
 Window = tuple[float, float] | None  # (window s, hop s) to score every file in windows; None: only long files
@@ -31,9 +32,6 @@ class Item:
     warning: str | None = None  # decoded, but something is off (a file cut short of what its header says)
     streamed: bool = False
     scored: tuple[np.ndarray, np.ndarray] | None = None
-
-
-MIN_DURATION_S = 0.05  # less audio than this is an error row: a few samples say nothing about any class
 
 
 def error_item(ref: FileRef, reason: str) -> Item:

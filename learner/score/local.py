@@ -10,31 +10,20 @@ lists the input, `load_item` decodes and prepares one file in a worker process u
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from learner import __version__
 from learner.audio.stream import StreamSizes
 from learner.score.discover import Discovery, FileRef, discover
+from learner.score.kinds import BACKEND_FILES, kind_of, run_meta, weights_sha256  # noqa: F401 (re-exported)
 from learner.score.paths import one_line
-from learner.score.rows import (
-    EVENT_SCHEMA,
-    FILE_SCHEMA,
-    MIN_DURATION_S,
-    WINDOW_SCHEMA,
-    Item,
-    backend_name,
-    error_item,
-    item_cost,
-    load_item,
-    score_items,
-)
+from learner.score.rows import MIN_DURATION_S, Item, error_item, item_cost, load_item
 from learner.score.store import PartStore, events_output, out_of_space, windows_output
-from learner.serve.events import EventRule, class_thresholds
+from learner.serve.events import EventRule
 from learner.serve.predictor import Predictor
 
 
@@ -60,6 +49,8 @@ class ScoreOptions:
     retry_errors: bool = False
     progress: bool = True
     stream: StreamSizes = field(default_factory=StreamSizes)  # long files in parts (learner.score.streamed)
+    wide: bool = False  # one `score_<class>` column per class (every class's probability)
+    kind: str = "scores"  # what is written: "scores" or "embeddings" (learner.score.kinds)
 
     def event_rule(self) -> EventRule:
         return EventRule(self.threshold, max_gap_s=self.event_gap_s, min_length_s=self.event_min_s)
@@ -104,60 +95,44 @@ class ScoreSummary:
         return out
 
 
-# the file each backend computes with: its sha256 tells whether --resume would mix two models
-BACKEND_FILES = {
-    "torch": "model.safetensors",
-    "pickle": "model.pkl",
-    "onnx": "model.onnx",
-    "onnx-int8": "model.int8.onnx",
-}
+def _check_same_width(opts: ScoreOptions) -> None:
+    """`resume` adds rows only as wide (or narrow) as those already written (`wide` in the run's record)."""
+    from learner.score.ownership import META
 
-
-def weights_sha256(predictor: Predictor) -> str | None:
-    """sha256 of the weights file the predictor's backend runs (None when it has no folder or file)."""
-    name = BACKEND_FILES.get(backend_name(predictor) or "")
-    path = predictor.folder / name if predictor.folder is not None and name else None
-    if path is None or not path.is_file():
-        return None
-    from learner.serve.onnx_backend import sha256_file
-
-    return sha256_file(path)
-
-
-def run_meta(predictor: Predictor, opts: ScoreOptions) -> dict[str, Any]:
-    """What made the rows; `--resume` refuses to add rows made differently (`PartStore._recover`)."""
-    return {
-        "format": opts.fmt,
-        "model_id": predictor.model_id,
-        "model_revision": predictor.revision or None,
-        "windows": list(opts.window) if opts.window else None,
-        "threshold": opts.threshold if opts.window else None,
-        "events": {"gap_s": opts.event_gap_s, "min_length_s": opts.event_min_s} if opts.window else None,
-        "top_k": opts.top_k,
-        "classes": predictor.classes,
-        "backend": backend_name(predictor),
-        "weights_sha256": weights_sha256(predictor),
-        "earshot_version": __version__,
-    }
+    record = Path(opts.output) / META
+    if not opts.resume or not record.is_file():
+        return
+    try:
+        old = bool(json.loads(record.read_text()).get("wide", False))
+    except (OSError, ValueError):
+        return  # the store says what is wrong with its record
+    if old != opts.wide:
+        raise ValueError(
+            f"{opts.output} was made with wide={old}, this run has wide={opts.wide}; resume with the same "
+            "settings or pass overwrite=True"
+        )
 
 
 def plan(
     inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions
 ) -> tuple[list[FileRef], PartStore, ScoreSummary]:
-    """Discover the input, open the output (resume/overwrite rules) and decide what is left to score."""
-    # an unknown class fails before any work
-    class_thresholds(predictor.classes, predictor.config, opts.threshold)
+    """Discover the input, open the output (resume/overwrite rules) and decide what is left to score.
+    `predictor` is whatever `opts.kind` runs (a Predictor for scores, an Embedder for embeddings)."""
+    kind = kind_of(opts.kind)
+    kind.check(predictor, opts)  # an unknown class, windows shorter than the clip: refused before any work
     disc = discover(inputs)
+    _check_same_width(opts)
+    file_schema, window_schema, event_schema = kind.schemas(predictor, opts)
     store = PartStore(
         opts.output,
         opts.fmt,
-        FILE_SCHEMA,
-        WINDOW_SCHEMA if opts.window else None,
+        file_schema,
+        window_schema,
         part_rows=opts.part_rows,
         part_seconds=opts.part_seconds,
-        event_schema=EVENT_SCHEMA if opts.window else None,
+        event_schema=event_schema,
     )
-    done = store.open(run_meta(predictor, opts), resume=opts.resume, overwrite=opts.overwrite)
+    done = store.open(kind.meta(predictor, opts), resume=opts.resume, overwrite=opts.overwrite)
     todo, stale = [], set()
     for ref in disc.files:
         prev = done.get(ref.path)
@@ -168,8 +143,8 @@ def plan(
             stale.add(ref.path)
     summary = ScoreSummary(
         opts.output,
-        str(windows_output(opts.output)) if opts.window else None,
-        str(events_output(opts.output)) if opts.window else None,
+        str(windows_output(opts.output)) if window_schema else None,
+        str(events_output(opts.output)) if event_schema else None,
         skipped=len(disc.files) - len(todo),
         discovery=disc,
     )
@@ -218,20 +193,12 @@ def _score(inputs: list[str | Path], predictor: Predictor, opts: ScoreOptions) -
             stream=True,
         ) as pool:
             items = long_files.items(pool.imap_unordered(todo, on_error=error_item))
+            rows = kind_of(opts.kind).rows
             for batch in batches(items, predictor, opts):
                 if not batch:  # a long file is streaming: commit the part in flight once its time is up
                     store.tick()
                     continue
-                files, wins, events = score_items(
-                    predictor,
-                    batch,
-                    window=opts.window,
-                    top_k=opts.top_k,
-                    threshold=opts.threshold,
-                    events=opts.event_rule(),
-                    chunk=opts.stream.chunk,
-                )
-                store.add(files, wins if opts.window else None, events if opts.window else None)
+                store.add(*rows(predictor, batch, opts))
                 n_err = sum(it.error is not None for it in batch)
                 summary.failed += n_err
                 summary.scored += len(batch) - n_err

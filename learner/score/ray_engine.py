@@ -28,9 +28,10 @@ import pyarrow.parquet as pq
 from learner.audio import ClipPipeline
 from learner.config import AudioConfig
 from learner.score.discover import FileRef
+from learner.score.kinds import kind_of
 from learner.score.local import ScoreOptions, ScoreSummary, plan
 from learner.score.paths import clean_text, original_path, path_hex, stored_path
-from learner.score.rows import EVENT_SCHEMA, WINDOW_SCHEMA, Item, error_item, load_item, score_items
+from learner.score.rows import EVENT_SCHEMA, WINDOW_SCHEMA, Item, error_item, load_item
 from learner.score.store import PartStore
 from learner.serve.predictor import Predictor
 
@@ -191,13 +192,15 @@ class _Decode:
 
 
 class _Score:
-    """Model actor: loads the Predictor once; rows come from the same `score_batch` as the local engine."""
+    """Model actor: loads the model of the output kind once (a Predictor, an Embedder); rows come from the
+    same function as in the local engine (`learner.score.kinds`)."""
 
     def __init__(
         self, folder: str, model_id: str, revision: str, ropts: RayOptions, opts: ScoreOptions
     ) -> None:
-        self.p = Predictor.from_dir(
+        self.p = kind_of(opts.kind).load(
             folder,
+            opts,
             backend=ropts.backend,
             device=ropts.device,
             threads=ropts.threads,
@@ -208,16 +211,8 @@ class _Score:
         self.opts = opts
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        o = self.opts
-        files, wins, events = score_items(
-            self.p,
-            arrow_to_items(batch),
-            window=o.window,
-            top_k=o.top_k,
-            threshold=o.threshold,
-            events=o.event_rule(),
-        )
-        return nest_windows(files, wins, events)
+        files, wins, events = kind_of(self.opts.kind).rows(self.p, arrow_to_items(batch), self.opts)
+        return nest_windows(files, wins, events) if wins is not None else files
 
 
 def _init_ray(address: str | None) -> Any:
@@ -286,7 +281,7 @@ def _chunk_dataset(
     )
     return ds.map_batches(
         _Score,
-        fn_constructor_args=(folder, predictor.model_id, predictor.revision, ropts, opts),
+        fn_constructor_args=(folder, _model_id(predictor), getattr(predictor, "revision", ""), ropts, opts),
         batch_size=opts.batch_size,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=actors),
@@ -300,11 +295,17 @@ def _add_staged(
 ) -> None:
     """Hands the staged Parquet files to the store as parts and counts scored and failed files."""
     for f in sorted(staging.glob("*.parquet")):
-        files, wins, events = unnest_windows(pq.read_table(f))
+        t = pq.read_table(f)
+        files, wins, events = unnest_windows(t) if "_windows" in t.column_names else (t, None, None)
         n_err = pc.sum(pc.is_valid(files["error"]).cast(pa.int64())).as_py() or 0
-        summary.failed += n_err
-        summary.scored += files.num_rows - n_err
+        summary.failed += n_err  # a failed file is one row; a file embedded per window is many
+        summary.scored += pc.count_distinct(files.filter(pc.is_null(files["error"]))["path"]).as_py()
         store.add(files, wins if window else None, events if window else None)
+
+
+def _model_id(model: Any) -> str:
+    """What rows name the model by: a Predictor's model id, an Embedder's name."""
+    return getattr(model, "model_id", None) or model.name
 
 
 def score_ray(
@@ -312,11 +313,11 @@ def score_ray(
 ) -> ScoreSummary:
     """Score like `learner.score.local.score`, with decoding and the model spread over a Ray cluster."""
     ropts = ropts or RayOptions()
-    predictor = Predictor.from_pretrained(
-        model_ref, backend=ropts.backend, device="cpu", batch_size=opts.batch_size
+    predictor = kind_of(opts.kind).load(
+        model_ref, opts, backend=ropts.backend, device="cpu", batch_size=opts.batch_size
     )
-    # actors load from here (a path every node sees, or the HF cache)
-    folder = str(predictor.folder.resolve())
+    # actors load from here (a path every node sees, or the HF cache; a backbone by its name)
+    folder = str(predictor.folder.resolve()) if getattr(predictor, "folder", None) else model_ref
     todo, store, summary = plan(inputs, predictor, opts)
     summary.engine = "ray"
     ray = _init_ray(ropts.address)

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from learner import __version__
 from learner.audio import SCORE_MAX_BYTES, SCORE_MAX_S, AudioDecodeError, ClipPipeline
+from learner.audio.limits import too_short
 from learner.audio.stream import StreamSizes
 from learner.score.discover import FileRef
 from learner.score.items import MIN_DURATION_S, Item, Window, error_item, window_plan  # noqa: F401 (re-exported)
@@ -53,8 +54,41 @@ FILE_SCHEMA = pa.schema(
         ("earshot_version", pa.string()),
         ("path_hex", pa.string()),
         ("warning", pa.string()),
+        ("detected", pa.list_(pa.string())),
     ]
 )
+WIDE_PREFIX = "score_"  # `--wide`: one column per class, `score_<class>`, its probability
+
+
+def pandas_ints(schema: pa.Schema) -> pa.Schema:
+    """`schema` with the pandas metadata that makes `pd.read_parquet` give integer columns holding nulls
+    (error rows) as nullable integers (Int32 / Int64), not float64."""
+    import json
+
+    columns = [
+        {
+            "name": f.name,
+            "field_name": f.name,
+            "pandas_type": str(f.type),
+            "numpy_type": {pa.int32(): "Int32", pa.int64(): "Int64"}.get(f.type, "object"),
+            "metadata": None,
+        }
+        for f in schema
+        if f.type in (pa.int32(), pa.int64())
+    ]
+    meta = {"index_columns": [], "column_indexes": [], "columns": columns, "pandas_version": "2.0.0"}
+    return schema.with_metadata({b"pandas": json.dumps(meta).encode()})
+
+
+def file_schema(classes: list[str] | None = None) -> pa.Schema:
+    """The file rows' schema; with `classes` (`--wide`) one float column per class after the others."""
+    wide = [(f"{WIDE_PREFIX}{c}", pa.float32()) for c in classes or []]
+    taken = set(FILE_SCHEMA.names) & {n for n, _ in wide}
+    if taken:
+        raise ValueError(f"wide=True: class column {sorted(taken)[0]!r} clashes with a column of its own")
+    return pandas_ints(pa.schema([*FILE_SCHEMA, *wide]))
+
+
 WINDOW_SCHEMA = pa.schema(
     [
         ("path", pa.string()),
@@ -115,10 +149,8 @@ def load_item(
         warning=d.warning,
         streamed=streamed,
     )
-    if d.duration_s < min_duration_s:
-        item.error = (
-            f"too short to classify: {d.duration_s:.3g} s of audio, the minimum is {min_duration_s:g} s"
-        )
+    if reason := too_short(d.duration_s, min_duration_s):
+        item.error = reason
         return item
     if streamed or pipeline.wants_windows(d.samples.size, forced=window is not None):
         item.signal = d.samples
@@ -181,10 +213,12 @@ def score_items(
     events: EventRule | None = None,
     scored_at: datetime | None = None,
     chunk: int = 256,
+    wide: bool = False,
 ) -> tuple[pa.Table, pa.Table, pa.Table]:
     """Items → (file rows, window rows, event rows) with FILE_SCHEMA / WINDOW_SCHEMA / EVENT_SCHEMA. Both
     engines build rows only here. `threshold` (one value or per class) overrides the model's thresholds
-    (config.json, default 0.5) for event counts and events; `events` sets the gap and minimum length."""
+    (config.json, default 0.5) for event counts and events; `events` sets the gap and minimum length.
+    `detected` lists the labels at or above the model's thresholds; `wide` adds `score_<class>` columns."""
     scored_at = scored_at or datetime.now(UTC)
     out = _Rows(predictor, window, threshold, replace(events or EventRule(), thresholds=threshold))
     scored = _batched_scores(predictor, items, window, chunk)
@@ -207,10 +241,13 @@ def score_items(
                 score=float(probs[order[0]]),
                 n_windows=n_win,
                 top_k=[{"label": classes[i], "score": float(probs[i])} for i in order.tolist()],
+                detected=predictor.detect(probs),
             )
+            if wide:
+                row.update(zip([f"{WIDE_PREFIX}{c}" for c in classes], probs.tolist()))
         out.files.append(row)
     return (
-        pa.Table.from_pylist(out.files, schema=FILE_SCHEMA),
+        pa.Table.from_pylist(out.files, schema=file_schema(predictor.classes if wide else None)),
         pa.table(out.windows, schema=WINDOW_SCHEMA),
         pa.Table.from_pylist(out.events, schema=EVENT_SCHEMA),
     )

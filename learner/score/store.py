@@ -236,6 +236,8 @@ class PartStore:
                 ("weights_sha256", "model weights"),
                 ("classes", "classes"),
                 ("events", "event settings"),
+                ("kind", "output kind"),
+                ("dim", "vector size"),
             ):
                 if key in old and old[key] != meta.get(key):  # outputs of older versions do not record them
                     said = (
@@ -272,15 +274,27 @@ class PartStore:
                     p.unlink()
         done: dict[str, tuple[int, int, bool]] = {}
         for p in parts.values():
-            try:
-                t = read_part(p, list(KEY_COLUMNS) + ["path_hex"])
-            except (pa.ArrowInvalid, KeyError):  # a part written before `path_hex` existed
-                t = read_part(p, list(KEY_COLUMNS))
+            t = self._read_keys(p)
             for path, size, mtime, err, raw in zip(*(t[c].to_pylist() for c in KEY_COLUMNS), _hex_column(t)):
                 done[original_path(path, raw)] = (int(size), int(mtime), err is not None)
             self.committed_rows += t.num_rows
         self.next_index = max(parts, default=-1) + 1
         return done
+
+    def _read_keys(self, p: Path) -> pa.Table:
+        """The resume keys of a committed part; a file that is no part of ours is one line naming it."""
+        try:
+            return read_part(p, list(KEY_COLUMNS) + ["path_hex"])
+        except (pa.ArrowInvalid, KeyError):  # a part written before `path_hex` existed
+            pass
+        try:
+            return read_part(p, list(KEY_COLUMNS))
+        except (pa.ArrowException, KeyError, OSError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(
+                f"{p}: not a part of these scores ({reason}); move it out of {self.out} or pass "
+                "overwrite=True"
+            ) from None
 
     def drop(self, paths: set[str]) -> int:
         """Remove the rows of `paths` (files changed since, or errors to retry) from committed parts."""

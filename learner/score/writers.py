@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-NESTED = ("top_k", "events")  # list<struct> columns, stored as JSON text in CSV
+NESTED = ("top_k", "events", "detected")  # list columns, stored as JSON text in CSV
 
 
 def _json_default(o: Any) -> Any:

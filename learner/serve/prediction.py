@@ -33,6 +33,7 @@ class Prediction:
     detected: list[str] = field(default_factory=list)  # labels at or above their thresholds, best first
     # windowed only: timestamped events (learner.serve.events)
     events: list[Event] = field(default_factory=list)
+    warning: str | None = None  # decoded, but something is off (a file cut short of what its header says)
 
     @property
     def known(self) -> bool:

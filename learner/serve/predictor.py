@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from learner.audio import AudioDecodeError, ClipPipeline, Decoded, Source, WindowPlan
+from learner.audio import AudioDecodeError, ClipPipeline, Decoded, Source, TooShortError, WindowPlan
 from learner.audio.decode import decode_array
+from learner.audio.limits import MIN_DURATION_S, too_short
 from learner.audio.stream import StreamSizes
 from learner.config import AudioConfig
 from learner.folder import ModelDirError, read_config
@@ -52,6 +53,7 @@ class Predictor:
         self.folder: Path | None = None
         self.task: str = config.get("task", "single")  # absent in folders written before multi-label
         self.thresholds = threshold_vector(config, self.classes)
+        self.min_duration_s = MIN_DURATION_S  # less audio is refused, as jobs.score refuses it
 
     @classmethod
     def from_dir(
@@ -79,9 +81,10 @@ class Predictor:
             if not (folder / "model.safetensors").is_file() and (folder / "model.pkl").is_file():
                 name = "pickle"
         if name == "pickle" and not allow_pickle:
-            raise ModelDirError(
-                f"{folder}: loading model.pkl unpickles code; allow_pickle=True only if you trust it"
-            )
+            problem = f"{folder}: loading model.pkl runs code from the file (it is a pickle)"
+            e = ModelDirError(f"{problem}; pass allow_pickle=True only if you trust it")
+            e.problem, e.field = problem, "allow_pickle"  # a job says what to do instead (jobs._cli)
+            raise e
         if name not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; available: auto, {', '.join(BACKENDS)}")
         impl = BACKENDS[name](folder, config, cfg, device=device, threads=threads)
@@ -204,7 +207,8 @@ class Predictor:
         events: EventRule | None = None,
         path: str = "",
     ) -> Prediction:
-        """`predict` on a decoded signal held whole."""
+        """`predict` on a decoded signal held whole; too little audio is a `TooShortError`."""
+        self.check_long_enough(d, path)
         pipe = self.pipeline
         if window is not None and pipe.wants_windows(d.samples.size, forced=window != "auto"):
             plan = pipe.window_plan(None if window == "auto" else float(window), hop)
@@ -216,19 +220,12 @@ class Predictor:
 
             return self.windowed(d, plan, wp, starts, clip_at, top_k, events, path)
         clip = pipe.prepare(d.samples)
-        probs = self.predict_waves(clip[None])[0]
-        labels, scores = self._top(probs, top_k)
-        return Prediction(
-            labels,
-            scores,
-            probs,
-            d.duration_s,
-            d.orig_sample_rate,
-            d.channels,
-            d.decoder,
-            clip=clip,
-            detected=self.detect(probs),
-        )
+        return self._prediction(d, self.predict_waves(clip[None])[0], top_k, clip=clip)
+
+    def check_long_enough(self, d: Decoded, path: str = "") -> None:
+        """Refuse what jobs.score refuses (`learner.audio.limits.too_short`): one rule for every caller."""
+        if reason := too_short(d.duration_s, self.min_duration_s):
+            raise TooShortError(path or "<input>", reason)
 
     def windowed(
         self,
@@ -246,6 +243,20 @@ class Predictor:
         probs = wp.mean(axis=0)
         clip = clip_at(int(wp[:, int(probs.argmax())].argmax()))
         window_s, hop_s = plan.size / self.cfg.sample_rate, plan.hop / self.cfg.sample_rate
+        return self._prediction(
+            d,
+            probs,
+            top_k,
+            window_starts=[float(s) for s in starts],
+            window_probs=wp,
+            clip=clip,
+            window_s=window_s,
+            hop_s=hop_s,
+            events=self.events(starts, wp, window_s, events, d.duration_s, path),
+        )
+
+    def _prediction(self, d: Decoded, probs: np.ndarray, top_k: int, **more: Any) -> Prediction:
+        """A Prediction of `probs` for the decoded input `d` (windows, clip and events in `more`)."""
         labels, scores = self._top(probs, top_k)
         return Prediction(
             labels,
@@ -255,13 +266,9 @@ class Predictor:
             d.orig_sample_rate,
             d.channels,
             d.decoder,
-            window_starts=[float(s) for s in starts],
-            window_probs=wp,
-            clip=clip,
-            window_s=window_s,
-            hop_s=hop_s,
-            events=self.events(starts, wp, window_s, events, d.duration_s, path),
             detected=self.detect(probs),
+            warning=d.warning,
+            **more,
         )
 
     def events(
@@ -299,7 +306,9 @@ class Predictor:
             decoded: list[Decoded | AudioDecodeError] = []
             for s in chunk:
                 try:
-                    decoded.append(self.decode(s))
+                    d = self.decode(s)
+                    self.check_long_enough(d, str(s) if isinstance(s, (str, Path)) else "")
+                    decoded.append(d)
                 except AudioDecodeError as e:
                     decoded.append(e)
             clips = [self.pipeline.prepare(d.samples) for d in decoded if isinstance(d, Decoded)]
@@ -309,21 +318,7 @@ class Predictor:
                 if isinstance(d, AudioDecodeError):
                     results.append(d)
                     continue
-                p = next(probs)
-                labels, scores = self._top(p, top_k)
-                results.append(
-                    Prediction(
-                        labels,
-                        scores,
-                        p,
-                        d.duration_s,
-                        d.orig_sample_rate,
-                        d.channels,
-                        d.decoder,
-                        clip=next(clip_it),
-                        detected=self.detect(p),
-                    )
-                )
+                results.append(self._prediction(d, next(probs), top_k, clip=next(clip_it)))
         return results
 
 

@@ -161,3 +161,15 @@ class TrainResult:
     history: pd.DataFrame
     failures: dict[str, str] = field(default_factory=dict)
     learner: Any = None
+
+
+def train_record(args: TrainArgs, learn: Any) -> dict[str, Any]:
+    """config.json's `train`: the arguments (no local paths, no machine settings) and how many processes
+    trained on `bs` each (`accelerate launch --num_processes N`): what reproduces the run."""
+    from dataclasses import asdict
+
+    from learner.folder import strip_local_paths
+    from learner.train.distributed import world_size
+
+    record = strip_local_paths({k: v for k, v in asdict(args).items() if k not in MACHINE_ARGS})
+    return {**record, "processes": world_size(), "effective_bs": int(learn.dls.bs) * world_size()}

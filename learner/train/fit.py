@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,9 @@ from learner.model.frontend import FrontEnd
 from learner.model.pretrained import load_pretrained
 from learner.model.registry import ArchSpec, classifier_keys
 from learner.report.validation import decide, threshold_rule, write_multilabel_outputs
-from learner.train.args import MACHINE_ARGS, TrainArgs, TrainResult
-from learner.train.distributed import accelerated, is_main_process
+from learner.train.args import TrainArgs, TrainResult, train_record
+from learner.train.distributed import accelerated, check_precision, is_main_process
+from learner.train.notes import epoch_line, warn_not_evaluated
 from learner.train.pickled import export_pickle
 from learner.train.settings import (
     adopt_front_end,
@@ -125,11 +125,7 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
         raise ValueError(
             f"{args.data}: the split left {len(train_idx)} training and {len(valid_idx)} validation files"
         )
-    split = {
-        "train_files_sha256": files_digest(df.iloc[train_idx]),
-        "n_train": len(train_idx),
-        "n_valid": len(valid_idx),
-    }
+    split = {"train_files_sha256": files_digest(df.iloc[train_idx])}  # the split's files, readable or not
     used = df.iloc[np.concatenate([train_idx, valid_idx])].copy()
     used["is_valid"] = [False] * len(train_idx) + [True] * len(valid_idx)
     if args.auto_sample_rate:
@@ -149,6 +145,7 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
         lines = "\n".join(f"  {p}: {why}" for p, why in failures.items())
         log.warning("%d file(s) could not be read and are excluded from training:\n%s", len(failures), lines)
         used = used[~used["path"].isin(failures)]
+    split.update(n_train=int((~used["is_valid"]).sum()), n_valid=int(used["is_valid"].sum()))  # files used
     if task == "multi":
         from learner.train.multilabel import training_classes
 
@@ -169,10 +166,20 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
 
 
 def check_start(args: TrainArgs) -> None:
-    """The starting weights, had before any audio is decoded (minutes for a large set): `check_pretrained`."""
+    """Make sure the starting weights can be had before any audio is decoded (minutes, for a large set):
+    a backbone's weights, or ImageNet's from the cache or downloaded now (`check_pretrained`); an offline
+    machine fails fast."""
+    spec = get_arch(args.arch)
+    if spec.backbone and args.pretrained != "none" and not transfers_from_earshot(args.pretrained):
+        from learner.model.backbone_weights import backbone_state_dict
+        from learner.model.backbones import get_backbone
+
+        path = None if args.pretrained in ("imagenet", "backbone", spec.backbone) else Path(args.pretrained)
+        backbone_state_dict(get_backbone(spec.backbone), path)  # missing weights: one line, before decoding
+        return
     from learner.model.pretrained import check_pretrained
 
-    check_pretrained(args.pretrained, get_arch(args.arch))
+    check_pretrained(args.pretrained, spec)
 
 
 def build_learner(
@@ -204,6 +211,7 @@ def build_learner(
     )
     if not args.progress:
         learn.remove_cb(ProgressCallback)
+        learn.logger = partial(epoch_line, learn)  # fastai would print each epoch as a raw Python list
     return learn, frontend, loaded
 
 
@@ -269,6 +277,7 @@ def train(args: TrainArgs, cfg: AudioConfig | None = None) -> TrainResult:
 def _train(args: TrainArgs, cfg: AudioConfig | None, out: Path) -> TrainResult:
     from fastai.torch_core import set_seed
 
+    check_precision(args.precision, args.channels_last)  # --fp16 on a CPU: refused before any folder
     # a copy: norm_stats and a picked duration are this run's, not the caller's
     cfg = (cfg or AudioConfig()).replace()
     out.mkdir(parents=True, exist_ok=True)
@@ -288,6 +297,7 @@ def _train(args: TrainArgs, cfg: AudioConfig | None, out: Path) -> TrainResult:
         n_valid=int(used["is_valid"].sum()),
         excluded_files=failures,
     )
+    warn_not_evaluated(metrics, classes)
     if not is_main_process():  # only the first process writes the model directory
         return TrainResult(out, metrics, pd.DataFrame(), failures, learn)
     history = pd.read_csv(out / "history.csv")
@@ -382,7 +392,7 @@ def model_config(
         params=n_params(learn.model),
         pretrained=strip_local_paths(loaded),
         split=used.attrs.get("split"),
-        train=strip_local_paths({k: v for k, v in asdict(args).items() if k not in MACHINE_ARGS}),
+        train=train_record(args, learn),
         versions=versions(),
     )
 

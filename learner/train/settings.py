@@ -65,7 +65,16 @@ def transfers_from_earshot(source: str) -> bool:
 
 def adopt_front_end(args: TrainArgs, cfg: AudioConfig) -> tuple[TrainArgs, AudioConfig]:
     """Transfer only pays when the body sees the features it learned on: take the source model's front end
-    (rate, STFT, mels, normalisation and its statistics); the clip length still follows the new data."""
+    (rate, STFT, mels, normalisation and its statistics); the clip length still follows the new data.
+    A pretrained audio backbone brings its own front end: only its sample rate is the config's business."""
+    from learner.model import get_arch
+
+    backbone = get_arch(args.arch).backbone
+    if backbone and not transfers_from_earshot(args.pretrained):
+        from learner.model.backbones import get_backbone
+
+        rate = get_backbone(backbone).front.sample_rate
+        return replace(args, auto_sample_rate=False, auto_hop=False), cfg.replace(sample_rate=rate)
     if not transfers_from_earshot(args.pretrained):
         return args, cfg
     from learner.folder import read_config

@@ -1,0 +1,32 @@
+"""What the benchmarks share: how they run a job in a child process (one thread, offline), and the CPU
+time their children used. Benches import this, never tests/."""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# one thread per child: steady timings on a shared 2-core machine (README "Scaling up"); never the network
+CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def job(name: str, *args: object) -> list[str]:
+    """The command line of `python -m jobs.NAME ARGS...` (arguments as strings)."""
+    return [sys.executable, "-m", f"jobs.{name}", *map(str, args)]
+
+
+def train_job(manifest: Path, out: Path, *, pretrained: str = "none", seed: int = 0, extra=()) -> list[str]:
+    """The README's training command on `manifest`, quiet and without the fastai pickle."""
+    return job(
+        "train", "--data", manifest, "--out", out, "--pretrained", pretrained, "--seed", seed,
+        "--quiet", "--no-pickle", *extra,
+    )  # fmt: skip
+
+
+def child_cpu() -> float:
+    """CPU seconds used so far by finished child processes (user + system)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
