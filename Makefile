@@ -7,7 +7,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint docs system-deps serve-check install-check
+.PHONY: demo test lint docs system-deps serve-check install-check backbone-weights
 
 # pip lists every package as it goes (no -q on the big install: minutes of silence look like a hang); earshot
 # itself goes in editable, so `.venv/bin/python -m jobs.JOB` and `.venv/bin/earshot` work from any folder.
@@ -17,7 +17,13 @@ $(STAMP): requirements.txt pyproject.toml
 	@echo "make: installing requirements.txt into $(VENV) (about 6 GB the first time; pip shows each package)"
 	$(VENV)/bin/pip install --progress-bar on -r requirements.txt
 	$(VENV)/bin/pip install -q --no-deps -e .
+	$(MAKE) backbone-weights
 	touch $(STAMP)
+
+# The aisfx backbone's weights (CC BY 4.0) ship inside its PyPI wheel; --no-deps, because the wheel pins old
+# numpy and librosa that earshot never imports (it reads the checkpoint only, checked by its sha256).
+backbone-weights:
+	$(VENV)/bin/pip install -q --no-deps aisfx==0.1.2
 
 demo: $(STAMP)
 	$(VENV)/bin/python app.py

@@ -121,9 +121,29 @@ def _card_body(path: Path, cfg: dict[str, Any], metrics: dict[str, Any], repo_id
     out += _thresholds_section(cfg, classes)
     out += _images(path)
     out += _usage(path, ref, audio)
+    out += _backbone_section(cfg.get("backbone"))
     out += _training(cfg)
     out += _limitations(cfg, classes, multi)
     return "\n".join(out)
+
+
+def _backbone_section(backbone: dict[str, Any] | None) -> list[str]:
+    """Attribution the backbone's licence asks for: whose weights, under which licence, what to cite."""
+    if not backbone:
+        return []
+    weights = backbone.get("weights") or {}
+    where = weights.get("package") or weights.get("url") or ""
+    return [
+        "## Pretrained backbone",
+        "",
+        f"Built on `{backbone.get('name')}` ({backbone.get('use', 'fine-tuned')}), weights from {where}"
+        + (f" (sha256 `{weights['sha256']}`)" if weights.get("sha256") else "")
+        + ".",
+        "",
+        f"- Licence: {backbone.get('licence', 'see the backbone')}",
+        f"- Please cite: {backbone.get('citation', '')}",
+        "",
+    ]
 
 
 def _intro(name: str, cfg: dict[str, Any], classes: list[str], multi: bool) -> list[str]:
@@ -138,6 +158,9 @@ def _intro(name: str, cfg: dict[str, Any], classes: list[str], multi: bool) -> l
         if start.startswith("none")
         else f"fine-tuned with fastai from {start}"
     )
+    backbone = cfg.get("backbone") or {}
+    if backbone.get("use") == "frozen":
+        how = f"a linear head on the frozen pretrained `{backbone.get('name')}` audio backbone"
     labels = (
         f"with any of {len(classes)} classes (multi-label)" if multi else f"as one of {len(classes)} classes"
     )

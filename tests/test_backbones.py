@@ -158,3 +158,29 @@ def test_published_file_names_and_checksums_are_recorded():
         "https://zenodo.org/record/3987831/"
     )
     assert Path(a.member).name == a.file
+
+
+@pytest.mark.parametrize("frames", [22, 150, 216])
+def test_blocks_export_to_onnx_at_fixed_clip_lengths(frames, tmp_path):
+    import warnings
+
+    import onnxruntime as ort
+
+    class Blocks(torch.nn.Module):
+        def forward(self, x):
+            return to_blocks(x, AISFX_FRONT)
+
+    x = torch.randn(2, frames, 96)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Blocks(),
+            (x,),
+            str(tmp_path / "b.onnx"),
+            dynamo=False,
+            input_names=["x"],
+            dynamic_axes={"x": {0: "batch"}},
+        )
+    x3 = torch.randn(3, frames, 96)
+    got = ort.InferenceSession(str(tmp_path / "b.onnx")).run(None, {"x": x3.numpy()})[0]
+    np.testing.assert_array_equal(got, Blocks()(x3).numpy())  # 4 blocks at 216 frames: the last padded

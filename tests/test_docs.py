@@ -26,7 +26,7 @@ PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 FENCE = re.compile(r"^( *)```(\w*)[^\n]*\n(.*?)^\1```", re.M | re.S)
 SHELL = ("bash", "sh", "shell", "console")
 
-TRAIN = ".venv/bin/python -m jobs.train --data my_sounds --out models/my_sounds"
+TRAIN = ".venv/bin/python -m jobs.train --data my_sounds --out models/my_sounds --arch aisfx"
 # Run with these flags appended, and why: the command as written trains xresnet18 from ImageNet for 15 epochs.
 FAST_TRAIN = "--pretrained none --epochs 1 --arch mfcc_cnn1d --no-pickle"
 EVALUATE = ".venv/bin/python -m jobs.evaluate --model models/my_sounds --data my_test_sounds --out eval/"
@@ -59,6 +59,10 @@ NOT_RUN = {
         " --out scores.parquet --windows 5,2.5 --threshold 0.6 --resume",
         "git remote add space https://huggingface.co/spaces/USER/earshot",
         "git push space main",
+    ],
+    "trains on the user's folder with the installed aisfx weights; tests/test_heads.py trains the same path"
+    " (train(arch='aisfx', head='frozen')) on generated audio with a random-weight backbone": [
+        ".venv/bin/python -m jobs.train --data my_sounds --out models/my_sounds --arch aisfx",
     ],
     "the user's own recordings and model; the same job runs above on recordings/": [
         ".venv/bin/python -m jobs.score /data/recorders --model models/birds --out scores.parquet",

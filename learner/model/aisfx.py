@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from learner.audio.frontends import BlockFrontEnd
-from learner.model.backbones import WeightsSource, register_backbone
+from learner.model.backbone_registry import WeightsSource, register_backbone
 
 AISFX_FRONT = BlockFrontEnd(
     sample_rate=44100,

@@ -58,8 +58,15 @@ class BackboneClassifier(nn.Module):
             self.backbone.dim, n_classes, int(head.get("hidden", 0)), bool(head.get("l2", False))
         )
 
+    def front_end(self, wave: torch.Tensor) -> torch.Tensor:
+        """The backbone's own features: where an export's float32 front end ends."""
+        return self.backbone.features(wave.squeeze(1) if wave.dim() == 3 else wave)
+
+    def from_features(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone.from_features(feats))
+
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(wave))
+        return self.from_features(self.front_end(wave))
 
 
 @register("aisfx", input="waveform", classifier="head.fc", backbone="aisfx")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from learner.model.backbones import BackboneSpec, WeightsSource
+from learner.model.backbone_registry import BackboneSpec, WeightsSource, get_backbone
 
 
 class BackboneWeightsError(RuntimeError):
@@ -152,7 +152,5 @@ def backbone_state_dict(spec: BackboneSpec, path: Path | None = None) -> dict[st
 
 def have_weights(name: str) -> bool:
     """True when `name`'s pretrained weights load without the network (cached or installed)."""
-    from learner.model.backbones import get_backbone
-
     spec = get_backbone(name)
     return converted_path(spec).is_file() or installed_file(spec.weights) is not None

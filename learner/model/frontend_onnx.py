@@ -104,10 +104,13 @@ class DftLogMel(nn.Module):
 
 
 def onnx_ready(model: AudioClassifier) -> AudioClassifier:
-    """A copy of the model with every torchaudio LogMel replaced by its `DftLogMel` twin (same buffers)."""
+    """A copy of the model with every torchaudio LogMel replaced by its `DftLogMel` twin (same buffers), and
+    every other front end that has one (a backbone's `BlockFeatures`) by its `onnx_form()`."""
     twin = copy.deepcopy(model).eval()
     for module in list(twin.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, LogMel):
                 setattr(module, child_name, DftLogMel(child))
+            elif hasattr(child, "onnx_form"):
+                setattr(module, child_name, child.onnx_form())
     return twin

@@ -139,6 +139,9 @@ class _Split(nn.Module):
 
     def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.frontend(wave.unsqueeze(1))
+        if hasattr(self.net, "front_end"):  # a backbone computes its own features inside the network
+            features = self.net.front_end(features)
+            return self.net.from_features(features), features
         return self.net(features), features
 
 

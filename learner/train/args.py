@@ -134,6 +134,20 @@ class TrainArgs:
             group=SCALING,
         ),
     )
+    head: str = field(
+        default="auto",
+        metadata=flag(
+            "with a backbone arch (aisfx, panns_cnn10): frozen = a linear head on cached embeddings "
+            "(seconds), finetune = head first, then the whole network; auto = frozen when inner CV on "
+            "the training split shows the backbone helps, else xresnet18 from scratch",
+            choices=("auto", "frozen", "finetune"),
+            group=RUN,
+        ),
+    )
+    head_views: int = field(
+        default=1,
+        metadata=flag("frozen head: crops/time shifts embedded per training clip (1-5)", group=RUN),
+    )
     precision: str = field(
         default="fp32",
         metadata=flag("mixed precision (GPU only)", choices=("fp32", "fp16", "bf16"), group=SCALING),

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+import learner.train.frozen as frozen
 from learner import __version__
 from learner.audio import crop_pad
 from learner.config import AudioConfig
@@ -94,23 +95,6 @@ def param_groups(model: torch.nn.Module, spec: ArchSpec) -> list[list[torch.nn.P
     return [[p for n, p in params if n not in head], [p for n, p in params if n in head]]
 
 
-def numpy_collate(items: list[tuple]) -> tuple:
-    """Stack each field with NumPy (fastai restores the types afterwards).
-
-    torch's parallel `stack` of 32 × 5 s clips took 210 ms with 2 threads when the other core was busy and
-    1.6 ms with one; `np.stack` takes 1.5 ms either way, so collation never becomes the bottleneck.
-    """
-    out = []
-    for column in zip(*items, strict=True):
-        if isinstance(column[0], torch.Tensor):
-            out.append(torch.from_numpy(np.stack([np.asarray(t.detach().cpu()) for t in column])))
-        else:
-            from fastai.data.load import fa_collate
-
-            out.append(fa_collate(list(column)))
-    return tuple(out)
-
-
 def prepare_data(args: TrainArgs, cfg: AudioConfig):
     """Manifest → split → decoded signals. Unreadable files are reported by name and left out."""
     from learner.data.labels import check_class_count, resolve_task
@@ -167,19 +151,13 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
 
 def check_start(args: TrainArgs) -> None:
     """Make sure the starting weights can be had before any audio is decoded (minutes, for a large set):
-    a backbone's weights, or ImageNet's from the cache or downloaded now (`check_pretrained`); an offline
-    machine fails fast."""
-    spec = get_arch(args.arch)
-    if spec.backbone and args.pretrained != "none" and not transfers_from_earshot(args.pretrained):
-        from learner.model.backbone_weights import backbone_state_dict
-        from learner.model.backbones import get_backbone
-
-        path = None if args.pretrained in ("imagenet", "backbone", spec.backbone) else Path(args.pretrained)
-        backbone_state_dict(get_backbone(spec.backbone), path)  # missing weights: one line, before decoding
+    a backbone's own weights (`frozen.check_backbone_weights`), else those `pretrained` names
+    (`check_pretrained`: ImageNet from the cache or downloaded now; an offline machine fails fast)."""
+    if frozen.check_backbone_weights(args):
         return
     from learner.model.pretrained import check_pretrained
 
-    check_pretrained(args.pretrained, spec)
+    check_pretrained(args.pretrained, get_arch(args.arch))
 
 
 def build_learner(
@@ -223,7 +201,7 @@ def _dataloaders(
     from fastai.data.transforms import ColReader, ColSplitter
 
     from learner.data.store import SignalStore
-    from learner.train.loading import loader_options, loader_workers
+    from learner.train.loading import loader_options, loader_workers, numpy_collate
     from learner.train.transforms import AudioBlock
 
     block = AudioBlock(cfg, frontend, signals, seed=args.seed)
@@ -283,9 +261,12 @@ def _train(args: TrainArgs, cfg: AudioConfig | None, out: Path) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
     set_seed(args.seed, reproducible=True)
     check_start(args)
+    asked = (args, cfg.replace())
     args, cfg = adopt_front_end(args, cfg)
     used, signals, failures, classes = prepare_data(args, cfg)
     _settings_from_data(args, cfg, used, signals)
+    if frozen.uses_frozen_head(args, used):  # a backbone arch: a head on frozen embeddings, or scratch
+        return frozen.run(args, cfg, used, signals, failures, classes, asked, train, versions())
     learn, frontend, loaded = build_learner(args, cfg, used, signals, classes, out)
     (probs, targets), timing = _fit(learn, args, cfg, used, out)
     task = used.attrs["task"]
@@ -379,7 +360,8 @@ def model_config(
     loaded: str,
     thresholds: dict[str, float],
 ) -> ModelConfig:
-    """config.json of the trained model: no local paths (it is published with the model)."""
+    """config.json of the trained model: no local paths (it is published with the model); a backbone
+    arch carries the backbone's record (licence, citation: the card's attribution)."""
     return ModelConfig(
         earshot_version=__version__,
         arch=args.arch,
@@ -394,6 +376,7 @@ def model_config(
         split=used.attrs.get("split"),
         train=train_record(args, learn),
         versions=versions(),
+        backbone=frozen.fine_tuned_record(args),
     )
 
 

@@ -90,3 +90,20 @@ class SignalList:
 
     def __getitem__(self, i: int) -> np.ndarray:
         return self.signals[self.paths[i]]
+
+
+def numpy_collate(items: list[tuple]) -> tuple:
+    """Stack each field with NumPy (fastai restores the types afterwards).
+
+    torch's parallel `stack` of 32 × 5 s clips took 210 ms with 2 threads when the other core was busy and
+    1.6 ms with one; `np.stack` takes 1.5 ms either way, so collation never becomes the bottleneck.
+    """
+    out = []
+    for column in zip(*items, strict=True):
+        if isinstance(column[0], torch.Tensor):
+            out.append(torch.from_numpy(np.stack([np.asarray(t.detach().cpu()) for t in column])))
+        else:
+            from fastai.data.load import fa_collate
+
+            out.append(fa_collate(list(column)))
+    return tuple(out)
