@@ -207,3 +207,21 @@ def test_parts_are_committed_while_a_long_file_streams_and_survive_a_kill(model_
         "a2.wav",
         "z_long.wav",
     ]
+
+
+def test_a_run_that_hands_over_to_another_train_call_may_reuse_its_folder(tiny_set, tmp_path):
+    """A backbone arch whose frozen head loses falls back to train() into the same folder
+    (`learner.train.frozen.run`): the folder holds only the outer run's marker, which is not a model."""
+    from learner.config import AudioConfig
+    from learner.train.args import TrainArgs
+    from learner.train.fit import train
+    from learner.train.outdir import owned_output
+
+    out = tmp_path / "model"
+    args = TrainArgs(data=str(tiny_set), out=str(out), epochs=1, bs=8, pretrained="none", pickle=False)
+    cfg = AudioConfig(sample_rate=SR, duration=0.5, n_mels=32, hop_length=256, n_fft=512)
+    with owned_output(out, overwrite=False):
+        result = train(args, cfg)
+    assert (result.model_dir / "model.safetensors").is_file()
+    with pytest.raises(FileExistsError, match="already holds a trained model"):
+        train(args, cfg)  # now it holds a model: replacing it needs overwrite

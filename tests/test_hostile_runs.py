@@ -160,13 +160,16 @@ def test_absurd_class_counts_are_refused_before_decoding(tmp_path):
 
     clip = tmp_path / "x.wav"
     sf.write(clip, np.zeros(SR // 2, np.float32), SR)
+    data = clip.read_bytes()
+    clips = tmp_path / "clips"
+    clips.mkdir()
     manifest = tmp_path / "many.csv"
     with open(manifest, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "label"])
-        for i in range(MAX_TRAIN_CLASSES + 1):  # one file a class (hard links: one label per file)
-            os.link(clip, tmp_path / f"x{i}.wav")
-            w.writerow([tmp_path / f"x{i}.wav", f"class{i}"])
+        for i in range(MAX_TRAIN_CLASSES + 1):  # one file per class (a file under two labels is refused)
+            (clips / f"{i}.wav").write_bytes(data)
+            w.writerow([clips / f"{i}.wav", f"class{i}"])
     out = tmp_path / "model"
     with pytest.raises(ValueError, match=f"{MAX_TRAIN_CLASSES + 1} classes; earshot trains at most"):
         _train_main(["--data", str(manifest), "--out", str(out), "--pretrained", "none"])

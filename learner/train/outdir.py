@@ -82,6 +82,8 @@ def claim_output(out: Path, overwrite: bool = False) -> bool:
         raise TrainOutputError(f"{out}: is a file, not a model folder; refusing to replace it")
     created = not out.exists()
     entries = sorted(out.iterdir()) if not created else []
+    if [p.name for p in entries] == [MARKER] and _is_output(entries[0]):
+        entries = []  # a run that wrote nothing yet (this one, handing over to another train() call): reuse
     if entries:
         if not _marked(out):
             raise TrainOutputError(
