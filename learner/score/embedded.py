@@ -15,8 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from learner import __version__
-from learner.score.items import Item, Window, window_plan
-from learner.score.paths import clean_text, path_hex, stored_path
+from learner.score.items import Item, Window, file_fields, window_plan
 from learner.score.rows import item_cost
 
 
@@ -93,19 +92,7 @@ def embed_items(
     flat: list[np.ndarray] = []
     for j, it in enumerate(items):
         common = dict(
-            path=stored_path(it.ref.path),
-            error=clean_text(it.error),
-            warning=clean_text(it.warning),
-            duration_s=it.duration_s,
-            sample_rate=it.sample_rate,
-            channels=it.channels,
-            decoder=it.decoder,
-            file_size=it.ref.size,
-            file_mtime_ns=it.ref.mtime_ns,
-            path_hex=path_hex(it.ref.path),
-            embedder=embedder.name,
-            embedded_at=embedded_at,
-            earshot_version=__version__,
+            file_fields(it), embedder=embedder.name, embedded_at=embedded_at, earshot_version=__version__
         )
         if j not in vectors:  # an error row: no vector
             spans = [(None, None, None)]

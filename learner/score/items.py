@@ -10,6 +10,7 @@ import numpy as np
 from learner.audio import ClipPipeline, WindowPlan
 from learner.audio.limits import MIN_DURATION_S  # noqa: F401 (the one too-short rule lives there)
 from learner.score.discover import FileRef
+from learner.score.paths import clean_text, path_hex, stored_path
 
 Window = tuple[float, float] | None  # (window s, hop s) to score every file in windows; None: only long files
 
@@ -40,3 +41,20 @@ def error_item(ref: FileRef, reason: str) -> Item:
 
 def window_plan(pipeline: ClipPipeline, window: Window) -> WindowPlan:
     return pipeline.window_plan(*(window or (None, None)))
+
+
+def file_fields(it: Item) -> dict:
+    """What every output row says about its file, whatever was computed from it: the file (as stored and as
+    bytes), its size and time, and how it decoded (or why it did not)."""
+    return dict(
+        path=stored_path(it.ref.path),
+        path_hex=path_hex(it.ref.path),
+        file_size=it.ref.size,
+        file_mtime_ns=it.ref.mtime_ns,
+        error=clean_text(it.error),
+        warning=clean_text(it.warning),
+        duration_s=it.duration_s,
+        sample_rate=it.sample_rate,
+        channels=it.channels,
+        decoder=it.decoder,
+    )

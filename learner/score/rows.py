@@ -19,8 +19,14 @@ from learner.audio import SCORE_MAX_BYTES, SCORE_MAX_S, AudioDecodeError, ClipPi
 from learner.audio.limits import too_short
 from learner.audio.stream import StreamSizes
 from learner.score.discover import FileRef
-from learner.score.items import MIN_DURATION_S, Item, Window, error_item, window_plan  # noqa: F401 (re-exported)
-from learner.score.paths import clean_text, path_hex, stored_path
+from learner.score.items import (  # noqa: F401 (re-exported)
+    MIN_DURATION_S,
+    Item,
+    Window,
+    error_item,
+    file_fields,
+    window_plan,
+)
 from learner.serve.events import EventRule, class_thresholds
 from learner.serve.predictor import Predictor
 
@@ -280,16 +286,7 @@ def _batched_scores(predictor: Predictor, items: list[Item], window: Window, chu
 def _file_row(predictor: Predictor, it: Item, scored_at: datetime) -> dict[str, Any]:
     """What a file's row says whatever its scores: the file, how it decoded, which model scored it."""
     return dict(
-        path=stored_path(it.ref.path),
-        path_hex=path_hex(it.ref.path),
-        file_size=it.ref.size,
-        file_mtime_ns=it.ref.mtime_ns,
-        error=clean_text(it.error),
-        warning=clean_text(it.warning),
-        duration_s=it.duration_s,
-        sample_rate=it.sample_rate,
-        channels=it.channels,
-        decoder=it.decoder,
+        file_fields(it),
         model_id=predictor.model_id,
         model_revision=predictor.revision or None,
         scored_at=scored_at,
