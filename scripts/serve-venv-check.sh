@@ -44,7 +44,7 @@ from learner.config import AudioConfig
 from learner.serve.export import export_model_dir
 from learner.folder import save_model_dir
 from learner.model.registry import create_model
-from tests.synthetic import make_dataset
+from learner.data.sounds import make_dataset
 
 work = Path(sys.argv[1])
 torch.manual_seed(0)
