@@ -15,8 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from learner import __version__
-from learner.score.items import Item, Window, file_fields, window_plan
-from learner.score.rows import item_cost
+from learner.score.items import Item, Window, file_fields, forward_pass, window_plan
 
 
 def embed_schema(dim: int) -> pa.Schema:
@@ -47,28 +46,13 @@ def _vectors_of(embedder: Any, items: list[Item], window: Window, chunk: int) ->
     and short files' windows; long files' windows in chunks (or already computed while streaming)."""
     pipe = embedder.pipeline
     plan = window_plan(pipe, window)
-    inputs, spans, starts_of, offset = [], {}, {}, 0
-    for j, it in enumerate(items):
-        if it.error is not None:
-            continue
-        if it.clip is not None:
-            inputs.append(it.clip[None])
-            starts_of[j] = None
-        elif it.signal is not None and item_cost(it, pipe, window) <= chunk:
-            wins, starts_of[j] = pipe.windows(it.signal, plan)
-            inputs.append(wins)
-        else:
-            continue
-        spans[j] = (offset, len(inputs[-1]))
-        offset += len(inputs[-1])
-    allv = embedder.predict_waves(np.concatenate(inputs)) if inputs else None
+    passed = forward_pass(embedder.predict_waves, pipe, items, window, chunk)
     out: dict[int, tuple] = {}
     for j, it in enumerate(items):
         if it.error is not None:
             continue
-        if j in spans:
-            a, n = spans[j]
-            out[j] = (allv[a : a + n], starts_of[j])
+        if j in passed:
+            out[j] = passed[j]
         elif it.scored is not None:
             out[j] = it.scored
         elif it.signal is not None:

@@ -3,6 +3,7 @@ window, or an error), and the windows asked for."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,3 +59,44 @@ def file_fields(it: Item) -> dict:
         channels=it.channels,
         decoder=it.decoder,
     )
+
+
+def item_cost(item: Item, pipeline: ClipPipeline, window: Window) -> int:
+    """Model inputs an item will need (clips count 1, windowed files their window count)."""
+    if item.clip is not None:
+        return 1
+    if item.scored is not None:
+        return len(item.scored[1])
+    if item.signal is None:
+        return 0
+    return window_plan(pipeline, window).count(item.signal.size)
+
+
+def forward_pass(
+    score_waves: Callable[[np.ndarray], np.ndarray],
+    pipeline: ClipPipeline,
+    items: list[Item],
+    window: Window,
+    chunk: int,
+) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
+    """One model call for every clip and every short file's windows (a long file's, over `chunk` windows,
+    are the caller's to do in chunks): item index → (outputs (k, ...), window starts in s; None: a clip)."""
+    plan = window_plan(pipeline, window)
+    inputs, spans, starts_of, offset = [], {}, {}, 0
+    for j, it in enumerate(items):
+        if it.error is not None:
+            continue
+        if it.clip is not None:
+            inputs.append(it.clip[None])
+            starts_of[j] = None
+        elif it.signal is not None and item_cost(it, pipeline, window) <= chunk:
+            wins, starts_of[j] = pipeline.windows(it.signal, plan)
+            inputs.append(wins)
+        else:
+            continue
+        spans[j] = (offset, len(inputs[-1]))
+        offset += len(inputs[-1])
+    if not inputs:
+        return {}
+    out = score_waves(np.concatenate(inputs))
+    return {j: (out[a : a + n], starts_of[j]) for j, (a, n) in spans.items()}

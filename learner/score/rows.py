@@ -25,6 +25,8 @@ from learner.score.items import (  # noqa: F401 (re-exported)
     Window,
     error_item,
     file_fields,
+    forward_pass,
+    item_cost,
     window_plan,
 )
 from learner.serve.events import EventRule, class_thresholds
@@ -165,17 +167,6 @@ def load_item(
     return item
 
 
-def item_cost(item: Item, pipeline: ClipPipeline, window: Window) -> int:
-    """Model inputs an item will need (clips count 1, windowed files their window count)."""
-    if item.clip is not None:
-        return 1
-    if item.scored is not None:
-        return len(item.scored[1])
-    if item.signal is None:
-        return 0
-    return window_plan(pipeline, window).count(item.signal.size)
-
-
 def count_events(
     top: np.ndarray, score: np.ndarray, n_classes: int, threshold: float | np.ndarray
 ) -> np.ndarray:
@@ -260,27 +251,10 @@ def score_items(
 
 
 def _batched_scores(predictor: Predictor, items: list[Item], window: Window, chunk: int) -> dict[int, Any]:
-    """One forward pass for the clips and the windows of every file that is not long (long ones go in
-    chunks): item index → its clip's scores, or (window scores, window starts)."""
-    pipe = predictor.pipeline
-    plan = window_plan(pipe, window)
-    inputs, spans, starts_of, offset = [], {}, {}, 0
-    for j, it in enumerate(items):
-        if it.clip is not None:
-            inputs.append(it.clip[None])
-        elif it.signal is not None and item_cost(it, pipe, window) <= chunk:
-            wins, starts_of[j] = pipe.windows(it.signal, plan)
-            inputs.append(wins)
-        else:
-            continue
-        spans[j] = (offset, len(inputs[-1]))
-        offset += len(inputs[-1])
-    if not inputs:
-        return {}
-    allp = predictor.predict_waves(np.concatenate(inputs))
-    return {
-        j: allp[a] if j not in starts_of else (allp[a : a + n], starts_of[j]) for j, (a, n) in spans.items()
-    }
+    """One forward pass for the clips and short files' windows: item index → its clip's scores, or (window
+    scores, window starts). Long files' windows go in chunks (`score_items`)."""
+    passed = forward_pass(predictor.predict_waves, predictor.pipeline, items, window, chunk)
+    return {j: out[0] if starts is None else (out, starts) for j, (out, starts) in passed.items()}
 
 
 def _file_row(predictor: Predictor, it: Item, scored_at: datetime) -> dict[str, Any]:
