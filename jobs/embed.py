@@ -40,8 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     inputs = inputs_of(p, args)
-    if args.retry_errors and not args.resume:
-        raise ValueError("--retry-errors needs --resume")
     from learner.score.local import ScoreOptions
 
     opts = ScoreOptions(kind="embeddings", window=args.windows, **run_options(args))

@@ -165,7 +165,9 @@ def add_run_args(p: argparse.ArgumentParser, done: str) -> None:
 
 
 def run_options(args: argparse.Namespace) -> dict:
-    """The ScoreOptions fields `add_run_args` sets."""
+    """The ScoreOptions fields `add_run_args` sets (checked together: --retry-errors needs --resume)."""
+    if args.retry_errors and not args.resume:
+        raise ValueError("--retry-errors needs --resume")
     return dict(
         output=args.out,
         batch_size=args.batch_size,
@@ -199,8 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     inputs = inputs_of(p, args)
-    if args.retry_errors and not args.resume:
-        raise ValueError("--retry-errors needs --resume")
+    run_opts = run_options(args)
     for flag, given in (
         ("--threshold", args.threshold is not None),
         ("--event-gap", args.event_gap > 0),
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         event_gap_s=args.event_gap,
         event_min_s=args.event_min,
         top_k=args.top_k,
-        **run_options(args),
+        **run_opts,
         wide=args.wide,
     )
     if args.engine == "ray":
