@@ -365,3 +365,33 @@ def _check_row(r, has_negative: bool) -> None:
         raise AnnotationError(f"{where}: both a label ({r.label!r}) and negative_of ({negative!r})")
     if not (math.isnan(r.low_hz) or math.isnan(r.high_hz)) and r.low_hz > r.high_hz:
         raise AnnotationError(f"{where}: low frequency {r.low_hz} Hz above high {r.high_hz} Hz")
+
+
+def is_annotations(data: str | Path) -> bool:
+    """Whether training data `data` is annotated long recordings (not a manifest or a class-per-folder set):
+    a .txt table, a CSV/parquet with `start_s` and `end_s`, or a folder holding a table that belongs to one
+    of its recordings (or a combined Raven table)."""
+    path = Path(data)
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix in TABLE_EXTENSIONS:
+            return True
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return {"start_s", "end_s"} <= set(pq.read_schema(path).names)
+        if suffix == ".csv":
+            header = _first_line(path).split(",")
+            return {"start_s", "end_s"} <= {h.strip().strip('"') for h in header}
+        return False
+    if not path.is_dir():
+        return False
+    from learner.data.manifest import _audio_files
+
+    recordings: dict[str, list[str]] = {}
+    for r in _audio_files(path):
+        recordings.setdefault(os.path.dirname(r), []).append(str(r))
+    return any(
+        recording_of(t, recordings.get(str(t.parent), [])) is not None or _is_combined_raven(t)
+        for t in _tables(path)
+    )
