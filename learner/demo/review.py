@@ -144,7 +144,7 @@ def review_tab(
         gr.HTML("", js_on_load=KEYS_JS, padding=False, container=False)
         with gr.Row():
             how = gr.Dropdown(list(PICKS), value="uncertain", label="pick")
-            n = gr.Number(50, precision=0, minimum=1, label="windows")
+            n = gr.Number(50, precision=0, minimum=1, label="windows", elem_id="review-windows")
             threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.01, label="threshold (uncertain)")
             only = gr.Dropdown(["", *sorted(set(rv.table["label"]))], value="", label="only label")
             who = gr.Textbox("", label="reviewer", max_lines=1)
