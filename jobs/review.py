@@ -28,7 +28,7 @@ ASK_KEYS = {"y": "yes", "n": "no", "o": "other", "u": "unsure", "z": "undo"}
 
 def parser():
     p = new_parser("python -m jobs.review", __doc__)
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True)
     for name, what in (("pick", "write the next windows to review"), ("ask", "answer them in the terminal")):
         s = sub.add_parser(name, help=what)
         s.add_argument("run", metavar="RUN", help="scoring output (with windows) or search hits CSV")

@@ -266,3 +266,39 @@ def test_the_review_job_picks_asks_exports_and_calibrates(scored, tmp_path, monk
     _job("pick", str(out), "-n", "3", "--pick", "top", "--model", str(model), "--review-file", str(f))
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("path\tstart_s") and len(lines) == 4
+
+
+def test_review_boxes_of_a_file_read_by_pandas_apply_undo_and_latest(tmp_path):
+    """What learner.data.annotations hands over: the file's lines as pd.read_csv reads them."""
+    f = tmp_path / "r.csv"
+    append_answer(f, cand(0), "yes")
+    append_answer(f, cand(0), "no")
+    append_answer(f, cand(1), "other", "chirp")
+    append_answer(f, cand(1), "undo")
+    append_answer(f, cand(2), "yes")
+    raw = review_boxes(pd.read_csv(f))
+    assert raw[["start_s", "label", "row"]].values.tolist() == [[0.0, "", 3], [2.0, "tone", 6]]
+    assert raw.drop(columns="source").equals(review_boxes(read_review(f)).drop(columns="source"))
+
+
+def test_the_review_page_runs_as_written(tmp_path):
+    """docs/review.md's commands, in order, in one workspace (each needs the one before); the demo's is
+    driven by tests/test_review_browser.py. The terminal review gets its answers on standard input."""
+    from tests.test_docs import COMMANDS, env_for, make_workspace
+    from tests.test_hostile import save_untrained
+
+    ws = make_workspace(tmp_path / "ws")
+    save_untrained(ws / "models" / "night-sounds", ["chirp", "tone"])
+    page = [line for command, (line, pages) in COMMANDS.items() if "review.md" in pages]
+    assert sum("jobs.review" in line for line in page) >= 7, page
+    for line in page:
+        if line.startswith(".venv/bin/python app.py"):
+            continue
+        answers = "y\nn\no tone\nu\n" * 5 if " ask " in line else ""
+        done = subprocess.run(["bash", "-c", line], cwd=ws, env=env_for(ws), input=answers, text=True,
+                              capture_output=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, f"{line}\n{done.stderr[-2000:]}"
+    assert len(pd.read_csv(ws / "next.csv")) == 26  # every window of the two 4 s recordings
+    assert read_review(ws / "night.review.csv")["reviewer"].eq("ann").sum() == 20
+    assert (ws / "calibration.png").exists() and (ws / "night.reviewed.selections.txt").exists()
+    assert len(pd.read_csv(ws / "night.boxes.csv")) == 15  # 20 answers, 5 unsure

@@ -159,13 +159,19 @@ def read_answers(review_file: str | Path) -> pd.DataFrame:
 
 
 def read_review(review_file: str | Path) -> pd.DataFrame:
-    """The latest answer per (path, start_s, end_s, label): later lines win, `undo` retracts the answer
-    before it (a second undo the one before that). Windows whose answers were all undone are absent.
-    `attrs`: lines, undone."""
-    answers = read_answers(review_file)
+    """The latest answer per (path, start_s, end_s, label) of a review file (`latest_answers`)."""
+    out = latest_answers(read_answers(review_file))
+    out.attrs["source"] = str(review_file)
+    return out
+
+
+def latest_answers(answers: pd.DataFrame) -> pd.DataFrame:
+    """Answers in file order → the latest per (path, start_s, end_s, label): later lines win, `undo`
+    retracts the answer before it (a second undo the one before that). Windows whose answers were all
+    undone are absent. `attrs`: lines, undone. Latest answers come back unchanged."""
     stacks: dict[tuple, list[int]] = {}
     undone = 0
-    for i, r in enumerate(answers.itertuples(index=False)):
+    for i, r in enumerate(answers[["path", "start_s", "end_s", "label", "answer"]].itertuples(index=False)):
         stack = stacks.setdefault(window_key(r.path, r.start_s, r.end_s, r.label), [])
         if r.answer == "undo":
             if stack:
@@ -175,13 +181,19 @@ def read_review(review_file: str | Path) -> pd.DataFrame:
             stack.append(i)
     latest = sorted(s[-1] for s in stacks.values() if s)
     out = answers.iloc[latest].reset_index(drop=True)
-    out.attrs.update(lines=len(answers), undone=undone, source=str(review_file))
+    out.attrs.update(answers.attrs)
+    out.attrs.update(lines=len(answers), undone=undone)
     return out
 
 
 def review_boxes(review: pd.DataFrame) -> pd.DataFrame:
-    """Latest answers → a box table: yes → the label, other → the label the reviewer gave, no → an explicit
-    negative (label "" and `negative_of` the label), unsure → dropped (counted in `attrs["unsure"]`)."""
+    """Answers (`read_review`'s latest, or a review file's lines as read by pandas) → a box table: yes → the
+    label, other → the label the reviewer gave, no → an explicit negative (label "" and `negative_of` the
+    label), unsure → dropped (counted in `attrs["unsure"]`)."""
+    if "row" not in review:  # the lines of a file as pandas read them: line 1 is the header
+        review = review.assign(row=np.arange(2, len(review) + 2))
+    review = latest_answers(review)
+    review["answered_label"] = review["answered_label"].fillna(review["label"])
     df = review.loc[review["answer"] != "unsure"]
     label = np.where(
         df["answer"] == "yes", df["label"], np.where(df["answer"] == "other", df["answered_label"], "")
@@ -195,7 +207,7 @@ def review_boxes(review: pd.DataFrame) -> pd.DataFrame:
             "low_hz": np.nan,
             "high_hz": np.nan,
             "source": review.attrs.get("source", ""),
-            "row": df["row"].astype(int).to_numpy() if "row" in df else 0,
+            "row": df["row"].astype(int).to_numpy(),
             "negative_of": np.where(df["answer"] == "no", df["label"], None),
         },
         columns=list(BOX_COLUMNS),
