@@ -212,6 +212,9 @@ def test_candidates_come_from_a_scoring_run_its_events_or_search_hits(scored, tm
     assert load_candidates(hits).iloc[0].to_dict() == {
         "path": "rec.wav", "start_s": 1.0, "end_s": 2.0, "label": "owl", "score": 0.93,
     }  # fmt: skip
+    hits.write_text("path,label,start_s,end_s,similarity,row\nrec.wav,,1.0,2.0,0.93,7\n")
+    with pytest.raises(ValueError, match="hits.csv: no labels to review"):
+        load_candidates(hits)
     with pytest.raises(FileNotFoundError, match="nope.parquet"):
         load_candidates(tmp_path / "nope.parquet")
 

@@ -47,6 +47,8 @@ def load_candidates(source: str | Path, side: str = "windows") -> pd.DataFrame:
         raise ValueError(f"{src}: no {', '.join(missing)} column(s); score with windows=, or give search hits")
     out = table[CANDIDATE_COLUMNS].dropna(subset=["start_s", "end_s", "score"]).reset_index(drop=True)
     out["label"] = out["label"].fillna("").astype(str)
+    if len(out) and (out["label"] == "").all():
+        raise ValueError(f"{src}: no labels to review (search hits: write them with label=NAME)")
     out["score"] = out["score"].astype(float)
     out.attrs["source_run"] = str(source)
     return out
