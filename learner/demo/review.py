@@ -115,6 +115,8 @@ class Reviewer:
         ax = fig.axes[0]
         for t in (c.start_s - begin, c.end_s - begin):
             ax.axvline(t, color="white", lw=1.2, ls="--")
+        ax.xaxis.set_major_formatter(lambda v, _: f"{v + begin:.1f}")  # the file's seconds, not the clip's
+        ax.set_xlabel("seconds into the file")
         plt.close(fig)
         return fig
 
