@@ -50,6 +50,10 @@ def _args() -> argparse.Namespace | None:
         help="processes classifying short clips (0: threads of the server process; default 2)",
     )
     p.add_argument("--index", default=None, help="an `earshot embed` output: adds a Find similar tab")
+    p.add_argument(
+        "--review", default=None, help="a scoring run (with --windows) or search hits: a Review tab"
+    )
+    p.add_argument("--review-file", default=None, help="answers go here (default: RUN's stem + .review.csv)")
     return p.parse_args()
 
 
@@ -228,6 +232,10 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
             ev_threshold.release(run_events, [ev_audio, ev_threshold], ev_outputs, api_name=False, **heavy)
         if ARGS and ARGS.index:
             _similar_tab(ARGS.index)
+        if ARGS and ARGS.review:  # learner/demo/review.py
+            from learner.demo.review import review_tab
+
+            review_tab(ARGS.review, ARGS.review_file, predictor.cfg, predictor.classes)
         with gr.Tab("Model", elem_classes=["earshot-model"]):
             # applies however it is launched
             gr.HTML(f"<style>{MODEL_TAB_CSS}</style>", padding=False, container=False)
