@@ -117,3 +117,20 @@ def test_jobs_predict_and_the_classify_tab_say_the_answer(tmp_path, capsys):
     )
     caught = classify(p, CLIPS / "noise.wav", saliency=False)
     assert next(iter(caught.labels)) == "just noise" and caught.message.startswith("**just noise** (43%)")
+
+
+def test_the_model_tab_says_what_it_answers_for_none_of_the_words(tmp_path):
+    from learner import Predictor
+    from learner.demo.model_tab import model_info
+
+    reject = {"classes": ["noise"], "answer": "unknown", "names": NAMES}
+    folder = folder_with(tmp_path / "new", reject=reject, thresholds={"chirp": 0.5})
+    figures = {"words_right": 0.951, "words_rejected": 0.02, "n_words": 649, "unknown_rejected": 0.93}
+    figures |= {"n_unknown": 89, "silence_rejected": 1.0, "n_silence": 111}
+    metrics = json.loads((folder / "metrics.json").read_text())
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "open_set": figures}))
+    info = model_info(Predictor.from_dir(folder, backend="onnx"), folder).summary
+    assert "it answers **just noise** or **not one of the words** when `noise` is on top" in info
+    assert "**95.1%** of 649 words right" in info and "**93.0%** of 89 other words" in info
+    old = folder_with(tmp_path / "old", thresholds=None, thresholds_rule=None)  # top class, always
+    assert "None of its words" not in model_info(Predictor.from_dir(old, backend="onnx"), old).summary
