@@ -171,7 +171,8 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
     shown = ", ".join(predictor.classes[:12]) + (" …" if n > 12 else "")
     # uploads (refused ones too) live in Gradio's temp folder: every 10 min, delete those older than 15 min
     with BudgetedBlocks(disk, title="earshot", analytics_enabled=False, delete_cache=UPLOAD_CACHE_S) as demo:
-        invite = f"Say {', '.join(predictor.classes[:-1])} or {predictor.classes[-1]}." if n <= 12 else ""
+        words = [c for c in predictor.classes if c not in predictor.rejection.classes]  # not "unknown"
+        invite = f"Say {', '.join(words[:-1])} or {words[-1]}." if 1 < len(words) <= 12 else ""
         gr.Markdown(
             f"# earshot · audio classifier\n`{strip_local_paths(predictor.model_id)}` · {predictor.arch} · "
             f"{n} classes: {shown}. {invite}"
