@@ -70,8 +70,11 @@ from learner.demo import events as demo_events  # noqa: E402
 from learner.demo.disk import DiskBudget, UploadBudget  # noqa: E402
 from learner.demo.examples import example_files  # noqa: E402
 from learner.demo.lanes import LaneError, Lanes  # noqa: E402
+from learner.demo.live_tab import live_tab  # noqa: E402
 from learner.demo.model_tab import confusion_html, model_info  # noqa: E402
 from learner.demo.models import ServedModel, load_model  # noqa: E402
+from learner.demo.teach import open_classroom  # noqa: E402
+from learner.demo.teach_tab import teach_tab  # noqa: E402
 from learner.folder import strip_local_paths  # noqa: E402
 
 log = logging.getLogger("earshot.app")
@@ -231,6 +234,10 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
             ev_outputs = [ev_table, ev_plot, ev_csv, ev_message]
             ev_button.click(run_events, [ev_audio, ev_threshold], ev_outputs, api_name="events", **heavy)
             ev_threshold.release(run_events, [ev_audio, ev_threshold], ev_outputs, api_name=False, **heavy)
+        classroom = open_classroom(disk.outputs / "teach")  # None when the backbone cannot load
+        live_tab(predictor, classroom)  # the microphone, streamed (learner/demo/live.py)
+        if classroom is not None:
+            teach_tab(classroom)  # a model of your own sounds, per session (learner/demo/teach.py)
         if ARGS and ARGS.index:
             _similar_tab(ARGS.index)
         if ARGS and ARGS.review:  # learner/demo/review.py
