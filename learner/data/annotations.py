@@ -305,7 +305,8 @@ def read_box_list(path: Path) -> pd.DataFrame:
     if "answer" in df.columns:  # a review file: its answers decide the labels (learner.data.review)
         from learner.data.review import review_boxes
 
-        return review_boxes(df)
+        b = review_boxes(df)
+        return b.assign(source=b.get("source", str(path)), row=b.get("row", range(1, len(b) + 1)))
     missing = [c for c in ("path", "start_s", "end_s", "label") if c not in df.columns]
     if missing:
         raise AnnotationError(
