@@ -303,10 +303,9 @@ def read_box_list(path: Path) -> pd.DataFrame:
     except Exception as e:
         raise AnnotationError(f"{path}: unreadable {'parquet' if parquet else 'CSV'} ({e})") from None
     if "answer" in df.columns:  # a review file: its answers decide the labels (learner.data.review)
-        from learner.data.review import review_boxes
+        from learner.data.review import read_review, review_boxes
 
-        b = review_boxes(df)
-        return b.assign(source=b.get("source", str(path)), row=b.get("row", range(1, len(b) + 1)))
+        return review_boxes(read_review(path)).assign(source=str(path))
     missing = [c for c in ("path", "start_s", "end_s", "label") if c not in df.columns]
     if missing:
         raise AnnotationError(
