@@ -2,15 +2,15 @@
 acceptance: within ±5 points of the target on a held-out recording.)
 
     OMP_NUM_THREADS=1 .venv/bin/python -m bench.event_thresholds [--minutes 20] [--targets 0.8,0.9]
-                                                                 [--sounds generated|devsets] [--out DIR]
+                      [--recordings 4] [--match onset|overlap] [--sounds generated|devsets] [--out DIR]
 
 Trains the small event model of bench/events.py (mfcc_cnn1d from scratch on generated 1 s clips, multi-
 label) — or, with `--sounds devsets`, the same recipe on real clips (bench/soundscape.py, when present).
-Builds a calibration recording and a held-out one (other seeds), scores each ONCE in 1 s windows every
-0.25 s, sweeps thresholds × event gaps × minimum lengths over those scores
-(`learner.score.event_report.evaluate_on_boxes`), recommends per-class thresholds for each target on the
-calibration recording, and measures precision at exactly those thresholds and that rule on the held-out
-one: per class, and over all classes pooled. Prints CPU seconds of scoring and of the sweep, and the load.
+Builds `--recordings` long recordings (seeds 11, 12, …), scores each ONCE in 1 s windows every 0.25 s,
+sweeps thresholds × event gaps × minimum lengths over those scores
+(`learner.score.event_report.evaluate_on_boxes`); for each target, recording k recommends per-class
+thresholds and recording k+1 (a ring) measures the precision at exactly those thresholds and that rule:
+per class, and over all classes pooled. Prints CPU seconds of scoring and sweeping, and the load.
 """
 
 from __future__ import annotations
@@ -64,55 +64,101 @@ def _at(curve, thresholds: dict, gap: float, least: float) -> dict:
     return out
 
 
-def run(minutes: float, targets: list[float], sounds: str, work: Path) -> dict:
+def _sweep(predictor, boxes: Path, window, target: float, match) -> tuple:
+    from learner.score.event_report import evaluate_on_boxes, load_boxes
+
+    cpu = time.process_time()
+    res = evaluate_on_boxes(
+        load_boxes(boxes), predictor=predictor, window=window, target_precision=target, match=match
+    )
+    return res, time.process_time() - cpu
+
+
+def run(
+    minutes: float, targets: list[float], sounds: str, work: Path, recordings: int, match_by: str
+) -> dict:
+    """Recording k calibrates, recording k+1 (a ring) is held out: per target, class and pair, the precision
+    on each side at the thresholds and rule recommended on the calibration one."""
     from bench.events import train_event_model
     from learner.report.event_curve import recommend_thresholds
-    from learner.score.event_report import chosen_thresholds, evaluate_on_boxes, load_boxes
+    from learner.report.event_metrics import MatchRule
+    from learner.score.event_report import chosen_thresholds
     from learner.serve.predictor import Predictor
 
     cpu = time.process_time()
     model = train_event_model(work, task="multi", clips=240, epochs=10)
     train_cpu = time.process_time() - cpu
-    calib = _recording(work, "calibration", minutes, seed=11, sounds=sounds)
-    held = _recording(work, "held-out", minutes, seed=12, sounds=sounds)
+    paths = [_recording(work, f"rec{k}", minutes, seed=11 + k, sounds=sounds) for k in range(recordings)]
     predictor = Predictor.from_dir(model)
-    window = (1.0, 0.25)
     seen: list[int] = []
     forward = predictor.predict_waves
     predictor.predict_waves = lambda waves: (seen.append(len(waves)), forward(waves))[1]
-    sweeps = {}
-    for name, boxes in (("calibration", calib), ("held_out", held)):
-        cpu, wall = time.process_time(), time.perf_counter()
-        res = evaluate_on_boxes(
-            load_boxes(boxes), predictor=predictor, window=window, target_precision=targets[0]
-        )
-        sweeps[name] = (res, round(time.process_time() - cpu, 1), round(time.perf_counter() - wall, 1))
-    out: dict = {
+    match = MatchRule(match_by)
+    sweeps = [_sweep(predictor, p, (1.0, 0.25), targets[0], match) for p in paths]
+    rows = []
+    for target in targets:
+        for k, (res, _) in enumerate(sweeps):
+            held = sweeps[(k + 1) % len(sweeps)][0]
+            rec = recommend_thresholds(res.curve, target_precision=target)
+            chosen = chosen_thresholds(rec)
+            rule = (rec["gap_s"], rec["min_length_s"])
+            calib_at, held_at = _at(res.curve, chosen, *rule), _at(held.curve, chosen, *rule)
+            for label in [*chosen, "pooled"] if chosen else []:
+                h = held_at[label]["precision"]
+                rows.append(
+                    {
+                        "target": target,
+                        "calibration": k,
+                        "label": label,
+                        "threshold": chosen.get(label),
+                        "rule": rule,
+                        "calibration_precision": calib_at[label]["precision"],
+                        "held_out_precision": h,
+                        "held_out_recall": held_at[label]["recall"],
+                        "held_out_found": held_at[label]["found"],
+                        "within_5": h is not None and abs(h - target) <= 0.05,
+                    }
+                )
+            for label, v in rec["classes"].items():
+                if v["threshold"] is None:
+                    rows.append({"target": target, "calibration": k, "label": label, "threshold": None})
+    return {
         "minutes": minutes,
         "sounds": sounds,
+        "recordings": recordings,
+        "match": match_by,
         "train_cpu_s": round(train_cpu, 1),
         "windows_forwarded": sum(seen),
-        "windows": {k: v[0].windows for k, v in sweeps.items()},
-        "curve_points": {k: len(v[0].curve) for k, v in sweeps.items()},
-        "score_and_sweep_cpu_s": {k: v[1] for k, v in sweeps.items()},
-        "true_events": {k: v[0].metrics["overall"]["true_events"] for k, v in sweeps.items()},
-        "targets": {},
+        "windows_per_recording": sweeps[0][0].windows,
+        "curve_points_per_recording": len(sweeps[0][0].curve),
+        "score_and_sweep_cpu_s_per_recording": round(sum(c for _, c in sweeps) / len(sweeps), 1),
+        "true_events_per_recording": [r.metrics["overall"]["true_events"] for r, _ in sweeps],
+        "rows": rows,
+        "load_after": os.getloadavg(),
     }
-    for target in targets:
-        rec = recommend_thresholds(sweeps["calibration"][0].curve, target_precision=target)
-        chosen = chosen_thresholds(rec)
-        if not chosen:
-            out["targets"][target] = {"note": "no class reaches the target", "recommended": rec}
-            continue
-        rule = (rec["gap_s"], rec["min_length_s"])
-        out["targets"][target] = {
-            "rule": rule,
-            "thresholds": chosen,
-            "calibration": _at(sweeps["calibration"][0].curve, chosen, *rule),
-            "held_out": _at(sweeps["held_out"][0].curve, chosen, *rule),
-        }
-    out["load_after"] = os.getloadavg()
-    return out
+
+
+def summary(result: dict) -> str:
+    """A markdown table: per target, the share of (recording pair, class) whose held-out precision lands
+    within ±5 points of the target, the pooled ones, and the worst miss."""
+    import pandas as pd
+
+    df = pd.DataFrame(result["rows"])
+    lines = [
+        "| target | per class within ±5 | pooled within ±5 | held-out precision per class (median, range) "
+        "| no threshold |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for target, g in df.groupby("target"):
+        chosen = g[g["threshold"].notna() & (g["label"] != "pooled")]
+        pooled = g[g["label"] == "pooled"]
+        hp = chosen["held_out_precision"].dropna()
+        lines.append(
+            f"| {target:g} | {int(chosen['within_5'].sum())}/{len(chosen)} | {int(pooled['within_5'].sum())}/"
+            f"{len(pooled)} | {hp.median():.3f} ({hp.min():.3f}–{hp.max():.3f}) | "
+            f"{int((g['threshold'].isna() & (g['label'] != 'pooled')).sum())} |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -120,16 +166,16 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=20.0)
     ap.add_argument("--targets", default="0.8,0.9")
     ap.add_argument("--sounds", default="generated", choices=["generated", "devsets"])
+    ap.add_argument("--recordings", type=int, default=4, help="recordings (each calibrates the next)")
+    ap.add_argument("--match", default="onset", choices=["onset", "overlap"])
     ap.add_argument("--out", default=None, help="keep the work folder here (default: a temporary one)")
     args = ap.parse_args()
     targets = [float(t) for t in args.targets.split(",")]
     print(f"load before: {os.getloadavg()}")
-    if args.out:
-        result = run(args.minutes, targets, args.sounds, Path(args.out))
-    else:
-        with tempfile.TemporaryDirectory() as d:
-            result = run(args.minutes, targets, args.sounds, Path(d))
+    work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="event-thresholds-"))
+    result = run(args.minutes, targets, args.sounds, work, args.recordings, args.match)
     print(json.dumps(result, indent=2, default=str))
+    print(summary(result))
 
 
 if __name__ == "__main__":
