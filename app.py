@@ -50,6 +50,10 @@ def _args() -> argparse.Namespace | None:
         help="processes classifying short clips (0: threads of the server process; default 2)",
     )
     p.add_argument("--index", default=None, help="an `earshot embed` output: adds a Find similar tab")
+    p.add_argument(
+        "--review", default=None, help="a scoring run (with --windows) or search hits: a Review tab"
+    )
+    p.add_argument("--review-file", default=None, help="answers go here (default: RUN's stem + .review.csv)")
     return p.parse_args()
 
 
@@ -66,8 +70,11 @@ from learner.demo import events as demo_events  # noqa: E402
 from learner.demo.disk import DiskBudget, UploadBudget  # noqa: E402
 from learner.demo.examples import example_files  # noqa: E402
 from learner.demo.lanes import LaneError, Lanes  # noqa: E402
+from learner.demo.live_tab import live_tab  # noqa: E402
 from learner.demo.model_tab import confusion_html, model_info  # noqa: E402
 from learner.demo.models import ServedModel, load_model  # noqa: E402
+from learner.demo.teach import open_classroom  # noqa: E402
+from learner.demo.teach_tab import teach_tab  # noqa: E402
 from learner.folder import strip_local_paths  # noqa: E402
 
 log = logging.getLogger("earshot.app")
@@ -167,7 +174,8 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
     shown = ", ".join(predictor.classes[:12]) + (" …" if n > 12 else "")
     # uploads (refused ones too) live in Gradio's temp folder: every 10 min, delete those older than 15 min
     with BudgetedBlocks(disk, title="earshot", analytics_enabled=False, delete_cache=UPLOAD_CACHE_S) as demo:
-        invite = f"Say {', '.join(predictor.classes[:-1])} or {predictor.classes[-1]}." if n <= 12 else ""
+        words = [c for c in predictor.classes if c not in predictor.rejection.classes]  # not "unknown"
+        invite = f"Say {', '.join(words[:-1])} or {words[-1]}." if 1 < len(words) <= 12 else ""
         gr.Markdown(
             f"# earshot · audio classifier\n`{strip_local_paths(predictor.model_id)}` · {predictor.arch} · "
             f"{n} classes: {shown}. {invite}"
@@ -226,8 +234,16 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
             ev_outputs = [ev_table, ev_plot, ev_csv, ev_message]
             ev_button.click(run_events, [ev_audio, ev_threshold], ev_outputs, api_name="events", **heavy)
             ev_threshold.release(run_events, [ev_audio, ev_threshold], ev_outputs, api_name=False, **heavy)
+        classroom = open_classroom(disk.outputs / "teach")  # None when the backbone cannot load
+        live_tab(predictor, classroom)  # the microphone, streamed (learner/demo/live.py)
+        if classroom is not None:
+            teach_tab(classroom)  # a model of your own sounds, per session (learner/demo/teach.py)
         if ARGS and ARGS.index:
             _similar_tab(ARGS.index)
+        if ARGS and ARGS.review:  # learner/demo/review.py
+            from learner.demo.review import review_tab
+
+            review_tab(ARGS.review, ARGS.review_file, predictor.cfg, predictor.classes)
         with gr.Tab("Model", elem_classes=["earshot-model"]):
             # applies however it is launched
             gr.HTML(f"<style>{MODEL_TAB_CSS}</style>", padding=False, container=False)

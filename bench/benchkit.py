@@ -14,6 +14,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/NAME.py` puts bench/ first, not the checkout
     sys.path.insert(0, str(ROOT))
+
+
+def _devsets() -> Path:
+    """$EARSHOT_DEVSETS, else ../shared/devsets beside the checkout (or beside a worktree's parent)."""
+    if os.environ.get("EARSHOT_DEVSETS"):
+        return Path(os.environ["EARSHOT_DEVSETS"])
+    near = [ROOT.parent / "shared" / "devsets", ROOT.parent.parent / "shared" / "devsets"]
+    return next((p for p in near if p.is_dir()), near[0])
+
+
+DEVSETS = _devsets()  # the real recordings benches measure on (never tests)
 # one thread per child: steady timings on a shared 2-core machine (README "Scaling up"); never the network
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 

@@ -163,6 +163,7 @@ GROUPS = {  # group name in a field's `flag(...)` metadata → its title in --he
     "run": "",
     "split": "validation split (first that applies: --valid-fold, split column, groups, random)",
     "scaling": "scaling up (README: Scaling up)",
+    "annotations": "training from annotations of long recordings (docs/annotations.md)",
     "audio": "audio and augmentation (defaults: learner.config.AudioConfig)",
 }
 
@@ -236,7 +237,7 @@ def audio_config(args: argparse.Namespace, base: AudioConfig | None = None) -> A
 def add_split_args(parser: argparse.ArgumentParser) -> None:
     from learner.train.args import TrainArgs
 
-    add_field_args(parser, TrainArgs, ("split",))
+    add_field_args(parser, TrainArgs, ("split", "annotations"))
 
 
 def add_fit_args(parser: argparse.ArgumentParser) -> None:

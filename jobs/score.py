@@ -123,7 +123,35 @@ def parser() -> argparse.ArgumentParser:
         help="drop events shorter than S s",
     )
     for writer in EVENT_WRITERS.values():  # one flag per event format
-        e.add_argument(f"--{writer.name}", default=None, metavar="DIR", help=f"also write {writer.help} here")
+        e.add_argument(
+            f"--{writer.name}",
+            dest=_dest(writer.name),
+            default=None,
+            metavar="FILE" if writer.combined else "DIR",
+            help=f"also write {writer.help} here",
+        )
+    t = p.add_argument_group("field recorders: start_utc on window and event rows (docs/field-recorders.md)")
+    t.add_argument(
+        "--start-times",
+        action="store_true",
+        help="read each file's start from its name (AudioMoth YYYYMMDD_HHMMSS, Song Meter "
+        "PREFIX_YYYYMMDD_HHMMSS, …)",
+    )
+    t.add_argument(
+        "--time-regex",
+        default=None,
+        metavar="REGEX",
+        help="the start in the file name by named groups year, month, day, hour, minute[, second]",
+    )
+    t.add_argument(
+        "--timezone", default=None, metavar="TZ", help="zone the names are in (default UTC; e.g. +02:00)"
+    )
+    t.add_argument(
+        "--deployments",
+        default=None,
+        metavar="CSV",
+        help="path (file or folder), site, start_utc, timezone per row: overrides the names",
+    )
     add_top_k_arg(p)
     p.add_argument(
         "--wide",
@@ -139,6 +167,33 @@ def parser() -> argparse.ArgumentParser:
 def add_windows_arg(p: argparse.ArgumentParser, what: str) -> None:
     """`--windows WIN,HOP` (ScoreOptions.window): what windows mean to the job is `what`."""
     p.add_argument("--windows", dest="window", type=_windows, default=None, metavar="WIN,HOP", help=what)
+
+
+def _dest(name: str) -> str:
+    return name.replace("-", "_")
+
+
+def file_times_of(args: argparse.Namespace):
+    """The FileTimes the flags ask for, or None (no start_utc columns)."""
+    if not (args.start_times or args.time_regex or args.timezone or args.deployments):
+        return None
+    from learner.data.recorders import file_times
+
+    return file_times(args.time_regex, args.timezone, args.deployments)
+
+
+def _say_unknown_starts(out: str, times) -> None:
+    """One line naming the files whose start nothing gives (their start_utc is empty), never silence."""
+    from learner.score.store import read_results
+
+    files = read_results(out).to_pylist()
+    unknown = [r["path"] for r in files if r["error"] is None and times.start_utc(r["path"]) is None]
+    if unknown:
+        shown = ", ".join(unknown[:3]) + (" …" if len(unknown) > 3 else "")
+        print(
+            f"earshot: {len(unknown)} file(s) with no start time in the name or --deployments, start_utc "
+            f"left empty: {shown} (--time-regex or --deployments gives it)"
+        )
 
 
 def add_run_args(p: argparse.ArgumentParser, done: str) -> None:
@@ -208,12 +263,13 @@ def main(argv: list[str] | None = None) -> int:
         ("--threshold", args.threshold is not None),
         ("--event-gap", args.event_gap_s > 0),
         ("--event-min", args.event_min_s > 0),
-        *((f"--{name}", getattr(args, name)) for name in EVENT_WRITERS),
+        *((f"--{name}", getattr(args, _dest(name))) for name in EVENT_WRITERS),
     ):
         if given and args.window is None:
             raise ValueError(f"{flag} needs --windows WIN,HOP (events are found over windows)")
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
+    opts.times = file_times_of(args)
     if args.engine == "ray":
         from learner.score.ray_engine import score_ray
 
@@ -232,11 +288,13 @@ def main(argv: list[str] | None = None) -> int:
         summary = score(inputs, predictor, opts)
     for line in summary.lines():
         print(f"earshot: {line}")
-    dirs = {name: getattr(args, name) for name in EVENT_WRITERS if getattr(args, name)}
+    if opts.times is not None:
+        _say_unknown_starts(args.out, opts.times)
+    dirs = {name: getattr(args, _dest(name)) for name in EVENT_WRITERS if getattr(args, _dest(name))}
     if dirs:
         from learner.score.event_writers import export_events
 
-        ex = export_events(args.out, dirs)
+        ex = export_events(args.out, dirs, opts.times)
         where = " and ".join(str(d) for d in dirs.values())
         print(f"earshot: exported {ex.events} event(s) of {ex.files} file(s) → {where}")
     return 0

@@ -99,6 +99,20 @@ NOT_RUN = {
         ".venv/bin/python -m jobs.train --data mixtures-synth --out models/mixtures --pretrained none",
         ".venv/bin/python -m jobs.evaluate --model models/mixtures --data mixtures-synth",
     ],
+    "run in order, in one workspace, by tests/test_review.py (each needs the one before); the demo's Review"
+    " tab by tests/test_review_browser.py": [
+        ".venv/bin/python -m jobs.score site-a --model models/night-sounds --out night.parquet"
+        " --windows clip,0.25",
+        ".venv/bin/python -m jobs.review pick night.parquet --pick uncertain -n 50 --out next.csv",
+        ".venv/bin/python app.py --model models/night-sounds --review night.parquet",
+        ".venv/bin/python -m jobs.review ask night.parquet -n 20 --reviewer ann",
+        ".venv/bin/python -m jobs.review summary night.review.csv",
+        ".venv/bin/python -m jobs.review raven night.review.csv --out night.reviewed.selections.txt",
+        ".venv/bin/python -m jobs.review boxes night.review.csv --out night.boxes.csv",
+        ".venv/bin/python -m jobs.review calibrate night.review.csv --precision 0.9 --plot calibration.png",
+        ".venv/bin/python -m jobs.review calibrate night.review.csv --precision 0.9"
+        " --model models/night-sounds --write",
+    ],
     "a system install": ["sudo apt-get install espeak-ng", "brew install espeak-ng"],
     "the lean venv: scripts/serve-venv-check.sh builds it from requirements-serve.txt and runs these in CI": [
         "python3 -m venv .venv-serve",

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from learner.audio.stream import StreamSizes
+from learner.data.recorders import FileTimes
 from learner.score.discover import Discovery, FileRef, discover
 from learner.score.kinds import BACKEND_FILES, kind_of, run_meta, weights_sha256  # noqa: F401 (re-exported)
 from learner.score.paths import one_line
@@ -51,6 +52,7 @@ class ScoreOptions:
     stream: StreamSizes = field(default_factory=StreamSizes)  # long files in parts (learner.score.streamed)
     wide: bool = False  # one `score_<class>` column per class (every class's probability)
     kind: str = "scores"  # what is written: "scores" or "embeddings" (learner.score.kinds)
+    times: FileTimes | None = None  # start_utc on window and event rows (learner.data.recorders)
 
     def event_rule(self) -> EventRule:
         return EventRule(self.threshold, max_gap_s=self.event_gap_s, min_length_s=self.event_min_s)

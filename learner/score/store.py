@@ -236,6 +236,7 @@ class PartStore:
                 ("weights_sha256", "model weights"),
                 ("classes", "classes"),
                 ("events", "event settings"),
+                ("start_times", "start times"),
                 ("kind", "output kind"),
                 ("dim", "vector size"),
             ):

@@ -1,0 +1,132 @@
+"""Live mode's window state and the Teach tab's per-session models, without a browser (issue 24)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from learner.data.sounds import make_sound
+from learner.demo.live import LiveStream, agreement, onset_latencies
+from learner.demo.teach import Classroom, TeachError
+
+SR = 48000  # what a browser's microphone sends
+KINDS = ("background", "tone", "siren")
+
+
+def take(kind: str, seconds: float, rng: np.random.Generator) -> np.ndarray:
+    if kind == "background":
+        return rng.normal(0, 0.005, int(SR * seconds)).astype(np.float32)
+    return make_sound(kind, SR, seconds, rng)
+
+
+def sequence(rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+    parts, segments, at = [], [], 0.0
+    for kind, seconds in [("background", 2), ("tone", 3), ("background", 2), ("siren", 3), ("background", 2)]:
+        parts.append(np.concatenate([take(kind, 1.0, rng) for _ in range(seconds)]))
+        segments.append((kind, at, at + seconds))
+        at += seconds
+    return np.concatenate(parts), segments
+
+
+@pytest.fixture(scope="module")
+def taught(tmp_path_factory):
+    rng = np.random.default_rng(1)
+    room = Classroom(tmp_path_factory.mktemp("teach"))
+    teacher = room.get("session-a")
+    teacher.set_classes(", ".join(KINDS))
+    for kind in KINDS:
+        for _ in range(5):
+            teacher.add_example(kind, (SR, (take(kind, rng.uniform(1, 2), rng) * 32767).astype(np.int16)))
+    t0 = time.perf_counter()
+    result = teacher.train()
+    return room, teacher, result, time.perf_counter() - t0
+
+
+def test_teach_trains_fast_and_classifies_new_takes(taught):
+    _, _, result, seconds = taught
+    assert seconds < 30 and (result.folder / "model.safetensors").is_file()
+    rng = np.random.default_rng(7)
+    right = [
+        result.predictor.predict(take(k, rng.uniform(1, 2), rng), sample_rate=SR, window=None).label == k
+        for k in KINDS
+        for _ in range(10)
+    ]
+    assert np.mean(right) >= 0.9, np.mean(right)
+
+
+def test_live_windows_equal_the_predictors_and_events_close(taught):
+    _, _, result, _ = taught
+    p = result.predictor
+    signal, segments = sequence(np.random.default_rng(3))
+    live = LiveStream(p)
+    closed = []
+    for i in range(0, signal.size, SR // 4):  # Gradio's int16 chunks of 0.25 s
+        closed += live.push(SR, (signal[i : i + SR // 4] * 32767).astype(np.int16)).closed
+    assert live.skipped == 0
+    windows = list(live.windows)
+    starts = np.array([w.start_s for w in windows])
+    assert np.allclose(np.diff(starts), p.cfg.duration / 4)
+    # the same windows and scores as the Predictor on the whole recording (same resampling, same cuts)
+    quantised = (signal * 32767).astype(np.int16).astype(np.float32) / 32767
+    d = p.decode(quantised, sample_rate=SR)
+    wp, st = p.predict_windows(d.samples, live.plan)
+    k = len(windows)
+    assert np.allclose(st[:k], starts) and np.allclose(
+        wp[:k], np.stack([w.probs for w in windows]), atol=1e-4
+    )
+    assert agreement(windows, segments) >= 0.85
+    labels = [e.label for e in closed]
+    assert labels == ["tone", "siren"], labels  # background never becomes an event
+    for e, (_, a, b) in zip(closed, segments[1::2], strict=True):
+        assert abs(e.start_s - a) < 0.8 and abs(e.end_s - b) < 0.8, (e, a, b)
+    lat = onset_latencies(windows, segments, live.started_at, {"background"})
+    assert all(np.isfinite(lat)), lat
+    assert "data-label=" in live.timeline_html() and live.top()
+
+
+def test_a_listener_behind_skips_the_oldest_windows(taught):
+    _, _, result, _ = taught
+    live = LiveStream(result.predictor, max_windows=3)
+    u = live.push(SR, np.zeros(SR * 4, np.int16) + 3)
+    assert u.scored == 3 and u.skipped > 0 and live.windows[-1].end_s == pytest.approx(4.0, abs=0.3)
+
+
+def test_sessions_are_separate_and_bounded(taught, tmp_path):
+    room, teacher, result, _ = taught
+    other = room.get("session-b")
+    assert other is not teacher and other.predictor is None and other.classes == []
+    assert room.peek("session-a").predictor is result.predictor
+    small = Classroom(tmp_path, max_sessions=2)
+    firsts = [small.get(s) for s in ("x", "y")]
+    firsts[0].root.mkdir(parents=True)
+    small.get("z")  # x is the least recently used: it goes, folder and all
+    assert small.peek("x") is None and not firsts[0].root.exists() and len(small) == 2
+
+
+def test_teach_says_what_is_missing(tmp_path):
+    t = Classroom(tmp_path).get("s")
+    with pytest.raises(TeachError, match="2 to 10 classes"):
+        t.set_classes("only")
+    with pytest.raises(TeachError, match="differ"):
+        t.set_classes("a, a")
+    t.set_classes("a, b")
+    with pytest.raises(TeachError, match="at least 3 examples.*a \\(0\\), b \\(0\\)"):
+        t.train()
+    with pytest.raises(TeachError, match="not one of the classes"):
+        t.add_example("c", (SR, np.zeros(SR, np.int16)))
+
+
+def test_download_zip_and_offline_push_say_one_line(taught, monkeypatch):
+    import zipfile
+
+    from learner.hub import HubError
+
+    _, teacher, _, _ = taught
+    with zipfile.ZipFile(teacher.zip()) as z:
+        assert {"config.json", "model.safetensors"} <= set(z.namelist())
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(HubError) as e:
+        teacher.push("someone/taught", "hf_notatoken")
+    assert "\n" not in str(e.value), str(e.value)
