@@ -16,6 +16,7 @@ See docs/scoring.md.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from jobs._cli import (
@@ -70,14 +71,22 @@ def _threshold(text: str) -> float | dict[str, float]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _seconds(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = -1.0
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected seconds ≥ 0, got {text!r}")
-    return v
+def at_least_zero(what: str) -> Callable[[str], float]:
+    """An argparse type: a number ≥ 0, else one line saying it is `what` that is expected."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = -1.0
+        if v < 0:
+            raise argparse.ArgumentTypeError(f"expected {what} ≥ 0, got {text!r}")
+        return v
+
+    return parse
+
+
+_seconds = at_least_zero("seconds")
 
 
 def parser() -> argparse.ArgumentParser:
