@@ -68,7 +68,7 @@ def _devset_recordings(root: Path, minutes: float, n: int) -> list[Path]:
     return out
 
 
-def _devset_model(root: Path) -> Path:
+def _devset_model(root: Path, recordings: int = 6, epochs: int = 10) -> Path:
     """The bench's event model, trained from boxes on train-split soundscapes (annot's train from boxes)."""
     import sys
 
@@ -79,11 +79,19 @@ def _devset_model(root: Path) -> Path:
     from learner.config import AudioConfig
     from learner.train.fit import TrainArgs, train
 
-    build(root / "train", split="train", classes=DEVSET_CLASSES, recordings=6, minutes=3, events=30, seed=100)
+    build(
+        root / "train",
+        split="train",
+        classes=DEVSET_CLASSES,
+        recordings=recordings,
+        minutes=3,
+        events=30,
+        seed=100,
+    )
     args = TrainArgs(
         data=str(root / "train" / "boxes.csv"),
         out=str(root / "model"),
-        epochs=10,
+        epochs=epochs,
         pretrained="none",
         bs=16,
         progress=False,
@@ -123,7 +131,14 @@ def _sweep(predictor, boxes: Path, window, target: float, match) -> tuple:
 
 
 def run(
-    minutes: float, targets: list[float], sounds: str, work: Path, recordings: int, match_by: str
+    minutes: float,
+    targets: list[float],
+    sounds: str,
+    work: Path,
+    recordings: int,
+    match_by: str,
+    train_recordings: int = 6,
+    epochs: int = 10,
 ) -> dict:
     """Recording k calibrates, recording k+1 (a ring) is held out: per target, class and pair, the precision
     on each side at the thresholds and rule recommended on the calibration one."""
@@ -135,7 +150,7 @@ def run(
 
     cpu = time.process_time()
     if sounds == "devsets":
-        model = _devset_model(work)
+        model = _devset_model(work, train_recordings, epochs)
         paths = _devset_recordings(work, minutes, recordings)
     else:
         model = train_event_model(work, task="multi", clips=240, epochs=10)
@@ -220,12 +235,23 @@ def main() -> None:
     ap.add_argument("--sounds", default="generated", choices=["generated", "devsets"])
     ap.add_argument("--recordings", type=int, default=4, help="recordings (each calibrates the next)")
     ap.add_argument("--match", default="onset", choices=["onset", "overlap"])
+    ap.add_argument("--train-recordings", type=int, default=6, help="devsets: 3-minute training recordings")
+    ap.add_argument("--epochs", type=int, default=10, help="devsets: training epochs")
     ap.add_argument("--out", default=None, help="keep the work folder here (default: a temporary one)")
     args = ap.parse_args()
     targets = [float(t) for t in args.targets.split(",")]
     print(f"load before: {os.getloadavg()}")
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="event-thresholds-"))
-    result = run(args.minutes, targets, args.sounds, work, args.recordings, args.match)
+    result = run(
+        args.minutes,
+        targets,
+        args.sounds,
+        work,
+        args.recordings,
+        args.match,
+        args.train_recordings,
+        args.epochs,
+    )
     print(json.dumps(result, indent=2, default=str))
     print(summary(result))
 
