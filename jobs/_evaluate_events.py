@@ -101,6 +101,19 @@ def _durations(out: str) -> dict[str, float]:
     return dict(zip(ok["path"].astype(str), ok["duration_s"].astype(float), strict=True))
 
 
+def _run_rule(out: str):
+    """The event rule a scoring run recorded (its gap and minimum length), for the report."""
+    from pathlib import Path
+
+    from learner.score.ownership import read_meta
+    from learner.serve.events import EventRule
+
+    events = (read_meta(Path(out)) or {}).get("events") or {}
+    return EventRule(
+        max_gap_s=float(events.get("gap_s", 0.0)), min_length_s=float(events.get("min_length_s", 0.0))
+    )
+
+
 def _summary(m: dict) -> list[str]:
     lines = []
     for label, f in {**m["per_class"], "all": m["overall"]}.items():
@@ -143,6 +156,7 @@ def evaluate_events_main(args: argparse.Namespace) -> int:
         from learner.score.store import read_results
 
         events = read_results(args.events, events=True).to_pandas()
+        kw["rule"] = _run_rule(args.events)  # the run's own gap and minimum: its events are taken as they are
         result = evaluate_on_boxes(boxes, events=events, durations_s=_durations(args.events), **kw)
     if args.out:
         written = write_outputs(result, args.out)
