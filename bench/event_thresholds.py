@@ -130,6 +130,40 @@ def _sweep(predictor, boxes: Path, window, target: float, match) -> tuple:
     return res, time.process_time() - cpu
 
 
+def _pair_rows(target: float, sweeps: list) -> list[dict]:
+    """Recording k recommends for `target`, recording k+1 is measured: one row per class (and pooled)."""
+    from learner.report.event_curve import recommend_thresholds
+    from learner.score.event_report import chosen_thresholds
+
+    rows = []
+    for k, (res, _) in enumerate(sweeps):
+        held = sweeps[(k + 1) % len(sweeps)][0]
+        rec = recommend_thresholds(res.curve, target_precision=target)
+        chosen = chosen_thresholds(rec)
+        rule = (rec["gap_s"], rec["min_length_s"])
+        calib_at, held_at = _at(res.curve, chosen, *rule), _at(held.curve, chosen, *rule)
+        for label in [*chosen, "pooled"] if chosen else []:
+            h = held_at[label]["precision"]
+            rows.append(
+                {
+                    "target": target,
+                    "calibration": k,
+                    "label": label,
+                    "threshold": chosen.get(label),
+                    "rule": rule,
+                    "calibration_precision": calib_at[label]["precision"],
+                    "held_out_precision": h,
+                    "held_out_recall": held_at[label]["recall"],
+                    "held_out_found": held_at[label]["found"],
+                    "within_5": h is not None and abs(h - target) <= 0.05,
+                }
+            )
+        for label, v in rec["classes"].items():
+            if v["threshold"] is None:
+                rows.append({"target": target, "calibration": k, "label": label, "threshold": None})
+    return rows
+
+
 def run(
     minutes: float,
     targets: list[float],
@@ -143,9 +177,7 @@ def run(
     """Recording k calibrates, recording k+1 (a ring) is held out: per target, class and pair, the precision
     on each side at the thresholds and rule recommended on the calibration one."""
     from bench.events import train_event_model
-    from learner.report.event_curve import recommend_thresholds
     from learner.report.event_metrics import MatchRule
-    from learner.score.event_report import chosen_thresholds
     from learner.serve.predictor import Predictor
 
     cpu = time.process_time()
@@ -162,33 +194,7 @@ def run(
     predictor.predict_waves = lambda waves: (seen.append(len(waves)), forward(waves))[1]
     match = MatchRule(match_by)
     sweeps = [_sweep(predictor, p, (1.0, 0.25), targets[0], match) for p in paths]
-    rows = []
-    for target in targets:
-        for k, (res, _) in enumerate(sweeps):
-            held = sweeps[(k + 1) % len(sweeps)][0]
-            rec = recommend_thresholds(res.curve, target_precision=target)
-            chosen = chosen_thresholds(rec)
-            rule = (rec["gap_s"], rec["min_length_s"])
-            calib_at, held_at = _at(res.curve, chosen, *rule), _at(held.curve, chosen, *rule)
-            for label in [*chosen, "pooled"] if chosen else []:
-                h = held_at[label]["precision"]
-                rows.append(
-                    {
-                        "target": target,
-                        "calibration": k,
-                        "label": label,
-                        "threshold": chosen.get(label),
-                        "rule": rule,
-                        "calibration_precision": calib_at[label]["precision"],
-                        "held_out_precision": h,
-                        "held_out_recall": held_at[label]["recall"],
-                        "held_out_found": held_at[label]["found"],
-                        "within_5": h is not None and abs(h - target) <= 0.05,
-                    }
-                )
-            for label, v in rec["classes"].items():
-                if v["threshold"] is None:
-                    rows.append({"target": target, "calibration": k, "label": label, "threshold": None})
+    rows = [r for target in targets for r in _pair_rows(target, sweeps)]
     return {
         "minutes": minutes,
         "sounds": sounds,
