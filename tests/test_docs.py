@@ -77,6 +77,12 @@ NOT_RUN = {
         "earshot search query.wav --index emb.parquet -k 20 --out hits.csv --label owl",
         "earshot search 1234 --index emb.parquet",
     ],
+    "the user's annotated recordings and model; tests/test_event_evaluation.py runs jobs.evaluate --boxes"
+    " (with --model, --target-precision, --write-thresholds, and with --events) on a generated recording": [
+        ".venv/bin/python -m jobs.evaluate --model models/birds --boxes annotated/ --out eval/"
+        " --target-precision 0.9 --write-thresholds",
+        ".venv/bin/python -m jobs.evaluate --events night.parquet --boxes annotated/ --out eval/",
+    ],
     "the user's own recordings and model; the same job runs above on recordings/": [
         ".venv/bin/python -m jobs.score /data/recorders --model models/birds --out scores.parquet",
     ],
@@ -192,6 +198,16 @@ def check_events(ws: Path, out: str) -> None:
     assert sorted(os.listdir(ws / "labels")) == [f"{r}.earshot.labels.txt" for r in recordings]
 
 
+def check_field_tables(ws: Path, out: str) -> None:
+    from learner.score.field_outputs import RAVEN_COMBINED_COLUMNS
+
+    header = (ws / "site-a.selection.table.txt").read_text().splitlines()[0].split("\t")
+    assert header == list(RAVEN_COMBINED_COLUMNS)
+    assert (ws / "site-a.kaleidoscope.csv").read_text().startswith("INDIR,FOLDER,IN FILE,CHANNEL,OFFSET")
+    assert (ws / "site-days.csv").read_text().startswith("site,date,label,detections")
+    assert "2 file(s) with no start time" in out  # site-a's rec0.wav, rec1.wav: no time in their names
+
+
 def check_export(ws: Path, out: str) -> None:
     model = ws / "models" / "my_sounds"
     assert (model / "model.onnx").stat().st_size and (model / "model.int8.onnx").stat().st_size
@@ -240,6 +256,9 @@ RUN: dict[str, Callable[[Path, str], None]] = {
     ".venv/bin/python -m jobs.score recordings --model models/my_sounds --out scores.parquet": check_scores,
     ".venv/bin/python -m jobs.score site-a --model models/night-sounds --out night.parquet "
     "--windows clip,0.25 --event-gap 0.25 --raven raven/ --audacity labels/": check_events,
+    ".venv/bin/python -m jobs.score site-a --model models/night-sounds --out site.parquet --windows clip,0.5 "
+    "--start-times --raven-combined site-a.selection.table.txt --kaleidoscope site-a.kaleidoscope.csv "
+    "--site-days site-days.csv": check_field_tables,
     EXPORT: check_export,
     EVALUATE: check_evaluation,
     ".venv/bin/python -m jobs.datasets list": check_recipes,
