@@ -18,9 +18,9 @@ from learner.data.box_windows import cut_clips
 from learner.data.soundscape import background, generated_sounds, write_soundscapes
 from learner.score.event_writers import EVENT_WRITERS, RAVEN_SUFFIX
 from learner.train.args import TrainArgs
+from tests.conftest import SMALL_AUDIO
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL_AUDIO = dict(sample_rate=16000, duration=1.0, n_mels=64, hop_length=256, n_fft=512, mixup=0.0)
 SMALL_FLAGS = [
     "--sample-rate",
     "16000",
