@@ -50,6 +50,10 @@ def _args() -> argparse.Namespace | None:
         help="processes classifying short clips (0: threads of the server process; default 2)",
     )
     p.add_argument("--index", default=None, help="an `earshot embed` output: adds a Find similar tab")
+    p.add_argument(
+        "--review", default=None, help="a scoring run (with --windows) or search hits: a Review tab"
+    )
+    p.add_argument("--review-file", default=None, help="answers go here (default: RUN's stem + .review.csv)")
     return p.parse_args()
 
 
@@ -170,7 +174,8 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
     shown = ", ".join(predictor.classes[:12]) + (" …" if n > 12 else "")
     # uploads (refused ones too) live in Gradio's temp folder: every 10 min, delete those older than 15 min
     with BudgetedBlocks(disk, title="earshot", analytics_enabled=False, delete_cache=UPLOAD_CACHE_S) as demo:
-        invite = f"Say {', '.join(predictor.classes[:-1])} or {predictor.classes[-1]}." if n <= 12 else ""
+        words = [c for c in predictor.classes if c not in predictor.rejection.classes]  # not "unknown"
+        invite = f"Say {', '.join(words[:-1])} or {words[-1]}." if 1 < len(words) <= 12 else ""
         gr.Markdown(
             f"# earshot · audio classifier\n`{strip_local_paths(predictor.model_id)}` · {predictor.arch} · "
             f"{n} classes: {shown}. {invite}"
@@ -235,6 +240,10 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
             teach_tab(classroom)  # a model of your own sounds, per session (learner/demo/teach.py)
         if ARGS and ARGS.index:
             _similar_tab(ARGS.index)
+        if ARGS and ARGS.review:  # learner/demo/review.py
+            from learner.demo.review import review_tab
+
+            review_tab(ARGS.review, ARGS.review_file, predictor.cfg, predictor.classes)
         with gr.Tab("Model", elem_classes=["earshot-model"]):
             # applies however it is launched
             gr.HTML(f"<style>{MODEL_TAB_CSS}</style>", padding=False, container=False)

@@ -163,6 +163,7 @@ GROUPS = {  # group name in a field's `flag(...)` metadata → its title in --he
     "run": "",
     "split": "validation split (first that applies: --valid-fold, split column, groups, random)",
     "scaling": "scaling up (README: Scaling up)",
+    "annotations": "training from annotations of long recordings (docs/annotations.md)",
     "audio": "audio and augmentation (defaults: learner.config.AudioConfig)",
 }
 
@@ -218,6 +219,13 @@ def field_values(args: argparse.Namespace, cls: type, *, given_only: bool = Fals
     return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
+def options_of(args: argparse.Namespace, cls: type, **given: Any) -> Any:
+    """A `cls` (a dataclass) from the parsed flags whose `dest` is one of its fields, so the flags declare
+    the mapping once; `given` adds what no flag says (and wins)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{**{k: v for k, v in vars(args).items() if k in names}, **given})
+
+
 def add_audio_args(parser: argparse.ArgumentParser) -> None:
     add_field_args(parser, AudioConfig, ("audio",), unset=True)
 
@@ -229,7 +237,7 @@ def audio_config(args: argparse.Namespace, base: AudioConfig | None = None) -> A
 def add_split_args(parser: argparse.ArgumentParser) -> None:
     from learner.train.args import TrainArgs
 
-    add_field_args(parser, TrainArgs, ("split",))
+    add_field_args(parser, TrainArgs, ("split", "annotations"))
 
 
 def add_fit_args(parser: argparse.ArgumentParser) -> None:

@@ -17,6 +17,7 @@ JOBS = {
     "score": "score folders, globs or manifests into parquet / CSV / JSONL, resumable",
     "embed": "embed files or windows into a parquet of vectors (a backbone or a model's features), resumable",
     "search": "nearest windows to a query clip (or row) in an embedded parquet; hits as a manifest",
+    "review": "pick windows of a scoring run to review, answer them, calibrate thresholds from the answers",
     "push": "upload a model folder to the Hugging Face Hub",
     "export": "write model.onnx (and model.int8.onnx) for torch-free serving",
     "compare": "train several archs on the same split (or folds) and report side by side",

@@ -2,6 +2,13 @@
 
     python -m jobs.evaluate --model DIR|USER/NAME[@rev] --data PATH [--subset auto|all|valid|test] [--out DIR]
 
+Events on annotated long recordings (docs/evaluating.md): `--boxes` names the annotations (Raven tables,
+Audacity labels, a box CSV, or a folder of recordings with tables beside them); the model scores each
+recording once, or `--events OUT` takes a `jobs.score --windows` run instead of a model.
+
+    python -m jobs.evaluate --model DIR --boxes ANNOTATIONS --out DIR [--match onset|overlap]
+                            [--target-precision 0.9 | --max-false-per-hour 2 [--write-thresholds]]
+
 `--subset auto` (the default) evaluates the held-out (validation) rows when DATA is the data the model was
 trained on (config.json records which files those were), and every row of any other data.
 """
@@ -13,12 +20,13 @@ import sys
 
 from jobs._cli import add_backend_arg, add_quiet_arg, run
 from jobs._cli import parser as new_parser
+from jobs._evaluate_events import add_event_args, evaluate_events_main
 
 
 def parser():
     p = new_parser("python -m jobs.evaluate", __doc__)
-    p.add_argument("--model", required=True, help="model directory or Hub id")
-    p.add_argument("--data", required=True, help="folder-per-class, CSV manifest or recipe name")
+    p.add_argument("--model", default=None, help="model directory or Hub id")
+    p.add_argument("--data", default=None, help="folder-per-class, CSV manifest or recipe name")
     p.add_argument(
         "--subset",
         default="auto",
@@ -36,11 +44,16 @@ def parser():
     add_backend_arg(p)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     add_quiet_arg(p, "no progress bar or notes")
+    add_event_args(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.boxes is not None:
+        return evaluate_events_main(args)
+    if args.model is None or args.data is None:
+        raise ValueError("give --model and --data (clips), or --boxes with --model or --events (recordings)")
     from learner.report.metrics import summary_line
     from learner.report.multilabel import multilabel_summary
     from learner.score.evaluate import evaluate

@@ -79,6 +79,8 @@ def result_row(path: str, r=None, error: str | None = None) -> dict:
             "error": clean_text(error),
             "warning": None,
             "detected": None,
+            "answer": None,
+            "rejected": None,
         }
     return {
         **name,
@@ -90,6 +92,8 @@ def result_row(path: str, r=None, error: str | None = None) -> dict:
         "error": None,
         "warning": clean_text(r.warning) if r.warning else None,
         "detected": list(r.detected),
+        "answer": r.answer,  # the top label, or "unknown"/"silence": "not one of the words" (serve.reject)
+        "rejected": r.rejected,
     }
 
 
@@ -140,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shown = (f"{one_line(lab)} {s:.3f}" for lab, s in zip(r.labels, r.scores))
             line = f"{one_line(path)}\t" + "  ".join(shown)
+            if r.rejected:  # "not one of the words": a reject class, or the top one under its threshold
+                line += f"\t→ {one_line(r.answer_text)}"
         print(line, flush=True)
     if failed and not args.quiet:
         print(f"earshot: {failed} of {len(files)} file(s) failed", file=sys.stderr)

@@ -16,8 +16,17 @@ See docs/scoring.md.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from jobs._cli import add_backend_arg, add_inputs_arg, add_quiet_arg, add_top_k_arg, inputs_of, run
+from jobs._cli import (
+    add_backend_arg,
+    add_inputs_arg,
+    add_quiet_arg,
+    add_top_k_arg,
+    inputs_of,
+    options_of,
+    run,
+)
 from jobs._cli import parser as new_parser
 from learner.score.event_writers import EVENT_WRITERS
 
@@ -82,14 +91,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", "--output", dest="out", required=True, help="output folder of parts, e.g. scores.parquet"
     )
-    p.add_argument("--format", default="parquet", choices=["parquet", "csv", "jsonl"])
-    p.add_argument(
-        "--windows",
-        type=_windows,
-        default=None,
-        metavar="WIN,HOP",
-        help="score every file in windows of WIN s (at least the model's clip; `clip`: exactly it) every "
-        "HOP s; writes OUT.windows.*, OUT.events.* and event counts",
+    p.add_argument("--format", dest="fmt", default="parquet", choices=["parquet", "csv", "jsonl"])
+    add_windows_arg(
+        p,
+        "score every file in windows of WIN s (at least the model's clip; `clip`: exactly it) every HOP s; "
+        "writes OUT.windows.*, OUT.events.* and event counts",
     )
     e = p.add_argument_group("events (need --windows; docs/scoring.md)")
     e.add_argument(
@@ -102,16 +108,50 @@ def parser() -> argparse.ArgumentParser:
     )
     e.add_argument(
         "--event-gap",
+        dest="event_gap_s",
         type=_seconds,
         default=0.0,
         metavar="S",
         help="join events of one class less than S s apart",
     )
     e.add_argument(
-        "--event-min", type=_seconds, default=0.0, metavar="S", help="drop events shorter than S s"
+        "--event-min",
+        dest="event_min_s",
+        type=_seconds,
+        default=0.0,
+        metavar="S",
+        help="drop events shorter than S s",
     )
     for writer in EVENT_WRITERS.values():  # one flag per event format
-        e.add_argument(f"--{writer.name}", default=None, metavar="DIR", help=f"also write {writer.help} here")
+        e.add_argument(
+            f"--{writer.name}",
+            dest=_dest(writer.name),
+            default=None,
+            metavar="FILE" if writer.combined else "DIR",
+            help=f"also write {writer.help} here",
+        )
+    t = p.add_argument_group("field recorders: start_utc on window and event rows (docs/field-recorders.md)")
+    t.add_argument(
+        "--start-times",
+        action="store_true",
+        help="read each file's start from its name (AudioMoth YYYYMMDD_HHMMSS, Song Meter "
+        "PREFIX_YYYYMMDD_HHMMSS, …)",
+    )
+    t.add_argument(
+        "--time-regex",
+        default=None,
+        metavar="REGEX",
+        help="the start in the file name by named groups year, month, day, hour, minute[, second]",
+    )
+    t.add_argument(
+        "--timezone", default=None, metavar="TZ", help="zone the names are in (default UTC; e.g. +02:00)"
+    )
+    t.add_argument(
+        "--deployments",
+        default=None,
+        metavar="CSV",
+        help="path (file or folder), site, start_utc, timezone per row: overrides the names",
+    )
     add_top_k_arg(p)
     p.add_argument(
         "--wide",
@@ -122,6 +162,38 @@ def parser() -> argparse.ArgumentParser:
     add_backend_arg(p)
     add_quiet_arg(p, "no progress bar")
     return p
+
+
+def _dest(name: str) -> str:
+    return name.replace("-", "_")
+
+
+def file_times_of(args: argparse.Namespace):
+    """The FileTimes the flags ask for, or None (no start_utc columns)."""
+    if not (args.start_times or args.time_regex or args.timezone or args.deployments):
+        return None
+    from learner.data.recorders import file_times
+
+    return file_times(args.time_regex, args.timezone, args.deployments)
+
+
+def _say_unknown_starts(out: str, times) -> None:
+    """One line naming the files whose start nothing gives (their start_utc is empty), never silence."""
+    from learner.score.store import read_results
+
+    files = read_results(out).to_pylist()
+    unknown = [r["path"] for r in files if r["error"] is None and times.start_utc(r["path"]) is None]
+    if unknown:
+        shown = ", ".join(unknown[:3]) + (" …" if len(unknown) > 3 else "")
+        print(
+            f"earshot: {len(unknown)} file(s) with no start time in the name or --deployments, start_utc "
+            f"left empty: {shown} (--time-regex or --deployments gives it)"
+        )
+
+
+def add_windows_arg(p: argparse.ArgumentParser, what: str) -> None:
+    """`--windows WIN,HOP` (ScoreOptions.window): what windows mean to the job is `what`."""
+    p.add_argument("--windows", dest="window", type=_windows, default=None, metavar="WIN,HOP", help=what)
 
 
 def add_run_args(p: argparse.ArgumentParser, done: str) -> None:
@@ -164,66 +236,39 @@ def add_run_args(p: argparse.ArgumentParser, done: str) -> None:
     )
 
 
-def run_options(args: argparse.Namespace) -> dict:
-    """The ScoreOptions fields `add_run_args` sets (checked together: --retry-errors needs --resume)."""
+def run_options(args: argparse.Namespace, **given: Any):
+    """The ScoreOptions of the parsed flags (a flag's dest is its field, but for the few named here), plus
+    `given`; checked together: --retry-errors needs --resume."""
+    from learner.score.local import ScoreOptions
+
     if args.retry_errors and not args.resume:
         raise ValueError("--retry-errors needs --resume")
-    return dict(
-        output=args.out,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        decode_timeout_s=args.decode_timeout,
-        min_duration_s=args.min_duration,
-        part_rows=args.part_rows,
-        part_seconds=args.part_seconds,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        retry_errors=args.retry_errors,
-        progress=not args.quiet,
-    )
+    named = dict(output=args.out, decode_timeout_s=args.decode_timeout, min_duration_s=args.min_duration)
+    return options_of(args, ScoreOptions, **named, progress=not args.quiet, **given)
 
 
 def ray_options(args: argparse.Namespace):
     from learner.score.ray_engine import RayOptions
 
-    return RayOptions(
-        address=args.ray_address,
-        actors=args.actors,
-        decoders=args.decoders,
-        chunk=args.ray_chunk,
-        backend=getattr(args, "backend", "torch"),
-        device=args.device,
-        threads=args.threads,
-    )
+    backend = getattr(args, "backend", "torch")
+    return options_of(args, RayOptions, address=args.ray_address, chunk=args.ray_chunk, backend=backend)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     inputs = inputs_of(p, args)
-    run_opts = run_options(args)
     for flag, given in (
         ("--threshold", args.threshold is not None),
-        ("--event-gap", args.event_gap > 0),
-        ("--event-min", args.event_min > 0),
-        *((f"--{name}", getattr(args, name)) for name in EVENT_WRITERS),
+        ("--event-gap", args.event_gap_s > 0),
+        ("--event-min", args.event_min_s > 0),
+        *((f"--{name}", getattr(args, _dest(name))) for name in EVENT_WRITERS),
     ):
-        if given and args.windows is None:
+        if given and args.window is None:
             raise ValueError(f"{flag} needs --windows WIN,HOP (events are found over windows)")
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
-    from learner.score.local import ScoreOptions
-
-    opts = ScoreOptions(
-        fmt=args.format,
-        window=args.windows,
-        threshold=args.threshold,
-        event_gap_s=args.event_gap,
-        event_min_s=args.event_min,
-        top_k=args.top_k,
-        **run_opts,
-        wide=args.wide,
-    )
+    opts = run_options(args, times=file_times_of(args))
     if args.engine == "ray":
         from learner.score.ray_engine import score_ray
 
@@ -242,11 +287,13 @@ def main(argv: list[str] | None = None) -> int:
         summary = score(inputs, predictor, opts)
     for line in summary.lines():
         print(f"earshot: {line}")
-    dirs = {name: getattr(args, name) for name in EVENT_WRITERS if getattr(args, name)}
+    if opts.times is not None:
+        _say_unknown_starts(args.out, opts.times)
+    dirs = {name: getattr(args, _dest(name)) for name in EVENT_WRITERS if getattr(args, _dest(name))}
     if dirs:
         from learner.score.event_writers import export_events
 
-        ex = export_events(args.out, dirs)
+        ex = export_events(args.out, dirs, opts.times)
         where = " and ".join(str(d) for d in dirs.values())
         print(f"earshot: exported {ex.events} event(s) of {ex.files} file(s) → {where}")
     return 0

@@ -125,12 +125,21 @@ def windows(x: np.ndarray, n: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
     covers the tail, so every sample is scored and no window is padding. A signal no longer than one
     window gives one (repeat-padded) window.
     """
+    starts = window_starts(x.size, n, hop)
+    if x.size <= n:
+        return crop_pad(x, n, 0.0)[None, :], starts
+    out = np.stack([x[s : s + n] for s in starts]).astype(np.float32, copy=False)
+    return out, starts
+
+
+def window_starts(n_samples: int, n: int, hop: int) -> np.ndarray:
+    """Where `windows` starts its windows of `n` samples over a signal of `n_samples` (tail window aligned
+    to the end): the one rule for scoring's windows and the training windows cut from annotations."""
     if hop <= 0 or n <= 0:
         raise ValueError(f"window ({n}) and hop ({hop}) must be positive")
-    if x.size <= n:
-        return crop_pad(x, n, 0.0)[None, :], np.zeros(1, dtype=np.int64)
-    starts = list(range(0, x.size - n + 1, hop))
-    if starts[-1] + n < x.size:
-        starts.append(x.size - n)
-    out = np.stack([x[s : s + n] for s in starts]).astype(np.float32, copy=False)
-    return out, np.asarray(starts, dtype=np.int64)
+    if n_samples <= n:
+        return np.zeros(1, dtype=np.int64)
+    starts = list(range(0, n_samples - n + 1, hop))
+    if starts[-1] + n < n_samples:
+        starts.append(n_samples - n)
+    return np.asarray(starts, dtype=np.int64)

@@ -7,6 +7,9 @@ benches).
                                            truth
     make_event_dataset(root)             → folder-per-class 1 s clips of the same classes plus `background`
     make_multilabel_event_dataset(root)  → 1 s clips holding 0, 1 or 2 of those sounds at once, `path,labels`
+    compose_soundscape(sounds, beds)     → given sounds ({class: [signals]}, real or `generated_sounds()`) at
+                                           random times and SNRs over a given background, some overlapping
+    write_soundscapes(root, sounds, beds) → rec_00.wav ... + boxes.csv (the truth) [+ a table per recording]
 
 A softmax classifier has no "nothing" output, so the single-label event model is trained with a `background`
 class (the recording's noise alone); `learner.serve.events` never reports that class as an event. A
@@ -16,9 +19,12 @@ multi-label
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import soundfile as sf
 
 from learner.data.events import Event
@@ -181,3 +187,133 @@ def make_multilabel_event_dataset(
         w.writerow(["path", "labels"])
         w.writerows(rows)
     return root / "manifest.csv"
+
+
+# --- long recordings from given sounds over a given bed (real clips: bench/soundscape.py; generated: tests)
+
+SCENE_TRIM_DB = 30.0  # a sound's box is its part louder than this below its peak (what an annotator boxes)
+
+
+def generated_sounds(
+    classes: tuple[str, ...] = EVENT_CLASSES, n_per_class: int = 6, sr: int = 16000, seed: int = 0
+) -> dict[str, list[np.ndarray]]:
+    """{class: sounds of 1-3 s}: the generated stand-in for a devset's clips in `compose_soundscape`."""
+    rng = np.random.default_rng(seed)
+    return {
+        c: [event_sound(c, float(rng.uniform(1.0, 3.0)), sr, rng) for _ in range(n_per_class)]
+        for c in classes
+    }
+
+
+def _bed(beds: list[np.ndarray], n: int, rng: np.random.Generator, sr: int) -> np.ndarray:
+    """`n` samples of background: one bed from a random offset, looped with 50 ms crossfades if short."""
+    src = beds[int(rng.integers(len(beds)))].astype(np.float32)
+    fade = min(int(0.05 * sr), src.size // 4)
+    out, at = np.zeros(n, dtype=np.float32), -int(rng.integers(max(1, src.size - fade)))
+    ramp = np.linspace(0, 1, fade, dtype=np.float32)
+    piece = src.copy()
+    piece[:fade] *= ramp
+    piece[src.size - fade :] *= ramp[::-1]
+    while at < n:
+        a, b = max(at, 0), min(at + src.size, n)
+        out[a:b] += piece[a - at : b - at]
+        at += src.size - fade
+    return out
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
+
+
+def compose_soundscape(
+    sounds: dict[str, list[np.ndarray]],
+    beds: list[np.ndarray],
+    duration_s: float = 120.0,
+    *,
+    sr: int = 16000,
+    n_events: int = 20,
+    overlap_share: float = 0.25,
+    snr_db: tuple[float, float] = (0.0, 15.0),
+    seed: int = 0,
+) -> tuple[np.ndarray, list[Event]]:
+    """(signal, true events by start): `n_events` sounds (classes taken in turn, shuffled) placed at random
+    gaps over background from `beds`, each at an SNR drawn from `snr_db` (its RMS against the bed's), about
+    `overlap_share` of them starting 0.3-0.8 s before the previous sound (of another class) ends.
+
+    Each sound is first trimmed to its part within `SCENE_TRIM_DB` of its peak, so an event is exactly where
+    the sound is loud: the box an annotator would draw. The mixture is scaled down only if it would clip."""
+    rng = np.random.default_rng(seed)
+    n = int(round(duration_s * sr))
+    from learner.audio.signal import trim_silence
+
+    order = [c for _ in range(n_events // len(sounds) + 1) for c in rng.permutation(sorted(sounds))][
+        :n_events
+    ]
+    picked = [
+        (str(c), trim_silence(sounds[c][int(rng.integers(len(sounds[c])))], SCENE_TRIM_DB)) for c in order
+    ]
+    overlapped = [
+        i > 0 and picked[i][0] != picked[i - 1][0] and rng.random() < overlap_share for i in range(n_events)
+    ]
+    sound_s = sum(s.size for _, s in picked) / sr
+    free = duration_s - sound_s - 1.0
+    if free < 0.5 * n_events:
+        raise ValueError(
+            f"{n_events} sounds ({sound_s:.0f} s) do not fit in {duration_s:g} s with gaps between"
+        )
+    gaps = (
+        rng.dirichlet(np.ones(n_events + 1)) * free
+    )  # seconds of bed before each sound that is not overlapped
+    bed = _bed(beds, n, rng, sr)
+    x, level, truth = bed.copy(), _rms(bed), []
+    t, prev = 0.5, None
+    for i, ((label, s), over) in enumerate(zip(picked, overlapped, strict=True)):
+        if over and prev is not None:
+            start = prev[1] - min(rng.uniform(0.3, 0.8), 0.5 * (prev[1] - prev[0]), 0.5 * s.size / sr)
+        else:
+            start = t + gaps[i]
+        a = int(round(start * sr))
+        s = s[: n - a]
+        gain = level * 10 ** (rng.uniform(*snr_db) / 20) / _rms(s)
+        x[a : a + s.size] += gain * s
+        end = (a + s.size) / sr
+        truth.append(Event("", label, round(a / sr, 4), round(end, 4), 1.0, 1.0))
+        t, prev = max(t, end), (a / sr, end)
+    peak = float(np.abs(x).max())
+    if peak > 0.99:
+        x *= 0.99 / peak
+    truth.sort(key=lambda e: (e.start_s, e.label))
+    return x.astype(np.float32), truth
+
+
+def write_soundscapes(
+    root: Path,
+    sounds: dict[str, list[np.ndarray]],
+    beds: list[np.ndarray],
+    n_recordings: int = 4,
+    duration_s: float = 120.0,
+    *,
+    sr: int = 16000,
+    seed: int = 0,
+    table: tuple[str, Callable[[list[Event], int], str]] | None = None,
+    **compose: Any,
+) -> pd.DataFrame:
+    """`root/rec_00.wav` ... (16-bit) from `compose_soundscape(**compose)` with seeds `seed`, `seed + 1`, ...,
+    the truth as `root/boxes.csv` (the box table: path,start_s,end_s,label) and, given `table` = (suffix,
+    render), one table per recording beside it (e.g. `(".Table.1.selections.txt", raven_table-like)`).
+    Returns the truth as a box table (`learner.data.annotations.read_boxes` of boxes.csv)."""
+    from learner.data.annotations import read_boxes
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for k in range(n_recordings):
+        x, truth = compose_soundscape(sounds, beds, duration_s, sr=sr, seed=seed + k, **compose)
+        path = root / f"rec_{k:02d}.wav"
+        sf.write(path, x, sr, subtype="PCM_16")
+        events = [Event(str(path), e.label, e.start_s, e.end_s, 1.0, 1.0) for e in truth]
+        if table is not None:
+            (root / (path.name + table[0])).write_text(table[1](events, sr), encoding="utf-8")
+        rows += [(path.name, e.start_s, e.end_s, e.label) for e in events]
+    pd.DataFrame(rows, columns=["path", "start_s", "end_s", "label"]).to_csv(root / "boxes.csv", index=False)
+    return read_boxes(root / "boxes.csv")

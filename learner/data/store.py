@@ -74,10 +74,17 @@ class SignalStore(Mapping):
         return self._fds[shard]
 
     def __getitem__(self, path: str) -> np.ndarray:
+        return self.read(path)
+
+    def read(self, path: str, start: int = 0, length: int | None = None) -> np.ndarray:
+        """Samples `start` to `start + length` of one signal (all of it by default): a training window of a
+        long recording reads only its own bytes."""
         e = self.entries[str(path)]
+        start = min(max(0, start), e.length)
+        length = e.length - start if length is None else max(0, min(length, e.length - start))
         size = SAMPLE_DTYPE.itemsize
-        raw = os.pread(self._fd(e.shard), e.length * size, e.offset * size)
-        if len(raw) != e.length * size:
+        raw = os.pread(self._fd(e.shard), length * size, (e.offset + start) * size)
+        if len(raw) != length * size:
             raise OSError(
                 f"{self.folder / e.shard}: shard shorter than its index says (store damaged: delete "
                 f"{self.folder} to rebuild it)"
@@ -101,6 +108,14 @@ class SignalStore(Mapping):
 def signal_size(signals: Mapping, path: str) -> int:
     """Samples of one decoded signal, from a SignalStore (no read) or an in-memory dict."""
     return signals.size_of(path) if isinstance(signals, SignalStore) else signals[path].size
+
+
+def signal_window(signals: Mapping, path: str, start: int, length: int) -> np.ndarray:
+    """Samples `start` to `start + length` of one decoded signal (fewer at its end), from a SignalStore (that
+    slice only) or an in-memory dict."""
+    if isinstance(signals, SignalStore):
+        return signals.read(path, start, length)
+    return signals[path][start : start + length]
 
 
 def _decode(args: tuple[str, AudioConfig]) -> tuple[str, np.ndarray | None, str | None]:

@@ -23,7 +23,7 @@ SALIENCY_FLOOR = 0.3  # saliency below this share of its peak is not drawn, so t
 class DemoOutput:
     """What `classify` returns; `figures` are matplotlib figures (None = nothing to draw)."""
 
-    labels: dict[str, float]
+    labels: dict[str, float] | str  # scores by shown name, or the answer alone when it is "none of them"
     spectrogram: Any
     saliency: Any
     timeline: Any
@@ -173,7 +173,7 @@ def _message(
     """The paragraph under the plots: the label, what was decoded, how it was scored, what is padding."""
     ch = {1: "mono", 2: "stereo"}.get(d.channels, f"{d.channels} channels")
     msg = (
-        f"**{pred.label}** ({pred.score:.0%}) · `{name}`: {d.duration_s:.2f} s, {d.orig_sample_rate} Hz {ch} "
+        f"{_answer_line(pred)} · `{name}`: {d.duration_s:.2f} s, {d.orig_sample_rate} Hz {ch} "
         f"({d.decoder}) → mono {cfg.sample_rate} Hz · {scored}."
     )
     if padded is not None:
@@ -184,6 +184,22 @@ def _message(
     elif kept is not None:
         msg += f" The sound lasts {kept:.2f} s, centred in silence in the {cfg.duration:g} s clip."
     return msg
+
+
+def _answer_line(pred: Any) -> str:
+    """The answer and why: the class and its score, a reject class, or the best guess under its threshold."""
+    if pred.rejected and pred.answer != pred.label:
+        return f"**{pred.answer_text}** (best guess '{pred.label}' at {pred.score:.0%}, below its threshold)"
+    return f"**{pred.answer_text or pred.label}** ({pred.score:.0%})"
+
+
+def shown_labels(predictor: Predictor, pred: Any) -> dict[str, float] | str:
+    """What the Label shows: the top scores, reject classes by their names ("not one of the words"); when
+    the top class is below its threshold, the answer alone (its scores are in the message)."""
+    rule = predictor.rejection
+    if pred.rejected and pred.answer != pred.label:
+        return pred.answer_text
+    return {rule.text(lab) if lab in rule.classes else lab: s for lab, s in pred.as_dict().items()}
 
 
 def classify(
@@ -214,4 +230,5 @@ def classify(
     padded = kept if cfg.pad_mode == "repeat" else None
     sal = _saliency(predictor, clip, top) if saliency else None
     figures = _figures(predictor, pred, clip, sal, where, padded)
-    return DemoOutput(pred.as_dict(), *figures, _message(pred, d, name, cfg, scored, padded, kept))
+    labels = shown_labels(predictor, pred)
+    return DemoOutput(labels, *figures, _message(pred, d, name, cfg, scored, padded, kept))

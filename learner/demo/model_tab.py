@@ -67,12 +67,35 @@ def model_info(predictor: Predictor, folder: str | Path | None) -> ModelInfo:
             )
     else:
         parts.append("**Metrics:** this model directory has no metrics.json.")
+    if line := open_set_line(predictor, metrics.get("open_set")):
+        parts.append(line)
     audio = "#### AudioConfig\n\n" + _table(cfg.get("audio", {}))
     training = "#### Training arguments\n\n" + _table(cfg.get("train", {})) if cfg.get("train") else ""
     if cfg.get("versions"):
         training += "\n\n#### Versions\n\n" + _table(cfg["versions"], ("library", "version"))
     png = read_regular(folder / "confusion_matrix.png") if folder else None
     return ModelInfo("\n\n".join(parts), audio, training, png)
+
+
+def open_set_line(predictor: Predictor, figures: dict[str, Any] | None) -> str:
+    """What the model answers when it hears none of its words (learner.serve.reject), and how often it is
+    right to (metrics.json's "open_set", measured with its thresholds on the held-out speakers)."""
+    rule = predictor.rejection
+    if not rule.classes and not predictor.config.get("thresholds"):
+        return ""
+    answers = dict.fromkeys([*rule.classes, rule.answer])  # each answer once, in order
+    said = " or ".join(f"**{rule.text(a)}**" for a in answers)
+    when = f"when `{'`, `'.join(rule.classes)}` is on top or " if rule.classes else ""
+    text = f"**None of its words:** it answers {said} {when}when its top word is below its threshold."
+    if figures:
+        f = figures
+        text += (
+            f" On the held-out speakers: **{f['words_right']:.1%}** of {f['n_words']} words right "
+            f"({f['words_rejected']:.1%} rejected), **{f['unknown_rejected']:.1%}** of {f['n_unknown']} "
+            f"other words and **{f['silence_rejected']:.1%}** of {f['n_silence']} background-noise clips "
+            "rejected."
+        )
+    return text
 
 
 def confusion_html(png: bytes) -> str:

@@ -22,6 +22,7 @@ from learner.folder.files import (
     strip_local_paths,
     write_json,
 )
+from learner.folder.thresholds import write_thresholds
 
 __all__ = [
     "CARD",
@@ -41,4 +42,5 @@ __all__ = [
     "save_model_dir",
     "strip_local_paths",
     "write_json",
+    "write_thresholds",
 ]

@@ -27,6 +27,9 @@ class ModelConfig:
     task: str = "single"  # "single" (softmax) or "multi" (a sigmoid per class)
     thresholds: dict[str, float] | None = None
     thresholds_rule: str | None = None
+    # classes that mean "none of the words" and what a rejection is called (learner.serve.reject); None in
+    # folders written before it: the top class is the answer
+    reject: dict[str, Any] | None = None
     params: int | None = None
     pretrained: str | None = None
     split: dict[str, Any] | None = None

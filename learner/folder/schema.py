@@ -152,7 +152,30 @@ def check_config(config: Any, path: Path) -> None:
                 raise _error(path, f"'thresholds' names {name!r}, which is not one of 'classes'")
             if not (_number(t, (int, float)) and 0.0 <= t <= 1.0):
                 raise _error(path, f"'thresholds'[{name!r}] must be a number from 0 to 1, got {_short(t)}")
+    check_reject_record(path, config.get("reject"), config["classes"])
     check_onnx_record(path, config.get("onnx"))
+
+
+def check_reject_record(path: Path, record: Any, classes: list[str]) -> None:
+    """config.json's "reject" record: {"classes": [class, ...], "answer": name, "names": {answer: text}}."""
+    if record is None:
+        return
+    if not isinstance(record, dict):
+        raise _error(path, f"'reject' must be an object (classes, answer, names), got {_short(record)}")
+    listed = record.get("classes", [])
+    if not isinstance(listed, list) or not all(isinstance(c, str) for c in listed):
+        raise _error(path, f"'reject.classes' must be a list of class names, got {_short(listed)}")
+    if missing := [c for c in listed if c not in classes]:
+        raise _error(path, f"'reject.classes' names {missing[0]!r}, which is not one of 'classes'")
+    answer = record.get("answer", "unknown")
+    if class_name_problem(answer, MAX_CLASS_NAME):
+        raise _error(path, f"'reject.answer' must be a name such as 'unknown', got {_short(answer)}")
+    names = record.get("names", {})
+    if not isinstance(names, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and not class_name_problem(v, MAX_CLASS_NAME)
+        for k, v in names.items()
+    ):
+        raise _error(path, f"'reject.names' must map answers to printable text, got {_short(names)}")
 
 
 def check_onnx_record(path: Path, record: Any) -> None:

@@ -64,3 +64,84 @@ def match_events(found: Sequence[Any], truth: Sequence[Any], tolerance_s: float 
         on.append(d_on)
         off.append(d_off)
     return EventScore(len(truth), len(found), len(used_t), on, off)
+
+
+# --- detections against annotated boxes, per class (event-level evaluation) -------------------------------
+
+MATCH_BY = ("onset", "overlap")
+
+
+@dataclass(frozen=True)
+class MatchRule:
+    """When a found event counts as one annotated box: `onset` — same label and onsets within
+    `tolerance_s`; `overlap` — same label and the event covers at least `min_overlap` of the box. Each box
+    and each event is used at most once (closest / most overlapping pairs first)."""
+
+    by: str = "onset"
+    tolerance_s: float = 0.5
+    min_overlap: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.by not in MATCH_BY:
+            raise ValueError(f"match by {' or '.join(MATCH_BY)}, got {self.by!r}")
+        if self.tolerance_s < 0 or not 0 < self.min_overlap <= 1:
+            raise ValueError(
+                f"tolerance must be ≥ 0 s and min_overlap in (0, 1], got "
+                f"{self.tolerance_s}, {self.min_overlap}"
+            )
+
+
+def count_matches(
+    found: Sequence[tuple[float, float]], boxes: Sequence[tuple[float, float]], rule: MatchRule
+) -> int:
+    """How many (start, end) events of one label in one recording match its boxes one to one. Only events
+    near a box are compared (sorted starts), so a long recording's thousands of events cost n log n."""
+    import numpy as np
+
+    if not found or not boxes:
+        return 0
+    order = sorted(range(len(found)), key=lambda j: found[j][0])
+    f0 = np.array([found[j][0] for j in order])
+    f1 = np.array([found[j][1] for j in order])
+    longest = float((f1 - f0).max())
+    pairs = []
+    for i, (b0, b1) in enumerate(boxes):
+        if rule.by == "onset":
+            lo, hi = (
+                np.searchsorted(f0, b0 - rule.tolerance_s),
+                np.searchsorted(f0, b0 + rule.tolerance_s, "right"),
+            )
+        else:
+            lo, hi = np.searchsorted(f0, b0 - longest), np.searchsorted(f0, b1)
+        for j in range(lo, hi):
+            if rule.by == "onset":
+                pairs.append((abs(f0[j] - b0), i, j))
+            else:
+                share = (min(f1[j], b1) - max(f0[j], b0)) / max(b1 - b0, 1e-9)
+                if share >= rule.min_overlap:
+                    pairs.append((-share, i, j))
+    used_b, used_f = set(), set()
+    for _, i, j in sorted(pairs):
+        if i not in used_b and j not in used_f:
+            used_b.add(i)
+            used_f.add(j)
+    return len(used_b)
+
+
+def class_figures(tp: int, fp: int, fn: int, hours: float) -> dict[str, Any]:
+    """Precision (None when nothing was found), recall (None when there was nothing to find), F1, false
+    alarms per hour of audio and misses, from one class's counts."""
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / (tp + fn) if tp + fn else None
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None
+    return {
+        "true_events": tp + fn,
+        "found": tp + fp,
+        "matched": tp,
+        "false_alarms": fp,
+        "misses": fn,
+        "precision": None if precision is None else round(precision, 4),
+        "recall": None if recall is None else round(recall, 4),
+        "f1": None if f1 is None else round(f1, 4),
+        "false_per_hour": round(fp / hours, 3) if hours > 0 else None,
+    }

@@ -6,6 +6,9 @@
                            → AUDACITY_DIR/<relative path>/<name>.earshot.labels.txt          (Audacity label
                            track)
 
+Formats with `combined=True` write ONE file across all inputs (its path is given, not a folder): a Raven table
+over every file, a Kaleidoscope-style CSV, detections per site per day (`learner.score.field_outputs`).
+
 Every file scored without an error gets its files, also when it has no events (an empty table says "listened,
 heard nothing"; a missing one would be ambiguous). Paths below the inputs' common folder are kept, so two
 `rec.wav` in different folders never overwrite each other. Written from the committed output, so a resumed run
@@ -19,6 +22,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from learner.data.recorders import FileTimes
+from learner.score.field_outputs import (
+    ScoredFile,
+    kaleidoscope_csv,
+    raven_combined,
+    raven_file_list,
+    scored_files,
+    site_days_csv,
+)
 from learner.serve.events import Event, audacity_labels, raven_table
 
 RAVEN_SUFFIX = ".earshot.selection.table.txt"
@@ -27,12 +39,19 @@ AUDACITY_SUFFIX = ".earshot.labels.txt"
 
 @dataclass(frozen=True)
 class EventWriter:
-    """One event format: `render(events, sample_rate)` → the text of one input file's events."""
+    """One event format: `render(events, sample_rate)` → the text of one input file's events; a combined
+    one: `render_all(files, events by path)` → the text of one file over all inputs (`suffix` unused)."""
 
     name: str
     suffix: str
     help: str
-    render: Callable[[list[Event], int], str]
+    render: Callable[[list[Event], int], str] | None = None
+    render_all: Callable[[list[ScoredFile], dict[str, list[Event]]], str] | None = None
+    companion: Callable[[list[ScoredFile]], tuple[str, str]] | None = None  # (suffix, text) beside it
+
+    @property
+    def combined(self) -> bool:
+        return self.render_all is not None
 
 
 EVENT_WRITERS: dict[str, EventWriter] = {
@@ -49,6 +68,25 @@ EVENT_WRITERS: dict[str, EventWriter] = {
             AUDACITY_SUFFIX,
             "one Audacity label file per input file",
             lambda events, rate: audacity_labels(events),
+        ),
+        EventWriter(
+            "raven-combined",
+            "",
+            "ONE Raven selection table over every input file (Begin Path, File Offset (s), Begin Date Time)",
+            render_all=raven_combined,
+            companion=lambda files: (".list.txt", raven_file_list(files)),
+        ),
+        EventWriter(
+            "kaleidoscope",
+            "",
+            "one Kaleidoscope-style CSV over every input file (INDIR, FOLDER, IN FILE, OFFSET, …)",
+            render_all=kaleidoscope_csv,
+        ),
+        EventWriter(
+            "site-days",
+            "",
+            "one CSV of detections per site per day (site, date, label, detections, recorded_h)",
+            render_all=site_days_csv,
         ),
     )
 }
@@ -70,22 +108,11 @@ def _relative_names(paths: list[str]) -> dict[str, Path]:
     return {p: Path(os.path.relpath(os.path.abspath(p), root)) for p in paths}
 
 
-def export_events(out: str | Path, dirs: dict[str, str | Path]) -> ExportSummary:
-    """Write the events of scoring output `out` (made with windows) in each format of `dirs` (an
-    `EVENT_WRITERS` name → its folder); returns what was written."""
-    unknown = sorted(set(dirs) - set(EVENT_WRITERS))
-    if unknown:
-        raise ValueError(f"no event format {', '.join(unknown)}; known: {', '.join(EVENT_WRITERS)}")
-    from learner.score.store import read_results  # pyarrow: not needed to list the formats (--help)
+def _events_by_path(out: str | Path) -> dict[str, list[Event]]:
+    from learner.score.store import read_results
 
-    files = read_results(out)
-    if files.num_rows == 0:
-        return ExportSummary()
-    events_table = read_results(out, events=True)
-    if events_table.num_columns == 0 and files.num_rows:
-        raise ValueError(f"{out} has no events table; score with windows= to find events")
     by_path: dict[str, list[Event]] = {}
-    for r in events_table.to_pylist():
+    for r in read_results(out, events=True).to_pylist():
         by_path.setdefault(r["path"], []).append(
             Event(
                 r["path"],
@@ -96,28 +123,43 @@ def export_events(out: str | Path, dirs: dict[str, str | Path]) -> ExportSummary
                 float(r["mean_score"]),
             )
         )
-    ok = [
-        (p, rate)
-        for p, rate, err in zip(
-            files["path"].to_pylist(),
-            files["sample_rate"].to_pylist(),
-            files["error"].to_pylist(),
-            strict=True,
-        )
-        if err is None
-    ]
-    names = _relative_names([p for p, _ in ok])
-    summary = ExportSummary()
-    for path, rate in ok:
-        events = by_path.get(path, [])
-        rel = names[path]
-        for name, folder in dirs.items():
-            writer = EVENT_WRITERS[name]
-            target = Path(folder) / rel.parent / (rel.name + writer.suffix)
-            _write(target, writer.render(events, rate))
-            summary.written.append(target)
-        summary.files += 1
-        summary.events += len(events)
+    return by_path
+
+
+def export_events(
+    out: str | Path, dirs: dict[str, str | Path], times: FileTimes | None = None
+) -> ExportSummary:
+    """Write the events of scoring output `out` (made with windows) in each format of `dirs` (an
+    `EVENT_WRITERS` name → its folder, or its file for a combined format); `times` gives the combined
+    tables each file's start and site (`learner.data.recorders`). Returns what was written."""
+    unknown = sorted(set(dirs) - set(EVENT_WRITERS))
+    if unknown:
+        raise ValueError(f"no event format {', '.join(unknown)}; known: {', '.join(EVENT_WRITERS)}")
+    from learner.score.store import read_results  # pyarrow: not needed to list the formats (--help)
+
+    files = read_results(out)
+    if files.num_rows == 0:
+        return ExportSummary()
+    if read_results(out, events=True).num_columns == 0:
+        raise ValueError(f"{out} has no events table; score with windows= to find events")
+    by_path = _events_by_path(out)
+    ok = scored_files(files.select(["path", "sample_rate", "duration_s", "error"]).to_pylist(), times)
+    names = _relative_names([f.path for f in ok])
+    summary = ExportSummary(files=len(ok), events=sum(len(by_path.get(f.path, [])) for f in ok))
+    for name, target in dirs.items():
+        writer = EVENT_WRITERS[name]
+        if writer.combined:
+            _write(Path(target), writer.render_all(ok, by_path))
+            summary.written.append(Path(target))
+            if writer.companion:
+                suffix, text = writer.companion(ok)
+                _write(Path(str(target) + suffix), text)
+            continue
+        for f in ok:
+            rel = names[f.path]
+            path = Path(target) / rel.parent / (rel.name + writer.suffix)
+            _write(path, writer.render(by_path.get(f.path, []), f.sample_rate))
+            summary.written.append(path)
     return summary
 
 

@@ -35,7 +35,13 @@ class OutputKind:
 
 def _score_schemas(predictor: Any, opts: Any) -> tuple[pa.Schema, pa.Schema | None, pa.Schema | None]:
     files = file_schema(predictor.classes if opts.wide else None)
-    return files, WINDOW_SCHEMA if opts.window else None, EVENT_SCHEMA if opts.window else None
+    if not opts.window:
+        return files, None, None
+    if getattr(opts, "times", None) is None:
+        return files, WINDOW_SCHEMA, EVENT_SCHEMA
+    from learner.score.field_outputs import START_UTC
+
+    return files, WINDOW_SCHEMA.append(START_UTC), EVENT_SCHEMA.append(START_UTC)
 
 
 def _score_rows(predictor: Any, batch: list[Item], opts: Any) -> Tables:
@@ -49,7 +55,13 @@ def _score_rows(predictor: Any, batch: list[Item], opts: Any) -> Tables:
         chunk=opts.stream.chunk,
         wide=opts.wide,
     )
-    return (files, wins, events) if opts.window else (files, None, None)
+    if not opts.window:
+        return files, None, None
+    if getattr(opts, "times", None) is not None:
+        from learner.score.field_outputs import with_start_utc
+
+        wins, events = with_start_utc(wins, opts.times), with_start_utc(events, opts.times)
+    return files, wins, events
 
 
 def _score_check(predictor: Any, opts: Any) -> None:
@@ -93,6 +105,7 @@ def run_meta(predictor: Any, opts: Any) -> dict[str, Any]:
         "events": {"gap_s": opts.event_gap_s, "min_length_s": opts.event_min_s} if opts.window else None,
         "top_k": opts.top_k,
         "wide": opts.wide,
+        "start_times": opts.times.description if getattr(opts, "times", None) else None,
         "classes": predictor.classes,
         "backend": backend_name(predictor),
         "weights_sha256": weights_sha256(predictor),

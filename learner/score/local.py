@@ -4,7 +4,7 @@ parts.
 The steps that touch a file or a row are shared with the Ray engine (`learner.score.ray_engine`): `discover`
 lists the input, `load_item` decodes and prepares one file in a worker process under a time limit
 (`learner.workers`; a long file comes in parts, scored as they arrive: `learner.score.streamed`),
-`score_batch` runs the Predictor and builds the rows, `PartStore` commits them atomically
+`score_items` runs the Predictor and builds the rows, `PartStore` commits them atomically
 (`learner.score.store`).
 """
 
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from learner.audio.stream import StreamSizes
+from learner.data.recorders import FileTimes
 from learner.score.discover import Discovery, FileRef, discover
 from learner.score.kinds import BACKEND_FILES, kind_of, run_meta, weights_sha256  # noqa: F401 (re-exported)
 from learner.score.paths import one_line
@@ -51,6 +52,7 @@ class ScoreOptions:
     stream: StreamSizes = field(default_factory=StreamSizes)  # long files in parts (learner.score.streamed)
     wide: bool = False  # one `score_<class>` column per class (every class's probability)
     kind: str = "scores"  # what is written: "scores" or "embeddings" (learner.score.kinds)
+    times: FileTimes | None = None  # start_utc on window and event rows (learner.data.recorders)
 
     def event_rule(self) -> EventRule:
         return EventRule(self.threshold, max_gap_s=self.event_gap_s, min_length_s=self.event_min_s)

@@ -128,8 +128,7 @@ def background_classes(
     classes: Sequence[str], config: Mapping[str, Any] | None = None, background: Sequence[str] | None = None
 ) -> set[str]:
     """Classes that never become events: `background`, else the config's `"background_classes"`, else classes
-    named
-    like DEFAULT_BACKGROUND."""
+    named like DEFAULT_BACKGROUND and the config's reject classes (learner.serve.reject)."""
     chosen = background if background is not None else (config or {}).get("background_classes")
     if chosen is not None:
         unknown = sorted(set(chosen) - set(classes))
@@ -140,7 +139,8 @@ def background_classes(
             )
         return set(chosen)
     names = {b.lower() for b in DEFAULT_BACKGROUND}
-    return {c for c in classes if c.lower() in names}
+    rejected = set(((config or {}).get("reject") or {}).get("classes") or ())  # "unknown" is no event either
+    return {c for c in classes if c.lower() in names or c in rejected}
 
 
 def window_cells(

@@ -34,11 +34,16 @@ class Prediction:
     # windowed only: timestamped events (learner.serve.events)
     events: list[Event] = field(default_factory=list)
     warning: str | None = None  # decoded, but something is off (a file cut short of what its header says)
+    # what a person is told (learner.serve.reject): the top class, or a reject answer such as "unknown"
+    answer: str = ""
+    answer_text: str = ""  # the answer as shown: "not one of the words" for the default model's "unknown"
+    rejected: bool = False  # the answer is "none of the classes" (a reject class, or below its threshold)
 
     @property
     def known(self) -> bool:
-        """False when no class reaches its threshold: "none of the known classes" (multi: background)."""
-        return bool(self.detected)
+        """False when the answer is "none of the known classes": no class reaches its threshold, or the top
+        class is a reject class (`unknown`, `silence`)."""
+        return bool(self.detected) and not self.rejected
 
     @property
     def label(self) -> str:

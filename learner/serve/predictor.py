@@ -22,10 +22,11 @@ from learner.config import AudioConfig
 from learner.folder import ModelDirError, read_config
 from learner.hub import resolve
 from learner.report.thresholds import detected, threshold_vector
-from learner.serve.backends import BACKENDS, scores_from_logits
+from learner.serve.backends import BACKENDS, BackendSpec, scores_from_logits
 from learner.serve.events import Event, EventRule, events_for
 from learner.serve.longfile import stream_windows
 from learner.serve.prediction import Prediction
+from learner.serve.reject import Rejection
 
 
 class Predictor:
@@ -53,6 +54,7 @@ class Predictor:
         self.folder: Path | None = None
         self.task: str = config.get("task", "single")  # absent in folders written before multi-label
         self.thresholds = threshold_vector(config, self.classes)
+        self.rejection = Rejection.from_config(config)  # "not one of the words" (learner.serve.reject)
         self.min_duration_s = MIN_DURATION_S  # less audio is refused, as jobs.score refuses it
 
     @classmethod
@@ -87,7 +89,7 @@ class Predictor:
             raise e
         if name not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; available: auto, {', '.join(BACKENDS)}")
-        impl = BACKENDS[name](folder, config, cfg, device=device, threads=threads)
+        impl = BACKENDS[name](BackendSpec(folder, config, cfg, device=device, threads=threads))
         model_id = kw.pop("model_id", str(folder))
         p = cls(config, impl, model_id=model_id, revision=kw.pop("revision", _revision_of(folder)), **kw)
         p.folder = folder
@@ -155,6 +157,18 @@ class Predictor:
         """Labels at or above their thresholds (config.json's, calibrated at training), best first; for a
         single-label model the top class or nothing ("none of the known classes")."""
         return detected(probs, self.classes, self.thresholds, self.task)
+
+    def answer(self, probs: np.ndarray) -> tuple[str, bool]:
+        """(the answer a person is told, whether it is a rejection) for one row of class probabilities: the
+        top class, a reject class, or the reject answer when the top class is below its threshold."""
+        rule = self.rejection
+        if self.task == "multi":
+            hits = self.detect(probs)
+            answer = hits[0] if hits else rule.answer
+        else:
+            top = int(np.asarray(probs).argmax())
+            answer = rule.decide(self.classes[top], float(probs[top]), float(self.thresholds[top]))
+        return answer, rule.rejects(answer)
 
     def _top(self, probs: np.ndarray, k: int) -> tuple[list[str], list[float]]:
         order = self.pipeline.top_k(probs, k)
@@ -258,6 +272,7 @@ class Predictor:
     def _prediction(self, d: Decoded, probs: np.ndarray, top_k: int, **more: Any) -> Prediction:
         """A Prediction of `probs` for the decoded input `d` (windows, clip and events in `more`)."""
         labels, scores = self._top(probs, top_k)
+        answer, rejected = self.answer(probs)
         return Prediction(
             labels,
             scores,
@@ -268,6 +283,9 @@ class Predictor:
             d.decoder,
             detected=self.detect(probs),
             warning=d.warning,
+            answer=answer,
+            answer_text=self.rejection.text(answer),
+            rejected=rejected,
             **more,
         )
 

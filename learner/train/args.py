@@ -24,6 +24,7 @@ def learning_rate(text: str | float) -> float | str:
 
 SPLIT = "split"
 SCALING = "scaling"
+BOXES = "annotations"  # training from boxes on long recordings (learner.train.boxes)
 RUN = "run"  # what jobs.train offers itself (jobs.compare has its own --archs, --out and --pretrained)
 
 
@@ -33,7 +34,8 @@ class TrainArgs:
 
     data: str = field(
         metadata=flag(
-            "folder-per-class, CSV manifest (path,label or path,labels[,fold|split|group]) or recipe name",
+            "folder-per-class, CSV manifest (path,label or path,labels[,fold|split|group]), recipe name, "
+            "or annotated long recordings (a folder with Raven/Audacity tables, a table, or a box CSV)",
             group="data",
         )
     )
@@ -64,6 +66,38 @@ class TrainArgs:
         default=None, metadata=flag("regex on the file name; its first group is the group", group=SPLIT)
     )
     seed: int = field(default=42, metadata=flag("random split and training seed", group=SPLIT))
+    min_overlap: float = field(
+        default=0.5,
+        metadata=flag(
+            "a window takes a box's label when they overlap by at least this share of the shorter of the two",
+            metavar="SHARE",
+            group=BOXES,
+        ),
+    )
+    background_ratio: float = field(
+        default=1.0,
+        metadata=flag("background windows drawn per labelled window from unannotated stretches", group=BOXES),
+    )
+    fully_annotated: bool = field(
+        default=True,
+        metadata=flag(
+            "every sound of a recording with a table is boxed, so its unboxed stretches are background "
+            "(--no-fully-annotated: only explicit negative rows are)",
+            group=BOXES,
+        ),
+    )
+    window_hop: float | None = field(
+        default=None,
+        metadata=flag(
+            "seconds between training windows (default: half a clip, as scoring)", type=float, group=BOXES
+        ),
+    )
+    label_column: str | None = field(
+        default=None,
+        metadata=flag(
+            "the Raven column holding the label (default: Annotation, Label, Species or Class)", group=BOXES
+        ),
+    )
     freeze_epochs: int = field(
         default=1, metadata=flag("epochs training only the new head (pretrained runs)")
     )

@@ -20,10 +20,9 @@ import torch
 
 import learner.train.frozen as frozen
 from learner import __version__
-from learner.audio import crop_pad
+from learner.audio import ClipPipeline, crop_pad
 from learner.config import AudioConfig
 from learner.data.manifest import add_groups, files_digest, load_manifest, split_indices
-from learner.data.signals import load_signals
 from learner.data.store import signal_size
 from learner.folder import ModelConfig, save_model_dir, strip_local_paths, write_json
 from learner.model import create_model, get_arch, n_params
@@ -39,6 +38,7 @@ from learner.train.settings import (
     adopt_front_end,
     batch_size,
     epochs_for,
+    pick_duration,
     pick_hop,
     pick_sample_rate,
     transfers_from_earshot,
@@ -68,13 +68,6 @@ def dataset_stats(
     return float(mean), float(np.sqrt(max(total_sq / count - mean**2, 1e-12)))
 
 
-def pick_duration(lengths_s: list[float], quantile: float = 0.9, lo: float = 0.5, hi: float = 10.0) -> float:
-    """A clip length that holds most trimmed training sounds whole: the 90th percentile, rounded up to
-    0.5 s, within [0.5, 10] s. Short words then are not repeated five times; 5 s clips stay 5 s."""
-    q = float(np.quantile(np.asarray(lengths_s), quantile)) if lengths_s else hi
-    return float(min(hi, max(lo, np.ceil(q * 2) / 2)))
-
-
 def param_groups(model: torch.nn.Module, spec: ArchSpec) -> list[list[torch.nn.Parameter]]:
     """Body and head (the registry's `classifier`: exactly what starting weights leave out), so `fine_tune`
     trains the new head alone first."""
@@ -85,8 +78,13 @@ def param_groups(model: torch.nn.Module, spec: ArchSpec) -> list[list[torch.nn.P
 
 def prepare_data(args: TrainArgs, cfg: AudioConfig):
     """Manifest → split → decoded signals. Unreadable files are reported by name and left out."""
+    from learner.data.annotations import is_annotations
     from learner.data.labels import check_class_count, resolve_task
 
+    if is_annotations(args.data):
+        from learner.train.boxes import prepare_box_data
+
+        return prepare_box_data(args, cfg)
     df = add_groups(load_manifest(args.data), args.group_col, args.group_regex)
     task = resolve_task(df, args.task, args.data)
     check_class_count(df, args.data)  # before decoding: minutes for a large set
@@ -102,17 +100,9 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
     used["is_valid"] = [False] * len(train_idx) + [True] * len(valid_idx)
     if args.auto_sample_rate:
         cfg.sample_rate = pick_sample_rate(list(used.loc[~used["is_valid"], "path"]))
-    from learner.train.loading import signals_mode, store_signals
+    from learner.train.loading import decode_signals
 
-    paths = list(used["path"])
-    if signals_mode(args.signals, paths, cfg, args.store) == "memory":
-        signals, failures = load_signals(
-            paths, cfg, cache_dir=args.cache_dir, workers=args.workers, progress=args.progress
-        )
-    else:
-        signals, failures = store_signals(
-            paths, cfg, args.store or args.cache_dir, args.workers, args.progress
-        )
+    signals, failures = decode_signals(args, list(used["path"]), cfg)
     if failures:
         lines = "\n".join(f"  {p}: {why}" for p, why in failures.items())
         log.warning("%d file(s) could not be read and are excluded from training:\n%s", len(failures), lines)
@@ -160,7 +150,7 @@ def build_learner(
     spec = get_arch(args.arch)
     frontend = FrontEnd(cfg, spec.input)
     if cfg.norm == "dataset" and spec.input != "waveform" and not transfers_from_earshot(args.pretrained):
-        train_sigs = SignalList(list(used.loc[~used["is_valid"], "path"]), signals)
+        train_sigs = SignalList(_items(used.loc[~used["is_valid"]], cfg), signals, ClipPipeline(cfg))
         cfg.norm_stats = dataset_stats(frontend, train_sigs, cfg)
         frontend = FrontEnd(cfg, spec.input)
     dls, loss, metrics = _dataloaders(args, cfg, frontend, used, signals, classes)
@@ -179,6 +169,16 @@ def build_learner(
         learn.remove_cb(ProgressCallback)
         learn.logger = partial(epoch_line, learn)  # fastai would print each epoch as a raw Python list
     return learn, frontend, loaded
+
+
+def _items(used: pd.DataFrame, cfg: AudioConfig) -> list:
+    """The training items of `used`: file paths, or `Window`s of long recordings (training from boxes)."""
+    if not used.attrs.get("windows"):
+        return list(used["path"])
+    from learner.data.box_windows import WindowReader
+
+    read = WindowReader(cfg.n_samples)
+    return [read(r) for _, r in used.iterrows()]
 
 
 def _dataloaders(
@@ -200,9 +200,13 @@ def _dataloaders(
     else:
         y_block, get_y = CategoryBlock(vocab=classes), ColReader("label")
         loss, metrics = _single_label_loss(args.label_smoothing, len(classes))
-    dblock = DataBlock(
-        blocks=(block, y_block), get_x=ColReader("path"), get_y=get_y, splitter=ColSplitter("is_valid")
-    )
+    if used.attrs.get("windows"):  # training from boxes: a row is a window of a long recording
+        from learner.data.box_windows import WindowReader
+
+        get_x = WindowReader(cfg.n_samples)
+    else:
+        get_x = ColReader("path")
+    dblock = DataBlock(blocks=(block, y_block), get_x=get_x, get_y=get_y, splitter=ColSplitter("is_valid"))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     workers = loader_workers(args.loader_workers, "disk" if isinstance(signals, SignalStore) else "memory")
     dls = dblock.dataloaders(
@@ -290,7 +294,7 @@ def _train(args: TrainArgs, cfg: AudioConfig | None, out: Path) -> TrainResult:
 
 def _settings_from_data(args: TrainArgs, cfg: AudioConfig, used: pd.DataFrame, signals: dict) -> None:
     """The clip length, hop and rate a job left to the data (`auto_*`), picked from the training split."""
-    if args.auto_duration:
+    if args.auto_duration and not used.attrs.get("windows"):  # windows: picked from the boxes already
         lengths = [signal_size(signals, p) / cfg.sample_rate for p in used.loc[~used["is_valid"], "path"]]
         cfg.duration = pick_duration(lengths)
         log.info("clip length %g s (90th percentile of the trimmed training sounds)", cfg.duration)

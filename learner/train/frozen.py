@@ -45,6 +45,8 @@ def uses_frozen_head(args, used: pd.DataFrame) -> bool:
     spec = get_arch(args.arch)
     if not spec.backbone or args.head == "finetune" or transfers_from_earshot(args.pretrained):
         return False
+    if used.attrs.get("windows"):  # windows of long recordings: embeddings are cached per file, so fine-tune
+        return False
     return used.attrs.get("task") == "single" and args.pretrained != "none"
 
 

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from learner.config import AudioConfig
-from learner.data.store import open_store, pick_signals
+from learner.data.box_windows import Window
+from learner.data.store import open_store, pick_signals, signal_window
 from learner.train.distributed import local_world_size, main_first
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,20 @@ def store_signals(
     read."""
     root = Path(store) if store else default_store_dir()
     return main_first(lambda: open_store(paths, cfg, root, workers=workers, progress=progress))
+
+
+def decode_signals(
+    args: Any, paths: list[str], cfg: AudioConfig
+) -> tuple[Mapping[str, np.ndarray], dict[str, str]]:
+    """(signals by path, failures by path → reason): in memory or from the on-disk store, as `args.signals`
+    and `args.store` say (a `TrainArgs`)."""
+    if signals_mode(args.signals, paths, cfg, args.store) == "memory":
+        from learner.data.signals import load_signals
+
+        return load_signals(
+            paths, cfg, cache_dir=args.cache_dir, workers=args.workers, progress=args.progress
+        )
+    return store_signals(paths, cfg, args.store or args.cache_dir, args.workers, args.progress)
 
 
 def loader_workers(requested: int | None, mode: str) -> int:
@@ -80,16 +95,20 @@ def loader_options(workers: int) -> dict[str, Any]:
 
 
 class SignalList:
-    """A list-like view of some signals that reads each one only when indexed (the store stays on disk)."""
+    """A list-like view of some signals that reads each one only when indexed (the store stays on disk).
+    An item is a path, or a `Window` of a long recording (its samples, trimmed as `pipeline` trims)."""
 
-    def __init__(self, paths: list[str], signals: Mapping[str, np.ndarray]) -> None:
-        self.paths, self.signals = paths, signals
+    def __init__(self, paths: list, signals: Mapping[str, np.ndarray], pipeline: Any = None) -> None:
+        self.paths, self.signals, self.pipeline = paths, signals, pipeline
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> np.ndarray:
-        return self.signals[self.paths[i]]
+        item = self.paths[i]
+        if isinstance(item, Window):
+            return self.pipeline.trim(signal_window(self.signals, item.path, item.offset, item.size))
+        return self.signals[item]
 
 
 def numpy_collate(items: list[tuple]) -> tuple:

@@ -35,6 +35,13 @@ def pick_sample_rate(paths: list[str], cap: int = 22050, max_files: int = 200) -
     return min(cap, rates.most_common(1)[0][0]) if rates else cap
 
 
+def pick_duration(lengths_s: list[float], quantile: float = 0.9, lo: float = 0.5, hi: float = 10.0) -> float:
+    """A clip length that holds most trimmed training sounds whole: the 90th percentile, rounded up to
+    0.5 s, within [0.5, 10] s. Short words then are not repeated five times; 5 s clips stay 5 s."""
+    q = float(np.quantile(np.asarray(lengths_s), quantile)) if lengths_s else hi
+    return float(min(hi, max(lo, np.ceil(q * 2) / 2)))
+
+
 def pick_hop(cfg: AudioConfig, frames: int = 100, min_hop_s: float = 0.010, max_hop: int = 512) -> int:
     """A hop that gives a clip about `frames` spectrogram frames: 10 ms for a 1 s word (101 frames)
     instead of 63 or 44, while 5 s clips keep the cheaper `max_hop`."""

@@ -19,6 +19,8 @@ from fasttransform import Transform
 
 from learner.audio import ClipPipeline, crop_pad, decode, trim_silence
 from learner.config import AudioConfig
+from learner.data.box_windows import Window
+from learner.data.store import signal_window
 from learner.model.frontend import FrontEnd, SpecMasking
 from learner.train.augment import AUGMENTATIONS, enabled
 
@@ -87,6 +89,12 @@ class LoadAudio(Transform):
         if x is None:
             x = self.pipeline.load(path)
         return AudioTensor.create(x, sr=self.cfg.sample_rate)
+
+    def encodes(self, w: Window) -> AudioTensor:  # noqa: F811 (fasttransform dispatches on the type)
+        """A window of a long recording, read from the signals by offset and trimmed as scoring trims each
+        window (`ClipPipeline.prepare`)."""
+        x = signal_window(self.signals, w.path, w.offset, w.size)
+        return AudioTensor.create(self.pipeline.trim(x), sr=self.cfg.sample_rate)
 
 
 class TrimSilence(Transform):

@@ -1,0 +1,73 @@
+"""How often a model says "not one of the words" to sounds that are none of them (issue 24 item 3).
+
+    OMP_NUM_THREADS=1 python bench/open_set.py [--model assets/speech-words] [--sets esc-dev,urban-dev]
+
+Real everyday sounds from the devsets (esc-dev: 24 ESC-50 classes, all 201 clips of 5 s; urban-dev: its 387
+`valid` clips of ≤ 4 s), none of them speech commands, through the Predictor with the model's own reject
+record and thresholds (learner.serve.reject). Two views: the answer for the whole file (mean of window
+probabilities, as `jobs.predict` says it) and the answer for each 1 s window (what the live mode hears).
+Nothing here chooses a setting: the thresholds were set on held-out training speakers by
+scripts/build_demo_model.py. Prints one JSON line per set with the load average and the process CPU time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEVSETS = ROOT.parent / "shared" / "devsets"
+SUBSETS = {"esc-dev": None, "urban-dev": "valid"}  # which rows: all of esc-dev, urban-dev's valid split
+
+
+def measure(model: Path, name: str) -> dict:
+    from learner.serve.predictor import Predictor
+
+    p = Predictor.from_dir(model, backend="onnx-int8", threads=1)
+    manifest = DEVSETS / name / "manifest.csv"
+    df = pd.read_csv(manifest, dtype=str)
+    if SUBSETS[name]:
+        df = df[df["split"] == SUBSETS[name]]
+    files, windows, said = [], [], Counter()
+    c0 = time.process_time()
+    for rel in df["path"]:
+        pred = p.predict(str(manifest.parent / rel), top_k=1, window=p.cfg.duration)
+        files.append(pred.rejected)
+        for row in pred.window_probs if pred.window_probs is not None else [pred.probs]:
+            answer, rejected = p.answer(row)
+            windows.append(rejected)
+            said[answer] += 1
+    return {
+        "set": name,
+        "files": len(files),
+        "files_rejected": round(float(np.mean(files)), 4),
+        "windows": len(windows),
+        "windows_rejected": round(float(np.mean(windows)), 4),
+        "window_answers": dict(said.most_common(8)),
+        "cpu_s": round(time.process_time() - c0, 1),
+        "load": os.getloadavg()[0],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=str(ROOT / "assets" / "speech-words"))
+    ap.add_argument("--sets", default=",".join(SUBSETS))
+    args = ap.parse_args()
+    for name in args.sets.split(","):
+        if not (DEVSETS / name / "manifest.csv").is_file():
+            sys.exit(f"open_set: {DEVSETS / name}/manifest.csv: no such devset")
+        print(json.dumps(measure(Path(args.model), name)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
