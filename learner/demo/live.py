@@ -116,7 +116,7 @@ class LiveStream:
         x = as_float_mono(chunk)
         self._note_arrival(now, int(sample_rate), x.size)
         if self._rate != int(sample_rate):  # first chunk, or the browser changed its rate: a new resampler
-            self._rate, self._resampler = int(sample_rate), Resampler(int(sample_rate), self.sr, block=4096)
+            self._rate, self._resampler = int(sample_rate), Resampler(int(sample_rate), self.sr, block=1024)
         for part in self._resampler.push(x):
             self._append(part)
         if self.keep_audio:
