@@ -16,6 +16,7 @@ See docs/scoring.md.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from jobs._cli import (
@@ -70,14 +71,22 @@ def _threshold(text: str) -> float | dict[str, float]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _seconds(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = -1.0
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected seconds ≥ 0, got {text!r}")
-    return v
+def at_least_zero(what: str) -> Callable[[str], float]:
+    """An argparse type: a number ≥ 0, else one line saying it is `what` that is expected."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = -1.0
+        if v < 0:
+            raise argparse.ArgumentTypeError(f"expected {what} ≥ 0, got {text!r}")
+        return v
+
+    return parse
+
+
+_seconds = at_least_zero("seconds")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -164,6 +173,11 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def add_windows_arg(p: argparse.ArgumentParser, what: str) -> None:
+    """`--windows WIN,HOP` (ScoreOptions.window): what windows mean to the job is `what`."""
+    p.add_argument("--windows", dest="window", type=_windows, default=None, metavar="WIN,HOP", help=what)
+
+
 def _dest(name: str) -> str:
     return name.replace("-", "_")
 
@@ -189,11 +203,6 @@ def _say_unknown_starts(out: str, times) -> None:
             f"earshot: {len(unknown)} file(s) with no start time in the name or --deployments, start_utc "
             f"left empty: {shown} (--time-regex or --deployments gives it)"
         )
-
-
-def add_windows_arg(p: argparse.ArgumentParser, what: str) -> None:
-    """`--windows WIN,HOP` (ScoreOptions.window): what windows mean to the job is `what`."""
-    p.add_argument("--windows", dest="window", type=_windows, default=None, metavar="WIN,HOP", help=what)
 
 
 def add_run_args(p: argparse.ArgumentParser, done: str) -> None:
@@ -258,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     inputs = inputs_of(p, args)
+    opts = run_options(args)
     for flag, given in (
         ("--threshold", args.threshold is not None),
         ("--event-gap", args.event_gap_s > 0),
@@ -268,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"{flag} needs --windows WIN,HOP (events are found over windows)")
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
-    opts = run_options(args, times=file_times_of(args))
+    opts.times = file_times_of(args)
     if args.engine == "ray":
         from learner.score.ray_engine import score_ray
 
