@@ -251,7 +251,7 @@ def run_mode(mode: str, files: dict[str, list[Path]], args: argparse.Namespace) 
             "good_failed": good_failed,
             "bad": bad,
             "longs": longs,
-            "streamers": [(t.updates, t.error) for t in long_threads if isinstance(t, Streamer)],
+            "streamers": [(t.updates, t.heard_s, t.error) for t in long_threads if isinstance(t, Streamer)],
             "wall_s": wall,
             "load": (load_start, os.getloadavg()[0]),
             "cpu_per_clip_s": (cpu1["server"] - cpu0["server"]) / max(1, args.unloaded),
@@ -294,9 +294,10 @@ def report(r: dict) -> str:
     ]
     if r["streamers"]:
         lines.append(
-            f"  {len(r['streamers'])} user(s) streaming the microphone into the Live tab all along: label "
-            f"changes seen on their page {[u for u, _ in r['streamers']]}"
-            + "".join(f"; streamer failed: {e}" for _, e in r["streamers"] if e)
+            f"  {len(r['streamers'])} user(s) streaming the microphone into the Live tab all along: timeline "
+            f"updates on their page {[u for u, _, _ in r['streamers']]}, audio the server heard "
+            f"{[round(h, 1) for _, h, _ in r['streamers']]} s"
+            + "".join(f"; streamer failed: {e}" for _, _, e in r["streamers"] if e)
         )
     return "\n".join(lines)
 

@@ -40,11 +40,12 @@ def _niced_browser(folder: Path) -> Path:
 
 
 class Streamer(threading.Thread):
-    """Streams until `stop` is set; `updates` counts the label changes the page showed."""
+    """Streams until `stop` is set; `updates` counts the page's timeline updates, `heard_s` the seconds of
+    audio the server said it had heard (the timeline's "now")."""
 
     def __init__(self, url: str, stop: threading.Event) -> None:
         super().__init__(daemon=True)
-        self.url, self.stop, self.updates, self.error = url, stop, 0, ""
+        self.url, self.stop, self.updates, self.error, self.heard_s = url, stop, 0, "", 0.0
         self.folder = Path(tempfile.mkdtemp(prefix="earshot-streamer-"))
 
     def run(self) -> None:
@@ -70,10 +71,12 @@ class Streamer(threading.Thread):
                  if "record" in b.text.lower()).click()  # fmt: skip
             last = ""
             while not self.stop.is_set():
-                found = driver.find_elements(By.ID, "earshot-live-now")
+                found = driver.find_elements(By.CSS_SELECTOR, ".earshot-live-timeline")
                 now = found[0].text if found else ""
                 if now != last:
                     self.updates, last = self.updates + 1, now
+                    if "now (" in now:
+                        self.heard_s = float(now.split("now (")[1].split(" s")[0])
                 time.sleep(0.1)
         except Exception as e:  # the bench says so instead of dying
             self.error = f"{type(e).__name__}: {e}"[:200]
