@@ -262,6 +262,7 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
         audio.stop_recording(run, audio, outputs, api_name=False, **heavy)
     demo.queue(default_concurrency_limit=2, max_size=64)
     demo.lanes = lanes  # tests and app.py's main reach the long lane's worker here
+    demo.classroom = classroom  # the Teach tab's sessions (tests look inside)
     launch = demo.launch
 
     def launch_saying_errors(*args, show_error: bool = True, **kwargs):

@@ -1,7 +1,8 @@
 """The demo under load (issue 13, item 2): does a short clip keep its latency while others send long files?
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/demo_load.py [--modes lanes,off] [--users 16] [--clips 5]
-        [--hostile 20] [--long-users 2] [--think 2,6] [--unloaded 40] [--model DIR] [--cache DIR]
+        [--hostile 20] [--long-users 2] [--streamers 1] [--think 2,6] [--unloaded 40] [--model DIR]
+        [--cache DIR]
 
 Starts `python app.py` (the shipped model unless --model; OMP_NUM_THREADS=1, as on the Space) once per mode
 and talks to it through its HTTP API with gradio_client, as a user's script would:
@@ -9,8 +10,9 @@ and talks to it through its HTTP API with gradio_client, as a user's script woul
 - loaded: `--users` users each send `--clips` good clips with a think time between them (uniform in
   `--think` seconds), one more user sends `--hostile` hostile uploads (empty, text, truncated,
   header-inflated,
-  random bytes, …), and `--long-users` users keep sending, in turn, the 590 s 384 kHz 8-channel FLAC (refused
-  from its header) and a 9-minute 48 kHz stereo FLAC (allowed) until the good clips are done.
+  random bytes, …), `--streamers` users stream their microphone into the Live tab (headless Chromium,
+  bench/live_streamer.py), and `--long-users` users keep sending, in turn, the 590 s 384 kHz 8-channel
+  FLAC (refused from its header) and a 9-minute 48 kHz stereo FLAC (allowed) until the good clips are done.
 Modes: `lanes` (long files in their own worker process, learner/demo/lanes.py) and `off`
 (EARSHOT_LONG_LANE=off:
 every request in the server's two slots, as before). Prints p50/p95 of the good clips' latency, unloaded and
@@ -33,6 +35,7 @@ import time
 from pathlib import Path
 
 from benchkit import ROOT, parser  # first: it puts the checkout on the import path
+from live_streamer import Streamer
 
 
 def _free_port() -> int:
@@ -223,6 +226,7 @@ def run_mode(mode: str, files: dict[str, list[Path]], args: argparse.Namespace) 
                 k += 1
 
         long_threads = [threading.Thread(target=long_user, args=(j,)) for j in range(args.long_users)]
+        long_threads += [Streamer(url, stop) for _ in range(args.streamers)]  # the Live tab, streaming
         for t in long_threads:
             t.start()
         time.sleep(3)  # the long users are under way before the first good clip
@@ -247,6 +251,7 @@ def run_mode(mode: str, files: dict[str, list[Path]], args: argparse.Namespace) 
             "good_failed": good_failed,
             "bad": bad,
             "longs": longs,
+            "streamers": [(t.updates, t.heard_s, t.error) for t in long_threads if isinstance(t, Streamer)],
             "wall_s": wall,
             "load": (load_start, os.getloadavg()[0]),
             "cpu_per_clip_s": (cpu1["server"] - cpu0["server"]) / max(1, args.unloaded),
@@ -287,6 +292,13 @@ def report(r: dict) -> str:
         f"{r['loaded_cpu_s']['server']:.0f} s, "
         f"long-lane worker {r['loaded_cpu_s']['worker']:.0f} s",
     ]
+    if r["streamers"]:
+        lines.append(
+            f"  {len(r['streamers'])} user(s) streaming the microphone into the Live tab all along: timeline "
+            f"updates on their page {[u for u, _, _ in r['streamers']]}, audio the server heard "
+            f"{[round(h, 1) for _, h, _ in r['streamers']]} s"
+            + "".join(f"; streamer failed: {e}" for _, _, e in r["streamers"] if e)
+        )
     return "\n".join(lines)
 
 
@@ -299,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--long-users", type=int, default=2)
     p.add_argument("--think", type=lambda s: tuple(float(x) for x in s.split(",")), default=(2.0, 6.0))
     p.add_argument("--unloaded", type=int, default=40)
+    p.add_argument("--streamers", type=int, default=1, help="users streaming into the Live tab (Chromium)")
     p.add_argument("--model", default=None)
     p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "earshot-demo-load"))
     p.add_argument("--json", default=None, help="also write every latency here")

@@ -2,8 +2,8 @@
 
 The browser sends a chunk every fraction of a second (Gradio's `stream_every`); a `LiveStream` per
 listener resamples each to the model's rate (`learner.audio.stream.Resampler`, so chunk edges leave no
-seams), cuts windows of the model's clip length every `hop` (a fraction of it) and scores them with the
-same `Predictor` as every other path: the same preprocessing of each window as `Predictor.predict_windows`,
+seams), cuts windows of the model's clip length every hop (half a clip, at most `MAX_HOP_S`), scores them with
+the same `Predictor` as every other path: the same preparation of each window as `predict_windows`,
 the same rejection (`Predictor.detect`), the same event rules and thresholds (`Predictor.events` over
 the windows kept). What it shows: the current top labels, a timeline of the last `history_s` seconds,
 and each event once it has closed.
@@ -27,9 +27,8 @@ from learner.audio.stream import Resampler
 from learner.serve.events import Event
 from learner.serve.predictor import Predictor
 
-HOP_FRACTION = (
-    0.25  # a window every quarter clip: a sound's label can appear a quarter clip after it fills one
-)
+HOP_FRACTION = 0.5  # a window every half clip (finer hops only add windows straddling a sound's edges)
+MAX_HOP_S = 0.25  # and at least four a second, so a label follows a sound within a quarter second
 HISTORY_S = 30.0  # the timeline's reach (and the windows the events are found in)
 MAX_WINDOWS = 4  # per chunk: more waiting means the listener is behind; the older ones are skipped
 CHUNK_S = 0.25  # what app.py asks the browser for (`stream_every`)
@@ -74,22 +73,27 @@ def as_float_mono(chunk: np.ndarray) -> np.ndarray:
 
 class LiveStream:
     """One listener's microphone: `push(sample_rate, chunk)` → a `LiveUpdate`. Holds one window of samples
-    and `history_s` of window scores, whatever the stream's length."""
+    and `history_s` of window scores, whatever the stream's length (`keep_audio`, for benches and tests
+    that align what was heard with what was played, keeps every sample)."""
+
+    keep_audio = False
 
     def __init__(
         self,
         predictor: Predictor,
         *,
-        hop_fraction: float = HOP_FRACTION,
+        hop_fraction: float | None = None,
         history_s: float = HISTORY_S,
         max_windows: int = MAX_WINDOWS,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        if not 0 < hop_fraction <= 1:
+        clip = predictor.cfg.duration
+        hop_s = min(clip * HOP_FRACTION, MAX_HOP_S) if hop_fraction is None else clip * hop_fraction
+        if not 0 < hop_s <= clip:
             raise ValueError(f"hop_fraction must be in (0, 1], got {hop_fraction}")
         self.predictor, self.clock = predictor, clock
         self.sr = predictor.cfg.sample_rate
-        self.plan = predictor.pipeline.window_plan(None, predictor.cfg.duration * hop_fraction)
+        self.plan = predictor.pipeline.window_plan(None, hop_s)
         self.window_s = self.plan.size / self.sr
         self.history_s, self.max_windows = history_s, max_windows
         self._resampler: Resampler | None = None
@@ -104,15 +108,19 @@ class LiveStream:
         self.skipped = 0
         self.started_at: float | None = None  # wall clock of the stream's first sample (earliest estimate)
         self._received_s = 0.0  # seconds of audio received at the browser's rate
+        self.heard: list[np.ndarray] = []  # every model-rate sample, only with keep_audio
+        self.arrivals: list[tuple[float, int]] = []  # (wall clock, samples so far) per chunk, keep_audio
 
     def push(self, sample_rate: int, chunk: np.ndarray) -> LiveUpdate:
         now = self.clock()
         x = as_float_mono(chunk)
         self._note_arrival(now, int(sample_rate), x.size)
         if self._rate != int(sample_rate):  # first chunk, or the browser changed its rate: a new resampler
-            self._rate, self._resampler = int(sample_rate), Resampler(int(sample_rate), self.sr, block=4096)
+            self._rate, self._resampler = int(sample_rate), Resampler(int(sample_rate), self.sr, block=1024)
         for part in self._resampler.push(x):
             self._append(part)
+        if self.keep_audio:
+            self.arrivals.append((now, self.n_samples))
         return self._score_ready()
 
     def _note_arrival(self, now: float, rate: int, n: int) -> None:
@@ -123,6 +131,8 @@ class LiveStream:
         self.started_at = start if self.started_at is None else min(self.started_at, start)
 
     def _append(self, part: np.ndarray) -> None:
+        if self.keep_audio:
+            self.heard.append(part)
         self._buf = np.concatenate([self._buf, part]) if self._buf.size else part
         self.n_samples += part.size
 
@@ -207,7 +217,7 @@ class LiveStream:
             for c in classes
         )
         return (
-            '<div class="earshot-live-timeline">'
+            f'<div class="earshot-live-timeline" data-started-at="{self.started_at or 0:.3f}">'
             '<div style="position:relative;height:2.2em;background:#f4f4f4;border:1px solid #ccc">'
             f"{''.join(cells)}</div>"
             f'<div style="display:flex;justify-content:space-between;font-size:.8em"><span>'
@@ -246,14 +256,55 @@ def agreement(windows: list[WindowResult], segments: list[Segment]) -> float:
 
 
 def onset_latencies(
-    windows: list[WindowResult], segments: list[Segment], started_at: float, background: set[str]
+    windows: list[WindowResult],
+    segments: list[Segment],
+    arrivals: list[tuple[float, int]],
+    sr: int,
+    background: set[str],
 ) -> list[float]:
-    """Per sound segment (not background): wall-clock seconds from its onset (the stream's first sample's
-    time + the onset) to the first window of its label that was ready; a segment never labelled is inf."""
+    """Per sound segment (not background): seconds from its onset's capture (`captured_at`) to the first
+    window of its label that was ready on the server; inf when it never was."""
     out = []
     for label, a, b in segments:
         if label in background:
             continue
         hits = [w.ready_at for w in windows if w.label == label and w.end_s > a and w.start_s < b]
-        out.append(min(hits) - (started_at + a) if hits else float("inf"))
+        onset = captured_at(arrivals, int(a * sr), sr)
+        out.append(min(hits) - onset if hits else float("inf"))
     return out
+
+
+def heard_segments(
+    heard: np.ndarray, sr: int, sounds: list[str], level: float = 0.05, gap_s: float = 0.3
+) -> list[Segment]:
+    """The known segments of a played sequence in the stream's own time, found in what was heard: loud
+    stretches (10 ms RMS over `level`, gaps under `gap_s` bridged) are the sounds, in the order played
+    (`sounds`), the rest background. Robust to what a browser drops (its first moments, a lost chunk)."""
+    step = sr // 100
+    n = heard.size // step
+    loud = np.sqrt((heard[: n * step].reshape(n, step) ** 2).mean(axis=1)) > level
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], loud.astype(np.int8), [0]])))
+    runs = [[a, b] for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    merged: list[list[int]] = []
+    for a, b in runs:
+        if merged and a - merged[-1][1] < gap_s * 100:
+            merged[-1][1] = b
+        else:
+            merged.append([a, b])
+    merged = [r for r in merged if r[1] - r[0] >= 20]  # under 0.2 s: a click, not a played sound
+    if len(merged) != len(sounds):
+        raise ValueError(f"heard {len(merged)} loud stretches, played {len(sounds)} sounds")
+    out, at = [], 0.0
+    for label, (a, b) in zip(sounds, merged, strict=True):
+        out += [("background", at, a / 100), (label, a / 100, b / 100)]
+        at = b / 100
+    return out + [("background", at, n / 100)]
+
+
+def captured_at(arrivals: list[tuple[float, int]], sample: int, sr: int) -> float:
+    """Wall-clock time the stream's `sample` was captured: the arrival of the chunk holding it, less the
+    audio after it in that chunk (the upload's own delay is not known, so latencies are a little short)."""
+    for wall, total in arrivals:
+        if total > sample:
+            return wall - (total - sample) / sr
+    return arrivals[-1][0]

@@ -28,13 +28,13 @@ import numpy as np
 from learner.audio import ClipPipeline
 from learner.audio.decode import decode_array
 from learner.config import AudioConfig
-from learner.folder import save_model_dir, write_json
+from learner.folder import save_model_dir
 from learner.folder.schema import class_name_problem
 from learner.serve.predictor import Predictor
 
 log = logging.getLogger(__name__)
 BACKBONE = "aisfx"
-CLIP_S = 1.0  # the taught model's clip (and the live window): short, so a label follows a sound quickly
+CLIP_S = 0.5  # the taught clip and live window: 1 s windows kept a sound's label 0.75 s after it ended
 MIN_CLASSES, MAX_CLASSES = 2, 10
 MIN_EXAMPLES = 3  # per class, before Train
 MAX_EXAMPLES = 50  # per class: memory stays bounded (views × 1024 floats each)
@@ -219,10 +219,6 @@ class Teacher:
             "taught": {"examples": counts, "views": TEACH_VIEWS, "inner_cv_accuracy": fit.inner_accuracy},
         }
         save_model_dir(folder, net.eval().state_dict(), config)
-        write_json(
-            folder / "metrics.json",
-            {"inner_cv_accuracy": fit.inner_accuracy, "n_train": sum(counts.values())},
-        )
         return folder
 
     def zip(self) -> Path:
