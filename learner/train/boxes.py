@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -75,6 +76,10 @@ def prepare_box_data(args, cfg: AudioConfig):
     from learner.train.settings import pick_duration, pick_sample_rate
 
     boxes = read_boxes(args.data, args.label_column)
+    if "reviewed" in boxes and boxes["reviewed"].fillna(False).astype(bool).any() and args.fully_annotated:
+        # reviewed windows of a scoring run: what nobody listened to is unknown, not background
+        log.info("%s holds review answers: only reviewed windows and boxes are training data", args.data)
+        args = replace(args, fully_annotated=False)
     recordings = sorted(set(boxes.attrs["recordings"]))
     if args.auto_sample_rate:
         cfg.sample_rate = pick_sample_rate(recordings)
