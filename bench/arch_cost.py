@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchkit import ROOT, parser  # first: it puts the checkout on the import path
+
 BACKENDS = ("torch", "onnx", "onnx-int8")
 SETTING_ARCH = {
     "default": "xresnet18",
@@ -74,7 +74,7 @@ def params_of(model: Path) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = parser(__doc__)
     ap.add_argument("--tune", default="runs/tune")
     ap.add_argument("--set", default="speech-dev")
     ap.add_argument("--rounds", type=int, default=3)

@@ -10,17 +10,13 @@ clip. Prints one JSON line per measurement with the load average.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchkit import parser  # first: it puts the checkout on the import path
 
 
 def embed_cost(name: str, seconds: float, n: int) -> dict:
@@ -65,7 +61,7 @@ def onnx_cost(path: Path, n: int) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = parser(__doc__)
     p.add_argument("--model", default=None, help="a model folder with model.onnx (jobs.export)")
     p.add_argument("--clips", type=int, default=12)
     p.add_argument("--backbones", default="aisfx,panns_cnn10")

@@ -12,18 +12,15 @@ speakers). Rows go to OUT/rows.jsonl; embedding cost (CPU s per clip on one thre
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from benchkit import ROOT, parser  # first: it puts the checkout on the import path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 DEVSETS = Path(os.environ.get("EARSHOT_DEVSETS", ROOT.parent / "shared" / "devsets"))
 TARGET_WORDS = ("right", "on", "off", "stop", "go")
 
@@ -112,7 +109,7 @@ def run_set(name: str, seed: int, views: list[int], out: Path) -> list[dict]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = parser(__doc__)
     p.add_argument("--sets", default="esc,frog,speech10")
     p.add_argument("--views", default="1,3")
     p.add_argument("--seeds", default="0")

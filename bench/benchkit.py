@@ -1,14 +1,22 @@
-"""What the benchmarks share: how they run a job in a child process (one thread, offline), and the CPU
-time their children used. Benches import this, never tests/."""
+"""What the benchmarks share: the checkout on the import path, a command line from a table of defaults,
+how they run a job in a child process (one thread, offline), and the CPU time their children used.
+Benches (`python bench/NAME.py`) import this first, never tests/."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+<<<<<<< HEAD
+=======
+if str(ROOT) not in sys.path:  # `python bench/NAME.py` puts bench/ first, not the checkout
+    sys.path.insert(0, str(ROOT))
+>>>>>>> layout
 
 
 def _devsets() -> Path:
@@ -20,6 +28,11 @@ def _devsets() -> Path:
 
 
 DEVSETS = _devsets()  # the real recordings benches measure on (never tests)
+<<<<<<< HEAD
+if str(ROOT) not in sys.path:  # `python bench/NAME.py` puts bench/ first, not the checkout
+    sys.path.insert(0, str(ROOT))
+=======
+>>>>>>> layout
 # one thread per child: steady timings on a shared 2-core machine (README "Scaling up"); never the network
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
@@ -41,3 +54,19 @@ def child_cpu() -> float:
     """CPU seconds used so far by finished child processes (user + system)."""
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
+
+
+def parser(doc: str, **flags: Any) -> argparse.ArgumentParser:
+    """A bench's command line: its docstring's first line as the description, and one `--name` flag per
+    keyword, given as its default or as (default, help). The type follows the default (a False default
+    makes a switch); flags that need more are added to the parser this returns."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    for name, spec in flags.items():
+        default, help = spec if isinstance(spec, tuple) else (spec, None)
+        kw: dict[str, Any] = {"default": default, "help": help}
+        if default is False:
+            kw["action"] = "store_true"
+        elif default is not None:
+            kw["type"] = type(default)
+        p.add_argument("--" + name.replace("_", "-"), **kw)
+    return p

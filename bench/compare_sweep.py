@@ -11,16 +11,14 @@ accuracy, top-3, macro F1, wall time, CPU time and the load average, so the runs
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
 import resource
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchkit import parser  # first: it puts the checkout on the import path
 
 from learner.config import AudioConfig  # noqa: E402
 from learner.train.fit import TrainArgs, train  # noqa: E402
@@ -34,7 +32,7 @@ def cpu_s() -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = parser(__doc__)
     p.add_argument("--data", default="spoken-digits-synth")
     p.add_argument(
         "--seed", type=int, default=1, help="split seed (tune on a split the final report does not use)"

@@ -32,8 +32,7 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchkit import ROOT, parser  # first: it puts the checkout on the import path
 
 
 def _free_port() -> int:
@@ -292,7 +291,7 @@ def report(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--modes", default="lanes,off")
     p.add_argument("--users", type=int, default=16)
     p.add_argument("--clips", type=int, default=5)

@@ -13,7 +13,6 @@ subtracted from the CPU time, so clips/s per core is the steady rate. Embedders:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -24,9 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchkit import ROOT, parser  # first: it puts the checkout on the import path
 
 _RUN = """
 import json, resource, subprocess, sys
@@ -88,7 +85,7 @@ def run_job(model: str, src: Path, out: Path, windows: str | None) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("--clips", type=int, default=200)
     p.add_argument("--long-min", default="1,10")
     p.add_argument("--work", default=None)

@@ -18,13 +18,14 @@ unchanged to the others, which are held out. Results go to bench/RESULTS.md by h
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+
+from bench.benchkit import parser
 
 THRESHOLDS = ("model", 0.3, 0.4, 0.5, 0.6, 0.7)  # "model" = config.json's per-class thresholds (calibrated)
 AUDIO = dict(sample_rate=16000, duration=1.0, n_mels=64, hop_length=256, n_fft=512, mixup=0.0)
@@ -220,7 +221,7 @@ def _rules(threshold="model") -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument(
         "--task",
         default="multi",

@@ -26,8 +26,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchkit import ROOT  # first: it puts the checkout on the import path
 
 INTERESTING = [
     0,
@@ -66,7 +65,7 @@ OUTCOMES = [
 
 def seeds(d: Path) -> dict[str, bytes]:
     """Valid files of every kind the decoder chain handles (short, so each try is quick)."""
-    from tests.audio_corpus import tone, write_av, write_sf
+    from learner.audio.encode import tone, write_av, write_sf
 
     d.mkdir(parents=True, exist_ok=True)
     st, mono, st48 = tone(22050, 0.3, 2), tone(16000, 0.3), tone(48000, 0.3, 2)

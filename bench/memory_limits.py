@@ -19,7 +19,6 @@ block (today's path) and held whole (the path before), for the ratio.
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -28,9 +27,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchkit import ROOT, parser  # first: it puts the checkout on the import path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 GB = 2**30
 
 
@@ -169,7 +167,7 @@ print(r.label, len(r.window_starts))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument(
         "--work", default=None, help="folder for the generated files and outputs (default: a temp dir)"
     )

@@ -12,17 +12,13 @@ fixed 0.5, and the training figures against the Predictor's. Goals: mAP ≥ 0.9,
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from benchkit import CHILD_ENV, child_cpu, job, train_job  # noqa: E402
+from benchkit import CHILD_ENV, ROOT, child_cpu, job, parser, train_job
 
 
 def evaluate_job(model: Path, data: Path, subset: str, out: Path) -> list[str]:
@@ -39,19 +35,14 @@ def run(cmd: list[str]) -> tuple[float, float]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", default="runs/multilabel")
-    p.add_argument("--clips", type=int, default=600)
-    p.add_argument("--epochs", type=int, default=15, help="jobs.train's default")
-    p.add_argument(
-        "--duration",
-        type=float,
-        default=2.0,
-        help="clip seconds (sources last 0.4-1.5 s; ≤ 1 s clips: 0.3-0.8 s)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="data seed")
-    p.add_argument(
-        "--reuse-model", action="store_true", help="keep OUT/model if it is there (re-evaluate only)"
+    p = parser(
+        __doc__,
+        out="runs/multilabel",
+        clips=600,
+        epochs=(15, "jobs.train's default"),
+        duration=(2.0, "clip seconds (sources last 0.4-1.5 s; ≤ 1 s clips: 0.3-0.8 s)"),
+        seed=(0, "data seed"),
+        reuse_model=(False, "keep OUT/model if it is there (re-evaluate only)"),
     )
     p.add_argument("extra", nargs="*", help="extra jobs.train flags (after --)")
     args = p.parse_args()

@@ -12,7 +12,6 @@ scripts/build_demo_model.py. Prints one JSON line per set with the load average 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -22,10 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from benchkit import DEVSETS, ROOT, parser  # first: it puts the checkout on the import path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-DEVSETS = ROOT.parent / "shared" / "devsets"
 SUBSETS = {"esc-dev": None, "urban-dev": "valid"}  # which rows: all of esc-dev, urban-dev's valid split
 
 
@@ -59,7 +56,7 @@ def measure(model: Path, name: str) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = parser(__doc__)
     ap.add_argument("--model", default=str(ROOT / "assets" / "speech-words"))
     ap.add_argument("--sets", default=",".join(SUBSETS))
     args = ap.parse_args()

@@ -13,7 +13,6 @@ Deliberately independent of learner/: it is the yardstick, so nothing earshot ch
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import time
@@ -25,6 +24,7 @@ import pandas as pd
 import soundfile as sf
 import torch
 import torchaudio
+from benchkit import parser  # first: it puts the checkout on the import path
 from scipy.signal import resample_poly
 
 SR, N = 16000, 16000
@@ -68,7 +68,7 @@ class Clips(torch.utils.data.Dataset):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = parser(__doc__)
     p.add_argument("--data", required=True, help="earshot manifest CSV (path,label,split)")
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)

@@ -9,7 +9,6 @@ is an untrained xresnet18 at a small AudioConfig (16 kHz, 1 s, 64 mels): this ch
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -19,9 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchkit import ROOT, parser  # first: it puts the checkout on the import path
 
 CLASSES = ["tone", "chirp", "noise", "clicks"]
 SR = 16000
@@ -82,7 +79,7 @@ def make_model(folder: Path) -> Path:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = parser(__doc__)
     ap.add_argument("--files", type=int, default=10000)
     ap.add_argument("--bad-pct", type=float, default=5.0)
     ap.add_argument("--work", default=None)

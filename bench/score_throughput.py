@@ -18,7 +18,6 @@ with other work it is far steadier than wall-clock rates.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import resource
@@ -30,9 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchkit import ROOT, parser  # first: it puts the checkout on the import path
 
 CLASSES = ["tone", "chirp", "noise", "clicks"]
 
@@ -165,7 +162,7 @@ def timed_loop(fn, paths: list[Path]) -> tuple[int, float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = parser(__doc__)
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=4, help="each round times every method back to back")

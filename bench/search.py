@@ -17,7 +17,6 @@ requirements.txt); a library that is not installed is reported as an error line 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -28,9 +27,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchkit import parser  # first: it puts the checkout on the import path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 DIM, CENTRES, RANK, QUERIES, K = 512, 1000, 16, 200, 10
 
 
@@ -248,7 +246,7 @@ def _child(args: list[str]) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("what", choices=["libs", "index", "build", "_one"])
     p.add_argument("rest", nargs="*")
     p.add_argument("--n", type=int, default=100_000)

@@ -20,14 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from benchkit import DEVSETS  # first: it puts the checkout on the import path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchkit import DEVSETS  # noqa: E402
-
-from learner.audio import decode  # noqa: E402
-from learner.data.soundscape import write_soundscapes  # noqa: E402
-from learner.score.event_writers import EVENT_WRITERS, RAVEN_SUFFIX  # noqa: E402
+from learner.audio import decode
+from learner.data.soundscape import write_soundscapes
+from learner.score.event_writers import EVENT_WRITERS, RAVEN_SUFFIX
 
 BED_CLASSES = ("rain", "wind", "sea_waves")  # esc-dev's steady field sounds: the background
 DEFAULT_CLASSES = (

@@ -8,25 +8,17 @@ Goal: full / step-only ≥ 0.9 (the pipeline hides behind the model step).
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchkit import parser  # first: it puts the checkout on the import path
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--clips", type=int, default=256)
-    ap.add_argument("--bs", type=int, default=32)
-    ap.add_argument("--batches", type=int, default=12)
-    ap.add_argument("--arch", default="xresnet18")
-    ap.add_argument("--duration", type=float, default=5.0)
-    args = ap.parse_args()
+    args = parser(__doc__, clips=256, bs=32, batches=12, arch="xresnet18", duration=5.0).parse_args()
 
     import torch
 

@@ -11,7 +11,6 @@ store).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -22,9 +21,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchkit import ROOT, parser  # first: it puts the checkout on the import path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 SR = 16000
 
 
@@ -166,7 +164,7 @@ def run(data: Path, out: Path, signals: str, store: Path | None, arch: str, load
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = parser(__doc__)
     ap.add_argument("--clips", default="5000,50000", help="comma-separated set sizes, smallest first")
     ap.add_argument("--arch", default="mfcc_cnn1d", help="a small model makes the data path count the most")
     ap.add_argument("--loader-workers", type=int, default=0)

@@ -11,7 +11,6 @@ Prints per setting and condition: the epoch's wall seconds, the process's CPU se
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -20,8 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchkit import ROOT, parser  # first: it puts the checkout on the import path
 
 SETTINGS = {  # name → environment changes (None: remove the variable); "auto" is learner.train.threads
     "default": {
@@ -88,13 +86,13 @@ def run_one(setting: str, data: Path, out: Path, epochs: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--clips", type=int, default=256)
-    ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--settings", default="default,1,passive,auto")
-    ap.add_argument(
-        "--conditions", default="quiet,busy", help="quiet = the machine as it is; busy = plus one spin loop"
+    ap = parser(
+        __doc__,
+        clips=256,
+        epochs=1,
+        repeats=2,
+        settings="default,1,passive,auto",
+        conditions=("quiet,busy", "quiet = the machine as it is; busy = plus one spin loop"),
     )
     ap.add_argument("--child", nargs=2, metavar=("DATA", "OUT"))
     args = ap.parse_args()

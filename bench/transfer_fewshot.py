@@ -12,7 +12,6 @@ the source model (`--pretrained SOURCE`). Both are judged on every clip of the f
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import time
@@ -20,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from benchkit import CHILD_ENV, child_cpu, train_job
+from benchkit import CHILD_ENV, ROOT, child_cpu, parser, train_job
 
-ROOT = Path(__file__).resolve().parent.parent
 DEVSET = ROOT.parent / "shared" / "devsets" / "speech-dev" / "manifest.csv"
 SOURCE_WORDS = ("yes", "no", "up", "down", "left")
 TARGET_WORDS = ("right", "on", "off", "stop", "go")
@@ -45,7 +43,7 @@ def train(manifest: Path, out: Path, pretrained: str, seed: int, extra: list[str
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = parser(__doc__)
     p.add_argument("--out", default="runs/transfer")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--shots", type=int, default=10)

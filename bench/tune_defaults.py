@@ -31,9 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from benchkit import CHILD_ENV, child_cpu, train_job
+from benchkit import CHILD_ENV, ROOT, child_cpu, train_job
 
-ROOT = Path(__file__).resolve().parent.parent
 DEVSET = ROOT.parent / "shared" / "devsets" / "speech-dev" / "manifest.csv"
 
 # name → extra jobs.train flags (on top of the README's command with --pretrained none).
@@ -68,7 +67,6 @@ def build_set(name: str, out: Path) -> Path:
             df = df[df["split"] == "train"].copy()
             df["split"] = ["valid" if _hash_frac("tune/" + g) < 0.25 else "train" for g in df["group"]]
     elif name == "synth":
-        sys.path.insert(0, str(ROOT))
         from learner.data.synth import ensure_spoken_digits
 
         src = ensure_spoken_digits(out / "data" / "spoken-digits-synth")
@@ -79,7 +77,6 @@ def build_set(name: str, out: Path) -> Path:
         held = set(voices[:4])
         df["split"] = ["valid" if g in held else "train" for g in df["group"]]
     elif name == "generated":
-        sys.path.insert(0, str(ROOT))
         from learner.data.sounds import make_dataset
 
         root = make_dataset(out / "data" / "generated", n_per_class=40, sr=22050, duration=5.0, seed=7)

@@ -219,6 +219,13 @@ def field_values(args: argparse.Namespace, cls: type, *, given_only: bool = Fals
     return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
+def options_of(args: argparse.Namespace, cls: type, **given: Any) -> Any:
+    """A `cls` (a dataclass) from the parsed flags whose `dest` is one of its fields, so the flags declare
+    the mapping once; `given` adds what no flag says (and wins)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{**{k: v for k, v in vars(args).items() if k in names}, **given})
+
+
 def add_audio_args(parser: argparse.ArgumentParser) -> None:
     add_field_args(parser, AudioConfig, ("audio",), unset=True)
 

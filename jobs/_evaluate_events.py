@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from jobs.score import _seconds, _threshold, _windows
+from jobs.score import _seconds, _threshold, _windows, at_least_zero
 
 
 def _share(text: str) -> float:
@@ -19,14 +19,7 @@ def _share(text: str) -> float:
     return v
 
 
-def _rate(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = -1.0
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected false alarms per hour ≥ 0, got {text!r}")
-    return v
+_rate = at_least_zero("false alarms per hour")
 
 
 def add_event_args(p: argparse.ArgumentParser) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from jobs._cli import add_inputs_arg, add_quiet_arg, inputs_of, run
 from jobs._cli import parser as new_parser
-from jobs.score import _windows, add_run_args, ray_options, run_options
+from jobs.score import add_run_args, add_windows_arg, ray_options, run_options
 
 
 def parser():
@@ -24,13 +24,7 @@ def parser():
         "--model", required=True, help="pretrained backbone name, or an earshot model directory or Hub id"
     )
     p.add_argument("--out", "--output", dest="out", required=True, help="output folder of parts (.parquet)")
-    p.add_argument(
-        "--windows",
-        type=_windows,
-        default=None,
-        metavar="WIN,HOP",
-        help="one vector per window of WIN s every HOP s (default: one per file)",
-    )
+    add_windows_arg(p, "one vector per window of WIN s every HOP s (default: one per file)")
     add_run_args(p, "embedded")
     add_quiet_arg(p, "no progress bar")
     return p
@@ -40,9 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     inputs = inputs_of(p, args)
-    from learner.score.local import ScoreOptions
-
-    opts = ScoreOptions(kind="embeddings", window=args.windows, **run_options(args))
+    opts = run_options(args, kind="embeddings")
     if args.engine == "ray":
         from learner.score.ray_engine import score_ray
 
@@ -56,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             threads=args.threads,
             batch_size=args.batch_size,
-            clip_s=args.windows[0] if args.windows else None,
+            clip_s=args.window[0] if args.window else None,
         )
         summary = score(inputs, embedder, opts)
     for line in summary.lines():

@@ -16,8 +16,18 @@ See docs/scoring.md.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
-from jobs._cli import add_backend_arg, add_inputs_arg, add_quiet_arg, add_top_k_arg, inputs_of, run
+from jobs._cli import (
+    add_backend_arg,
+    add_inputs_arg,
+    add_quiet_arg,
+    add_top_k_arg,
+    inputs_of,
+    options_of,
+    run,
+)
 from jobs._cli import parser as new_parser
 from learner.score.event_writers import EVENT_WRITERS
 
@@ -61,14 +71,22 @@ def _threshold(text: str) -> float | dict[str, float]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _seconds(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = -1.0
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected seconds ≥ 0, got {text!r}")
-    return v
+def at_least_zero(what: str) -> Callable[[str], float]:
+    """An argparse type: a number ≥ 0, else one line saying it is `what` that is expected."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = -1.0
+        if v < 0:
+            raise argparse.ArgumentTypeError(f"expected {what} ≥ 0, got {text!r}")
+        return v
+
+    return parse
+
+
+_seconds = at_least_zero("seconds")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -82,14 +100,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", "--output", dest="out", required=True, help="output folder of parts, e.g. scores.parquet"
     )
-    p.add_argument("--format", default="parquet", choices=["parquet", "csv", "jsonl"])
-    p.add_argument(
-        "--windows",
-        type=_windows,
-        default=None,
-        metavar="WIN,HOP",
-        help="score every file in windows of WIN s (at least the model's clip; `clip`: exactly it) every "
-        "HOP s; writes OUT.windows.*, OUT.events.* and event counts",
+    p.add_argument("--format", dest="fmt", default="parquet", choices=["parquet", "csv", "jsonl"])
+    add_windows_arg(
+        p,
+        "score every file in windows of WIN s (at least the model's clip; `clip`: exactly it) every HOP s; "
+        "writes OUT.windows.*, OUT.events.* and event counts",
     )
     e = p.add_argument_group("events (need --windows; docs/scoring.md)")
     e.add_argument(
@@ -102,13 +117,19 @@ def parser() -> argparse.ArgumentParser:
     )
     e.add_argument(
         "--event-gap",
+        dest="event_gap_s",
         type=_seconds,
         default=0.0,
         metavar="S",
         help="join events of one class less than S s apart",
     )
     e.add_argument(
-        "--event-min", type=_seconds, default=0.0, metavar="S", help="drop events shorter than S s"
+        "--event-min",
+        dest="event_min_s",
+        type=_seconds,
+        default=0.0,
+        metavar="S",
+        help="drop events shorter than S s",
     )
     for writer in EVENT_WRITERS.values():  # one flag per event format
         e.add_argument(
@@ -152,6 +173,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+<<<<<<< HEAD
+=======
+def add_windows_arg(p: argparse.ArgumentParser, what: str) -> None:
+    """`--windows WIN,HOP` (ScoreOptions.window): what windows mean to the job is `what`."""
+    p.add_argument("--windows", dest="window", type=_windows, default=None, metavar="WIN,HOP", help=what)
+
+
+>>>>>>> layout
 def _dest(name: str) -> str:
     return name.replace("-", "_")
 
@@ -177,6 +206,14 @@ def _say_unknown_starts(out: str, times) -> None:
             f"earshot: {len(unknown)} file(s) with no start time in the name or --deployments, start_utc "
             f"left empty: {shown} (--time-regex or --deployments gives it)"
         )
+<<<<<<< HEAD
+
+
+def add_windows_arg(p: argparse.ArgumentParser, what: str) -> None:
+    """`--windows WIN,HOP` (ScoreOptions.window): what windows mean to the job is `what`."""
+    p.add_argument("--windows", dest="window", type=_windows, default=None, metavar="WIN,HOP", help=what)
+=======
+>>>>>>> layout
 
 
 def add_run_args(p: argparse.ArgumentParser, done: str) -> None:
@@ -219,67 +256,43 @@ def add_run_args(p: argparse.ArgumentParser, done: str) -> None:
     )
 
 
-def run_options(args: argparse.Namespace) -> dict:
-    """The ScoreOptions fields `add_run_args` sets (checked together: --retry-errors needs --resume)."""
+def run_options(args: argparse.Namespace, **given: Any):
+    """The ScoreOptions of the parsed flags (a flag's dest is its field, but for the few named here), plus
+    `given`; checked together: --retry-errors needs --resume."""
+    from learner.score.local import ScoreOptions
+
     if args.retry_errors and not args.resume:
         raise ValueError("--retry-errors needs --resume")
-    return dict(
-        output=args.out,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        decode_timeout_s=args.decode_timeout,
-        min_duration_s=args.min_duration,
-        part_rows=args.part_rows,
-        part_seconds=args.part_seconds,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        retry_errors=args.retry_errors,
-        progress=not args.quiet,
-    )
+    named = dict(output=args.out, decode_timeout_s=args.decode_timeout, min_duration_s=args.min_duration)
+    return options_of(args, ScoreOptions, **named, progress=not args.quiet, **given)
 
 
 def ray_options(args: argparse.Namespace):
     from learner.score.ray_engine import RayOptions
 
-    return RayOptions(
-        address=args.ray_address,
-        actors=args.actors,
-        decoders=args.decoders,
-        chunk=args.ray_chunk,
-        backend=getattr(args, "backend", "torch"),
-        device=args.device,
-        threads=args.threads,
-    )
+    backend = getattr(args, "backend", "torch")
+    return options_of(args, RayOptions, address=args.ray_address, chunk=args.ray_chunk, backend=backend)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     inputs = inputs_of(p, args)
-    run_opts = run_options(args)
     for flag, given in (
         ("--threshold", args.threshold is not None),
-        ("--event-gap", args.event_gap > 0),
-        ("--event-min", args.event_min > 0),
+        ("--event-gap", args.event_gap_s > 0),
+        ("--event-min", args.event_min_s > 0),
         *((f"--{name}", getattr(args, _dest(name))) for name in EVENT_WRITERS),
     ):
-        if given and args.windows is None:
+        if given and args.window is None:
             raise ValueError(f"{flag} needs --windows WIN,HOP (events are found over windows)")
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
-    from learner.score.local import ScoreOptions
-
-    opts = ScoreOptions(
-        fmt=args.format,
-        window=args.windows,
-        threshold=args.threshold,
-        event_gap_s=args.event_gap,
-        event_min_s=args.event_min,
-        top_k=args.top_k,
-        **run_opts,
-        wide=args.wide,
-        times=file_times_of(args),
-    )
+<<<<<<< HEAD
+    opts = run_options(args, times=file_times_of(args))
+=======
+    opts.times = file_times_of(args)
+>>>>>>> layout
     if args.engine == "ray":
         from learner.score.ray_engine import score_ray
 

@@ -19,6 +19,24 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 SMALL_AUDIO = dict(sample_rate=16000, duration=1.0, n_mels=64, hop_length=256, n_fft=512, mixup=0.0)
 
 
+def save_untrained(folder: Path, classes: list[str], arch: str = "xresnet18") -> Path:
+    """A real model folder with random weights: enough for paths, rows and validation (no training wait)."""
+    import torch
+
+    from learner.config import AudioConfig
+    from learner.folder import save_model_dir
+    from learner.model import create_model, get_arch
+
+    torch.manual_seed(0)
+    cfg = AudioConfig(**SMALL_AUDIO)
+    net = create_model(arch, len(classes), cfg).eval()
+    return save_model_dir(
+        folder,
+        net.state_dict(),
+        {"arch": arch, "input": get_arch(arch).input, "classes": classes, "audio": cfg.to_dict()},
+    )
+
+
 @pytest.fixture(scope="session")
 def four_class_dir(tmp_path_factory) -> Path:
     from learner.data.sounds import make_dataset

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from learner.audio import (
     AudioDecodeError,
@@ -236,3 +237,47 @@ def test_module_does_not_import_torch() -> None:
         "assert 'torch' not in sys.modules, 'learner.audio pulled in torch'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1], timeout=60)
+
+
+SR = 16000
+
+
+# --- issue 13, item 4: audio lost without a word: a `warning` column, too-short files, chained Ogg ----------
+
+
+def test_chained_ogg_decodes_every_link_sample_exactly(tmp_path):
+    from learner.audio import decode, probe
+    from tests.audio_corpus import _chained_ogg, tone
+
+    parts = [tone(SR, 0.5, freq=440.0), tone(SR, 1.5, freq=880.0), tone(SR, 0.25, freq=220.0)]
+    path = _chained_ogg(tmp_path / "chain.ogg", parts)
+    whole = decode(path)
+    assert whole.duration_s == pytest.approx(2.25, abs=1e-4) and whole.warning is None
+    mid = decode(path, offset_s=0.5, duration_s=1.5).samples  # exactly the second link: 880 Hz
+    spectrum = np.abs(np.fft.rfft(mid))
+    assert np.argmax(spectrum) * SR / mid.size == pytest.approx(880, abs=2)
+    assert probe(path).duration_s == pytest.approx(2.25, abs=1e-4)
+
+
+# --- issue 13, item 2: limits count decoded samples (rate × channels × seconds), checked from the header ----
+
+
+def test_sample_limit_refuses_high_rate_many_channel_files_from_the_header(tmp_path):
+    import time
+
+    from learner.audio import TooLongError, decode
+
+    quiet = tmp_path / "quiet_384k_8ch.flac"
+    sf.write(
+        quiet, np.zeros((384_000 // 2, 8), np.int16), 384_000, subtype="PCM_16"
+    )  # 0.5 s, small as silence
+    ok = tmp_path / "ok_48k_stereo.flac"
+    sf.write(ok, np.zeros((24_000, 2), np.int16), 48_000, subtype="PCM_16")
+    start = time.perf_counter()
+    with pytest.raises(
+        TooLongError, match=r"0\.5 s at 384000 Hz × 8 channel\(s\): 2 M samples, over the 0 M limit"
+    ):
+        decode(quiet, 16000, max_duration_s=1.0)  # 1 s of limit = 96 000 samples (48 kHz stereo)
+    assert time.perf_counter() - start < 1.0
+    assert decode(ok, 16000, max_duration_s=1.0).duration_s == pytest.approx(0.5)
+    assert decode(quiet, 16000).duration_s == pytest.approx(0.5)  # no limit asked: decoded

@@ -53,7 +53,7 @@ def test_a_class_that_cannot_be_fitted_says_why():
 
 def test_the_plot_and_the_job_write_thresholds_into_the_model(tmp_path, capsys):
     from jobs.review import main
-    from tests.test_hostile import save_untrained
+    from tests.conftest import save_untrained
 
     f = tmp_path / "r.csv"
     s, yes = answers(150, 3)

@@ -15,10 +15,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import app_serving
-from tests.test_hostile import save_untrained
+from learner.serve.predictor import Predictor
+from tests.conftest import app_serving, save_untrained
 
 SR = 16000
+
+
 BUDGET_MB = 5
 
 
@@ -135,3 +137,31 @@ def test_events_output_lives_in_the_budget_and_is_swept(served, clip):
     while time.time() < deadline and any(p.exists() for p in csvs):
         time.sleep(0.5)
     assert not any(p.exists() for p in csvs)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return save_untrained(
+        tmp_path_factory.mktemp("model") / "untrained", ["chirp", "clicks", "noise", "tone"]
+    )
+
+
+# --- issue 13, item 10: the demo does not keep every upload forever -----------------------------------------
+
+
+def test_demo_deletes_old_uploads(model_dir, monkeypatch):
+    import importlib
+    import sys
+
+    from learner.demo.models import ServedModel
+
+    monkeypatch.setenv("EARSHOT_MODEL", str(model_dir))
+    sys.modules.pop("app", None)
+    try:
+        app = importlib.import_module("app")
+        blocks = app.build_demo(ServedModel(Predictor.from_dir(model_dir), model_dir))
+    finally:
+        sys.modules.pop("app", None)
+    every, older_than = blocks.delete_cache
+    assert 0 < every <= 3600 and 0 < older_than <= 3600  # uploads, refused ones included, go within the hour
+    assert blocks.upload_file_set in blocks.temp_file_sets  # what Gradio's cache deletion sweeps

@@ -30,7 +30,7 @@ SR = 16000
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    from tests.test_hostile import save_untrained
+    from tests.conftest import save_untrained
 
     return save_untrained(tmp_path_factory.mktemp("m") / "m", ["chirp", "clicks", "noise", "tone"])
 

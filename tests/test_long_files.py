@@ -30,7 +30,7 @@ SMALL = StreamSizes(chunk=4, part=3000, block=5000)  # 1 s windows, 0.5 s hop: a
 
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory) -> Predictor:
-    from tests.test_hostile import save_untrained
+    from tests.conftest import save_untrained
 
     return Predictor.from_dir(
         save_untrained(tmp_path_factory.mktemp("m") / "m", ["chirp", "clicks", "noise", "tone"]), batch_size=3

@@ -1,3 +1,7 @@
+"""learner/report/metrics.py: metrics per class, naming the classes not evaluated (issue 25, item 17)."""
+
+from __future__ import annotations
+
 import numpy as np
 import pytest
 
@@ -22,3 +26,14 @@ def test_report_on_a_known_case():
 def test_empty_input_is_an_error():
     with pytest.raises(ValueError):
         classification_report(np.zeros((0, 2)), np.zeros(0), ["a", "b"])
+
+
+# --- issue 25, item 17: every class with 2 groups or more is in validation ----------------------------------
+
+
+def test_metrics_name_the_classes_not_evaluated():
+    from learner.report.metrics import classification_report
+
+    probs = np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1]])
+    m = classification_report(probs, np.array([0, 1]), ["a", "b", "c"])
+    assert m["not_evaluated"] == ["c"]

@@ -17,9 +17,11 @@ from learner.data.sounds import CLASSES, make_dataset, make_sound
 from learner.folder import ModelDirError
 from learner.model.registry import get_arch, list_archs
 from learner.serve.predictor import Predictor
-from tests.conftest import SMALL_AUDIO
+from tests.conftest import SMALL_AUDIO, save_untrained
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
 HEAVY = ("torch", "torchaudio", "fastai", "timm")
 
 
@@ -314,3 +316,36 @@ def test_library_modules_stay_torch_free_at_import():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+# --- issue 25, item 7: the ONNX graph's output width against config.json's classes --------------------------
+
+
+@pytest.fixture(scope="module")
+def exported_ab(tmp_path_factory) -> Path:
+    pytest.importorskip("onnxruntime")
+    from learner.serve.export import export_model_dir
+
+    d = save_untrained(tmp_path_factory.mktemp("onnx") / "m", ["a", "b"])
+    export_model_dir(d, n_probe=4)
+    return d
+
+
+@pytest.mark.parametrize("classes", [["a", "b", "c"], ["a"]])
+def test_onnx_output_width_must_match_the_classes(exported_ab, tmp_path, classes):
+    import json
+    import shutil
+
+    d = tmp_path / "m"
+    shutil.copytree(exported_ab, d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["classes"] = classes
+    (d / "config.json").write_text(json.dumps(cfg))
+    from learner.folder import ModelDirError
+
+    with pytest.raises(
+        ModelDirError, match=f"gives 2 scores per clip, config.json lists {len(classes)}"
+    ) as e:
+        Predictor.from_dir(d, backend="onnx")
+    assert "\n" not in str(e.value)
+    assert Predictor.from_dir(exported_ab, backend="onnx").classes == ["a", "b"]

@@ -90,7 +90,7 @@ def test_prediction_carries_what_the_model_saw(trained_model, tmp_path):
 def test_scoring_items_need_only_the_pipeline(trained_model, tmp_path):
     from learner import Predictor
     from learner.score.discover import discover
-    from learner.score.rows import item_cost, load_item, score_batch
+    from learner.score.rows import item_cost, load_item, score_items
 
     pipe = ClipPipeline(CFG)
     rng = np.random.default_rng(4)
@@ -101,7 +101,7 @@ def test_scoring_items_need_only_the_pipeline(trained_model, tmp_path):
     np.testing.assert_array_equal(a.clip, pipe.prepare(decode(short, 16000).samples))
     assert b.clip is None and b.signal.size == 16000 * 5 and item_cost(b, pipe, None) == 9
     p = Predictor.from_dir(trained_model.model_dir, backend="torch")
-    files, _ = score_batch(p, [a, b])
+    files, _, _ = score_items(p, [a, b])
     rows = {r["path"]: r for r in files.to_pylist()}
     for path in (str(short), str(long)):
         pred = p.predict(path)

@@ -1,5 +1,12 @@
+"""learner/serve/predictor.py: the Predictor loads, pickles and checks its input; it takes arrays with their
+rate and is callable as a pipeline (issue 12, part C, item 17), refuses what score refuses (issue 25, item 12)
+and checks windows and batch size (issue 25, items 8-10)."""
+
+from __future__ import annotations
+
 import pickle
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +16,7 @@ from learner.audio import AudioDecodeError
 from learner.data.sounds import make_sound
 from learner.folder import ModelDirError
 from learner.serve.predictor import Predictor
+from tests.conftest import save_untrained
 
 
 def test_predictor_matches_the_learners_own_validation_predictions(trained_model):
@@ -85,3 +93,110 @@ def test_bad_inputs_come_back_as_errors_in_batches(trained_model, tmp_path):
     assert res[1].label == "tone"
     with pytest.raises(AudioDecodeError):
         p.predict(tmp_path / "empty.wav")
+
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def tone(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("serve_clips") / "tone.wav"
+    sf.write(path, make_sound("tone", SR, 1.0, np.random.default_rng(2)), SR)
+    return path
+
+
+# --- issue 12 part C, item 17: a NumPy signal with its rate; the Predictor as a callable pipeline -----------
+
+
+def test_predictor_takes_arrays_with_their_rate_like_files(trained_model, tmp_path):
+    from learner.audio import AudioDecodeError
+    from learner.serve.predictor import Predictor
+
+    p = Predictor.from_dir(trained_model.model_dir)
+    x = make_sound("chirp", 44100, 1.2, np.random.default_rng(5))
+    sf.write(tmp_path / "chirp.wav", x, 44100, subtype="FLOAT")
+    from_file = p.predict(tmp_path / "chirp.wav")
+    from_array = p.predict(x, sample_rate=44100)
+    np.testing.assert_allclose(from_array.probs, from_file.probs, atol=1e-6)
+    assert from_array.duration_s == pytest.approx(1.2, abs=1e-4) and from_array.sample_rate == 44100
+    # int16 stereo as Gradio hands it over: (rate, (samples, channels)); and channels-first as torchaudio
+    # holds it
+    pcm = np.round(np.stack([x, x], axis=1) * 32767).astype(np.int16)
+    sf.write(tmp_path / "chirp16.wav", pcm, 44100, subtype="PCM_16")
+    ref = p.predict(tmp_path / "chirp16.wav").probs
+    np.testing.assert_allclose(p.predict((44100, pcm)).probs, ref, atol=1e-6)
+    np.testing.assert_allclose(p.predict(pcm.T.copy(), sample_rate=44100).probs, ref, atol=1e-6)
+    np.testing.assert_allclose(
+        p.predict({"array": x, "sampling_rate": 44100}).probs, from_file.probs, atol=1e-6
+    )
+    with pytest.raises(AudioDecodeError, match="needs its sample rate"):
+        p.predict(x)
+
+
+def test_predictor_is_callable_like_an_audio_classification_pipeline(trained_model, tone):
+    from learner.serve.predictor import Predictor
+
+    p = Predictor.from_dir(trained_model.model_dir)
+    out = p(str(tone), top_k=3)
+    assert [set(d) for d in out] == [{"label", "score"}] * 3
+    assert out[0]["label"] == "tone" and out[0]["score"] >= out[1]["score"] >= out[2]["score"]
+    x, sr = sf.read(tone, dtype="float32")
+    same = p(x, sampling_rate=sr, top_k=3)
+    assert [d["label"] for d in same] == [d["label"] for d in out]
+    np.testing.assert_allclose([d["score"] for d in same], [d["score"] for d in out], atol=1e-6)
+    both = p([str(tone), {"raw": x, "sampling_rate": sr}], top_k=2)
+    assert len(both) == 2 and [d["label"] for d in both[0]] == [d["label"] for d in both[1]] == [
+        d["label"] for d in out[:2]
+    ]
+    assert len(p(str(tone))) == 4  # default top-5, capped at the 4 classes
+
+
+@pytest.fixture(scope="module")
+def high_low_model(tmp_path_factory) -> Path:
+    return save_untrained(tmp_path_factory.mktemp("model") / "untrained", ["high", "low"])
+
+
+@pytest.fixture(scope="module")
+def fragment(tmp_path_factory) -> Path:
+    """A 0.03 s WAV: what a truncated download leaves (jobs.score refuses it as too short)."""
+    path = tmp_path_factory.mktemp("fragment") / "cut.wav"
+    sf.write(path, make_sound("tone", SR, 0.03, np.random.default_rng(1)), SR)
+    return path
+
+
+# --- issue 25, item 12: one too-short rule for score, predict and the demo ----------------------------------
+
+
+def test_predictor_refuses_what_score_refuses(high_low_model, fragment):
+    from learner.audio import TooShortError
+    from learner.score.rows import load_item
+
+    p = Predictor.from_dir(high_low_model)
+    with pytest.raises(TooShortError, match="too short to classify: 0.03 s of audio, the minimum is 0.05 s"):
+        p.predict(fragment)
+    with pytest.raises(TooShortError):
+        p.predict(fragment, window=None)
+    (err,) = p.predict_many([fragment])
+    assert isinstance(err, TooShortError) and str(fragment) in str(err)
+    from learner.score.discover import FileRef
+
+    item = load_item(FileRef(str(fragment), 0, 0), p.pipeline, None)
+    assert item.error == err.reason  # the same words, from the same rule
+
+
+@pytest.fixture(scope="module")
+def ab_model(tmp_path_factory) -> Path:
+    return save_untrained(tmp_path_factory.mktemp("model") / "untrained", ["a", "b"])
+
+
+# --- issue 25, items 8, 9, 10: one line instead of a traceback, before any decoding -------------------------
+
+
+def test_library_windows_and_batch_size_are_checked(ab_model):
+    p = Predictor.from_dir(ab_model)
+    with pytest.raises(ValueError, match="at least one sample"):
+        p.pipeline.window_plan(1.0, 1e-9)
+    with pytest.raises(ValueError, match="at most 600 s"):
+        p.pipeline.window_plan(1e9, 1.0)
+    with pytest.raises(ValueError, match="batch_size must be a whole number from 1 up"):
+        Predictor.from_dir(ab_model, batch_size=0)

@@ -188,7 +188,7 @@ def scored(tmp_path_factory):
     """A 6 s generated recording scored in 1 s windows by an untrained model (jobs.score)."""
     from jobs.score import main as score_main
     from learner.data.soundscape import make_soundscape
-    from tests.test_hostile import save_untrained
+    from tests.conftest import save_untrained
 
     root = tmp_path_factory.mktemp("review")
     x, _ = make_soundscape(20.0, 2, overlaps=0, seed=1)
@@ -287,8 +287,8 @@ def test_review_boxes_of_a_file_read_by_pandas_apply_undo_and_latest(tmp_path):
 def test_the_review_page_runs_as_written(tmp_path):
     """docs/review.md's commands, in order, in one workspace (each needs the one before); the demo's is
     driven by tests/test_review_browser.py. The terminal review gets its answers on standard input."""
+    from tests.conftest import save_untrained
     from tests.test_docs import COMMANDS, env_for, make_workspace
-    from tests.test_hostile import save_untrained
 
     ws = make_workspace(tmp_path / "ws")
     save_untrained(ws / "models" / "night-sounds", ["chirp", "tone"])

@@ -44,7 +44,7 @@ def run(tmp_path_factory):
     """A 20 s generated recording scored in 1 s windows by an untrained 3-class model."""
     from jobs.score import main as score_main
     from learner.data.soundscape import make_soundscape
-    from tests.test_hostile import save_untrained
+    from tests.conftest import save_untrained
 
     root = tmp_path_factory.mktemp("review-browser")
     x, _ = make_soundscape(20.0, 2, overlaps=0, seed=1)

@@ -85,7 +85,7 @@ def test_approximate_index_recall_storage_and_rebuild(tmp_path):
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory):
     """A folder embedded per window with a random-weight model: (embeddings parquet, audio folder)."""
-    from tests.test_hostile import save_untrained
+    from tests.conftest import save_untrained
 
     d = tmp_path_factory.mktemp("search")
     model = save_untrained(d / "m", ["chirp", "clicks", "noise", "tone"])

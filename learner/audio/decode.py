@@ -26,6 +26,7 @@ from learner.audio.limits import check_samples
 from learner.audio.readers import (  # noqa: F401 (SEEK_MIN_S: re-exported)
     SEEK_MIN_S,
     SF_MAGIC,
+    Read,
     clean,
     decode_raw,
     prepare_source,
@@ -74,7 +75,7 @@ def decode(
         links = ogg_links(src if isinstance(src, bytes) else Path(src).read_bytes())
         if len(links) > 1:
             return decode_chain(links, sample_rate, label, max_duration_s, offset_s, duration_s)
-    raw = decode_raw(src, label, head, offset_s, duration_s, max_duration_s)
+    raw = decode_raw(Read(src, label, head, offset_s, duration_s, max_duration_s))
     span = raw.span
     if span.kept == 0:
         where = f" at {offset_s:g} s (the file has {raw.frames_seen / span.sr:.2f} s)" if offset_s else ""
@@ -104,7 +105,7 @@ def probe(src: str | Path | bytes, *, name: str | None = None) -> AudioInfo:
         return AudioInfo(
             d.orig_sample_rate, d.channels, round(d.duration_s * d.orig_sample_rate), d.duration_s, d.decoder
         )
-    raw = decode_raw(src, label, head, 0.0, 1e-3, None)
+    raw = decode_raw(Read(src, label, head, 0.0, 1e-3))
     sr = raw.span.sr
     if raw.span.kept == 0:
         raise EmptyAudioError(label, "no audio frames")

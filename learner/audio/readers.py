@@ -9,7 +9,7 @@ import io
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -133,22 +133,29 @@ def prepare_source(
     return src, label, head
 
 
+@dataclass(frozen=True)
+class Read:
+    """One read of a source, what every reader takes: `label` names it in messages and `head` is its first
+    bytes (`prepare_source`); the span wanted starts at `offset_s` and lasts `dur_s` (None: to the end);
+    `max_s` is the longest decoded length allowed; `sink` takes each block instead of keeping it."""
+
+    src: Source
+    label: str
+    head: bytes
+    offset_s: float = 0.0
+    dur_s: float | None = None
+    max_s: float | None = None
+    sink: Sink | None = None
+
+
 class _Span:
     """Collects mono blocks inside [offset, offset + duration) of the file's timeline (in frames), or hands
     each to `sink(span, frame, block)` instead (`learner.audio.stream`: long files in bounded memory)."""
 
-    def __init__(
-        self,
-        label: str,
-        sr: int,
-        offset_s: float,
-        duration_s: float | None,
-        max_s: float | None,
-        sink: Sink | None = None,
-    ):
-        self.label, self.sr, self.max_s, self.sink = label, sr, max_s, sink
-        self.start = duration_to_samples(offset_s, sr)
-        self.end = None if duration_s is None else self.start + max(1, duration_to_samples(duration_s, sr))
+    def __init__(self, read: Read, sr: int):
+        self.label, self.sr, self.max_s, self.sink = read.label, sr, read.max_s, read.sink
+        self.start = duration_to_samples(read.offset_s, sr)
+        self.end = None if read.dur_s is None else self.start + max(1, duration_to_samples(read.dur_s, sr))
         self.chunks: list[np.ndarray] = []
         self.kept = 0
 
@@ -182,22 +189,16 @@ class _Reseek(Exception):
     """A seek landed after the wanted offset (or without timestamps): decode from the start instead."""
 
 
-def _sf_decode(
-    src: Source,
-    label: str,
-    offset_s: float,
-    dur_s: float | None,
-    max_s: float | None,
-    sink: Sink | None = None,
-) -> _Raw:
+def _sf_decode(read: Read) -> _Raw:
     import soundfile as sf
 
+    src, label, offset_s = read.src, read.label, read.offset_s
     with sf.SoundFile(io.BytesIO(src) if isinstance(src, bytes) else str(src)) as f:
         sr, ch = int(f.samplerate), int(f.channels)
         _check_rate(label, sr)
         header_s = f.frames / sr if 0 < f.frames < 2**62 else 0.0
-        _limit(label, header_s, max_s, "the header says")
-        span = _Span(label, sr, offset_s, dur_s, max_s, sink)
+        _limit(label, header_s, read.max_s, "the header says")
+        span = _Span(read, sr)
         if span.start and f.frames > 0 and span.start >= f.frames:
             raise EmptyAudioError(label, f"no audio frames at {offset_s:g} s (the file has {header_s:.2f} s)")
         pos, fuzzy = 0, f.format in _SF_FUZZY_SEEK
@@ -271,19 +272,10 @@ def _av_stream(c: Any, label: str, head: bytes) -> Any:
     return st
 
 
-def _av_read(
-    c: Any,
-    st: Any,
-    label: str,
-    offset_s: float,
-    dur_s: float | None,
-    max_s: float | None,
-    sink: Sink | None,
-    seeked: bool,
-) -> tuple[_Span | None, int, int, bool]:
+def _av_read(c: Any, st: Any, read: Read, seeked: bool) -> tuple[_Span | None, int, int, bool]:
     """Feeds decoded frames to a span until it has enough: (span, next frame, channels, stopped early).
     After a seek, the first frame's timestamp says where decoding starts; an implausible one means re-read."""
-    tb, t0 = st.time_base, st.start_time or 0
+    tb, t0, label = st.time_base, st.start_time or 0, read.label
     span, pos, ch, idle = None, 0, 0, 0
     for packet in c.demux(st):
         frames = packet.decode()
@@ -294,7 +286,7 @@ def _av_read(
             if span is None:
                 sr = int(frame.sample_rate)  # the first frame knows best (HE-AAC doubles the header's)
                 _check_rate(label, sr)
-                span = _Span(label, sr, offset_s, dur_s, max_s, sink)
+                span = _Span(read, sr)
                 if seeked:
                     pos = -1 if frame.pts is None else round(float((frame.pts - t0) * tb) * sr)
                     if not 0 <= pos <= span.start:
@@ -311,24 +303,16 @@ def _av_read(
     return span, pos, ch, False
 
 
-def _av_decode(
-    src: Source,
-    label: str,
-    head: bytes,
-    offset_s: float,
-    dur_s: float | None,
-    max_s: float | None,
-    seek: bool = True,
-    sink: Sink | None = None,
-) -> _Raw:
+def _av_decode(read: Read, seek: bool = True) -> _Raw:
     import av
 
+    src, label, offset_s = read.src, read.label, read.offset_s
     fh = io.BytesIO(src) if isinstance(src, bytes) else open(src, "rb")  # noqa: SIM115 (closed below)
     with fh, _av_open(fh) as c:
-        st = _av_stream(c, label, head)
+        st = _av_stream(c, label, read.head)
         tb, t0 = st.time_base, st.start_time or 0
         header_s = float(st.duration * tb) if st.duration and tb else max(c.duration or 0, 0) / 1e6
-        _limit(label, header_s, max_s, "the header says")
+        _limit(label, header_s, read.max_s, "the header says")
         seeked = seek and offset_s >= SEEK_MIN_S and tb is not None
         if seeked:
             try:
@@ -336,7 +320,7 @@ def _av_decode(
             except Exception as e:
                 raise _Reseek from e
         try:
-            span, pos, ch, early = _av_read(c, st, label, offset_s, dur_s, max_s, sink, seeked)
+            span, pos, ch, early = _av_read(c, st, read, seeked)
         except (AudioDecodeError, _Reseek, _Broken):
             raise
         except av.error.DecoderNotFoundError as e:
@@ -348,25 +332,18 @@ def _av_decode(
     if span is None:
         if header_s > 0:
             raise _Broken(f"the header promises {header_s:.2f} s but nothing decodes")
-        span = _Span(label, int(st.codec_context.sample_rate or MIN_SAMPLE_RATE), offset_s, dur_s, max_s)
+        span = _Span(replace(read, sink=None), int(st.codec_context.sample_rate or MIN_SAMPLE_RATE))
     return _Raw(span, ch or st.codec_context.channels, "pyav", pos, header_s)
 
 
-def decode_raw(
-    src: Source,
-    label: str,
-    head: bytes,
-    offset_s: float,
-    dur_s: float | None,
-    max_s: float | None,
-    sink: Sink | None = None,
-) -> _Raw:
+def decode_raw(read: Read) -> _Raw:
     """soundfile first; PyAV when soundfile cannot open, fails part way, or finds no frames (a `sink` then
     sees frames from 0 again)."""
+    label, head = read.label, read.head
     first = "not given it (no WAV/AIFF/AU/CAF/FLAC/Ogg/MP3 header)"
     try:
         if head.startswith(SF_MAGIC) or _mpeg_sync(head):
-            raw = _sf_decode(src, label, offset_s, dur_s, max_s, sink)
+            raw = _sf_decode(read)
             if raw.frames_seen:
                 return raw
             first = "read no audio frames"
@@ -376,9 +353,9 @@ def decode_raw(
         first = _msg(e)
     try:
         try:
-            return _av_decode(src, label, head, offset_s, dur_s, max_s, sink=sink)
+            return _av_decode(read)
         except _Reseek:
-            return _av_decode(src, label, head, offset_s, dur_s, max_s, seek=False, sink=sink)
+            return _av_decode(read, seek=False)
     except AudioDecodeError:
         raise
     except Exception as e:  # _Broken, or FFmpeg could not open it at all: then the magic bytes decide

@@ -168,7 +168,7 @@ def stream_decode(
     from learner.audio.errors import EmptyAudioError
     from learner.audio.header import ogg_is_chained, truncation_warning, wav_claimed_s
     from learner.audio.limits import check_samples
-    from learner.audio.readers import SF_MAGIC, decode_raw, prepare_source
+    from learner.audio.readers import SF_MAGIC, Read, decode_raw, prepare_source
 
     if sample_rate is not None and sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
@@ -180,7 +180,7 @@ def stream_decode(
         return replace(d, samples=_EMPTY)
     feed = _Feed(label, sample_rate, on_samples, block)
     try:
-        raw = decode_raw(src, label, head, 0.0, None, max_duration_s, sink=feed)
+        raw = decode_raw(Read(src, label, head, max_s=max_duration_s, sink=feed))
         if raw.span.kept == 0:
             raise EmptyAudioError(label, "no audio frames")
         feed.finish()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,25 +48,19 @@ def colored_noise(rng: np.random.Generator, n: int, exponent: float) -> np.ndarr
 
 
 def mixture(
-    rng: np.random.Generator,
-    *,
-    classes: tuple[str, ...],
-    duration: float,
-    sr: int,
-    n_sources: tuple[int, int],
-    snr_db: tuple[float, float],
-    source_s: tuple[float, float],
-    noise_exponent: float,
-    noise_db: float,
+    rng: np.random.Generator, r: MixtureRecipe, noise: tuple[float, float]
 ) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
-    """One clip: background noise at `noise_db` dBFS RMS plus 1–3 distinct sources, each at a random SNR
-    (its RMS over its own span against the background's), length and offset. Returns (samples, events)."""
+    """One clip of recipe `r`: background noise (`noise`: its colour exponent and dBFS RMS) plus 1–3
+    distinct sources, each at a random SNR (its RMS over its own span against the background's), length
+    and offset. Returns (samples, events)."""
+    noise_exponent, noise_db = noise
+    duration, sr, snr_db, source_s = r.duration, r.sample_rate, r.snr_db, r.source_s
     n = int(round(duration * sr))
     x = colored_noise(rng, n, noise_exponent) * 10 ** (noise_db / 20)
     noise_rms = 10 ** (noise_db / 20)
-    k = int(rng.integers(n_sources[0], n_sources[1] + 1))
+    k = int(rng.integers(r.n_sources[0], r.n_sources[1] + 1))
     events = []
-    for kind in rng.choice(classes, size=k, replace=False):
+    for kind in rng.choice(r.classes, size=k, replace=False):
         length = int(round(min(duration, rng.uniform(*source_s)) * sr))
         start = int(rng.integers(0, n - length + 1))
         gain = noise_rms * 10 ** (rng.uniform(*snr_db) / 20)
@@ -97,60 +92,46 @@ def _sites(seed: int, n_sites: int) -> list[tuple[float, float]]:
     ]
 
 
-def build_mixtures(
-    out_dir: str | Path,
-    *,
-    n_clips: int = 720,
-    n_sites: int = 24,
-    duration: float = 2.0,
-    sample_rate: int = 16000,
-    n_sources: tuple[int, int] = (1, 3),
-    snr_db: tuple[float, float] = (0, 20),
-    source_s: tuple[float, float] = (0.4, 1.5),
-    classes: tuple[str, ...] | None = None,
-    seed: int = 0,
-) -> Path:
+@dataclass(frozen=True)
+class MixtureRecipe:
+    """The parameters of one build, declared once: `build_mixtures` takes them as keywords (these defaults)
+    and records them in mixtures.json, which `ensure_mixtures` compares before reusing a build."""
+
+    n_clips: int = 720
+    n_sites: int = 24
+    duration: float = 2.0
+    sample_rate: int = 16000
+    n_sources: tuple[int, int] = (1, 3)
+    snr_db: tuple[float, float] = (0, 20)
+    source_s: tuple[float, float] = (0.4, 1.5)
+    classes: tuple[str, ...] | None = None
+    seed: int = 0
+
+    def record(self) -> dict[str, Any]:
+        """The recipe as mixtures.json stores it (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def build_mixtures(out_dir: str | Path, **params: Any) -> Path:
     """Write `out_dir/clips/{site}_{i}.wav`, `events.csv` and (last, so its presence means a complete build)
     `manifest.csv` → its path. Deterministic for a given seed and parameters."""
     import soundfile as sf
 
-    classes = _checked_classes(classes, n_sources)
-    lo, hi = n_sources
+    r = MixtureRecipe(**params)
+    r = replace(r, classes=_checked_classes(r.classes, r.n_sources), n_sources=tuple(r.n_sources))
     out = Path(out_dir)
     (out / "clips").mkdir(parents=True, exist_ok=True)
-    sites = _sites(seed, n_sites)
+    sites = _sites(r.seed, r.n_sites)
     rows, events = [], []
-    for i in range(n_clips):
-        site = i % n_sites
-        rng = np.random.default_rng([seed, 1, i])
-        x, ev = mixture(
-            rng,
-            classes=classes,
-            duration=duration,
-            sr=sample_rate,
-            n_sources=(lo, hi),
-            snr_db=snr_db,
-            source_s=source_s,
-            noise_exponent=sites[site][0],
-            noise_db=sites[site][1],
-        )
+    for i in range(r.n_clips):
+        site = i % r.n_sites
+        rng = np.random.default_rng([r.seed, 1, i])
+        x, ev = mixture(rng, r, sites[site])
         rel = f"clips/site{site:02d}_{i:04d}.wav"
-        sf.write(out / rel, x, sample_rate, subtype="PCM_16")
+        sf.write(out / rel, x, r.sample_rate, subtype="PCM_16")
         rows.append((rel, ";".join(sorted({e[0] for e in ev})), f"site{site:02d}"))
         events += [(rel, lab, round(a, 4), round(b, 4)) for lab, a, b in ev]
-    info = dict(
-        dataset="mixtures-synth",
-        version=MIXTURES_VERSION,
-        n_clips=n_clips,
-        n_sites=n_sites,
-        duration=duration,
-        sample_rate=sample_rate,
-        n_sources=[lo, hi],
-        snr_db=list(snr_db),
-        source_s=list(source_s),
-        classes=list(classes),
-        seed=seed,
-    )
+    info = {"dataset": "mixtures-synth", "version": MIXTURES_VERSION, **r.record()}
     (out / BUILD_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     _write_csv(out / "events.csv", ["path", "label", "start_s", "end_s"], events)
     _write_csv(out / "manifest.csv", ["path", "labels", "group"], rows)

@@ -10,26 +10,18 @@ from learner.embed.backbones import backbone_embedder
 from learner.embed.embedder import Embedder, PredictorEmbedder
 
 
-def load_embedder(
-    ref: str,
-    *,
-    device: str | None = None,
-    threads: int | None = None,
-    batch_size: int = 32,
-    clip_s: float | None = None,
-) -> Embedder:
+def load_embedder(ref: str, *, clip_s: float | None = None, **run: Any) -> Embedder:
     """An embedder by reference: a pretrained backbone's name (when the backbone registry knows it), else
     an earshot model folder or Hub id (its penultimate features). `clip_s`: a backbone's input length (the
-    window's, when embedding windows); a model's is fixed by its config."""
-    backbone = _backbone(ref, device=device, threads=threads, batch_size=batch_size, clip_s=clip_s)
+    window's, when embedding windows); a model's is fixed by its config. `run`: where and how either runs,
+    as the Predictor takes it (`device`, `threads`, `batch_size`: 32 unless given)."""
+    run = {"batch_size": 32, **run}
+    backbone = _backbone(ref, clip_s=clip_s, **run)
     if backbone is not None:
         return backbone
     from learner.serve.predictor import Predictor
 
-    predictor = Predictor.from_pretrained(
-        ref, backend="torch", device=device, threads=threads, batch_size=batch_size
-    )
-    return PredictorEmbedder(predictor)
+    return PredictorEmbedder(Predictor.from_pretrained(ref, backend="torch", **run))
 
 
 def _backbone(ref: str, **kw: Any) -> Embedder | None:

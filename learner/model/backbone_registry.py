@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from learner.audio.frontends import BlockFrontEnd
+from learner.model.named import Named, description
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class BackboneSpec:
         return 2 * self.emb_dim
 
 
-_BACKBONES: dict[str, BackboneSpec] = {}
+_BACKBONES: Named[BackboneSpec] = Named("backbone")
 
 
 def register_backbone(
@@ -59,25 +60,15 @@ def register_backbone(
     citation: str,
 ) -> Callable:
     """Decorator filing a block-network constructor under `name`, with everything needed to feed it."""
-
-    def deco(fn: Callable[[], nn.Module]) -> Callable:
-        doc = (fn.__doc__ or "").strip().splitlines()
-        _BACKBONES[name] = BackboneSpec(
-            name, fn, front, emb_dim, weights, adapter, licence, citation, doc[0] if doc else ""
-        )
-        return fn
-
-    return deco
+    return _BACKBONES.filing(
+        name,
+        lambda key, fn: BackboneSpec(
+            key, fn, front, emb_dim, weights, adapter, licence, citation, description(fn)
+        ),
+    )
 
 
-def list_backbones() -> list[str]:
-    return sorted(_BACKBONES)
-
-
-def get_backbone(name: str) -> BackboneSpec:
-    try:
-        return _BACKBONES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown backbone {name!r}; choose one of: {', '.join(sorted(_BACKBONES))}"
-        ) from None
+list_backbones = _BACKBONES.names  # sorted names
+get_backbone = (
+    _BACKBONES.get
+)  # the BackboneSpec of a name; an unknown one is a ValueError listing the choices

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from learner.config import AudioConfig
+from learner.model.named import Named, description
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class ArchSpec:
     backbone: str | None = None  # a pretrained audio backbone (learner.model.backbones) the network wraps
 
 
-_REGISTRY: dict[str, ArchSpec] = {}
+_REGISTRY: Named[ArchSpec] = Named("arch")
 
 
 def register(
@@ -48,27 +49,16 @@ def register(
 ) -> Callable:
     """Decorator filing a constructor `fn(n_classes, cfg) -> nn.Module` under `name` (default: its own),
     with the adapter that fits its pretrained weights (`weights`) to it."""
-
-    def deco(fn: Callable[[int, AudioConfig], nn.Module]) -> Callable:
-        key = name or fn.__name__
-        doc = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[key] = ArchSpec(
-            key, fn, input, weights, first_conv, classifier, doc[0] if doc else "", adapter, backbone
-        )
-        return fn
-
-    return deco
+    return _REGISTRY.filing(
+        name,
+        lambda key, fn: ArchSpec(
+            key, fn, input, weights, first_conv, classifier, description(fn), adapter, backbone
+        ),
+    )
 
 
-def list_archs() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def get_arch(name: str) -> ArchSpec:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown arch {name!r}; choose one of: {', '.join(list_archs())}") from None
+list_archs = _REGISTRY.names  # sorted names
+get_arch = _REGISTRY.get  # the ArchSpec of a name; an unknown one is a ValueError listing the choices
 
 
 def create_model(name: str, n_classes: int, cfg: AudioConfig) -> nn.Module:

@@ -15,29 +15,15 @@ import numpy as np
 import pyarrow as pa
 
 from learner import __version__
+from learner.score.columns import schema
 from learner.score.items import Item, Window, file_fields, forward_pass, window_plan
 
 
 def embed_schema(dim: int) -> pa.Schema:
-    return pa.schema(
-        [
-            ("path", pa.string()),
-            ("start_s", pa.float64()),
-            ("end_s", pa.float64()),
-            ("vector", pa.list_(pa.float32(), dim)),
-            ("error", pa.string()),
-            ("warning", pa.string()),
-            ("duration_s", pa.float64()),
-            ("sample_rate", pa.int32()),
-            ("channels", pa.int32()),
-            ("decoder", pa.string()),
-            ("file_size", pa.int64()),
-            ("file_mtime_ns", pa.int64()),
-            ("path_hex", pa.string()),
-            ("embedder", pa.string()),
-            ("embedded_at", pa.timestamp("us", tz="UTC")),
-            ("earshot_version", pa.string()),
-        ]
+    return schema(
+        "path start_s end_s vector error warning duration_s sample_rate channels decoder file_size "
+        "file_mtime_ns path_hex embedder embedded_at earshot_version",
+        vector=pa.list_(pa.float32(), dim),
     )
 
 
@@ -61,16 +47,9 @@ def _vectors_of(embedder: Any, items: list[Item], window: Window, chunk: int) ->
     return out
 
 
-def embed_items(
-    embedder: Any,
-    items: list[Item],
-    *,
-    window: Window = None,
-    chunk: int = 256,
-    embedded_at: datetime | None = None,
-) -> pa.Table:
+def embed_items(embedder: Any, items: list[Item], window: Window = None, chunk: int = 256) -> pa.Table:
     """Items → rows with `embed_schema(embedder.dim)` (both engines build embedding rows only here)."""
-    embedded_at = embedded_at or datetime.now(UTC)
+    embedded_at = datetime.now(UTC)
     vectors = _vectors_of(embedder, items, window, chunk)
     cols: dict[str, list] = {k: [] for k in embed_schema(embedder.dim).names}
     flat: list[np.ndarray] = []

@@ -23,20 +23,11 @@ from datetime import datetime, timedelta
 import pyarrow as pa
 
 from learner.data.recorders import FileTimes
-from learner.serve.events import Event
+from learner.serve.events import RAVEN_COLUMNS, Event
 
 START_UTC = pa.field("start_utc", pa.timestamp("us", tz="UTC"))
 RAVEN_COMBINED_COLUMNS = (
-    "Selection",
-    "View",
-    "Channel",
-    "Begin Time (s)",
-    "End Time (s)",
-    "Low Freq (Hz)",
-    "High Freq (Hz)",
-    "Annotation",
-    "Confidence",
-    "Mean Score",
+    *RAVEN_COLUMNS,  # a per-file selection table's, then where each selection's file is
     "Begin Path",
     "File Offset (s)",
     "Begin File",

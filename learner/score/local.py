@@ -4,7 +4,7 @@ parts.
 The steps that touch a file or a row are shared with the Ray engine (`learner.score.ray_engine`): `discover`
 lists the input, `load_item` decodes and prepares one file in a worker process under a time limit
 (`learner.workers`; a long file comes in parts, scored as they arrive: `learner.score.streamed`),
-`score_batch` runs the Predictor and builds the rows, `PartStore` commits them atomically
+`score_items` runs the Predictor and builds the rows, `PartStore` commits them atomically
 (`learner.score.store`).
 """
 

@@ -44,7 +44,9 @@ def load_candidates(source: str | Path, side: str = "windows") -> pd.DataFrame:
         table = table.rename(columns={"similarity": "score"})
     missing = [c for c in CANDIDATE_COLUMNS if c not in table]
     if missing:
-        raise ValueError(f"{src}: no {', '.join(missing)} column(s); score with windows=, or give search hits")
+        raise ValueError(
+            f"{src}: no {', '.join(missing)} column(s); score with windows=, or give search hits"
+        )
     out = table[CANDIDATE_COLUMNS].dropna(subset=["start_s", "end_s", "score"]).reset_index(drop=True)
     out["label"] = out["label"].fillna("").astype(str)
     if len(out) and (out["label"] == "").all():

@@ -1,7 +1,7 @@
 """One file → an `Item` ready for the model, and items → rows: the steps both scoring engines share.
 
 `load_item` runs in decoding processes (local pool or Ray actors) and needs only the model's `ClipPipeline`;
-`score_batch` runs the Predictor and is the one place rows are built.
+`score_items` runs the Predictor and is the one place rows are built.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from learner import __version__
 from learner.audio import SCORE_MAX_BYTES, SCORE_MAX_S, AudioDecodeError, ClipPipeline
 from learner.audio.limits import too_short
 from learner.audio.stream import StreamSizes
+from learner.score.columns import schema
 from learner.score.discover import FileRef
 from learner.score.items import (  # noqa: F401 (re-exported)
     MIN_DURATION_S,
@@ -32,38 +33,14 @@ from learner.score.items import (  # noqa: F401 (re-exported)
 from learner.serve.events import EventRule, class_thresholds
 from learner.serve.predictor import Predictor
 
-TOP_K = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float32())]))
-EVENTS = pa.list_(pa.struct([("label", pa.string()), ("count", pa.int32())]))
-
 
 def backend_name(predictor: Predictor) -> str | None:
     return getattr(predictor.backend, "name", None)
 
 
-FILE_SCHEMA = pa.schema(
-    [
-        ("path", pa.string()),
-        ("label", pa.string()),
-        ("score", pa.float32()),
-        ("top_k", TOP_K),
-        ("duration_s", pa.float64()),
-        ("sample_rate", pa.int32()),
-        ("channels", pa.int32()),
-        ("n_windows", pa.int32()),
-        ("events", EVENTS),
-        ("error", pa.string()),
-        ("decoder", pa.string()),
-        ("file_size", pa.int64()),
-        ("file_mtime_ns", pa.int64()),
-        ("model_id", pa.string()),
-        ("model_revision", pa.string()),
-        ("scored_at", pa.timestamp("us", tz="UTC")),
-        ("backend", pa.string()),
-        ("earshot_version", pa.string()),
-        ("path_hex", pa.string()),
-        ("warning", pa.string()),
-        ("detected", pa.list_(pa.string())),
-    ]
+FILE_SCHEMA = schema(
+    "path label score top_k duration_s sample_rate channels n_windows events error decoder file_size "
+    "file_mtime_ns model_id model_revision scored_at backend earshot_version path_hex warning detected"
 )
 WIDE_PREFIX = "score_"  # `--wide`: one column per class, `score_<class>`, its probability
 
@@ -97,25 +74,8 @@ def file_schema(classes: list[str] | None = None) -> pa.Schema:
     return pandas_ints(pa.schema([*FILE_SCHEMA, *wide]))
 
 
-WINDOW_SCHEMA = pa.schema(
-    [
-        ("path", pa.string()),
-        ("start_s", pa.float64()),
-        ("end_s", pa.float64()),
-        ("label", pa.string()),
-        ("score", pa.float32()),
-    ]
-)
-EVENT_SCHEMA = pa.schema(
-    [
-        ("path", pa.string()),
-        ("label", pa.string()),
-        ("start_s", pa.float64()),
-        ("end_s", pa.float64()),
-        ("max_score", pa.float32()),
-        ("mean_score", pa.float32()),
-    ]
-)
+WINDOW_SCHEMA = schema("path start_s end_s label score")
+EVENT_SCHEMA = schema("path label start_s end_s max_score mean_score")
 
 
 def load_item(
@@ -181,23 +141,6 @@ def count_events(
             counts[cur] += 1
         prev = cur
     return counts
-
-
-def score_batch(
-    predictor: Predictor,
-    items: list[Item],
-    *,
-    window: Window = None,
-    top_k: int = 5,
-    threshold: float | dict[str, float] | None = None,
-    scored_at: datetime | None = None,
-    chunk: int = 256,
-) -> tuple[pa.Table, pa.Table]:
-    """Items → (file rows, window rows) with FILE_SCHEMA / WINDOW_SCHEMA (`score_items` adds the events)."""
-    files, wins, _ = score_items(
-        predictor, items, window=window, top_k=top_k, threshold=threshold, scored_at=scored_at, chunk=chunk
-    )
-    return files, wins
 
 
 def score_items(

@@ -8,6 +8,7 @@ onnxruntime when an ONNX one is.
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,36 +41,40 @@ def scores_from_logits(logits: np.ndarray, task: str = "single") -> np.ndarray:
     return softmax(logits)
 
 
+@dataclass(frozen=True)
+class BackendSpec:
+    """What every backend in `BACKENDS` is built from (the Predictor makes one): the model folder, its
+    config.json, its audio settings, and where and on how many threads to run."""
+
+    folder: Path
+    config: dict[str, Any]
+    cfg: AudioConfig
+    device: str | None = None
+    threads: int | None = None
+
+
 class TorchBackend:
     """AudioClassifier (front end + net) under `torch.inference_mode`; weights loaded strictly."""
 
     name = "torch"
 
-    def __init__(
-        self,
-        folder: Path,
-        config: dict[str, Any],
-        cfg: AudioConfig,
-        device: str | None = None,
-        threads: int | None = None,
-    ) -> None:
+    def __init__(self, spec: BackendSpec) -> None:
         try:
             import torch
         except ModuleNotFoundError:  # the lean serving install (requirements-serve.txt) has no torch
             from learner.folder import ModelDirError
 
-            raise ModelDirError(_no_torch(folder)) from None
+            raise ModelDirError(_no_torch(spec.folder)) from None
 
         from learner.model.frontend import AudioClassifier, FrontEnd
         from learner.model.registry import get_arch
 
-        if threads:
-            torch.set_num_threads(threads)
-        net = self.load_net(folder, config)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = (
-            AudioClassifier(FrontEnd(cfg, get_arch(config["arch"]).input), net).to(self.device).eval()
-        )
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
+        net = self.load_net(spec.folder, spec.config)
+        self.device = torch.device(spec.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        front = FrontEnd(spec.cfg, get_arch(spec.config["arch"]).input)
+        self.model = AudioClassifier(front, net).to(self.device).eval()
         self._torch = torch
 
     def load_net(self, folder: Path, config: dict[str, Any]) -> Any:

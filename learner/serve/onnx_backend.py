@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from learner.config import AudioConfig
 from learner.folder import WEIGHTS, ModelDirError
+from learner.serve.backends import BackendSpec
 
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -61,17 +61,11 @@ class OnnxBackend:
     name = "onnx"
     filename = ONNX_FILE
 
-    def __init__(
-        self,
-        folder: Path,
-        config: dict[str, Any],
-        cfg: AudioConfig,
-        device: str | None = None,
-        threads: int | None = None,
-    ) -> None:
+    def __init__(self, spec: BackendSpec) -> None:
         import onnxruntime as ort
 
-        path = verified_path(folder, config, self.filename)
+        config, cfg, device, threads = spec.config, spec.cfg, spec.device, spec.threads
+        path = verified_path(spec.folder, config, self.filename)
         providers = ["CPUExecutionProvider"]
         if device and device.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():

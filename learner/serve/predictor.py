@@ -22,7 +22,7 @@ from learner.config import AudioConfig
 from learner.folder import ModelDirError, read_config
 from learner.hub import resolve
 from learner.report.thresholds import detected, threshold_vector
-from learner.serve.backends import BACKENDS, scores_from_logits
+from learner.serve.backends import BACKENDS, BackendSpec, scores_from_logits
 from learner.serve.events import Event, EventRule, events_for
 from learner.serve.longfile import stream_windows
 from learner.serve.prediction import Prediction
@@ -89,7 +89,7 @@ class Predictor:
             raise e
         if name not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; available: auto, {', '.join(BACKENDS)}")
-        impl = BACKENDS[name](folder, config, cfg, device=device, threads=threads)
+        impl = BACKENDS[name](BackendSpec(folder, config, cfg, device=device, threads=threads))
         model_id = kw.pop("model_id", str(folder))
         p = cls(config, impl, model_id=model_id, revision=kw.pop("revision", _revision_of(folder)), **kw)
         p.folder = folder

@@ -1,8 +1,10 @@
-"""Issue 12, part C, item 16: what the demo page shows a newcomer (axes, titles, padding, timeline, Model tab,
-API)."""
+"""learner/demo: what the demo page shows a newcomer (issue 12, part C, item 16: axes, titles, padding,
+timeline, Model tab, API) and the threshold box's two decimals (issue 25, item 20)."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from learner.data.sounds import make_sound
+from tests.conftest import save_untrained
 
 SR = 16000
 
@@ -115,3 +118,23 @@ def test_api_outputs_have_names(app_module):
     info = app_module.demo.get_api_info()
     returns = [r["label"] for r in info["named_endpoints"]["/classify"]["returns"]]
     assert returns == ["Top 5", "spectrogram", "where the model listened", "timeline", "message"]
+
+
+@pytest.fixture(scope="module")
+def high_low_model(tmp_path_factory) -> Path:
+    return save_untrained(tmp_path_factory.mktemp("model") / "untrained", ["high", "low"])
+
+
+# --- issue 25, item 20 --------------------------------------------------------------------------------------
+
+
+def test_threshold_box_starts_at_two_decimals(high_low_model, tmp_path):
+    from learner.demo import events as demo_events
+    from learner.serve.predictor import Predictor
+
+    folder = tmp_path / "calibrated"
+    shutil.copytree(high_low_model, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["thresholds"] = {"high": 0.4413515, "low": 0.4413515}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    assert demo_events.default_threshold(Predictor.from_dir(folder)) == 0.44

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from learner.data.sounds import make_sound
-from tests.test_hostile import save_untrained
+from tests.conftest import save_untrained
 
 SR = 16000
 

@@ -17,12 +17,13 @@ import pytest
 from learner.folder import ModelDirError
 from learner.hub import HubError, push, resolve
 from learner.serve.predictor import Predictor
-from tests.conftest import app_serving
+from tests.conftest import app_serving, save_untrained
 from tests.hub_server import HubServer, isolate_hf
-from tests.test_hostile import save_untrained
 from tests.test_hub import make_model_dir
 
 TOKEN = "hf_test_alice"
+
+
 SECRET = "TOP-SECRET-CREDENTIALS\n"
 
 

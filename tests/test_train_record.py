@@ -14,7 +14,11 @@ import pytest
 import soundfile as sf
 
 SR = 8000
+
+
 CLIP_S = 2.0
+
+
 REGEX = r"^(\w+)-\d+\.wav$"
 
 

@@ -1,4 +1,6 @@
-"""Issue 12, part C: serving without torch and the Predictor as a pipeline (items 8, 9, 11, 17)."""
+"""Serving without torch (issue 12, part C, items 8, 9 and 11): a lean venv says to export, the demo's
+log-mel and saliency run on NumPy (equal to the torch front end), and int8 export calibrates on the user's
+clips."""
 
 from __future__ import annotations
 
@@ -16,7 +18,10 @@ import soundfile as sf
 from learner.data.sounds import make_dataset, make_sound
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
 SR = 16000
+
 
 # The lean serving venv (requirements-serve.txt) has no torch, torchaudio, fastai or timm: this finder makes a
 # subprocess of the main venv behave the same way (`import torch` raises ModuleNotFoundError).
@@ -62,8 +67,8 @@ def tone(tmp_path_factory) -> Path:
     return path
 
 
-# --- item 8: a model without model.onnx where torch is missing: one line, pointing to jobs.export
-# ----------------
+# --- issue 12 part C, item 8: a model without model.onnx where torch is missing: one line, pointing to
+# jobs.export
 
 
 @pytest.mark.parametrize("job", ["jobs.predict", "jobs.score", "app.py"])
@@ -96,55 +101,7 @@ def test_lean_venv_without_onnx_says_to_export(job, torch_only_model, tone, tmp_
     )
 
 
-# --- item 17: a NumPy signal with its rate; the Predictor as a callable pipeline
-# ----------------------------------
-
-
-def test_predictor_takes_arrays_with_their_rate_like_files(trained_model, tmp_path):
-    from learner.audio import AudioDecodeError
-    from learner.serve.predictor import Predictor
-
-    p = Predictor.from_dir(trained_model.model_dir)
-    x = make_sound("chirp", 44100, 1.2, np.random.default_rng(5))
-    sf.write(tmp_path / "chirp.wav", x, 44100, subtype="FLOAT")
-    from_file = p.predict(tmp_path / "chirp.wav")
-    from_array = p.predict(x, sample_rate=44100)
-    np.testing.assert_allclose(from_array.probs, from_file.probs, atol=1e-6)
-    assert from_array.duration_s == pytest.approx(1.2, abs=1e-4) and from_array.sample_rate == 44100
-    # int16 stereo as Gradio hands it over: (rate, (samples, channels)); and channels-first as torchaudio
-    # holds it
-    pcm = np.round(np.stack([x, x], axis=1) * 32767).astype(np.int16)
-    sf.write(tmp_path / "chirp16.wav", pcm, 44100, subtype="PCM_16")
-    ref = p.predict(tmp_path / "chirp16.wav").probs
-    np.testing.assert_allclose(p.predict((44100, pcm)).probs, ref, atol=1e-6)
-    np.testing.assert_allclose(p.predict(pcm.T.copy(), sample_rate=44100).probs, ref, atol=1e-6)
-    np.testing.assert_allclose(
-        p.predict({"array": x, "sampling_rate": 44100}).probs, from_file.probs, atol=1e-6
-    )
-    with pytest.raises(AudioDecodeError, match="needs its sample rate"):
-        p.predict(x)
-
-
-def test_predictor_is_callable_like_an_audio_classification_pipeline(trained_model, tone):
-    from learner.serve.predictor import Predictor
-
-    p = Predictor.from_dir(trained_model.model_dir)
-    out = p(str(tone), top_k=3)
-    assert [set(d) for d in out] == [{"label", "score"}] * 3
-    assert out[0]["label"] == "tone" and out[0]["score"] >= out[1]["score"] >= out[2]["score"]
-    x, sr = sf.read(tone, dtype="float32")
-    same = p(x, sampling_rate=sr, top_k=3)
-    assert [d["label"] for d in same] == [d["label"] for d in out]
-    np.testing.assert_allclose([d["score"] for d in same], [d["score"] for d in out], atol=1e-6)
-    both = p([str(tone), {"raw": x, "sampling_rate": sr}], top_k=2)
-    assert len(both) == 2 and [d["label"] for d in both[0]] == [d["label"] for d in both[1]] == [
-        d["label"] for d in out[:2]
-    ]
-    assert len(p(str(tone))) == 4  # default top-5, capped at the 4 classes
-
-
-# --- item 9: the demo's log-mel and saliency without torch
-# -----------------------------------------------------------
+# --- issue 12 part C, item 9: the demo's log-mel and saliency without torch ---------------------------------
 
 
 @pytest.mark.parametrize(
@@ -215,8 +172,8 @@ def test_occlusion_finds_the_band_that_carries_the_tone(exported_model):
     assert per_band.argmax() == tone_band, per_band
 
 
-# --- item 11: int8 calibration on the user's clips: bad files skipped by name, agreement measured on them
-# ----------
+# --- issue 12 part C, item 11: int8 calibration on the user's clips: bad files skipped by name, agreement
+# measured on them
 
 
 def test_export_calib_skips_non_audio_and_measures_agreement_on_the_given_clips(

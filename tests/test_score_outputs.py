@@ -1,5 +1,6 @@
-"""Hostile input and faults (issue 13): names that are not UTF-8, outputs that are not ours, bad model
-folders, lying headers, a full disk. Each test fails on the code before the fix."""
+"""learner/score outputs under hostile input (issue 13, items 1, 3, 4 and 5): names that are not UTF-8,
+outputs that are not ours, truncated and tiny files, a full disk; and a scores table that is easy to analyse
+(issue 25, item 21). Each test fails on the code before the fix."""
 
 from __future__ import annotations
 
@@ -16,27 +17,9 @@ from learner.data.sounds import make_sound
 from learner.score.local import ScoreOptions, score
 from learner.score.paths import one_line, original_path
 from learner.serve.predictor import Predictor
+from tests.conftest import save_untrained
 
 SR = 16000
-
-
-def save_untrained(folder: Path, classes: list[str], arch: str = "xresnet18") -> Path:
-    """A real model folder with random weights: enough for paths, rows and validation (no training wait)."""
-    import torch
-
-    from learner.config import AudioConfig
-    from learner.folder import save_model_dir
-    from learner.model import create_model, get_arch
-    from tests.conftest import SMALL_AUDIO
-
-    torch.manual_seed(0)
-    cfg = AudioConfig(**SMALL_AUDIO)
-    net = create_model(arch, len(classes), cfg).eval()
-    return save_model_dir(
-        folder,
-        net.state_dict(),
-        {"arch": arch, "input": get_arch(arch).input, "classes": classes, "audio": cfg.to_dict()},
-    )
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +119,9 @@ def test_predict_json_and_text_lines_survive_odd_names(model_dir, odd_names, cap
     assert len(set(ln.split("\t")[0] for ln in lines)) == 5  # bad_\xff and the literal bad_\\xff differ
 
 
-# --- item 3: --overwrite deletes only what the job wrote; --resume only continues an earshot output
-# ----------
+# --- issue 13, item 3: --overwrite deletes only what the job wrote; --resume only continues an earshot output
+
+
 def _store(out: Path, windows: bool = False):
     from learner.score.rows import FILE_SCHEMA, WINDOW_SCHEMA
     from learner.score.store import PartStore
@@ -237,86 +221,9 @@ def test_overwrite_of_a_symlink_is_one_line(model_dir, tmp_path):
     assert "\n" not in str(e.value) and link.is_symlink() and (real / "part-00000.parquet").is_file()
 
 
-# --- item 6: model folders are validated on load ------------------------------------------------------------
-def _with_config(src: Path, dst: Path, **changes) -> Path:
-    import shutil
-
-    shutil.copytree(src, dst)
-    cfg = json.loads((dst / "config.json").read_text())
-    for key, value in changes.items():
-        if key.startswith("audio."):
-            cfg["audio"][key[6:]] = value
-        elif value is ...:
-            cfg.pop(key)
-        else:
-            cfg[key] = value
-    (dst / "config.json").write_text(json.dumps(cfg))
-    return dst
+# --- issue 13, item 4: audio lost without a word: a `warning` column, too-short files, chained Ogg ----------
 
 
-BAD_CONFIGS = {
-    "classes-string": ({"classes": "wxyz"}, "'classes' must be a list of class names"),
-    "classes-duplicate": ({"classes": ["a", "b", "a", "c"]}, "names 'a' twice"),
-    "classes-empty-name": ({"classes": ["a", " ", "b", "c"]}, r"'classes'\[1\] must be a non-empty name"),
-    "classes-million": ({"classes": [f"c{i}" for i in range(1_000_000)]}, "1 to 20000 names"),
-    "classes-none": ({"classes": []}, "1 to 20000 names"),
-    "sample-rate-text": ({"audio.sample_rate": "22050"}, "'audio.sample_rate' must be a whole number"),
-    "sample-rate-huge": ({"audio.sample_rate": 10**9}, "'audio.sample_rate'"),
-    "duration-1e7": ({"audio.duration": 1e7}, "'audio.duration' must be a number from 0.001 to 600"),
-    "duration-nan": ({"audio.duration": float("nan")}, "'audio.duration'"),
-    "n-mels-bool": ({"audio.n_mels": True}, "'audio.n_mels' must be a whole number"),
-    "norm-unknown": ({"audio.norm": "loud"}, "norm must be"),
-    "arch-missing": ({"arch": ...}, "missing 'arch'"),
-    "task-unknown": ({"task": "both"}, "'task' must be one of single, multi"),
-    "thresholds-range": (
-        {"thresholds": {"tone": 1.5}},
-        r"'thresholds'\['tone'\] must be a number from 0 to 1",
-    ),
-    "thresholds-unknown-class": ({"thresholds": {"cat": 0.5}}, "'cat', which is not one of 'classes'"),
-}
-
-
-@pytest.mark.parametrize("case", list(BAD_CONFIGS))
-def test_bad_model_config_is_one_clear_error(model_dir, tmp_path, case):
-    from learner.folder import ModelDirError
-
-    changes, message = BAD_CONFIGS[case]
-    folder = _with_config(model_dir, tmp_path / case, **changes)
-    with pytest.raises(ModelDirError, match=message) as e:
-        Predictor.from_dir(folder)
-    assert str(folder / "config.json") in str(e.value) and "\n" not in str(e.value)
-
-
-def test_config_of_newer_versions_and_multi_label_keys_still_load(model_dir, tmp_path):
-    folder = _with_config(
-        model_dir,
-        tmp_path / "newer",
-        task="multi",
-        thresholds={"tone": 0.3, "noise": 1},
-        some_future_key={"x": 1},
-    )
-    assert Predictor.from_dir(folder).classes == ["chirp", "clicks", "noise", "tone"]
-
-
-def test_nan_weights_are_refused(model_dir, tmp_path):
-    import shutil
-
-    from safetensors.torch import load_file, save_file
-
-    from learner.folder import ModelDirError
-
-    folder = tmp_path / "nan"
-    shutil.copytree(model_dir, folder)
-    sd = load_file(str(folder / "model.safetensors"))
-    key = next(k for k, t in sd.items() if t.is_floating_point() and t.numel() > 1)
-    sd[key][0] = float("nan")
-    save_file(sd, str(folder / "model.safetensors"))
-    with pytest.raises(ModelDirError, match=f"1 tensor\\(s\\) hold NaN or infinite values \\({key}\\)"):
-        Predictor.from_dir(folder)
-
-
-# --- item 4: audio lost without a word: a `warning` column, too-short files, chained Ogg
-# ----------------------
 def test_truncated_and_tiny_files_are_told_not_scored_confidently(predictor, tmp_path):
     import struct
 
@@ -355,35 +262,10 @@ def test_truncated_and_tiny_files_are_told_not_scored_confidently(predictor, tmp
     )
 
 
-def test_chained_ogg_decodes_every_link_sample_exactly(tmp_path):
-    from learner.audio import decode, probe
-    from tests.audio_corpus import _chained_ogg, tone
-
-    parts = [tone(SR, 0.5, freq=440.0), tone(SR, 1.5, freq=880.0), tone(SR, 0.25, freq=220.0)]
-    path = _chained_ogg(tmp_path / "chain.ogg", parts)
-    whole = decode(path)
-    assert whole.duration_s == pytest.approx(2.25, abs=1e-4) and whole.warning is None
-    mid = decode(path, offset_s=0.5, duration_s=1.5).samples  # exactly the second link: 880 Hz
-    spectrum = np.abs(np.fft.rfft(mid))
-    assert np.argmax(spectrum) * SR / mid.size == pytest.approx(880, abs=2)
-    assert probe(path).duration_s == pytest.approx(2.25, abs=1e-4)
+# --- issue 13, item 5: a full disk is one line; nothing half-written stays; committed parts and resume stay
+# exact
 
 
-# --- item 7: a saved model is readable like any file the user writes
-# -----------------------------------------
-@pytest.mark.parametrize("umask", [0o022, 0o027])
-def test_model_files_follow_the_umask(tmp_path, umask):
-    old = os.umask(umask)
-    try:
-        folder = save_untrained(tmp_path / "m", ["a", "b"])
-    finally:
-        os.umask(old)
-    for name in ("model.safetensors", "config.json"):
-        assert (folder / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
-
-
-# --- item 5: a full disk is one line; nothing half-written stays; committed parts and resume stay exact
-# -------
 def test_disk_full_mid_run_and_at_the_start(predictor, tone_bytes, tmp_path, monkeypatch):
     import errno
 
@@ -430,44 +312,44 @@ def test_disk_full_mid_run_and_at_the_start(predictor, tone_bytes, tmp_path, mon
     assert read_results(out).num_rows == 12
 
 
-# --- item 10: the demo does not keep every upload forever
-# ------------------------------------------------------
-def test_demo_deletes_old_uploads(model_dir, monkeypatch):
-    import importlib
-    import sys
-
-    from learner.demo.models import ServedModel
-
-    monkeypatch.setenv("EARSHOT_MODEL", str(model_dir))
-    sys.modules.pop("app", None)
-    try:
-        app = importlib.import_module("app")
-        blocks = app.build_demo(ServedModel(Predictor.from_dir(model_dir), model_dir))
-    finally:
-        sys.modules.pop("app", None)
-    every, older_than = blocks.delete_cache
-    assert 0 < every <= 3600 and 0 < older_than <= 3600  # uploads, refused ones included, go within the hour
-    assert blocks.upload_file_set in blocks.temp_file_sets  # what Gradio's cache deletion sweeps
+@pytest.fixture(scope="module")
+def high_low_model(tmp_path_factory) -> Path:
+    return save_untrained(tmp_path_factory.mktemp("model") / "untrained", ["high", "low"])
 
 
-# --- item 2: limits count decoded samples (rate × channels × seconds), checked from the header
-# -----------------
-def test_sample_limit_refuses_high_rate_many_channel_files_from_the_header(tmp_path):
-    import time
+@pytest.fixture(scope="module")
+def fragment(tmp_path_factory) -> Path:
+    """A 0.03 s WAV: what a truncated download leaves (jobs.score refuses it as too short)."""
+    path = tmp_path_factory.mktemp("fragment") / "cut.wav"
+    sf.write(path, make_sound("tone", SR, 0.03, np.random.default_rng(1)), SR)
+    return path
 
-    from learner.audio import TooLongError, decode
 
-    quiet = tmp_path / "quiet_384k_8ch.flac"
-    sf.write(
-        quiet, np.zeros((384_000 // 2, 8), np.int16), 384_000, subtype="PCM_16"
-    )  # 0.5 s, small as silence
-    ok = tmp_path / "ok_48k_stereo.flac"
-    sf.write(ok, np.zeros((24_000, 2), np.int16), 48_000, subtype="PCM_16")
-    start = time.perf_counter()
-    with pytest.raises(
-        TooLongError, match=r"0\.5 s at 384000 Hz × 8 channel\(s\): 2 M samples, over the 0 M limit"
-    ):
-        decode(quiet, 16000, max_duration_s=1.0)  # 1 s of limit = 96 000 samples (48 kHz stereo)
-    assert time.perf_counter() - start < 1.0
-    assert decode(ok, 16000, max_duration_s=1.0).duration_s == pytest.approx(0.5)
-    assert decode(quiet, 16000).duration_s == pytest.approx(0.5)  # no limit asked: decoded
+# --- issue 25, item 21: a scores table that is easy to analyse ----------------------------------------------
+
+
+def test_scores_have_per_class_columns_detected_and_integer_columns(high_low_model, fragment, tmp_path):
+    import pandas as pd
+
+    from learner.score.local import ScoreOptions, score
+
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(2):
+        sf.write(d / f"{i}.wav", make_sound("tone", SR, 1.0, np.random.default_rng(i)), SR)
+    (d / "notes.wav").write_text("not audio")  # an error row: nulls in the integer columns
+    p = Predictor.from_dir(high_low_model)
+    out = tmp_path / "s.parquet"
+    score([d], p, ScoreOptions(str(out), workers=1, progress=False, wide=True))
+    df = pd.read_parquet(out).sort_values("path").reset_index(drop=True)
+    assert str(df["sample_rate"].dtype) == "Int32" and str(df["file_size"].dtype) == "Int64"
+    ok = df[df["error"].isna()]
+    assert len(ok) == 2 and np.allclose(ok["score_high"] + ok["score_low"], 1.0, atol=1e-5)
+    assert all(list(v) == [lab] for v, lab in zip(ok["detected"], ok["label"]))  # no thresholds: the top
+    assert df.loc[df["error"].notna(), "detected"].isna().all()
+    narrow = tmp_path / "n.csv"
+    score([d], p, ScoreOptions(str(narrow), fmt="csv", workers=1, progress=False))
+    csv = pd.read_csv(next(narrow.glob("part-*.csv")))
+    assert "score_high" not in csv and json.loads(csv["detected"].dropna().iloc[0]) in (["high"], ["low"])
+    with pytest.raises(ValueError, match="wide=False, this run has wide=True"):
+        score([d], p, ScoreOptions(str(narrow), fmt="csv", workers=1, progress=False, resume=True, wide=True))
