@@ -12,11 +12,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-<<<<<<< HEAD
-=======
 if str(ROOT) not in sys.path:  # `python bench/NAME.py` puts bench/ first, not the checkout
     sys.path.insert(0, str(ROOT))
->>>>>>> layout
 
 
 def _devsets() -> Path:
@@ -28,11 +25,6 @@ def _devsets() -> Path:
 
 
 DEVSETS = _devsets()  # the real recordings benches measure on (never tests)
-<<<<<<< HEAD
-if str(ROOT) not in sys.path:  # `python bench/NAME.py` puts bench/ first, not the checkout
-    sys.path.insert(0, str(ROOT))
-=======
->>>>>>> layout
 # one thread per child: steady timings on a shared 2-core machine (README "Scaling up"); never the network
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 

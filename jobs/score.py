@@ -173,14 +173,11 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-<<<<<<< HEAD
-=======
 def add_windows_arg(p: argparse.ArgumentParser, what: str) -> None:
     """`--windows WIN,HOP` (ScoreOptions.window): what windows mean to the job is `what`."""
     p.add_argument("--windows", dest="window", type=_windows, default=None, metavar="WIN,HOP", help=what)
 
 
->>>>>>> layout
 def _dest(name: str) -> str:
     return name.replace("-", "_")
 
@@ -206,14 +203,6 @@ def _say_unknown_starts(out: str, times) -> None:
             f"earshot: {len(unknown)} file(s) with no start time in the name or --deployments, start_utc "
             f"left empty: {shown} (--time-regex or --deployments gives it)"
         )
-<<<<<<< HEAD
-
-
-def add_windows_arg(p: argparse.ArgumentParser, what: str) -> None:
-    """`--windows WIN,HOP` (ScoreOptions.window): what windows mean to the job is `what`."""
-    p.add_argument("--windows", dest="window", type=_windows, default=None, metavar="WIN,HOP", help=what)
-=======
->>>>>>> layout
 
 
 def add_run_args(p: argparse.ArgumentParser, done: str) -> None:
@@ -278,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     inputs = inputs_of(p, args)
+    opts = run_options(args)
     for flag, given in (
         ("--threshold", args.threshold is not None),
         ("--event-gap", args.event_gap_s > 0),
@@ -288,11 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"{flag} needs --windows WIN,HOP (events are found over windows)")
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
-<<<<<<< HEAD
-    opts = run_options(args, times=file_times_of(args))
-=======
     opts.times = file_times_of(args)
->>>>>>> layout
     if args.engine == "ray":
         from learner.score.ray_engine import score_ray
 
