@@ -68,7 +68,7 @@ def _devset_recordings(root: Path, minutes: float, n: int) -> list[Path]:
     return out
 
 
-def _devset_model(root: Path) -> Path:
+def _devset_model(root: Path, recordings: int = 6, epochs: int = 10) -> Path:
     """The bench's event model, trained from boxes on train-split soundscapes (annot's train from boxes)."""
     import sys
 
@@ -79,11 +79,19 @@ def _devset_model(root: Path) -> Path:
     from learner.config import AudioConfig
     from learner.train.fit import TrainArgs, train
 
-    build(root / "train", split="train", classes=DEVSET_CLASSES, recordings=6, minutes=3, events=30, seed=100)
+    build(
+        root / "train",
+        split="train",
+        classes=DEVSET_CLASSES,
+        recordings=recordings,
+        minutes=3,
+        events=30,
+        seed=100,
+    )
     args = TrainArgs(
         data=str(root / "train" / "boxes.csv"),
         out=str(root / "model"),
-        epochs=10,
+        epochs=epochs,
         pretrained="none",
         bs=16,
         progress=False,
@@ -122,20 +130,59 @@ def _sweep(predictor, boxes: Path, window, target: float, match) -> tuple:
     return res, time.process_time() - cpu
 
 
+def _pair_rows(target: float, sweeps: list) -> list[dict]:
+    """Recording k recommends for `target`, recording k+1 is measured: one row per class (and pooled)."""
+    from learner.report.event_curve import recommend_thresholds
+    from learner.score.event_report import chosen_thresholds
+
+    rows = []
+    for k, (res, _) in enumerate(sweeps):
+        held = sweeps[(k + 1) % len(sweeps)][0]
+        rec = recommend_thresholds(res.curve, target_precision=target)
+        chosen = chosen_thresholds(rec)
+        rule = (rec["gap_s"], rec["min_length_s"])
+        calib_at, held_at = _at(res.curve, chosen, *rule), _at(held.curve, chosen, *rule)
+        for label in [*chosen, "pooled"] if chosen else []:
+            h = held_at[label]["precision"]
+            rows.append(
+                {
+                    "target": target,
+                    "calibration": k,
+                    "label": label,
+                    "threshold": chosen.get(label),
+                    "rule": rule,
+                    "calibration_precision": calib_at[label]["precision"],
+                    "held_out_precision": h,
+                    "held_out_recall": held_at[label]["recall"],
+                    "held_out_found": held_at[label]["found"],
+                    "within_5": h is not None and abs(h - target) <= 0.05,
+                }
+            )
+        for label, v in rec["classes"].items():
+            if v["threshold"] is None:
+                rows.append({"target": target, "calibration": k, "label": label, "threshold": None})
+    return rows
+
+
 def run(
-    minutes: float, targets: list[float], sounds: str, work: Path, recordings: int, match_by: str
+    minutes: float,
+    targets: list[float],
+    sounds: str,
+    work: Path,
+    recordings: int,
+    match_by: str,
+    train_recordings: int = 6,
+    epochs: int = 10,
 ) -> dict:
     """Recording k calibrates, recording k+1 (a ring) is held out: per target, class and pair, the precision
     on each side at the thresholds and rule recommended on the calibration one."""
     from bench.events import train_event_model
-    from learner.report.event_curve import recommend_thresholds
     from learner.report.event_metrics import MatchRule
-    from learner.score.event_report import chosen_thresholds
     from learner.serve.predictor import Predictor
 
     cpu = time.process_time()
     if sounds == "devsets":
-        model = _devset_model(work)
+        model = _devset_model(work, train_recordings, epochs)
         paths = _devset_recordings(work, minutes, recordings)
     else:
         model = train_event_model(work, task="multi", clips=240, epochs=10)
@@ -147,33 +194,7 @@ def run(
     predictor.predict_waves = lambda waves: (seen.append(len(waves)), forward(waves))[1]
     match = MatchRule(match_by)
     sweeps = [_sweep(predictor, p, (1.0, 0.25), targets[0], match) for p in paths]
-    rows = []
-    for target in targets:
-        for k, (res, _) in enumerate(sweeps):
-            held = sweeps[(k + 1) % len(sweeps)][0]
-            rec = recommend_thresholds(res.curve, target_precision=target)
-            chosen = chosen_thresholds(rec)
-            rule = (rec["gap_s"], rec["min_length_s"])
-            calib_at, held_at = _at(res.curve, chosen, *rule), _at(held.curve, chosen, *rule)
-            for label in [*chosen, "pooled"] if chosen else []:
-                h = held_at[label]["precision"]
-                rows.append(
-                    {
-                        "target": target,
-                        "calibration": k,
-                        "label": label,
-                        "threshold": chosen.get(label),
-                        "rule": rule,
-                        "calibration_precision": calib_at[label]["precision"],
-                        "held_out_precision": h,
-                        "held_out_recall": held_at[label]["recall"],
-                        "held_out_found": held_at[label]["found"],
-                        "within_5": h is not None and abs(h - target) <= 0.05,
-                    }
-                )
-            for label, v in rec["classes"].items():
-                if v["threshold"] is None:
-                    rows.append({"target": target, "calibration": k, "label": label, "threshold": None})
+    rows = [r for target in targets for r in _pair_rows(target, sweeps)]
     return {
         "minutes": minutes,
         "sounds": sounds,
@@ -220,12 +241,23 @@ def main() -> None:
     ap.add_argument("--sounds", default="generated", choices=["generated", "devsets"])
     ap.add_argument("--recordings", type=int, default=4, help="recordings (each calibrates the next)")
     ap.add_argument("--match", default="onset", choices=["onset", "overlap"])
+    ap.add_argument("--train-recordings", type=int, default=6, help="devsets: 3-minute training recordings")
+    ap.add_argument("--epochs", type=int, default=10, help="devsets: training epochs")
     ap.add_argument("--out", default=None, help="keep the work folder here (default: a temporary one)")
     args = ap.parse_args()
     targets = [float(t) for t in args.targets.split(",")]
     print(f"load before: {os.getloadavg()}")
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="event-thresholds-"))
-    result = run(args.minutes, targets, args.sounds, work, args.recordings, args.match)
+    result = run(
+        args.minutes,
+        targets,
+        args.sounds,
+        work,
+        args.recordings,
+        args.match,
+        args.train_recordings,
+        args.epochs,
+    )
     print(json.dumps(result, indent=2, default=str))
     print(summary(result))
 

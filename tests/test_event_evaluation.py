@@ -323,6 +323,7 @@ def test_jobs_evaluate_takes_a_scoring_runs_events(event_model, annotated, tmp_p
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["overall"]["true_events"] == 6 and metrics["overall"]["found"] >= 1
     assert metrics["windows_scored"] == 0  # nothing scored: the run's events were evaluated
+    assert metrics["rule"] == {"gap_s": 0.5, "min_length_s": 0.0}  # the run's rule, as recorded
 
 
 def test_jobs_evaluate_refuses_unclear_requests(annotated):

@@ -18,9 +18,9 @@ from learner.data.box_windows import cut_clips
 from learner.data.soundscape import background, generated_sounds, write_soundscapes
 from learner.score.event_writers import EVENT_WRITERS, RAVEN_SUFFIX
 from learner.train.args import TrainArgs
+from tests.conftest import SMALL_AUDIO
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL_AUDIO = dict(sample_rate=16000, duration=1.0, n_mels=64, hop_length=256, n_fft=512, mixup=0.0)
 SMALL_FLAGS = [
     "--sample-rate",
     "16000",
@@ -144,3 +144,52 @@ def test_cross_validation_of_recordings_is_refused_in_one_line(recordings, tmp_p
 
     with pytest.raises(ManifestError, match="cross-validation of annotated long recordings is not supported"):
         cross_validate(TrainArgs(data=str(recordings), out=str(tmp_path / "cv"), progress=False))
+
+
+def _untrained_model(folder: Path, recordings: list[Path]) -> Path:
+    """A real model folder with random weights (mfcc_cnn1d), each class's threshold at its 70th percentile
+    score over `recordings`: detections in seconds, no training."""
+    from learner.folder import save_model_dir
+    from learner.model import create_model, get_arch
+    from learner.serve.predictor import Predictor
+
+    torch.manual_seed(0)
+    cfg, classes = AudioConfig(**SMALL_AUDIO), ["chirp", "clicks", "tone"]
+    net = create_model("mfcc_cnn1d", len(classes), cfg).eval()
+    config = {"arch": "mfcc_cnn1d", "input": get_arch("mfcc_cnn1d").input, "classes": classes}
+    config["audio"] = cfg.to_dict()
+    save_model_dir(folder, net.state_dict(), config)
+    p = Predictor.from_dir(folder)
+    scores = np.concatenate(
+        [p.predict_windows(p.decode(r).samples, p.pipeline.window_plan(1.0, 0.5))[0] for r in recordings]
+    )
+    config["thresholds"] = {c: float(np.quantile(scores[:, k], 0.7)) for k, c in enumerate(classes)}
+    return save_model_dir(folder, net.state_dict(), config)
+
+
+def test_round_trip_jobs_score_exports_train_on_the_same_windows(tmp_path):
+    """A model's detections, exported by `jobs.score --raven` beside the recordings, read back by
+    `read_boxes` give the very labelled windows that the events table itself gives."""
+    import pandas as pd
+
+    from jobs.score import main
+    from learner.data.annotations import read_boxes
+    from learner.data.box_windows import WindowRule, labelled_windows
+    from learner.score.store import read_results
+
+    recs, bed = tmp_path / "recs", background(16000 * 4, np.random.default_rng(2))
+    write_soundscapes(recs, generated_sounds(n_per_class=2), [bed], 2, 20, n_events=5)
+    (recs / "boxes.csv").unlink()
+    out, model = tmp_path / "scores.parquet", _untrained_model(tmp_path / "model", sorted(recs.glob("*.wav")))
+    main([str(recs), "--model", str(model), "--out", str(out), "--windows", "1,0.5", "--workers", "1",
+          "--quiet", "--raven", str(recs)])  # fmt: skip
+    events = pd.DataFrame(read_results(out, events=True).to_pylist())
+    assert len(events) >= 2
+    sizes = {str(p): 20 * 16000 for p in sorted(recs.glob("*.wav"))}
+    rule = WindowRule(clip_s=1.0, background_ratio=3, seed=4)
+    want = labelled_windows(read_boxes(events[["path", "start_s", "end_s", "label"]]), sizes, 16000, rule)
+    boxes = read_boxes(recs)
+    assert len(boxes) == len(events) and boxes.attrs["recordings"] == sorted(sizes)
+    got = labelled_windows(boxes, sizes, 16000, rule)
+    cols = ["path", "offset", "labels", "kind"]
+    assert got[cols].values.tolist() == want[cols].values.tolist() and (want["kind"] == "box").any()

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from learner.data.labels import ManifestError
+from learner.data.manifest import _audio_files, files_below
 
 BOX_COLUMNS = ("path", "start_s", "end_s", "label", "low_hz", "high_hz", "source", "row")
 NEGATIVE = "negative_of"
@@ -72,15 +73,13 @@ def boxes_from_folder(folder: Path, label_column: str | None = None) -> pd.DataF
     """Every table below `folder` with the recording it belongs to (the one whose name, with or without its
     extension, starts the table's name: `rec.wav` ← `rec.Table.1.selections.txt`, `rec.wav.labels.txt`);
     a combined Raven table names its files itself. A table that fits neither is refused."""
-    from learner.data.manifest import _audio_files
-
     folder = Path(folder)
     recordings = [str(p) for p in _audio_files(folder)]
     by_dir: dict[str, list[str]] = {}
     for r in recordings:
         by_dir.setdefault(os.path.dirname(r), []).append(r)
     frames, covered = [], []
-    for table in _tables(folder):
+    for table in files_below(folder, TABLE_EXTENSIONS):
         recording = recording_of(table, by_dir.get(str(table.parent), []))
         if recording is None and not _is_combined_raven(table):
             if _sniff(table) is None:
@@ -97,18 +96,6 @@ def boxes_from_folder(folder: Path, label_column: str | None = None) -> pd.DataF
     df = _finish(frames, covered)
     df.attrs["without_table"] = sorted(set(recordings) - set(df.attrs["recordings"]))
     return df
-
-
-def _tables(folder: Path) -> list[Path]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [
-            Path(dirpath) / f
-            for f in sorted(filenames)
-            if not f.startswith(".") and Path(f).suffix.lower() in TABLE_EXTENSIONS
-        ]
-    return found
 
 
 def _recordings_beside(folder: Path) -> list[str]:
@@ -387,12 +374,10 @@ def is_annotations(data: str | Path) -> bool:
         return False
     if not path.is_dir():
         return False
-    from learner.data.manifest import _audio_files
-
     recordings: dict[str, list[str]] = {}
     for r in _audio_files(path):
         recordings.setdefault(os.path.dirname(r), []).append(str(r))
     return any(
         recording_of(t, recordings.get(str(t.parent), [])) is not None or _is_combined_raven(t)
-        for t in _tables(path)
+        for t in files_below(path, TABLE_EXTENSIONS)
     )

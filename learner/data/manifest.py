@@ -23,16 +23,22 @@ SPLITS = ("train", "valid", "test")
 CV_MANIFEST = "cv_manifest.csv"
 
 
-def _audio_files(root: Path) -> list[Path]:
+def files_below(root: Path, extensions: frozenset[str] | tuple[str, ...]) -> list[Path]:
+    """The files below `root` with one of `extensions` (lower-case, with the dot), hidden ones left out,
+    sorted folder by folder."""
     files = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         files += [
             Path(dirpath) / f
             for f in sorted(filenames)
-            if not f.startswith(".") and Path(f).suffix.lower() in AUDIO_EXTENSIONS
+            if not f.startswith(".") and Path(f).suffix.lower() in extensions
         ]
     return files
+
+
+def _audio_files(root: Path) -> list[Path]:
+    return files_below(root, AUDIO_EXTENSIONS)
 
 
 def manifest_from_folder(root: Path) -> pd.DataFrame:

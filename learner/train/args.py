@@ -76,7 +76,11 @@ class TrainArgs:
     )
     background_ratio: float = field(
         default=1.0,
-        metadata=flag("background windows drawn per labelled window from unannotated stretches", group=BOXES),
+        metadata=flag(
+            "background windows drawn per labelled window from unannotated stretches",
+            metavar="R",
+            group=BOXES,
+        ),
     )
     fully_annotated: bool = field(
         default=True,
@@ -89,13 +93,18 @@ class TrainArgs:
     window_hop: float | None = field(
         default=None,
         metadata=flag(
-            "seconds between training windows (default: half a clip, as scoring)", type=float, group=BOXES
+            "seconds between training windows (default: half a clip, as scoring)",
+            type=float,
+            metavar="S",
+            group=BOXES,
         ),
     )
     label_column: str | None = field(
         default=None,
         metadata=flag(
-            "the Raven column holding the label (default: Annotation, Label, Species or Class)", group=BOXES
+            "the Raven column holding the label (default: Annotation, Label, Species or Class)",
+            metavar="NAME",
+            group=BOXES,
         ),
     )
     freeze_epochs: int = field(

@@ -24,6 +24,7 @@ from learner.data.labels import SEP, ManifestError, check_class_count
 from learner.data.manifest import add_groups, files_digest, split_indices
 from learner.data.soundscape import BACKGROUND
 from learner.data.store import signal_size
+from learner.train.multilabel import split_classes
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def prepare_box_data(args, cfg: AudioConfig):
     used = df.iloc[np.concatenate([train_idx, valid_idx])].copy()
     used["is_valid"] = [False] * len(train_idx) + [True] * len(valid_idx)
     used = used.reset_index(drop=True)
-    classes = _classes(used, task, args.data)
+    classes = split_classes(used, task, args.data)
     train_recordings = used.loc[~used["is_valid"], ["path"]].drop_duplicates().assign(label="recording")
     used.attrs.update(
         split={
@@ -134,20 +135,3 @@ def _check_class_names(boxes: pd.DataFrame) -> None:
     ):
         if problem := class_name_problem(name):
             raise AnnotationError(f"{first['source']}: row {first['row']}: class name {name!r} {problem}")
-
-
-def _classes(used: pd.DataFrame, task: str, source: str) -> list[str]:
-    if task == "multi":
-        from learner.train.multilabel import training_classes
-
-        classes = training_classes(used, source)
-    else:
-        classes = sorted(used.loc[~used["is_valid"], "label"].unique())
-        unseen = sorted(set(used.loc[used["is_valid"], "label"]) - set(classes))
-        if unseen:
-            raise ValueError(
-                f"{source}: validation recordings have labels no training one has: {', '.join(unseen)}"
-            )
-    if len(classes) < 2:
-        raise ValueError(f"{source}: need at least 2 classes to train, found {classes}")
-    return classes

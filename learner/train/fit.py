@@ -108,19 +108,9 @@ def prepare_data(args: TrainArgs, cfg: AudioConfig):
         log.warning("%d file(s) could not be read and are excluded from training:\n%s", len(failures), lines)
         used = used[~used["path"].isin(failures)]
     split.update(n_train=int((~used["is_valid"]).sum()), n_valid=int(used["is_valid"].sum()))  # files used
-    if task == "multi":
-        from learner.train.multilabel import training_classes
+    from learner.train.multilabel import split_classes
 
-        classes = training_classes(used, args.data)
-    else:
-        classes = sorted(used.loc[~used["is_valid"], "label"].unique())
-        unseen = sorted(set(used.loc[used["is_valid"], "label"]) - set(classes))
-        if unseen:
-            raise ValueError(
-                f"{args.data}: validation has labels with no training files: {', '.join(unseen)}"
-            )
-    if len(classes) < 2:
-        raise ValueError(f"{args.data}: need at least 2 classes to train, found {classes}")
+    classes = split_classes(used, task, args.data)
     used = used.reset_index(drop=True)
     used.attrs["split"] = split  # for config.json: lets jobs.evaluate recognise the training data later
     used.attrs["task"] = task

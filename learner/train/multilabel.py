@@ -54,3 +54,18 @@ def training_classes(used: pd.DataFrame, source: str) -> list[str]:
     if unseen:
         raise ValueError(f"{source}: validation has labels with no training files: {', '.join(unseen)}")
     return classes
+
+
+def split_classes(used: pd.DataFrame, task: str, source: str) -> list[str]:
+    """The classes a model trains on, from the training rows of `used` (multi-label: `training_classes`;
+    single: the training labels); a validation label no training row has is an error, and so is one class."""
+    if task == "multi":
+        classes = training_classes(used, source)
+    else:
+        classes = sorted(used.loc[~used["is_valid"], "label"].unique())
+        unseen = sorted(set(used.loc[used["is_valid"], "label"]) - set(classes))
+        if unseen:
+            raise ValueError(f"{source}: validation has labels with no training files: {', '.join(unseen)}")
+    if len(classes) < 2:
+        raise ValueError(f"{source}: need at least 2 classes to train, found {classes}")
+    return classes
