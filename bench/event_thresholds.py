@@ -155,7 +155,7 @@ def _pair_rows(target: float, sweeps: list) -> list[dict]:
                     "held_out_precision": h,
                     "held_out_recall": held_at[label]["recall"],
                     "held_out_found": held_at[label]["found"],
-                    "within_5": h is not None and abs(h - target) <= 0.05,
+                    "within_5": bool(h is not None and abs(h - target) <= 0.05),
                 }
             )
         for label, v in rec["classes"].items():
@@ -223,6 +223,7 @@ def summary(result: dict) -> str:
         "| --- | --- | --- | --- | --- |",
     ]
     for target, g in df.groupby("target"):
+        g = g.assign(within_5=g["within_5"].astype(object).eq(True))  # rows without a threshold: False
         chosen = g[g["threshold"].notna() & (g["label"] != "pooled")]
         pooled = g[g["label"] == "pooled"]
         hp = chosen["held_out_precision"].dropna()
