@@ -97,15 +97,9 @@ def boxes_from_folder(folder: Path, label_column: str | None = None) -> pd.DataF
 
 
 def _tables(folder: Path) -> list[Path]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [
-            Path(dirpath) / f
-            for f in sorted(filenames)
-            if not f.startswith(".") and Path(f).suffix.lower() in TABLE_EXTENSIONS
-        ]
-    return found
+    from learner.data.manifest import files_under
+
+    return files_under(folder, TABLE_EXTENSIONS)
 
 
 def _recordings_beside(folder: Path) -> list[str]:

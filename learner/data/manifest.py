@@ -23,16 +23,22 @@ SPLITS = ("train", "valid", "test")
 CV_MANIFEST = "cv_manifest.csv"
 
 
-def _audio_files(root: Path) -> list[Path]:
+def files_under(root: Path, extensions: frozenset[str] | tuple[str, ...]) -> list[Path]:
+    """The files below `root` with one of `extensions` (lower case, with the dot), in a stable order;
+    hidden files and folders are skipped, linked folders followed (audio folders and their tables)."""
     files = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         files += [
             Path(dirpath) / f
             for f in sorted(filenames)
-            if not f.startswith(".") and Path(f).suffix.lower() in AUDIO_EXTENSIONS
+            if not f.startswith(".") and Path(f).suffix.lower() in extensions
         ]
     return files
+
+
+def _audio_files(root: Path) -> list[Path]:
+    return files_under(root, AUDIO_EXTENSIONS)
 
 
 def manifest_from_folder(root: Path) -> pd.DataFrame:
