@@ -2,7 +2,7 @@
 uncertainty-picked windows raise event F1 on a held-out recording by at least 0.05 more than 100 randomly
 picked windows?
 
-    OMP_NUM_THREADS=1 .venv/bin/python -m bench.review_active [--seeds 5] [--out /tmp/review-bench]
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.review_active [--seeds 20] [--out /tmp/review-bench]
 
 Recordings: generated soundscapes (learner/data/soundscape.py: tone / chirp / clicks events of 1.5–4 s over
 steady noise, some overlapping); two 4-minute ones are the pool the reviewer answers windows of, a third
@@ -154,6 +154,7 @@ def training_set(pool: dict, seed_idx: np.ndarray, review_file: Path) -> tuple[n
 
 def run_strategy(how: str, rounds: list[int], pool: dict, held: tuple, seed_idx, work: Path, seed: int):
     review_file = work / f"{how}-{seed}.review.csv"
+    review_file.unlink(missing_ok=True)  # a fresh reviewer every run (the work folder keeps the embeddings)
     model = fit(pool["emb"][seed_idx], pool["truth"][seed_idx])
     for r, n in enumerate(rounds):
         review_round(model, pool, how, n, review_file, seed * 10 + r)
@@ -181,7 +182,7 @@ def load(work: Path) -> tuple[dict, tuple]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--out", default=None, help="work folder (recordings, cached embeddings, review files)")
     args = ap.parse_args()
     work = Path(args.out or tempfile.mkdtemp(prefix="review-bench-"))
@@ -190,8 +191,9 @@ def main() -> None:
     pool, held = load(work)
     embed_cpu = time.process_time() - cpu
     share = np.bincount(pool["truth"], minlength=4) / len(pool["truth"])
-    print(f"pool {len(pool['truth'])} windows ({', '.join(f'{c} {s:.0%}' for c, s in zip(CLASSES, share))}); "
-          f"held out {len(held[0])} windows, {len(held[2])} events; embedding {embed_cpu:.0f} s CPU")  # fmt: skip
+    shares = ", ".join(f"{c} {s:.0%}" for c, s in zip(CLASSES, share))
+    print(f"pool {len(pool['truth'])} windows ({shares}); held out {len(held[0])} windows, {len(held[2])} "
+          f"events; embedding {embed_cpu:.0f} s CPU")  # fmt: skip
     strategies = {"seed only": [], "random 100": [100], "uncertain 2×50": [50, 50], "top 2×50": [50, 50],
                   "balanced 2×50": [50, 50]}  # fmt: skip
     results: dict[str, list[float]] = {k: [] for k in strategies}
@@ -209,9 +211,8 @@ def main() -> None:
     gain = np.array(results["uncertain 2×50"]) - np.array(results["random 100"])
     print(f"\nuncertain − random: {gain.mean():+.3f} (per seed {' '.join(f'{g:+.3f}' for g in gain)}); "
           f"acceptance ≥ +0.05: {'met' if gain.mean() >= 0.05 else 'NOT met'}")  # fmt: skip
-    print(
-        f"CPU {time.process_time() - cpu:.0f} s (embedding {embed_cpu:.0f} s), wall {time.perf_counter() - wall:.0f} s"
-    )
+    used, took = time.process_time() - cpu, time.perf_counter() - wall
+    print(f"CPU {used:.0f} s (embedding {embed_cpu:.0f} s), wall {took:.0f} s")
 
 
 if __name__ == "__main__":

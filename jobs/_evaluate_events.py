@@ -64,6 +64,11 @@ def add_event_args(p: argparse.ArgumentParser) -> None:
     )
     e.add_argument("--tolerance", type=_seconds, default=0.5, metavar="S", help="onset tolerance (s)")
     e.add_argument("--min-overlap", type=_share, default=0.5, metavar="SHARE", help="share of a box covered")
+    add_target_args(e)
+
+
+def add_target_args(e) -> None:
+    """The recommendation's target (precision or false alarms per hour) and writing it to the model."""
     g = e.add_mutually_exclusive_group()
     g.add_argument(
         "--target-precision",
@@ -94,6 +99,19 @@ def _durations(out: str) -> dict[str, float]:
     return dict(zip(ok["path"].astype(str), ok["duration_s"].astype(float), strict=True))
 
 
+def _run_rule(out: str):
+    """The event rule a scoring run recorded (its gap and minimum length), for the report."""
+    from pathlib import Path
+
+    from learner.score.ownership import read_meta
+    from learner.serve.events import EventRule
+
+    events = (read_meta(Path(out)) or {}).get("events") or {}
+    return EventRule(
+        max_gap_s=float(events.get("gap_s", 0.0)), min_length_s=float(events.get("min_length_s", 0.0))
+    )
+
+
 def _summary(m: dict) -> list[str]:
     lines = []
     for label, f in {**m["per_class"], "all": m["overall"]}.items():
@@ -106,37 +124,10 @@ def _summary(m: dict) -> list[str]:
     return lines
 
 
-def evaluate_events_main(args: argparse.Namespace) -> int:
-    from learner.report.event_metrics import MatchRule
-    from learner.score.event_report import chosen_thresholds, evaluate_on_boxes, load_boxes, write_outputs
-    from learner.serve.events import EventRule
+def _report(result, args: argparse.Namespace, predictor) -> None:
+    """Files, notes and figures of an event evaluation; the recommended thresholds written when asked."""
+    from learner.score.event_report import chosen_thresholds, write_outputs
 
-    if (args.model is None) == (args.events is None):
-        raise ValueError("--boxes needs --model (score the recordings) or --events OUT (a scoring run)")
-    if args.write_thresholds and (
-        args.model is None or (args.target_precision is None and args.max_false_per_hour is None)
-    ):
-        raise ValueError("--write-thresholds needs --model and --target-precision or --max-false-per-hour")
-    boxes = load_boxes(args.boxes)
-    rule = EventRule(args.threshold, max_gap_s=args.event_gap, min_length_s=args.event_min)
-    match = MatchRule(args.match, args.tolerance, args.min_overlap)
-    kw = dict(
-        rule=rule,
-        match=match,
-        target_precision=args.target_precision,
-        max_false_per_hour=args.max_false_per_hour,
-        progress=not args.quiet,
-    )
-    if args.model is not None:
-        from learner.serve.predictor import Predictor
-
-        predictor = Predictor.from_pretrained(args.model, backend=args.backend)
-        result = evaluate_on_boxes(boxes, predictor=predictor, window=args.windows, **kw)
-    else:
-        from learner.score.store import read_results
-
-        events = read_results(args.events, events=True).to_pandas()
-        result = evaluate_on_boxes(boxes, events=events, durations_s=_durations(args.events), **kw)
     if args.out:
         written = write_outputs(result, args.out)
         print(f"earshot: wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
@@ -164,4 +155,40 @@ def evaluate_events_main(args: argparse.Namespace) -> int:
             chosen = chosen_thresholds(rec)
             write_thresholds(predictor.folder, chosen, source=f"event evaluation on {args.boxes} ({target})")
             print(f"earshot: wrote {len(chosen)} threshold(s) to {predictor.folder / 'config.json'}")
+
+
+def evaluate_events_main(args: argparse.Namespace) -> int:
+    from learner.report.event_metrics import MatchRule
+    from learner.score.event_report import evaluate_on_boxes, load_boxes
+    from learner.serve.events import EventRule
+
+    if (args.model is None) == (args.events is None):
+        raise ValueError("--boxes needs --model (score the recordings) or --events OUT (a scoring run)")
+    if args.write_thresholds and (
+        args.model is None or (args.target_precision is None and args.max_false_per_hour is None)
+    ):
+        raise ValueError("--write-thresholds needs --model and --target-precision or --max-false-per-hour")
+    boxes = load_boxes(args.boxes)
+    rule = EventRule(args.threshold, max_gap_s=args.event_gap, min_length_s=args.event_min)
+    match = MatchRule(args.match, args.tolerance, args.min_overlap)
+    kw = dict(
+        rule=rule,
+        match=match,
+        target_precision=args.target_precision,
+        max_false_per_hour=args.max_false_per_hour,
+        progress=not args.quiet,
+    )
+    predictor = None
+    if args.model is not None:
+        from learner.serve.predictor import Predictor
+
+        predictor = Predictor.from_pretrained(args.model, backend=args.backend)
+        result = evaluate_on_boxes(boxes, predictor=predictor, window=args.windows, **kw)
+    else:
+        from learner.score.store import read_results
+
+        events = read_results(args.events, events=True).to_pandas()
+        kw["rule"] = _run_rule(args.events)  # the run's own gap and minimum: its events are taken as they are
+        result = evaluate_on_boxes(boxes, events=events, durations_s=_durations(args.events), **kw)
+    _report(result, args, predictor)
     return 0

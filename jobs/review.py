@@ -150,7 +150,8 @@ def _export(args) -> int:
 
 def _calibrate(args) -> int:
     from learner.data.review import read_review
-    from learner.report.calibration import calibrate_review, plot_calibration, write_thresholds
+    from learner.folder import CONFIG, write_thresholds
+    from learner.report.calibration import calibrate_review, plot_calibration
 
     if args.write and not args.model:
         raise ValueError("--write needs --model (the model folder to write the thresholds into)")
@@ -166,8 +167,8 @@ def _calibrate(args) -> int:
     if args.write:
         chosen = {k: r["threshold"] for k, r in found.items() if r["threshold"] is not None}
         source = f"review {args.review_file}: P(yes) >= {args.precision:g} (logistic fit)"
-        path = write_thresholds(args.model, chosen, source=source)
-        print(f"earshot: {len(chosen)} threshold(s) → {path}")
+        write_thresholds(args.model, chosen, source=source)
+        print(f"earshot: {len(chosen)} threshold(s) → {Path(args.model) / CONFIG}")
     return 0
 
 

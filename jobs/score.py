@@ -139,6 +139,21 @@ def parser() -> argparse.ArgumentParser:
             metavar="FILE" if writer.combined else "DIR",
             help=f"also write {writer.help} here",
         )
+    add_time_args(p)
+    add_top_k_arg(p)
+    p.add_argument(
+        "--wide",
+        action="store_true",
+        help="also one score_<class> column per class: every class's probability (docs/scoring.md)",
+    )
+    add_run_args(p, "scored")
+    add_backend_arg(p)
+    add_quiet_arg(p, "no progress bar")
+    return p
+
+
+def add_time_args(p: argparse.ArgumentParser) -> None:
+    """Where each file's start (UTC) comes from: its name, a pattern, a deployments CSV."""
     t = p.add_argument_group("field recorders: start_utc on window and event rows (docs/field-recorders.md)")
     t.add_argument(
         "--start-times",
@@ -161,16 +176,6 @@ def parser() -> argparse.ArgumentParser:
         metavar="CSV",
         help="path (file or folder), site, start_utc, timezone per row: overrides the names",
     )
-    add_top_k_arg(p)
-    p.add_argument(
-        "--wide",
-        action="store_true",
-        help="also one score_<class> column per class: every class's probability (docs/scoring.md)",
-    )
-    add_run_args(p, "scored")
-    add_backend_arg(p)
-    add_quiet_arg(p, "no progress bar")
-    return p
 
 
 def add_windows_arg(p: argparse.ArgumentParser, what: str) -> None:

@@ -151,3 +151,23 @@ def test_csv_missing_columns_and_both_label_and_negative(tmp_path):
     (tmp_path / "b.csv").write_text("path,start_s,end_s,label,negative_of\nx.wav,1,2,dog,cat\n")
     with pytest.raises(AnnotationError, match="b.csv: row 2: both a label"):
         read_boxes(tmp_path / "b.csv")
+
+
+def test_a_review_file_reads_as_boxes_with_its_no_answers_as_negatives(tmp_path):
+    from learner.data.review import COLUMNS
+
+    rows = [
+        ["/r.wav", "1.0", "2.0", "dog", "0.9", "yes", "dog", "ann", "", "score", ""],
+        ["/r.wav", "3.0", "4.0", "dog", "0.6", "no", "dog", "ann", "", "score", ""],
+        ["/r.wav", "5.0", "6.0", "dog", "0.5", "other", "cat", "ann", "", "score", ""],
+        ["/r.wav", "7.0", "8.0", "dog", "0.5", "unsure", "dog", "ann", "", "score", ""],
+    ]
+    text = ",".join(COLUMNS) + "\n" + "".join(",".join(r) + "\n" for r in rows)
+    (tmp_path / "review.csv").write_text(text)
+    df = read_boxes(tmp_path / "review.csv")
+    assert df[["start_s", "label", "negative_of", "row"]].values.tolist() == [
+        [1.0, "dog", "", 2],
+        [3.0, "", "dog", 3],
+        [5.0, "cat", "", 4],
+    ]
+    assert set(df["source"]) == {str(tmp_path / "review.csv")}

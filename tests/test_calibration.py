@@ -68,7 +68,8 @@ def test_the_plot_and_the_job_write_thresholds_into_the_model(tmp_path, capsys):
     assert main([*argv, "--plot", str(tmp_path / "d.png")]) == 0
     config = json.loads((model / "config.json").read_text())
     expected = calibrate_review(read_review(f), 0.8)["tone"]["threshold"]
-    assert config["thresholds"] == {"tone": expected} and "review" in config["thresholds_source"]
+    assert config["thresholds"] == {"tone": expected} and "review" in config["thresholds_rule"]
+    assert config["thresholds_history"][-1]["thresholds"] == {}  # learner.folder keeps what it replaced
     assert {k: v for k, v in config.items() if not k.startswith("thresholds")} == before
     assert "every answer is no" in capsys.readouterr().out  # chirp: one "other" is no answer to fit
     with pytest.raises(ValueError, match="--write needs --model"):

@@ -3,8 +3,8 @@ is not (tests/test_docs_names.py checks the flags, paths and modules the pages n
 
 Runnable commands run as written (through bash) in a workspace laid out the way the pages describe it:
 `my_sounds/` (a folder per class of generated clips), `my_sounds.csv`, `clip.wav`, `clips/`, `recordings/`,
-`site-a/`, and `models/my_sounds` trained and exported by the README's own commands (training with the flags
-that make it a few seconds long).
+`site-a/`, `field/` (long recordings with Raven tables), and `models/my_sounds` trained and exported by the
+README's own commands (training with the flags that make it a few seconds long).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ FAST_TRAIN = "--pretrained none --epochs 1 --arch mfcc_cnn1d --no-pickle"
 EVALUATE = ".venv/bin/python -m jobs.evaluate --model models/my_sounds --data my_test_sounds --out eval/"
 EXPORT = ".venv/bin/python -m jobs.export --model models/my_sounds --int8"
 TRAIN_CSV = ".venv/bin/python -m jobs.train --data my_sounds.csv --out models/my_sounds --group-col speaker"
+TRAIN_FIELD = ".venv/bin/python -m jobs.train --data field --out models/field"  # recordings + Raven tables
 RUN_WITH = {
     TRAIN: (
         FAST_TRAIN,
@@ -40,6 +41,7 @@ RUN_WITH = {
         "audio with a random-weight backbone",
     ),
     TRAIN_CSV: (FAST_TRAIN, "as above"),
+    TRAIN_FIELD: (FAST_TRAIN, "as above; tests/test_train_from_boxes.py trains xresnet18 on boxes"),
     ".venv/bin/python -m jobs.datasets build mixtures-synth": ("--small", "the full set takes a minute"),
 }
 
@@ -74,6 +76,12 @@ NOT_RUN = {
         "earshot embed recordings/ --model models/birds --output emb.parquet",
         "earshot search query.wav --index emb.parquet -k 20 --out hits.csv --label owl",
         "earshot search 1234 --index emb.parquet",
+    ],
+    "the user's annotated recordings and model; tests/test_event_evaluation.py runs jobs.evaluate --boxes"
+    " (with --model, --target-precision, --write-thresholds, and with --events) on a generated recording": [
+        ".venv/bin/python -m jobs.evaluate --model models/birds --boxes annotated/ --out eval/"
+        " --target-precision 0.9 --write-thresholds",
+        ".venv/bin/python -m jobs.evaluate --events night.parquet --boxes annotated/ --out eval/",
     ],
     "the user's own recordings and model; the same job runs above on recordings/": [
         ".venv/bin/python -m jobs.score /data/recorders --model models/birds --out scores.parquet",
@@ -190,6 +198,16 @@ def check_events(ws: Path, out: str) -> None:
     assert sorted(os.listdir(ws / "labels")) == [f"{r}.earshot.labels.txt" for r in recordings]
 
 
+def check_field_tables(ws: Path, out: str) -> None:
+    from learner.score.field_outputs import RAVEN_COMBINED_COLUMNS
+
+    header = (ws / "site-a.selection.table.txt").read_text().splitlines()[0].split("\t")
+    assert header == list(RAVEN_COMBINED_COLUMNS)
+    assert (ws / "site-a.kaleidoscope.csv").read_text().startswith("INDIR,FOLDER,IN FILE,CHANNEL,OFFSET")
+    assert (ws / "site-days.csv").read_text().startswith("site,date,label,detections")
+    assert "2 file(s) with no start time" in out  # site-a's rec0.wav, rec1.wav: no time in their names
+
+
 def check_export(ws: Path, out: str) -> None:
     model = ws / "models" / "my_sounds"
     assert (model / "model.onnx").stat().st_size and (model / "model.int8.onnx").stat().st_size
@@ -226,6 +244,11 @@ def check_model_folder(ws: Path, out: str) -> None:
     assert (model / "model.safetensors").exists() and 0.0 <= metrics["accuracy"] <= 1.0
 
 
+def check_field_model(ws: Path, out: str) -> None:
+    config = json.loads((ws / "models" / "field" / "config.json").read_text())
+    assert set(config["classes"]) - {"background"} == {"tone", "chirp", "clicks"}, config
+
+
 RUN: dict[str, Callable[[Path, str], None]] = {
     ".venv/bin/python -m jobs.predict examples/speech-words --model assets/speech-words": check_shipped_model,
     ".venv/bin/python -m jobs.predict clip.wav --model models/my_sounds": check_one_clip,
@@ -233,6 +256,9 @@ RUN: dict[str, Callable[[Path, str], None]] = {
     ".venv/bin/python -m jobs.score recordings --model models/my_sounds --out scores.parquet": check_scores,
     ".venv/bin/python -m jobs.score site-a --model models/night-sounds --out night.parquet "
     "--windows clip,0.25 --event-gap 0.25 --raven raven/ --audacity labels/": check_events,
+    ".venv/bin/python -m jobs.score site-a --model models/night-sounds --out site.parquet --windows clip,0.5 "
+    "--start-times --raven-combined site-a.selection.table.txt --kaleidoscope site-a.kaleidoscope.csv "
+    "--site-days site-days.csv": check_field_tables,
     EXPORT: check_export,
     EVALUATE: check_evaluation,
     ".venv/bin/python -m jobs.datasets list": check_recipes,
@@ -242,6 +268,7 @@ RUN: dict[str, Callable[[Path, str], None]] = {
     ".venv/bin/python -m jobs.datasets build mixtures-synth": check_mixtures,
     TRAIN: check_model_folder,
     TRAIN_CSV: check_model_folder,
+    TRAIN_FIELD: check_field_model,
 }
 FIXTURE_RUN = (TRAIN, TRAIN_CSV, EXPORT)  # run once, in this order, by the `trained` fixture
 # A command whose run shows a bug that is not the docs' to fix (strict: the entry must go once it is fixed).
@@ -289,12 +316,25 @@ def make_workspace(root: Path) -> Path:
     (root / "my_sounds.csv").write_text("path,label,speaker\n" + "\n".join(rows) + "\n")
     rng = np.random.default_rng(0)
     sf.write(root / "clip.wav", make_sound("tone", 16000, 1.0, rng), 16000)
+    _field_recordings(root / "field")
     for folder, n, seconds in (("clips", 2, 1.0), ("recordings", 3, 2.0), ("site-a", 2, 4.0)):
         (root / folder).mkdir()
         for i in range(n):
             halves = [make_sound(kind, 16000, seconds / 2, rng) for kind in ("tone", "chirp")]
             sf.write(root / folder / f"rec{i}.wav", np.concatenate(halves), 16000)
     return root
+
+
+def _field_recordings(folder: Path) -> None:
+    """`field/`: three 20 s recordings with a Raven table beside each (docs/annotations.md)."""
+    import numpy as np
+
+    from learner.data.soundscape import background, generated_sounds, write_soundscapes
+    from learner.score.event_writers import EVENT_WRITERS, RAVEN_SUFFIX
+
+    beds = [background(16000 * 4, np.random.default_rng(0))]
+    table = (RAVEN_SUFFIX, EVENT_WRITERS["raven"].render)
+    write_soundscapes(folder, generated_sounds(n_per_class=2), beds, 3, 20, n_events=5, table=table)
 
 
 def copy_of(ws: Path, to: Path) -> Path:

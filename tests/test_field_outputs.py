@@ -227,3 +227,26 @@ def test_resume_refuses_other_start_time_settings(deployment, tmp_path):
     _score(deployment, out, "--start-times")
     with pytest.raises(ValueError, match="start_times"):
         _score(deployment, out, "--resume")
+
+
+def test_the_combined_raven_table_reads_back_as_the_same_boxes(tmp_path):
+    """annot's reader takes the combined table (Begin Path + File Offset (s)) back to each file's events."""
+    from learner.data.annotations import read_boxes
+
+    files = []
+    for f in FILES:
+        path = tmp_path / Path(f.path).name
+        sf.write(path, np.zeros(16000, dtype=np.float32), 16000)
+        files.append(ScoredFile(str(path), f.sample_rate, f.duration_s, f.start_utc, f.site))
+    events = {
+        new.path: [
+            Event(new.path, e.label, e.start_s, e.end_s, e.max_score, e.mean_score) for e in EVENTS[old.path]
+        ]
+        for old, new in zip(FILES, files, strict=True)
+    }
+    table = tmp_path / "all.selection.table.txt"
+    table.write_text(raven_combined(files, events))
+    boxes = read_boxes(table)
+    got = sorted((Path(r.path).name, r.start_s, r.end_s, r.label) for r in boxes.itertuples())
+    want = sorted((Path(p).name, e.start_s, e.end_s, e.label) for p, evs in events.items() for e in evs)
+    assert got == want

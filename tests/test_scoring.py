@@ -268,7 +268,7 @@ def test_formats_come_from_one_writer_table(tmp_path, monkeypatch):
 
     assert FORMATS == tuple(WRITERS) == ("parquet", "csv", "jsonl")
     assert (
-        parser().parse_args(["--model", "m", "--input", "x", "--output", "o", "--format", "csv"]).format
+        parser().parse_args(["--model", "m", "--input", "x", "--output", "o", "--format", "csv"]).fmt
         == "csv"
     )
 

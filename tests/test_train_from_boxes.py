@@ -136,3 +136,11 @@ def test_a_malformed_table_stops_the_job_with_one_line(recordings, tmp_path):
     r = _train_job(data, tmp_path / "m")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip() == f"earshot: {table}: row 4: Begin Time (s) 'soon' is not a number"
+
+
+def test_cross_validation_of_recordings_is_refused_in_one_line(recordings, tmp_path):
+    from learner.data.labels import ManifestError
+    from learner.train.crossval import cross_validate
+
+    with pytest.raises(ManifestError, match="cross-validation of annotated long recordings is not supported"):
+        cross_validate(TrainArgs(data=str(recordings), out=str(tmp_path / "cv"), progress=False))

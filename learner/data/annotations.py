@@ -10,7 +10,8 @@ event-level evaluation, review): `path`, `start_s`, `end_s` (seconds into the fi
 `high_hz` (NaN when not drawn), `source` (the file the row came from) and `row` (its 1-based line, header
 included, so an editor jumps to it; a parquet row counts from 1). A row with `negative_of` set says "this
 span holds no `negative_of`"; its `label` is "". `df.attrs["recordings"]` lists the recordings the tables
-cover, with or without boxes: an empty table means "listened, heard nothing" (background for training).
+cover, with or without boxes: an empty table means "listened, heard nothing" (background for training);
+a folder's `attrs["without_table"]` lists the recordings it holds that no table covers.
 
 Raven conventions (as OpenSoundscape's `BoxedAnnotations.from_raven_files` reads them): tab-separated, the
 label in `Annotation` (or `Label`, `Species`, `Class`, else the first column after the measurements), a
@@ -93,7 +94,9 @@ def boxes_from_folder(folder: Path, label_column: str | None = None) -> pd.DataF
         frames.append(frame)
     if not frames:
         raise AnnotationError(f"{folder}: no Raven or Audacity tables (.txt) beside its recordings")
-    return _finish(frames, covered)
+    df = _finish(frames, covered)
+    df.attrs["without_table"] = sorted(set(recordings) - set(df.attrs["recordings"]))
+    return df
 
 
 def _tables(folder: Path) -> list[Path]:
@@ -191,8 +194,7 @@ def _raven_label_column(header: list[str], path: Path, label_column: str | None)
     for name in header:
         if name.strip().lower() in RAVEN_LABEL_NAMES:
             return name
-    extra = [h for h in header if h not in RAVEN_MEASUREMENTS and "(" not in h and h not in (RAVEN_PATH,)]
-    extra = [h for h in extra if h != RAVEN_FILE]
+    extra = [h for h in header if h not in (*RAVEN_MEASUREMENTS, RAVEN_PATH, RAVEN_FILE) and "(" not in h]
     if not extra:
         raise AnnotationError(
             f"{path}: no label column (looked for {', '.join(RAVEN_LABEL_NAMES)}); name it with label_column"
@@ -281,10 +283,9 @@ def read_audacity(path: Path, recording: str) -> pd.DataFrame:
             end = _number(cells[1], path, line_no, "end")
             label = "\t".join(cells[2:]).strip()
             rows.append(
-                dict(path=recording, start_s=start, end_s=end, label=label, low_hz=math.nan, high_hz=math.nan)
+                dict(path=recording, start_s=start, end_s=end, label=label, source=str(path), row=line_no)
             )
-            rows[-1].update(source=str(path), row=line_no)
-    return pd.DataFrame(rows, columns=list(BOX_COLUMNS))
+    return pd.DataFrame(rows, columns=list(BOX_COLUMNS)).astype({"low_hz": float, "high_hz": float})
 
 
 def read_box_list(path: Path) -> pd.DataFrame:
@@ -296,9 +297,9 @@ def read_box_list(path: Path) -> pd.DataFrame:
     except Exception as e:
         raise AnnotationError(f"{path}: unreadable {'parquet' if parquet else 'CSV'} ({e})") from None
     if "answer" in df.columns:  # a review file: its answers decide the labels (learner.data.review)
-        from learner.data.review import review_boxes
+        from learner.data.review import read_review, review_boxes
 
-        return review_boxes(df)
+        return review_boxes(read_review(path)).assign(source=str(path))
     missing = [c for c in ("path", "start_s", "end_s", "label") if c not in df.columns]
     if missing:
         raise AnnotationError(

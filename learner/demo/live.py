@@ -140,8 +140,9 @@ class LiveStream:
             probs = self.predictor.predict_waves(wins)
             ready = self.clock()
             for s, p in zip(starts, probs, strict=True):
-                found = self.predictor.detect(p)
-                label = found[0] if found else NOTHING
+                answer, rejected = self.predictor.answer(p)  # the serving layer's rejection
+                # a model that names its rejection says it ("not one of the words", "silence"), else NOTHING
+                label = self.predictor.rejection.names.get(answer, NOTHING) if rejected else answer
                 self.windows.append(
                     WindowResult(s / self.sr, (s + self.plan.size) / self.sr, label, p, ready)
                 )

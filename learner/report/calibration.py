@@ -126,19 +126,3 @@ def plot_calibration(
         fig.savefig(path, dpi=110)
     plt.close(fig)
     return fig
-
-
-def write_thresholds(model_dir: str | Path, thresholds: dict[str, float], source: str = "") -> Path:
-    """Stand-in for `learner.folder.write_thresholds` (evaluate's, not merged yet): the classes' thresholds
-    into config.json (others kept), with where they came from."""
-    from learner.folder import CONFIG, read_config, write_json
-
-    folder = Path(model_dir)
-    config = read_config(folder)
-    unknown = sorted(set(thresholds) - set(config.get("classes", [])))
-    if unknown:
-        raise ValueError(f"{folder}: no class {', '.join(unknown)} in this model")
-    config["thresholds"] = {**(config.get("thresholds") or {}), **thresholds}
-    config["thresholds_source"] = source
-    write_json(folder / CONFIG, config)
-    return folder / CONFIG

@@ -2,10 +2,12 @@
 recommend for a wanted precision or false-alarm rate, and their picture. Pure pandas: the curve itself is
 computed from window scores in `learner.score.event_evaluation`.
 
-The recommendation takes, per class, the LOWEST threshold from which the target holds at every higher
-threshold of the curve that still finds something (the target's envelope, not the first point that happens
-to touch it): a point where precision dips back below the target just above it is a sign the figure is
-noise, and a threshold chosen there does not carry to another recording.
+The recommendation takes, per class, the threshold with the most recall among those where the target holds
+on the curve SMOOTHED over each threshold and its two neighbours on the grid (their counts pooled, so a point
+weighs as many events as it found; ties: the lower threshold). Read raw, one false alarm among the three
+events of a high threshold sinks its precision to 0.67, and a lucky point picks a threshold that does not
+carry to another recording. The curve is not assumed monotone: with onset matching, a higher threshold can
+shorten events until their onsets fall outside the tolerance, so precision may FALL as the threshold rises.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 CURVE_COLUMNS = (
@@ -32,28 +35,40 @@ CURVE_COLUMNS = (
 )
 
 
-def _meets(rows: pd.DataFrame, target_precision: float | None, max_false_per_hour: float | None) -> pd.Series:
-    ok = pd.Series(True, index=rows.index)
-    if target_precision is not None:
-        ok &= rows["precision"].fillna(1.0) >= target_precision  # nothing found: no false alarm either
-    if max_false_per_hour is not None:
-        ok &= rows["false_per_hour"].fillna(0.0) <= max_false_per_hour
-    return ok
+def smoothed(rows: pd.DataFrame, column: str, radius: int = 1) -> np.ndarray:
+    """`column` ("precision" or "false_per_hour") at each threshold (rows sorted by it) from the counts
+    pooled over it and its `radius` neighbours each side."""
+    matched = rows["matched"].to_numpy(dtype=np.float64)
+    found = rows["found"].to_numpy(dtype=np.float64)
+    rate = rows["false_per_hour"].fillna(0.0).to_numpy(dtype=np.float64)
+    out = np.empty(len(rows))
+    for i in range(len(rows)):
+        lo, hi = max(0, i - radius), min(len(rows), i + radius + 1)
+        if column == "precision":
+            out[i] = matched[lo:hi].sum() / found[lo:hi].sum() if found[lo:hi].sum() else np.nan
+        else:
+            out[i] = rate[lo:hi].mean()
+    return out
 
 
 def _pick(
     rows: pd.DataFrame, target_precision: float | None, max_false_per_hour: float | None
 ) -> pd.Series | None:
-    """The row of one class and rule at the lowest threshold from which the target holds all the way up."""
-    rows = rows.sort_values("threshold")
-    ok = _meets(rows, target_precision, max_false_per_hour).to_numpy()
-    if not ok[-1]:
+    """The row of one class and rule with the most recall where the target holds on the smoothed curve
+    (module docstring); None when it holds nowhere."""
+    rows = rows.sort_values("threshold").reset_index(drop=True)
+    rows["smoothed_precision"] = smoothed(rows, "precision").round(4)
+    rows["smoothed_false_per_hour"] = smoothed(rows, "false_per_hour").round(3)
+    ok = rows["found"].to_numpy() > 0
+    if target_precision is not None:
+        ok &= rows["smoothed_precision"].fillna(0.0).to_numpy() >= target_precision - 1e-9
+    if max_false_per_hour is not None:
+        ok &= rows["smoothed_false_per_hour"].to_numpy() <= max_false_per_hour + 1e-9
+    if not ok.any():
         return None
-    i = len(ok) - 1
-    while i > 0 and ok[i - 1]:
-        i -= 1
-    chosen = rows.iloc[i]
-    return None if chosen["found"] == 0 else chosen
+    feasible = rows[ok]
+    best = feasible["recall"].fillna(0.0).max()
+    return feasible[feasible["recall"].fillna(0.0) >= best - 1e-12].iloc[0]
 
 
 def recommend_thresholds(
@@ -79,7 +94,10 @@ def recommend_thresholds(
                 continue
             chosen[label] = {
                 "threshold": float(row["threshold"]),
-                **{k: _plain(row[k]) for k in CURVE_COLUMNS[4:]},
+                **{
+                    k: _plain(row[k])
+                    for k in (*CURVE_COLUMNS[4:], "smoothed_precision", "smoothed_false_per_hour")
+                },
             }
             total += float(row["recall"] or 0.0)
         if best is None or total > best[0] + 1e-12:

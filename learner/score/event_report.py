@@ -54,9 +54,12 @@ def load_boxes(source: str | Path | pd.DataFrame) -> pd.DataFrame:
             f"{source if not isinstance(source, pd.DataFrame) else 'boxes'}: no column(s) "
             f"{', '.join(missing)} (a box table has {', '.join(BOX_COLUMNS)})"
         )
+    covered = list(boxes.attrs.get("recordings") or [])  # annotated, also those with no box at all
     if "negative_of" in boxes.columns:  # explicit negatives (review): not events to find
         boxes = boxes[boxes["negative_of"].isna() | (boxes["negative_of"] == "")]
-    return boxes[boxes["label"].astype(str) != ""].reset_index(drop=True)
+    boxes = boxes[boxes["label"].astype(str) != ""].reset_index(drop=True)
+    boxes.attrs["recordings"] = [str(p) for p in covered]
+    return boxes
 
 
 @dataclass
@@ -123,7 +126,8 @@ def evaluate_on_boxes(
 ) -> EventEvaluation:
     """A model's events (`predictor`: recordings scored once here) or finished `events` (with the
     recordings' `durations_s`) against `boxes`; the curve, and with a target the recommended thresholds."""
-    recordings = sorted({str(p) for p in boxes["path"]} | set(durations_s or {}))
+    covered = boxes.attrs.get("recordings") or []
+    recordings = sorted({str(p) for p in boxes["path"]} | {str(p) for p in covered})
     if predictor is not None:
         scored, failures = score_recordings(predictor, recordings, window, progress)
         classes = list(predictor.classes)
@@ -132,6 +136,9 @@ def evaluate_on_boxes(
         durations_s = {r.path: r.duration_s for r in scored}
     elif events is not None and durations_s is not None:
         scored, failures = [], {}
+        durations_s = _annotated_only(
+            durations_s, {str(p) for p in boxes["path"]} | {str(p) for p in covered}
+        )
         labels = sorted(set(boxes["label"].astype(str)) | set(events["label"].astype(str)))
     else:
         raise ValueError("evaluate a predictor, or an events table with the recordings' durations")
@@ -160,6 +167,15 @@ def evaluate_on_boxes(
     if recommending:
         result.recommended = recommend_thresholds(curve, target_precision, max_false_per_hour)
     return result
+
+
+def _annotated_only(durations_s: dict[str, float], annotated: set[str]) -> dict[str, float]:
+    """The scored files that are annotated recordings (by real path, else by file name): a file scored but
+    never annotated says nothing about false alarms."""
+    from learner.score.event_evaluation import path_key
+
+    keys, names = {path_key(p) for p in annotated}, {Path(p).name for p in annotated}
+    return {p: d for p, d in durations_s.items() if path_key(p) in keys or Path(p).name in names}
 
 
 def _score_curve(scored, by_rec, classes, labels, rule, match, thresholds, recommending) -> pd.DataFrame:

@@ -19,13 +19,22 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from learner.data.recorders import FileTimes
 from learner.serve.events import RAVEN_COLUMNS, Event
 
-START_UTC = pa.field("start_utc", pa.timestamp("us", tz="UTC"))
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def start_utc_field() -> pa.Field:
+    """The `start_utc` column's Arrow field (built on use: `--help` of the jobs never loads pyarrow)."""
+    import pyarrow as pa
+
+    return pa.field("start_utc", pa.timestamp("us", tz="UTC"))
+
+
 RAVEN_COMBINED_COLUMNS = (
     *RAVEN_COLUMNS,  # a per-file selection table's, then where each selection's file is
     "Begin Path",
@@ -56,6 +65,8 @@ RAVEN_DATE_TIME = "%Y/%m/%d %H:%M:%S.%f"  # Raven's clock-time columns: 2024/01/
 def with_start_utc(table: pa.Table, times: FileTimes) -> pa.Table:
     """`table` (rows with path and start_s) plus `start_utc`: the file's start + start_s (null when the
     file's start is unknown)."""
+    import pyarrow as pa
+
     starts: dict[str, datetime | None] = {}
     column = []
     for path, offset in zip(table["path"].to_pylist(), table["start_s"].to_pylist(), strict=True):
@@ -63,7 +74,8 @@ def with_start_utc(table: pa.Table, times: FileTimes) -> pa.Table:
             starts[path] = times.start_utc(path)
         t0 = starts[path]
         column.append(None if t0 is None or offset is None else t0 + timedelta(seconds=float(offset)))
-    return table.append_column(START_UTC, pa.array(column, START_UTC.type))
+    field = start_utc_field()
+    return table.append_column(field, pa.array(column, field.type))
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,9 @@ def _score_schemas(predictor: Any, opts: Any) -> tuple[pa.Schema, pa.Schema | No
         return files, None, None
     if getattr(opts, "times", None) is None:
         return files, WINDOW_SCHEMA, EVENT_SCHEMA
-    from learner.score.field_outputs import START_UTC
+    from learner.score.field_outputs import start_utc_field
 
-    return files, WINDOW_SCHEMA.append(START_UTC), EVENT_SCHEMA.append(START_UTC)
+    return files, WINDOW_SCHEMA.append(start_utc_field()), EVENT_SCHEMA.append(start_utc_field())
 
 
 def _score_rows(predictor: Any, batch: list[Item], opts: Any) -> Tables:

@@ -50,6 +50,7 @@ def _part_index(p: Path) -> int | None:
     return int(m.group(1)) if m and m.group(2) in WRITERS else None
 
 
+SAME_SETTINGS = ("format", "model_id", "model_revision", "windows", "threshold", "top_k", "start_times")
 SIDES = ("windows", "events")  # tables beside the file rows, each in its own folder of parts
 
 
@@ -117,8 +118,7 @@ def out_of_space(out: Path | str, e: OSError) -> RuntimeError | None:
 
 
 def read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
-    """One committed part of any format, as Arrow (CSV/JSONL nested columns come back as JSON text /
-    lists)."""
+    """One committed part of any format, as Arrow (CSV/JSONL nested columns: JSON text / lists)."""
     return WRITERS[path.suffix[1:]].read(path, columns)
 
 
@@ -132,8 +132,7 @@ def read_results(out: str | Path, windows: bool = False, events: bool = False) -
 
 
 class PartStore:
-    """Streams rows into numbered parts under `out` (and `windows_output(out)`, `events_output(out)`); see the
-    module docstring."""
+    """Streams rows into numbered parts under `out` (+ `windows_output(out)`, `events_output(out)`)."""
 
     def __init__(
         self,
@@ -225,7 +224,7 @@ class PartStore:
         old_meta = self.out / META
         if old_meta.is_file():
             old = json.loads(old_meta.read_text())
-            for key in ("format", "model_id", "model_revision", "windows", "threshold", "top_k"):
+            for key in SAME_SETTINGS:
                 if old.get(key) != meta.get(key):
                     raise ValueError(
                         f"{self.out} was made with {key}={old.get(key)!r}, this run has {meta.get(key)!r}; "
@@ -236,7 +235,6 @@ class PartStore:
                 ("weights_sha256", "model weights"),
                 ("classes", "classes"),
                 ("events", "event settings"),
-                ("start_times", "start times"),
                 ("kind", "output kind"),
                 ("dim", "vector size"),
             ):

@@ -75,7 +75,11 @@ def prepare_box_data(args, cfg: AudioConfig):
     from learner.train.settings import pick_duration, pick_sample_rate
 
     boxes = read_boxes(args.data, args.label_column)
+    _check_class_names(boxes)
     recordings = sorted(set(boxes.attrs["recordings"]))
+    if boxes.attrs.get("without_table"):
+        unused = boxes.attrs["without_table"]
+        log.warning("%d recording(s) have no table and are not used: %s", len(unused), ", ".join(unused[:5]))
     if args.auto_sample_rate:
         cfg.sample_rate = pick_sample_rate(recordings)
     if args.auto_duration:  # before the windows: their length is the clip length
@@ -114,6 +118,17 @@ def prepare_box_data(args, cfg: AudioConfig):
         windows=True,
     )
     return used, signals, failures, classes
+
+
+def _check_class_names(boxes: pd.DataFrame) -> None:
+    """Every label a valid class name (the rule config.json is read with), the first bad row named."""
+    from learner.folder.schema import class_name_problem
+
+    for name, first in (
+        boxes[boxes["label"] != ""].groupby("label", sort=False).head(1).set_index("label").iterrows()
+    ):
+        if problem := class_name_problem(name):
+            raise AnnotationError(f"{first['source']}: row {first['row']}: class name {name!r} {problem}")
 
 
 def _classes(used: pd.DataFrame, task: str, source: str) -> list[str]:

@@ -37,6 +37,13 @@ def _fold_plan(
 ) -> tuple[str, list[int], str]:
     """(the manifest with folds, the folds to train, where the folds come from). Multi-label data and fold
     values the manifest lacks are refused before any training starts."""
+    from learner.data.annotations import is_annotations
+
+    if is_annotations(targs.data):
+        raise ManifestError(
+            f"{targs.data}: cross-validation of annotated long recordings is not supported yet; train "
+            "without it (its validation split holds whole recordings out)"
+        )
     df = add_groups(load_manifest(targs.data), targs.group_col, targs.group_regex)
     from learner.data.labels import resolve_task
 

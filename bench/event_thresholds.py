@@ -1,0 +1,266 @@
+"""Does a threshold recommended on one annotated recording hold its precision on another? (issue 23's
+acceptance: within ±5 points of the target on a held-out recording.)
+
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.event_thresholds [--minutes 20] [--targets 0.8,0.9]
+                      [--recordings 4] [--match onset|overlap] [--sounds generated|devsets] [--out DIR]
+
+Trains the small event model of bench/events.py (mfcc_cnn1d from scratch on generated 1 s clips, multi-
+label) — or, with `--sounds devsets`, trained from boxes on long recordings of real train-split clips
+(bullfrog, dog, "yes" over rain / wind / sea, bench/soundscape.py) and evaluated on valid-split ones.
+Builds `--recordings` long recordings (seeds 11, 12, …), scores each ONCE in 1 s windows every 0.25 s,
+sweeps thresholds × event gaps × minimum lengths over those scores
+(`learner.score.event_report.evaluate_on_boxes`); for each target, recording k recommends per-class
+thresholds and recording k+1 (a ring) measures the precision at exactly those thresholds and that rule:
+per class, and over all classes pooled. Prints CPU seconds of scoring and sweeping, and the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+DEVSET_CLASSES = ("frog-dev:american-bullfrog", "esc-dev:dog", "speech-dev:yes")
+
+
+def _recording(root: Path, name: str, minutes: float, seed: int) -> Path:
+    """A generated long recording with known events (4 a minute, 15 % overlapping) and its box CSV."""
+    import pandas as pd
+
+    from learner.data.soundscape import write_soundscape
+
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    n = int(minutes * 4)
+    truth = write_soundscape(
+        folder / "rec.wav", duration_s=minutes * 60, n_events=n, overlaps=n // 7, seed=seed
+    )
+    rows = [{"path": e.path, "start_s": e.start_s, "end_s": e.end_s, "label": e.label} for e in truth]
+    pd.DataFrame(rows).to_csv(folder / "boxes.csv", index=False)
+    return folder / "boxes.csv"
+
+
+def _devset_recordings(root: Path, minutes: float, n: int) -> list[Path]:
+    """`n` recordings of real valid-split devset clips over real background (bench/soundscape.py), one box
+    CSV each."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from soundscape import build
+
+    truth = build(
+        root / "valid",
+        split="valid",
+        classes=DEVSET_CLASSES,
+        recordings=n,
+        minutes=minutes,
+        events=int(minutes * 4),
+        seed=200,
+    )
+    out = []
+    for k, (_, rows) in enumerate(sorted(truth.groupby("path"))):
+        path = root / "valid" / f"boxes_{k:02d}.csv"
+        rows[["path", "start_s", "end_s", "label"]].to_csv(path, index=False)
+        out.append(path)
+    return out
+
+
+def _devset_model(root: Path, recordings: int = 6, epochs: int = 10) -> Path:
+    """The bench's event model, trained from boxes on train-split soundscapes (annot's train from boxes)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from soundscape import build
+
+    from bench.events import AUDIO
+    from learner.config import AudioConfig
+    from learner.train.fit import TrainArgs, train
+
+    build(
+        root / "train",
+        split="train",
+        classes=DEVSET_CLASSES,
+        recordings=recordings,
+        minutes=3,
+        events=30,
+        seed=100,
+    )
+    args = TrainArgs(
+        data=str(root / "train" / "boxes.csv"),
+        out=str(root / "model"),
+        epochs=epochs,
+        pretrained="none",
+        bs=16,
+        progress=False,
+        arch="mfcc_cnn1d",
+        task="multi",
+        pickle=False,
+    )
+    return Path(train(args, AudioConfig(**AUDIO)).model_dir)
+
+
+def _at(curve, thresholds: dict, gap: float, least: float) -> dict:
+    """Each class's figures on a curve at its own threshold and the rule (a class's events depend only on its
+    own threshold, so one sweep answers any per-class choice), and all classes pooled."""
+    rows = curve[(curve["gap_s"] == gap) & (curve["min_length_s"] == least)]
+    out, pooled = {}, {"matched": 0, "found": 0, "true_events": 0}
+    for label, t in thresholds.items():
+        r = rows[(rows["label"] == label) & (rows["threshold"] == t)].iloc[0]
+        out[label] = {"precision": r["precision"], "recall": r["recall"], "found": int(r["found"])}
+        for k in pooled:
+            pooled[k] += int(r[k])
+    out["pooled"] = {
+        "precision": round(pooled["matched"] / pooled["found"], 4) if pooled["found"] else None,
+        "recall": round(pooled["matched"] / pooled["true_events"], 4) if pooled["true_events"] else None,
+        "found": pooled["found"],
+    }
+    return out
+
+
+def _sweep(predictor, boxes: Path, window, target: float, match) -> tuple:
+    from learner.score.event_report import evaluate_on_boxes, load_boxes
+
+    cpu = time.process_time()
+    res = evaluate_on_boxes(
+        load_boxes(boxes), predictor=predictor, window=window, target_precision=target, match=match
+    )
+    return res, time.process_time() - cpu
+
+
+def _pair_rows(target: float, sweeps: list) -> list[dict]:
+    """Recording k recommends for `target`, recording k+1 is measured: one row per class (and pooled)."""
+    from learner.report.event_curve import recommend_thresholds
+    from learner.score.event_report import chosen_thresholds
+
+    rows = []
+    for k, (res, _) in enumerate(sweeps):
+        held = sweeps[(k + 1) % len(sweeps)][0]
+        rec = recommend_thresholds(res.curve, target_precision=target)
+        chosen = chosen_thresholds(rec)
+        rule = (rec["gap_s"], rec["min_length_s"])
+        calib_at, held_at = _at(res.curve, chosen, *rule), _at(held.curve, chosen, *rule)
+        for label in [*chosen, "pooled"] if chosen else []:
+            h = held_at[label]["precision"]
+            rows.append(
+                {
+                    "target": target,
+                    "calibration": k,
+                    "label": label,
+                    "threshold": chosen.get(label),
+                    "rule": rule,
+                    "calibration_precision": calib_at[label]["precision"],
+                    "held_out_precision": h,
+                    "held_out_recall": held_at[label]["recall"],
+                    "held_out_found": held_at[label]["found"],
+                    "within_5": h is not None and abs(h - target) <= 0.05,
+                }
+            )
+        for label, v in rec["classes"].items():
+            if v["threshold"] is None:
+                rows.append({"target": target, "calibration": k, "label": label, "threshold": None})
+    return rows
+
+
+def run(
+    minutes: float,
+    targets: list[float],
+    sounds: str,
+    work: Path,
+    recordings: int,
+    match_by: str,
+    train_recordings: int = 6,
+    epochs: int = 10,
+) -> dict:
+    """Recording k calibrates, recording k+1 (a ring) is held out: per target, class and pair, the precision
+    on each side at the thresholds and rule recommended on the calibration one."""
+    from bench.events import train_event_model
+    from learner.report.event_metrics import MatchRule
+    from learner.serve.predictor import Predictor
+
+    cpu = time.process_time()
+    if sounds == "devsets":
+        model = _devset_model(work, train_recordings, epochs)
+        paths = _devset_recordings(work, minutes, recordings)
+    else:
+        model = train_event_model(work, task="multi", clips=240, epochs=10)
+        paths = [_recording(work, f"rec{k}", minutes, seed=11 + k) for k in range(recordings)]
+    train_cpu = time.process_time() - cpu
+    predictor = Predictor.from_dir(model)
+    seen: list[int] = []
+    forward = predictor.predict_waves
+    predictor.predict_waves = lambda waves: (seen.append(len(waves)), forward(waves))[1]
+    match = MatchRule(match_by)
+    sweeps = [_sweep(predictor, p, (1.0, 0.25), targets[0], match) for p in paths]
+    rows = [r for target in targets for r in _pair_rows(target, sweeps)]
+    return {
+        "minutes": minutes,
+        "sounds": sounds,
+        "recordings": recordings,
+        "match": match_by,
+        "train_and_build_cpu_s": round(train_cpu, 1),
+        "windows_forwarded": sum(seen),
+        "windows_per_recording": sweeps[0][0].windows,
+        "curve_points_per_recording": len(sweeps[0][0].curve),
+        "score_and_sweep_cpu_s_per_recording": round(sum(c for _, c in sweeps) / len(sweeps), 1),
+        "true_events_per_recording": [r.metrics["overall"]["true_events"] for r, _ in sweeps],
+        "rows": rows,
+        "load_after": os.getloadavg(),
+    }
+
+
+def summary(result: dict) -> str:
+    """A markdown table: per target, the share of (recording pair, class) whose held-out precision lands
+    within ±5 points of the target, the pooled ones, and the worst miss."""
+    import pandas as pd
+
+    df = pd.DataFrame(result["rows"])
+    lines = [
+        "| target | per class within ±5 | pooled within ±5 | held-out precision per class (median, range) "
+        "| no threshold |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for target, g in df.groupby("target"):
+        chosen = g[g["threshold"].notna() & (g["label"] != "pooled")]
+        pooled = g[g["label"] == "pooled"]
+        hp = chosen["held_out_precision"].dropna()
+        lines.append(
+            f"| {target:g} | {int(chosen['within_5'].sum())}/{len(chosen)} | {int(pooled['within_5'].sum())}/"
+            f"{len(pooled)} | {hp.median():.3f} ({hp.min():.3f}–{hp.max():.3f}) | "
+            f"{int((g['threshold'].isna() & (g['label'] != 'pooled')).sum())} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=20.0)
+    ap.add_argument("--targets", default="0.8,0.9")
+    ap.add_argument("--sounds", default="generated", choices=["generated", "devsets"])
+    ap.add_argument("--recordings", type=int, default=4, help="recordings (each calibrates the next)")
+    ap.add_argument("--match", default="onset", choices=["onset", "overlap"])
+    ap.add_argument("--train-recordings", type=int, default=6, help="devsets: 3-minute training recordings")
+    ap.add_argument("--epochs", type=int, default=10, help="devsets: training epochs")
+    ap.add_argument("--out", default=None, help="keep the work folder here (default: a temporary one)")
+    args = ap.parse_args()
+    targets = [float(t) for t in args.targets.split(",")]
+    print(f"load before: {os.getloadavg()}")
+    work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="event-thresholds-"))
+    result = run(
+        args.minutes,
+        targets,
+        args.sounds,
+        work,
+        args.recordings,
+        args.match,
+        args.train_recordings,
+        args.epochs,
+    )
+    print(json.dumps(result, indent=2, default=str))
+    print(summary(result))
+
+
+if __name__ == "__main__":
+    main()
