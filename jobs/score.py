@@ -100,7 +100,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", "--output", dest="out", required=True, help="output folder of parts, e.g. scores.parquet"
     )
-    p.add_argument("--format", default="parquet", choices=["parquet", "csv", "jsonl"])
+    p.add_argument("--format", dest="fmt", default="parquet", choices=["parquet", "csv", "jsonl"])
     add_windows_arg(
         p,
         "score every file in windows of WIN s (at least the model's clip; `clip`: exactly it) every HOP s; "
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     inputs = inputs_of(p, args)
-    opts = run_options(args, fmt=args.format)
+    opts = run_options(args)
     for flag, given in (
         ("--threshold", args.threshold is not None),
         ("--event-gap", args.event_gap_s > 0),
