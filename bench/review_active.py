@@ -2,11 +2,13 @@
 uncertainty-picked windows raise event F1 on a held-out recording by at least 0.05 more than 100 randomly
 picked windows?
 
-    OMP_NUM_THREADS=1 .venv/bin/python -m bench.review_active [--seeds 20] [--out /tmp/review-bench]
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.review_active [--seeds 20] [--devsets] [--out DIR]
 
 Recordings: generated soundscapes (learner/data/soundscape.py: tone / chirp / clicks events of 1.5–4 s over
 steady noise, some overlapping); two 4-minute ones are the pool the reviewer answers windows of, a third
-(another seed) is held out. Windows of 1 s every 0.5 s are embedded once by the aisfx backbone (cached);
+(another seed) is held out; with `--devsets`, 8 classes of real clips (frog-dev, esc-dev, speech-dev) over
+real field background at 0–15 dB SNR (bench/soundscape.py: the pool from the train split, the held-out
+recording from the valid split). Windows of 1 s every 0.5 s are embedded once by the aisfx backbone (cached);
 the model is a logistic head on those embeddings (learner.train.heads.fit_linear, softmax over the three
 classes and `background`), fitted in a fraction of a second, so it is refitted after every round.
 
@@ -38,7 +40,11 @@ RECORDING = dict(duration_s=240.0, n_events=24, overlaps=4)
 C = 0.1  # the head's regularisation, fixed (no inner CV: the point is the data, not the head)
 
 
-def recordings(root: Path) -> dict[int, tuple[Path, list]]:
+def recordings(root: Path, devsets: bool) -> dict[int, tuple[Path, list]]:
+    """Seed → (recording, its true events): generated, or built from devset clips (bench/soundscape.py:
+    the pool from the devsets' train split, the held-out recording from their valid split)."""
+    if devsets:
+        return devset_recordings(root)
     from learner.data.soundscape import write_soundscape
 
     out = {}
@@ -46,6 +52,30 @@ def recordings(root: Path) -> dict[int, tuple[Path, list]]:
         path = root / f"rec_{seed}.wav"
         truth = write_soundscape(path, seed=seed, **RECORDING)
         out[seed] = (path, truth)
+    return out
+
+
+def devset_recordings(root: Path) -> dict[int, tuple[Path, list]]:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from soundscape import build
+
+    from learner.data.events import Event
+
+    minutes, events = RECORDING["duration_s"] / 60, RECORDING["n_events"]
+    pool = build(root / "pool", split="train", recordings=len(POOL_SEEDS), minutes=minutes, events=events)
+    held = build(
+        root / "held", split="valid", recordings=1, minutes=minutes, events=events, seed=HELD_OUT_SEED
+    )
+    paths = sorted(set(pool["path"]))
+    out = {}
+    for seed, path, truth in [*zip(POOL_SEEDS, paths, [pool[pool["path"] == p] for p in paths]),
+                              (HELD_OUT_SEED, sorted(set(held["path"]))[0], held)]:  # fmt: skip
+        rows = truth.itertuples(index=False)
+        out[seed] = (Path(path), [Event(str(path), r.label, r.start_s, r.end_s, 1.0, 1.0) for r in rows])
+    global CLASSES
+    CLASSES = (*sorted(set(pool["label"]) | set(held["label"])), "background")
     return out
 
 
@@ -118,7 +148,7 @@ def candidates(model, pool: dict):
     """The pool's windows as a scoring run's window rows: best non-background class and its probability."""
     import pandas as pd
 
-    p = probabilities(model, pool["emb"])[:, :3]
+    p = probabilities(model, pool["emb"])[:, :-1]  # background is the last class
     top = p.argmax(1)
     return pd.DataFrame({"path": pool["path"], "start_s": pool["starts"], "end_s": pool["starts"] + WINDOW_S,
                          "label": np.array(CLASSES)[top], "score": p[np.arange(len(p)), top]})  # fmt: skip
@@ -162,8 +192,8 @@ def run_strategy(how: str, rounds: list[int], pool: dict, held: tuple, seed_idx,
     return event_f1(model, held)
 
 
-def load(work: Path) -> tuple[dict, tuple]:
-    recs = recordings(work)
+def load(work: Path, devsets: bool = False) -> tuple[dict, tuple]:
+    recs = recordings(work, devsets)
     paths, starts, embs, truths = [], [], [], []
     for seed in POOL_SEEDS:
         path, truth = recs[seed]
@@ -183,12 +213,15 @@ def load(work: Path) -> tuple[dict, tuple]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument(
+        "--devsets", action="store_true", help="real clips of ../shared/devsets (bench/soundscape.py)"
+    )
     ap.add_argument("--out", default=None, help="work folder (recordings, cached embeddings, review files)")
     args = ap.parse_args()
     work = Path(args.out or tempfile.mkdtemp(prefix="review-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     cpu, wall = time.process_time(), time.perf_counter()
-    pool, held = load(work)
+    pool, held = load(work, args.devsets)
     embed_cpu = time.process_time() - cpu
     share = np.bincount(pool["truth"], minlength=4) / len(pool["truth"])
     shares = ", ".join(f"{c} {s:.0%}" for c, s in zip(CLASSES, share))
@@ -199,8 +232,8 @@ def main() -> None:
     results: dict[str, list[float]] = {k: [] for k in strategies}
     for seed in range(args.seeds):
         rng = np.random.default_rng(seed)
-        seed_idx = np.concatenate([rng.choice(np.flatnonzero(pool["truth"] == c), 2, replace=False)
-                                   for c in range(len(CLASSES))])  # fmt: skip
+        have = [np.flatnonzero(pool["truth"] == c) for c in range(len(CLASSES))]
+        seed_idx = np.concatenate([rng.choice(h, min(2, len(h)), replace=False) for h in have if len(h)])
         for name, rounds in strategies.items():
             how = name.split()[0] if rounds else "none"
             results[name].append(run_strategy(how, rounds, pool, held, seed_idx, work, seed))

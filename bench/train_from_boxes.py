@@ -25,15 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from benchkit import CHILD_ENV, ROOT, child_cpu, train_job  # first: it puts the checkout on the import path
+from soundscape import build
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from benchkit import CHILD_ENV, child_cpu, train_job  # noqa: E402
-from soundscape import build  # noqa: E402
-
-from learner.data.annotations import read_boxes  # noqa: E402
-from learner.data.box_windows import WindowRule, cut_clips, labelled_windows  # noqa: E402
+from learner.data.annotations import read_boxes
+from learner.data.box_windows import WindowRule, cut_clips, labelled_windows
 
 SR, CLIP_S = 16000, 2.0
 AUDIO = ["--sample-rate", SR, "--duration", CLIP_S, "--n-mels", 64, "--hop", 256, "--n-fft", 512]

@@ -5,7 +5,7 @@ a Raven table and calibrated thresholds.
                             [--threshold 0.5 | --model DIR] [--label L] [--review-file F] [--out queue.csv]
     earshot review ask RUN ...        the same picks, answered in the terminal (y / n / o LABEL / u / z / q)
     earshot review summary F          answers per label
-    earshot review boxes F --out boxes.csv          the answers as a box table (`jobs.train --data`)
+    earshot review boxes F --out boxes.csv [--with DATA]   the answers as a box table (`jobs.train --data`)
     earshot review raven F --out reviewed.txt       one combined Raven selection table of the yes / other
     earshot review calibrate F [--precision 0.9] [--plot calibration.png] [--model DIR --write]
 
@@ -49,6 +49,10 @@ def parser():
         s.add_argument("review_file", metavar="REVIEW.csv")
         if name != "summary":
             s.add_argument("--out", required=True)
+        if name == "boxes":
+            s.add_argument("--with", dest="original", default=None, metavar="DATA",
+                           help="add the model's original training data (clips or annotated recordings): "
+                           "--out is then a review-format CSV for `jobs.train --data`")  # fmt: skip
     s = sub.add_parser("calibrate", help="thresholds for a wanted precision from the answers")
     s.add_argument("review_file", metavar="REVIEW.csv")
     s.add_argument("--precision", type=float, default=0.9, help="wanted precision")
@@ -142,10 +146,37 @@ def _export(args) -> int:
         return 0
     if Path(args.out).exists():
         raise FileExistsError(f"{args.out} already exists; choose another name (nothing was overwritten)")
+    if args.original:
+        from learner.data.review import with_original
+
+        both = with_original(review, _original_boxes(args.original), args.original)
+        both.to_csv(args.out, index=False)
+        n = int((both["pick"] == "original").sum())
+        print(f"earshot: {len(review)} answer(s) + {n} from {args.original} → {args.out}")
+        return 0
     boxes = review_boxes(review)
     boxes.to_csv(args.out, index=False)
     print(f"earshot: {len(boxes)} box(es) → {args.out} ({boxes.attrs['unsure']} unsure left out)")
     return 0
+
+
+def _original_boxes(data: str):
+    """A model's original training data as boxes: annotated recordings as they are, clips whole."""
+    import pandas as pd
+
+    from learner.data.annotations import is_annotations, read_boxes
+
+    if is_annotations(data):
+        return read_boxes(data)
+    import soundfile as sf
+
+    from learner.data.manifest import load_manifest
+
+    clips = load_manifest(data)
+    if "label" not in clips:
+        raise ValueError(f"{data}: a multi-label manifest cannot be added to a review yet")
+    ends = [sf.info(p).duration for p in clips["path"]]
+    return pd.DataFrame({"path": clips["path"], "start_s": 0.0, "end_s": ends, "label": clips["label"]})
 
 
 def _calibrate(args) -> int:

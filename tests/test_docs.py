@@ -120,6 +120,9 @@ NOT_RUN = {
         ".venv/bin/python -m jobs.review calibrate night.review.csv --precision 0.9 --plot calibration.png",
         ".venv/bin/python -m jobs.review calibrate night.review.csv --precision 0.9"
         " --model models/night-sounds --write",
+        ".venv/bin/python -m jobs.review boxes night.review.csv --with my_sounds --out night.both.csv",
+        ".venv/bin/python -m jobs.train --data night.both.csv --out models/night-sounds-2"
+        " --pretrained models/night-sounds",
     ],
     "a system install": ["sudo apt-get install espeak-ng", "brew install espeak-ng"],
     "the lean venv: scripts/serve-venv-check.sh builds it from requirements-serve.txt and runs these in CI": [

@@ -119,7 +119,7 @@ def test_review_boxes_follow_the_contract(tmp_path):
         append_answer(f, cand(i), a, "chirp" if a == "other" else None)
     boxes = review_boxes(read_review(f))
     assert list(boxes.columns) == [
-        "path", "start_s", "end_s", "label", "low_hz", "high_hz", "source", "row", "negative_of",
+        "path", "start_s", "end_s", "label", "low_hz", "high_hz", "source", "row", "negative_of", "reviewed",
     ]  # fmt: skip
     assert boxes["label"].tolist() == ["tone", "", "chirp"]
     assert boxes["negative_of"].fillna("").tolist() == ["", "tone", ""]  # NaN: not a negative
@@ -291,17 +291,61 @@ def test_the_review_page_runs_as_written(tmp_path):
     from tests.test_docs import COMMANDS, env_for, make_workspace
 
     ws = make_workspace(tmp_path / "ws")
-    save_untrained(ws / "models" / "night-sounds", ["chirp", "tone"])
+    save_untrained(ws / "models" / "night-sounds", ["chirp", "tone"], arch="mfcc_cnn1d")
     page = [line for command, (line, pages) in COMMANDS.items() if "review.md" in pages]
-    assert sum("jobs.review" in line for line in page) >= 7, page
+    assert sum("jobs.review" in line for line in page) >= 8 and any("jobs.train" in x for x in page), page
     for line in page:
         if line.startswith(".venv/bin/python app.py"):
             continue
         answers = "y\nn\no tone\nu\n" * 5 if " ask " in line else ""
+        if "jobs.train" in line:  # as tests/test_docs.py runs the README's: 1 epoch of a small network
+            line = f"{line} --arch mfcc_cnn1d --epochs 1 --no-pickle --quiet"
         done = subprocess.run(["bash", "-c", line], cwd=ws, env=env_for(ws), input=answers, text=True,
-                              capture_output=True, timeout=120)  # fmt: skip
+                              capture_output=True, timeout=300)  # fmt: skip
         assert done.returncode == 0, f"{line}\n{done.stderr[-2000:]}"
     assert len(pd.read_csv(ws / "next.csv")) == 26  # every window of the two 4 s recordings
     assert read_review(ws / "night.review.csv")["reviewer"].eq("ann").sum() == 20
     assert (ws / "calibration.png").exists() and (ws / "night.reviewed.selections.txt").exists()
     assert len(pd.read_csv(ws / "night.boxes.csv")) == 15  # 20 answers, 5 unsure
+    assert (ws / "models" / "night-sounds-2" / "model.safetensors").exists()
+
+
+def _truth_of(starts: np.ndarray, truth: list) -> list[str]:
+    """The class covering at least half of each 1 s window, else ""."""
+    out = []
+    for s in starts:
+        share = {e.label: min(s + 1, e.end_s) - max(s, e.start_s) for e in truth}
+        best = max(share, key=share.get)
+        out.append(best if share[best] >= 0.5 else "")
+    return out
+
+
+def test_training_on_a_review_file_and_the_original_data(tmp_path):
+    """`jobs.train --data REVIEW --pretrained MODEL`: the answers (two recordings, answered with the truth)
+    become the training windows, the split by recording; `jobs.review boxes --with` adds the original
+    clips. 1 epoch of a small network: the point is the data path, not accuracy."""
+    from jobs.train import main as train_main
+    from learner.data.soundscape import make_event_dataset, write_soundscape
+    from learner.folder import read_config
+
+    f, heard_labels = tmp_path / "night.review.csv", set()
+    for seed in (3, 4):
+        rec = tmp_path / f"rec{seed}.wav"
+        truth = write_soundscape(rec, duration_s=40.0, n_events=4, overlaps=0, seed=seed)
+        starts = np.arange(0, 39, 0.5)
+        for s, heard in zip(starts, _truth_of(starts, truth)):
+            c = Candidate(str(rec), float(s), float(s) + 1, heard or "tone", 0.5, "random", "night.parquet")
+            append_answer(f, c, "yes" if heard else "no")
+            heard_labels |= {heard} - {""}
+    fast = ["--arch", "mfcc_cnn1d", "--epochs", "1", "--no-pickle", "--quiet", "--sample-rate", "16000"]
+    assert train_main(["--data", str(f), "--out", str(tmp_path / "m1"), "--pretrained", "none", *fast]) == 0
+    config = read_config(tmp_path / "m1")
+    assert set(config["classes"]) == heard_labels | {"background"}  # no → background windows
+    original = make_event_dataset(tmp_path / "clips", n_per_class=3)
+    both = tmp_path / "both.csv"
+    _job("boxes", str(f), "--with", str(original), "--out", str(both))
+    rows = pd.read_csv(both)
+    assert (rows["pick"] == "original").sum() == 12 and len(rows) == 12 + len(read_review(f))
+    again = ["--data", str(both), "--out", str(tmp_path / "m2"), "--pretrained", str(tmp_path / "m1")]
+    assert train_main([*again, *fast]) == 0
+    assert set(read_config(tmp_path / "m2")["classes"]) == {"background", "chirp", "clicks", "tone"}

@@ -36,7 +36,9 @@ COLUMNS = (
 )  # fmt: skip
 ANSWERS = ("yes", "no", "other", "unsure", "undo")
 KEY = ("path", "start_s", "end_s", "label")
-BOX_COLUMNS = ("path", "start_s", "end_s", "label", "low_hz", "high_hz", "source", "row", "negative_of")
+BOX_COLUMNS = (
+    "path", "start_s", "end_s", "label", "low_hz", "high_hz", "source", "row", "negative_of", "reviewed",
+)  # fmt: skip
 TIME_DECIMALS = 3  # window times are written and matched to the millisecond
 
 
@@ -189,7 +191,8 @@ def latest_answers(answers: pd.DataFrame) -> pd.DataFrame:
 def review_boxes(review: pd.DataFrame) -> pd.DataFrame:
     """Answers (`read_review`'s latest, or a review file's lines as read by pandas) → a box table: yes → the
     label, other → the label the reviewer gave, no → an explicit negative (label "" and `negative_of` the
-    label), unsure → dropped (counted in `attrs["unsure"]`)."""
+    label), unsure → dropped (counted in `attrs["unsure"]`). `reviewed` is True on every row: training
+    takes only these windows from the recordings (nobody listened to the rest)."""
     if "row" not in review:  # the lines of a file as pandas read them: line 1 is the header
         review = review.assign(row=np.arange(2, len(review) + 2))
     review = latest_answers(review)
@@ -209,6 +212,7 @@ def review_boxes(review: pd.DataFrame) -> pd.DataFrame:
             "source": review.attrs.get("source", ""),
             "row": df["row"].astype(int).to_numpy(),
             "negative_of": np.where(df["answer"] == "no", df["label"], None),
+            "reviewed": True,  # training: the rest of these recordings is unknown, not background
         },
         columns=list(BOX_COLUMNS),
     )
@@ -243,3 +247,28 @@ def write_raven(review: pd.DataFrame, out: str | Path, high_hz: float = 0.0) -> 
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     os.replace(tmp, out)
     return out
+
+
+def with_original(review: pd.DataFrame, boxes: pd.DataFrame, source: str = "") -> pd.DataFrame:
+    """The answers plus the data the model was first trained on (`boxes`: a box table of its annotated
+    recordings, or one box per whole clip), as one review-format table that training reads like a review
+    file: each box becomes a `yes` of its label (a negative row a `no`), `pick` "original". Training then
+    takes only these windows: the original's unboxed stretches are not drawn as background."""
+    negative = boxes["negative_of"].fillna("") if "negative_of" in boxes else pd.Series("", boxes.index)
+    no = negative != ""
+    rows = pd.DataFrame(
+        {
+            "path": boxes["path"].astype(str),
+            "start_s": boxes["start_s"].astype(float),
+            "end_s": boxes["end_s"].astype(float),
+            "label": np.where(no, negative, boxes["label"]),
+            "score": np.nan,
+            "answer": np.where(no, "no", "yes"),
+            "answered_label": np.where(no, negative, boxes["label"]),
+            "reviewer": "",
+            "answered_utc": "",
+            "pick": "original",
+            "source_run": source,
+        }
+    )
+    return pd.concat([rows, review[list(COLUMNS)]], ignore_index=True)

@@ -10,7 +10,8 @@ EVENTS = pa.list_(pa.struct([("label", pa.string()), ("count", pa.int32())]))
 
 _BY_TYPE = {
     pa.string(): "path label error warning decoder path_hex backend model_id model_revision embedder "
-    "earshot_version",
+    "earshot_version answer",
+    pa.bool_(): "rejected",
     pa.float32(): "score max_score mean_score",
     pa.float64(): "duration_s start_s end_s",
     pa.int32(): "sample_rate channels n_windows",

@@ -40,7 +40,8 @@ def backend_name(predictor: Predictor) -> str | None:
 
 FILE_SCHEMA = schema(
     "path label score top_k duration_s sample_rate channels n_windows events error decoder file_size "
-    "file_mtime_ns model_id model_revision scored_at backend earshot_version path_hex warning detected"
+    "file_mtime_ns model_id model_revision scored_at backend earshot_version path_hex warning detected "
+    "answer rejected"
 )
 WIDE_PREFIX = "score_"  # `--wide`: one column per class, `score_<class>`, its probability
 
@@ -183,6 +184,7 @@ def score_items(
                 top_k=[{"label": classes[i], "score": float(probs[i])} for i in order.tolist()],
                 detected=predictor.detect(probs),
             )
+            row["answer"], row["rejected"] = predictor.answer(probs)  # "not one of the words" (serve.reject)
             if wide:
                 row.update(zip([f"{WIDE_PREFIX}{c}" for c in classes], probs.tolist()))
         out.files.append(row)

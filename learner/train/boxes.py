@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -77,6 +78,10 @@ def prepare_box_data(args, cfg: AudioConfig):
 
     boxes = read_boxes(args.data, args.label_column)
     _check_class_names(boxes)
+    if "reviewed" in boxes and boxes["reviewed"].fillna(False).astype(bool).any() and args.fully_annotated:
+        # reviewed windows of a scoring run: what nobody listened to is unknown, not background
+        log.info("%s holds review answers: only reviewed windows and boxes are training data", args.data)
+        args = replace(args, fully_annotated=False)
     recordings = sorted(set(boxes.attrs["recordings"]))
     if boxes.attrs.get("without_table"):
         unused = boxes.attrs["without_table"]
