@@ -204,7 +204,7 @@ def main() -> None:
         if work.exists():
             shutil.rmtree(work)
         shutil.copytree(args.from_model, work)
-    csvs = manifests(data.absolute(), work / "split")
+    csvs = manifests(data.absolute(), work.with_name(work.name + "-split"))  # train wants a new --out
     if not args.from_model:
         train(csvs["fit"], work)
     export_int8(csvs["fit"], work)
