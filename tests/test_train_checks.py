@@ -69,7 +69,7 @@ def test_offline_imagenet_training_fails_in_seconds_with_one_whole_line(tmp_path
 
 def test_library_checks_the_weights_before_decoding_and_names_the_field(monkeypatch, tmp_path):
     import learner.train
-    import learner.train.fit
+    import learner.train.loading
     from learner.config import AudioConfig
     from learner.model.pretrained import PretrainedError
 
@@ -78,7 +78,7 @@ def test_library_checks_the_weights_before_decoding_and_names_the_field(monkeypa
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(learner.train.fit, "load_signals", no_decoding)
+    monkeypatch.setattr(learner.train.loading, "decode_signals", no_decoding)
     data = make_dataset(tmp_path / "data", n_per_class=2)
     args = learner.train.TrainArgs(data=str(data), out=str(tmp_path / "m"), progress=False)
     with pytest.raises(PretrainedError) as e:
