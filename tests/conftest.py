@@ -85,3 +85,21 @@ def app_module(trained_model):
     """The demo module serving the session's trained model."""
     with app_serving(trained_model.model_dir) as app:
         yield app
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory) -> Path:
+    """A folder as users hand it over: a 16 kHz tone, clicks in a subfolder, a broken WAV and a text file."""
+    import numpy as np
+    import soundfile as sf
+
+    from learner.data.sounds import make_sound
+
+    d = tmp_path_factory.mktemp("friction_clips")
+    rng = np.random.default_rng(7)
+    (d / "sub").mkdir()
+    sf.write(d / "a_tone.wav", make_sound("tone", 16000, 1.0, rng), 16000)
+    sf.write(d / "sub" / "b_clicks.flac", make_sound("clicks", 16000, 1.0, rng), 16000)
+    (d / "c_broken.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt garbage")
+    (d / "readme.txt").write_text("not audio")
+    return d

@@ -91,18 +91,6 @@ SR = 16000
 # --- issue 12 part C, item 14: jobs.predict takes folders; JSON lines for failures too; parquet's keys ------
 
 
-@pytest.fixture(scope="module")
-def clip_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("friction_clips")
-    rng = np.random.default_rng(7)
-    (d / "sub").mkdir()
-    sf.write(d / "a_tone.wav", make_sound("tone", SR, 1.0, rng), SR)
-    sf.write(d / "sub" / "b_clicks.flac", make_sound("clicks", SR, 1.0, rng), SR)
-    (d / "c_broken.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt garbage")
-    (d / "readme.txt").write_text("not audio")
-    return d
-
-
 def test_predict_reads_folders_and_writes_a_json_line_for_every_file(trained_model, clip_dir, capsys):
     from jobs.predict import main
     from learner.score.rows import FILE_SCHEMA

@@ -16,7 +16,6 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from learner.data.sounds import make_sound
 from tests.conftest import save_untrained
 
 SR = 16000
@@ -157,18 +156,6 @@ def test_a_foreign_part_under_resume_is_one_line(high_low_model, noise_clips, tm
     assert code == 1 and err.count("\n") == 1, err
     # one line naming the foreign part (the store refuses parts its record does not list, before reading them)
     assert err.startswith(f"earshot: {foreign}: ") and "nothing was deleted" in err
-
-
-@pytest.fixture(scope="module")
-def clip_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("friction_clips")
-    rng = np.random.default_rng(7)
-    (d / "sub").mkdir()
-    sf.write(d / "a_tone.wav", make_sound("tone", SR, 1.0, rng), SR)
-    sf.write(d / "sub" / "b_clicks.flac", make_sound("clicks", SR, 1.0, rng), SR)
-    (d / "c_broken.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt garbage")
-    (d / "readme.txt").write_text("not audio")
-    return d
 
 
 # --- issue 12 part C, item 15: --resume refuses another backend or model; rows say how they were made;

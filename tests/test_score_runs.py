@@ -108,18 +108,6 @@ def test_score_flags_out_of_range_are_one_line(ab_model, odd_names, tmp_path, ca
     assert not (tmp_path / "s.parquet").exists()
 
 
-@pytest.fixture(scope="module")
-def clip_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("friction_clips")
-    rng = np.random.default_rng(7)
-    (d / "sub").mkdir()
-    sf.write(d / "a_tone.wav", make_sound("tone", SR, 1.0, rng), SR)
-    sf.write(d / "sub" / "b_clicks.flac", make_sound("clicks", SR, 1.0, rng), SR)
-    (d / "c_broken.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt garbage")
-    (d / "readme.txt").write_text("not audio")
-    return d
-
-
 # --- issue 12 part C, item 15: --resume refuses another backend or model; rows say how they were made;
 # --threshold needs --windows
 
