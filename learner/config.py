@@ -109,6 +109,15 @@ class AudioConfig:
             metavar=("LO", "HI"),
         ),
     )
+    aug_hum_snr: tuple[float, float] | None = field(
+        default=None,
+        metadata=audio_flag(
+            "mains hum (50/60 Hz and harmonics) at a random SNR in [LO, HI] dB while training",
+            type=float,
+            nargs=2,
+            metavar=("LO", "HI"),
+        ),
+    )
     aug_gain_db: float = field(
         default=0.0, metadata=audio_flag("random gain of ± this many dB while training (0 disables)")
     )
@@ -137,8 +146,9 @@ class AudioConfig:
         if self.trim_mode not in ("edges", "all"):
             raise ValueError(f"trim_mode must be 'edges' or 'all', got {self.trim_mode!r}")
         self.norm_stats = tuple(float(v) for v in self.norm_stats)  # type: ignore[assignment]
-        if self.aug_noise_snr is not None:
-            self.aug_noise_snr = tuple(float(v) for v in self.aug_noise_snr)  # type: ignore[assignment]
+        for name in ("aug_noise_snr", "aug_hum_snr"):
+            if getattr(self, name) is not None:
+                setattr(self, name, tuple(float(v) for v in getattr(self, name)))
 
     @property
     def n_samples(self) -> int:

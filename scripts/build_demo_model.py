@@ -20,6 +20,8 @@ it is judged on:
    assets/speech-words/.
 
 `--from-model DIR` starts at step 3 with a model trained by step 2 (on the fit speakers only).
+`--calibration-only` stops after step 4: it prints the calibration speakers' figures (and writes them to
+WORK/calibration.json), the only figures a recipe is chosen on; `valid` is not scored.
 """
 
 from __future__ import annotations
@@ -194,6 +196,9 @@ def main() -> None:
     p.add_argument("--from-model", default=None, help="skip training: a model trained by step 2")
     p.add_argument("--work", default="runs/demo-model", help="where the model is trained and exported")
     p.add_argument("--dest", default=str(DEST), help="the shipped folder to write")
+    p.add_argument(
+        "--calibration-only", action="store_true", help="stop after step 4: no valid figures, nothing shipped"
+    )
     args = p.parse_args()
     data = Path(args.data)
     if not data.is_file():  # the default lives beside the checkout (../shared), not in it
@@ -211,6 +216,10 @@ def main() -> None:
         train(csvs["fit"], work)
     export_int8(csvs["fit"], work)
     calibration = calibrate(work, csvs["calib"])
+    if args.calibration_only:
+        (work / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
+        print(json.dumps(calibration, indent=2))
+        return
     valid = pd.read_csv(csvs["valid"], dtype=str)
     metrics = judge(
         work, csvs["valid"], calibration, valid.loc[valid["label"] != "silence", "group"].nunique()

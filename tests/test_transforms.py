@@ -68,6 +68,23 @@ def test_wave_augment_acts_in_training_only():
     assert torch.equal(tfm(x, split_idx=1), x)
 
 
+def test_hum_is_mains_hum_at_the_drawn_snr_and_on_with_its_flag():
+    from learner.train.augment import Hum
+
+    x = torch.from_numpy(_tone(1.0)).reshape(1, -1)
+    for seed in range(4):
+        hum = (Hum((10.0, 10.0))(x, 16000, np.random.default_rng(seed)) - x).reshape(-1).numpy()
+        assert 10 * np.log10(float(torch.mean(x**2)) / np.mean(hum**2)) == pytest.approx(10.0, abs=0.01)
+        spectrum = np.abs(np.fft.rfft(hum * np.hanning(hum.size)))  # 1 s: bin k is k Hz
+        f0 = int(np.argmax(spectrum[40:70])) + 40
+        assert (
+            any(abs(f0 - mains) <= 1 for mains in (50, 60)) and spectrum[600:].max() < 1e-3 * spectrum.max()
+        )
+    cfg = AudioConfig(sample_rate=16000, duration=1.0, aug_hum_snr=(0, 20))
+    assert cfg.aug_hum_snr == (0.0, 20.0)
+    assert [type(s).__name__ for s in WaveAugment.from_config(cfg).steps] == ["Hum"]
+
+
 def test_features_batch_transform_changes_type_and_shape():
     batch = AudioTensor(torch.randn(3, 1, CFG.n_samples))
     spec = AudioToFeatures(FrontEnd(CFG, "spectrogram"))(batch)

@@ -69,6 +69,31 @@ class AddNoise(WaveAug):
 
 
 @augmentation
+class Hum(WaveAug):
+    """Mains hum at an SNR drawn in [lo, hi] dB of the clip's own power: 50 or 60 Hz (± 1 %) and its first
+    eight harmonics with random levels and phases. A live microphone hears it and the recordings of a speech
+    set rarely do; mixed into every class (noise clips too) it becomes a sound that names no class."""
+
+    field = "aug_hum_snr"
+
+    def __call__(self, y: torch.Tensor, sr: int, rng: np.random.Generator) -> torch.Tensor:
+        f0 = float(rng.choice([50.0, 60.0])) * float(rng.uniform(0.99, 1.01))
+        k = np.arange(1, 9)
+        level = rng.uniform(0, 1, k.size) / k
+        level[0] = max(level[0], 0.3)  # the fundamental is never missing
+        t = np.arange(y.shape[-1]) / sr
+        hum = (
+            level[:, None] * np.sin(2 * np.pi * f0 * k[:, None] * t + rng.uniform(0, 2 * np.pi, (k.size, 1)))
+        ).sum(0)
+        hum *= np.sqrt(self._power(y, rng) / (np.mean(hum**2) + 1e-12))
+        return y + torch.from_numpy(hum.astype(np.float32)).reshape(y.shape)
+
+    def _power(self, y: torch.Tensor, rng: np.random.Generator) -> float:
+        """The hum's power: the clip's, divided by 10^(snr/10)."""
+        return (float(torch.mean(y**2)) + 1e-12) / 10 ** (rng.uniform(*self.setting) / 10)
+
+
+@augmentation
 class Gain(WaveAug):
     """Loudness × a gain drawn in ± setting dB."""
 
