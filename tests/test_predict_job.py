@@ -15,7 +15,6 @@ import pytest
 import soundfile as sf
 
 from learner.data.sounds import make_sound
-from tests.conftest import save_untrained
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,19 +116,6 @@ def test_predict_folder_without_audio_is_reported(trained_model, tmp_path, capsy
     (tmp_path / "notes.txt").write_text("no audio here")
     assert main([str(tmp_path), "--model", str(trained_model.model_dir)]) == 1
     assert capsys.readouterr().err.splitlines()[0] == f"earshot: {tmp_path}: no audio files in this folder"
-
-
-@pytest.fixture(scope="module")
-def high_low_model(tmp_path_factory) -> Path:
-    return save_untrained(tmp_path_factory.mktemp("model") / "untrained", ["high", "low"])
-
-
-@pytest.fixture(scope="module")
-def fragment(tmp_path_factory) -> Path:
-    """A 0.03 s WAV: what a truncated download leaves (jobs.score refuses it as too short)."""
-    path = tmp_path_factory.mktemp("fragment") / "cut.wav"
-    sf.write(path, make_sound("tone", SR, 0.03, np.random.default_rng(1)), SR)
-    return path
 
 
 # --- issue 25, item 12: one too-short rule for score, predict and the demo ----------------------------------

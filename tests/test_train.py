@@ -8,21 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import SMALL_FLAGS
+
 ROOT = Path(__file__).resolve().parent.parent
-SMALL_FLAGS = [
-    "--sample-rate",
-    "16000",
-    "--duration",
-    "1",
-    "--n-mels",
-    "64",
-    "--hop",
-    "256",
-    "--n-fft",
-    "512",
-    "--mixup",
-    "0",
-]
 
 
 def test_training_reaches_90_percent_and_writes_the_model_dir(trained_model):
