@@ -5,15 +5,26 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def run_job(module: str, *args: str, **kw: Any) -> subprocess.CompletedProcess:
+    """`python -m MODULE ARGS` from the checkout, as a user types it; its exit code, stdout and stderr.
+    `timeout` and `env` go to subprocess.run."""
+    cmd = [sys.executable, "-m", module, *map(str, args)]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, **kw)
+
 
 # The first seven columns of a Raven Pro selection table, as Raven Pro writes its header line (and
 # BirdNET-Analyzer and OpenSoundscape read it): what earshot's Raven exports start with, written here once.

@@ -15,6 +15,7 @@ import pytest
 import soundfile as sf
 
 from learner.data.sounds import make_sound
+from tests.conftest import run_job
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,20 +33,8 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 
 def test_one_line_per_file_errors_on_stderr_exit_1(trained_model, clips):
     files = [clips["tone"], clips["broken"], clips["clicks"], clips["tone"].with_name("missing.wav")]
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.predict",
-            *map(str, files),
-            "--model",
-            str(trained_model.model_dir),
-            "--top-k",
-            "2",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    out = run_job(
+        "jobs.predict", *map(str, files), "--model", str(trained_model.model_dir), "--top-k", "2",
         timeout=300,
     )
     assert out.returncode == 1

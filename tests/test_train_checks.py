@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 
 from learner.data.sounds import make_dataset
+from tests.conftest import run_job
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,14 +47,7 @@ def test_offline_imagenet_training_fails_in_seconds_with_one_whole_line(tmp_path
         HF_HUB_CACHE=str(tmp_path / "hf" / "hub"),
     )
     t0 = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-m", "jobs.train", "--data", str(data), "--out", str(tmp_path / "m")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    out = run_job("jobs.train", "--data", str(data), "--out", str(tmp_path / "m"), timeout=120, env=env)
     elapsed = time.perf_counter() - t0
     assert out.returncode == 1, out.stderr
     assert elapsed <= 3.0, f"took {elapsed:.1f} s"
