@@ -6,12 +6,17 @@
 PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
+# free disk the first install needs: the venv (≈6 GB) and pip's unpacking
+NEED_GB ?= 8
 
 .PHONY: demo test lint docs system-deps serve-check install-check backbone-weights
 
 # pip lists every package as it goes (no -q on the big install: minutes of silence look like a hang); earshot
 # itself goes in editable, so `.venv/bin/python -m jobs.JOB` and `.venv/bin/earshot` work from any folder.
 $(STAMP): requirements.txt pyproject.toml
+	@free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); if [ "$$free" -lt $(NEED_GB) ]; then \
+	  echo "make: $$free GB free on $$(df -P . | awk 'NR==2 {print $$6}'), and .venv needs about $(NEED_GB) GB" \
+	    "(PyPI's torch wheels are CUDA builds): free some space and run make again"; exit 1; fi
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	@echo "make: installing requirements.txt into $(VENV) (about 6 GB the first time; pip shows each package)"

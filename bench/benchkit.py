@@ -8,6 +8,7 @@ import argparse
 import os
 import resource
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,11 @@ def parser(doc: str, **flags: Any) -> argparse.ArgumentParser:
             kw["type"] = type(default)
         p.add_argument("--" + name.replace("_", "-"), **kw)
     return p
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]], align: str = "") -> str:
+    """A table for bench/RESULTS.md, printed ready to paste: `align` gives each column's alignment, "l" or
+    "r" (default: left), e.g. "lrr" for a name and two figures."""
+    rule = ["---:" if a == "r" else "---" for a in align.ljust(len(header), "l")]
+    lines = [header, rule, *[[str(c) for c in r] for r in rows]]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)

@@ -216,23 +216,23 @@ def summary(result: dict) -> str:
     within ±5 points of the target, the pooled ones, and the worst miss."""
     import pandas as pd
 
+    from bench.benchkit import markdown_table
+
     df = pd.DataFrame(result["rows"])
-    lines = [
-        "| target | per class within ±5 | pooled within ±5 | held-out precision per class (median, range) "
-        "| no threshold |",
-        "| --- | --- | --- | --- | --- |",
-    ]
+    rows = []
     for target, g in df.groupby("target"):
         g = g.assign(within_5=g["within_5"].astype(object).eq(True))  # rows without a threshold: False
-        chosen = g[g["threshold"].notna() & (g["label"] != "pooled")]
-        pooled = g[g["label"] == "pooled"]
+        classes = g[g["label"] != "pooled"]
+        chosen, pooled = classes[classes["threshold"].notna()], g[g["label"] == "pooled"]
         hp = chosen["held_out_precision"].dropna()
-        lines.append(
-            f"| {target:g} | {int(chosen['within_5'].sum())}/{len(chosen)} | {int(pooled['within_5'].sum())}/"
-            f"{len(pooled)} | {hp.median():.3f} ({hp.min():.3f}–{hp.max():.3f}) | "
-            f"{int((g['threshold'].isna() & (g['label'] != 'pooled')).sum())} |"
-        )
-    return "\n".join(lines)
+        rows.append([
+            f"{target:g}", f"{int(chosen['within_5'].sum())}/{len(chosen)}",
+            f"{int(pooled['within_5'].sum())}/{len(pooled)}",
+            f"{hp.median():.3f} ({hp.min():.3f}–{hp.max():.3f})", int(classes["threshold"].isna().sum()),
+        ])  # fmt: skip
+    header = ["target", "per class within ±5", "pooled within ±5",
+              "held-out precision per class (median, range)", "no threshold"]  # fmt: skip
+    return markdown_table(header, rows)
 
 
 def main() -> None:

@@ -61,17 +61,8 @@ def child(data: str, out: str, signals: str, store: str, arch: str, loader_worke
 
     cfg = AudioConfig(sample_rate=SR, duration=1.0, n_mels=64, hop_length=160, n_fft=512, mixup=0.0)
     args = TrainArgs(
-        data=data,
-        out=out,
-        arch=arch,
-        epochs=1,
-        pretrained="none",
-        bs=64,
-        progress=False,
-        pickle=False,
-        signals=signals,
-        store=store or None,
-        loader_workers=loader_workers,
+        data=data, out=out, arch=arch, epochs=1, pretrained="none", bs=64, progress=False, pickle=False,
+        signals=signals, store=store or None, loader_workers=loader_workers,  # what this bench varies
     )
     start = time.time()
     result = train(args, cfg)

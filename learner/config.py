@@ -22,9 +22,20 @@ def flag(help: str, *, name: str | None = None, group: str = "", **argparse: Any
     return {"flag": {"help": help, "name": name, "group": group, **argparse}}
 
 
-def audio_flag(help: str, **kw: Any) -> dict[str, Any]:
-    """`flag` in the "audio" group: the preprocessing and augmentation settings every training job takes."""
-    return flag(help, group="audio", **kw)
+def option(default: Any, help: str, **flag_kw: Any) -> Any:
+    """A settings field with its default and its flag (`flag`'s metadata) in one declaration:
+    `epochs: int = option(15, "passes over the data")`."""
+    return field(default=default, metadata=flag(help, **flag_kw))
+
+
+def required(help: str, **flag_kw: Any) -> Any:
+    """A settings field the caller must give (no default), offered as a flag like `option`'s."""
+    return field(metadata=flag(help, **flag_kw))
+
+
+def audio_option(default: Any, help: str, **flag_kw: Any) -> Any:
+    """`option` in the "audio" group: the preprocessing and augmentation settings every training job takes."""
+    return option(default, help, group="audio", **flag_kw)
 
 
 def cache_home() -> Path:
@@ -44,83 +55,48 @@ class AudioConfig:
     Augmentation settings (`spec_*`, `mixup`, waveform `aug_*`) act during training only.
     """
 
-    sample_rate: int = field(
-        default=22050,
-        metadata=audio_flag(
-            "Hz; jobs.train uses the files' own rate (at most 22.05 kHz) unless given", auto=True
-        ),
+    sample_rate: int = audio_option(
+        22050, "Hz; jobs.train uses the files' own rate (at most 22.05 kHz) unless given", auto=True,
     )
-    duration: float = field(
-        default=5.0, metadata=audio_flag("seconds; jobs.train picks it from the data by default", auto=True)
-    )
-    trim_db: float | None = field(
-        default=60.0, metadata=audio_flag("trim silence quieter than this many dB below the peak")
-    )
+    duration: float = audio_option(5.0, "seconds; jobs.train picks it from the data by default", auto=True)
+    trim_db: float | None = audio_option(60.0, "trim silence quieter than this many dB below the peak")
     trim_mode: str = "edges"  # "edges" trims leading/trailing silence; "all" also drops silent gaps
-    pad_mode: str = field(
-        default="zeros",
-        metadata=audio_flag(
-            "short clips: placed in silence (zeros) or repeated", name="--pad", choices=("zeros", "repeat")
-        ),
+    pad_mode: str = audio_option(
+        "zeros", "short clips: placed in silence (zeros) or repeated",
+        name="--pad", choices=("zeros", "repeat"),
     )
-    n_fft: int = field(default=512, metadata=audio_flag("FFT size of the log-mel"))
-    hop_length: int = field(
-        default=512,
-        metadata=audio_flag(
-            "STFT hop; jobs.train picks it from the clip length (about 100 frames a clip, 10 ms at least)",
-            name="--hop",
-            auto=True,
-        ),
+    n_fft: int = audio_option(512, "FFT size of the log-mel")
+    hop_length: int = audio_option(
+        512, "STFT hop; jobs.train picks it from the clip length (about 100 frames a clip, 10 ms at least)",
+        name="--hop", auto=True,
     )
-    n_mels: int = field(default=64, metadata=audio_flag("mel bands"))
-    f_min: float = field(default=20.0, metadata=audio_flag("lowest mel frequency (Hz)"))
-    f_max: float | None = field(
-        default=None,
-        metadata=audio_flag("highest mel frequency (Hz; default: half the sample rate)", type=float),
+    n_mels: int = audio_option(64, "mel bands")
+    f_min: float = audio_option(20.0, "lowest mel frequency (Hz)")
+    f_max: float | None = audio_option(
+        None, "highest mel frequency (Hz; default: half the sample rate)", type=float,
     )
-    top_db: float | None = field(
-        default=80.0, metadata=audio_flag("dynamic range kept below each clip's loudest value (dB)")
-    )
+    top_db: float | None = audio_option(80.0, "dynamic range kept below each clip's loudest value (dB)")
     n_mfcc: int = 40
-    norm: str = field(
-        default="clip", metadata=audio_flag("feature normalisation", choices=("clip", "dataset", "none"))
-    )
+    norm: str = audio_option("clip", "feature normalisation", choices=("clip", "dataset", "none"))
     norm_stats: tuple[float, float] = (0.0, 1.0)
     # training-time augmentation
-    spec_freq_mask: int = field(
-        default=24, metadata=audio_flag("SpecAugment: widest frequency mask (mel bands)")
+    spec_freq_mask: int = audio_option(24, "SpecAugment: widest frequency mask (mel bands)")
+    spec_time_mask: int = audio_option(40, "SpecAugment: widest time mask (frames)")
+    spec_masks: int = audio_option(2, "SpecAugment: masks of each kind per clip")
+    mixup: float = audio_option(0.0, "MixUp α (0 disables)")
+    aug_pitch: float = audio_option(
+        0.0, "random pitch shift of ± this many semitones while training (0 disables)",
     )
-    spec_time_mask: int = field(default=40, metadata=audio_flag("SpecAugment: widest time mask (frames)"))
-    spec_masks: int = field(default=2, metadata=audio_flag("SpecAugment: masks of each kind per clip"))
-    mixup: float = field(default=0.0, metadata=audio_flag("MixUp α (0 disables)"))
-    aug_pitch: float = field(
-        default=0.0,
-        metadata=audio_flag("random pitch shift of ± this many semitones while training (0 disables)"),
+    aug_stretch: float = audio_option(0.0, "random time stretch spread (0.2 → rates 0.8–1.2; 0 disables)")
+    aug_noise_snr: tuple[float, float] | None = audio_option(
+        None, "additive noise at a random SNR in [LO, HI] dB while training",
+        type=float, nargs=2, metavar=("LO", "HI"),
     )
-    aug_stretch: float = field(
-        default=0.0, metadata=audio_flag("random time stretch spread (0.2 → rates 0.8–1.2; 0 disables)")
+    aug_hum_snr: tuple[float, float] | None = audio_option(
+        None, "mains hum (50/60 Hz and harmonics) at a random SNR in [LO, HI] dB while training",
+        type=float, nargs=2, metavar=("LO", "HI"),
     )
-    aug_noise_snr: tuple[float, float] | None = field(
-        default=None,
-        metadata=audio_flag(
-            "additive noise at a random SNR in [LO, HI] dB while training",
-            type=float,
-            nargs=2,
-            metavar=("LO", "HI"),
-        ),
-    )
-    aug_hum_snr: tuple[float, float] | None = field(
-        default=None,
-        metadata=audio_flag(
-            "mains hum (50/60 Hz and harmonics) at a random SNR in [LO, HI] dB while training",
-            type=float,
-            nargs=2,
-            metavar=("LO", "HI"),
-        ),
-    )
-    aug_gain_db: float = field(
-        default=0.0, metadata=audio_flag("random gain of ± this many dB while training (0 disables)")
-    )
+    aug_gain_db: float = audio_option(0.0, "random gain of ± this many dB while training (0 disables)")
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -22,14 +22,8 @@ from learner.serve.predictor import Predictor
 from learner.train.transforms import AudioTensor, WaveAugment
 
 TINY = dict(
-    sample_rate=8000,
-    duration=0.5,
-    n_mels=32,
-    n_fft=256,
-    hop_length=128,
-    mixup=0.0,
-    spec_freq_mask=4,
-    spec_time_mask=4,
+    sample_rate=8000, duration=0.5, n_mels=32, n_fft=256, hop_length=128,  # the clip and its log-mel
+    mixup=0.0, spec_freq_mask=4, spec_time_mask=4,  # light augmentation
 )
 TINY_FLAGS = [
     "--sample-rate",

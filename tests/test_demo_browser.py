@@ -95,7 +95,15 @@ def test_live_labels_follow_a_played_sequence(server, tmp_path):
     sf.write(wav, np.concatenate([signal, take("background", TAIL_S, rng)]), SR, subtype="PCM_16")
     stream, seen, shown = listen(url, wav, signal.size / SR + 0.5)
     sounds = [label for label, _ in PATTERN if label != "background"]
-    known = heard_segments(np.concatenate(stream.heard), stream.sr, sounds)
+    listened = stream.arrivals[-1][0] - stream.arrivals[0][0]
+    heard = f"{stream.n_samples / stream.sr:.1f} s heard of {listened:.1f} s streamed"
+    starved = stream.n_samples / stream.sr < 0.9 * listened  # chunks lost: browser or server short of CPU
+    try:
+        known = heard_segments(np.concatenate(stream.heard), stream.sr, sounds)
+    except ValueError as e:  # the sounds cannot be told apart in what arrived
+        if starved:
+            pytest.skip(f"the machine is too busy to judge live labels ({heard}: {e})")
+        raise
     windows = list(stream.windows)
     assert (
         abs(len(shown) - len(windows)) <= 2
@@ -103,8 +111,6 @@ def test_live_labels_follow_a_played_sequence(server, tmp_path):
         and {w.label for w in windows} >= {"tone", "siren"}
     )
     score = agreement(windows, known)
-    listened = stream.arrivals[-1][0] - stream.arrivals[0][0]
-    heard = f"{stream.n_samples / stream.sr:.1f} s heard of {listened:.1f} s streamed"
     delays = label_delays(stream, seen, known)
     server = onset_latencies(windows, known, stream.arrivals, stream.sr, {"background"})
     if out := os.environ.get(BENCH_OUT):  # bench/live.py runs this test and collects the figures
@@ -113,7 +119,7 @@ def test_live_labels_follow_a_played_sequence(server, tmp_path):
                                 "heard_s": stream.n_samples / stream.sr, "listened_s": listened,
                                 "skipped": stream.skipped, "load": os.getloadavg()}) + "\n")  # fmt: skip
     assert stream.n_samples / stream.sr >= 0.1 * listened, heard  # a stream, not a trickle
-    if stream.n_samples / stream.sr < 0.9 * listened:  # chunks lost: the browser or server starved of CPU
+    if starved:
         pytest.skip(f"the machine is too busy to judge live labels ({heard}; load {os.getloadavg()[0]:.1f})")
     assert score >= 0.9, (score, heard, known, [(w.start_s, w.label) for w in windows])
     # the 1 s goal at p95 is measured on a quiet machine by bench/live.py; here: every label shows, soon

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import SMALL_AUDIO
+from tests.conftest import SMALL_AUDIO, SMALL_FLAGS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,18 +63,7 @@ def test_two_gloo_processes_train_like_one_and_write_one_model_dir(four_class_di
         "1",
         "--store",
         str(store),
-        "--sample-rate",
-        str(SMALL_AUDIO["sample_rate"]),
-        "--duration",
-        "1",
-        "--n-mels",
-        "64",
-        "--hop",
-        "256",
-        "--n-fft",
-        "512",
-        "--mixup",
-        "0",
+        *SMALL_FLAGS,
     ]  # 2 × 8 = one process's batch of 16
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)

@@ -1,6 +1,6 @@
 """Each way of extending earshot is one declaration in one place (docs/contributing.md): a flag is a
-dataclass field with `flag(...)` metadata, an augmentation one registered class, an architecture one
-decorated function (with its weight adapter) in a new module, an event format one table entry. Each test
+dataclass field declared with `option(default, help)`, an augmentation one registered class, an architecture
+one decorated function (with its weight adapter) in a new module, an event format one table entry. Each test
 makes one, the way a contributor would, and checks that every part of earshot that should see it does."""
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_a_flag_is_one_field_with_flag_metadata():
+def test_a_flag_is_one_field_declared_with_option():
     from jobs._cli import add_field_args, field_values
-    from learner.config import flag
+    from learner.config import option
     from learner.train.args import TrainArgs
 
     fields = [(f.name, f.type, f) for f in dataclasses.fields(TrainArgs)]
-    fields.append(("warmup_pct", float, dataclasses.field(default=0.25, metadata=flag("share of warm-up"))))
+    fields.append(("warmup_pct", float, option(0.25, "share of warm-up")))
     Extended = dataclasses.make_dataclass("Extended", fields)  # TrainArgs with one more field
     p = argparse.ArgumentParser()
     add_field_args(p, Extended, ("", "data", "run", "split", "scaling"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from safetensors.numpy import load_file, save_file
 
 from learner.card import model_card, write_model_card
 from learner.hub import HubError, parse_hub_ref, push, resolve_model
+from tests.conftest import run_job
 from tests.hub_server import HubServer, isolate_hf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -286,12 +286,8 @@ def test_local_refs_and_folder_checks(tmp_path: Path, model_dir: Path) -> None:
 
 
 def run_push(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "jobs.push", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    return run_job(
+        "jobs.push", *args, timeout=60,
         env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1", **(env or {})},
     )
 

@@ -1,8 +1,6 @@
 """Push a trained model to a local Hub, pull it by id through the Predictor, and get identical predictions."""
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +8,7 @@ import pytest
 
 from learner.hub import push
 from learner.serve.predictor import Predictor
+from tests.conftest import run_job
 from tests.hub_server import HubServer, isolate_hf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,37 +43,9 @@ def test_evaluate_job_takes_a_hub_id(trained_model, four_class_dir, hub, tmp_pat
     shutil.copytree(trained_model.model_dir, local)
     push(local, "alice/earshot-eval", token="hf_alice", endpoint=hub.url)
     monkeypatch.setenv("HF_ENDPOINT", hub.url)
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.evaluate",
-            "--model",
-            "alice/earshot-eval",
-            "--data",
-            str(four_class_dir),
-            "--quiet",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    r = run_job("jobs.evaluate", "--model", "alice/earshot-eval", "--data", str(four_class_dir), "--quiet")
     assert r.returncode == 0, r.stderr
     assert "accuracy" in r.stdout
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.evaluate",
-            "--model",
-            "alice/never-pushed",
-            "--data",
-            str(four_class_dir),
-            "--quiet",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    r = run_job("jobs.evaluate", "--model", "alice/never-pushed", "--data", str(four_class_dir), "--quiet")
     assert r.returncode == 1 and "Traceback" not in r.stderr and "alice/never-pushed" in r.stderr

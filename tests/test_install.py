@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from jobs.cli import JOBS, main
+from tests.conftest import run_job
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,9 +54,7 @@ def test_the_earshot_command_knows_every_job(capsys):
 def test_earshot_job_is_python_m_jobs_job(job):
     """`earshot JOB` (here `python -m jobs JOB`, the same dispatcher) takes exactly the flags of `python -m
     jobs.JOB`."""
-    via = subprocess.run(
-        [sys.executable, "-m", "jobs", job, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
+    via = run_job("jobs", job, "--help", timeout=300)
     direct = subprocess.run(
         [sys.executable, "-m", f"jobs.{job}", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
@@ -67,13 +66,7 @@ def test_earshot_job_is_python_m_jobs_job(job):
 
 
 def test_earshot_errors_are_one_line(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "jobs", "predict", str(tmp_path / "a.wav"), "--model", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = run_job("jobs", "predict", str(tmp_path / "a.wav"), "--model", str(tmp_path), timeout=300)
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and out.stderr.startswith("earshot: ")
 
 
@@ -91,13 +84,7 @@ def test_earshot_demo_is_a_job_running_app_py(capsys):
     from jobs.demo import app_file
 
     assert "demo" in JOBS and app_file() == ROOT / "app.py"
-    out = subprocess.run(
-        [sys.executable, "-m", "jobs", "demo", "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = run_job("jobs", "demo", "--help", timeout=300)
     assert out.returncode == 0 and out.stdout.startswith("usage: earshot demo ") and "--model" in out.stdout
 
 

@@ -10,9 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
+
+from tests.conftest import LOW_SR
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -107,30 +107,11 @@ def test_one_vocabulary_across_jobs():
     assert parsers["compare"].parse_args(["--data", "d", "--out", "o"]).pickle is False
 
 
-LOW_SR = 8000
-
-
 def _job(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     env_cmd = [sys.executable, "-m", *args]
     return subprocess.run(env_cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    """Two classes of 0.5 s noise_clips at 8 kHz: hop and rate are picked from these when not given."""
-    root = tmp_path_factory.mktemp("tiny")
-    rng = np.random.default_rng(1)
-    t = np.arange(LOW_SR // 2) / LOW_SR
-    for label in ("tone", "noise"):
-        (root / label).mkdir()
-        for i in range(8):
-            x = (
-                np.sin(2 * np.pi * rng.uniform(300, 900) * t)
-                if label == "tone"
-                else rng.normal(0, 0.3, t.size)
-            )
-            sf.write(root / label / f"{i}.wav", (0.5 * x).astype(np.float32), LOW_SR)
-    return root
 
 
 # --- issue 25, item 20 --------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_job
+
 ROOT = Path(__file__).resolve().parents[1]
 LEARNER = ROOT / "learner"
 # The rooms along the clip's path, lowest first: a module may import its own room and any room of a lower
@@ -275,21 +277,8 @@ def test_library_logs_reach_the_job_as_lines(capsys):
 
 
 def test_offline_train_job_names_the_flag(four_class_dir, tmp_path):
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.train",
-            "--data",
-            str(four_class_dir),
-            "--out",
-            str(tmp_path / "m"),
-            "--quiet",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    out = run_job(
+        "jobs.train", "--data", str(four_class_dir), "--out", str(tmp_path / "m"), "--quiet", timeout=600,
         env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
     )
     assert out.returncode == 1

@@ -4,8 +4,6 @@ the Predictor's sigmoid scores and detected labels, evaluation, and the multi-la
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from learner.data.labels import label_sets, multi_hot, resolve_task
 from learner.data.manifest import ManifestError, load_manifest, split_indices
 from learner.report.multilabel import auroc, average_precision, multilabel_report
 from learner.report.thresholds import calibrate, calibrate_one, decision_scores, detected, threshold_vector
+from tests.conftest import run_job
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = dict(sample_rate=16000, duration=1.0, n_mels=64, hop_length=256, n_fft=512, mixup=0.0)
@@ -240,24 +239,9 @@ def test_predictor_gives_sigmoid_scores_and_every_label_above_its_threshold(mult
 
 def test_evaluate_job_reproduces_the_multilabel_metrics(multi_model, mixtures, tmp_path):
     d = multi_model.model_dir
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.evaluate",
-            "--model",
-            str(d),
-            "--data",
-            str(mixtures),
-            "--subset",
-            "valid",
-            "--out",
-            str(tmp_path),
-            "--quiet",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    r = run_job(
+        "jobs.evaluate", "--model", str(d), "--data", str(mixtures), "--subset", "valid", "--out",
+        str(tmp_path), "--quiet",
     )
     assert r.returncode == 0, r.stderr
     assert "macro mAP" in r.stdout
@@ -271,23 +255,9 @@ def test_evaluate_job_reproduces_the_multilabel_metrics(multi_model, mixtures, t
 
 
 def test_train_job_refuses_single_label_training_of_multilabel_rows(mixtures, tmp_path):
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.train",
-            "--data",
-            str(mixtures),
-            "--out",
-            str(tmp_path / "m"),
-            "--pretrained",
-            "none",
-            "--task",
-            "single",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    r = run_job(
+        "jobs.train", "--data", str(mixtures), "--out", str(tmp_path / "m"), "--pretrained", "none", "--task",
+        "single",
     )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.startswith("earshot: ") and "--task single, but" in r.stderr and "labels" in r.stderr

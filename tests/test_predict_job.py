@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 
 from learner.data.sounds import make_sound
-from tests.conftest import save_untrained
+from tests.conftest import run_job
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,20 +33,8 @@ def clips(tmp_path_factory) -> dict[str, Path]:
 
 def test_one_line_per_file_errors_on_stderr_exit_1(trained_model, clips):
     files = [clips["tone"], clips["broken"], clips["clicks"], clips["tone"].with_name("missing.wav")]
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.predict",
-            *map(str, files),
-            "--model",
-            str(trained_model.model_dir),
-            "--top-k",
-            "2",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    out = run_job(
+        "jobs.predict", *map(str, files), "--model", str(trained_model.model_dir), "--top-k", "2",
         timeout=300,
     )
     assert out.returncode == 1
@@ -117,19 +105,6 @@ def test_predict_folder_without_audio_is_reported(trained_model, tmp_path, capsy
     (tmp_path / "notes.txt").write_text("no audio here")
     assert main([str(tmp_path), "--model", str(trained_model.model_dir)]) == 1
     assert capsys.readouterr().err.splitlines()[0] == f"earshot: {tmp_path}: no audio files in this folder"
-
-
-@pytest.fixture(scope="module")
-def high_low_model(tmp_path_factory) -> Path:
-    return save_untrained(tmp_path_factory.mktemp("model") / "untrained", ["high", "low"])
-
-
-@pytest.fixture(scope="module")
-def fragment(tmp_path_factory) -> Path:
-    """A 0.03 s WAV: what a truncated download leaves (jobs.score refuses it as too short)."""
-    path = tmp_path_factory.mktemp("fragment") / "cut.wav"
-    sf.write(path, make_sound("tone", SR, 0.03, np.random.default_rng(1)), SR)
-    return path
 
 
 # --- issue 25, item 12: one too-short rule for score, predict and the demo ----------------------------------

@@ -151,19 +151,6 @@ def test_predictor_is_callable_like_an_audio_classification_pipeline(trained_mod
     assert len(p(str(tone))) == 4  # default top-5, capped at the 4 classes
 
 
-@pytest.fixture(scope="module")
-def high_low_model(tmp_path_factory) -> Path:
-    return save_untrained(tmp_path_factory.mktemp("model") / "untrained", ["high", "low"])
-
-
-@pytest.fixture(scope="module")
-def fragment(tmp_path_factory) -> Path:
-    """A 0.03 s WAV: what a truncated download leaves (jobs.score refuses it as too short)."""
-    path = tmp_path_factory.mktemp("fragment") / "cut.wav"
-    sf.write(path, make_sound("tone", SR, 0.03, np.random.default_rng(1)), SR)
-    return path
-
-
 # --- issue 25, item 12: one too-short rule for score, predict and the demo ----------------------------------
 
 

@@ -10,7 +10,6 @@ import hashlib
 import http.server
 import os
 import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -30,6 +29,7 @@ from learner.data.recipes import (
     DatasetNotFetchedError,
     UnverifiedDownloadWarning,
 )
+from tests.conftest import run_job
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -559,14 +559,7 @@ def test_resolve_data(tmp_path, monkeypatch):
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "jobs.datasets", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=60,
-    )
+    return run_job("jobs.datasets", *args, timeout=60, env={**os.environ, **(env or {})})
 
 
 def test_cli_list_fetch_and_one_line_errors(tmp_path):

@@ -43,6 +43,7 @@ def test_a_reject_class_on_top_is_the_answer_by_its_name(tmp_path):
     p = predict(folder, "noise")
     assert p.label == "noise" and p.answer == "noise" and p.rejected and not p.known
     assert p.answer_text == "just noise"
+    assert p.detected == []  # a reject class says nothing was detected (jobs.score's `detected` column too)
     assert not predict(folder, "clicks").rejected  # a word on top is still the answer
 
 

@@ -312,19 +312,6 @@ def test_disk_full_mid_run_and_at_the_start(predictor, tone_bytes, tmp_path, mon
     assert read_results(out).num_rows == 12
 
 
-@pytest.fixture(scope="module")
-def high_low_model(tmp_path_factory) -> Path:
-    return save_untrained(tmp_path_factory.mktemp("model") / "untrained", ["high", "low"])
-
-
-@pytest.fixture(scope="module")
-def fragment(tmp_path_factory) -> Path:
-    """A 0.03 s WAV: what a truncated download leaves (jobs.score refuses it as too short)."""
-    path = tmp_path_factory.mktemp("fragment") / "cut.wav"
-    sf.write(path, make_sound("tone", SR, 0.03, np.random.default_rng(1)), SR)
-    return path
-
-
 # --- issue 25, item 21: a scores table that is easy to analyse ----------------------------------------------
 
 

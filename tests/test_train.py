@@ -8,21 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import SMALL_FLAGS, run_job
+
 ROOT = Path(__file__).resolve().parent.parent
-SMALL_FLAGS = [
-    "--sample-rate",
-    "16000",
-    "--duration",
-    "1",
-    "--n-mels",
-    "64",
-    "--hop",
-    "256",
-    "--n-fft",
-    "512",
-    "--mixup",
-    "0",
-]
 
 
 def test_training_reaches_90_percent_and_writes_the_model_dir(trained_model):
@@ -50,24 +38,9 @@ def test_training_reaches_90_percent_and_writes_the_model_dir(trained_model):
 
 def test_evaluate_job_reproduces_the_saved_metrics(trained_model, four_class_dir, tmp_path):
     d = trained_model.model_dir
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.evaluate",
-            "--model",
-            str(d),
-            "--data",
-            str(four_class_dir),
-            "--subset",
-            "valid",
-            "--out",
-            str(tmp_path),
-            "--quiet",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    r = run_job(
+        "jobs.evaluate", "--model", str(d), "--data", str(four_class_dir), "--subset", "valid", "--out",
+        str(tmp_path), "--quiet",
     )
     assert r.returncode == 0, r.stderr
     saved = json.loads((d / "metrics.json").read_text())
@@ -87,28 +60,9 @@ def test_bad_files_are_reported_by_name_and_excluded(four_class_dir, tmp_path):
     good = next((data / "chirp").glob("*.wav")).read_bytes()
     (data / "chirp" / "corrupt.wav").write_bytes(good[:30])  # cut inside the fmt chunk
     (data / "chirp" / "cut.flac").write_bytes(b"fLaC\x00\x00\x00\x22" + good[100:300])
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.train",
-            "--data",
-            str(data),
-            "--out",
-            str(tmp_path / "m"),
-            "--epochs",
-            "1",
-            "--pretrained",
-            "none",
-            "--bs",
-            "16",
-            "--quiet",
-            "--no-pickle",
-            *SMALL_FLAGS,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    r = run_job(
+        "jobs.train", "--data", str(data), "--out", str(tmp_path / "m"), "--epochs", "1", "--pretrained",
+        "none", "--bs", "16", "--quiet", "--no-pickle", *SMALL_FLAGS,
     )
     assert r.returncode == 0, r.stderr
     assert "earshot: 4 file(s) could not be read" in r.stderr  # a library warning, printed by the job
@@ -120,21 +74,9 @@ def test_bad_files_are_reported_by_name_and_excluded(four_class_dir, tmp_path):
 
 
 def test_train_job_errors_are_one_line(tmp_path):
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.train",
-            "--data",
-            str(tmp_path / "nowhere"),
-            "--out",
-            str(tmp_path / "m"),
-            "--pretrained",
-            "none",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    r = run_job(
+        "jobs.train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m"), "--pretrained",
+        "none",
     )
     assert r.returncode == 1
     assert r.stderr.startswith("earshot: ") and "Traceback" not in r.stderr

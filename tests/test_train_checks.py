@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 
 from learner.data.sounds import make_dataset
+from tests.conftest import run_job
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,14 +47,7 @@ def test_offline_imagenet_training_fails_in_seconds_with_one_whole_line(tmp_path
         HF_HUB_CACHE=str(tmp_path / "hf" / "hub"),
     )
     t0 = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-m", "jobs.train", "--data", str(data), "--out", str(tmp_path / "m")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    out = run_job("jobs.train", "--data", str(data), "--out", str(tmp_path / "m"), timeout=120, env=env)
     elapsed = time.perf_counter() - t0
     assert out.returncode == 1, out.stderr
     assert elapsed <= 3.0, f"took {elapsed:.1f} s"
@@ -131,25 +125,6 @@ def test_training_log_lists_each_excluded_file_once(tmp_path):
     assert "1 file(s) could not be read and are excluded from training" in out.stderr
 
 
-LOW_SR = 8000
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    """Two classes of 0.5 s noise_clips at 8 kHz: hop and rate are picked from these when not given."""
-    root = tmp_path_factory.mktemp("tiny")
-    rng = np.random.default_rng(1)
-    t = np.arange(LOW_SR // 2) / LOW_SR
-    for label in ("tone", "noise"):
-        (root / label).mkdir()
-        for i in range(8):
-            x = (
-                np.sin(2 * np.pi * rng.uniform(300, 900) * t)
-                if label == "tone"
-                else rng.normal(0, 0.3, t.size)
-            )
-            sf.write(root / label / f"{i}.wav", (0.5 * x).astype(np.float32), LOW_SR)
-    return root
 
 
 # --- issue 25, item 20 --------------------------------------------------------------------------------------

@@ -18,21 +18,9 @@ from learner.data.box_windows import cut_clips
 from learner.data.soundscape import background, generated_sounds, write_soundscapes
 from learner.score.event_writers import EVENT_WRITERS, RAVEN_SUFFIX
 from learner.train.args import TrainArgs
-from tests.conftest import SMALL_AUDIO
+from tests.conftest import SMALL_AUDIO, SMALL_FLAGS
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL_FLAGS = [
-    "--sample-rate",
-    "16000",
-    "--duration",
-    "1",
-    "--n-mels",
-    "64",
-    "--hop",
-    "256",
-    "--n-fft",
-    "512",
-]
 
 
 @pytest.fixture(scope="module")

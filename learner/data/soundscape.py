@@ -287,14 +287,10 @@ def compose_soundscape(
 
 
 def write_soundscapes(
-    root: Path,
-    sounds: dict[str, list[np.ndarray]],
-    beds: list[np.ndarray],
-    n_recordings: int = 4,
-    duration_s: float = 120.0,
+    root: Path, sounds: dict[str, list[np.ndarray]], beds: list[np.ndarray],  # where, and what to place
+    n_recordings: int = 4, duration_s: float = 120.0,
     *,
-    sr: int = 16000,
-    seed: int = 0,
+    sr: int = 16000, seed: int = 0,
     table: tuple[str, Callable[[list[Event], int], str]] | None = None,
     **compose: Any,
 ) -> pd.DataFrame:

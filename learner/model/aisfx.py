@@ -17,20 +17,11 @@ from learner.audio.frontends import BlockFrontEnd
 from learner.model.backbone_registry import WeightsSource, register_backbone
 
 AISFX_FRONT = BlockFrontEnd(
-    sample_rate=44100,
-    n_fft=2048,
-    hop_length=1024,
-    n_mels=96,
-    f_min=0.0,
-    f_max=22050.0,
-    mel_scale="htk",
-    mel_norm="l1",
-    compression="log10_shift",
-    shift_scale=10000.0,
-    divisor=9.457798957824707,  # the authors' min-max constant over their training spectrograms
-    peak_normalise=True,
-    pad_mode="constant",
-    block_frames=100,
+    sample_rate=44100, n_fft=2048, hop_length=1024, pad_mode="constant",  # the STFT (zero-padded, centred)
+    n_mels=96, f_min=0.0, f_max=22050.0, mel_scale="htk", mel_norm="l1",  # the mel bank
+    # log10(mel · 10⁴ + 1), over the authors' min-max constant of their training spectrograms, peak-normalised
+    compression="log10_shift", shift_scale=10000.0, divisor=9.457798957824707, peak_normalise=True,
+    block_frames=100,  # 100-frame inputs, half-overlapped (aisfx's inference)
 )
 
 AISFX_WEIGHTS = WeightsSource(
@@ -94,13 +85,8 @@ def aisfx_adapter(checkpoint: object) -> dict[str, torch.Tensor]:
 
 
 @register_backbone(
-    "aisfx",
-    front=AISFX_FRONT,
-    emb_dim=512,
-    weights=AISFX_WEIGHTS,
-    adapter=aisfx_adapter,
-    licence=AISFX_LICENCE,
-    citation=AISFX_CITATION,
+    "aisfx", front=AISFX_FRONT, emb_dim=512, weights=AISFX_WEIGHTS, adapter=aisfx_adapter,
+    licence=AISFX_LICENCE, citation=AISFX_CITATION,
 )
 def aisfx() -> nn.Module:
     """aisfx CNN (Ma & Lerch 2022), sound-effects libraries; 44.1 kHz, 2.3 s blocks, 512-d."""

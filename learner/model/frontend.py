@@ -23,17 +23,9 @@ class LogMel(nn.Module):
     def __init__(self, cfg: AudioConfig) -> None:
         super().__init__()
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=cfg.sample_rate,
-            n_fft=cfg.n_fft,
-            hop_length=cfg.hop_length,
-            f_min=cfg.f_min,
-            f_max=cfg.f_max,
-            n_mels=cfg.n_mels,
-            power=2.0,
-            center=True,
-            pad_mode="reflect",
-            norm="slaney",
-            mel_scale="slaney",
+            sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,  # power STFT, centred
+            power=2.0, center=True, pad_mode="reflect",
+            n_mels=cfg.n_mels, f_min=cfg.f_min, f_max=cfg.f_max, norm="slaney", mel_scale="slaney",
         )
         self.to_db = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=cfg.top_db)
 

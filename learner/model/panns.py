@@ -18,18 +18,10 @@ from learner.audio.frontends import BlockFrontEnd
 from learner.model.backbone_registry import WeightsSource, register_backbone
 
 CNN10_FRONT = BlockFrontEnd(
-    sample_rate=32000,
-    n_fft=1024,
-    hop_length=320,
-    n_mels=64,
-    f_min=50.0,
-    f_max=14000.0,
-    mel_scale="slaney",
-    mel_norm="slaney",
-    compression="db",
-    peak_normalise=False,
-    pad_mode="reflect",
-    block_frames=None,
+    sample_rate=32000, n_fft=1024, hop_length=320, pad_mode="reflect",  # the STFT (torchlibrosa's)
+    n_mels=64, f_min=50.0, f_max=14000.0, mel_scale="slaney", mel_norm="slaney",  # the mel bank
+    compression="db", peak_normalise=False,  # 10·log10 power
+    block_frames=None,  # the whole clip is one input
 )
 
 CNN10_WEIGHTS = WeightsSource(
@@ -91,13 +83,8 @@ def panns_adapter(checkpoint: object) -> dict[str, torch.Tensor]:
 
 
 @register_backbone(
-    "panns_cnn10",
-    front=CNN10_FRONT,
-    emb_dim=512,
-    weights=CNN10_WEIGHTS,
-    adapter=panns_adapter,
-    licence=PANNS_LICENCE,
-    citation=PANNS_CITATION,
+    "panns_cnn10", front=CNN10_FRONT, emb_dim=512, weights=CNN10_WEIGHTS, adapter=panns_adapter,
+    licence=PANNS_LICENCE, citation=PANNS_CITATION,
 )
 def panns_cnn10() -> nn.Module:
     """PANNs CNN10 (Kong et al. 2020), AudioSet; 32 kHz, whole clip, 512-d (weights need the network)."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from learner.data.annotations import read_boxes
 from learner.report.event_curve import plot_event_curve, recommend_thresholds
 from learner.report.event_metrics import MatchRule
 from learner.score.event_evaluation import (
@@ -34,20 +35,8 @@ BOX_COLUMNS = ("path", "start_s", "end_s", "label")
 
 
 def load_boxes(source: str | Path | pd.DataFrame) -> pd.DataFrame:
-    """The box table of `source`: through `learner.data.annotations.read_boxes` (Raven, Audacity, CSV,
-    folders), or, where that reader is absent, a CSV/parquet with `path,start_s,end_s,label`."""
-    if isinstance(source, pd.DataFrame):
-        boxes = source
-    else:
-        try:
-            from learner.data.annotations import read_boxes
-        except ImportError:
-            read_boxes = None
-        if read_boxes is not None:
-            boxes = read_boxes(source)
-        else:
-            path = Path(source)
-            boxes = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    """The box table of `source` (Raven, Audacity, CSV, parquet, folders: `learner.data.annotations`)."""
+    boxes = source if isinstance(source, pd.DataFrame) else read_boxes(source)
     missing = [c for c in BOX_COLUMNS if c not in boxes.columns]
     if missing:
         raise ValueError(

@@ -39,16 +39,9 @@ EVENT_COLUMNS = ("path", "label", "start_s", "end_s", "max_score", "mean_score")
 # Raven Pro selection tables (and BirdNET-Analyzer's, OpenSoundscape's): these seven columns, then
 # annotations.
 RAVEN_COLUMNS = (
-    "Selection",
-    "View",
-    "Channel",
-    "Begin Time (s)",
-    "End Time (s)",
-    "Low Freq (Hz)",
-    "High Freq (Hz)",
-    "Annotation",
-    "Confidence",
-    "Mean Score",
+    "Selection", "View", "Channel",  # which selection, in which view and channel
+    "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",  # its box
+    "Annotation", "Confidence", "Mean Score",  # what earshot says of it
 )
 
 

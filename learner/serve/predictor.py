@@ -155,15 +155,17 @@ class Predictor:
 
     def detect(self, probs: np.ndarray) -> list[str]:
         """Labels at or above their thresholds (config.json's, calibrated at training), best first; for a
-        single-label model the top class or nothing ("none of the known classes")."""
-        return detected(probs, self.classes, self.thresholds, self.task)
+        single-label model the top class or nothing ("none of the known classes"). A reject class (such as
+        `unknown` or `silence`, learner.serve.reject) is never a detection: it says none was made."""
+        hits = detected(probs, self.classes, self.thresholds, self.task)
+        return [c for c in hits if c not in self.rejection.classes]
 
     def answer(self, probs: np.ndarray) -> tuple[str, bool]:
         """(the answer a person is told, whether it is a rejection) for one row of class probabilities: the
         top class, a reject class, or the reject answer when the top class is below its threshold."""
         rule = self.rejection
         if self.task == "multi":
-            hits = self.detect(probs)
+            hits = detected(probs, self.classes, self.thresholds, self.task)  # a reject class may answer
             answer = hits[0] if hits else rule.answer
         else:
             top = int(np.asarray(probs).argmax())

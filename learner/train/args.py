@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from learner.config import flag
+from learner.config import option, required
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,178 +32,100 @@ RUN = "run"  # what jobs.train offers itself (jobs.compare has its own --archs, 
 class TrainArgs:
     """What a training run needs besides the AudioConfig. Defaults are the ones the README promises."""
 
-    data: str = field(
-        metadata=flag(
-            "folder-per-class, CSV manifest (path,label or path,labels[,fold|split|group]), recipe name, "
-            "or annotated long recordings (a folder with Raven/Audacity tables, a table, or a box CSV)",
-            group="data",
-        )
+    data: str = required(
+        "folder-per-class, CSV manifest (path,label or path,labels[,fold|split|group]), recipe name, or "
+        "annotated long recordings (a folder with Raven/Audacity tables, a table, or a box CSV)",
+        group="data",
     )
-    out: str = field(metadata=flag("model directory to write", aliases=("--output",), group=RUN))
-    arch: str = field(default="xresnet18", metadata=flag("architecture (the model registry)", group=RUN))
-    epochs: int = field(default=15, metadata=flag("chosen on held-out real speakers (bench/RESULTS.md)"))
-    lr: float | str = field(
-        default=3e-3,
-        metadata=flag("learning rate, or 'auto' for fastai's lr_find", type=learning_rate),
+    out: str = required("model directory to write", aliases=("--output",), group=RUN)
+    arch: str = option("xresnet18", "architecture (the model registry)", group=RUN)
+    epochs: int = option(15, "chosen on held-out real speakers (bench/RESULTS.md)")
+    lr: float | str = option(3e-3, "learning rate, or 'auto' for fastai's lr_find", type=learning_rate)
+    bs: int = option(32, "batch size")
+    pretrained: str = option(
+        "imagenet", "imagenet (timm resnet-d weights, needs the network), none, a weights file, or an "
+        "earshot model dir/Hub id", group=RUN,
     )
-    bs: int = field(default=32, metadata=flag("batch size"))
-    pretrained: str = field(
-        default="imagenet",
-        metadata=flag(
-            "imagenet (timm resnet-d weights, needs the network), none, a weights file, "
-            "or an earshot model dir/Hub id",
-            group=RUN,
-        ),
+    valid_pct: float = option(0.2, "share held out (random or by group)", group=SPLIT)
+    valid_fold: int | None = option(None, "hold out this value of the fold column", type=int, group=SPLIT)
+    group_col: str | None = option(
+        None, "column naming a speaker/recording; never on both sides", group=SPLIT,
     )
-    valid_pct: float = field(default=0.2, metadata=flag("share held out (random or by group)", group=SPLIT))
-    valid_fold: int | None = field(
-        default=None, metadata=flag("hold out this value of the fold column", type=int, group=SPLIT)
+    group_regex: str | None = option(
+        None, "regex on the file name; its first group is the group", group=SPLIT,
     )
-    group_col: str | None = field(
-        default=None, metadata=flag("column naming a speaker/recording; never on both sides", group=SPLIT)
+    seed: int = option(42, "random split and training seed", group=SPLIT)
+    min_overlap: float = option(
+        0.5, "a window takes a box's label when they overlap by at least this share of the shorter of the "
+        "two", metavar="SHARE", group=BOXES,
     )
-    group_regex: str | None = field(
-        default=None, metadata=flag("regex on the file name; its first group is the group", group=SPLIT)
+    background_ratio: float = option(
+        1.0, "background windows drawn per labelled window from unannotated stretches",
+        metavar="R", group=BOXES,
     )
-    seed: int = field(default=42, metadata=flag("random split and training seed", group=SPLIT))
-    min_overlap: float = field(
-        default=0.5,
-        metadata=flag(
-            "a window takes a box's label when they overlap by at least this share of the shorter of the two",
-            metavar="SHARE",
-            group=BOXES,
-        ),
+    fully_annotated: bool = option(
+        True, "every sound of a recording with a table is boxed, so its unboxed stretches are background "
+        "(--no-fully-annotated: only explicit negative rows are)", group=BOXES,
     )
-    background_ratio: float = field(
-        default=1.0,
-        metadata=flag(
-            "background windows drawn per labelled window from unannotated stretches",
-            metavar="R",
-            group=BOXES,
-        ),
+    window_hop: float | None = option(
+        None, "seconds between training windows (default: half a clip, as scoring)",
+        type=float, metavar="S", group=BOXES,
     )
-    fully_annotated: bool = field(
-        default=True,
-        metadata=flag(
-            "every sound of a recording with a table is boxed, so its unboxed stretches are background "
-            "(--no-fully-annotated: only explicit negative rows are)",
-            group=BOXES,
-        ),
+    label_column: str | None = option(
+        None, "the Raven column holding the label (default: Annotation, Label, Species or Class)",
+        metavar="NAME", group=BOXES,
     )
-    window_hop: float | None = field(
-        default=None,
-        metadata=flag(
-            "seconds between training windows (default: half a clip, as scoring)",
-            type=float,
-            metavar="S",
-            group=BOXES,
-        ),
+    freeze_epochs: int = option(1, "epochs training only the new head (pretrained runs)")
+    label_smoothing: float = option(0.1, "label smoothing ε of the loss")
+    min_steps: int = option(
+        0, "small training sets get more epochs until they take this many optimiser steps",
     )
-    label_column: str | None = field(
-        default=None,
-        metadata=flag(
-            "the Raven column holding the label (default: Annotation, Label, Species or Class)",
-            metavar="NAME",
-            group=BOXES,
-        ),
+    keep_best: bool = option(
+        False, "keep the epoch with the lowest validation loss (its validation figures are then optimistic)",
     )
-    freeze_epochs: int = field(
-        default=1, metadata=flag("epochs training only the new head (pretrained runs)")
-    )
-    label_smoothing: float = field(default=0.1, metadata=flag("label smoothing ε of the loss"))
-    min_steps: int = field(
-        default=0,
-        metadata=flag("small training sets get more epochs until they take this many optimiser steps"),
-    )
-    keep_best: bool = field(
-        default=False,
-        metadata=flag(
-            "keep the epoch with the lowest validation loss (its validation figures are then optimistic)"
-        ),
-    )
-    workers: int | None = field(
-        default=None, metadata=flag("decoding processes (default: CPU count)", type=int)
-    )
-    cache_dir: str | None = field(default=None, metadata=flag("also cache decoded signals on disk here"))
-    pickle: bool = field(
-        default=True,
-        metadata=flag("also write the fastai model.pkl export (--no-pickle skips it)", group=RUN),
-    )
+    workers: int | None = option(None, "decoding processes (default: CPU count)", type=int)
+    cache_dir: str | None = option(None, "also cache decoded signals on disk here")
+    pickle: bool = option(True, "also write the fastai model.pkl export (--no-pickle skips it)", group=RUN)
     progress: bool = True  # progress bars (jobs: off with --quiet)
     auto_duration: bool = False  # pick the clip length from the training data (jobs.train without --duration)
     # the files' own rate, at most 22.05 kHz (jobs.train without --sample-rate)
     auto_sample_rate: bool = False
     auto_hop: bool = False  # a hop that gives a clip ~100 frames (jobs.train without --hop)
-    task: str = field(
-        default="auto",
-        metadata=flag(
-            "multi = several labels per clip (sigmoid outputs); auto = multi when a manifest row has "
-            "more or fewer than one label (a `labels` column or 0/1 class columns)",
-            choices=("auto", "single", "multi"),
-            group=RUN,
-        ),
+    task: str = option(
+        "auto", "multi = several labels per clip (sigmoid outputs); auto = multi when a manifest row has "
+        "more or fewer than one label (a `labels` column or 0/1 class columns)",
+        choices=("auto", "single", "multi"), group=RUN,
     )
-    target_precision: float | None = field(
-        default=None,
-        metadata=flag(
-            "per-class thresholds that reach precision P on validation (default: maximum F1)",
-            type=float,
-            metavar="P",
-            group=RUN,
-        ),
+    target_precision: float | None = option(
+        None, "per-class thresholds that reach precision P on validation (default: maximum F1)",
+        type=float, metavar="P", group=RUN,
     )
-    signals: str = field(
-        default="auto",
-        metadata=flag(
-            "keep decoded signals in memory or in the on-disk store; auto: disk when they would not fit",
-            choices=("auto", "memory", "disk"),
-            group=SCALING,
-        ),
+    signals: str = option(
+        "auto", "keep decoded signals in memory or in the on-disk store; auto: disk when they would not fit",
+        choices=("auto", "memory", "disk"), group=SCALING,
     )
-    store: str | None = field(
-        default=None,
-        metadata=flag(
-            "on-disk signal store folder, reused across runs (implies --signals disk; "
-            "default: $EARSHOT_STORE or ~/.cache/earshot/signals)",
-            metavar="DIR",
-            group=SCALING,
-        ),
+    store: str | None = option(
+        None, "on-disk signal store folder, reused across runs (implies --signals disk; default: "
+        "$EARSHOT_STORE or ~/.cache/earshot/signals)", metavar="DIR", group=SCALING,
     )
-    loader_workers: int | None = field(
-        default=None,
-        metadata=flag(
-            "DataLoader processes that crop and augment (default: 0 in memory, spare cores with the store)",
-            type=int,
-            group=SCALING,
-        ),
+    loader_workers: int | None = option(
+        None, "DataLoader processes that crop and augment (default: 0 in memory, spare cores with the "
+        "store)", type=int, group=SCALING,
     )
-    head: str = field(
-        default="auto",
-        metadata=flag(
-            "with a backbone arch (aisfx, panns_cnn10): frozen = a linear head on cached embeddings "
-            "(seconds), finetune = head first, then the whole network; auto = frozen when inner CV on "
-            "the training split shows the backbone helps, else xresnet18 from scratch",
-            choices=("auto", "frozen", "finetune"),
-            group=RUN,
-        ),
+    head: str = option(
+        "auto", "with a backbone arch (aisfx, panns_cnn10): frozen = a linear head on cached embeddings "
+        "(seconds), finetune = head first, then the whole network; auto = frozen when inner CV on the "
+        "training split shows the backbone helps, else xresnet18 from scratch",
+        choices=("auto", "frozen", "finetune"), group=RUN,
     )
-    head_views: int = field(
-        default=1,
-        metadata=flag("frozen head: crops/time shifts embedded per training clip (1-5)", group=RUN),
+    head_views: int = option(1, "frozen head: crops/time shifts embedded per training clip (1-5)", group=RUN)
+    precision: str = option(
+        "fp32", "mixed precision (GPU only)", choices=("fp32", "fp16", "bf16"), group=SCALING,
     )
-    precision: str = field(
-        default="fp32",
-        metadata=flag("mixed precision (GPU only)", choices=("fp32", "fp16", "bf16"), group=SCALING),
-    )
-    channels_last: bool = field(
-        default=False, metadata=flag("channels_last memory layout (GPU only)", group=SCALING)
-    )
-    overwrite: bool = field(
-        default=False,
-        metadata=flag(
-            "replace the model an earlier run wrote in --out (a folder earshot did not write is refused)",
-            group=RUN,
-        ),
+    channels_last: bool = option(False, "channels_last memory layout (GPU only)", group=SCALING)
+    overwrite: bool = option(
+        False, "replace the model an earlier run wrote in --out (a folder earshot did not write is refused)",
+        group=RUN,
     )
 
 

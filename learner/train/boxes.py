@@ -33,12 +33,8 @@ def window_table(args, cfg: AudioConfig, boxes: pd.DataFrame, sizes: dict[str, i
     """The labelled windows of the decoded recordings (`sizes`: path → samples), with `label` (single:
     the label or `background`; multi: the `;`-joined set, as `labels`) and `group` (the recording)."""
     rule = WindowRule(
-        clip_s=cfg.duration,
-        hop_s=args.window_hop,
-        min_overlap=args.min_overlap,
-        background_ratio=args.background_ratio,
-        fully_annotated=args.fully_annotated,
-        seed=args.seed,
+        clip_s=cfg.duration, hop_s=args.window_hop, min_overlap=args.min_overlap, seed=args.seed,
+        background_ratio=args.background_ratio, fully_annotated=args.fully_annotated,
     )
     windows = labelled_windows(boxes, sizes, cfg.sample_rate, rule)
     multi = args.task == "multi" or any(SEP in s for s in windows["labels"])

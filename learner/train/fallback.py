@@ -29,16 +29,8 @@ DEFAULT_RECIPE_VERSION = 1  # bump when the fallback recipe below changes: cache
 # The fallback (no shipped folder): spoken digits, 1.0 s clips at 16 kHz, 64 mels, 16 ms hop, small
 # SpecAugment.
 DEFAULT_AUDIO = dict(
-    sample_rate=16000,
-    duration=1.0,
-    n_fft=512,
-    hop_length=256,
-    n_mels=64,
-    f_max=8000.0,
-    mixup=0.0,
-    spec_freq_mask=8,
-    spec_time_mask=8,
-    spec_masks=2,
+    sample_rate=16000, duration=1.0, n_fft=512, hop_length=256, n_mels=64, f_max=8000.0,  # clip, log-mel
+    mixup=0.0, spec_freq_mask=8, spec_time_mask=8, spec_masks=2,  # its augmentation
 )
 DEFAULT_TRAIN = dict(arch="xresnet18", pretrained="none", epochs=5, bs=32, lr=3e-3, seed=42, pickle=False)
 
