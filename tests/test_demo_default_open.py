@@ -49,26 +49,24 @@ def _noises() -> dict[str, np.ndarray]:
     return {"white noise": white, "brown noise": brown, "mains hum": hum, "room": quiet}
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "white noise",
-        "brown noise",
-        "room",
-        pytest.param(
-            "mains hum",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known weakness of the shipped model: a pure 50 Hz hum is not in speech-dev's silence "
-                "clips and comes out 'up' at 0.34, above the 0.325 threshold (RESULTS.md); with another "
-                "draw of its faint noise it is rejected: borderline",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("name", ["white noise", "brown noise", "room", "mains hum"])
 def test_noise_is_never_a_word(predictor, name):
     pred = predictor.predict(_noises()[name].astype(np.float32), sample_rate=16000)
     assert pred.rejected and pred.answer in REJECT, f"{name}: {pred.answer} ({pred.label} {pred.score:.2f})"
+
+
+def test_mains_hum_of_either_grid_is_never_a_word(predictor):
+    """Trained with hum mixed into every class (`--aug-hum-snr`): 50 and 60 Hz, pure or with harmonics,
+    over several faint noise floors, all come out rejected (the model shipped before said "up")."""
+    t, said = np.arange(16000) / 16000, []
+    for f0 in (50, 60):
+        for harmonics in (1, 6):
+            tone = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, harmonics + 1))
+            for seed in range(3):
+                y = 0.05 * tone + np.random.default_rng(seed).normal(0, 0.001 * (seed + 1), t.size)
+                pred = predictor.predict(y.astype(np.float32), sample_rate=16000)
+                said.append(pred.answer if pred.rejected else f"{pred.answer} ({f0} Hz, {harmonics})")
+    assert set(said) <= set(REJECT), said
 
 
 def test_the_example_words_in_noise_are_still_words(predictor):
@@ -89,8 +87,8 @@ def test_the_open_set_figures_are_shipped_and_shown(predictor):
 
     o = json.loads((SHIPPED / "metrics.json").read_text())["open_set"]
     assert o["n_words"] >= 600 and o["n_unknown"] >= 80 and o["n_silence"] >= 100
-    # the issue's rejection targets; words: a floor under today's 0.867 (the issue's 0.95 is not reached)
-    assert o["unknown_rejected"] >= 0.9 and o["silence_rejected"] >= 0.95 and o["words_right"] >= 0.85
+    # the issue's rejection targets; words: a floor under today's 0.886 (the issue's 0.95 is not reached)
+    assert o["unknown_rejected"] >= 0.9 and o["silence_rejected"] >= 0.95 and o["words_right"] >= 0.87
     assert (
         o["calibration"]["speakers"] >= 25 and "held out of training by speaker" in o["calibration"]["rule"]
     )
