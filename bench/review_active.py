@@ -9,10 +9,11 @@ steady noise, some overlapping); two 4-minute ones are the pool the reviewer ans
 (another seed) is held out. With `--devsets`, 8 classes of real clips (frog-dev, esc-dev, speech-dev) over
 real field background at 0–15 dB SNR (bench/soundscape.py): the pool is six 4-minute recordings of 24
 sounds from the train split (each over its own bed clip, so the pool hears six backgrounds, not two), the
-held-out recording 20 minutes of 120 sounds (15 a class) from the valid split (`--held-seed`). Windows (generated: 1 s every 0.5 s; devsets: 2 s every 0.5 s, `DEVSET_SETUP`) are embedded once by
-the aisfx backbone (cached); the model is a logistic head on those embeddings (learner.train.heads.fit_linear,
-softmax over the classes and `background`: the frozen head earshot trains), fitted in a fraction of a second,
-so it is refitted after every round.
+held-out recording 20 minutes of 120 sounds (15 a class) from the valid split (`--held-seed`). Windows
+(generated: 1 s every 0.5 s; devsets: 2 s every 0.5 s, `DEVSET_SETUP`) are embedded once by the aisfx
+backbone (cached); the model is a logistic head on those embeddings (learner.train.heads.fit_linear, softmax
+over the classes and `background`: the frozen head earshot trains), fitted in a fraction of a second, so it
+is refitted after every round.
 
 The start: 2 labelled windows per class (and 2 of background) from the pool, at random per seed. A
 candidate is a pool window with the model's best non-background class as its label and that class's
