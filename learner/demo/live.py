@@ -8,6 +8,10 @@ the same rejection (`Predictor.detect`), the same event rules and thresholds (`P
 the windows kept). What it shows: the current top labels, a timeline of the last `history_s` seconds,
 and each event once it has closed.
 
+The model's share (preparing and scoring the windows, `score_windows`) can run elsewhere: the demo hands each
+stream the live lane's `score` (learner/demo/live_lane.py), which runs it in a worker process of its own, so
+that streaming never holds the server's GIL for the model; the stream's state stays here, one per listener.
+
 A listener that falls behind (a busy machine) scores only the newest `max_windows` windows of a chunk and
 counts the ones it skipped: a live view that lags is worse than one with a hole in its timeline. Wall
 clock times are kept per window, so a bench can say how long after a sound began its label appeared.
@@ -16,10 +20,13 @@ clock times are kept per window, so a bench can say how long after a sound began
 from __future__ import annotations
 
 import html
+import os
+import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -71,6 +78,44 @@ def as_float_mono(chunk: np.ndarray) -> np.ndarray:
     return x.astype(np.float32).reshape(-1)
 
 
+Scorer = Callable[[Predictor, np.ndarray, Sequence[int], int], np.ndarray]
+MODELS_KEPT = 4  # models a live worker keeps loaded besides its own (taught ones, one per session)
+_models: OrderedDict[tuple, Predictor] = OrderedDict()
+_models_lock = threading.Lock()
+
+
+def score_windows(
+    predictor: Predictor,
+    samples: np.ndarray,
+    starts: Sequence[int],
+    size: int,
+    model: dict[str, Any] | None = None,
+) -> np.ndarray:
+    """Scores (windows, classes) of the windows `samples[s : s + size]`, prepared as `predict_windows`
+    prepares them. `model` (a recipe: folder, backend, …) names another model folder than `predictor`'s (a
+    taught one): loaded once, and again when its folder is rewritten (a session trains anew)."""
+    p = predictor if model is None else _loaded(model)
+    return p.predict_waves(np.stack([p.prepare(samples[s : s + size]) for s in starts]))
+
+
+def _loaded(recipe: dict[str, Any]) -> Predictor:
+    folder = recipe["folder"]
+    key = (folder, os.stat(os.path.join(folder, "config.json")).st_mtime_ns, recipe.get("backend"))
+    with _models_lock:
+        if key not in _models:
+            rest = {k: v for k, v in recipe.items() if k != "folder"}
+            _models[key] = Predictor.from_dir(folder, **rest)
+            while len(_models) > MODELS_KEPT:
+                _models.popitem(last=False)
+        _models.move_to_end(key)
+        return _models[key]
+
+
+def score_here(predictor: Predictor, samples: np.ndarray, starts: Sequence[int], size: int) -> np.ndarray:
+    """`score_windows` in this process (tests, a model not loaded from a folder, the live lane off)."""
+    return score_windows(predictor, samples, starts, size)
+
+
 class LiveStream:
     """One listener's microphone: `push(sample_rate, chunk)` → a `LiveUpdate`. Holds one window of samples
     and `history_s` of window scores, whatever the stream's length (`keep_audio`, for benches and tests
@@ -86,12 +131,13 @@ class LiveStream:
         history_s: float = HISTORY_S,
         max_windows: int = MAX_WINDOWS,
         clock: Callable[[], float] = time.time,
+        score: Scorer = score_here,
     ) -> None:
         clip = predictor.cfg.duration
         hop_s = min(clip * HOP_FRACTION, MAX_HOP_S) if hop_fraction is None else clip * hop_fraction
         if not 0 < hop_s <= clip:
             raise ValueError(f"hop_fraction must be in (0, 1], got {hop_fraction}")
-        self.predictor, self.clock = predictor, clock
+        self.predictor, self.clock, self.score = predictor, clock, score
         self.sr = predictor.cfg.sample_rate
         self.plan = predictor.pipeline.window_plan(None, hop_s)
         self.window_s = self.plan.size / self.sr
@@ -145,9 +191,10 @@ class LiveStream:
         starts = starts[skipped:]
         self.skipped += skipped
         if starts:
-            at = [s - self._buf_at for s in starts]
-            wins = np.stack([self.predictor.prepare(self._buf[a : a + self.plan.size]) for a in at])
-            probs = self.predictor.predict_waves(wins)
+            lo, hi = starts[0] - self._buf_at, starts[-1] - self._buf_at + self.plan.size
+            probs = self.score(
+                self.predictor, self._buf[lo:hi], [s - starts[0] for s in starts], self.plan.size
+            )
             ready = self.clock()
             for s, p in zip(starts, probs, strict=True):
                 answer, rejected = self.predictor.answer(p)  # the serving layer's rejection
