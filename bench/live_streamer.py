@@ -46,6 +46,8 @@ class Streamer(threading.Thread):
     def __init__(self, url: str, stop: threading.Event) -> None:
         super().__init__(daemon=True)
         self.url, self.stop, self.updates, self.error, self.heard_s = url, stop, 0, "", 0.0
+        self.streaming = False  # Record pressed
+        self.browser_pid: int | None = None  # chromedriver's (Chromium runs under it): its CPU is counted
         self.folder = Path(tempfile.mkdtemp(prefix="earshot-streamer-"))
 
     def run(self) -> None:
@@ -58,7 +60,12 @@ class Streamer(threading.Thread):
                      "--use-fake-device-for-media-stream",
                      f"--use-file-for-fake-audio-capture={sound_file(self.folder)}"):  # fmt: skip
             opts.add_argument(flag)
-        driver = webdriver.Chrome(service=webdriver.ChromeService(CHROMEDRIVER), options=opts)
+        try:
+            driver = webdriver.Chrome(service=webdriver.ChromeService(CHROMEDRIVER), options=opts)
+        except Exception as e:
+            self.error = f"{type(e).__name__}: {e}"[:200]
+            return
+        self.browser_pid = driver.service.process.pid
         try:
             driver.get(self.url)
             while not driver.find_elements(By.CSS_SELECTOR, "button[role=tab]"):
@@ -69,6 +76,7 @@ class Streamer(threading.Thread):
             time.sleep(0.5)
             next(b for b in driver.find_elements(By.CSS_SELECTOR, "#earshot-live-mic button")
                  if "record" in b.text.lower()).click()  # fmt: skip
+            self.streaming = True
             last = ""
             while not self.stop.is_set():
                 found = driver.find_elements(By.CSS_SELECTOR, ".earshot-live-timeline")
