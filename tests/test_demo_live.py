@@ -66,10 +66,13 @@ def test_live_windows_equal_the_predictors_and_events_close(taught):
     assert "data-label=" in live.timeline_html() and live.top()
 
 
-def _streamed(live, signal, chunk: int = SR // 10):
-    """Feed `signal` as the browser does (int16 chunks of 0.1 s); the windows' scores."""
+def _streamed(live, signal, chunk: int = SR // 10, settle: bool = False):
+    """Feed `signal` as the browser does (int16 chunks of 0.1 s); the windows' scores. `settle`: wait for
+    scores computed elsewhere after each chunk (as a chunk arriving later would collect them)."""
     for i in range(0, signal.size, chunk):
         live.push(SR, (signal[i : i + chunk] * 32767).astype(np.int16))
+        if settle:
+            live.settle()
     return np.stack([w.probs for w in live.windows])
 
 
@@ -98,6 +101,8 @@ def test_live_lane_scores_in_its_own_niced_worker_as_the_server_would(taught, tm
             here = _streamed(LiveStream(p), signal)
             there = _streamed(LiveStream(p, score=lane.score), signal)
             assert there.shape == here.shape and np.allclose(there, here, atol=1e-5)
+            later = _streamed(LiveStream(p, score=lane.submit), signal, settle=True)  # as the Live tab does
+            assert later.shape == here.shape and np.allclose(later, here, atol=1e-5)
         assert lane.local == 0 and lane.remote > 0
         a, b = LiveStream(taught_p, score=lane.score), LiveStream(taught_p, score=lane.score)
         quiet = take("background", 2.0, np.random.default_rng(5))
@@ -113,6 +118,44 @@ def test_live_lane_scores_in_its_own_niced_worker_as_the_server_would(taught, tm
         assert lane.local > 0  # scored in the server while the worker was replaced
     finally:
         lanes.close()
+
+
+def test_a_chunk_never_waits_for_a_slow_scorer(taught):
+    """Gradio drops a chunk that arrives while the previous one is being handled: with scores computed
+    elsewhere (a Future), a chunk's handler returns at once and the windows arrive with a later chunk, none
+    lost; windows that pile up meanwhile are scored in the next request (the newest `max_windows`)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from learner.demo.live import score_here
+
+    _, _, result, _ = taught
+    pool = ThreadPoolExecutor(1)
+
+    def slow(*a):
+        def late():
+            time.sleep(0.5)
+            return score_here(*a)
+
+        return pool.submit(late)
+
+    live, signal = LiveStream(result.predictor, score=slow), take("tone", 3.0, np.random.default_rng(2))
+    chunk, times = SR // 10, []
+    for i in range(0, SR * 2, chunk):
+        t0 = time.perf_counter()
+        live.push(SR, (signal[i : i + chunk] * 32767).astype(np.int16))
+        times.append(time.perf_counter() - t0)
+    assert max(times) < 0.2, max(times)  # never the scorer's 0.5 s
+    assert not live.windows or len(live.windows) < 6  # two seconds of windows are still being scored
+    time.sleep(0.6)
+    u = live.push(SR, (signal[SR * 2 : SR * 2 + chunk] * 32767).astype(np.int16))
+    assert u.scored > 0  # collected by a later chunk
+    live.settle()
+    live.push(SR, (signal[SR * 2 + chunk :] * 32767).astype(np.int16))
+    live.settle()
+    assert live.skipped > 0  # the windows that piled up past max_windows
+    starts = [w.start_s for w in live.windows]
+    assert starts == sorted(starts) and len(set(starts)) == len(starts)
+    pool.shutdown()
 
 
 def test_a_listener_behind_skips_the_oldest_windows(taught):

@@ -25,6 +25,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,7 +79,9 @@ def as_float_mono(chunk: np.ndarray) -> np.ndarray:
     return x.astype(np.float32).reshape(-1)
 
 
-Scorer = Callable[[Predictor, np.ndarray, Sequence[int], int], np.ndarray]
+# the windows' scores, or a Future of them (the live lane): then a chunk never waits for the model
+Scorer = Callable[[Predictor, np.ndarray, Sequence[int], int], "np.ndarray | Future"]
+WAIT_S = 0.05  # how long a chunk waits for scores computed elsewhere before its reply (else: the next one's)
 MODELS_KEPT = 4  # models a live worker keeps loaded besides its own (taught ones, one per session)
 _models: OrderedDict[tuple, Predictor] = OrderedDict()
 _models_lock = threading.Lock()
@@ -152,6 +155,7 @@ class LiveStream:
         self.closed: list[Event] = []  # every event closed so far (the newest last)
         self._reported: set[tuple[str, float]] = set()
         self.skipped = 0
+        self._inflight: tuple[list[int], Future] | None = None  # windows being scored elsewhere
         self.started_at: float | None = None  # wall clock of the stream's first sample (earliest estimate)
         self._received_s = 0.0  # seconds of audio received at the browser's rate
         self.heard: list[np.ndarray] = []  # every model-rate sample, only with keep_audio
@@ -183,31 +187,59 @@ class LiveStream:
         self.n_samples += part.size
 
     def _score_ready(self) -> LiveUpdate:
-        starts = []
-        while self._next + self.plan.size <= self.n_samples:
-            starts.append(self._next)
-            self._next += self.plan.hop
-        skipped = max(0, len(starts) - self.max_windows)
-        starts = starts[skipped:]
-        self.skipped += skipped
-        if starts:
-            lo, hi = starts[0] - self._buf_at, starts[-1] - self._buf_at + self.plan.size
-            probs = self.score(
-                self.predictor, self._buf[lo:hi], [s - starts[0] for s in starts], self.plan.size
-            )
-            ready = self.clock()
-            for s, p in zip(starts, probs, strict=True):
-                answer, rejected = self.predictor.answer(p)  # the serving layer's rejection
-                # a model that names its rejection says it ("not one of the words", "silence"), else NOTHING
-                label = self.predictor.rejection.names.get(answer, NOTHING) if rejected else answer
-                self.windows.append(
-                    WindowResult(s / self.sr, (s + self.plan.size) / self.sr, label, p, ready)
+        added, skipped = self._collect(0.0), 0
+        if self._inflight is None:
+            starts = []
+            while self._next + self.plan.size <= self.n_samples:
+                starts.append(self._next)
+                self._next += self.plan.hop
+            skipped = max(0, len(starts) - self.max_windows)
+            starts = starts[skipped:]
+            self.skipped += skipped
+            if starts:
+                lo, hi = starts[0] - self._buf_at, starts[-1] - self._buf_at + self.plan.size
+                got = self.score(
+                    self.predictor, self._buf[lo:hi], [s - starts[0] for s in starts], self.plan.size
                 )
+                if isinstance(got, Future):  # scored elsewhere: shown now if it is quick, else next chunk
+                    self._inflight = (starts, got)
+                    added += self._collect(WAIT_S)
+                else:
+                    added += self._add(starts, got)
         keep_from = self._next
         self._buf, self._buf_at = self._buf[keep_from - self._buf_at :].copy(), keep_from
         self._forget()
-        closed = self._close_events() if starts else []
-        return LiveUpdate(self.label, self.top(), self.timeline_html(), closed, len(starts), skipped)
+        closed = self._close_events() if added else []
+        return LiveUpdate(self.label, self.top(), self.timeline_html(), closed, added, skipped)
+
+    def _collect(self, timeout_s: float | None) -> int:
+        """The windows of the request in flight, if its scores are there within `timeout_s` (None: wait)."""
+        if self._inflight is None:
+            return 0
+        starts, future = self._inflight
+        try:
+            probs = future.result(timeout=timeout_s)
+        except TimeoutError:
+            return 0
+        self._inflight = None
+        return self._add(starts, probs)
+
+    def settle(self) -> int:
+        """Wait for the windows still being scored (the stream's end, tests); how many were added."""
+        added = self._collect(None)
+        if added:
+            self._forget()
+            self._close_events()
+        return added
+
+    def _add(self, starts: list[int], probs: np.ndarray) -> int:
+        ready = self.clock()
+        for s, p in zip(starts, probs, strict=True):
+            answer, rejected = self.predictor.answer(p)  # the serving layer's rejection
+            # a model that names its rejection says it ("not one of the words", "silence"), else NOTHING
+            label = self.predictor.rejection.names.get(answer, NOTHING) if rejected else answer
+            self.windows.append(WindowResult(s / self.sr, (s + self.plan.size) / self.sr, label, p, ready))
+        return len(starts)
 
     def _forget(self) -> None:
         if self.windows:

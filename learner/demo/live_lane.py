@@ -2,10 +2,15 @@
 
 A streaming microphone is a chunk every 0.1 s (Gradio's audio recorder sends that often, whatever
 `stream_every` says), each costing the server Gradio's share plus the model on its windows. The model's
-share is moved here: `LiveLane.score` is the `score` a `LiveStream` is given, and runs `score_windows` in
-the lanes' live worker (`Lanes.live_worker`, a `LaneWorker` with the demo model's recipe, one thread, nice
-`LIVE_NICE`: below the short lane, above long uploads). The stream's state (its buffer, windows, events)
-stays in the server, one per listener; only the samples of the new windows travel, and their scores back.
+share is moved here: `LiveLane.submit` is the `score` a `LiveStream` is given. It returns at once with a
+Future, and a thread of the lane runs `score_windows` in the lanes' live worker (`Lanes.live_worker`, a
+`LaneWorker` with the demo model's recipe, one thread, nice `LIVE_NICE`: below the short lane, above long
+uploads). The stream's state (its buffer, windows, events) stays in the server, one per listener; only the
+samples of the new windows travel, and their scores back.
+
+So a chunk's handler never waits for the model (at most `live.WAIT_S`, to show quick scores at once): Gradio
+drops a chunk that arrives while the previous one is still being handled, so a handler waiting on a busy
+worker would lose audio; scores that come late are shown with the next chunk.
 
 A model not loaded from a folder, a worker still starting, or one that failed scores in the server instead
 (logged), so a stream never waits seconds for a worker to load torch.
@@ -17,6 +22,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -36,6 +42,7 @@ class LiveLane:
         self.worker = worker
         self._starting = threading.Lock()
         self.remote = self.local = 0  # chunks scored in the worker / here (tests and benches read them)
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="earshot-live")
 
     def _model(self, predictor: Predictor) -> dict[str, Any] | None | bool:
         """None: the worker's own model; a recipe: another folder (a taught model); False: none (score
@@ -62,6 +69,10 @@ class LiveLane:
                 _log.warning("live lane: %s; scoring in the server", e)
         self.local += 1
         return score_here(predictor, samples, starts, size)
+
+    def submit(self, predictor: Predictor, samples: np.ndarray, starts: Sequence[int], size: int) -> Future:
+        """`score` in a thread of the lane: the caller (a chunk's handler) goes on at once."""
+        return self._pool.submit(self.score, predictor, samples, starts, size)
 
     def _running(self) -> bool:
         """Whether the worker is up; if not, start it in the background (the stream goes on here)."""

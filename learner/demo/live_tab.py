@@ -26,7 +26,7 @@ DEFAULT, TAUGHT = "the demo's model", "my model (Teach tab)"
 
 def live_tab(predictor: Predictor, classroom: Classroom | None = None, lane: LiveLane | None = None) -> None:
     """Build the Live tab inside the current gr.Blocks; `lane` scores the windows (None: in the server)."""
-    score = lane.score if lane is not None else score_here
+    score = lane.submit if lane is not None else score_here
     with gr.Tab("Live"):
         gr.Markdown(
             f"Press **Record**: every {CHUNK_S:g} s the last {predictor.cfg.duration:g} s window is "
