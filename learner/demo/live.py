@@ -1,7 +1,7 @@
 """Live mode: the microphone stream classified as it arrives (no Gradio here: app.py feeds chunks in).
 
-The browser sends a chunk every fraction of a second (Gradio's `stream_every`); a `LiveStream` per
-listener resamples each to the model's rate (`learner.audio.stream.Resampler`, so chunk edges leave no
+The browser sends a chunk every 0.1 s (Gradio 6.31's recorder, whatever `stream_every` asks); a `LiveStream`
+per listener resamples each to the model's rate (`learner.audio.stream.Resampler`, so chunk edges leave no
 seams), cuts windows of the model's clip length every hop (half a clip, at most `MAX_HOP_S`), scores them with
 the same `Predictor` as every other path: the same preparation of each window as `predict_windows`,
 the same rejection (`Predictor.detect`), the same event rules and thresholds (`Predictor.events` over
@@ -39,7 +39,7 @@ HOP_FRACTION = 0.5  # a window every half clip (finer hops only add windows stra
 MAX_HOP_S = 0.25  # and at least four a second, so a label follows a sound within a quarter second
 HISTORY_S = 30.0  # the timeline's reach (and the windows the events are found in)
 MAX_WINDOWS = 4  # per chunk: more waiting means the listener is behind; the older ones are skipped
-CHUNK_S = 0.25  # what app.py asks the browser for (`stream_every`)
+CHUNK_S = 0.25  # asked of the browser (`stream_every`); Gradio 6.31's recorder sends every 0.1 s anyway
 NOTHING = "—"  # no class reaches its threshold ("none of the known sounds")
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7")
 PALETTE += ("#9c755f", "#bab0ac", "#86bc86", "#d37295")
