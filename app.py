@@ -70,6 +70,7 @@ from learner.demo import events as demo_events  # noqa: E402
 from learner.demo.disk import DiskBudget, UploadBudget  # noqa: E402
 from learner.demo.examples import example_files  # noqa: E402
 from learner.demo.lanes import LaneError, Lanes  # noqa: E402
+from learner.demo.live_lane import LiveLane  # noqa: E402
 from learner.demo.live_tab import live_tab  # noqa: E402
 from learner.demo.model_tab import confusion_html, model_info  # noqa: E402
 from learner.demo.models import ServedModel, load_model  # noqa: E402
@@ -235,7 +236,8 @@ def build_demo(served: ServedModel, lanes: Lanes | None = None) -> gr.Blocks:
             ev_button.click(run_events, [ev_audio, ev_threshold], ev_outputs, api_name="events", **heavy)
             ev_threshold.release(run_events, [ev_audio, ev_threshold], ev_outputs, api_name=False, **heavy)
         classroom = open_classroom(disk.outputs / "teach")  # None when the backbone cannot load
-        live_tab(predictor, classroom)  # the microphone, streamed (learner/demo/live.py)
+        # the microphone, streamed (learner/demo/live.py); its windows scored in the live lane's worker
+        live_tab(predictor, classroom, LiveLane(lanes.live_worker))
         if classroom is not None:
             teach_tab(classroom)  # a model of your own sounds, per session (learner/demo/teach.py)
         if ARGS and ARGS.index:

@@ -1,7 +1,7 @@
 """The demo under load (issue 13, item 2): does a short clip keep its latency while others send long files?
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/demo_load.py [--modes lanes,off] [--users 16] [--clips 5]
-        [--hostile 20] [--long-users 2] [--streamers 1] [--think 2,6] [--unloaded 40] [--model DIR]
+        [--hostile 20] [--long-users 2] [--streamers 1[,0]] [--think 2,6] [--unloaded 40] [--model DIR]
         [--cache DIR]
 
 Starts `python app.py` (the shipped model unless --model; OMP_NUM_THREADS=1, as on the Space) once per mode
@@ -137,18 +137,35 @@ def start_server(mode: str, model: str | None) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
-def _cpu_s(root: int) -> dict[str, float]:
-    """CPU seconds (user + system) of the server process and of its children (the long lane's worker)."""
+def _procs() -> dict[int, tuple[int, float, int]]:
+    """pid → (parent pid, CPU seconds (user + system), nice) of every process."""
     table = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
                 f = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
-                table[int(name)] = (int(f[1]), (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK"))
+                cpu = (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+                table[int(name)] = (int(f[1]), cpu, int(f[16]))
             except (OSError, IndexError, ValueError):
                 continue
-    kids = sum(cpu for parent, cpu in table.values() if parent == root)
-    return {"server": table.get(root, (0, 0.0))[1], "worker": kids}
+    return table
+
+
+def _cpu_s(root: int, browsers: list[int] = ()) -> dict[str, float]:
+    """CPU seconds of the server process, of its children by CPU priority (short-lane workers at nice 0,
+    the live lane's at 5, the long lane's at 10), and of the streaming users' browsers (chromedriver and
+    every process under it): on a Space those run on the users' machines, here on the same cores."""
+    table = _procs()
+    out = {"server": table.get(root, (0, 0.0, 0))[1], "worker": 0.0, "browsers": 0.0}
+    for parent, cpu, nice in table.values():
+        if parent == root:
+            out["worker"] += cpu
+            out[f"nice {nice}"] = out.get(f"nice {nice}", 0.0) + cpu
+    tree = set(browsers)
+    for _ in range(8):  # descendants, a level at a time
+        tree |= {pid for pid, (parent, _, _) in table.items() if parent in tree}
+    out["browsers"] = sum(table[pid][1] for pid in tree if pid in table)
+    return out
 
 
 def _client(url: str):
@@ -175,7 +192,7 @@ def _q(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))] if xs else float("nan")
 
 
-def run_mode(mode: str, files: dict[str, list[Path]], args: argparse.Namespace) -> dict:
+def run_mode(mode: str, files: dict[str, list[Path]], args: argparse.Namespace, n_streamers: int) -> dict:
     proc, url = start_server(mode, args.model)
     try:
         probe = _client(url)
@@ -226,10 +243,17 @@ def run_mode(mode: str, files: dict[str, list[Path]], args: argparse.Namespace) 
                 k += 1
 
         long_threads = [threading.Thread(target=long_user, args=(j,)) for j in range(args.long_users)]
-        long_threads += [Streamer(url, stop) for _ in range(args.streamers)]  # the Live tab, streaming
+        streamers = [Streamer(url, stop) for _ in range(n_streamers)]  # the Live tab, streaming
+        long_threads += streamers
         for t in long_threads:
             t.start()
         time.sleep(3)  # the long users are under way before the first good clip
+        deadline = time.monotonic() + 120
+        while any(t.is_alive() and not t.streaming for t in streamers) and time.monotonic() < deadline:
+            time.sleep(0.2)  # until Record is pressed on every page
+        browsers = [t.browser_pid for t in streamers if t.browser_pid]
+        cpu_at = _cpu_s(proc.pid, browsers)  # the load phase starts
+        heard0 = [t.heard_s for t in streamers]
         load_start = os.getloadavg()[0]
         threads = [threading.Thread(target=user, args=(i,)) for i in range(args.users)] + [
             threading.Thread(target=attacker)
@@ -240,22 +264,24 @@ def run_mode(mode: str, files: dict[str, list[Path]], args: argparse.Namespace) 
         for t in threads:
             t.join()
         wall = time.perf_counter() - t0
-        cpu2 = _cpu_s(proc.pid)
+        cpu2 = _cpu_s(proc.pid, browsers)
+        heard = [t.heard_s - h for t, h in zip(streamers, heard0, strict=True)]
         stop.set()
         for t in long_threads:
             t.join()
         return {
             "mode": mode,
+            "n_streamers": n_streamers,
             "unloaded": unloaded,
             "good": good,
             "good_failed": good_failed,
             "bad": bad,
             "longs": longs,
-            "streamers": [(t.updates, t.heard_s, t.error) for t in long_threads if isinstance(t, Streamer)],
+            "streamers": [(t.updates, h, t.error) for t, h in zip(streamers, heard, strict=True)],
             "wall_s": wall,
             "load": (load_start, os.getloadavg()[0]),
             "cpu_per_clip_s": (cpu1["server"] - cpu0["server"]) / max(1, args.unloaded),
-            "loaded_cpu_s": {k: cpu2[k] - cpu1[k] for k in cpu2},
+            "loaded_cpu_s": {k: cpu2[k] - cpu_at.get(k, 0.0) for k in cpu2},
         }
     finally:
         proc.terminate()
@@ -271,9 +297,10 @@ def report(r: dict) -> str:
     refused = [s for w, s, what in r["longs"] if w == "refused"]
     allowed = [(s, what) for w, s, what in r["longs"] if w == "allowed"]
     ok_long = [s for s, what in allowed if what == "ok"]
+    c = r["loaded_cpu_s"]
     lines = [
-        f"mode {r['mode']}: short clip unloaded p50 {1e3 * _q(u, 0.5):.0f} ms, p95 {1e3 * _q(u, 0.95):.0f} "
-        f"ms ({len(u)} requests); "
+        f"mode {r['mode']}, {r['n_streamers']} streaming: short clip unloaded p50 {1e3 * _q(u, 0.5):.0f} "
+        f"ms, p95 {1e3 * _q(u, 0.95):.0f} ms ({len(u)} requests); "
         f"loaded p50 {1e3 * _q(g, 0.5):.0f} ms, p95 {1e3 * _q(g, 0.95):.0f} ms, max "
         f"{1e3 * max(g, default=0):.0f} ms "
         f"({len(g)} requests) → p95 ratio {ratio:.2f}× ({'PASS' if ratio < 3 else 'FAIL'}: < 3×)",
@@ -289,14 +316,15 @@ def report(r: dict) -> str:
         f"  load phase {r['wall_s']:.0f} s, load average {r['load'][0]:.1f} → {r['load'][1]:.1f}; server CPU "
         "per clip "
         f"unloaded {r['cpu_per_clip_s']:.2f} s; CPU during the load phase: server "
-        f"{r['loaded_cpu_s']['server']:.0f} s, "
-        f"long-lane worker {r['loaded_cpu_s']['worker']:.0f} s",
+        f"{c['server']:.1f} s, its workers {c['worker']:.1f} s ("
+        + ", ".join(f"{k}: {v:.1f} s" for k, v in sorted(c.items()) if k.startswith("nice"))
+        + f"), streaming users' browsers {c['browsers']:.1f} s",
     ]
     if r["streamers"]:
         lines.append(
             f"  {len(r['streamers'])} user(s) streaming the microphone into the Live tab all along: timeline "
             f"updates on their page {[u for u, _, _ in r['streamers']]}, audio the server heard "
-            f"{[round(h, 1) for _, h, _ in r['streamers']]} s"
+            f"{[round(h, 1) for _, h, _ in r['streamers']]} s in the {r['wall_s']:.0f} s load phase"
             + "".join(f"; streamer failed: {e}" for _, _, e in r["streamers"] if e)
         )
     return "\n".join(lines)
@@ -311,7 +339,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--long-users", type=int, default=2)
     p.add_argument("--think", type=lambda s: tuple(float(x) for x in s.split(",")), default=(2.0, 6.0))
     p.add_argument("--unloaded", type=int, default=40)
-    p.add_argument("--streamers", type=int, default=1, help="users streaming into the Live tab (Chromium)")
+    p.add_argument(
+        "--streamers",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[1],
+        help="users streaming into the Live tab (Chromium); a list (1,0) runs each, side by side",
+    )
     p.add_argument("--model", default=None)
     p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "earshot-demo-load"))
     p.add_argument("--json", default=None, help="also write every latency here")
@@ -325,11 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     results = []
     for mode in args.modes.split(","):
-        results.append(run_mode(mode, files, args))
-        print(report(results[-1]), flush=True)
+        for n in args.streamers:
+            results.append(run_mode(mode, files, args, n))
+            print(report(results[-1]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, default=str))
-    if len(results) == 2:
+    if len(results) == 2 and len(args.streamers) == 1:
         a, b = (_q(r["good"], 0.95) for r in results)
         print(
             f"loaded p95, {results[0]['mode']} vs {results[1]['mode']}: {1e3 * a:.0f} vs {1e3 * b:.0f} ms "

@@ -4,7 +4,9 @@ checkpoint layouts, checksums, the numpy allow-list, offline errors, and the cla
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -184,3 +186,81 @@ def test_blocks_export_to_onnx_at_fixed_clip_lengths(frames, tmp_path):
     x3 = torch.randn(3, frames, 96)
     got = ort.InferenceSession(str(tmp_path / "b.onnx")).run(None, {"x": x3.numpy()})[0]
     np.testing.assert_array_equal(got, Blocks()(x3).numpy())  # 4 blocks at 216 frames: the last padded
+
+
+def _wheel(folder: Path, member: str, data: bytes, version: str = "0.1.2") -> Path:
+    """A minimal aisfx wheel (what pip needs to take it from a local index) holding `member`."""
+    import zipfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"aisfx-{version}-py3-none-any.whl"
+    info = f"aisfx-{version}.dist-info"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(member, data)
+        z.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: aisfx\nVersion: {version}\n")
+        z.writestr(
+            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
+        z.writestr(f"{info}/RECORD", "")
+    return path
+
+
+@pytest.fixture
+def no_installed_aisfx(tmp_path, monkeypatch):
+    """As in a Space: the package is not installed (plain pip cannot install it without its old pins)."""
+    monkeypatch.setattr(bw, "installed_file", lambda src: None)
+    monkeypatch.setenv("EARSHOT_CACHE", str(tmp_path / "cache"))
+    for var in ("HF_HUB_OFFLINE", "EARSHOT_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_weights_are_read_out_of_the_wheel_pip_fetches(tmp_path, monkeypatch, no_installed_aisfx):
+    """Without the package, pip downloads the wheel (here from a local index: PIP_NO_INDEX + find-links),
+    the checkpoint is read out of it and checked; a wheel holding anything else is refused and not kept;
+    offline is one line, at once."""
+    buf = io.BytesIO()
+    torch.save(_fake_aisfx_checkpoint(), buf)
+    index = tmp_path / "index"
+    member = get_backbone("aisfx").weights.member
+    _wheel(index, member, buf.getvalue())
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    spec = get_backbone("aisfx")
+    real = spec.weights.sha256
+    with pytest.raises(bw.BackboneWeightsError, match="sha256") as e:  # not the published checkpoint
+        bw.backbone_state_dict(spec)
+    assert "\n" not in str(e.value)
+    downloads = bw.cache_root() / "downloads"
+    assert not (downloads / "checkpoint.pth").exists() and not list(downloads.rglob("*.whl"))
+    spec = replace(spec, weights=replace(spec.weights, sha256=hashlib.sha256(buf.getvalue()).hexdigest()))
+    sd = bw.backbone_state_dict(spec)
+    build_backbone("aisfx").net.load_state_dict(sd, strict=True)
+    assert [w.name for w in downloads.rglob("*.whl")] == ["aisfx-0.1.2-py3-none-any.whl"]
+    assert bw.converted_path(spec).is_file() and real != spec.weights.sha256
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "empty"))  # no wheel anywhere: as offline
+    monkeypatch.setenv("EARSHOT_CACHE", str(tmp_path / "cache2"))
+    t0 = time.perf_counter()
+    with pytest.raises(bw.BackboneWeightsError, match="need the network: pip could not download") as e:
+        bw.source_file(spec)
+    assert "\n" not in str(e.value) and time.perf_counter() - t0 < 60
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    with pytest.raises(bw.BackboneWeightsError, match="offline is set"):
+        bw.source_file(spec)
+    assert time.perf_counter() - t0 < 1  # no pip at all
+
+
+def test_the_published_wheel_is_fetched_from_the_package_index(no_installed_aisfx):
+    """The real path a Space takes: the aisfx 0.1.2 wheel from the package index pip is set up with, its
+    checkpoint's published sha256, the weights loaded strictly. Skipped (saying why) only without the
+    network."""
+    spec = get_backbone("aisfx")
+    try:
+        path = bw.source_file(spec)
+    except bw.BackboneWeightsError as e:
+        if "need the network" in str(e):
+            pytest.skip(f"the package index is unreachable: {e}")
+        raise
+    assert path.parent == bw.cache_root() / "downloads"  # read out of the fetched wheel, not an install
+    build_backbone("aisfx").net.load_state_dict(bw.backbone_state_dict(spec), strict=True)
+    assert bw.have_weights("aisfx")

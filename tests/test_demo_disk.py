@@ -165,3 +165,31 @@ def test_demo_deletes_old_uploads(model_dir, monkeypatch):
     every, older_than = blocks.delete_cache
     assert 0 < every <= 3600 and 0 < older_than <= 3600  # uploads, refused ones included, go within the hour
     assert blocks.upload_file_set in blocks.temp_file_sets  # what Gradio's cache deletion sweeps
+
+
+def test_uploads_that_fit_do_not_walk_the_folder(tmp_path):
+    """A streaming microphone is an upload four times a second, each kept in a folder of its own: admitting
+    one must not stat every file each time, yet the budget holds (admitted bytes count until the next walk,
+    and what others wrote is seen within `refresh_s`)."""
+    from learner.demo.disk import DiskBudget
+
+    old = time.time() - 1000
+    for i in range(500):  # 500 chunks of 1 KB, as a stream leaves them
+        (tmp_path / f"{i:04d}").mkdir()
+        (tmp_path / f"{i:04d}" / "chunk.wav").write_bytes(b"x" * 1000)
+        os.utime(tmp_path / f"{i:04d}" / "chunk.wav", (old + i, old + i))
+    disk = DiskBudget(tmp_path, total_bytes=1_000_000, client_bytes=10**9, grace_s=0, refresh_s=60)
+    for _ in range(200):
+        assert disk.admit("mic", 1000) is None
+        disk.release(1000)
+    assert disk.walks == 1  # one walk for 200 uploads that fit
+    assert disk.admit("mic", 400_000) is None and disk.walks == 2  # might not fit by the ledger: walked
+    disk.release(400_000)
+    assert _usage(tmp_path) == 500_000  # it did fit: nothing evicted
+    disk.refresh_s = 0.2
+    (tmp_path / "out.csv").write_bytes(b"y" * 600_000)  # an output written beside the uploads
+    time.sleep(0.3)
+    assert disk.admit("mic", 10_000) is None and disk.walks == 3  # the last walk is stale: walked again
+    assert _usage(tmp_path) + 10_000 <= 1_000_000  # the oldest chunks made room
+    assert (tmp_path / "out.csv").exists(), sorted(os.listdir(tmp_path))[:5]
+    assert not (tmp_path / "0000").exists(), sorted(os.listdir(tmp_path))[:5]

@@ -66,6 +66,7 @@ class Resampler:
         self._buf, self._at = _EMPTY, 0  # held input and where it starts in the signal
         self._next = 0  # first input sample of the next span (a multiple of down)
         self._pending: list[np.ndarray] = []
+        self._taps: np.ndarray | None = None
         self.n_in = 0
 
     def push(self, x: np.ndarray) -> list[np.ndarray]:
@@ -84,6 +85,16 @@ class Resampler:
             return _EMPTY
         return self._span(None)
 
+    def _filter(self) -> np.ndarray:
+        """scipy's own default filter for this ratio (a Kaiser-windowed sinc, as float32 like the samples),
+        designed once: a live stream resamples a few thousand samples at a time, ten times a second."""
+        if self._taps is None:
+            from scipy.signal import firwin
+
+            m = max(self.up, self.down)
+            self._taps = firwin(20 * m + 1, 1.0 / m, window=("kaiser", 5.0)).astype(np.float32)
+        return self._taps
+
     def _span(self, end: int | None) -> np.ndarray:
         from scipy.signal import resample_poly
 
@@ -92,7 +103,7 @@ class Resampler:
             self._pending = []
         lo = max(0, self._next - self.margin)
         hi = self.n_in if end is None else end + self.margin
-        y = resample_poly(self._buf[lo - self._at : hi - self._at], self.up, self.down)
+        y = resample_poly(self._buf[lo - self._at : hi - self._at], self.up, self.down, window=self._filter())
         skip = (self._next - lo) * self.up // self.down
         y = y[skip:] if end is None else y[skip : skip + (end - self._next) * self.up // self.down]
         if end is not None:

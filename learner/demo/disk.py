@@ -8,6 +8,12 @@ still be in use); otherwise it is refused with one line (507 full, 429 for one c
 upload that does not say its size). Files older than `max_age_s` go at start (what a killed demo left) and on
 a timer; outputs (events CSVs) are written inside the same folder, so Gradio serves them without a second
 copy and the same sweep removes them once delivered.
+
+Walking the folder costs a stat per file, and a streaming microphone is an upload every `stream_every`
+(four a second, each a folder of its own for 15 minutes: thousands of files). So the folder is walked at most
+every `refresh_s`, or sooner when an upload might not fit: between walks, what it held at the last walk plus
+every byte admitted since is an upper bound on what it holds (only uploads pass here; outputs written in the
+meantime are seen at the next walk, within `refresh_s`). Refusals and evictions are decided on a fresh walk.
 """
 
 from __future__ import annotations
@@ -39,10 +45,15 @@ class DiskBudget:
     max_age_s: float = 900.0
     grace_s: float = 60.0
     every_s: float = 60.0
+    refresh_s: float = 5.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _reserved: int = 0
     _sent: dict[str, deque] = field(default_factory=lambda: defaultdict(deque), repr=False)
     _timer: threading.Thread | None = field(default=None, repr=False)
+    _held: int = 0  # bytes the folder held at the last walk
+    _since: int = 0  # bytes admitted since the last walk (and those in flight then)
+    _walked_at: float = float("-inf")  # monotonic time of the last walk
+    walks: int = 0  # folder walks so far (tests: uploads that fit do not walk)
 
     @classmethod
     def from_env(cls, root: str | Path | None = None) -> DiskBudget:
@@ -69,6 +80,7 @@ class DiskBudget:
 
     def _files(self) -> list[tuple[float, int, Path]]:
         """(mtime, size, path) of every file under the root, oldest first."""
+        self.walks += 1
         found = []
         for dirpath, _, names in os.walk(self.root):
             for name in names:
@@ -101,7 +113,14 @@ class DiskBudget:
             except OSError:
                 pass
         self._remove_empty_dirs()
+        self._held, self._since, self._walked_at = held, self._reserved, time.monotonic()
         return held
+
+    def _fits_unwalked(self, size: int) -> bool:
+        """An upload of `size` surely fits without walking the folder: the last walk is recent and what it
+        found plus everything admitted since leaves room."""
+        fresh = time.monotonic() - self._walked_at < self.refresh_s
+        return fresh and self._held + self._since + self._reserved + size <= self.total_bytes
 
     def _remove_empty_dirs(self) -> None:
         for dirpath, dirs, names in os.walk(self.root, topdown=False):
@@ -131,11 +150,13 @@ class DiskBudget:
                     f"upload refused: this client sent {sum(n for _, n in sent) / MB:.0f} MB in the last "
                     f"{self.max_age_s / 60:g} min (the demo allows {self.client_bytes / MB:g} MB); try later"
                 )
-            if size > self.total_bytes or self._evict(size, self.grace_s) + self._reserved + size > (
-                self.total_bytes
+            if size > self.total_bytes or not (
+                self._fits_unwalked(size)
+                or self._evict(size, self.grace_s) + self._reserved + size <= self.total_bytes
             ):
                 return 507, "upload refused: the demo's disk space for uploads is in use; try again shortly"
             sent.append((now, size))
+            self._since += size
             self._reserved += size
         return None
 

@@ -38,6 +38,7 @@ from typing import Any
 from learner.audio import DEMO_MAX_BYTES, DEMO_MAX_S, AudioDecodeError, TooLongError
 from learner.demo.classify import classify
 from learner.demo.events import find_events_in
+from learner.demo.live import score_windows
 from learner.serve.predictor import Predictor
 from learner.workers import exit_with_parent, receive_frame, send_frame, stop_process
 
@@ -47,10 +48,12 @@ LONG_SLOTS = 3  # long requests admitted at once: one in the worker, the others 
 LONG_BUDGET_S = 300.0  # wall-clock seconds one long request may take in the worker
 SHORT_BUDGET_S = 60.0  # the same for a short request in a short-lane worker (`short_workers`)
 LONG_NICE = 10  # the worker's CPU priority below the server's: short requests win the cores
+LIVE_NICE = 5  # the live lane's worker: below short uploads, above long ones (learner/demo/live_lane.py)
+LIVE_BUDGET_S = 10.0  # wall-clock seconds for one streamed chunk's windows (tens of milliseconds)
 WORKER_START_S = 180.0  # loading the model in a fresh worker (torch imports slowly on a busy machine)
 LANES_ENV = "EARSHOT_LONG_LANE"  # "off": every request in the server process, as before issue 13
 ROOT = Path(__file__).resolve().parents[2]
-TASKS: dict[str, Callable[..., Any]] = {"classify": classify, "events": find_events_in}
+TASKS: dict[str, Callable[..., Any]] = {"classify": classify, "events": find_events_in, "live": score_windows}
 _log = logging.getLogger(__name__)
 
 
@@ -166,10 +169,10 @@ class LaneWorker:
     def _stop(proc: subprocess.Popen) -> None:
         stop_process(proc)
 
-    def call(self, task: str, path: str, args: tuple, kwargs: dict[str, Any]) -> Any:
+    def call(self, task: str, path: Any, args: tuple, kwargs: dict[str, Any], name: str = "") -> Any:
         """`TASKS[task](predictor, path, *args, **kwargs)` in the worker; its result, or its error raised
-        here."""
-        name = Path(path).name
+        here. `path` is the upload (or, for the live lane, the samples: then `name` says what they are)."""
+        name = name or Path(path).name
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
                 self._proc = self._start()
@@ -267,6 +270,11 @@ class Lanes:
             ]
             for w in self._all_short:
                 self.short_workers.put(w)
+        self.live_worker = (  # the Live tab's windows (learner/demo/live_lane.py)
+            LaneWorker(recipe, budget_s=LIVE_BUDGET_S, nice=LIVE_NICE, serves="live streams")
+            if self.worker is not None
+            else None
+        )
         atexit.register(self.close)
 
     @staticmethod
@@ -284,16 +292,19 @@ class Lanes:
             "batch_size": predictor.batch_size,
         }
 
+    def _workers(self) -> list[LaneWorker]:
+        return [w for w in (self.worker, self.live_worker) if w is not None] + self._all_short
+
     def warm(self) -> None:
         """Start the workers in the background now, so the first uploads do not wait for them."""
-        for w in ([self.worker] if self.worker is not None else []) + self._all_short:
+        for w in self._workers():
             threading.Thread(target=self._warm, args=(w,), daemon=True).start()
 
     @staticmethod
     def _warm(worker: LaneWorker) -> None:
         try:
             with worker._lock:
-                if worker._proc is None:
+                if worker._proc is None or worker._proc.poll() is not None:  # never started, or died
                     worker._proc = worker._start()
         except Exception as e:
             _log.warning("a demo worker process did not start: %s", e)
@@ -338,5 +349,5 @@ class Lanes:
             _log.info("long lane: %s in %.1f s", Path(path).name, time.perf_counter() - t0)
 
     def close(self) -> None:
-        for w in ([self.worker] if self.worker is not None else []) + self._all_short:
+        for w in self._workers():
             w.close()

@@ -1,12 +1,16 @@
 """Live mode: the microphone stream classified as it arrives (no Gradio here: app.py feeds chunks in).
 
-The browser sends a chunk every fraction of a second (Gradio's `stream_every`); a `LiveStream` per
-listener resamples each to the model's rate (`learner.audio.stream.Resampler`, so chunk edges leave no
+The browser sends a chunk every 0.1 s (Gradio 6.31's recorder, whatever `stream_every` asks); a `LiveStream`
+per listener resamples each to the model's rate (`learner.audio.stream.Resampler`, so chunk edges leave no
 seams), cuts windows of the model's clip length every hop (half a clip, at most `MAX_HOP_S`), scores them with
 the same `Predictor` as every other path: the same preparation of each window as `predict_windows`,
 the same rejection (`Predictor.detect`), the same event rules and thresholds (`Predictor.events` over
 the windows kept). What it shows: the current top labels, a timeline of the last `history_s` seconds,
 and each event once it has closed.
+
+The model's share (preparing and scoring the windows, `score_windows`) can run elsewhere: the demo hands each
+stream the live lane's `score` (learner/demo/live_lane.py), which runs it in a worker process of its own, so
+that streaming never holds the server's GIL for the model; the stream's state stays here, one per listener.
 
 A listener that falls behind (a busy machine) scores only the newest `max_windows` windows of a chunk and
 counts the ones it skipped: a live view that lags is worse than one with a hole in its timeline. Wall
@@ -16,10 +20,14 @@ clock times are kept per window, so a bench can say how long after a sound began
 from __future__ import annotations
 
 import html
+import os
+import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +39,7 @@ HOP_FRACTION = 0.5  # a window every half clip (finer hops only add windows stra
 MAX_HOP_S = 0.25  # and at least four a second, so a label follows a sound within a quarter second
 HISTORY_S = 30.0  # the timeline's reach (and the windows the events are found in)
 MAX_WINDOWS = 4  # per chunk: more waiting means the listener is behind; the older ones are skipped
-CHUNK_S = 0.25  # what app.py asks the browser for (`stream_every`)
+CHUNK_S = 0.25  # asked of the browser (`stream_every`); Gradio 6.31's recorder sends every 0.1 s anyway
 NOTHING = "—"  # no class reaches its threshold ("none of the known sounds")
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7")
 PALETTE += ("#9c755f", "#bab0ac", "#86bc86", "#d37295")
@@ -71,6 +79,46 @@ def as_float_mono(chunk: np.ndarray) -> np.ndarray:
     return x.astype(np.float32).reshape(-1)
 
 
+# the windows' scores, or a Future of them (the live lane): then a chunk never waits for the model
+Scorer = Callable[[Predictor, np.ndarray, Sequence[int], int], "np.ndarray | Future"]
+WAIT_S = 0.05  # how long a chunk waits for scores computed elsewhere before its reply (else: the next one's)
+MODELS_KEPT = 4  # models a live worker keeps loaded besides its own (taught ones, one per session)
+_models: OrderedDict[tuple, Predictor] = OrderedDict()
+_models_lock = threading.Lock()
+
+
+def score_windows(
+    predictor: Predictor,
+    samples: np.ndarray,
+    starts: Sequence[int],
+    size: int,
+    model: dict[str, Any] | None = None,
+) -> np.ndarray:
+    """Scores (windows, classes) of the windows `samples[s : s + size]`, prepared as `predict_windows`
+    prepares them. `model` (a recipe: folder, backend, …) names another model folder than `predictor`'s (a
+    taught one): loaded once, and again when its folder is rewritten (a session trains anew)."""
+    p = predictor if model is None else _loaded(model)
+    return p.predict_waves(np.stack([p.prepare(samples[s : s + size]) for s in starts]))
+
+
+def _loaded(recipe: dict[str, Any]) -> Predictor:
+    folder = recipe["folder"]
+    key = (folder, os.stat(os.path.join(folder, "config.json")).st_mtime_ns, recipe.get("backend"))
+    with _models_lock:
+        if key not in _models:
+            rest = {k: v for k, v in recipe.items() if k != "folder"}
+            _models[key] = Predictor.from_dir(folder, **rest)
+            while len(_models) > MODELS_KEPT:
+                _models.popitem(last=False)
+        _models.move_to_end(key)
+        return _models[key]
+
+
+def score_here(predictor: Predictor, samples: np.ndarray, starts: Sequence[int], size: int) -> np.ndarray:
+    """`score_windows` in this process (tests, a model not loaded from a folder, the live lane off)."""
+    return score_windows(predictor, samples, starts, size)
+
+
 class LiveStream:
     """One listener's microphone: `push(sample_rate, chunk)` → a `LiveUpdate`. Holds one window of samples
     and `history_s` of window scores, whatever the stream's length (`keep_audio`, for benches and tests
@@ -86,12 +134,13 @@ class LiveStream:
         history_s: float = HISTORY_S,
         max_windows: int = MAX_WINDOWS,
         clock: Callable[[], float] = time.time,
+        score: Scorer = score_here,
     ) -> None:
         clip = predictor.cfg.duration
         hop_s = min(clip * HOP_FRACTION, MAX_HOP_S) if hop_fraction is None else clip * hop_fraction
         if not 0 < hop_s <= clip:
             raise ValueError(f"hop_fraction must be in (0, 1], got {hop_fraction}")
-        self.predictor, self.clock = predictor, clock
+        self.predictor, self.clock, self.score = predictor, clock, score
         self.sr = predictor.cfg.sample_rate
         self.plan = predictor.pipeline.window_plan(None, hop_s)
         self.window_s = self.plan.size / self.sr
@@ -106,6 +155,7 @@ class LiveStream:
         self.closed: list[Event] = []  # every event closed so far (the newest last)
         self._reported: set[tuple[str, float]] = set()
         self.skipped = 0
+        self._inflight: tuple[list[int], Future] | None = None  # windows being scored elsewhere
         self.started_at: float | None = None  # wall clock of the stream's first sample (earliest estimate)
         self._received_s = 0.0  # seconds of audio received at the browser's rate
         self.heard: list[np.ndarray] = []  # every model-rate sample, only with keep_audio
@@ -137,30 +187,59 @@ class LiveStream:
         self.n_samples += part.size
 
     def _score_ready(self) -> LiveUpdate:
-        starts = []
-        while self._next + self.plan.size <= self.n_samples:
-            starts.append(self._next)
-            self._next += self.plan.hop
-        skipped = max(0, len(starts) - self.max_windows)
-        starts = starts[skipped:]
-        self.skipped += skipped
-        if starts:
-            at = [s - self._buf_at for s in starts]
-            wins = np.stack([self.predictor.prepare(self._buf[a : a + self.plan.size]) for a in at])
-            probs = self.predictor.predict_waves(wins)
-            ready = self.clock()
-            for s, p in zip(starts, probs, strict=True):
-                answer, rejected = self.predictor.answer(p)  # the serving layer's rejection
-                # a model that names its rejection says it ("not one of the words", "silence"), else NOTHING
-                label = self.predictor.rejection.names.get(answer, NOTHING) if rejected else answer
-                self.windows.append(
-                    WindowResult(s / self.sr, (s + self.plan.size) / self.sr, label, p, ready)
+        added, skipped = self._collect(0.0), 0
+        if self._inflight is None:
+            starts = []
+            while self._next + self.plan.size <= self.n_samples:
+                starts.append(self._next)
+                self._next += self.plan.hop
+            skipped = max(0, len(starts) - self.max_windows)
+            starts = starts[skipped:]
+            self.skipped += skipped
+            if starts:
+                lo, hi = starts[0] - self._buf_at, starts[-1] - self._buf_at + self.plan.size
+                got = self.score(
+                    self.predictor, self._buf[lo:hi], [s - starts[0] for s in starts], self.plan.size
                 )
+                if isinstance(got, Future):  # scored elsewhere: shown now if it is quick, else next chunk
+                    self._inflight = (starts, got)
+                    added += self._collect(WAIT_S)
+                else:
+                    added += self._add(starts, got)
         keep_from = self._next
         self._buf, self._buf_at = self._buf[keep_from - self._buf_at :].copy(), keep_from
         self._forget()
-        closed = self._close_events() if starts else []
-        return LiveUpdate(self.label, self.top(), self.timeline_html(), closed, len(starts), skipped)
+        closed = self._close_events() if added else []
+        return LiveUpdate(self.label, self.top(), self.timeline_html(), closed, added, skipped)
+
+    def _collect(self, timeout_s: float | None) -> int:
+        """The windows of the request in flight, if its scores are there within `timeout_s` (None: wait)."""
+        if self._inflight is None:
+            return 0
+        starts, future = self._inflight
+        try:
+            probs = future.result(timeout=timeout_s)
+        except TimeoutError:
+            return 0
+        self._inflight = None
+        return self._add(starts, probs)
+
+    def settle(self) -> int:
+        """Wait for the windows still being scored (the stream's end, tests); how many were added."""
+        added = self._collect(None)
+        if added:
+            self._forget()
+            self._close_events()
+        return added
+
+    def _add(self, starts: list[int], probs: np.ndarray) -> int:
+        ready = self.clock()
+        for s, p in zip(starts, probs, strict=True):
+            answer, rejected = self.predictor.answer(p)  # the serving layer's rejection
+            # a model that names its rejection says it ("not one of the words", "silence"), else NOTHING
+            label = self.predictor.rejection.names.get(answer, NOTHING) if rejected else answer
+            self.windows.append(WindowResult(s / self.sr, (s + self.plan.size) / self.sr, label, p, ready))
+        return len(starts)
 
     def _forget(self) -> None:
         if self.windows:

@@ -2,8 +2,10 @@
 
 Streaming runs in its own Gradio queue (`concurrency_id="live"`, `LIVE_SLOTS` chunks at once), never in
 the audio queue of the Classify and Events tabs nor in their short lane, so a listener cannot hold up an
-upload; each chunk costs a few windows of the model (milliseconds), and a stream ends after
-`LIVE_TIME_LIMIT_S` of processing (press Record again).
+upload; the model's share runs in the live lane's worker process (learner/demo/live_lane.py), and a stream
+ends after `LIVE_TIME_LIMIT_S` of processing (press Record again). A chunk that completes no window (most:
+the browser sends one every 0.1 s, a window comes every 0.25 s) changes nothing on the page and sends nothing
+back.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from typing import Any
 
 import gradio as gr
 
-from learner.demo.live import CHUNK_S, EVENT_COLUMNS, NOTHING, LiveStream
+from learner.demo.live import CHUNK_S, EVENT_COLUMNS, NOTHING, LiveStream, score_here
+from learner.demo.live_lane import LiveLane
 from learner.demo.teach import Classroom
 from learner.serve.predictor import Predictor
 
@@ -21,8 +24,9 @@ LIVE_TIME_LIMIT_S = 600  # processing seconds one stream may use
 DEFAULT, TAUGHT = "the demo's model", "my model (Teach tab)"
 
 
-def live_tab(predictor: Predictor, classroom: Classroom | None = None) -> None:
-    """Build the Live tab inside the current gr.Blocks."""
+def live_tab(predictor: Predictor, classroom: Classroom | None = None, lane: LiveLane | None = None) -> None:
+    """Build the Live tab inside the current gr.Blocks; `lane` scores the windows (None: in the server)."""
+    score = lane.submit if lane is not None else score_here
     with gr.Tab("Live"):
         gr.Markdown(
             f"Press **Record**: every {CHUNK_S:g} s the last {predictor.cfg.duration:g} s window is "
@@ -53,10 +57,12 @@ def live_tab(predictor: Predictor, classroom: Classroom | None = None) -> None:
                     raise gr.Error("teach a model first (Teach tab), or choose the demo's model", duration=8)
                 p = teacher.predictor
             if stream is None or stream.predictor is not p:
-                stream = LiveStream(p)
+                stream = LiveStream(p, score=score)
             if chunk is None:
                 return gr.skip(), gr.skip(), gr.skip(), gr.skip(), stream
             u = stream.push(*chunk)
+            if not u.scored and stream.windows:  # no new window: the page stays as it is
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), stream
             rows = stream.events_rows() if u.closed or not stream.windows else gr.skip()
             return f"## {u.label}", u.top or gr.skip(), u.timeline_html, rows, stream
 

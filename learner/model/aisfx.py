@@ -29,7 +29,8 @@ AISFX_WEIGHTS = WeightsSource(
     sha256="499ea75909c932a2f94c35fa722fa4fabc5bcb7e84917209cc5f7402627b7eb5",
     package="aisfx==0.1.2",
     member="aisfx/models/checkpoint.pth",
-    how="pip install --no-deps aisfx==0.1.2 (make does it; never without --no-deps: its pins are old)",
+    how="pip install --no-deps aisfx==0.1.2 (make does it; never without --no-deps: its pins are old), "
+    "or let earshot fetch that wheel once with the network",
 )
 
 AISFX_LICENCE = "model weights CC BY 4.0, code MIT (aisfx 0.1.2, Alison B. Ma and Alexander Lerch)"

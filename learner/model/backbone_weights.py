@@ -1,4 +1,11 @@
-"""A backbone's published weights: found (installed wheel, cache, URL), checked, converted once.
+"""A backbone's published weights: found (installed wheel, cache, the wheel fetched, URL), checked, converted
+once.
+
+A backbone whose weights ship inside a PyPI wheel (aisfx) is installed locally with `pip install --no-deps`
+(its own pins are old). Where that is impossible (a Hugging Face Space installs requirements.txt with plain
+pip), the wheel itself is fetched on first use with `pip download --no-deps` (the registry and proxy settings
+pip already has, nothing installed) into the cache, and the checkpoint is read out of the wheel (a zip) and
+checked against its published sha256 before it is kept. Offline, that is one line saying so.
 
 The converted file lives in earshot's cache (`$EARSHOT_CACHE`, default ~/.cache/earshot) under
 `backbones/NAME-<sha12>.safetensors`; later loads read only that (no pickle). A source checkpoint is read
@@ -11,7 +18,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
@@ -104,12 +115,72 @@ def _download(src: WeightsSource, name: str) -> Path:
     return dest
 
 
+PIP_TIMEOUT_S = 300.0  # the whole `pip download` of one wheel (tens of MB)
+
+
+def _fetch_wheel(src: WeightsSource, name: str, into: Path) -> Path:
+    """`pip download --no-deps` of the package's wheel into `into` (once): nothing is installed."""
+    dist = src.package.split("==")[0].replace("-", "_").lower()
+    found = sorted(into.glob(f"{dist}-*.whl")) if into.is_dir() else []
+    version = src.package.split("==")[1] if "==" in src.package else ""
+    found = [w for w in found if not version or w.name.split("-")[1] == version]
+    if found:
+        return found[0]
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("EARSHOT_OFFLINE"):
+        raise BackboneWeightsError(f"{name} weights need the network (offline is set); {src.how}")
+    into.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
+           "--disable-pip-version-check", "--retries", "1", "--timeout", "15", "--dest", str(into),
+           src.package]  # fmt: skip
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        done = subprocess.CompletedProcess(cmd, 1, "", f"no answer in {PIP_TIMEOUT_S:g} s")
+    wheels = sorted(into.glob(f"{dist}-*.whl"))
+    if done.returncode != 0 or not wheels:
+        said = [line.strip() for line in (done.stderr or "").splitlines() if line.strip()]
+        why = said[-1] if said else f"pip exited {done.returncode}"
+        raise BackboneWeightsError(
+            f"{name} weights need the network: pip could not download {src.package} ({why}); {src.how}"
+        )
+    return wheels[0]
+
+
+def wheel_file(src: WeightsSource, name: str) -> Path:
+    """The checkpoint read out of the package's wheel (fetched once into the cache), checked before it is
+    kept: a file that is not the published one is deleted and refused."""
+    downloads = cache_root() / "downloads"
+    dest = downloads / src.file
+    if dest.is_file():
+        return dest
+    wheel = _fetch_wheel(src, name, downloads / "wheels")
+    tmp = dest.with_suffix(".part")
+    try:
+        with zipfile.ZipFile(wheel) as z, z.open(src.member) as r, open(tmp, "wb") as f:
+            shutil.copyfileobj(r, f, 1 << 20)
+    except (KeyError, zipfile.BadZipFile) as e:
+        tmp.unlink(missing_ok=True)
+        wheel.unlink(missing_ok=True)
+        raise BackboneWeightsError(f"{wheel.name}: no {src.member} in it ({e}); {src.how}") from None
+    try:
+        check_file(tmp, src)
+    except BackboneWeightsError:
+        tmp.unlink(missing_ok=True)
+        wheel.unlink(missing_ok=True)  # fetched again next time, never kept
+        raise
+    os.replace(tmp, dest)
+    return dest
+
+
 def source_file(spec: BackboneSpec) -> Path:
-    """The published checkpoint: from the installed wheel, else downloaded (URL), else one clear error."""
+    """The published checkpoint: from the installed wheel, else the wheel fetched with pip, else downloaded
+    (URL), else one clear error."""
     src = spec.weights
     found = installed_file(src)
     if found is not None:
         return found
+    if src.package and src.member:
+        return wheel_file(src, spec.name)
     if src.url:
         return _download(src, spec.name)
     raise BackboneWeightsError(f"{spec.name} weights are not installed: {src.how}")
@@ -151,6 +222,8 @@ def backbone_state_dict(spec: BackboneSpec, path: Path | None = None) -> dict[st
 
 
 def have_weights(name: str) -> bool:
-    """True when `name`'s pretrained weights load without the network (cached or installed)."""
+    """True when `name`'s pretrained weights load without the network (cached, installed, or already read
+    out of a fetched wheel)."""
     spec = get_backbone(name)
-    return converted_path(spec).is_file() or installed_file(spec.weights) is not None
+    fetched = (cache_root() / "downloads" / spec.weights.file).is_file() and bool(spec.weights.package)
+    return converted_path(spec).is_file() or installed_file(spec.weights) is not None or fetched
