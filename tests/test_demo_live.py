@@ -126,7 +126,7 @@ def test_a_chunk_never_waits_for_a_slow_scorer(taught):
     lost; windows that pile up meanwhile are scored in the next request (the newest `max_windows`)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from learner.demo.live import score_here
+    from learner.demo.live import score_windows
 
     _, _, result, _ = taught
     pool = ThreadPoolExecutor(1)
@@ -134,7 +134,7 @@ def test_a_chunk_never_waits_for_a_slow_scorer(taught):
     def slow(*a):
         def late():
             time.sleep(0.5)
-            return score_here(*a)
+            return score_windows(*a)
 
         return pool.submit(late)
 

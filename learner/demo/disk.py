@@ -9,11 +9,12 @@ upload that does not say its size). Files older than `max_age_s` go at start (wh
 a timer; outputs (events CSVs) are written inside the same folder, so Gradio serves them without a second
 copy and the same sweep removes them once delivered.
 
-Walking the folder costs a stat per file, and a streaming microphone is an upload every `stream_every`
-(four a second, each a folder of its own for 15 minutes: thousands of files). So the folder is walked at most
-every `refresh_s`, or sooner when an upload might not fit: between walks, what it held at the last walk plus
-every byte admitted since is an upper bound on what it holds (only uploads pass here; outputs written in the
-meantime are seen at the next walk, within `refresh_s`). Refusals and evictions are decided on a fresh walk.
+Walking the folder costs a stat per file, and a streaming microphone is an upload every 0.1 s (Gradio 6.31's
+recorder, whatever `stream_every` says; each a folder of its own for 15 minutes: thousands of files). So the
+folder is walked at most every `refresh_s`, or sooner when an upload might not fit: between walks, what it
+held at the last walk plus every byte admitted since is an upper bound on what it holds (only uploads pass
+here; outputs written in the meantime are seen at the next walk, within `refresh_s`). Refusals and evictions
+are decided on a fresh walk.
 """
 
 from __future__ import annotations

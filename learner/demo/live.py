@@ -114,11 +114,6 @@ def _loaded(recipe: dict[str, Any]) -> Predictor:
         return _models[key]
 
 
-def score_here(predictor: Predictor, samples: np.ndarray, starts: Sequence[int], size: int) -> np.ndarray:
-    """`score_windows` in this process (tests, a model not loaded from a folder, the live lane off)."""
-    return score_windows(predictor, samples, starts, size)
-
-
 class LiveStream:
     """One listener's microphone: `push(sample_rate, chunk)` → a `LiveUpdate`. Holds one window of samples
     and `history_s` of window scores, whatever the stream's length (`keep_audio`, for benches and tests
@@ -134,7 +129,7 @@ class LiveStream:
         history_s: float = HISTORY_S,
         max_windows: int = MAX_WINDOWS,
         clock: Callable[[], float] = time.time,
-        score: Scorer = score_here,
+        score: Scorer = score_windows,  # in this process (the live lane passes its own)
     ) -> None:
         clip = predictor.cfg.duration
         hop_s = min(clip * HOP_FRACTION, MAX_HOP_S) if hop_fraction is None else clip * hop_fraction

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from learner.demo.lanes import Lanes, LaneWorker
-from learner.demo.live import score_here
+from learner.demo.live import score_windows
 from learner.serve.predictor import Predictor
 
 _log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class LiveLane:
             except Exception as e:  # the worker died or overran: this chunk is scored here, the next there
                 _log.warning("live lane: %s; scoring in the server", e)
         self.local += 1
-        return score_here(predictor, samples, starts, size)
+        return score_windows(predictor, samples, starts, size)
 
     def submit(self, predictor: Predictor, samples: np.ndarray, starts: Sequence[int], size: int) -> Future:
         """`score` in a thread of the lane: the caller (a chunk's handler) goes on at once."""

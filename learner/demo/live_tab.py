@@ -14,7 +14,7 @@ from typing import Any
 
 import gradio as gr
 
-from learner.demo.live import CHUNK_S, EVENT_COLUMNS, NOTHING, LiveStream, score_here
+from learner.demo.live import CHUNK_S, EVENT_COLUMNS, NOTHING, LiveStream, score_windows
 from learner.demo.live_lane import LiveLane
 from learner.demo.teach import Classroom
 from learner.serve.predictor import Predictor
@@ -26,7 +26,7 @@ DEFAULT, TAUGHT = "the demo's model", "my model (Teach tab)"
 
 def live_tab(predictor: Predictor, classroom: Classroom | None = None, lane: LiveLane | None = None) -> None:
     """Build the Live tab inside the current gr.Blocks; `lane` scores the windows (None: in the server)."""
-    score = lane.submit if lane is not None else score_here
+    score = lane.submit if lane is not None else score_windows
     with gr.Tab("Live"):
         gr.Markdown(
             f"Press **Record**: every {CHUNK_S:g} s the last {predictor.cfg.duration:g} s window is "
