@@ -193,3 +193,20 @@ def test_uploads_that_fit_do_not_walk_the_folder(tmp_path):
     assert _usage(tmp_path) + 10_000 <= 1_000_000  # the oldest chunks made room
     assert (tmp_path / "out.csv").exists(), sorted(os.listdir(tmp_path))[:5]
     assert not (tmp_path / "0000").exists(), sorted(os.listdir(tmp_path))[:5]
+
+
+def test_uploads_in_flight_count_once_in_the_ledger(tmp_path):
+    """Bytes still being written are admitted bytes: the ledger counts them once, so three uploads that fit
+    together take one walk, and the one that would not fit is refused."""
+    from learner.demo.disk import DiskBudget
+
+    disk = DiskBudget(tmp_path, total_bytes=1_000_000, client_bytes=10**9, grace_s=0, refresh_s=60)
+    for _ in range(3):  # none released: all three still in flight
+        assert disk.admit("mic", 300_000) is None
+    assert disk.walks == 1
+    assert disk.admit("mic", 300_000)[0] == 507  # 1.2 MB would be in flight
+    for _ in range(3):
+        disk.release(300_000)
+    (tmp_path / "a.wav").write_bytes(b"x" * 900_000)  # what the three wrote
+    disk.refresh_s, disk.grace_s = 0, 3600  # walk again, evict nothing: the file is seen
+    assert disk.admit("mic", 200_000)[0] == 507 and disk.admit("mic", 100_000) is None

@@ -92,7 +92,7 @@ def test_live_lane_scores_in_its_own_niced_worker_as_the_server_would(taught, tm
     lanes = Lanes(demo_p, enabled=True)
     try:
         lane = LiveLane(lanes.live_worker)
-        Lanes._warm(lanes.live_worker)  # as `Lanes.warm` does at the app's start
+        lanes.live_worker.warm()  # as `Lanes.warm` does at the app's start
         pid = lane.pid
         assert pid is not None and pid != os.getpid()
         assert os.getpriority(os.PRIO_PROCESS, pid) - os.getpriority(os.PRIO_PROCESS, 0) == LIVE_NICE

@@ -121,7 +121,7 @@ class DiskBudget:
         """An upload of `size` surely fits without walking the folder: the last walk is recent and what it
         found plus everything admitted since leaves room."""
         fresh = time.monotonic() - self._walked_at < self.refresh_s
-        return fresh and self._held + self._since + self._reserved + size <= self.total_bytes
+        return fresh and self._held + self._since + size <= self.total_bytes
 
     def _remove_empty_dirs(self) -> None:
         for dirpath, dirs, names in os.walk(self.root, topdown=False):

@@ -198,6 +198,16 @@ class LaneWorker:
         _log.error("the worker for %s failed on %s:\n%s", self.serves, name, reply[2])
         raise RuntimeError(reply[1])
 
+    def warm(self) -> None:
+        """Start the process now if it never started or died, so the next call does not wait for it; a
+        failure is logged, and `call` tries again."""
+        try:
+            with self._lock:
+                if self._proc is None or self._proc.poll() is not None:
+                    self._proc = self._start()
+        except Exception as e:
+            _log.warning("a demo worker process did not start: %s", e)
+
     def close(self) -> None:
         """Stop the worker now (without waiting for a request in progress: that one gets a LaneError)."""
         proc, self._proc = self._proc, None
@@ -298,16 +308,7 @@ class Lanes:
     def warm(self) -> None:
         """Start the workers in the background now, so the first uploads do not wait for them."""
         for w in self._workers():
-            threading.Thread(target=self._warm, args=(w,), daemon=True).start()
-
-    @staticmethod
-    def _warm(worker: LaneWorker) -> None:
-        try:
-            with worker._lock:
-                if worker._proc is None or worker._proc.poll() is not None:  # never started, or died
-                    worker._proc = worker._start()
-        except Exception as e:
-            _log.warning("a demo worker process did not start: %s", e)
+            threading.Thread(target=w.warm, daemon=True).start()
 
     def _short_call(self, task: str, path: str, args: tuple, kwargs: dict[str, Any]) -> Any:
         fn = TASKS[task]

@@ -84,7 +84,7 @@ class LiveLane:
 
     def _start(self) -> None:
         try:
-            Lanes._warm(self.worker)
+            self.worker.warm()
         finally:
             self._starting.release()
 
