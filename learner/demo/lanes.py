@@ -151,6 +151,12 @@ class LaneWorker:
             raise LaneError(f"the worker for {self.serves} could not start ({kind})")
         return proc
 
+    def _running(self) -> subprocess.Popen:
+        """The worker process, started first if it never started or died (called with `_lock` held)."""
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = self._start()
+        return self._proc
+
     def _reply(self, proc: subprocess.Popen, timeout_s: float, doing: str) -> tuple:
         ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
         if not ready:
@@ -174,9 +180,7 @@ class LaneWorker:
         here. `path` is the upload (or, for the live lane, the samples: then `name` says what they are)."""
         name = name or Path(path).name
         with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                self._proc = self._start()
-            proc = self._proc
+            proc = self._running()
             try:
                 send_frame(proc.stdin, (task, path, args, kwargs))
                 reply = self._reply(proc, self.budget_s, f"reading {name}")
@@ -203,8 +207,7 @@ class LaneWorker:
         failure is logged, and `call` tries again."""
         try:
             with self._lock:
-                if self._proc is None or self._proc.poll() is not None:
-                    self._proc = self._start()
+                self._running()
         except Exception as e:
             _log.warning("a demo worker process did not start: %s", e)
 
