@@ -24,9 +24,10 @@ import pandas as pd
 from benchkit import DEVSETS, ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from build_demo_model import REJECT, WORD_LOSS, is_calibration  # noqa: E402
+from build_demo_model import REJECT, is_calibration, open_set, word_threshold  # noqa: E402
 
 from learner.serve.predictor import Predictor  # noqa: E402
+from learner.serve.reject import Rejection  # noqa: E402
 
 WHEEL = "openwakeword==0.4.0"
 MODELS = "openwakeword/resources/models/"
@@ -57,15 +58,18 @@ def embed(mel, emb, clip: np.ndarray, sr: int = 16000) -> np.ndarray:
     return emb.run(None, {"input_1": wins})[0].reshape(-1)
 
 
-def open_set(name: str, probs: np.ndarray, classes: list[str], truth: np.ndarray) -> str:
-    top, conf = np.array(classes)[probs.argmax(1)], probs.max(1)
-    words = ~np.isin(truth, REJECT)
-    right = top[words] == truth[words]
-    thr = np.quantile(conf[words][right], WORD_LOSS)
-    kept = right & (conf[words] >= thr)
-    unk = truth == "unknown"
-    unk_rej = (np.isin(top[unk], REJECT) | (conf[unk] < thr)).mean()
-    return f"| {name} | {right.mean():.3f} | {thr:.3f} | {kept.mean():.3f} | {unk_rej:.3f} ({unk.sum()}) |"
+def figures(name: str, probs: np.ndarray, classes: list[str], labels: pd.Series) -> str:
+    """One table row: the build's threshold rule (`word_threshold`) and its figures (`open_set`), with the
+    answers the Predictor's rule (`Rejection`) gives for the model's reject classes."""
+    t = word_threshold(probs, labels, classes)
+    rule, top = Rejection(classes=REJECT), probs.argmax(axis=1)
+    said = [rule.decide(classes[k], float(row[k]), t) for k, row in zip(top, probs, strict=True)]
+    rejected = [rule.rejects(a) for a in said]
+    f = open_set(pd.DataFrame({"label": labels.to_numpy(), "answer": said, "rejected": rejected}))
+    words = ~labels.isin(REJECT).to_numpy()
+    top1 = (np.array(classes)[top][words] == labels.to_numpy()[words]).mean()
+    unknown = f"{f['unknown_rejected']:.3f} ({f['n_unknown']})"
+    return f"| {name} | {top1:.3f} | {t:.3f} | {f['words_right']:.3f} | {unknown} |"
 
 
 def main() -> None:
@@ -90,13 +94,13 @@ def main() -> None:
     classes = list(pred.classes)
     p_emb = head.predict_proba(feats[calib])[:, [list(head.classes_).index(c) for c in classes]]
     p_cnn = pred.predict_waves(np.stack(clips)[calib])
-    truth = df.label[calib].to_numpy()
+    truth = df.label[calib]
     print(f"fit {int((~calib).sum())} clips, calibration {int(calib.sum())} clips")
     print("| scores | words top-1 | threshold | words right | unknown rejected (n) |")
     print("|---|---:|---:|---:|---:|")
-    print(open_set("shipped model", p_cnn, classes, truth))
-    print(open_set("speech_embedding + logistic head", p_emb, classes, truth))
-    print(open_set("average of the two", (p_cnn + p_emb) / 2, classes, truth))
+    print(figures("shipped model", p_cnn, classes, truth))
+    print(figures("speech_embedding + logistic head", p_emb, classes, truth))
+    print(figures("average of the two", (p_cnn + p_emb) / 2, classes, truth))
 
 
 if __name__ == "__main__":
