@@ -12,6 +12,9 @@ it is judged on:
    **calibration** speakers;
 2. the README's command with `RECIPE` trains from scratch (`--pretrained none`, seed 0) on the fit speakers;
 3. it is exported to ONNX and a static int8 ONNX calibrated on 200 fit clips;
+3b. `SPEECH_HEAD`: a logistic head on Google's pretrained `speech_embedding` (learner.model.speech_embedding)
+   is fitted on the same fit clips, and the exported files become the average of the two models' class
+   probabilities (learner.serve.ensemble): still one ONNX file, "waveform" → "logits";
 4. the int8 model scores the calibration speakers; the thresholds (`THRESHOLD_RULE`) are set on them and
    written with the `reject` record (unknown, silence) into config.json (learner.serve.reject);
 5. the int8 model, with its thresholds, is judged once on the `valid` speakers: the 12-class metrics and the
@@ -19,7 +22,8 @@ it is judged on:
 6. config.json (no local paths), model.int8.onnx, metrics.json and the confusion matrix go to
    assets/speech-words/.
 
-`--from-model DIR` starts at step 3 with a model trained by step 2 (on the fit speakers only).
+`--from-model DIR` starts at step 3 with a model trained by step 2 (on the fit speakers only); a folder with
+no weights but an exported int8 file (a shipped CNN) starts at step 3b.
 `--calibration-only` stops after step 4: it prints the calibration speakers' figures (and writes them to
 WORK/calibration.json), the only figures a recipe is chosen on; `valid` is not scored.
 """
@@ -41,6 +45,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from learner.folder import WEIGHTS  # noqa: E402
+
 DEST = ROOT / "assets" / "speech-words"
 DEVSET = ROOT.parent / "shared" / "devsets" / "speech-dev" / "manifest-open.csv"
 REJECT = ("silence", "unknown")
@@ -51,6 +57,20 @@ NAMES = {"unknown": "not one of the words", "silence": "silence"}
 RECIPE: list[str] = ["--aug-noise-snr", "5", "30", "--aug-hum-snr", "-20", "30", "--epochs", "31"]
 CALIB_SHARE = 5  # one speaker in 5 of the train split calibrates the thresholds
 WORD_LOSS = 0.01  # THRESHOLD_RULE: the share of correct calibration words a threshold may reject
+# step 3b (bench/RESULTS.md: the default model, session 9; chosen by speaker-grouped 5-fold CV on the fit
+# speakers): the head sees the clip at three places in its padding (the served graph uses the middle one)
+SPEECH_HEAD = {"C": 0.003, "left_s": (0.25, 0.15, 0.35), "weights": (0.5, 0.5)}
+NOTICE = "NOTICE-speech_embedding.md"
+NOTICE_TEXT = """# speech_embedding inside model.int8.onnx
+
+model.int8.onnx contains Google's `speech_embedding` network (the ONNX files `melspectrogram.onnx` and
+`embedding_model.onnx` of the PyPI wheel openwakeword==0.4.0, by David Scripka), unchanged except that the
+log-mel floor is set per clip, beside earshot's own network. It is licensed under the Apache License 2.0:
+https://www.apache.org/licenses/LICENSE-2.0, whose full text follows this notice.
+
+Cite: James Lin, Kevin Kilgour, Dominik Roblek and Matthew Sharifi, "Training Keyword Spotters with Limited
+and Synthesized Speech Data", Proc. ICASSP 2020, pp. 7474-7478.
+"""
 THRESHOLD_RULE = (
     "one threshold for every word: the highest that keeps 99 % of the calibration speakers' correctly named "
     "words (a fifth of the train speakers, held out of training by speaker; int8 model)"
@@ -170,6 +190,72 @@ def export_int8(fit: Path, work: Path) -> None:
         run("-m", "jobs.export", "--model", str(work), "--int8", "--calib", calib, "--n-calib", "200")
 
 
+def add_speech_embedding(fit: Path, work: Path) -> dict:
+    """Step 3b: fit the head on the fit clips (as the Predictor prepares them) and make every exported file
+    the average of itself and the head; returns the config.json record of how."""
+    import onnx
+    import onnxruntime as ort
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from learner.folder import ModelConfig
+    from learner.model import speech_embedding as se
+    from learner.serve.ensemble import average
+    from learner.serve.onnx_backend import INT8_FILE, ONNX_FILE, sha256_file
+    from learner.serve.predictor import Predictor
+
+    config = ModelConfig.read(work)
+    if (config.onnx or {}).get("ensemble"):
+        sys.exit(f"build_demo_model: {work}: its ONNX files are an ensemble already; start from the CNN")
+    rows = pd.read_csv(fit, dtype=str)
+    rows = rows[rows["split"] == "train"]
+    pred = Predictor.from_dir(work, backend="onnx-int8", threads=1)
+    clips = np.stack([pred.prepare(pred.decode(q).samples) for q in rows["path"]]).astype(np.float32)
+    mel, net = se.published_files()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
+
+    def features(left_s: float) -> np.ndarray:
+        graph = se.feature_graph(clips.shape[1], mel, net, left_s=left_s)
+        session = ort.InferenceSession(graph.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        return np.concatenate([session.run(None, {"waveform": clips[i : i + 64]})[0]
+                               for i in range(0, len(clips), 64)])  # fmt: skip
+
+    x = np.concatenate([features(s) for s in SPEECH_HEAD["left_s"]])
+    y = np.tile(rows["label"].map(config.classes.index).to_numpy(), len(SPEECH_HEAD["left_s"]))
+    scaler = StandardScaler().fit(x)
+    head = LogisticRegression(C=SPEECH_HEAD["C"], max_iter=3000).fit(scaler.transform(x), y)
+    if list(head.classes_) != list(range(len(config.classes))):
+        sys.exit(f"build_demo_model: {fit}: the fit speakers lack some classes; the head needs all of them")
+    weight = (head.coef_ / scaler.scale_).T  # the scaler folded into the linear head
+    bias = head.intercept_ - (scaler.mean_ / scaler.scale_) @ head.coef_.T
+    member = se.with_linear_head(se.feature_graph(clips.shape[1], mel, net), weight, bias)
+    files = {}
+    for name in (INT8_FILE, ONNX_FILE):
+        if (work / name).is_file():
+            both = average([onnx.load(str(work / name)), member], SPEECH_HEAD["weights"])
+            onnx.save(both, str(work / name))
+            files[name] = sha256_file(work / name)
+    record = {
+        "members": [f"{config.arch} (the exported model)", "speech_embedding + linear head"],
+        "weights": list(SPEECH_HEAD["weights"]),
+        "head": {"C": SPEECH_HEAD["C"], "clips": len(rows), "placements_s": list(SPEECH_HEAD["left_s"])},
+    }
+    config.onnx = {**config.onnx, "files": files, "ensemble": record}  # a file not composed is not served
+    config.backbone = {
+        "name": "speech_embedding",
+        "use": "frozen, a linear head averaged with the trained network",
+        "licence": se.LICENCE,
+        "citation": se.CITATION,
+        "weights": {"file": "embedding_model.onnx, melspectrogram.onnx", "package": se.MEL_WEIGHTS.package,
+                    "sha256": se.EMBEDDING_WEIGHTS.sha256},  # fmt: skip
+    }
+    config.write(work)
+    print(f"+ speech_embedding head on {len(rows)} fit clips × {len(SPEECH_HEAD['left_s'])} placements; "
+          f"{', '.join(files)} now average it with the {config.arch}", flush=True)  # fmt: skip
+    return record
+
+
 def judge(work: Path, valid: Path, calibration: dict, speakers: int) -> dict:
     """Step 5, once: the 12-class metrics and confusion matrix (as jobs.evaluate writes them) and the
     open-set figures, from one pass of the int8 model over the valid speakers."""
@@ -215,7 +301,11 @@ def main() -> None:
     csvs = manifests(data.absolute(), work.with_name(work.name + "-split"))  # train wants a new --out
     if not args.from_model:
         train(csvs["fit"], work)
-    export_int8(csvs["fit"], work)
+    if (work / WEIGHTS).is_file():
+        export_int8(csvs["fit"], work)
+    elif not (work / "model.int8.onnx").is_file():
+        sys.exit(f"build_demo_model: {work}: neither weights ({WEIGHTS}) nor an exported model.int8.onnx")
+    add_speech_embedding(csvs["fit"], work)
     calibration = calibrate(work, csvs["calib"])
     if args.calibration_only:
         (work / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
@@ -238,6 +328,8 @@ def ship(work: Path, metrics: dict, dest: Path) -> None:
     (dest / "metrics.json").write_text(json.dumps(strip_local_paths(metrics), indent=2) + "\n")
     shutil.copy(work / "model.int8.onnx", dest / "model.int8.onnx")
     shutil.copy(work / "int8-valid" / "confusion_matrix.png", dest / "confusion_matrix.png")
+    licence = (ROOT / "assets" / "licences" / "Apache-2.0.txt").read_text()
+    (dest / NOTICE).write_text(NOTICE_TEXT + "\n```\n" + licence + "```\n")  # travels with the weights
     o = metrics["open_set"]
     print(
         f"earshot: {dest}: on {metrics['split']}: words right {o['words_right']:.3f} (n={o['n_words']}), "
