@@ -10,8 +10,9 @@ Teach's training time and accuracy on generated takes and on real voices (speech
 - teach, generated: 3 classes × 5 takes → Train seconds (wall and CPU) and accuracy on 10 new takes each
   (the Teach tab's own code, `learner.demo.teach`); the browser test's figures for the same, recorded;
 - teach, real voices: speech-dev, `--draws` draws of 3 of the 10 words, 5 takes of each from training
-  speakers, then every held-out speaker's clip of those words (mean ± std of accuracy), for the taught
-  clip (0.5 s) and a 1 s clip.
+  speakers, then every held-out speaker's clip of those words (mean ± std of accuracy): the aisfx head
+  alone (its 0.5 s clip, and 1 s), then what Train does (`auto`: the aisfx or the speech_embedding head,
+  whichever cross-validates better on the takes).
 Prints the machine's load beside every figure: figures taken under load are not the 2-core figure.
 """
 
@@ -122,7 +123,7 @@ def generated_teach(seed: int = 0) -> None:
     )
 
 
-def speech_teach(draws: int, clip_s: float) -> None:
+def speech_teach(draws: int, clip_s: float, backbone: str = "aisfx") -> None:
     import pandas as pd
 
     import learner.demo.teach as teach
@@ -142,7 +143,7 @@ def speech_teach(draws: int, clip_s: float) -> None:
                 for path in pool.sample(5, random_state=int(rng.integers(1 << 30))).path:
                     t.add_example(w, str(folder / path))
             w0 = time.perf_counter()
-            r = t.train()
+            r = t.train(backbone=backbone)
             times.append(time.perf_counter() - w0)
             test = m[m.label.isin(words) & (m.split == "valid")]
             right = [
@@ -150,9 +151,12 @@ def speech_teach(draws: int, clip_s: float) -> None:
                 for p, y in zip(test.path, test.label)
             ]
             accs.append(float(np.mean(right)))
-            print(f"  draw {d + 1}: {', '.join(words)}: {accs[-1]:.1%} of {len(right)} held-out clips")
+            cv = ", ".join(f"{k} {v:.0%}" for k, v in r.cross_validation.items())
+            print(f"  draw {d + 1}: {', '.join(words)}: {accs[-1]:.1%} of {len(right)} held-out clips "
+                  f"({r.backbone}; inner CV {cv})")  # fmt: skip
     print(
-        f"teach, speech-dev ({clip_s:g} s clip): 3 words × 5 takes from training speakers → held-out "
+        f"teach, speech-dev (backbone {backbone}, aisfx clip {clip_s:g} s): 3 words × 5 takes from training "
+        "speakers → held-out "
         f"speakers {np.mean(accs):.1%} ± {np.std(accs):.1%} over {draws} draws (Train "
         f"{np.mean(times):.1f} s; {load()})"
     )
@@ -165,8 +169,8 @@ def main() -> None:
     print(f"bench/live.py · {os.cpu_count()} CPUs · {load()}")
     generated_teach()
     if (folder := DEVSETS / "speech-dev").is_dir():
-        for clip in (0.5, 1.0):
-            speech_teach(args.draws, clip)
+        for clip, backbone in ((0.5, "aisfx"), (1.0, "aisfx"), (0.5, "auto")):  # auto: what Train does
+            speech_teach(args.draws, clip, backbone)
     else:
         print(f"teach, speech-dev: skipped ({folder} is absent)")
     if not args.skip_browser:

@@ -67,10 +67,18 @@ def parse_hub_ref(ref: str) -> tuple[str, str | None] | None:
     return (match["repo"], match["rev"]) if match else None
 
 
+SERVED_FILES = (WEIGHTS, "model.onnx", "model.int8.onnx")  # a folder serves from any one of them
+
+
 def check_model_dir(model_dir: str | Path, required: tuple[str, ...] = REQUIRED_FILES) -> Path:
-    """`learner.folder.check_model_dir` as a HubError (what jobs.push prints), before any network call."""
+    """`learner.folder.check_model_dir` as a HubError (what jobs.push prints), before any network call. A
+    folder with config.json and an ONNX file but no weights (a Teach speech model, the shipped int8 model)
+    is complete too: the Predictor serves it."""
     try:
-        return folder.check_model_dir(model_dir, required)
+        path = folder.check_model_dir(model_dir, tuple(n for n in required if n != WEIGHTS))
+        if WEIGHTS in required and not any((path / n).is_file() for n in SERVED_FILES):
+            folder.check_model_dir(path, required)  # the usual "missing model.safetensors" line
+        return path
     except ModelDirError as e:
         raise HubError(str(e)) from None
 

@@ -1,9 +1,11 @@
 """Teach it your sounds: a few recorded examples per class → a model in seconds, one per browser session.
 
-Each example is embedded when it is added (the aisfx backbone, frozen: `TEACH_VIEWS` views of it, the
-first exactly what the Predictor will cut), so Train only fits a linear head (`learner.model.head_fit`,
-the frozen-head path of `jobs.train --arch aisfx`, without fastai: the demo never imports training) and
-writes a model folder that serves like any other: backbone + head, config.json, loaded by `Predictor`.
+Each example is embedded when it is added, by two frozen backbones: aisfx (sound effects; `TEACH_VIEWS`
+views of it, the first exactly what the Predictor will cut) and, where it loads, Google's speech_embedding
+(`learner.demo.teach_speech`). Train only fits a linear head on each (`learner.model.head_fit`, the
+frozen-head path of `jobs.train --arch aisfx`, without fastai: the demo never imports training), keeps the
+backbone whose head is right more often in cross-validation over the takes (a tie keeps aisfx), and writes a
+model folder that serves like any other: backbone + head (or model.onnx), config.json, loaded by `Predictor`.
 
 A `Teacher` holds one session's classes, example embeddings (kilobytes, never the audio), its model and
 folder; `Classroom` keeps at most `max_sessions` of them (the least recently used goes, with its folder)
@@ -28,6 +30,7 @@ import numpy as np
 from learner.audio import ClipPipeline
 from learner.audio.decode import decode_array
 from learner.config import AudioConfig
+from learner.demo import teach_speech
 from learner.folder import save_model_dir
 from learner.folder.schema import class_name_problem
 from learner.serve.predictor import Predictor
@@ -105,6 +108,8 @@ class TeachResult:
     folder: Path
     seconds: float
     inner_cv_accuracy: float | None
+    backbone: str = BACKBONE
+    cross_validation: dict[str, float | None] | None = None  # each backbone's head, right in inner CV
 
 
 class Teacher:
@@ -113,7 +118,8 @@ class Teacher:
     def __init__(self, root: Path) -> None:
         self.root = Path(root) / secrets.token_hex(8)  # not the session id: it appears in download paths
         self.classes: list[str] = []
-        self.examples: dict[str, list[np.ndarray]] = {}
+        self.examples: dict[str, list[np.ndarray]] = {}  # aisfx views of each take
+        self.speech: dict[str, list[np.ndarray]] = {}  # speech_embedding views of the same takes
         self.predictor: Predictor | None = None
         self.lock = threading.Lock()
         self.used_at = time.monotonic()
@@ -125,6 +131,7 @@ class Teacher:
         with self.lock:
             self.classes = names
             self.examples = {c: self.examples.get(c, []) for c in names}
+            self.speech = {c: self.speech.get(c, []) for c in names}
         return names
 
     def counts(self) -> dict[str, int]:
@@ -136,16 +143,10 @@ class Teacher:
             raise TeachError(f"{label!r} is not one of the classes ({', '.join(self.classes) or 'none yet'})")
         if len(self.examples[label]) >= MAX_EXAMPLES:
             raise TeachError(f"{label}: {MAX_EXAMPLES} examples is this demo's limit per class")
-        cfg = teach_audio_config()
-        pipe = ClipPipeline(cfg)
-        if isinstance(take, tuple) and len(take) == 2:
-            from learner.demo.live import as_float_mono
-
-            d = decode_array(as_float_mono(take[1]), int(take[0]), cfg.sample_rate, MAX_EXAMPLE_S)
-        elif take is None:
+        if take is None:
             raise TeachError("record or upload a take first")
-        else:
-            d = pipe.decode(take, max_duration_s=MAX_EXAMPLE_S)
+        pipe = ClipPipeline(teach_audio_config())
+        d = _decode(take, pipe)
         if d.duration_s < 0.1:
             raise TeachError(
                 f"{label}: the take is {d.duration_s:.2f} s; record at least a tenth of a second"
@@ -155,8 +156,14 @@ class Teacher:
 
         with torch.inference_mode():
             emb = shared_backbone()(torch.from_numpy(views)).numpy()
+        speech = None
+        if teach_speech.available() is None:
+            words = ClipPipeline(teach_speech.speech_audio_config())
+            speech = teach_speech.speech_views(words.prepare(_decode(take, words).samples))
         with self.lock:
             self.examples[label].append(emb.astype(np.float32))
+            if speech is not None:
+                self.speech[label].append(speech)
             self.used_at = time.monotonic()
             return len(self.examples[label])
 
@@ -169,10 +176,14 @@ class Teacher:
                 f"record at least {MIN_EXAMPLES} examples of each class; not yet: {', '.join(short)}"
             )
 
-    def train(self, progress: Progress | None = None) -> TeachResult:
-        """Fit the head on every example and write + load the model folder (replacing this session's)."""
+    def train(self, progress: Progress | None = None, backbone: str = "auto") -> TeachResult:
+        """Fit a head on every example with each backbone, keep the better one in cross-validation (or
+        `backbone`: "aisfx", "speech_embedding"), and write + load the model folder (replacing this
+        session's)."""
         from learner.model.head_fit import choose_head
 
+        if backbone not in ("auto", BACKBONE, teach_speech.NAME):
+            raise TeachError(f"backbone must be auto, {BACKBONE} or {teach_speech.NAME}, got {backbone!r}")
         say = progress or (lambda f, m: None)
         t0 = time.perf_counter()
         with self.lock:
@@ -180,21 +191,49 @@ class Teacher:
             classes = list(self.classes)
             views = np.stack([e for c in classes for e in self.examples[c]])  # (n, views, dim)
             y = np.array([i for i, c in enumerate(classes) for _ in self.examples[c]])
-        say(0.1, f"fitting a head on {len(y)} examples")
-        fit = choose_head(views, y, np.arange(len(y)))
-        say(0.6, "writing the model folder")
-        folder = self._write(classes, fit, {c: int((y == i).sum()) for i, c in enumerate(classes)})
+            speech = None
+            if all(len(self.speech[c]) == len(self.examples[c]) for c in classes):
+                speech = np.stack([e for c in classes for e in self.speech[c]])
+        if backbone == teach_speech.NAME and speech is None:
+            why = teach_speech.available() or "some takes were added before it loaded"
+            raise TeachError(f"the {teach_speech.NAME} backbone is not available here ({why})")
+        say(0.1, f"fitting heads on {len(y)} examples")
+        fits = {}
+        if backbone in ("auto", BACKBONE):
+            fits[BACKBONE] = choose_head(views, y, np.arange(len(y)))
+        if backbone in ("auto", teach_speech.NAME) and speech is not None:
+            fits[teach_speech.NAME] = choose_head(speech, y, np.arange(len(y)))
+        scores = {name: fit.inner_accuracy for name, fit in fits.items()}
+        chosen = max(fits, key=lambda name: (scores[name] or 0.0, name == BACKBONE))  # a tie keeps aisfx
+        say(0.6, f"writing the model folder ({chosen})")
+        counts = {c: int((y == i).sum()) for i, c in enumerate(classes)}
+        folder = self._write(classes, fits[chosen], counts, chosen, scores)
         say(0.8, "loading it")
-        predictor = Predictor.from_dir(folder, backend="torch", model_id=f"taught: {', '.join(classes)}")
+        served = "torch" if chosen == BACKBONE else "onnx"
+        predictor = Predictor.from_dir(folder, backend=served, model_id=f"taught: {', '.join(classes)}")
         with self.lock:
             self.predictor = predictor
             self.used_at = time.monotonic()
         seconds = time.perf_counter() - t0
         say(1.0, f"trained in {seconds:.1f} s")
-        return TeachResult(predictor, folder, seconds, fit.inner_accuracy)
+        return TeachResult(predictor, folder, seconds, scores[chosen], chosen, scores)
 
-    def _write(self, classes: list[str], fit: Any, counts: dict[str, int]) -> Path:
+    def _write(self, classes: list[str], fit: Any, counts: dict[str, int], backbone: str,
+               scores: dict[str, float | None]) -> Path:  # fmt: skip
         from learner import __version__
+
+        folder = self.root / "model"
+        if folder.exists():
+            shutil.rmtree(folder)
+        views = TEACH_VIEWS if backbone == BACKBONE else len(teach_speech.PLACEMENTS_S)
+        taught = {"examples": counts, "views": views, "inner_cv_accuracy": fit.inner_accuracy,
+                  "backbone_inner_cv_accuracy": scores}  # fmt: skip
+        common = {"earshot_version": __version__, "task": "single", "taught": taught}
+        if backbone == teach_speech.NAME:
+            return teach_speech.write_folder(folder, classes, fit, common)
+        return self._write_aisfx(folder, classes, fit, common)
+
+    def _write_aisfx(self, folder: Path, classes: list[str], fit: Any, common: dict[str, Any]) -> Path:
         from learner.model import create_model, n_params
         from learner.model.head_fit import backbone_record, head_state_dict
 
@@ -203,20 +242,15 @@ class Teacher:
         net = create_model(BACKBONE, len(classes), cfg)
         net.backbone.load_state_dict(shared_backbone().state_dict())
         net.load_state_dict(head_state_dict(fit), strict=False)
-        folder = self.root / "model"
-        if folder.exists():
-            shutil.rmtree(folder)
         config = {
-            "earshot_version": __version__,
+            **common,
             "arch": BACKBONE,
             "input": "waveform",
             "classes": classes,
-            "task": "single",
             "audio": cfg.to_dict(),
             "params": n_params(net),
             "pretrained": f"{BACKBONE} (published weights)",
             "backbone": backbone_record(BACKBONE, "frozen", head={"kind": "logistic regression", "C": fit.C}),
-            "taught": {"examples": counts, "views": TEACH_VIEWS, "inner_cv_accuracy": fit.inner_accuracy},
         }
         save_model_dir(folder, net.eval().state_dict(), config)
         return folder
@@ -238,6 +272,15 @@ class Teacher:
 
     def discard(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _decode(take: Any, pipe: ClipPipeline) -> Any:
+    """A path, or Gradio's (rate, array), decoded at the pipeline's rate (one clear error if unreadable)."""
+    if isinstance(take, tuple) and len(take) == 2:
+        from learner.demo.live import as_float_mono
+
+        return decode_array(as_float_mono(take[1]), int(take[0]), pipe.cfg.sample_rate, MAX_EXAMPLE_S)
+    return pipe.decode(take, max_duration_s=MAX_EXAMPLE_S)
 
 
 class Classroom:

@@ -57,8 +57,12 @@ class TeachHandlers:
         except TeachError as e:
             raise gr.Error(str(e), duration=8, print_exception=False) from None
         acc = "" if r.inner_cv_accuracy is None else f", {r.inner_cv_accuracy:.0%} right in cross-validation"
+        cv = r.cross_validation or {}
+        others = [f"{k} {v:.0%}" for k, v in cv.items() if k != r.backbone and v is not None]
+        vs = f" (against {', '.join(others)})" if others else ""
         return (
-            f"trained **{', '.join(r.predictor.classes)}** in {r.seconds:.1f} s{acc}: try it below or in Live"
+            f"trained **{', '.join(r.predictor.classes)}** in {r.seconds:.1f} s on the `{r.backbone}` "
+            f"backbone{acc}{vs}: try it below or in Live"
         )
 
     def on_try(self, path: str | None, request: gr.Request):

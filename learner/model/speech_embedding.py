@@ -189,18 +189,33 @@ def _network(p: str, frames: int, emb, embedding_file: Path) -> tuple[list, list
     return nodes, inits, rename(last.input[0])
 
 
-def with_linear_head(features, weight: np.ndarray, bias: np.ndarray):
-    """`feature_graph` + a linear head: "waveform" → "logits" (B, classes); weight (dim, classes)."""
+def with_linear_head(features, weight: np.ndarray, bias: np.ndarray, mean: np.ndarray | None = None,
+                     scale: np.ndarray | None = None, l2: bool = False):  # fmt: skip
+    """`feature_graph` + a linear head: "waveform" → "logits" (B, classes); weight (dim, classes). With
+    `mean`/`scale` the features are standardised first, and with `l2` L2-normalised before that (the frame
+    of `learner.model.head_fit.HeadFit`)."""
     import onnx
     from onnx import helper, numpy_helper
 
     model = onnx.ModelProto()
     model.CopyFrom(features)
     g = model.graph
-    g.initializer.extend([numpy_helper.from_array(weight.astype(np.float32), "head/weight"),
-                          numpy_helper.from_array(bias.astype(np.float32), "head/bias")])  # fmt: skip
-    g.node.extend([helper.make_node("MatMul", ["features", "head/weight"], ["head/scores"]),
-                   helper.make_node("Add", ["head/scores", "head/bias"], ["logits"])])  # fmt: skip
+    tensors = {"weight": weight, "bias": bias, "eps": np.array(1e-12)}
+    tensors |= {"mean": mean, "scale": scale} if mean is not None and scale is not None else {}
+    g.initializer.extend(numpy_helper.from_array(np.asarray(v, np.float32), f"head/{k}")
+                         for k, v in tensors.items())  # fmt: skip
+    n, x = helper.make_node, "features"
+    if l2:
+        g.node.extend([n("ReduceL2", [x], ["head/norm"], axes=[1], keepdims=1),
+                       n("Max", ["head/norm", "head/eps"], ["head/norm_floor"]),
+                       n("Div", [x, "head/norm_floor"], ["head/unit"])])  # fmt: skip
+        x = "head/unit"
+    if "mean" in tensors:
+        g.node.extend([n("Sub", [x, "head/mean"], ["head/centred"]),
+                       n("Div", ["head/centred", "head/scale"], ["head/standard"])])  # fmt: skip
+        x = "head/standard"
+    g.node.extend([n("MatMul", [x, "head/weight"], ["head/scores"]),
+                   n("Add", ["head/scores", "head/bias"], ["logits"])])  # fmt: skip
     del g.output[:]
     g.output.append(helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["batch", len(bias)]))
     onnx.checker.check_model(model)
