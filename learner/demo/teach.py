@@ -323,4 +323,6 @@ def open_classroom(root: Path) -> Classroom | None:
     except Exception as e:  # no weights offline, a broken cache: the rest of the demo still serves
         log.warning("no Teach tab: the %s backbone did not load (%s)", BACKBONE, e)
         return None
+    # the speech backbone's files may need one fetch (a Space's first start): not in the first take's request
+    threading.Thread(target=teach_speech.available, name="teach-speech-warm", daemon=True).start()
     return Classroom(root)
