@@ -33,6 +33,16 @@ def sequence(
     return np.concatenate(parts), segments
 
 
+def new_takes_right(predictor, seed: int, n: int = 10, kinds=KINDS) -> float:
+    """The share of `n` new takes (1–2 s) of each kind that the predictor names right."""
+    rng = np.random.default_rng(seed)
+    return float(np.mean([
+        predictor.predict(take(k, rng.uniform(1, 2), rng), sample_rate=SR, window=None).label == k
+        for k in kinds
+        for _ in range(n)
+    ]))  # fmt: skip
+
+
 def teach(root: Path, session: str = "s", kinds=KINDS, n: int = 5, seed: int = 1):
     """A Classroom with one session taught `n` takes of each of `kinds`: (classroom, teacher, result)."""
     from learner.demo.teach import Classroom

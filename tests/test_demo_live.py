@@ -10,7 +10,7 @@ import pytest
 from learner.demo.live import LiveStream, agreement, heard_segments, onset_latencies
 from learner.demo.teach import Classroom, TeachError
 from learner.serve.predictor import Predictor
-from tests.live_audio import KINDS, SR, sequence, take, teach
+from tests.live_audio import SR, new_takes_right, sequence, take, teach
 
 
 @pytest.fixture(scope="module")
@@ -23,13 +23,7 @@ def taught(tmp_path_factory):
 def test_teach_trains_fast_and_classifies_new_takes(taught):
     _, _, result, _ = taught
     assert result.seconds < 30 and (result.folder / "model.safetensors").is_file()  # Train alone
-    rng = np.random.default_rng(7)
-    right = [
-        result.predictor.predict(take(k, rng.uniform(1, 2), rng), sample_rate=SR, window=None).label == k
-        for k in KINDS
-        for _ in range(10)
-    ]
-    assert np.mean(right) >= 0.9, np.mean(right)
+    assert (right := new_takes_right(result.predictor, seed=7)) >= 0.9, right
 
 
 def test_live_windows_equal_the_predictors_and_events_close(taught):

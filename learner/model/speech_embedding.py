@@ -39,19 +39,19 @@ _HOW = (
     "the speech_embedding network ships in the PyPI wheel openwakeword==0.4.0 (pip download --no-deps "
     "openwakeword==0.4.0); earshot fetches that wheel once with the network"
 )
-MEL_WEIGHTS = WeightsSource(
-    file="speech_embedding-melspectrogram.onnx",
-    sha256="ba2b0e0f8b7b875369a2c89cb13360ff53bac436f2895cced9f479fa65eb176f",
-    package=_WHEEL,
-    member="openwakeword/resources/models/melspectrogram.onnx",
-    how=_HOW,
+
+
+def _published(name: str, sha256: str) -> WeightsSource:
+    """One of the wheel's two files, kept in earshot's cache as speech_embedding-NAME."""
+    member = f"openwakeword/resources/models/{name}"
+    return WeightsSource(f"speech_embedding-{name}", sha256, package=_WHEEL, member=member, how=_HOW)
+
+
+MEL_WEIGHTS = _published(
+    "melspectrogram.onnx", "ba2b0e0f8b7b875369a2c89cb13360ff53bac436f2895cced9f479fa65eb176f"
 )
-EMBEDDING_WEIGHTS = WeightsSource(
-    file="speech_embedding-embedding_model.onnx",
-    sha256="ba754db3cd768a524c655ea90655ee5e6055a43b8dfd29366a11e93716ae9e51",
-    package=_WHEEL,
-    member="openwakeword/resources/models/embedding_model.onnx",
-    how=_HOW,
+EMBEDDING_WEIGHTS = _published(
+    "embedding_model.onnx", "ba754db3cd768a524c655ea90655ee5e6055a43b8dfd29366a11e93716ae9e51"
 )
 LICENCE = "Apache-2.0 (Google's speech_embedding, as ONNX in openWakeWord 0.4.0 by David Scripka)"
 CITATION = (
