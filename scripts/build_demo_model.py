@@ -193,19 +193,18 @@ def export_int8(fit: Path, work: Path) -> None:
 def add_speech_embedding(fit: Path, work: Path) -> dict:
     """Step 3b: fit the head on the fit clips (as the Predictor prepares them) and make every exported file
     the average of itself and the head; returns the config.json record of how."""
-    import onnx
     import onnxruntime as ort
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     from learner.folder import ModelConfig
     from learner.model import speech_embedding as se
-    from learner.serve.ensemble import average
-    from learner.serve.onnx_backend import INT8_FILE, ONNX_FILE, sha256_file
+    from learner.serve.ensemble import average_into
+    from learner.serve.onnx_backend import INT8_FILE, ONNX_FILE
     from learner.serve.predictor import Predictor
 
     config = ModelConfig.read(work)
-    if (config.onnx or {}).get("ensemble"):
+    if (config.onnx or {}).get("ensemble"):  # checked again by average_into; here before any embedding
         sys.exit(f"build_demo_model: {work}: its ONNX files are an ensemble already; start from the CNN")
     rows = pd.read_csv(fit, dtype=str)
     rows = rows[rows["split"] == "train"]
@@ -230,18 +229,16 @@ def add_speech_embedding(fit: Path, work: Path) -> dict:
     weight = (head.coef_ / scaler.scale_).T  # the scaler folded into the linear head
     bias = head.intercept_ - (scaler.mean_ / scaler.scale_) @ head.coef_.T
     member = se.with_linear_head(se.feature_graph(clips.shape[1], mel, net), weight, bias)
-    files = {}
-    for name in (INT8_FILE, ONNX_FILE):
-        if (work / name).is_file():
-            both = average([onnx.load(str(work / name)), member], SPEECH_HEAD["weights"])
-            onnx.save(both, str(work / name))
-            files[name] = sha256_file(work / name)
     record = {
         "members": [f"{config.arch} (the exported model)", "speech_embedding + linear head"],
-        "weights": list(SPEECH_HEAD["weights"]),
         "head": {"C": SPEECH_HEAD["C"], "clips": len(rows), "placements_s": list(SPEECH_HEAD["left_s"])},
     }
-    config.onnx = {**config.onnx, "files": files, "ensemble": record}  # a file not composed is not served
+    files = [n for n in (ONNX_FILE, INT8_FILE) if (work / n).is_file()]
+    if set(files) != set(config.onnx["files"]):  # a recorded file that is absent (the shipped folder)
+        config.onnx["files"] = {n: config.onnx["files"][n] for n in files}
+        config.write(work)
+    average_into(work, [member], SPEECH_HEAD["weights"], record)
+    config = ModelConfig.read(work)
     config.backbone = {
         "name": "speech_embedding",
         "use": "frozen, a linear head averaged with the trained network",

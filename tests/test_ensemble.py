@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -74,3 +76,30 @@ def test_the_shipped_default_model_is_an_ensemble_the_predictor_serves():
     x = np.random.default_rng(0).standard_normal((3, pred.cfg.n_samples)).astype(np.float32) * 0.05
     probs = pred.predict_waves(x)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_average_into_a_folder_records_the_new_file_and_refuses_twice(tmp_path):
+    """The folder's exported file becomes the ensemble, config.json its sha256 and "ensemble" record, the
+    Predictor serves the mean; a second average is refused (it would weight the first member twice)."""
+    from learner.config import AudioConfig
+    from learner.folder import ModelDirError, write_json
+    from learner.serve.ensemble import average_into
+    from learner.serve.onnx_backend import sha256_file
+    from learner.serve.predictor import Predictor
+
+    a, b = linear(0), linear(1)
+    onnx.save(a, str(tmp_path / "model.onnx"))
+    cfg = AudioConfig(sample_rate=16000, duration=N_SAMPLES / 16000, trim_db=None)
+    write_json(tmp_path / "config.json", {
+        "arch": "xresnet18", "classes": ["x", "y", "z"], "task": "single", "audio": cfg.to_dict(),
+        "onnx": {"files": {"model.onnx": sha256_file(tmp_path / "model.onnx")}},
+    })  # fmt: skip
+    assert average_into(tmp_path, [b], [0.25, 0.75], {"members": ["a", "b"]}) == ["model.onnx"]
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["onnx"]["files"]["model.onnx"] == sha256_file(tmp_path / "model.onnx")
+    assert config["onnx"]["ensemble"] == {"members": ["a", "b"], "weights": [0.25, 0.75]}
+    x = np.random.default_rng(4).standard_normal((3, N_SAMPLES)).astype(np.float32)
+    served = Predictor.from_dir(tmp_path, backend="onnx").predict_waves(x)
+    np.testing.assert_allclose(served, 0.25 * softmax(run(a, x)) + 0.75 * softmax(run(b, x)), atol=1e-5)
+    with pytest.raises(ModelDirError, match="an ensemble already"):
+        average_into(tmp_path, [b])

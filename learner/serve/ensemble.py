@@ -10,6 +10,8 @@ reads an ONNX file treat an ensemble like any exported model. Only numpy and onn
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -76,3 +78,32 @@ def average(members: Sequence, weights: Sequence[float] | None = None, name: str
     model = helper.make_model(graph, opset_imports=opset_imports, ir_version=members[0].ir_version)
     onnx.checker.check_model(model)
     return model
+
+
+def average_into(folder: Path, others: Sequence, weights: Sequence[float] | None = None,
+                 record: dict[str, Any] | None = None) -> list[str]:  # fmt: skip
+    """Make each exported file of a model folder (model.onnx, model.int8.onnx) the average of itself and
+    `others` (its weight first), and record it in config.json: the new sha256 (a file not averaged is no
+    longer listed, so it is never served) and an "ensemble" record (`record`, plus the weights). Returns the
+    files written. A folder that is an ensemble already is refused (average the members once)."""
+    import onnx
+
+    from learner.folder import ModelConfig, ModelDirError
+    from learner.serve.onnx_backend import INT8_FILE, ONNX_FILE, sha256_file
+
+    folder = Path(folder)
+    config = ModelConfig.read(folder)
+    if (config.onnx or {}).get("ensemble"):
+        raise ModelDirError(f"{folder}: its ONNX files are an ensemble already; average the members once")
+    names = [n for n in (ONNX_FILE, INT8_FILE) if n in (config.onnx or {}).get("files", {})]
+    if not names:
+        raise ModelDirError(f"{folder}: no exported ONNX file in config.json; export the model first")
+    files = {}
+    for name in names:
+        merged = average([onnx.load(str(folder / name)), *others], weights)
+        onnx.save(merged, str(folder / name))
+        files[name] = sha256_file(folder / name)
+    w = [1 / (1 + len(others))] * (1 + len(others)) if weights is None else list(weights)
+    config.onnx = {**config.onnx, "files": files, "ensemble": {**(record or {}), "weights": w}}
+    config.write(folder)
+    return names
