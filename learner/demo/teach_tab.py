@@ -97,7 +97,9 @@ def teach_tab(classroom: Classroom) -> None:
         gr.Markdown(
             "Teach it your sounds: name 2–10 classes (keep a **background** class: record room noise or "
             f"silence), record at least {MIN_EXAMPLES} takes of each (each take is added when you stop), "
-            "then Train. Your model is yours alone and lasts this session; download it to keep it."
+            "then Train. Sounds (claps, whistles) and spoken words both work: Train keeps the backbone that "
+            "recognises your takes best. Your model is yours alone and lasts this session; download it to "
+            "keep it."
         )
         with gr.Row():
             names = gr.Textbox(SUGGESTED, label="classes (comma separated)", elem_id="earshot-teach-names")
