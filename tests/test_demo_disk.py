@@ -210,3 +210,22 @@ def test_uploads_in_flight_count_once_in_the_ledger(tmp_path):
     (tmp_path / "a.wav").write_bytes(b"x" * 900_000)  # what the three wrote
     disk.refresh_s, disk.grace_s = 0, 3600  # walk again, evict nothing: the file is seen
     assert disk.admit("mic", 200_000)[0] == 507 and disk.admit("mic", 100_000) is None
+
+
+def test_a_sweep_never_removes_the_outputs_folder_or_one_a_request_just_made(tmp_path):
+    """A request makes its output folder, then writes into it; a sweep in between used to remove the empty
+    folder (and the outputs folder itself), and the request failed with FileNotFoundError."""
+    from learner.demo.disk import OUTPUT_DIR_MIN_AGE_S, OUTPUTS, DiskBudget
+
+    disk = DiskBudget(tmp_path, total_bytes=10**6, client_bytes=10**6, max_age_s=0, grace_s=0)
+    outputs = disk.outputs
+    fresh = outputs / "earshot-events-new"
+    fresh.mkdir()
+    old = outputs / "earshot-events-old"
+    old.mkdir()
+    past = time.time() - OUTPUT_DIR_MIN_AGE_S - 1
+    os.utime(old, (past, past))
+    (tmp_path / "upload-dir").mkdir()  # an upload's folder emptied by an eviction
+    disk.sweep()
+    assert outputs.is_dir() and fresh.is_dir() and (tmp_path / OUTPUTS) == outputs
+    assert not old.exists() and not (tmp_path / "upload-dir").exists()

@@ -33,6 +33,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 MB = 2**20
 OUTPUTS = "earshot-outputs"  # the demo's own outputs, beside Gradio's uploads
+OUTPUT_DIR_MIN_AGE_S = 60.0  # an empty output folder younger than this is about to be written into
 UPLOAD_ROUTES = ("/upload", "/process_recording")  # what writes request bodies into the cache
 
 
@@ -124,12 +125,20 @@ class DiskBudget:
         return fresh and self._held + self._since + size <= self.total_bytes
 
     def _remove_empty_dirs(self) -> None:
+        """Folders emptied by evictions go. The outputs folder stays, and so does a folder in it made in
+        the last `OUTPUT_DIR_MIN_AGE_S` (a request makes it, then writes into it: a sweep in between made the
+        request fail with FileNotFoundError)."""
+        outputs, now = self.root / OUTPUTS, time.time()
         for dirpath, dirs, names in os.walk(self.root, topdown=False):
-            if not dirs and not names and Path(dirpath) != self.root:
-                try:
-                    os.rmdir(dirpath)
-                except OSError:
-                    pass
+            p = Path(dirpath)
+            if dirs or names or p in (self.root, outputs):
+                continue
+            try:
+                if p.parent == outputs and now - p.stat().st_mtime < OUTPUT_DIR_MIN_AGE_S:
+                    continue
+                os.rmdir(p)
+            except OSError:
+                pass
 
     def sweep(self) -> int:
         """Files older than `max_age_s` go, then the oldest past `grace_s` until the total fits; returns the
