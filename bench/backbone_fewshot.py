@@ -1,6 +1,7 @@
 """Frozen backbone heads on real few-shot sets, beside the reference that decides "frozen or scratch".
 
     OMP_NUM_THREADS=1 python bench/backbone_fewshot.py --sets esc,frog,speech10 --views 1,3 [--seeds 0,1,2]
+        [--backbones aisfx,speech_embedding]
 
 For each set: the training split's clips are embedded once (cached under $EARSHOT_CACHE/embeddings), a
 logistic-regression head is chosen by inner cross-validation on the training split only (C; L2 or not is
@@ -38,7 +39,7 @@ def load_set(name: str, seed: int) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def run_set(name: str, seed: int, views: list[int], out: Path) -> list[dict]:
+def run_set(name: str, seed: int, views: list[int], out: Path, backbone: str = "aisfx") -> list[dict]:
     import torch
 
     from learner.config import AudioConfig
@@ -58,7 +59,8 @@ def run_set(name: str, seed: int, views: list[int], out: Path) -> list[dict]:
 
     torch.set_num_threads(1)
     df = load_set(name, seed)
-    bb = load_backbone("aisfx")
+    bb = load_backbone(backbone)
+    key = f"{backbone}-{(bb.spec.weights.sha256 or bb.spec.weights.md5 or 'x')[:8]}"
     cfg = AudioConfig(sample_rate=bb.sample_rate)
     signals, failures = load_signals(list(df["path"]), cfg, workers=1, progress=False)
     df = df[~df["path"].isin(failures)]
@@ -69,14 +71,14 @@ def run_set(name: str, seed: int, views: list[int], out: Path) -> list[dict]:
     y_va = va["label"].map(classes.index).to_numpy()
     groups = tr["group"].fillna("").to_numpy() if "group" in tr else np.arange(len(tr))
     embed = backbone_embedder(bb)
-    cache = embedding_cache_dir(None, "aisfx")
+    cache = embedding_cache_dir(None, backbone)
     rows = []
     ref = logmel_summary(signals, list(tr["path"]), cfg)
     ref_acc = inner_cv_accuracy(ref[:, None], y_tr, groups, C=0.1, seed=seed)
     for v in views:
         c0 = time.process_time()
-        e_tr = cached_embeddings(list(tr["path"]), signals, cfg, embed, "aisfx-499ea759", v, cache)
-        e_va = cached_embeddings(list(va["path"]), signals, cfg, embed, "aisfx-499ea759", 1, cache)
+        e_tr = cached_embeddings(list(tr["path"]), signals, cfg, embed, key, v, cache)
+        e_va = cached_embeddings(list(va["path"]), signals, cfg, embed, key, 1, cache)
         cost = time.process_time() - c0
         for l2 in (False, True, None):  # None: chosen by inner CV (the default)
             c1 = time.process_time()
@@ -85,6 +87,7 @@ def run_set(name: str, seed: int, views: list[int], out: Path) -> list[dict]:
             acc = float((predict_logits(fit, e_va[:, 0]).argmax(1) == y_va).mean())
             row = {
                 "set": name,
+                "backbone": backbone,
                 "seed": seed,
                 "views": v,
                 "l2": "cv" if l2 is None else l2,
@@ -114,12 +117,14 @@ def main() -> None:
     p.add_argument("--views", default="1,3")
     p.add_argument("--seeds", default="0")
     p.add_argument("--out", default="runs/backbone")
+    p.add_argument("--backbones", default="aisfx")
     args = p.parse_args()
     out = Path(args.out).absolute()
     out.mkdir(parents=True, exist_ok=True)
     for name in args.sets.split(","):
         for seed in map(int, args.seeds.split(",")):
-            run_set(name, seed, [int(v) for v in args.views.split(",")], out)
+            for backbone in args.backbones.split(","):
+                run_set(name, seed, [int(v) for v in args.views.split(",")], out, backbone)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from learner.model import backbone_weights as bw
 from learner.model import create_model, get_arch
 from learner.model.aisfx import AISFX_FRONT, aisfx_adapter
 from learner.model.backbones import build_backbone, get_backbone, list_backbones, load_backbone, to_blocks
-from learner.model.panns import CNN10_FRONT, Cnn10Net, panns_adapter
+from learner.model.panns import Cnn10Net, panns_adapter
 
 
 def _wave(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
@@ -36,9 +36,10 @@ def test_registry_lists_both_backbones_and_their_archs():
         get_backbone("nope")
 
 
-@pytest.mark.parametrize("front", [AISFX_FRONT, CNN10_FRONT], ids=["aisfx", "cnn10"])
-def test_torch_numpy_and_onnx_forms_of_the_front_end_agree(front):
-    bb = build_backbone("aisfx" if front is AISFX_FRONT else "panns_cnn10")
+@pytest.mark.parametrize("name", ["aisfx", "panns_cnn10", "speech_embedding"])
+def test_torch_numpy_and_onnx_forms_of_the_front_end_agree(name):
+    bb = build_backbone(name)
+    front = bb.spec.front
     x = _wave(1.3, front.sample_rate)
     ref = frontends.features(x, front)
     got = bb.features(torch.from_numpy(x)[None])[0].numpy()

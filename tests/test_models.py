@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from learner.config import AudioConfig
+from learner.model.backbones import get_backbone
 from learner.model.frontend import AudioClassifier, FrontEnd
 from learner.model.pretrained import PretrainedError, load_pretrained, resnetd_to_xresnet
 from learner.model.registry import create_model, get_arch, list_archs
@@ -113,8 +114,9 @@ def test_classifier_names_the_final_linear_of_every_arch():
     from learner.train.fit import param_groups
 
     for name in list_archs():
-        cfg = CFG.replace(sample_rate=44100 if get_arch(name).backbone == "aisfx" else 32000)
-        spec, net = get_arch(name), create_model(name, 7, cfg if get_arch(name).backbone else CFG)
+        backbone = get_arch(name).backbone
+        cfg = CFG.replace(sample_rate=get_backbone(backbone).front.sample_rate) if backbone else CFG
+        spec, net = get_arch(name), create_model(name, 7, cfg)
         last = [n for n, m in net.named_modules() if isinstance(m, torch.nn.Linear)][-1]
         assert spec.classifier == last, name
         assert classifier_keys(spec, net.state_dict()) == [f"{last}.weight", f"{last}.bias"]

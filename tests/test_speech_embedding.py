@@ -103,3 +103,63 @@ def test_another_embedding_file_is_refused_naming_it(published, tmp_path):
     onnx.save(helper.make_model(graph), str(other))
     with pytest.raises(ValueError, match="other.onnx: not the published speech_embedding graph"):
         se.feature_graph(se.SAMPLE_RATE, published[0], other)
+
+
+def test_the_torch_backbone_equals_the_published_graphs(published):
+    """`--arch speech_embedding`'s network and front end (learner.model.speech_embedding_net), with the
+    published weights read by its adapter, give openWakeWord's features and embeddings."""
+    import torch
+
+    from learner.audio.frontends import features
+    from learner.model.backbones import load_backbone
+
+    mel, net = published
+    bb = load_backbone("speech_embedding", net)
+    x = np.pad(clips(1)[0], 4000)  # 1.5 s: 9 whole windows
+    spec = session(mel).run(None, {"input": (x * se.INT16)[None]})[0].squeeze() / 10 + 2
+    ours = features(x, bb.spec.front)
+    np.testing.assert_allclose(ours, spec, atol=1e-3)
+    with torch.no_grad():
+        torch_feats = bb.features(torch.from_numpy(x)[None])[0].numpy()
+        got = bb.block_embeddings(torch.from_numpy(x)[None])[0].numpy()
+    np.testing.assert_allclose(torch_feats, spec, atol=1e-3)
+    want = reference(mel, net, clips(1)[0], 4000, 4000).reshape(-1, se.EMB_DIM)
+    assert got.shape == (len(want) + 1, se.EMB_DIM)  # and one zero-padded block at the end
+    np.testing.assert_allclose(got[: len(want)], want, atol=1e-3 * np.abs(want).max())
+
+
+def test_random_weights_have_the_real_shapes_offline():
+    import torch
+
+    from learner.model.backbones import build_backbone
+
+    bb = build_backbone("speech_embedding")
+    assert bb.dim == 192 and bb.sample_rate == 16000
+    assert bb(torch.zeros(2, 16000)).shape == (2, 192)
+    assert bb.features.onnx_form()(torch.zeros(1, 16000)).shape == (1, 97, 32)  # frames not centred
+
+
+def test_training_a_frozen_head_and_exporting_it(published, tmp_path):
+    """jobs.train's frozen-head path on the published weights, then ONNX: the same answers."""
+    import json
+
+    from learner.config import AudioConfig
+    from learner.data.sounds import make_dataset
+    from learner.serve.export import export_model_dir
+    from learner.serve.predictor import Predictor
+    from learner.train import train
+    from learner.train.fit import TrainArgs
+
+    data = make_dataset(tmp_path / "data", n_per_class=6, sr=16000, duration=0.5)
+    args = TrainArgs(data=str(data), out=str(tmp_path / "model"), arch="speech_embedding",
+                     pretrained=str(published[1]), head="frozen", pickle=False, progress=False, workers=1,
+                     auto_duration=True, cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    result = train(args, AudioConfig(duration=1.0))
+    config = json.loads((result.model_dir / "config.json").read_text())
+    assert config["arch"] == "speech_embedding" and config["audio"]["sample_rate"] == 16000
+    assert config["backbone"]["use"] == "frozen" and config["backbone"]["licence"].startswith("Apache-2.0")
+    export_model_dir(result.model_dir)
+    torch_p = Predictor.from_dir(result.model_dir, backend="torch")
+    onnx_p = Predictor.from_dir(result.model_dir, backend="onnx")
+    x = np.random.default_rng(0).standard_normal((3, torch_p.cfg.n_samples)).astype(np.float32) * 0.1
+    np.testing.assert_allclose(onnx_p.predict_waves(x), torch_p.predict_waves(x), atol=1e-4)

@@ -43,6 +43,15 @@ class BlockFrontEnd:
     pad_mode: str = "constant"  # centred STFT padding: "constant" (zeros) or "reflect"
     block_frames: int | None = 100
     block_hop_frames: int | None = None
+    # for fronts not built like librosa's (speech_embedding): frames not centred, a Hann window of
+    # `win_length` centred in the n_fft frame, samples scaled before the STFT (int16 units), dB floored
+    # `top_db` below each clip's own peak, then `out_scale · dB + out_offset`
+    center: bool = True
+    win_length: int | None = None
+    input_scale: float = 1.0
+    top_db: float | None = None
+    out_scale: float = 1.0
+    out_offset: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mel_scale not in MEL_SCALES:
@@ -68,7 +77,9 @@ class BlockFrontEnd:
         return self.block_hop_frames or max(1, self.block_frames // 2)
 
     def n_frames(self, n_samples: int) -> int:
-        """Frames of a centred STFT over `n_samples`."""
+        """Frames of the STFT over `n_samples` (centred: one per hop, plus one)."""
+        if not self.center:
+            return max(0, (n_samples - self.n_fft) // self.hop_length + 1)
         return n_samples // self.hop_length + 1
 
     def n_blocks(self, n_frames: int) -> int:
@@ -128,6 +139,14 @@ def filters_of(front: BlockFrontEnd) -> np.ndarray:
     )
 
 
+def stft_window(front: BlockFrontEnd) -> np.ndarray:
+    """The periodic Hann window of `win_length` (default n_fft), zero-padded to n_fft around its centre."""
+    n, w = front.n_fft, front.win_length or front.n_fft
+    win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(w) / w)
+    left = (n - w) // 2
+    return np.pad(win, (left, n - w - left))
+
+
 def peak_normalise(x: np.ndarray) -> np.ndarray:
     peak = float(np.max(np.abs(x))) if x.size else 0.0
     return x / peak if peak > 0 else x
@@ -138,12 +157,13 @@ def features(x: np.ndarray, front: BlockFrontEnd) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if front.peak_normalise:
         x = peak_normalise(x)
+    x = x * front.input_scale
     n = front.n_fft
-    x = np.pad(x, n // 2, mode=front.pad_mode)
+    if front.center:
+        x = np.pad(x, n // 2, mode=front.pad_mode)
     frames = 1 + (x.size - n) // front.hop_length
     idx = np.arange(n)[None, :] + front.hop_length * np.arange(frames)[:, None]
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)  # periodic Hann
-    spec = np.fft.rfft(x[idx] * window, axis=1)
+    spec = np.fft.rfft(x[idx] * stft_window(front), axis=1)
     mel = (spec.real**2 + spec.imag**2) @ filters_of(front)
     return compress(mel, front)
 
@@ -151,7 +171,10 @@ def features(x: np.ndarray, front: BlockFrontEnd) -> np.ndarray:
 def compress(mel: np.ndarray, front: BlockFrontEnd) -> np.ndarray:
     if front.compression == "log10_shift":
         return np.log10(mel * front.shift_scale + 1.0) / front.divisor
-    return 10.0 * np.log10(np.maximum(mel, 1e-10))
+    db = 10.0 * np.log10(np.maximum(mel, 1e-10))
+    if front.top_db is not None and db.size:
+        db = np.maximum(db, db.max() - front.top_db)
+    return db * front.out_scale + front.out_offset
 
 
 def blocks(feats: np.ndarray, front: BlockFrontEnd) -> np.ndarray:

@@ -79,3 +79,9 @@ def aisfx(n_classes: int, cfg: AudioConfig) -> nn.Module:
 def panns_cnn10(n_classes: int, cfg: AudioConfig) -> nn.Module:
     """PANNs CNN10 (AudioSet, Kong et al. 2020) + embedding head; 32 kHz waveform in (weights online)."""
     return BackboneClassifier("panns_cnn10", n_classes, cfg)
+
+
+@register("speech_embedding", input="waveform", classifier="head.fc", backbone="speech_embedding")
+def speech_embedding(n_classes: int, cfg: AudioConfig) -> nn.Module:
+    """Google's speech_embedding (keyword spotting, Lin et al. 2020) + embedding head; 16 kHz waveform in."""
+    return BackboneClassifier("speech_embedding", n_classes, cfg)

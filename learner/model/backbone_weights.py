@@ -69,6 +69,12 @@ def _numpy_globals() -> list:
 
 
 def read_checkpoint(path: Path) -> object:
+    """A torch checkpoint (weights only, numpy scalars allowed), or an ONNX model (its graph: weights are
+    initializers, read by the backbone's adapter)."""
+    if Path(path).suffix == ".onnx":
+        import onnx
+
+        return onnx.load(str(path))
     with torch.serialization.safe_globals(_numpy_globals()):
         return torch.load(path, map_location="cpu", weights_only=True)
 

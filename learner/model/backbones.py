@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from learner.audio.frontends import BlockFrontEnd, filters_of
+from learner.audio.frontends import BlockFrontEnd, filters_of, stft_window
 from learner.model.backbone_registry import (  # noqa: F401  (the registry's names, re-exported)
     BackboneSpec,
     WeightsSource,
@@ -40,12 +40,12 @@ class BlockFeatures(nn.Module):
         self.front = front
         self.dft = dft
         n = front.n_fft
-        self.register_buffer("window", torch.hann_window(n, periodic=True, dtype=torch.float64).float())
+        self.register_buffer("window", torch.from_numpy(stft_window(front)).float())
         self.register_buffer("fb", torch.from_numpy(filters_of(front)).float())  # (n/2 + 1, n_mels)
         if dft:
             t = torch.arange(n, dtype=torch.float64)
             k = torch.arange(n // 2 + 1, dtype=torch.float64)[:, None]
-            w = torch.hann_window(n, periodic=True, dtype=torch.float64)
+            w = torch.from_numpy(stft_window(front))
             basis = torch.cat([torch.cos(2 * np.pi * k * t / n) * w, -torch.sin(2 * np.pi * k * t / n) * w])
             self.register_buffer("basis", basis.float()[:, None], persistent=False)
 
@@ -57,8 +57,12 @@ class BlockFeatures(nn.Module):
         if f.peak_normalise:
             peak = wave.abs().amax(dim=-1, keepdim=True)
             wave = wave / torch.where(peak > 0, peak, torch.ones_like(peak))
+        if f.input_scale != 1.0:
+            wave = wave * f.input_scale
         if self.dft:
-            pad = nn.functional.pad(wave[:, None], (f.n_fft // 2, f.n_fft // 2), mode=f.pad_mode)
+            pad = wave[:, None]
+            if f.center:
+                pad = nn.functional.pad(pad, (f.n_fft // 2, f.n_fft // 2), mode=f.pad_mode)
             spec = nn.functional.conv1d(pad, self.basis, stride=f.hop_length)  # (N, 2K, frames)
             re, im = spec.chunk(2, dim=1)
             power = (re * re + im * im).transpose(1, 2)
@@ -68,7 +72,7 @@ class BlockFeatures(nn.Module):
                 f.n_fft,
                 f.hop_length,
                 window=self.window,
-                center=True,
+                center=f.center,
                 pad_mode=f.pad_mode,
                 return_complex=True,
             )
@@ -76,7 +80,12 @@ class BlockFeatures(nn.Module):
         mel = power @ self.fb
         if f.compression == "log10_shift":
             return torch.log10(mel * f.shift_scale + 1.0) / f.divisor
-        return 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
+        db = 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
+        if f.top_db is not None:  # each clip's own peak
+            db = torch.maximum(db, db.amax(dim=(1, 2), keepdim=True) - f.top_db)
+        if f.out_scale != 1.0 or f.out_offset != 0.0:
+            db = db * f.out_scale + f.out_offset
+        return db
 
 
 def to_blocks(feats: torch.Tensor, front: BlockFrontEnd) -> torch.Tensor:
