@@ -194,13 +194,11 @@ def add_speech_embedding(fit: Path, work: Path) -> dict:
     """Step 3b: fit the head on the fit clips (as the Predictor prepares them) and make every exported file
     the average of itself and the head; returns the config.json record of how."""
     import onnxruntime as ort
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
 
     from learner.folder import ModelConfig
     from learner.model import speech_embedding as se
+    from learner.model.head_fit import backbone_record, fit_linear
     from learner.serve.ensemble import average_into
-    from learner.serve.onnx_backend import INT8_FILE, ONNX_FILE
     from learner.serve.predictor import Predictor
 
     config = ModelConfig.read(work)
@@ -222,31 +220,18 @@ def add_speech_embedding(fit: Path, work: Path) -> dict:
 
     x = np.concatenate([features(s) for s in SPEECH_HEAD["left_s"]])
     y = np.tile(rows["label"].map(config.classes.index).to_numpy(), len(SPEECH_HEAD["left_s"]))
-    scaler = StandardScaler().fit(x)
-    head = LogisticRegression(C=SPEECH_HEAD["C"], max_iter=3000).fit(scaler.transform(x), y)
-    if list(head.classes_) != list(range(len(config.classes))):
+    if len(set(y)) != len(config.classes):
         sys.exit(f"build_demo_model: {fit}: the fit speakers lack some classes; the head needs all of them")
-    weight = (head.coef_ / scaler.scale_).T  # the scaler folded into the linear head
-    bias = head.intercept_ - (scaler.mean_ / scaler.scale_) @ head.coef_.T
-    member = se.with_linear_head(se.feature_graph(clips.shape[1], mel, net), weight, bias)
+    head = fit_linear(x, y, SPEECH_HEAD["C"])  # standardised, as every frozen head (learner.model.head_fit)
+    features_graph = se.feature_graph(clips.shape[1], mel, net)
+    member = se.with_linear_head(features_graph, head.weight.T, head.bias, head.mean, head.scale, head.l2)
     record = {
         "members": [f"{config.arch} (the exported model)", "speech_embedding + linear head"],
         "head": {"C": SPEECH_HEAD["C"], "clips": len(rows), "placements_s": list(SPEECH_HEAD["left_s"])},
     }
-    files = [n for n in (ONNX_FILE, INT8_FILE) if (work / n).is_file()]
-    if set(files) != set(config.onnx["files"]):  # a recorded file that is absent (the shipped folder)
-        config.onnx["files"] = {n: config.onnx["files"][n] for n in files}
-        config.write(work)
-    average_into(work, [member], SPEECH_HEAD["weights"], record)
+    files = average_into(work, [member], SPEECH_HEAD["weights"], record)
     config = ModelConfig.read(work)
-    config.backbone = {
-        "name": "speech_embedding",
-        "use": "frozen, a linear head averaged with the trained network",
-        "licence": se.LICENCE,
-        "citation": se.CITATION,
-        "weights": {"file": "embedding_model.onnx, melspectrogram.onnx", "package": se.MEL_WEIGHTS.package,
-                    "sha256": se.EMBEDDING_WEIGHTS.sha256},  # fmt: skip
-    }
+    config.backbone = backbone_record("speech_embedding", "frozen, a linear head averaged with the network")
     config.write(work)
     print(f"+ speech_embedding head on {len(rows)} fit clips × {len(SPEECH_HEAD['left_s'])} placements; "
           f"{', '.join(files)} now average it with the {config.arch}", flush=True)  # fmt: skip

@@ -86,6 +86,7 @@ def write_folder(folder: Path, classes: list[str], fit: Any, config: dict[str, A
 
     from learner.folder import write_json
     from learner.model import speech_embedding as se
+    from learner.model.head_fit import backbone_record
     from learner.serve.onnx_backend import sha256_file
 
     cfg = speech_audio_config()
@@ -93,8 +94,6 @@ def write_folder(folder: Path, classes: list[str], fit: Any, config: dict[str, A
     model = se.with_linear_head(features, fit.weight.T, fit.bias, fit.mean, fit.scale, fit.l2)
     folder.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(folder / ONNX_FILE))
-    record = {"file": "embedding_model.onnx, melspectrogram.onnx", "package": se.MEL_WEIGHTS.package,
-              "sha256": se.EMBEDDING_WEIGHTS.sha256}  # fmt: skip
     write_json(folder / "config.json", {
         **config,
         "arch": NAME,
@@ -102,8 +101,7 @@ def write_folder(folder: Path, classes: list[str], fit: Any, config: dict[str, A
         "classes": classes,
         "audio": cfg.to_dict(),
         "pretrained": f"{NAME} (published weights)",
-        "backbone": {"name": NAME, "use": "frozen", "licence": se.LICENCE, "citation": se.CITATION,
-                     "weights": record, "head": {"kind": "logistic regression", "C": fit.C}},
+        "backbone": backbone_record(NAME, "frozen", head={"kind": "logistic regression", "C": fit.C}),
         "onnx": {
             "files": {ONNX_FILE: sha256_file(folder / ONNX_FILE)},
             "input": {"name": "waveform", "dtype": "float32", "shape": ["batch", cfg.n_samples],

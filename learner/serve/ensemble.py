@@ -83,9 +83,10 @@ def average(members: Sequence, weights: Sequence[float] | None = None, name: str
 def average_into(folder: Path, others: Sequence, weights: Sequence[float] | None = None,
                  record: dict[str, Any] | None = None) -> list[str]:  # fmt: skip
     """Make each exported file of a model folder (model.onnx, model.int8.onnx) the average of itself and
-    `others` (its weight first), and record it in config.json: the new sha256 (a file not averaged is no
-    longer listed, so it is never served) and an "ensemble" record (`record`, plus the weights). Returns the
-    files written. A folder that is an ensemble already is refused (average the members once)."""
+    `others` (its weight first), and record it in config.json: the new sha256 (a file not averaged, or
+    recorded but absent, is no longer listed, so it is never served) and an "ensemble" record (`record`,
+    plus the weights). Returns the files written. A folder that is an ensemble already is refused (average
+    the members once)."""
     import onnx
 
     from learner.folder import ModelConfig, ModelDirError
@@ -95,7 +96,8 @@ def average_into(folder: Path, others: Sequence, weights: Sequence[float] | None
     config = ModelConfig.read(folder)
     if (config.onnx or {}).get("ensemble"):
         raise ModelDirError(f"{folder}: its ONNX files are an ensemble already; average the members once")
-    names = [n for n in (ONNX_FILE, INT8_FILE) if n in (config.onnx or {}).get("files", {})]
+    recorded = (config.onnx or {}).get("files", {})
+    names = [n for n in (ONNX_FILE, INT8_FILE) if n in recorded and (folder / n).is_file()]
     if not names:
         raise ModelDirError(f"{folder}: no exported ONNX file in config.json; export the model first")
     files = {}
