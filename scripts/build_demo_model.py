@@ -13,7 +13,8 @@ it is judged on:
 2. the README's command with `RECIPE` trains from scratch (`--pretrained none`, seed 0) on the fit speakers;
 3. it is exported to ONNX and a static int8 ONNX calibrated on 200 fit clips;
 3b. `SPEECH_HEAD`: a logistic head on Google's pretrained `speech_embedding` (learner.model.speech_embedding)
-   is fitted on the same fit clips, and the exported files become the average of the two models' class
+   is fitted on the same fit clips, then the network and head are fine-tuned on them (scripts/
+   speech_finetune.py `FINETUNE`), and the exported files become the weighted average of the models' class
    probabilities (learner.serve.ensemble): still one ONNX file, "waveform" → "logits";
 4. the int8 model scores the calibration speakers; the thresholds (`THRESHOLD_RULE`) are set on them and
    written with the `reject` record (unknown, silence) into config.json (learner.serve.reject);
@@ -23,7 +24,8 @@ it is judged on:
    assets/speech-words/.
 
 `--from-model DIR` starts at step 3 with a model trained by step 2 (on the fit speakers only); a folder with
-no weights but an exported int8 file (a shipped CNN) starts at step 3b.
+no weights but an exported int8 file (a shipped CNN) starts at step 3b, and so does the shipped folder
+itself (an ensemble: its first member, the CNN, is taken out unchanged).
 `--calibration-only` stops after step 4: it prints the calibration speakers' figures (and writes them to
 WORK/calibration.json), the only figures a recipe is chosen on; `valid` is not scored.
 """
@@ -58,15 +60,18 @@ RECIPE: list[str] = ["--aug-noise-snr", "5", "30", "--aug-hum-snr", "-20", "30",
 CALIB_SHARE = 5  # one speaker in 5 of the train split calibrates the thresholds
 WORD_LOSS = 0.01  # THRESHOLD_RULE: the share of correct calibration words a threshold may reject
 # step 3b (bench/RESULTS.md: the default model, session 9; chosen by speaker-grouped 5-fold CV on the fit
-# speakers): the head sees the clip at three places in its padding (the served graph uses the middle one)
-SPEECH_HEAD = {"C": 0.003, "left_s": (0.25, 0.15, 0.35), "weights": (0.5, 0.5)}
+# speakers): the head sees the clip at three places in its padding (the served graph uses the middle one);
+# then one network fine-tuned per seed (scripts/speech_finetune.py); the CNN weighs `cnn_weight`, they share
+# the rest
+SPEECH_HEAD = {"C": 0.003, "left_s": (0.25, 0.15, 0.35), "seeds": (0,), "cnn_weight": 0.5}
 NOTICE = "NOTICE-speech_embedding.md"
 NOTICE_TEXT = """# speech_embedding inside model.int8.onnx
 
 model.int8.onnx contains Google's `speech_embedding` network (the ONNX files `melspectrogram.onnx` and
-`embedding_model.onnx` of the PyPI wheel openwakeword==0.4.0, by David Scripka), unchanged except that the
-log-mel floor is set per clip, beside earshot's own network. It is licensed under the Apache License 2.0:
-https://www.apache.org/licenses/LICENSE-2.0, whose full text follows this notice.
+`embedding_model.onnx` of the PyPI wheel openwakeword==0.4.0, by David Scripka), beside earshot's own
+network, with two changes made by earshot: the log-mel floor is set per clip, and the embedding network's
+weights were fine-tuned on Speech Commands clips (scripts/speech_finetune.py). It is licensed under the
+Apache License 2.0: https://www.apache.org/licenses/LICENSE-2.0, whose full text follows this notice.
 
 Cite: James Lin, Kevin Kilgour, Dominik Roblek and Matthew Sharifi, "Training Keyword Spotters with Limited
 and Synthesized Speech Data", Proc. ICASSP 2020, pp. 7474-7478.
@@ -190,14 +195,35 @@ def export_int8(fit: Path, work: Path) -> None:
         run("-m", "jobs.export", "--model", str(work), "--int8", "--calib", calib, "--n-calib", "200")
 
 
+def first_member(work: Path) -> None:
+    """A shipped folder (an ensemble already) back to the CNN it was built on: member 0 of its int8 file,
+    unchanged, and config.json without the ensemble and backbone records."""
+    import onnx
+
+    from learner.folder import ModelConfig
+    from learner.serve.ensemble import member
+    from learner.serve.onnx_backend import INT8_FILE, sha256_file
+
+    onnx.save(member(onnx.load(str(work / INT8_FILE)), 0), str(work / INT8_FILE))
+    config = ModelConfig.read(work)
+    config.onnx = {k: v for k, v in config.onnx.items() if k != "ensemble"}
+    config.onnx["files"] = {INT8_FILE: sha256_file(work / INT8_FILE)}
+    config.backbone = None
+    config.write(work)
+    print(f"+ {work}: the shipped ensemble's first member ({config.arch}) starts step 3b", flush=True)
+
+
 def add_speech_embedding(fit: Path, work: Path) -> dict:
     """Step 3b: fit the head on the fit clips (as the Predictor prepares them) and make every exported file
     the average of itself and the head; returns the config.json record of how."""
+    import onnx
     import onnxruntime as ort
+    from speech_finetune import FINETUNE, finetune
 
     from learner.folder import ModelConfig
     from learner.model import speech_embedding as se
     from learner.model.head_fit import backbone_record, fit_linear
+    from learner.model.speech_embedding_net import published_net, with_weights
     from learner.serve.ensemble import average_into
     from learner.serve.predictor import Predictor
 
@@ -223,18 +249,28 @@ def add_speech_embedding(fit: Path, work: Path) -> dict:
     if len(set(y)) != len(config.classes):
         sys.exit(f"build_demo_model: {fit}: the fit speakers lack some classes; the head needs all of them")
     head = fit_linear(x, y, SPEECH_HEAD["C"])  # standardised, as every frozen head (learner.model.head_fit)
-    features_graph = se.feature_graph(clips.shape[1], mel, net)
-    member = se.with_linear_head(features_graph, head.weight.T, head.bias, head.mean, head.scale, head.l2)
+    members, silence = [], config.classes.index("silence")
+    for seed in SPEECH_HEAD["seeds"]:  # one fine-tuned network per seed, all from the same frozen head
+        tuned, tuned_head = finetune(published_net(net), head, clips, y[: len(clips)], silence, seed)
+        tuned_file = work / f"speech_embedding-finetuned-{seed}.onnx"
+        onnx.save(with_weights(onnx.load(str(net)), tuned.state_dict()), str(tuned_file))
+        t, features_graph = tuned_head, se.feature_graph(clips.shape[1], mel, tuned_file)
+        members.append(se.with_linear_head(features_graph, t.weight.T, t.bias, t.mean, t.scale, t.l2))
+    n = len(members)
     record = {
-        "members": [f"{config.arch} (the exported model)", "speech_embedding + linear head"],
+        "members": [f"{config.arch} (the exported model)"]
+        + [f"speech_embedding fine-tuned (seed {s}), linear head" for s in SPEECH_HEAD["seeds"]],
         "head": {"C": SPEECH_HEAD["C"], "clips": len(rows), "placements_s": list(SPEECH_HEAD["left_s"])},
+        "finetune": {k: list(v) if isinstance(v, tuple) else v for k, v in FINETUNE.items()},
     }
-    files = average_into(work, [member], SPEECH_HEAD["weights"], record)
+    cnn = SPEECH_HEAD["cnn_weight"]
+    files = average_into(work, members, [cnn] + [(1 - cnn) / n] * n, record)
     config = ModelConfig.read(work)
-    config.backbone = backbone_record("speech_embedding", "frozen, a linear head averaged with the network")
+    use = "fine-tuned with a linear head, averaged with the network"
+    config.backbone = backbone_record("speech_embedding", use)
     config.write(work)
-    print(f"+ speech_embedding head on {len(rows)} fit clips × {len(SPEECH_HEAD['left_s'])} placements; "
-          f"{', '.join(files)} now average it with the {config.arch}", flush=True)  # fmt: skip
+    print(f"+ speech_embedding head on {len(rows)} fit clips × {len(SPEECH_HEAD['left_s'])} placements, "
+          f"{n} fine-tuned; {', '.join(files)} now average them with the {config.arch}", flush=True)
     return record
 
 
@@ -285,6 +321,8 @@ def main() -> None:
         train(csvs["fit"], work)
     if (work / WEIGHTS).is_file():
         export_int8(csvs["fit"], work)
+    elif (json.loads((work / "config.json").read_text()).get("onnx") or {}).get("ensemble"):
+        first_member(work)
     elif not (work / "model.int8.onnx").is_file():
         sys.exit(f"build_demo_model: {work}: neither weights ({WEIGHTS}) nor an exported model.int8.onnx")
     add_speech_embedding(csvs["fit"], work)

@@ -165,3 +165,18 @@ def clip_dir(tmp_path_factory) -> Path:
     (d / "c_broken.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt garbage")
     (d / "readme.txt").write_text("not audio")
     return d
+
+
+@pytest.fixture(scope="session")
+def published():
+    """Google's speech_embedding ONNX files (mel graph, network), fetched once from the openwakeword wheel;
+    the tests that need them skip, saying why, only when the package index is unreachable."""
+    from learner.model import speech_embedding as se
+    from learner.model.backbone_weights import BackboneWeightsError
+
+    try:
+        return se.published_files()
+    except BackboneWeightsError as e:
+        if "need the network" in str(e):
+            pytest.skip(f"the package index is unreachable: {e}")
+        raise

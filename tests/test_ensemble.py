@@ -103,3 +103,16 @@ def test_average_into_a_folder_records_the_new_file_and_refuses_twice(tmp_path):
     np.testing.assert_allclose(served, 0.25 * softmax(run(a, x)) + 0.75 * softmax(run(b, x)), atol=1e-5)
     with pytest.raises(ModelDirError, match="an ensemble already"):
         average_into(tmp_path, [b])
+
+
+def test_a_member_comes_back_out_of_an_ensemble_unchanged():
+    from learner.serve.ensemble import member
+
+    a, b = linear(0), linear(1)
+    x = np.random.default_rng(5).standard_normal((4, N_SAMPLES)).astype(np.float32)
+    both = average([a, b], [0.3, 0.7])
+    np.testing.assert_allclose(run(member(both, 0), x), run(a, x), rtol=1e-6)
+    np.testing.assert_allclose(run(member(both, 1), x), run(b, x), rtol=1e-6)
+    assert not np.allclose(run(member(both, 0), x), run(member(both, 1), x))
+    with pytest.raises(ValueError, match="no ensemble member 2"):
+        member(both, 2)

@@ -11,17 +11,6 @@ import onnxruntime as ort
 import pytest
 
 from learner.model import speech_embedding as se
-from learner.model.backbone_weights import BackboneWeightsError
-
-
-@pytest.fixture(scope="module")
-def published():
-    try:
-        return se.published_files()
-    except BackboneWeightsError as e:
-        if "need the network" in str(e):
-            pytest.skip(f"the package index is unreachable: {e}")
-        raise
 
 
 def session(model_or_path) -> ort.InferenceSession:
@@ -163,3 +152,31 @@ def test_training_a_frozen_head_and_exporting_it(published, tmp_path):
     onnx_p = Predictor.from_dir(result.model_dir, backend="onnx")
     x = np.random.default_rng(0).standard_normal((3, torch_p.cfg.n_samples)).astype(np.float32) * 0.1
     np.testing.assert_allclose(onnx_p.predict_waves(x), torch_p.predict_waves(x), atol=1e-4)
+
+
+def test_fine_tuned_weights_go_back_into_the_published_graph(published, tmp_path):
+    """`with_weights` writes a changed SpeechEmbeddingNet into the ONNX file; the feature graph built on it
+    gives what the torch network's `windows` gives (the served member is the trained one)."""
+    import torch
+
+    from learner.model.backbones import BlockFeatures
+    from learner.model.speech_embedding_net import SPEECH_FRONT, published_net, with_weights
+
+    mel, net_file = published
+    net = published_net(net_file)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(1 + 0.1 * torch.randn_like(p, generator=torch.Generator().manual_seed(0)))
+    changed = tmp_path / "tuned.onnx"
+    onnx.save(with_weights(onnx.load(str(net_file)), net.state_dict()), str(changed))
+    x = clips(2)
+    served = session(se.feature_graph(se.SAMPLE_RATE, mel, changed)).run(None, {"waveform": x})[0]
+    original = session(se.feature_graph(se.SAMPLE_RATE, mel, net_file)).run(None, {"waveform": x})[0]
+    with torch.no_grad():
+        padded = torch.nn.functional.pad(torch.from_numpy(x), (4000, 4000))
+        ours = net.eval().windows(BlockFeatures(SPEECH_FRONT)(padded)).flatten(1).numpy()
+    assert served.shape == ours.shape == (2, 9 * se.EMB_DIM)
+    np.testing.assert_allclose(served, ours, atol=2e-3 * np.abs(ours).max())
+    assert np.abs(served - original).max() > 0.05 * np.abs(original).max()  # the weights did change
+    with pytest.raises(ValueError, match="not a SpeechEmbeddingNet state dict"):
+        with_weights(onnx.load(str(net_file)), {"conv0.weight": torch.zeros(1)})

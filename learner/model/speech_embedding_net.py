@@ -48,14 +48,19 @@ class SpeechEmbeddingNet(nn.Module):
         self.convs = nn.ModuleList(convs)
         self.last = nn.Conv2d(96, 96, (3, 1), bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def windows(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, frames, 32 mels) → (N, windows, 96): every 76-frame window at hop 8 in one pass (the time
+        poolings' strides multiply to 8), as `learner.model.speech_embedding.feature_graph` computes them."""
         x = F.pad(x.unsqueeze(1), (1, 1))  # (N, 1, frames, mels + 2): the published zero padding over mels
         x = F.leaky_relu(self.bn0(F.relu(self.conv0(x))), 0.2).clamp(min=CLAMP)
         for k, conv in enumerate(self.convs, start=1):
             x = F.leaky_relu(conv(x), 0.2).clamp(min=CLAMP)
             if k in POOL_AFTER:
                 x = F.max_pool2d(x, POOL_AFTER[k])
-        return self.last(x).mean(dim=(2, 3))
+        return self.last(x).squeeze(3).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.windows(x).mean(dim=1)
 
 
 def speech_embedding_adapter(graph: object) -> dict[str, torch.Tensor]:
@@ -64,17 +69,50 @@ def speech_embedding_adapter(graph: object) -> dict[str, torch.Tensor]:
     from onnx import numpy_helper
 
     inits = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.graph.initializer}
+    sd = {key: inits[name] for key, name in _initializer_names(graph).items()}
+    sd["bn0.num_batches_tracked"] = torch.tensor(0)
+    return sd
+
+
+def with_weights(graph: object, state_dict: dict[str, torch.Tensor]) -> object:
+    """`speech_embedding_adapter` backwards: a copy of the published ONNX model carrying `state_dict`'s
+    weights (a fine-tuned SpeechEmbeddingNet), so `feature_graph` and everything built on it serve them."""
+    import onnx
+    from onnx import numpy_helper
+
+    out = onnx.ModelProto()
+    out.CopyFrom(graph)
+    names = _initializer_names(out)
+    missing = sorted(set(names) - set(state_dict))
+    if missing:
+        raise ValueError(f"not a SpeechEmbeddingNet state dict: no {', '.join(missing[:3])}")
+    for init in out.graph.initializer:
+        for key in [k for k, v in names.items() if v == init.name]:
+            init.CopyFrom(numpy_helper.from_array(state_dict[key].detach().cpu().numpy(), init.name))
+    return out
+
+
+def _initializer_names(graph: object) -> dict[str, str]:
+    """SpeechEmbeddingNet state-dict key → the published graph's initializer holding it."""
     convs = [n for n in graph.graph.node if n.op_type == "Conv"]
     (bn,) = [n for n in graph.graph.node if n.op_type == "BatchNormalization"]
     if len(convs) != 20:
         raise ValueError(f"not the published speech_embedding graph: {len(convs)} convolutions, not 20")
-    sd = {"conv0.weight": inits[convs[0].input[1]], "last.weight": inits[convs[-1].input[1]]}
+    names = {"conv0.weight": convs[0].input[1], "last.weight": convs[-1].input[1]}
     for k, node in enumerate(convs[1:-1]):
-        sd[f"convs.{k}.weight"], sd[f"convs.{k}.bias"] = inits[node.input[1]], inits[node.input[2]]
+        names[f"convs.{k}.weight"], names[f"convs.{k}.bias"] = node.input[1], node.input[2]
     for name, arg in zip(("weight", "bias", "running_mean", "running_var"), bn.input[1:], strict=True):
-        sd[f"bn0.{name}"] = inits[arg]
-    sd["bn0.num_batches_tracked"] = torch.tensor(0)
-    return sd
+        names[f"bn0.{name}"] = arg
+    return names
+
+
+def published_net(embedding_file: object) -> SpeechEmbeddingNet:
+    """SpeechEmbeddingNet with the weights of the published ONNX file at `embedding_file`."""
+    import onnx
+
+    net = SpeechEmbeddingNet()
+    net.load_state_dict(speech_embedding_adapter(onnx.load(str(embedding_file))))
+    return net
 
 
 @register_backbone(

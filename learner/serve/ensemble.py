@@ -109,3 +109,30 @@ def average_into(folder: Path, others: Sequence, weights: Sequence[float] | None
     config.onnx = {**config.onnx, "files": files, "ensemble": {**(record or {}), "weights": w}}
     config.write(folder)
     return names
+
+
+def member(model, i: int):
+    """Member `i` of an `average` graph again as a "waveform" → "logits" graph (its nodes and weights
+    unchanged): how a shipped ensemble is rebuilt from the member it was built on."""
+    import onnx
+    from onnx import helper
+
+    prefix = f"m{i}/"
+    nodes = [n for n in model.graph.node if any(o.startswith(prefix) for o in n.output)]
+    if not nodes:
+        raise ValueError(f"no ensemble member {i} in this graph (no {prefix}… nodes); is it an ensemble?")
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    del g.node[:]
+    g.node.extend(nodes)
+    for node in g.node:
+        node.output[:] = [OUTPUT if o == prefix + OUTPUT else o for o in node.output]
+    used = {x for n in g.node for x in n.input}
+    kept = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(kept)
+    del g.output[:]
+    g.output.append(helper.make_tensor_value_info(OUTPUT, onnx.TensorProto.FLOAT, ["batch", _width(model)]))
+    onnx.checker.check_model(out)
+    return out
