@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -92,20 +91,20 @@ def finetune_choice(clips: np.ndarray, labels: np.ndarray, groups: np.ndarray, f
     from learner.model.speech_embedding_net import published_net
 
     classes = sorted(set(labels))
-    y = np.array([classes.index(v) for v in labels])
+    y, silence = np.array([classes.index(v) for v in labels]), classes.index("silence")
     places = SPEECH_HEAD["left_s"]
     views = {s: features(clips, s) for s in places}
-    base = dict(speech_finetune.FINETUNE)
+    net_file = se.published_files()[1]
     print(f"\n{folds}-fold CV by speaker on {len(clips)} fit clips: words right after fine-tuning")
     print("| fine-tuning | words right | per fold |\n|---|---:|---|")
     for name, change in FINETUNE_VARIANTS.items():
-        speech_finetune.FINETUNE.update({**base, **change})
+        cfg = {**speech_finetune.FINETUNE, **change}
         accs = []
         for tr, te in GroupKFold(folds).split(clips, groups=groups):
             head = fit_linear(np.concatenate([views[s][tr] for s in places]), np.tile(y[tr], len(places)),
                               SPEECH_HEAD["C"])  # fmt: skip
-            net = published_net(se.published_files()[1])
-            net, head = speech_finetune.finetune(net, head, clips[tr], y[tr], classes.index("silence"))
+            net = published_net(net_file)
+            net, head = speech_finetune.finetune(net, head, clips[tr], y[tr], silence, cfg=cfg)
             model = speech_finetune.WindowedHead(net, head).eval()
             with torch.no_grad():
                 top = np.concatenate([model(torch.from_numpy(clips[te][i : i + 64])).argmax(1).numpy()
@@ -115,34 +114,32 @@ def finetune_choice(clips: np.ndarray, labels: np.ndarray, groups: np.ndarray, f
             print(f"  {name}: fold {len(accs)} {accs[-1]:.3f}", flush=True)
         cells = ", ".join(f"{a:.3f}" for a in accs)
         print(f"| {name} | {np.mean(accs):.3f} ± {np.std(accs):.3f} | {cells} |", flush=True)
-    speech_finetune.FINETUNE.update(base)
 
 
 def cost(model_file: Path, clips: np.ndarray) -> None:
-    import onnx.utils
+    import onnx
 
-    with tempfile.TemporaryDirectory() as tmp:
-        member = str(Path(tmp) / "cnn.onnx")
-        onnx.utils.extract_model(str(model_file), member, ["waveform"], ["m0/logits"])
-        graphs = {"trained CNN alone (member 0)": session(member),
-                  "shipped ensemble": session(str(model_file))}
-        print(f"\nCPU ms per clip, one thread, {model_file.name}")
-        print("| graph | batch 1 | batch 8 |")
-        print("|---|---:|---:|")
-        rows = {name: [] for name in graphs}
-        for _ in range(3):  # interleaved rounds, so both see the same load
-            for name, s in graphs.items():
-                per = []
-                for b in (1, 8):
-                    s.run(None, {"waveform": clips[:b]})
-                    t, n = time.process_time(), 64 // b
-                    for i in range(n):
-                        s.run(None, {"waveform": clips[i * b : (i + 1) * b]})
-                    per.append((time.process_time() - t) / (n * b) * 1000)
-                rows[name].append(per)
-        for name, per in rows.items():
-            best = np.min(np.array(per), axis=0)
-            print(f"| {name} | {best[0]:.1f} | {best[1]:.1f} |")
+    from learner.serve.ensemble import member
+
+    graphs = {"trained CNN alone (member 0)": session(member(onnx.load(str(model_file)), 0)),
+              "shipped ensemble": session(str(model_file))}  # fmt: skip
+    print(f"\nCPU ms per clip, one thread, {model_file.name}")
+    print("| graph | batch 1 | batch 8 |")
+    print("|---|---:|---:|")
+    rows = {name: [] for name in graphs}
+    for _ in range(3):  # interleaved rounds, so both see the same load
+        for name, s in graphs.items():
+            per = []
+            for b in (1, 8):
+                s.run(None, {"waveform": clips[:b]})
+                t, n = time.process_time(), 64 // b
+                for i in range(n):
+                    s.run(None, {"waveform": clips[i * b : (i + 1) * b]})
+                per.append((time.process_time() - t) / (n * b) * 1000)
+            rows[name].append(per)
+    for name, per in rows.items():
+        best = np.min(np.array(per), axis=0)
+        print(f"| {name} | {best[0]:.1f} | {best[1]:.1f} |")
 
 
 def main() -> None:

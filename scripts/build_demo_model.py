@@ -47,7 +47,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from learner.folder import WEIGHTS  # noqa: E402
+from learner.folder import WEIGHTS, ModelConfig  # noqa: E402
 
 DEST = ROOT / "assets" / "speech-words"
 DEVSET = ROOT.parent / "shared" / "devsets" / "speech-dev" / "manifest-open.csv"
@@ -321,7 +321,7 @@ def main() -> None:
         train(csvs["fit"], work)
     if (work / WEIGHTS).is_file():
         export_int8(csvs["fit"], work)
-    elif (json.loads((work / "config.json").read_text()).get("onnx") or {}).get("ensemble"):
+    elif (ModelConfig.read(work).onnx or {}).get("ensemble"):
         first_member(work)
     elif not (work / "model.int8.onnx").is_file():
         sys.exit(f"build_demo_model: {work}: neither weights ({WEIGHTS}) nor an exported model.int8.onnx")

@@ -58,9 +58,9 @@ class WindowedHead(nn.Module):
         return HeadFit(w, b, like.mean, like.scale, like.C, like.l2)
 
 
-def _augment(x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor, silence: int, rng) -> torch.Tensor:
+def _augment(x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor, silence: int, rng,
+             cfg: dict) -> torch.Tensor:  # fmt: skip
     """Half the word clips get a background clip at a random SNR; every clip a random gain."""
-    cfg = FINETUNE
     x = x.clone()
     for i in range(len(x)):
         if len(noise) and int(y[i]) != silence and rng.random() < cfg["noise_share"]:
@@ -73,10 +73,9 @@ def _augment(x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor, silence: int
 
 
 def finetune(net: SpeechEmbeddingNet, head: HeadFit, clips: np.ndarray, y: np.ndarray, silence: int,
-             seed: int = 0) -> tuple[SpeechEmbeddingNet, HeadFit]:  # fmt: skip
-    """The network and head after FINETUNE on `clips` (N, samples) at 16 kHz with class indices `y`;
-    `silence` is the background class whose clips are mixed into the others."""
-    cfg = FINETUNE
+             seed: int = 0, cfg: dict = FINETUNE) -> tuple[SpeechEmbeddingNet, HeadFit]:  # fmt: skip
+    """The network and head after `cfg` (FINETUNE's keys) on `clips` (N, samples) at 16 kHz with class
+    indices `y`; `silence` is the background class whose clips are mixed into the others."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = WindowedHead(net, head)
@@ -96,7 +95,7 @@ def finetune(net: SpeechEmbeddingNet, head: HeadFit, clips: np.ndarray, y: np.nd
         start, total, order = time.time(), 0.0, torch.randperm(len(x))
         for b in range(per_epoch):
             idx = order[b * cfg["batch"] : (b + 1) * cfg["batch"]]
-            xb = _augment(x[idx], t[idx], noise, silence, rng)
+            xb = _augment(x[idx], t[idx], noise, silence, rng, cfg)
             logits = model(xb, int(rng.integers(lo, hi)))
             loss = F.cross_entropy(logits, t[idx], label_smoothing=cfg["label_smoothing"])
             opt.zero_grad()

@@ -33,21 +33,20 @@ def words(n_each: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(x).astype(np.float32), np.array(y)
 
 
-def test_fine_tuning_trains_and_the_served_graph_is_the_trained_model(published, tmp_path, monkeypatch):
+def test_fine_tuning_trains_and_the_served_graph_is_the_trained_model(published, tmp_path):
     import torch
 
     from learner.model.head_fit import fit_linear
     from learner.model.speech_embedding_net import published_net, with_weights
 
     mel, net_file = published
-    monkeypatch.setitem(speech_finetune.FINETUNE, "epochs", 2)
-    monkeypatch.setitem(speech_finetune.FINETUNE, "batch", 8)
+    short = {**speech_finetune.FINETUNE, "epochs": 2, "batch": 8}
     x, y = words(8, seed=0)
     session = ort.InferenceSession(se.feature_graph(x.shape[1], mel, net_file).SerializeToString(),
                                    providers=["CPUExecutionProvider"])  # fmt: skip
     head = fit_linear(session.run(None, {"waveform": x})[0], y, 0.003)
     before = [p.detach().clone() for p in published_net(net_file).parameters()]
-    net, tuned = speech_finetune.finetune(published_net(net_file), head, x, y, silence=2)
+    net, tuned = speech_finetune.finetune(published_net(net_file), head, x, y, silence=2, cfg=short)
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
     assert not np.allclose(tuned.weight, head.weight)
     np.testing.assert_array_equal(tuned.mean, head.mean)  # the standardisation is the frozen head's

@@ -86,9 +86,11 @@ def with_weights(graph: object, state_dict: dict[str, torch.Tensor]) -> object:
     missing = sorted(set(names) - set(state_dict))
     if missing:
         raise ValueError(f"not a SpeechEmbeddingNet state dict: no {', '.join(missing[:3])}")
+    key_of = {init: key for key, init in names.items()}
     for init in out.graph.initializer:
-        for key in [k for k, v in names.items() if v == init.name]:
-            init.CopyFrom(numpy_helper.from_array(state_dict[key].detach().cpu().numpy(), init.name))
+        if init.name in key_of:
+            weight = state_dict[key_of[init.name]].detach().cpu().numpy()
+            init.CopyFrom(numpy_helper.from_array(weight, init.name))
     return out
 
 
