@@ -1,7 +1,7 @@
 """Build the demo's default model, the one shipped in assets/speech-words/ (issues #16, 24), in one command:
 
     python scripts/build_demo_model.py [--data ../shared/devsets/speech-dev/manifest-open.csv]
-                                       [--from-model DIR]
+                                       [--from-model DIR] [--refit-from DIR]
 
 The data: Speech Commands' ten command words plus `unknown` (25 other words) and `silence` (background
 noise), split by speaker into `train` and `valid` (manifest-open.csv: path,label,split,group). The model
@@ -18,6 +18,9 @@ it is judged on:
    probabilities (learner.serve.ensemble): still one ONNX file, "waveform" → "logits";
 4. the int8 model scores the calibration speakers; the thresholds (`THRESHOLD_RULE`) are set on them and
    written with the `reject` record (unknown, silence) into config.json (learner.serve.reject);
+4b. steps 2–3b again, the same recipe and seeds, on every train speaker (fit and calibration: a fifth more
+   voices); the new models take step 4's threshold and reject record, which were set on models that never
+   heard the calibration speakers (`--no-refit` ships step 4's models instead);
 5. the int8 model, with its thresholds, is judged once on the `valid` speakers: the 12-class metrics and the
    open-set figures (words right, unknown and silence rejected) go to metrics.json;
 6. config.json (no local paths), model.int8.onnx, metrics.json and the confusion matrix go to
@@ -26,8 +29,9 @@ it is judged on:
 `--from-model DIR` starts at step 3 with a model trained by step 2 (on the fit speakers only); a folder with
 no weights but an exported int8 file (a shipped CNN) starts at step 3b, and so does the shipped folder
 itself (an ensemble: its first member, the CNN, is taken out unchanged).
-`--calibration-only` stops after step 4: it prints the calibration speakers' figures (and writes them to
-WORK/calibration.json), the only figures a recipe is chosen on; `valid` is not scored.
+`--refit-from DIR` gives step 4b a CNN already trained on WORK-split/all.csv (as step 2 trains, on every
+train speaker). `--calibration-only` stops after step 4: it prints the calibration speakers' figures (and
+writes them to WORK/calibration.json), the only figures a recipe is chosen on; `valid` is not scored.
 """
 
 from __future__ import annotations
@@ -80,6 +84,10 @@ THRESHOLD_RULE = (
     "one threshold for every word: the highest that keeps 99 % of the calibration speakers' correctly named "
     "words (a fifth of the train speakers, held out of training by speaker; int8 model)"
 )
+REFIT_RULE = (
+    THRESHOLD_RULE[:-1] + "), set on the models trained without the calibration speakers; the shipped models "
+    "are the same recipe retrained on every train speaker"
+)
 
 
 def run(*args: str) -> None:
@@ -93,7 +101,8 @@ def is_calibration(group: str) -> bool:
 
 
 def manifests(data: Path, work: Path) -> dict[str, Path]:
-    """fit.csv (fit speakers `train`, calibration speakers `valid`), calib.csv, valid.csv; absolute paths."""
+    """fit.csv (fit speakers `train`, calibration speakers `valid`), calib.csv, valid.csv, all.csv (every
+    train speaker `train`); absolute paths."""
     df = pd.read_csv(data, dtype=str)
     missing = {"path", "label", "split", "group"} - set(df.columns)
     if missing:
@@ -107,6 +116,11 @@ def manifests(data: Path, work: Path) -> dict[str, Path]:
     out = {"fit": work / "fit.csv", "calib": work / "calib.csv", "valid": work / "valid.csv"}
     train.to_csv(out["fit"], index=False)
     train[train["split"] == "valid"].to_csv(out["calib"], index=False)
+    # step 4b trains on every train speaker; jobs.train needs a validation split, so the calibration
+    # speakers are listed again as one (a figure to watch training by, never to choose anything on)
+    every = pd.concat([train.assign(split="train"), train[train["split"] == "valid"]])
+    out["all"] = work / "all.csv"
+    every.to_csv(out["all"], index=False)
     df[df["split"] == "valid"].to_csv(out["valid"], index=False)
     return out
 
@@ -154,9 +168,9 @@ def open_set(df: pd.DataFrame) -> dict[str, float | int]:
     return figures
 
 
-def calibrate(work: Path, calib: Path) -> dict:
-    """Step 4: thresholds and the reject record into work/config.json; the calibration figures."""
-    from learner.folder import ModelConfig, write_thresholds
+def answer_open_set(work: Path) -> None:
+    """The reject record (unknown, silence) into work/config.json, with no thresholds yet."""
+    from learner.folder import ModelConfig
     from learner.serve.reject import reject_record
 
     config = ModelConfig.read(work)
@@ -164,6 +178,14 @@ def calibrate(work: Path, calib: Path) -> dict:
     config.extra["background_classes"] = list(REJECT)  # no "unknown" or "silence" events in long files
     config.thresholds, config.thresholds_rule = None, None
     config.write(work)
+
+
+def calibrate(work: Path, calib: Path) -> dict:
+    """Step 4: thresholds and the reject record into work/config.json; the calibration figures."""
+    from learner.folder import ModelConfig, write_thresholds
+
+    answer_open_set(work)
+    config = ModelConfig.read(work)
     before, probs = answers(work, calib)
     classes = config.classes
     t = word_threshold(probs, before["label"], classes)
@@ -274,6 +296,29 @@ def add_speech_embedding(fit: Path, work: Path) -> dict:
     return record
 
 
+def refit(csvs: dict[str, Path], fitted: Path, threshold: float, refit_from: str | None) -> Path:
+    """Step 4b: the same recipe again on every train speaker (fit and calibration): the CNN (or the one in
+    `refit_from`, trained on csvs["all"]), its int8 file, the speech_embedding member; then the reject
+    record and the threshold set in step 4 on the models that never heard the calibration speakers."""
+    from learner.folder import write_thresholds
+
+    work = fitted.with_name(fitted.name + "-refit")
+    if work.exists():
+        shutil.rmtree(work)
+    if refit_from:
+        shutil.copytree(refit_from, work)
+    else:
+        train(csvs["all"], work)
+    if not (work / WEIGHTS).is_file():
+        sys.exit(f"build_demo_model: {work}: no {WEIGHTS}; --refit-from takes a model trained on all.csv")
+    export_int8(csvs["all"], work)
+    add_speech_embedding(csvs["all"], work)
+    answer_open_set(work)
+    classes = ModelConfig.read(work).classes
+    write_thresholds(work, {c: (threshold if c not in REJECT else 0.0) for c in classes}, source=REFIT_RULE)
+    return work
+
+
 def judge(work: Path, valid: Path, calibration: dict, speakers: int) -> dict:
     """Step 5, once: the 12-class metrics and confusion matrix (as jobs.evaluate writes them) and the
     open-set figures, from one pass of the int8 model over the valid speakers."""
@@ -304,6 +349,8 @@ def main() -> None:
     p.add_argument(
         "--calibration-only", action="store_true", help="stop after step 4: no valid figures, nothing shipped"
     )
+    p.add_argument("--no-refit", action="store_true", help="ship the fit speakers' models (no step 4b)")
+    p.add_argument("--refit-from", default=None, help="step 4b's CNN: a model trained on WORK-split/all.csv")
     args = p.parse_args()
     data = Path(args.data)
     if not data.is_file():  # the default lives beside the checkout (../shared), not in it
@@ -331,6 +378,9 @@ def main() -> None:
         (work / "calibration.json").write_text(json.dumps(calibration, indent=2) + "\n")
         print(json.dumps(calibration, indent=2))
         return
+    if not args.no_refit:
+        work = refit(csvs, work, calibration["threshold"], args.refit_from)
+        calibration["refit"] = "the same recipe retrained on every train speaker; the threshold above kept"
     valid = pd.read_csv(csvs["valid"], dtype=str)
     metrics = judge(
         work, csvs["valid"], calibration, valid.loc[valid["label"] != "silence", "group"].nunique()
@@ -344,6 +394,8 @@ def ship(work: Path, metrics: dict, dest: Path) -> None:
 
     dest.mkdir(parents=True, exist_ok=True)
     config = strip_local_paths(json.loads((work / "config.json").read_text()))
+    onnx_files = config["onnx"]["files"]  # only the int8 file ships
+    config["onnx"]["files"] = {k: v for k, v in onnx_files.items() if k == "model.int8.onnx"}
     (dest / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     (dest / "metrics.json").write_text(json.dumps(strip_local_paths(metrics), indent=2) + "\n")
     shutil.copy(work / "model.int8.onnx", dest / "model.int8.onnx")

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.conftest import LOW_SR
@@ -159,6 +160,34 @@ def test_build_demo_model_without_the_devset_is_one_line(tmp_path):
     )
     assert r.returncode == 1 and r.stderr.count("\n") <= 1 and "no such manifest" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_build_demo_model_splits_keep_valid_out_and_refit_on_every_train_speaker(tmp_path):
+    """fit.csv holds out the calibration speakers; all.csv (step 4b) trains on every train speaker, the
+    calibration speakers listed again only as its validation split; valid speakers appear in neither."""
+    import importlib.util
+
+    script = ROOT / "scripts" / "build_demo_model.py"
+    spec = importlib.util.spec_from_file_location("build_demo_model", script)
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    speakers = [f"s{i:02d}" for i in range(40)]
+    rows = [
+        {"path": f"{g}/{w}.wav", "label": w, "split": "valid" if i >= 32 else "train", "group": g}
+        for i, g in enumerate(speakers)
+        for w in ("yes", "no", "unknown", "silence")
+    ]
+    manifest = tmp_path / "manifest-open.csv"
+    pd.DataFrame(rows).to_csv(manifest, index=False)
+    csvs = build.manifests(manifest, tmp_path / "split")
+    fit, every = pd.read_csv(csvs["fit"]), pd.read_csv(csvs["all"])
+    calib = set(fit.loc[fit["split"] == "valid", "group"])
+    assert calib and calib == {g for g in speakers[:32] if build.is_calibration(g)}
+    assert not set(fit.loc[fit["split"] == "train", "group"]) & calib
+    assert set(every.loc[every["split"] == "train", "group"]) == set(speakers[:32])
+    assert set(every.loc[every["split"] == "valid", "group"]) == calib
+    assert not set(every["group"]) & set(speakers[32:])
+    assert all(Path(q).is_absolute() for q in every["path"])
 
 
 # --- issue 25, item 22 --------------------------------------------------------------------------------------
