@@ -180,16 +180,22 @@ def answer_open_set(work: Path) -> None:
     config.write(work)
 
 
+def write_word_threshold(work: Path, threshold: float, rule: str) -> None:
+    """One threshold for every word into work/config.json; unknown and silence are answered at any score."""
+    from learner.folder import write_thresholds
+
+    classes = ModelConfig.read(work).classes
+    write_thresholds(work, {c: (threshold if c not in REJECT else 0.0) for c in classes}, source=rule)
+
+
 def calibrate(work: Path, calib: Path) -> dict:
     """Step 4: thresholds and the reject record into work/config.json; the calibration figures."""
-    from learner.folder import ModelConfig, write_thresholds
-
     answer_open_set(work)
     config = ModelConfig.read(work)
     before, probs = answers(work, calib)
     classes = config.classes
     t = word_threshold(probs, before["label"], classes)
-    write_thresholds(work, {c: (t if c not in REJECT else 0.0) for c in classes}, source=THRESHOLD_RULE)
+    write_word_threshold(work, t, THRESHOLD_RULE)
     after, _ = answers(work, calib, probs)  # the same scores under the new thresholds
     speakers = before.loc[before["label"] != "silence", "group"].nunique()
     return {
@@ -300,8 +306,6 @@ def refit(csvs: dict[str, Path], fitted: Path, threshold: float, refit_from: str
     """Step 4b: the same recipe again on every train speaker (fit and calibration): the CNN (or the one in
     `refit_from`, trained on csvs["all"]), its int8 file, the speech_embedding member; then the reject
     record and the threshold set in step 4 on the models that never heard the calibration speakers."""
-    from learner.folder import write_thresholds
-
     work = fitted.with_name(fitted.name + "-refit")
     if work.exists():
         shutil.rmtree(work)
@@ -314,8 +318,7 @@ def refit(csvs: dict[str, Path], fitted: Path, threshold: float, refit_from: str
     export_int8(csvs["all"], work)
     add_speech_embedding(csvs["all"], work)
     answer_open_set(work)
-    classes = ModelConfig.read(work).classes
-    write_thresholds(work, {c: (threshold if c not in REJECT else 0.0) for c in classes}, source=REFIT_RULE)
+    write_word_threshold(work, threshold, REFIT_RULE)
     return work
 
 
@@ -391,14 +394,15 @@ def main() -> None:
 def ship(work: Path, metrics: dict, dest: Path) -> None:
     """Step 6: the shipped folder, with no local paths."""
     from learner.folder import strip_local_paths
+    from learner.serve.onnx_backend import INT8_FILE
 
     dest.mkdir(parents=True, exist_ok=True)
     config = strip_local_paths(json.loads((work / "config.json").read_text()))
     onnx_files = config["onnx"]["files"]  # only the int8 file ships
-    config["onnx"]["files"] = {k: v for k, v in onnx_files.items() if k == "model.int8.onnx"}
+    config["onnx"]["files"] = {k: v for k, v in onnx_files.items() if k == INT8_FILE}
     (dest / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     (dest / "metrics.json").write_text(json.dumps(strip_local_paths(metrics), indent=2) + "\n")
-    shutil.copy(work / "model.int8.onnx", dest / "model.int8.onnx")
+    shutil.copy(work / INT8_FILE, dest / INT8_FILE)
     shutil.copy(work / "int8-valid" / "confusion_matrix.png", dest / "confusion_matrix.png")
     licence = (ROOT / "assets" / "licences" / "Apache-2.0.txt").read_text()
     (dest / NOTICE).write_text(NOTICE_TEXT + "\n```\n" + licence + "```\n")  # travels with the weights
