@@ -2,14 +2,16 @@
 uncertainty-picked windows raise event F1 on a held-out recording by at least 0.05 more than 100 randomly
 picked windows?
 
-    OMP_NUM_THREADS=1 .venv/bin/python -m bench.review_active [--seeds 20] [--devsets] [--out DIR]
+    OMP_NUM_THREADS=1 .venv/bin/python -m bench.review_active [--seeds 20] [--devsets] [--bed loop|mix]
+                      [--out DIR]
 
 Recordings: generated soundscapes (learner/data/soundscape.py: tone / chirp / clicks events of 1.5–4 s over
 steady noise, some overlapping); two 4-minute ones are the pool the reviewer answers windows of, a third
 (another seed) is held out. With `--devsets`, 8 classes of real clips (frog-dev, esc-dev, speech-dev) over
 real field background at 0–15 dB SNR (bench/soundscape.py): the pool is six 4-minute recordings of 24
-sounds from the train split (each over its own bed clip, so the pool hears six backgrounds, not two), the
-held-out recording 20 minutes of 120 sounds (15 a class) from the valid split (`--held-seed`). Windows
+sounds from the train split (each over its own bed clip, so the pool hears six backgrounds, not two; with
+`--bed mix` each over pieces of all the split's bed clips), the held-out recording 20 minutes of 120 sounds
+(15 a class) from the valid split (`--held-seed`), whose bed clips the pool never heard. Windows
 (generated: 1 s every 0.5 s; devsets: 2 s every 0.5 s, `DEVSET_SETUP`) are embedded once by the aisfx
 backbone (cached); the model is a logistic head on those embeddings (learner.train.heads.fit_linear, softmax
 over the classes and `background`: the frozen head earshot trains), fitted in a fraction of a second, so it
@@ -83,9 +85,9 @@ def devset_recordings(root: Path) -> dict[int, tuple[Path, list]]:
     from learner.data.events import Event
 
     pool = build(root / "pool", split="train", recordings=len(POOL_SEEDS), minutes=SETUP["pool_minutes"],
-                 events=SETUP["pool_events"])  # fmt: skip
+                 events=SETUP["pool_events"], bed=SETUP["bed"])  # fmt: skip
     held = build(root / "held", split="valid", recordings=1, minutes=SETUP["held_minutes"],
-                 events=SETUP["held_events"], seed=HELD_OUT_SEED)  # fmt: skip
+                 events=SETUP["held_events"], seed=HELD_OUT_SEED, bed=SETUP["bed"])  # fmt: skip
     paths = sorted(set(pool["path"]))
     out = {}
     for seed, path, truth in [*zip(POOL_SEEDS, paths, [pool[pool["path"] == p] for p in paths]),
@@ -230,12 +232,17 @@ def run_strategy(how: str, rounds: list[int], pool: dict, held: tuple, seed_idx,
     return event_f1(model, held)
 
 
+def _bed_tag() -> str:
+    """Cached embeddings are per recording, and a mixed bed makes other recordings of the same seed."""
+    return "" if SETUP.get("bed", "loop") == "loop" else f"_{SETUP['bed']}"
+
+
 def load(work: Path, devsets: bool = False) -> tuple[dict, tuple]:
     recs = recordings(work, devsets)
     paths, starts, embs, truths = [], [], [], []
     for seed in POOL_SEEDS:
         path, truth = recs[seed]
-        s, e = embed(path, work / f"rec_{seed}.npz", SETUP["window_s"], SETUP["hop_s"])
+        s, e = embed(path, work / f"rec_{seed}{_bed_tag()}.npz", SETUP["window_s"], SETUP["hop_s"])
         paths += [str(path)] * len(s)
         starts.append(s)
         embs.append(e)
@@ -244,7 +251,7 @@ def load(work: Path, devsets: bool = False) -> tuple[dict, tuple]:
             "truth": np.concatenate(truths)}  # fmt: skip
     pool["index"] = {(p, round(float(s), 3)): i for i, (p, s) in enumerate(zip(pool["path"], pool["starts"]))}
     path, truth = recs[HELD_OUT_SEED]
-    s, e = embed(path, work / f"held_{HELD_OUT_SEED}.npz", SETUP["window_s"], SETUP["hop_s"])
+    s, e = embed(path, work / f"held_{HELD_OUT_SEED}{_bed_tag()}.npz", SETUP["window_s"], SETUP["hop_s"])
     import soundfile as sf
 
     return pool, (s, e, truth, sf.info(str(path)).duration)
@@ -286,6 +293,8 @@ def main() -> None:
     global POOL_SEEDS, HELD_OUT_SEED
     import os
 
+    from learner.data.soundscape import BEDS
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument(
@@ -293,8 +302,10 @@ def main() -> None:
     )
     ap.add_argument("--out", default=None, help="work folder (recordings, cached embeddings, review files)")
     ap.add_argument("--held-seed", type=int, default=13, help="the held-out recording's seed")
+    ap.add_argument("--bed", default="loop", choices=BEDS,
+                    help="devsets: each recording over one looped bed clip, or pieces of all")  # fmt: skip
     args = ap.parse_args()
-    SETUP.update(DEVSET_SETUP if args.devsets else GENERATED_SETUP)
+    SETUP.update(DEVSET_SETUP if args.devsets else GENERATED_SETUP, bed=args.bed)
     if args.devsets:  # seeds name the pool's recordings (and their caches): not the held-out one's
         POOL_SEEDS = tuple(range(21, 21 + SETUP["pool_recordings"]))
     HELD_OUT_SEED = args.held_seed

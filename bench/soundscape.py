@@ -2,10 +2,13 @@
 
     python bench/soundscape.py OUT [--split train|valid] [--recordings 4] [--minutes 2] [--events 24]
                                    [--classes frog-dev:american-bullfrog,esc-dev:dog,speech-dev:yes ...]
+                                   [--bed loop|mix]
 
 Sounds are clips of ../shared/devsets (`frog-dev`, `esc-dev`, `speech-dev`; manifests
 `path,label,split,group`) of the chosen split, so recordings built from `train` and from `valid` share no
-source clip and no group; the bed is esc-dev's field background (rain, wind, sea waves) of the same split.
+source clip and no group; the bed is esc-dev's field background (rain, wind, sea waves) of the same
+split: one clip looped per recording (`--bed loop`, each recording its own site) or pieces of all of them
+(`mix`, one site).
 Placement, SNRs (0-15 dB by default) and overlaps are `learner.data.soundscape.compose_soundscape`'s: what
 tests build from generated sounds. Writes OUT/rec_00.wav ... with `rec_00.wav.earshot.selection.table.txt`
 beside each (earshot's own Raven writer) and OUT/boxes.csv (the truth). Other benches import
@@ -23,7 +26,7 @@ import pandas as pd
 from benchkit import DEVSETS  # first: it puts the checkout on the import path
 
 from learner.audio import decode
-from learner.data.soundscape import write_soundscapes
+from learner.data.soundscape import BEDS, write_soundscapes
 from learner.score.event_writers import EVENT_WRITERS, RAVEN_SUFFIX
 
 BED_CLASSES = ("rain", "wind", "sea_waves")  # esc-dev's steady field sounds: the background
@@ -95,10 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--snr", type=float, nargs=2, default=(0.0, 15.0), metavar=("LOW_DB", "HIGH_DB"))
     p.add_argument("--classes", default=",".join(DEFAULT_CLASSES), help="devset:label,...")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bed", default="loop", choices=BEDS, help="background: one clip looped, or a mix")
     a = p.parse_args(argv)
     truth = build(
         a.out, split=a.split, classes=tuple(a.classes.split(",")), recordings=a.recordings,
         minutes=a.minutes, events=a.events, seed=a.seed, overlap_share=a.overlap_share, snr_db=tuple(a.snr),
+        bed=a.bed,
     )  # fmt: skip
     overlaps = sum(
         int((g["start_s"].to_numpy()[1:] < g["end_s"].to_numpy()[:-1]).sum())

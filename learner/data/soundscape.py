@@ -205,19 +205,38 @@ def generated_sounds(
     }
 
 
-def _bed(beds: list[np.ndarray], n: int, rng: np.random.Generator, sr: int) -> np.ndarray:
-    """`n` samples of background: one bed from a random offset, looped with 50 ms crossfades if short."""
+BEDS = ("loop", "mix")  # compose_soundscape's backgrounds: one site per recording, or one site for all
+
+
+def draw_bed(
+    beds: list[np.ndarray], n: int, rng: np.random.Generator, sr: int, how: str = "loop"
+) -> np.ndarray:
+    """`n` samples of background, pieces joined with 50 ms crossfades. "loop": one bed from a random offset,
+    looped if short (each recording its own site; a 5 s bed repeats 720 times an hour). "mix": pieces of
+    1-5 s from random beds at random offsets and ±3 dB, so recordings drawn from the same beds share a
+    site's sounds without repeating one stretch of it."""
+    if how not in BEDS:
+        raise ValueError(f"bed {how!r}: choose one of {', '.join(BEDS)}")
+    fade = int(0.05 * sr)
+    out, at = np.zeros(n, dtype=np.float32), 0
     src = beds[int(rng.integers(len(beds)))].astype(np.float32)
-    fade = min(int(0.05 * sr), src.size // 4)
-    out, at = np.zeros(n, dtype=np.float32), -int(rng.integers(max(1, src.size - fade)))
-    ramp = np.linspace(0, 1, fade, dtype=np.float32)
-    piece = src.copy()
-    piece[:fade] *= ramp
-    piece[src.size - fade :] *= ramp[::-1]
+    if how == "loop":
+        fade = min(fade, src.size // 4)
+        at = -int(rng.integers(max(1, src.size - fade)))
     while at < n:
+        if how == "mix":
+            src = beds[int(rng.integers(len(beds)))].astype(np.float32)
+            size = min(src.size, int(rng.uniform(1.0, 5.0) * sr))
+            offset = int(rng.integers(src.size - size + 1))
+            src = src[offset : offset + size] * np.float32(10 ** (rng.uniform(-3, 3) / 20))
+        f = min(fade, src.size // 4)
+        piece = src.copy()
+        ramp = np.linspace(0, 1, f, dtype=np.float32)
+        piece[:f] *= ramp
+        piece[src.size - f :] *= ramp[::-1]
         a, b = max(at, 0), min(at + src.size, n)
         out[a:b] += piece[a - at : b - at]
-        at += src.size - fade
+        at += src.size - f
     return out
 
 
@@ -235,10 +254,12 @@ def compose_soundscape(
     overlap_share: float = 0.25,
     snr_db: tuple[float, float] = (0.0, 15.0),
     seed: int = 0,
+    bed: str = "loop",
 ) -> tuple[np.ndarray, list[Event]]:
     """(signal, true events by start): `n_events` sounds (classes taken in turn, shuffled) placed at random
     gaps over background from `beds`, each at an SNR drawn from `snr_db` (its RMS against the bed's), about
-    `overlap_share` of them starting 0.3-0.8 s before the previous sound (of another class) ends.
+    `overlap_share` of them starting 0.3-0.8 s before the previous sound (of another class) ends. `bed`: how
+    the background is drawn from `beds` (`BEDS`: one looped, or a mix of pieces of all of them).
 
     Each sound is first trimmed to its part within `SCENE_TRIM_DB` of its peak, so an event is exactly where
     the sound is loud: the box an annotator would draw. The mixture is scaled down only if it would clip."""
@@ -264,8 +285,8 @@ def compose_soundscape(
     gaps = (
         rng.dirichlet(np.ones(n_events + 1)) * free
     )  # seconds of bed before each sound that is not overlapped
-    bed = _bed(beds, n, rng, sr)
-    x, level, truth = bed.copy(), _rms(bed), []
+    under = draw_bed(beds, n, rng, sr, bed)
+    x, level, truth = under.copy(), _rms(under), []
     t, prev = 0.5, None
     for i, ((label, s), over) in enumerate(zip(picked, overlapped, strict=True)):
         if over and prev is not None:
