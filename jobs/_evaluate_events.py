@@ -148,6 +148,9 @@ def _report(result, args: argparse.Namespace, predictor) -> None:
             f"earshot: recommended (gap {rec['gap_s']:g} s, minimum {rec['min_length_s']:g} s): "
             + ", ".join(f"{c}={v['threshold']}" for c, v in rec["classes"].items())
         )
+        for c, v in rec["classes"].items():
+            if v.get("reason") or v.get("note"):
+                print(f"earshot: {c}: {v.get('reason') or v.get('note')}")
         if args.write_thresholds:
             from learner.folder import write_thresholds
 

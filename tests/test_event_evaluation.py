@@ -141,6 +141,28 @@ def test_a_few_events_at_a_high_threshold_do_not_veto_the_recommendation():
     assert raw["classes"]["tone"]["threshold"] is None
 
 
+def test_a_class_no_threshold_can_bring_to_the_target_says_what_it_reaches():
+    """One class above the target at every threshold (it gets the lowest, with a note), one below it at
+    every threshold (no threshold, and the best precision it reached)."""
+    t = [0.1, 0.3, 0.5, 0.7]
+    curve = pd.concat(
+        [
+            pd.DataFrame({"label": "frog", "threshold": t, "precision": [0.95, 0.96, 0.97, 0.98]}),
+            pd.DataFrame({"label": "dog", "threshold": t, "precision": [0.2, 0.3, 0.4, 0.6]}),
+        ]
+    ).assign(gap_s=0.0, min_length_s=0.0, found=100, recall=[0.9, 0.8, 0.6, 0.4] * 2)
+    curve["matched"] = (curve["precision"] * curve["found"]).round().astype(int)
+    for col in ("true_events", "false_alarms", "misses", "f1", "false_per_hour"):
+        curve[col] = 0
+    out = recommend_thresholds(curve, target_precision=0.8)["classes"]
+    assert out["frog"]["threshold"] == 0.1
+    assert "precision 0.95 already at the lowest threshold tried (0.1)" in out["frog"]["note"]
+    assert out["dog"]["threshold"] is None
+    assert out["dog"]["reason"].endswith("precision at most 0.50 (threshold 0.7, 100 events found)")
+    close = recommend_thresholds(curve, target_precision=0.93)["classes"]["frog"]
+    assert close["threshold"] == 0.1 and "note" not in close  # within 5 points of its target: no note
+
+
 def test_a_box_of_no_evaluated_recording_is_one_clear_error():
     table = pd.DataFrame({"path": ["elsewhere.wav"], "start_s": [1.0], "end_s": [2.0], "label": ["tone"]})
     table["source"], table["row"] = "boxes.csv", 2
@@ -294,6 +316,8 @@ def test_jobs_evaluate_boxes_recommends_and_writes_thresholds(event_model, annot
     for label, v in recommended["classes"].items():
         if v["threshold"] is not None:
             assert config["thresholds"][label] == v["threshold"] and v["smoothed_precision"] >= 0.8
+        if v.get("reason") or v.get("note"):  # why a class has no threshold, or cannot come down to 0.8
+            assert f"earshot: {label}: {v.get('reason') or v.get('note')}" in printed
     assert config["thresholds_rule"].startswith("event evaluation on ")
 
 

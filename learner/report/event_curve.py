@@ -35,6 +35,9 @@ CURVE_COLUMNS = (
 )
 
 
+NOTE_ABOVE = 0.05  # a class this far over its target at the lowest threshold gets a note: it cannot come down
+
+
 def smoothed(rows: pd.DataFrame, column: str, radius: int = 1) -> np.ndarray:
     """`column` ("precision" or "false_per_hour") at each threshold (rows sorted by it) from the counts
     pooled over it and its `radius` neighbours each side."""
@@ -53,22 +56,49 @@ def smoothed(rows: pd.DataFrame, column: str, radius: int = 1) -> np.ndarray:
 
 def _pick(
     rows: pd.DataFrame, target_precision: float | None, max_false_per_hour: float | None
-) -> pd.Series | None:
-    """The row of one class and rule with the most recall where the target holds on the smoothed curve
-    (module docstring); None when it holds nowhere."""
+) -> tuple[pd.Series | None, str | None]:
+    """(the row of one class and rule with the most recall where the target holds on the smoothed curve
+    (module docstring), or None; why there is none, or a note when precision is more than NOTE_ABOVE over
+    the target at the lowest threshold tried: no threshold brings it down to the target)."""
     rows = rows.sort_values("threshold").reset_index(drop=True)
     rows["smoothed_precision"] = smoothed(rows, "precision").round(4)
     rows["smoothed_false_per_hour"] = smoothed(rows, "false_per_hour").round(3)
-    ok = rows["found"].to_numpy() > 0
+    found = rows["found"].to_numpy() > 0
+    ok = found.copy()
     if target_precision is not None:
         ok &= rows["smoothed_precision"].fillna(0.0).to_numpy() >= target_precision - 1e-9
     if max_false_per_hour is not None:
         ok &= rows["smoothed_false_per_hour"].to_numpy() <= max_false_per_hour + 1e-9
     if not ok.any():
-        return None
+        return None, _why_none(rows[found], target_precision)
     feasible = rows[ok]
     best = feasible["recall"].fillna(0.0).max()
-    return feasible[feasible["recall"].fillna(0.0) >= best - 1e-12].iloc[0]
+    row = feasible[feasible["recall"].fillna(0.0) >= best - 1e-12].iloc[0]
+    note = None
+    above = target_precision is not None and row["smoothed_precision"] > target_precision + NOTE_ABOVE
+    if above and row.name == 0:
+        note = (
+            f"precision {row['smoothed_precision']:.2f} already at the lowest threshold tried "
+            f"({row['threshold']:g}): no threshold brings it down to {target_precision:g}"
+        )
+    return row, note
+
+
+def _why_none(rows: pd.DataFrame, target_precision: float | None) -> str:
+    """What the class reaches at best, for the "no threshold" answer."""
+    if rows.empty:
+        return "no threshold meets the target on this data: the model finds no event of it"
+    if target_precision is not None:
+        best = rows.loc[rows["smoothed_precision"].fillna(0.0).idxmax()]
+        return (
+            f"no threshold meets the target on this data: precision at most {best['smoothed_precision']:.2f} "
+            f"(threshold {best['threshold']:g}, {int(best['found'])} events found)"
+        )
+    best = rows.loc[rows["smoothed_false_per_hour"].idxmin()]
+    return (
+        f"no threshold meets the target on this data: at least {best['smoothed_false_per_hour']:g} false "
+        f"alarms an hour (threshold {best['threshold']:g})"
+    )
 
 
 def recommend_thresholds(
@@ -76,8 +106,10 @@ def recommend_thresholds(
 ) -> dict[str, Any]:
     """Per-class thresholds (and one event gap / minimum length for all) meeting the target with the most
     recall: {"gap_s", "min_length_s", "target", "classes": {label: {"threshold", precision, recall, …} or
-    {"threshold": None, "reason"}}}. Of the event rules in the curve, the one with the highest summed
-    recall over the classes wins (ties: the smaller gap, then the smaller minimum)."""
+    {"threshold": None, "reason": what the class reaches at best}}}, with a "note" on a class whose
+    precision stays well above the target even at the lowest threshold. Of the event rules in the curve, the
+    one with the highest summed recall over the classes wins (ties: the smaller gap, then the smaller
+    minimum)."""
     if (target_precision is None) == (max_false_per_hour is None):
         raise ValueError("give one target: a precision, or a number of false alarms per hour")
     if target_precision is not None and not 0 < target_precision <= 1:
@@ -88,9 +120,9 @@ def recommend_thresholds(
     for (gap, least), rule_rows in curve.groupby(["gap_s", "min_length_s"], sort=True):
         chosen, total = {}, 0.0
         for label, rows in rule_rows.groupby("label", sort=True):
-            row = _pick(rows, target_precision, max_false_per_hour)
+            row, why = _pick(rows, target_precision, max_false_per_hour)
             if row is None:
-                chosen[label] = {"threshold": None, "reason": "no threshold meets the target on this data"}
+                chosen[label] = {"threshold": None, "reason": why}
                 continue
             chosen[label] = {
                 "threshold": float(row["threshold"]),
@@ -98,6 +130,7 @@ def recommend_thresholds(
                     k: _plain(row[k])
                     for k in (*CURVE_COLUMNS[4:], "smoothed_precision", "smoothed_false_per_hour")
                 },
+                **({"note": why} if why else {}),
             }
             total += float(row["recall"] or 0.0)
         if best is None or total > best[0] + 1e-12:
