@@ -211,10 +211,10 @@ BEDS = ("loop", "mix")  # compose_soundscape's backgrounds: one site per recordi
 def draw_bed(
     beds: list[np.ndarray], n: int, rng: np.random.Generator, sr: int, how: str = "loop"
 ) -> np.ndarray:
-    """`n` samples of background, pieces joined with 50 ms crossfades. "loop": one bed from a random offset,
-    looped if short (each recording its own site; a 5 s bed repeats 720 times an hour). "mix": pieces of
-    1-5 s from random beds at random offsets and ±3 dB, so recordings drawn from the same beds share a
-    site's sounds without repeating one stretch of it."""
+    """`n` samples of background from `beds` (`how`: compose_soundscape's `bed`), pieces joined with 50 ms
+    crossfades. "loop": one bed from a random offset, looped if short (each recording its own site; a 5 s
+    bed repeats 720 times an hour). "mix": pieces of 1-5 s from random beds at random offsets and ±3 dB, so
+    recordings drawn from the same beds share a site's sounds without repeating one stretch of it."""
     if how not in BEDS:
         raise ValueError(f"bed {how!r}: choose one of {', '.join(BEDS)}")
     fade = int(0.05 * sr)
@@ -257,9 +257,8 @@ def compose_soundscape(
     bed: str = "loop",
 ) -> tuple[np.ndarray, list[Event]]:
     """(signal, true events by start): `n_events` sounds (classes taken in turn, shuffled) placed at random
-    gaps over background from `beds`, each at an SNR drawn from `snr_db` (its RMS against the bed's), about
-    `overlap_share` of them starting 0.3-0.8 s before the previous sound (of another class) ends. `bed`: how
-    the background is drawn from `beds` (`BEDS`: one looped, or a mix of pieces of all of them).
+    gaps over background drawn from `beds` as `bed` says (draw_bed), each at an SNR drawn from `snr_db` (its
+    RMS against the bed's), about `overlap_share` of them starting 0.3-0.8 s before the previous one ends.
 
     Each sound is first trimmed to its part within `SCENE_TRIM_DB` of its peak, so an event is exactly where
     the sound is loud: the box an annotator would draw. The mixture is scaled down only if it would clip."""
@@ -282,9 +281,7 @@ def compose_soundscape(
         raise ValueError(
             f"{n_events} sounds ({sound_s:.0f} s) do not fit in {duration_s:g} s with gaps between"
         )
-    gaps = (
-        rng.dirichlet(np.ones(n_events + 1)) * free
-    )  # seconds of bed before each sound that is not overlapped
+    gaps = rng.dirichlet(np.ones(n_events + 1)) * free  # seconds of bed before each sound not overlapped
     under = draw_bed(beds, n, rng, sr, bed)
     x, level, truth = under.copy(), _rms(under), []
     t, prev = 0.5, None
