@@ -21,7 +21,7 @@ the held-out recordings' windows are embedded once (cached) and swept by `score_
 holds `--per-minute` × `--minutes` sounds (6 × 60 = 360, 120 a class), so one recording's precision is known
 to a binomial standard error of √(t(1−t)/found) ≈ 3.7 points at t = 0.8: the table gives that SE and the
 share of thresholds within ±1.96 SE of the target next to the ±5 points the acceptance asks for.
-`--bed mix` (aisfx-head) draws every recording's background from pieces of all the split's background
+`--bed mix` (devsets) draws every recording's background from pieces of all the split's background
 clips instead of looping one: recordings of one site, where a threshold is calibrated for use.
 """
 
@@ -56,9 +56,9 @@ def _recording(root: Path, name: str, minutes: float, seed: int) -> Path:
     return folder / "boxes.csv"
 
 
-def _devset_recordings(root: Path, minutes: float, n: int) -> list[Path]:
-    """`n` recordings of real valid-split devset clips over real background (bench/soundscape.py), one box
-    CSV each."""
+def _devset_recordings(root: Path, minutes: float, n: int, bed: str = "loop") -> list[Path]:
+    """`n` recordings of real valid-split devset clips over real background (bench/soundscape.py, `bed`),
+    one box CSV each."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -72,6 +72,7 @@ def _devset_recordings(root: Path, minutes: float, n: int) -> list[Path]:
         minutes=minutes,
         events=int(minutes * 4),
         seed=200,
+        bed=bed,
     )
     out = []
     for k, (_, rows) in enumerate(sorted(truth.groupby("path"))):
@@ -81,7 +82,7 @@ def _devset_recordings(root: Path, minutes: float, n: int) -> list[Path]:
     return out
 
 
-def _devset_model(root: Path, recordings: int = 6, epochs: int = 10) -> Path:
+def _devset_model(root: Path, recordings: int = 6, epochs: int = 10, bed: str = "loop") -> Path:
     """The bench's event model, trained from boxes on train-split soundscapes (annot's train from boxes)."""
     import sys
 
@@ -100,6 +101,7 @@ def _devset_model(root: Path, recordings: int = 6, epochs: int = 10) -> Path:
         minutes=3,
         events=30,
         seed=100,
+        bed=bed,
     )
     args = TrainArgs(
         data=str(root / "train" / "boxes.csv"),
@@ -240,7 +242,7 @@ def _pair_rows(target: float, sweeps: list) -> list[dict]:
     return rows
 
 
-def _predictor_sweeps(sounds, work, minutes, recordings, match, train_recordings, epochs) -> tuple:
+def _predictor_sweeps(sounds, work, minutes, recordings, match, train_recordings, epochs, bed) -> tuple:
     """The small CNN's sweeps (mfcc_cnn1d: generated clips, or trained from boxes on devset recordings),
     each recording scored once by the model in 1 s windows every 0.25 s."""
     from bench.events import train_event_model
@@ -248,8 +250,8 @@ def _predictor_sweeps(sounds, work, minutes, recordings, match, train_recordings
 
     cpu = time.process_time()
     if sounds == "devsets":
-        model = _devset_model(work, train_recordings, epochs)
-        paths = _devset_recordings(work, minutes, recordings)
+        model = _devset_model(work, train_recordings, epochs, bed)
+        paths = _devset_recordings(work, minutes, recordings, bed)
     else:
         model = train_event_model(work, task="multi", clips=240, epochs=10)
         paths = [_recording(work, f"rec{k}", minutes, seed=11 + k) for k in range(recordings)]
@@ -280,13 +282,15 @@ def run(
     from learner.report.event_metrics import MatchRule
 
     match = MatchRule(match_by)
+    if bed != "loop" and sounds != "devsets":
+        raise SystemExit(f"--bed {bed} needs --sounds devsets: generated recordings lay their own noise")
     if model == "aisfx-head":
         sweeps, train_cpu, note = _head_sweeps(
             work, minutes, recordings, train_recordings, per_minute, match, bed
         )
     else:
         sweeps, train_cpu, note = _predictor_sweeps(
-            sounds, work, minutes, recordings, match, train_recordings, epochs
+            sounds, work, minutes, recordings, match, train_recordings, epochs, bed
         )
     rows = [r for target in targets for r in _pair_rows(target, sweeps)]
     return {
@@ -349,7 +353,7 @@ def main() -> None:
                     help="devsets: mfcc_cnn1d from boxes, or a frozen aisfx head on 2 s windows")  # fmt: skip
     ap.add_argument("--per-minute", type=float, default=4.0, help="aisfx-head: events a minute")
     ap.add_argument("--bed", default="loop", choices=BEDS,
-                    help="aisfx-head: each recording one looped background clip (a site each), or pieces "
+                    help="devsets: each recording one looped background clip (a site each), or pieces "
                     "of all the split's background clips (one site)")  # fmt: skip
     ap.add_argument("--out", default=None, help="keep the work folder here (default: a temporary one)")
     args = ap.parse_args()

@@ -118,8 +118,11 @@ def window_truth(starts: np.ndarray, truth, window_s: float | None = None, share
 
 def embed(path: Path, cache: Path, window_s: float, hop_s: float) -> tuple[np.ndarray, np.ndarray]:
     """(window starts, aisfx embeddings) of one recording's `window_s` windows every `hop_s`, cached (the
-    cache's name carries window and hop); embedded 256 windows at a time, so an hour stays in memory."""
-    cache = cache.with_name(f"{cache.stem}_w{window_s:g}_h{hop_s:g}.npz")
+    cache's name carries window, hop and the recording's digest, so a recording built again otherwise, say
+    over another bed, is embedded again); 256 windows at a time, so an hour stays in memory."""
+    from learner.serve.onnx_backend import sha256_file
+
+    cache = cache.with_name(f"{cache.stem}_w{window_s:g}_h{hop_s:g}_{sha256_file(path)[:12]}.npz")
     if cache.exists():
         z = np.load(cache)
         return z["starts"], z["emb"]
@@ -232,17 +235,12 @@ def run_strategy(how: str, rounds: list[int], pool: dict, held: tuple, seed_idx,
     return event_f1(model, held)
 
 
-def _bed_tag() -> str:
-    """Cached embeddings are per recording, and a mixed bed makes other recordings of the same seed."""
-    return "" if SETUP.get("bed", "loop") == "loop" else f"_{SETUP['bed']}"
-
-
 def load(work: Path, devsets: bool = False) -> tuple[dict, tuple]:
     recs = recordings(work, devsets)
     paths, starts, embs, truths = [], [], [], []
     for seed in POOL_SEEDS:
         path, truth = recs[seed]
-        s, e = embed(path, work / f"rec_{seed}{_bed_tag()}.npz", SETUP["window_s"], SETUP["hop_s"])
+        s, e = embed(path, work / f"rec_{seed}.npz", SETUP["window_s"], SETUP["hop_s"])
         paths += [str(path)] * len(s)
         starts.append(s)
         embs.append(e)
@@ -251,7 +249,7 @@ def load(work: Path, devsets: bool = False) -> tuple[dict, tuple]:
             "truth": np.concatenate(truths)}  # fmt: skip
     pool["index"] = {(p, round(float(s), 3)): i for i, (p, s) in enumerate(zip(pool["path"], pool["starts"]))}
     path, truth = recs[HELD_OUT_SEED]
-    s, e = embed(path, work / f"held_{HELD_OUT_SEED}{_bed_tag()}.npz", SETUP["window_s"], SETUP["hop_s"])
+    s, e = embed(path, work / f"held_{HELD_OUT_SEED}.npz", SETUP["window_s"], SETUP["hop_s"])
     import soundfile as sf
 
     return pool, (s, e, truth, sf.info(str(path)).duration)

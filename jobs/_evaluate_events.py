@@ -149,8 +149,8 @@ def _report(result, args: argparse.Namespace, predictor) -> None:
             + ", ".join(f"{c}={v['threshold']}" for c, v in rec["classes"].items())
         )
         for c, v in rec["classes"].items():
-            if v.get("reason") or v.get("note"):
-                print(f"earshot: {c}: {v.get('reason') or v.get('note')}")
+            if why := v.get("reason") or v.get("note"):
+                print(f"earshot: {c}: {why}")
         if args.write_thresholds:
             from learner.folder import write_thresholds
 

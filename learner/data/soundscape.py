@@ -219,7 +219,7 @@ def draw_bed(
         raise ValueError(f"bed {how!r}: choose one of {', '.join(BEDS)}")
     fade = int(0.05 * sr)
     out, at = np.zeros(n, dtype=np.float32), 0
-    src = beds[int(rng.integers(len(beds)))].astype(np.float32)
+    src = beds[int(rng.integers(len(beds)))].astype(np.float32)  # drawn for "mix" too: one random stream
     if how == "loop":
         fade = min(fade, src.size // 4)
         at = -int(rng.integers(max(1, src.size - fade)))
